@@ -1,1 +1,32 @@
-//! connector
+//! `m365-connector`: a read-only Microsoft 365 connector for AI assistants, served as a remote
+//! MCP server (Streamable HTTP). It validates the caller's Entra ID token, exchanges it
+//! On-Behalf-Of for a Microsoft Graph token, and serves read-only tools over mail, calendar,
+//! files and chats. It never caches content, never writes, and audits every call.
+//!
+//! # Layout
+//! * [`clock`]: the injectable clock every expiry is judged by.
+//! * [`domain`]: newtypes for ids, scopes, the validated [`domain::Caller`].
+//! * [`config`]: typed configuration from file, environment and flags, validated at start.
+//! * [`server`]: the axum application (`/mcp`, Protected Resource Metadata, health, metrics).
+//! * [`auth`]: inbound tokens: JWKS key store, validation into a `Caller`, 401/403/503 answers.
+//! * [`obo`]: On-Behalf-Of exchange, the encrypted single-flight token cache, AADSTS mapping.
+//! * [`graph`]: the read-only Graph client (method allow-list, retries, paging, downloads).
+//! * [`extract`]: file content to text (docx, xlsx, pptx, pdf, html, csv, md, txt).
+//! * [`tools`]: the MCP tool surface.
+//! * [`policy`]: per-tenant policy (enabled tenants, allowed tools, limits), reloadable.
+//! * [`audit`]: the hash-chained audit log.
+//! * [`telemetry`], [`metrics`]: logs and Prometheus metrics.
+
+pub mod audit;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod extract;
+pub mod graph;
+pub mod metrics;
+pub mod obo;
+pub mod policy;
+pub mod server;
+pub mod telemetry;
+pub mod tools;

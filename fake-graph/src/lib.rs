@@ -1,1 +1,612 @@
-//! fake-graph
+//! A fake Microsoft Graph for offline tests: it serves the fixture world (mail, calendars,
+//! drives, sites, chats, teams) with Graph's shapes, and enforces what Graph enforces — token
+//! validation against fake-entra's JWKS, per-endpoint scopes, tenant isolation, security
+//! trimming, Continuous Access Evaluation — so that a connector passing against it works against
+//! the real service and every connector mistake shows up as a failure or a journal entry.
+//!
+//! ```no_run
+//! # async fn f(world: std::sync::Arc<fixtures::World>, entra_uri: String) -> anyhow::Result<()> {
+//! let graph = fake_graph::FakeGraph::builder().world(world).entra(&entra_uri).start().await?;
+//! let base = format!("{}/v1.0", graph.uri());
+//! // … point the connector at `base`, run it, then:
+//! assert!(graph.mutating_requests().is_empty());
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! * [`FakeGraph`], [`FakeGraphBuilder`] (this file): start on `127.0.0.1:0`, `uri()`, the
+//!   request pipeline (ids, auth, CAE, faults, read-only guard, journal), control methods.
+//! * [`routes`]: the `/v1.0` API, one module per workload, dispatched on path segments.
+//! * [`auth`]: token validation, the permission table, CAE.
+//! * [`trimming`]: who may see which drive item, site, chat.
+//! * [`error`]: Graph's error envelope and per-service codes.
+//! * [`faults`]: scripted throttling, 5xx, latency, broken bodies; Outlook's concurrency limit.
+//! * [`journal`]: the request journal (activity-log columns).
+//! * [`control`]: the `/_fake/…` HTTP control API mirroring the handle's methods.
+//! * [`odata`]: `$filter`, `$orderby`, `$select`, `$top`, paging links.
+//! * [`kql`]: the KQL subset of `/search/query` and `$search`.
+//! * `store`: the world and its per-tenant indexes.
+
+pub mod auth;
+pub mod control;
+pub mod error;
+pub mod faults;
+pub mod journal;
+pub mod kql;
+pub mod odata;
+pub mod routes;
+mod store;
+pub mod trimming;
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, OnceLock, RwLock},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{Request, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use chrono::{DateTime, Utc};
+use fixtures::{Clock, Grantee, Message, World};
+use uuid::Uuid;
+
+pub use auth::{Caller, CaeEvent};
+pub use error::{GraphError, Service};
+pub use faults::{Fault, FaultMatch, FaultRule, RetryAfter, ThrottleKind};
+pub use journal::JournalEntry;
+
+use crate::{
+    auth::Auth,
+    faults::Faults,
+    journal::Journal,
+    store::Store,
+};
+
+/// Largest request body read (search and getSchedule bodies are small).
+const MAX_BODY: usize = 1 << 20;
+
+/// How cp1 tokens learn about CAE events from fake-entra.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaeSync {
+    /// Pull the feed before checking every cp1 request: exact, for tests.
+    PerRequest,
+    /// Pull the feed in the background at this interval: cheap, for benchmarks.
+    Background(Duration),
+    /// Never pull; only [`FakeGraph::revoke_sessions`] records events.
+    Off,
+}
+
+/// One pre-authenticated download served from `/_download/…`.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DownloadRecord {
+    pub time: DateTime<Utc>,
+    pub drive_id: String,
+    pub item_id: String,
+    pub status: u16,
+    /// The client sent an `Authorization` header to the download URL (it must not).
+    pub had_authorization: bool,
+    pub range: Option<String>,
+}
+
+/// Server state shared by every request.
+pub struct Shared {
+    pub(crate) store: RwLock<Store>,
+    pub(crate) clock: Clock,
+    pub(crate) auth: Auth,
+    pub(crate) faults: Faults,
+    pub(crate) journal: Journal,
+    pub(crate) cae_sync: CaeSync,
+    pub(crate) download_key: [u8; 32],
+    pub(crate) download_ttl: Duration,
+    pub(crate) base_url: OnceLock<String>,
+    pub(crate) rethrottle_early_retries: bool,
+    pub(crate) downloads: std::sync::Mutex<Vec<DownloadRecord>>,
+    /// (tid, oid, entity, query) of search requests that started at `from = 0`.
+    pub(crate) search_first_pages: std::sync::Mutex<std::collections::HashSet<(Uuid, Uuid, String, String)>>,
+}
+
+impl Shared {
+    /// The public base URL (`http://127.0.0.1:port`), used for absolute links.
+    pub fn base(&self) -> &str {
+        self.base_url.get().map(String::as_str).unwrap_or("http://127.0.0.1")
+    }
+
+    pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, Store> {
+        self.store.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn edit<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
+        let mut store = self.store.write().unwrap_or_else(|e| e.into_inner());
+        let out = f(&mut store.world);
+        store.reindex();
+        out
+    }
+}
+
+/// Builder for [`FakeGraph`].
+#[must_use]
+pub struct FakeGraphBuilder {
+    world: Option<Arc<World>>,
+    entra: Option<String>,
+    clock: Clock,
+    listen: SocketAddr,
+    public_url: Option<String>,
+    cae_sync: CaeSync,
+    download_ttl: Duration,
+    mailbox_concurrency: u64,
+    rethrottle_early_retries: bool,
+}
+
+impl Default for FakeGraphBuilder {
+    fn default() -> Self {
+        Self {
+            world: None,
+            entra: None,
+            clock: Clock::system(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_url: None,
+            cae_sync: CaeSync::PerRequest,
+            download_ttl: Duration::from_secs(3600),
+            mailbox_concurrency: 4,
+            rethrottle_early_retries: false,
+        }
+    }
+}
+
+impl FakeGraphBuilder {
+    /// The world to serve (required).
+    pub fn world(mut self, world: Arc<World>) -> Self {
+        self.world = Some(world);
+        self
+    }
+
+    /// fake-entra's base URL: JWKS at `{entra}/common/discovery/v2.0/keys`, CAE feed at
+    /// `{entra}/_fake/events` (required).
+    pub fn entra(mut self, uri: &str) -> Self {
+        self.entra = Some(uri.to_owned());
+        self
+    }
+
+    /// The shared clock (default: system time).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Address to bind (default `127.0.0.1:0`).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// Base URL written into `@odata.nextLink` and download URLs (default: the bound address).
+    pub fn public_url(mut self, url: &str) -> Self {
+        self.public_url = Some(url.trim_end_matches('/').to_owned());
+        self
+    }
+
+    pub fn cae_sync(mut self, mode: CaeSync) -> Self {
+        self.cae_sync = mode;
+        self
+    }
+
+    /// Lifetime of pre-authenticated download URLs (default one hour).
+    pub fn download_ttl(mut self, ttl: Duration) -> Self {
+        self.download_ttl = ttl;
+        self
+    }
+
+    /// Outlook's concurrent requests per (app, mailbox) (default 4; 0 disables).
+    pub fn mailbox_concurrency(mut self, limit: u64) -> Self {
+        self.mailbox_concurrency = limit;
+        self
+    }
+
+    /// Answer a request that ignored its `Retry-After` with another 429 (default: record only).
+    pub fn rethrottle_early_retries(mut self, on: bool) -> Self {
+        self.rethrottle_early_retries = on;
+        self
+    }
+
+    /// Binds and serves; the server stops when the handle is dropped.
+    pub async fn start(self) -> anyhow::Result<FakeGraph> {
+        let world = self.world.ok_or_else(|| anyhow::anyhow!("FakeGraph needs a world: call .world(..)"))?;
+        let entra = self.entra.ok_or_else(|| anyhow::anyhow!("FakeGraph needs fake-entra's URL: call .entra(..)"))?;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut download_key = [0u8; 32];
+        rand::fill(&mut download_key);
+        let faults = Faults::default();
+        faults.mailbox_concurrency.store(self.mailbox_concurrency, std::sync::atomic::Ordering::Relaxed);
+        let shared = Arc::new(Shared {
+            store: RwLock::new(Store::new((*world).clone())),
+            clock: self.clock,
+            auth: Auth::new(&entra)?,
+            faults,
+            journal: Journal::default(),
+            cae_sync: self.cae_sync,
+            download_key,
+            download_ttl: self.download_ttl,
+            base_url: OnceLock::new(),
+            rethrottle_early_retries: self.rethrottle_early_retries,
+            downloads: std::sync::Mutex::new(Vec::new()),
+            search_first_pages: std::sync::Mutex::new(Default::default()),
+        });
+        let listener = tokio::net::TcpListener::bind(self.listen).await?;
+        let addr = listener.local_addr()?;
+        let base = self.public_url.unwrap_or_else(|| format!("http://{addr}"));
+        let _ = shared.base_url.set(base.clone());
+        let app = router(shared.clone());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop_rx.await;
+            };
+            if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                tracing::error!(%error, "fake-graph server stopped");
+            }
+        });
+        let poller = match self.cae_sync {
+            CaeSync::Background(every) => {
+                let shared = shared.clone();
+                Some(tokio::spawn(async move {
+                    loop {
+                        shared.auth.sync_cae().await;
+                        tokio::time::sleep(every).await;
+                    }
+                }))
+            }
+            _ => None,
+        };
+        Ok(FakeGraph { shared, addr, base, stop: Some(stop_tx), server, poller })
+    }
+}
+
+/// A running fake Graph. Dropping it stops the server.
+pub struct FakeGraph {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+    poller: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl FakeGraph {
+    pub fn builder() -> FakeGraphBuilder {
+        FakeGraphBuilder::default()
+    }
+
+    /// Base URL without `/v1.0` (`http://127.0.0.1:PORT`).
+    pub fn uri(&self) -> String {
+        self.base.clone()
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every journalled request so far.
+    pub fn journal(&self) -> Vec<JournalEntry> {
+        self.shared.journal.entries()
+    }
+
+    pub fn clear_journal(&self) {
+        self.shared.journal.clear();
+    }
+
+    /// Requests made with tokens of this user.
+    pub fn requests_for_user(&self, tid: Uuid, oid: Uuid) -> Vec<JournalEntry> {
+        self.shared.journal.for_user(tid, oid)
+    }
+
+    /// Writes attempted (each was refused).
+    pub fn mutating_requests(&self) -> Vec<JournalEntry> {
+        self.shared.journal.mutating()
+    }
+
+    /// Whether Graph never saw a request for this user.
+    pub fn never_called_for(&self, tid: Uuid, oid: Uuid) -> bool {
+        self.shared.journal.for_user(tid, oid).is_empty()
+    }
+
+    /// Requests that came back before their `Retry-After` elapsed.
+    pub fn retry_violations(&self) -> Vec<JournalEntry> {
+        self.shared.journal.retry_violations()
+    }
+
+    /// Downloads served from the pre-authenticated URLs.
+    pub fn downloads(&self) -> Vec<DownloadRecord> {
+        self.shared.downloads.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn add_fault(&self, rule: FaultRule) {
+        self.shared.faults.add(rule);
+    }
+
+    pub fn clear_faults(&self) {
+        self.shared.faults.clear();
+    }
+
+    pub fn set_mailbox_concurrency(&self, limit: u64) {
+        self.shared.faults.mailbox_concurrency.store(limit, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Records a CAE event for a user now (as if fake-entra's feed had reported it).
+    pub fn revoke_sessions(&self, tid: Uuid, oid: Uuid) {
+        self.shared.auth.cae.revoke(tid, oid, self.shared.clock.now(), "sessionsRevoked");
+    }
+
+    /// Pulls fake-entra's CAE feed now.
+    pub async fn sync_cae(&self) {
+        self.shared.auth.sync_cae().await;
+    }
+
+    /// CAE events known so far.
+    pub fn cae_events(&self) -> Vec<CaeEvent> {
+        self.shared.auth.cae.events()
+    }
+
+    /// Edits the served world in place; indexes are rebuilt afterwards.
+    pub fn edit_world<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
+        self.shared.edit(f)
+    }
+
+    /// Adds a message to a user's mailbox (creating the mailbox if needed).
+    pub fn add_message(&self, tid: Uuid, owner: Uuid, message: Message) -> bool {
+        control::add_message(&self.shared, tid, owner, message)
+    }
+
+    /// Deletes a message; `true` if it existed.
+    pub fn delete_message(&self, tid: Uuid, owner: Uuid, id: &str) -> bool {
+        control::delete_message(&self.shared, tid, owner, id)
+    }
+
+    /// Removes explicit grants from an item and breaks inheritance (only the owner keeps
+    /// access); with `grantee`, removes just that grant.
+    pub fn unshare(&self, tid: Uuid, drive_id: &str, item_id: &str, grantee: Option<Grantee>) -> bool {
+        control::unshare(&self.shared, tid, drive_id, item_id, grantee)
+    }
+
+    /// Deletes a drive item and everything below it.
+    pub fn delete_drive_item(&self, tid: Uuid, drive_id: &str, item_id: &str) -> bool {
+        control::delete_drive_item(&self.shared, tid, drive_id, item_id)
+    }
+
+    /// The shared clock.
+    pub fn clock(&self) -> &Clock {
+        &self.shared.clock
+    }
+}
+
+impl Drop for FakeGraph {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(p) = &self.poller {
+            p.abort();
+        }
+        self.server.abort();
+    }
+}
+
+/// The whole HTTP surface: `/v1.0` through the pipeline, `/_download`, `/_fake`.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .nest("/_fake", control::router())
+        .route("/_download/{token}", axum::routing::get(routes::files::download))
+        .fallback(pipeline)
+        .with_state(shared)
+}
+
+/// Whether Graph would treat this request as a write. The read-only query endpoints are
+/// `POST /search/query`, `POST /me/calendar/getSchedule`, `POST /me/findMeetingTimes`
+/// (also under `/users/{id}/…`).
+pub fn is_mutating(method: &Method, path: &str) -> bool {
+    match *method {
+        Method::GET | Method::HEAD | Method::OPTIONS => false,
+        Method::POST => {
+            let p = path.trim_end_matches('/').to_ascii_lowercase();
+            !(p.ends_with("/v1.0/search/query")
+                || p.ends_with("/calendar/getschedule")
+                || p.ends_with("/findmeetingtimes"))
+        }
+        _ => true,
+    }
+}
+
+struct Outcome {
+    response: Response,
+    caller: Option<Arc<Caller>>,
+    fault: Option<String>,
+    violation: bool,
+    post: Option<Fault>,
+}
+
+async fn pipeline(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let started = Instant::now();
+    let now = shared.clock.now();
+    let request_id = Uuid::new_v4().to_string();
+    let client_request_id = req
+        .headers()
+        .get("client-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .map(str::to_owned)
+        .unwrap_or_else(|| request_id.clone());
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let request_uri = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| path.clone());
+    let mutating = is_mutating(&method, &path);
+
+    let outcome = handle(&shared, req, now, &method, &path, mutating).await;
+    let Outcome { mut response, caller, fault, violation, post } = outcome;
+
+    // Render parked errors with the request's ids.
+    if let Some(err) = response.extensions_mut().remove::<GraphError>() {
+        let body = err.body(now, &request_id, &client_request_id);
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        *response.body_mut() = Body::from(bytes);
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response.headers_mut().remove(header::CONTENT_LENGTH);
+    }
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert("request-id", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&client_request_id) {
+        headers.insert("client-request-id", v);
+    }
+    headers.insert(
+        "x-ms-ags-diagnostic",
+        HeaderValue::from_static(r#"{"ServerInfo":{"DataCenter":"Fake","Slice":"E","Ring":"5","ScaleUnit":"000","RoleInstance":"FAKE-GRAPH"}}"#),
+    );
+    headers.insert("strict-transport-security", HeaderValue::from_static("max-age=31536000"));
+
+    let status = response.status().as_u16();
+    let response = match post {
+        Some(Fault::TruncatedBody) => truncate(response).await,
+        Some(Fault::ConnectionReset) => reset(response),
+        _ => response,
+    };
+    shared.journal.push(JournalEntry {
+        time: now,
+        request_method: method.to_string(),
+        request_uri,
+        path,
+        tenant_id: caller.as_ref().map(|c| c.tid),
+        user_id: caller.as_ref().map(|c| c.oid),
+        app_id: caller.as_ref().map(|c| c.app_id.clone()),
+        sign_in_activity_id: caller.as_ref().map(|c| c.uti.clone()),
+        scopes: caller.as_ref().map(|c| c.scp.clone()),
+        response_status_code: status,
+        duration_ms: started.elapsed().as_millis() as u64,
+        request_id,
+        client_request_id,
+        mutating,
+        retry_violation: violation,
+        fault,
+    });
+    response
+}
+
+async fn handle(shared: &Arc<Shared>, req: Request, now: DateTime<Utc>, method: &Method, path: &str, mutating: bool) -> Outcome {
+    let mut out = Outcome { response: StatusCode::OK.into_response(), caller: None, fault: None, violation: false, post: None };
+    let auth_header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let caller = match shared.auth.authenticate(auth_header.as_deref(), now).await {
+        Ok(c) => c,
+        Err(e) => {
+            out.response = e.into_response();
+            return out;
+        }
+    };
+    out.caller = Some(caller.clone());
+    if caller.cp1 && shared.cae_sync == CaeSync::PerRequest {
+        shared.auth.sync_cae().await;
+    }
+    if let Err(e) = shared.auth.cae_check(&caller) {
+        out.response = e.into_response();
+        return out;
+    }
+
+    let key = (caller.tid, caller.oid, caller.app_id.clone(), method.to_string(), path.to_ascii_lowercase());
+    out.violation = shared.faults.violates_retry_after(&key, now);
+    if out.violation && shared.rethrottle_early_retries {
+        let (err, _) = faults::throttle_error(ThrottleKind::TooManyRequests, &RetryAfter::Seconds(1), now);
+        out.response = err.into_response();
+        return out;
+    }
+
+    let mut latency = None;
+    if let Some((name, fault)) = shared.faults.pick(method.as_str(), path, Some(caller.tid), Some(caller.oid)) {
+        out.fault = Some(name);
+        let answer = match &fault {
+            Fault::Throttle { retry_after, throttle } => Some(faults::throttle_error(*throttle, retry_after, now)),
+            Fault::ServiceUnavailable { retry_after } => Some(faults::unavailable_error(retry_after, now)),
+            Fault::GatewayTimeout => {
+                Some((GraphError::new(StatusCode::GATEWAY_TIMEOUT, "UnknownError", ""), Duration::ZERO))
+            }
+            Fault::Latency { millis } => {
+                latency = Some(Duration::from_millis(*millis));
+                None
+            }
+            Fault::TruncatedBody | Fault::ConnectionReset => {
+                out.post = Some(fault.clone());
+                None
+            }
+        };
+        if let Some((err, delay)) = answer {
+            if !delay.is_zero() {
+                let until = now + chrono::Duration::milliseconds(delay.as_millis() as i64);
+                shared.faults.record_throttle(key, until);
+            }
+            out.response = err.into_response();
+            return out;
+        }
+    }
+
+    if mutating {
+        out.response = GraphError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "notAllowed",
+            format!("fake-graph is read-only: {method} {path} is refused."),
+        )
+        .into_response();
+        return out;
+    }
+
+    let _slot = match routes::outlook_mailbox(path, &caller, &shared.read()) {
+        Some(owner) => match shared.faults.enter_mailbox(&caller.app_id, owner) {
+            Some(slot) => Some(slot),
+            None => {
+                let (err, _) = faults::throttle_error(ThrottleKind::ApplicationThrottled, &RetryAfter::Absent, now);
+                out.response = err.into_response();
+                return out;
+            }
+        },
+        None => None,
+    };
+    if let Some(d) = latency {
+        tokio::time::sleep(d).await;
+    }
+
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            out.response = GraphError::bad_request("BadRequest", "The request body is too large or unreadable.").into_response();
+            return out;
+        }
+    };
+    out.response = routes::dispatch(shared, &caller, &parts.method, &parts.uri, &parts.headers, &body, now);
+    out
+}
+
+async fn truncate(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let cut = bytes.slice(0..bytes.len() / 2);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(cut))
+}
+
+fn reset(response: Response) -> Response {
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let stream = futures::stream::iter([Err::<axum::body::Bytes, std::io::Error>(std::io::Error::new(
+        std::io::ErrorKind::ConnectionReset,
+        "fault: connection reset",
+    ))]);
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+/// Query helper shared by routes: headers as a map.
+pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}

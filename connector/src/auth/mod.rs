@@ -1,0 +1,220 @@
+//! The inbound side: Protected Resource Metadata, the signing-key store, token validation into
+//! a [`Caller`](crate::domain::Caller), and the axum middleware that answers 401/403/503 with
+//! the right `WWW-Authenticate` before anything reaches rmcp.
+//!
+//! # Layout
+//! * [`challenge`]: `Authorization: Bearer` parsing and `WWW-Authenticate` rendering.
+//! * [`jwks`]: the [`KeyStore`] trait and the JWKS-backed store (rate-limited refresh).
+//! * [`validate`]: the claim rules, [`Rejection`] reasons and how each is answered.
+//! * [`rate_limit`]: per-caller token buckets keyed by the validated `(tid, oid)`.
+//! * [`prm`]: the RFC 9728 metadata document.
+
+pub mod challenge;
+pub mod jwks;
+pub mod prm;
+pub mod rate_limit;
+pub mod validate;
+
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use axum::{
+    extract::{Request, State},
+    http::{HeaderValue, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+
+pub use challenge::{Challenge, parse_bearer};
+pub use jwks::{JwksKeyStore, KeyError, KeyStore, SigningKey};
+pub use validate::{Answer, CLOCK_SKEW_LEEWAY, Rejection, Validator};
+
+use crate::{
+    audit::{AuditEvent, AuditLog},
+    metrics::{Metrics, names},
+};
+use rate_limit::RateLimiter;
+
+/// A per-request slot through which a tool asks the middleware to turn the HTTP response into
+/// `401 insufficient_claims` (CAE or a Conditional Access claims challenge; mcp.md §4.9).
+/// Works when the response is produced after the tool finishes (`json_response(true)`).
+#[derive(Clone, Default, Debug)]
+pub struct ChallengeSlot(Arc<OnceLock<String>>);
+
+impl ChallengeSlot {
+    /// Records the base64 `claims` value of the challenge; the first one wins.
+    pub fn request_claims(&self, claims: impl Into<String>) {
+        let _ = self.0.set(claims.into());
+    }
+    pub fn claims(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
+}
+
+/// What the middleware needs; built once by the server.
+pub struct AuthState {
+    pub validator: Validator,
+    pub resource_metadata: String,
+    pub scope: String,
+    pub metrics: Arc<Metrics>,
+    pub audit: Arc<AuditLog>,
+    pub rate_limiter: RateLimiter,
+    /// `Retry-After` for 503 answers (the JWKS refresh floor).
+    pub retry_after: Duration,
+}
+
+impl AuthState {
+    fn challenge(&self) -> Challenge {
+        Challenge {
+            resource_metadata: self.resource_metadata.clone(),
+            scope: Some(self.scope.clone()),
+            ..Challenge::default()
+        }
+    }
+
+    /// The HTTP answer to a refused token.
+    pub fn refuse(&self, rejection: &Rejection) -> Response {
+        let description = rejection.description();
+        let body = axum::Json(serde_json::json!({
+            "error": match rejection.answer() {
+                Answer::Unauthorized => "invalid_token",
+                Answer::InsufficientScope => "insufficient_scope",
+                Answer::Forbidden => "access_denied",
+                Answer::Unavailable => "temporarily_unavailable",
+            },
+            "error_description": description,
+        }));
+        match rejection.answer() {
+            Answer::Unauthorized => {
+                let mut c = self.challenge();
+                if *rejection != Rejection::Missing {
+                    c.error = Some("invalid_token".into());
+                    c.error_description = Some(description);
+                }
+                let mut response = (StatusCode::UNAUTHORIZED, body).into_response();
+                set_challenge(&mut response, &c);
+                response
+            }
+            Answer::InsufficientScope => {
+                let mut c = self.challenge();
+                c.error = Some("insufficient_scope".into());
+                c.error_description = Some(description);
+                let mut response = (StatusCode::FORBIDDEN, body).into_response();
+                set_challenge(&mut response, &c);
+                response
+            }
+            Answer::Forbidden => (StatusCode::FORBIDDEN, body).into_response(),
+            Answer::Unavailable => {
+                let mut response = (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(self.retry_after.as_secs().max(1)));
+                response
+            }
+        }
+    }
+
+    fn claims_challenge(&self, claims: &str) -> Response {
+        let c = Challenge {
+            resource_metadata: self.resource_metadata.clone(),
+            scope: None,
+            error: Some("insufficient_claims".into()),
+            error_description: Some("additional claims are required; sign in again".into()),
+            claims: Some(claims.to_owned()),
+        };
+        let body = axum::Json(serde_json::json!({
+            "error": "insufficient_claims",
+            "error_description": "additional claims are required; sign in again",
+        }));
+        let mut response = (StatusCode::UNAUTHORIZED, body).into_response();
+        set_challenge(&mut response, &c);
+        response
+    }
+}
+
+fn set_challenge(response: &mut Response, c: &Challenge) {
+    if let Ok(v) = HeaderValue::from_str(&c.render()) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+}
+
+fn audit_unavailable() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "5")],
+        axum::Json(serde_json::json!({
+            "error": "temporarily_unavailable",
+            "error_description": "the audit log cannot be written; the request was not processed",
+        })),
+    )
+        .into_response()
+}
+
+/// The axum middleware in front of `/mcp`: validates the bearer token, applies the per-caller
+/// rate limit, audits, and hands the [`Caller`](crate::domain::Caller) and a [`ChallengeSlot`]
+/// to rmcp through the request extensions.
+pub async fn require_caller(State(auth): State<Arc<AuthState>>, mut req: Request, next: Next) -> Response {
+    let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
+    let token = match (values.next(), values.next()) {
+        (None, _) => Err(Rejection::Missing),
+        (Some(_), Some(_)) => Err(Rejection::Malformed),
+        (Some(v), None) => match v.to_str().map(parse_bearer) {
+            Ok(Ok(t)) => Ok(t.to_owned()),
+            Ok(Err(challenge::BearerError::NotBearer)) => Err(Rejection::Missing),
+            _ => Err(Rejection::Malformed),
+        },
+    };
+    let result = match token {
+        Ok(t) => auth.validator.validate(&t).await,
+        Err(r) => Err((r, None)),
+    };
+    let caller = match result {
+        Ok(caller) => caller,
+        Err((rejection, who)) => {
+            auth.metrics.inc(names::TOKENS_REJECTED, &[("reason", rejection.reason())]);
+            tracing::info!(reason = rejection.reason(), "Refused an inbound token");
+            if rejection != Rejection::Missing {
+                let (tenant_id, user_id) = match who {
+                    Some((t, o)) => (Some(t), o),
+                    None => (None, None),
+                };
+                let event = AuditEvent::TokenRefused { reason: rejection.reason(), tenant_id, user_id };
+                if let Err(e) = auth.audit.record(event) {
+                    tracing::error!(error = %e, "Audit write failed");
+                    return audit_unavailable();
+                }
+            }
+            return auth.refuse(&rejection);
+        }
+    };
+    if let Err(wait) = auth.rate_limiter.check(caller.tenant_id, caller.object_id) {
+        auth.metrics.inc(names::TOKENS_REJECTED, &[("reason", "rate_limited")]);
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, wait.as_secs().max(1).to_string())],
+            axum::Json(serde_json::json!({
+                "error": "rate_limited",
+                "error_description": "too many requests from this user; retry later",
+            })),
+        )
+            .into_response();
+    }
+    let accepted = AuditEvent::TokenAccepted {
+        tenant_id: caller.tenant_id,
+        user_id: caller.object_id,
+        client_id: caller.client_id.to_string(),
+        token_id: caller.token_id.clone(),
+    };
+    if let Err(e) = auth.audit.record(accepted) {
+        tracing::error!(error = %e, "Audit write failed");
+        return audit_unavailable();
+    }
+    let slot = ChallengeSlot::default();
+    req.extensions_mut().insert(caller);
+    req.extensions_mut().insert(slot.clone());
+    let response = next.run(req).await;
+    match slot.claims() {
+        Some(claims) => auth.claims_challenge(claims),
+        None => response,
+    }
+}

@@ -1,0 +1,809 @@
+//! Typed configuration: a TOML file, then `M365_`-prefixed environment variables (`__` separates
+//! nesting levels: `M365_ENTRA__CLIENT_ID` sets `entra.client_id`), then command-line flags.
+//!
+//! [`RawSettings`] is the serde shape of the file; [`Settings::from_raw`] validates it into
+//! [`Settings`], refusing unsafe values with a precise [`ConfigError`] (non-HTTPS authority or
+//! Graph base outside loopback, no audience, a cache key that is not 32 bytes, ...). Secrets are
+//! `secrecy` types: redacted in `Debug`, zeroized on drop.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use base64::Engine as _;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use serde::Deserialize;
+use url::Url;
+use uuid::Uuid;
+
+/// The production Entra authority.
+pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
+/// The production Graph base.
+pub const DEFAULT_GRAPH_BASE: &str = "https://graph.microsoft.com/v1.0";
+/// The delegated scope the connector exposes and requires in every inbound token.
+pub const DEFAULT_REQUIRED_SCOPE: &str = "access_as_user";
+/// Prefix of environment variables that override the file.
+pub const ENV_PREFIX: &str = "M365_";
+/// Separator of nesting levels in environment variable names.
+pub const ENV_SEPARATOR: &str = "__";
+/// Smallest allowed pause between two JWKS refreshes triggered by unknown `kid`s; lower values
+/// would let a flood of forged tokens hammer Entra.
+pub const MIN_JWKS_REFRESH_FLOOR: Duration = Duration::from_secs(1);
+
+// ---------------------------------------------------------------------------------------------
+// Raw (serde) shape
+
+/// The file shape. Every field has a default so a file can be partial; validation happens in
+/// [`Settings::from_raw`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSettings {
+    pub server: RawServer,
+    pub entra: RawEntra,
+    pub graph: RawGraph,
+    pub obo: RawObo,
+    pub policy: RawPolicy,
+    pub audit: RawAudit,
+    pub limits: RawLimits,
+    pub tools: RawTools,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub listen: String,
+    /// The canonical MCP URL, e.g. `https://mcp.contoso.com/mcp`; PRM `resource`.
+    pub public_url: Option<String>,
+    pub allowed_hosts: Option<Vec<String>>,
+    pub allowed_origins: Vec<String>,
+    pub resource_name: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:3111".into(),
+            public_url: None,
+            allowed_hosts: None,
+            allowed_origins: Vec::new(),
+            resource_name: "Microsoft 365 connector".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawEntra {
+    pub authority: String,
+    pub client_id: Option<String>,
+    /// Accepted `aud` values; defaults to the client id and `api://{client id}`.
+    pub audiences: Option<Vec<String>>,
+    pub required_scope: String,
+    #[serde(deserialize_with = "lenient_secret")]
+    pub client_secret: Option<SecretString>,
+    pub certificate: Option<RawCertificate>,
+    pub jwks_refresh_floor_secs: u64,
+    pub jwks_refresh_interval_secs: u64,
+    pub http_timeout_secs: u64,
+}
+
+impl Default for RawEntra {
+    fn default() -> Self {
+        Self {
+            authority: DEFAULT_AUTHORITY.into(),
+            client_id: None,
+            audiences: None,
+            required_scope: DEFAULT_REQUIRED_SCOPE.into(),
+            client_secret: None,
+            certificate: None,
+            jwks_refresh_floor_secs: 60,
+            jwks_refresh_interval_secs: 12 * 3600,
+            http_timeout_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    /// PEM text of the private key (prefer `private_key_file`).
+    pub private_key_pem: Option<SecretString>,
+    pub private_key_file: Option<PathBuf>,
+    /// base64url SHA-1 thumbprint of the certificate, the assertion's `x5t` header.
+    pub thumbprint_x5t: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawGraph {
+    pub base_url: String,
+    pub download_hosts: Vec<String>,
+    pub timeout_secs: u64,
+    pub connect_timeout_secs: u64,
+    pub max_retries: u32,
+    pub retry_budget_secs: u64,
+}
+
+impl Default for RawGraph {
+    fn default() -> Self {
+        Self {
+            base_url: DEFAULT_GRAPH_BASE.into(),
+            download_hosts: vec!["*.sharepoint.com".into()],
+            timeout_secs: 20,
+            connect_timeout_secs: 5,
+            max_retries: 3,
+            retry_budget_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawObo {
+    /// Maximum age of a reused OBO token; 0 = exchange on every call.
+    pub max_reuse_secs: u64,
+    pub renew_before_secs: u64,
+    /// base64 AES-256 keys; the first seals, the others only open.
+    pub cache_keys: Vec<SecretString>,
+}
+
+impl Default for RawObo {
+    fn default() -> Self {
+        Self { max_reuse_secs: 300, renew_before_secs: 300, cache_keys: Vec::new() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPolicy {
+    pub path: PathBuf,
+    pub poll_secs: u64,
+}
+
+impl Default for RawPolicy {
+    fn default() -> Self {
+        Self { path: PathBuf::from("policy.toml"), poll_secs: 2 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAudit {
+    pub path: PathBuf,
+    pub fsync: bool,
+    /// Record search query text in tool-call records (off by default: it is user content).
+    pub include_query_text: bool,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        Self { path: PathBuf::from("audit.jsonl"), fsync: true, include_query_text: false }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    pub max_body_bytes: usize,
+    pub request_timeout_secs: u64,
+    pub header_timeout_secs: u64,
+    pub max_in_flight: usize,
+    pub per_caller_per_minute: u32,
+    pub per_caller_burst: u32,
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            request_timeout_secs: 60,
+            header_timeout_secs: 30,
+            max_in_flight: 256,
+            per_caller_per_minute: 120,
+            per_caller_burst: 30,
+            shutdown_grace_secs: 25,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTools {
+    /// base64 32-byte key that seals paging cursors handed to clients.
+    pub cursor_key: Option<SecretString>,
+}
+
+/// Accepts a string or a number (an env value like `12345` parses as a TOML integer).
+fn lenient_secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Lenient {
+        S(String),
+        I(i64),
+        F(f64),
+    }
+    Ok(Option::<Lenient>::deserialize(d)?.map(|v| match v {
+        Lenient::S(s) => SecretString::from(s),
+        Lenient::I(i) => SecretString::from(i.to_string()),
+        Lenient::F(f) => SecretString::from(f.to_string()),
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated shape
+
+/// The validated configuration the application is built from.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub entra: EntraSettings,
+    pub graph: GraphConfig,
+    pub obo: OboConfig,
+    pub policy: PolicyConfig,
+    pub audit: AuditConfig,
+    pub limits: Limits,
+    pub cursor_key: Option<Key32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    /// Canonical MCP endpoint URL (PRM `resource`).
+    pub resource: Url,
+    pub allowed_hosts: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub resource_name: String,
+}
+
+impl ServerSettings {
+    /// The path-specific Protected Resource Metadata URL advertised in challenges.
+    pub fn resource_metadata_url(&self) -> String {
+        let mut base = self.resource.clone();
+        let path = base.path().trim_end_matches('/').to_owned();
+        base.set_path(&format!("/.well-known/oauth-protected-resource{path}"));
+        base.set_query(None);
+        base.to_string()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EntraSettings {
+    /// Authority base without a trailing slash, e.g. `https://login.microsoftonline.com`.
+    pub authority: Url,
+    pub client_id: Uuid,
+    pub audiences: Vec<String>,
+    pub required_scope: String,
+    pub credential: Credential,
+    pub jwks_refresh_floor: Duration,
+    pub jwks_refresh_interval: Duration,
+    pub http_timeout: Duration,
+}
+
+impl EntraSettings {
+    /// `{authority}` without a trailing slash, the prefix of every Entra URL.
+    pub fn authority_base(&self) -> String {
+        self.authority.as_str().trim_end_matches('/').to_owned()
+    }
+    /// The tenant-independent JWKS (keys keep their `issuer`).
+    pub fn jwks_url(&self) -> String {
+        format!("{}/common/discovery/v2.0/keys", self.authority_base())
+    }
+    /// The tenant-independent v2 discovery document.
+    pub fn discovery_url(&self) -> String {
+        format!("{}/common/v2.0/.well-known/openid-configuration", self.authority_base())
+    }
+    /// The v2 issuer for one tenant, `{authority}/{tid}/v2.0`.
+    pub fn issuer_for(&self, tid: &str) -> String {
+        format!("{}/{tid}/v2.0", self.authority_base())
+    }
+    /// The fully qualified scope clients request, `api://{client id}/{scope}`.
+    pub fn qualified_scope(&self) -> String {
+        format!("api://{}/{}", self.client_id, self.required_scope)
+    }
+}
+
+/// How the connector authenticates to Entra's token endpoint.
+#[derive(Clone)]
+pub enum Credential {
+    Secret(SecretString),
+    Certificate { private_key_pem: SecretString, thumbprint_x5t: String },
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Secret(_) => f.write_str("Credential::Secret([redacted])"),
+            Self::Certificate { thumbprint_x5t, .. } => {
+                write!(f, "Credential::Certificate {{ thumbprint_x5t: {thumbprint_x5t:?}, private_key_pem: [redacted] }}")
+            }
+        }
+    }
+}
+
+/// A 32-byte key (AES-256 or HMAC), redacted and zeroized.
+#[derive(Clone)]
+pub struct Key32(std::sync::Arc<SecretBox<[u8; 32]>>);
+
+impl Key32 {
+    /// Decodes standard or URL-safe base64 of exactly 32 bytes.
+    pub fn from_base64(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text))
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
+            .map_err(|_| "is not valid base64".to_owned())?;
+        let array: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| format!("decodes to {} bytes, expected 32", bytes.len()))?;
+        Ok(Self(std::sync::Arc::new(SecretBox::new(Box::new(array)))))
+    }
+    /// # Security
+    /// Key material: never log it.
+    pub fn expose(&self) -> &[u8; 32] {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for Key32 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key32([redacted])")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GraphConfig {
+    pub base_url: Url,
+    pub download_hosts: Vec<String>,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_retries: u32,
+    pub retry_budget: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct OboConfig {
+    pub max_reuse: Duration,
+    pub renew_before: Duration,
+    pub cache_keys: Vec<Key32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    pub path: PathBuf,
+    pub poll: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub path: PathBuf,
+    pub fsync: bool,
+    pub include_query_text: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub header_timeout: Duration,
+    pub max_in_flight: usize,
+    pub per_caller_per_minute: u32,
+    pub per_caller_burst: u32,
+    pub shutdown_grace: Duration,
+}
+
+/// Why a configuration was refused. Each message names the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid TOML: {source}")]
+    Toml { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("invalid configuration: {0}")]
+    Shape(String),
+    #[error("{setting}: {reason}")]
+    Invalid { setting: &'static str, reason: String },
+}
+
+fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { setting, reason: reason.into() }
+}
+
+/// Command-line overrides applied after the file and the environment.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+    pub policy_path: Option<PathBuf>,
+    pub audit_path: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Loads `file` (optional), overlays `env` (pairs of name and value; pass
+    /// `std::env::vars()` in production) and `overrides`, then validates.
+    /// Relative policy and audit paths resolve against the config file's directory.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                text.parse::<toml::Table>().map_err(|source| ConfigError::Toml {
+                    path: path.to_owned(),
+                    source: Box::new(source),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        overlay_env(&mut table, env);
+        let mut raw: RawSettings = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Shape(e.message().to_owned()))?;
+        if let Some(listen) = &overrides.listen {
+            raw.server.listen = listen.clone();
+        }
+        if let Some(url) = &overrides.public_url {
+            raw.server.public_url = Some(url.clone());
+        }
+        if let Some(p) = &overrides.policy_path {
+            raw.policy.path = p.clone();
+        }
+        if let Some(p) = &overrides.audit_path {
+            raw.audit.path = p.clone();
+        }
+        let base = file.and_then(Path::parent).map(Path::to_owned);
+        if let Some(base) = base {
+            if raw.policy.path.is_relative() && overrides.policy_path.is_none() {
+                raw.policy.path = base.join(&raw.policy.path);
+            }
+            if raw.audit.path.is_relative() && overrides.audit_path.is_none() {
+                raw.audit.path = base.join(&raw.audit.path);
+            }
+            if let Some(cert) = raw.entra.certificate.as_mut()
+                && let Some(p) = cert.private_key_file.as_mut()
+                && p.is_relative()
+            {
+                *p = base.join(&*p);
+            }
+        }
+        Self::from_raw(raw)
+    }
+
+    /// Validates a raw configuration.
+    pub fn from_raw(raw: RawSettings) -> Result<Self, ConfigError> {
+        // server
+        let listen: SocketAddr = raw
+            .server
+            .listen
+            .parse()
+            .map_err(|_| invalid("server.listen", format!("`{}` is not an IP:port address", raw.server.listen)))?;
+        let public = raw.server.public_url.clone().unwrap_or_else(|| format!("http://{listen}/mcp"));
+        let resource = parse_service_url("server.public_url", &public)?;
+        if resource.fragment().is_some() || resource.query().is_some() {
+            return Err(invalid("server.public_url", "must have no query or fragment"));
+        }
+        if resource.path().ends_with('/') && resource.path() != "/" {
+            return Err(invalid("server.public_url", "must not end with a slash (canonical form)"));
+        }
+        if resource.path() != "/mcp" {
+            return Err(invalid("server.public_url", "the MCP endpoint path must be /mcp"));
+        }
+        let allowed_hosts = match raw.server.allowed_hosts {
+            Some(h) if h.is_empty() => {
+                return Err(invalid("server.allowed_hosts", "must not be empty (it would allow any Host)"));
+            }
+            Some(h) => h,
+            None => {
+                let mut hosts = vec![authority_of(&resource)];
+                if let Some(host) = resource.host_str() {
+                    hosts.push(host.to_owned());
+                }
+                hosts.dedup();
+                hosts
+            }
+        };
+        for origin in &raw.server.allowed_origins {
+            let u = Url::parse(origin)
+                .map_err(|_| invalid("server.allowed_origins", format!("`{origin}` is not an origin URL")))?;
+            if u.host_str().is_none() {
+                return Err(invalid("server.allowed_origins", format!("`{origin}` has no host")));
+            }
+        }
+
+        // entra
+        let authority = parse_service_url("entra.authority", &raw.entra.authority)?;
+        if authority.query().is_some() || authority.fragment().is_some() {
+            return Err(invalid("entra.authority", "must have no query or fragment"));
+        }
+        let client_id_text = raw
+            .entra
+            .client_id
+            .ok_or_else(|| invalid("entra.client_id", "is required (the connector's app id)"))?;
+        let client_id = Uuid::try_parse(client_id_text.trim())
+            .map_err(|_| invalid("entra.client_id", "is not a GUID"))?;
+        let audiences = raw
+            .entra
+            .audiences
+            .unwrap_or_else(|| vec![client_id.to_string(), format!("api://{client_id}")]);
+        if audiences.is_empty() || audiences.iter().any(|a| a.trim().is_empty()) {
+            return Err(invalid("entra.audiences", "at least one non-empty audience is required"));
+        }
+        if audiences.iter().any(|a| a.eq_ignore_ascii_case("https://graph.microsoft.com") || a == "00000003-0000-0000-c000-000000000000") {
+            return Err(invalid("entra.audiences", "must not include Microsoft Graph (no token passthrough)"));
+        }
+        let scope = raw.entra.required_scope.trim().to_owned();
+        if scope.is_empty() || scope.contains(' ') {
+            return Err(invalid("entra.required_scope", "must be one non-empty scope name"));
+        }
+        let credential = match (raw.entra.client_secret, raw.entra.certificate) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("entra", "set either client_secret or certificate, not both"));
+            }
+            (Some(secret), None) => {
+                if secret.expose_secret().trim().is_empty() {
+                    return Err(invalid("entra.client_secret", "is empty"));
+                }
+                Credential::Secret(secret)
+            }
+            (None, Some(cert)) => {
+                let pem = match (cert.private_key_pem, cert.private_key_file) {
+                    (Some(p), None) => p,
+                    (None, Some(path)) => SecretString::from(std::fs::read_to_string(&path).map_err(|e| {
+                        invalid("entra.certificate.private_key_file", format!("cannot read {}: {e}", path.display()))
+                    })?),
+                    _ => {
+                        return Err(invalid(
+                            "entra.certificate",
+                            "set exactly one of private_key_pem or private_key_file",
+                        ));
+                    }
+                };
+                if !pem.expose_secret().contains("PRIVATE KEY") {
+                    return Err(invalid("entra.certificate", "the private key is not PEM"));
+                }
+                if cert.thumbprint_x5t.trim().is_empty() {
+                    return Err(invalid("entra.certificate.thumbprint_x5t", "is required"));
+                }
+                Credential::Certificate { private_key_pem: pem, thumbprint_x5t: cert.thumbprint_x5t }
+            }
+            (None, None) => {
+                return Err(invalid("entra", "a credential is required: client_secret or certificate"));
+            }
+        };
+        let floor = Duration::from_secs(raw.entra.jwks_refresh_floor_secs);
+        if floor < MIN_JWKS_REFRESH_FLOOR {
+            return Err(invalid("entra.jwks_refresh_floor_secs", "must be at least 1"));
+        }
+        if raw.entra.http_timeout_secs == 0 {
+            return Err(invalid("entra.http_timeout_secs", "must be positive"));
+        }
+
+        // graph
+        let base_url = parse_service_url("graph.base_url", &raw.graph.base_url)?;
+        if raw.graph.timeout_secs == 0 || raw.graph.connect_timeout_secs == 0 {
+            return Err(invalid("graph.timeout_secs", "timeouts must be positive"));
+        }
+
+        // obo
+        let mut cache_keys = Vec::new();
+        for (i, k) in raw.obo.cache_keys.iter().enumerate() {
+            let key = Key32::from_base64(k.expose_secret())
+                .map_err(|reason| invalid("obo.cache_keys", format!("key #{}: {reason}", i + 1)))?;
+            cache_keys.push(key);
+        }
+        if cache_keys.is_empty() {
+            return Err(invalid("obo.cache_keys", "at least one base64 32-byte key is required"));
+        }
+
+        let cursor_key = raw
+            .tools
+            .cursor_key
+            .map(|k| Key32::from_base64(k.expose_secret()).map_err(|r| invalid("tools.cursor_key", r)))
+            .transpose()?;
+
+        // limits
+        let l = raw.limits;
+        if l.max_body_bytes == 0 || l.max_body_bytes > 16 * 1024 * 1024 {
+            return Err(invalid("limits.max_body_bytes", "must be between 1 and 16 MiB"));
+        }
+        if l.max_in_flight == 0 {
+            return Err(invalid("limits.max_in_flight", "must be positive"));
+        }
+        if l.request_timeout_secs == 0 || l.header_timeout_secs == 0 {
+            return Err(invalid("limits.request_timeout_secs", "timeouts must be positive"));
+        }
+        if l.per_caller_per_minute == 0 || l.per_caller_burst == 0 {
+            return Err(invalid("limits.per_caller_per_minute", "rate limits must be positive"));
+        }
+        if raw.policy.poll_secs == 0 {
+            return Err(invalid("policy.poll_secs", "must be positive"));
+        }
+
+        Ok(Settings {
+            server: ServerSettings {
+                listen,
+                resource,
+                allowed_hosts,
+                allowed_origins: raw.server.allowed_origins,
+                resource_name: raw.server.resource_name,
+            },
+            entra: EntraSettings {
+                authority,
+                client_id,
+                audiences,
+                required_scope: scope,
+                credential,
+                jwks_refresh_floor: floor,
+                jwks_refresh_interval: Duration::from_secs(raw.entra.jwks_refresh_interval_secs.max(60)),
+                http_timeout: Duration::from_secs(raw.entra.http_timeout_secs),
+            },
+            graph: GraphConfig {
+                base_url,
+                download_hosts: raw.graph.download_hosts,
+                timeout: Duration::from_secs(raw.graph.timeout_secs),
+                connect_timeout: Duration::from_secs(raw.graph.connect_timeout_secs),
+                max_retries: raw.graph.max_retries,
+                retry_budget: Duration::from_secs(raw.graph.retry_budget_secs),
+            },
+            obo: OboConfig {
+                max_reuse: Duration::from_secs(raw.obo.max_reuse_secs),
+                renew_before: Duration::from_secs(raw.obo.renew_before_secs),
+                cache_keys,
+            },
+            policy: PolicyConfig { path: raw.policy.path, poll: Duration::from_secs(raw.policy.poll_secs) },
+            audit: AuditConfig {
+                path: raw.audit.path,
+                fsync: raw.audit.fsync,
+                include_query_text: raw.audit.include_query_text,
+            },
+            limits: Limits {
+                max_body_bytes: l.max_body_bytes,
+                request_timeout: Duration::from_secs(l.request_timeout_secs),
+                header_timeout: Duration::from_secs(l.header_timeout_secs),
+                max_in_flight: l.max_in_flight,
+                per_caller_per_minute: l.per_caller_per_minute,
+                per_caller_burst: l.per_caller_burst,
+                shutdown_grace: Duration::from_secs(l.shutdown_grace_secs),
+            },
+            cursor_key,
+        })
+    }
+}
+
+/// `host[:port]` as it appears in a `Host` header for this URL.
+fn authority_of(url: &Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        _ => String::new(),
+    }
+}
+
+/// Parses a service URL and applies the transport rule: `https`, or `http` on a loopback host.
+pub fn parse_service_url(setting: &'static str, text: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(text.trim()).map_err(|e| invalid(setting, format!("`{text}` is not a URL: {e}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => {
+            return Err(invalid(setting, format!("`{text}` must use https (plain http is allowed only on loopback)")));
+        }
+        other => return Err(invalid(setting, format!("unsupported scheme `{other}`"))),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid(setting, "has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(setting, "must not carry credentials"));
+    }
+    Ok(url)
+}
+
+/// True when the URL's host is a loopback address or `localhost`.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Applies `M365_A__B=value` pairs to the table as `a.b = value`. Values that parse as a TOML
+/// integer, float, boolean or array keep that type; everything else is a string.
+pub fn overlay_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) {
+    let mut pairs: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in env {
+        if let Some(rest) = name.strip_prefix(ENV_PREFIX)
+            && !rest.is_empty()
+        {
+            pairs.insert(rest.to_ascii_lowercase(), value);
+        }
+    }
+    'pairs: for (path, value) in pairs {
+        let segments: Vec<&str> = path.split(ENV_SEPARATOR).collect();
+        if segments.iter().any(|s| s.is_empty()) {
+            continue;
+        }
+        let mut cursor = &mut *table;
+        for segment in &segments[..segments.len() - 1] {
+            let entry = cursor
+                .entry((*segment).to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            match entry {
+                toml::Value::Table(next) => cursor = next,
+                _ => continue 'pairs,
+            }
+        }
+        let last = segments[segments.len() - 1].to_owned();
+        cursor.insert(last, env_value(&value));
+    }
+}
+
+fn env_value(text: &str) -> toml::Value {
+    let probe = format!("v = {text}");
+    if let Ok(mut t) = probe.parse::<toml::Table>()
+        && let Some(v) = t.remove("v")
+        && matches!(v, toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) | toml::Value::Array(_))
+    {
+        return v;
+    }
+    toml::Value::String(text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> toml::Table {
+        r#"
+        [entra]
+        client_id = "0d6dfcf5-cc5f-4d1b-9101-42c950cf2ac8"
+        client_secret = "s3cret"
+        [obo]
+        cache_keys = ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]
+        "#
+        .parse()
+        .unwrap()
+    }
+
+    #[test]
+    fn environment_values_keep_numbers_and_arrays_and_nest_on_double_underscore() {
+        let mut t = minimal();
+        overlay_env(
+            &mut t,
+            [
+                ("M365_LIMITS__MAX_IN_FLIGHT".to_owned(), "7".to_owned()),
+                ("M365_SERVER__ALLOWED_HOSTS".to_owned(), r#"["a.example"]"#.to_owned()),
+                ("M365_ENTRA__CLIENT_SECRET".to_owned(), "12345".to_owned()),
+                ("OTHER".to_owned(), "x".to_owned()),
+            ],
+        );
+        let raw: RawSettings = toml::Value::Table(t).try_into().unwrap();
+        let s = Settings::from_raw(raw).unwrap();
+        assert_eq!(s.limits.max_in_flight, 7);
+        assert_eq!(s.server.allowed_hosts, vec!["a.example".to_owned()]);
+        assert!(matches!(&s.entra.credential, Credential::Secret(x) if x.expose_secret() == "12345"));
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let raw: RawSettings = toml::Value::Table(minimal()).try_into().unwrap();
+        let s = Settings::from_raw(raw).unwrap();
+        let text = format!("{s:?}");
+        assert!(!text.contains("s3cret"));
+        assert!(text.contains("redacted"));
+    }
+}

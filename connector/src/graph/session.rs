@@ -1,0 +1,101 @@
+//! A caller's Graph session: OBO tokens plus the Graph client, with the CAE and 401 rules
+//! (`entra.md` §9.4, `security.md` S-EXP-3):
+//!
+//! * 401/403 with `insufficient_claims`: evict the cached token, exchange again with the
+//!   challenge's claims, retry once. A second challenge, or an exchange that itself needs
+//!   interaction, is returned carrying the claims, for the MCP client to resolve.
+//! * 401 without claims: evict, exchange again, retry once; a second 401 is an error.
+
+use std::future::Future;
+
+use serde::de::DeserializeOwned;
+
+use super::{Download, GraphClient, GraphError, GraphFailure, GraphPath, GraphRequest, GraphResponse, MailboxKey};
+use crate::{
+    domain::{Caller, ScopeSet},
+    obo::{GraphToken, TokenProvider},
+};
+
+/// Everything a tool needs to call Graph as the caller.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub provider: TokenProvider,
+    pub client: GraphClient,
+    pub caller: Caller,
+    /// The Graph scopes this tool needs (short names, e.g. `Mail.Read`).
+    pub scopes: ScopeSet,
+}
+
+impl Session {
+    pub fn new(provider: TokenProvider, client: GraphClient, caller: Caller, scopes: ScopeSet) -> Self {
+        Self { provider, client, caller, scopes }
+    }
+
+    fn mailbox(&self) -> MailboxKey {
+        MailboxKey::from(&self.caller)
+    }
+
+    /// `GET` (or an allow-listed query POST) decoded as JSON.
+    pub async fn get_json<T: DeserializeOwned>(&self, req: &GraphRequest) -> Result<GraphResponse<T>, GraphFailure> {
+        let (client, mailbox) = (&self.client, self.mailbox());
+        self.with_token(move |token| async move { client.send_json(&token, mailbox, req).await }).await
+    }
+
+    /// An allow-listed query POST (`/search/query`, `getSchedule`, `findMeetingTimes`).
+    pub async fn post_json<T: DeserializeOwned>(&self, req: &GraphRequest) -> Result<GraphResponse<T>, GraphFailure> {
+        self.get_json(req).await
+    }
+
+    /// A drive item's bytes (see [`GraphClient::download`]).
+    pub async fn download(&self, path: &GraphPath) -> Result<GraphResponse<Download>, GraphFailure> {
+        let (client, mailbox) = (&self.client, self.mailbox());
+        self.with_token(move |token| async move { client.download(&token, mailbox, path.clone()).await }).await
+    }
+
+    /// Every item of a paged collection, up to `max_items`.
+    pub async fn get_all_pages(
+        &self,
+        req: &GraphRequest,
+        max_items: usize,
+    ) -> Result<GraphResponse<Vec<serde_json::Value>>, GraphFailure> {
+        let (client, mailbox) = (&self.client, self.mailbox());
+        self.with_token(move |token| async move { client.get_all_pages(&token, mailbox, req, max_items).await })
+            .await
+    }
+
+    async fn token(&self, claims: Option<&str>) -> Result<GraphToken, GraphFailure> {
+        self.provider
+            .graph_token(&self.caller, &self.scopes, claims)
+            .await
+            .map_err(|e| GraphFailure::new(GraphError::Token(e)))
+    }
+
+    async fn with_token<T, F, Fut>(&self, call: F) -> Result<T, GraphFailure>
+    where
+        F: Fn(GraphToken) -> Fut,
+        Fut: Future<Output = Result<T, GraphFailure>>,
+    {
+        let first = call(self.token(None).await?).await;
+        let failure = match first {
+            Ok(value) => return Ok(value),
+            Err(failure) => failure,
+        };
+        match &failure.error {
+            GraphError::ClaimsChallenge { claims } => {
+                // Retrying with the same token would loop: drop it and satisfy the challenge.
+                self.provider.evict(&self.caller, &self.scopes);
+                let token = self.token(Some(claims)).await?;
+                let second = call(token).await;
+                if second.as_ref().is_err_and(|f| f.claims_challenge().is_some()) {
+                    self.provider.evict(&self.caller, &self.scopes);
+                }
+                second
+            }
+            GraphError::Unauthorized => {
+                self.provider.evict(&self.caller, &self.scopes);
+                call(self.token(None).await?).await
+            }
+            _ => Err(failure),
+        }
+    }
+}

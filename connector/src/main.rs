@@ -1,0 +1,149 @@
+//! `m365-connector`: the binary. Parses the command line, loads and validates configuration,
+//! and runs one command; everything else lives in the library.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use connector::{
+    audit::{self, Verdict},
+    config::{Overrides, Settings},
+    server::{Application, Dependencies},
+    telemetry, tools::permissions,
+};
+
+#[derive(Parser)]
+#[command(name = "m365-connector", version, about = "Read-only Microsoft 365 MCP connector")]
+struct Cli {
+    /// Configuration file (TOML). Environment variables `M365_SECTION__KEY` override it.
+    #[arg(long, short, global = true, env = "M365_CONFIG")]
+    config: Option<PathBuf>,
+    /// Listen address (overrides `server.listen`).
+    #[arg(long, global = true)]
+    listen: Option<String>,
+    /// Canonical public MCP URL (overrides `server.public_url`).
+    #[arg(long, global = true)]
+    public_url: Option<String>,
+    /// Tenant policy file (overrides `policy.path`).
+    #[arg(long, global = true)]
+    policy: Option<PathBuf>,
+    /// Audit log file (overrides `audit.path`).
+    #[arg(long, global = true)]
+    audit_log: Option<PathBuf>,
+    /// Log as JSON lines.
+    #[arg(long, global = true)]
+    json_logs: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve MCP over HTTP until SIGINT or SIGTERM.
+    Serve,
+    /// Load and validate the configuration, then reach OpenID discovery and the signing keys.
+    CheckConfig,
+    /// Print the admin-consent URL for a tenant.
+    AdminConsentUrl {
+        /// Tenant id or verified domain.
+        #[arg(long)]
+        tenant: String,
+        /// Where Entra sends the admin after consenting.
+        #[arg(long, default_value = "https://login.microsoftonline.com/common/oauth2/nativeclient")]
+        redirect_uri: String,
+    },
+    /// List the Graph permissions the connector requests, which tool needs each, and why.
+    Permissions,
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain of an audit file; report the first broken record.
+    Verify { file: PathBuf },
+}
+
+fn load(cli: &Cli) -> Result<Settings, String> {
+    let overrides = Overrides {
+        listen: cli.listen.clone(),
+        public_url: cli.public_url.clone(),
+        policy_path: cli.policy.clone(),
+        audit_path: cli.audit_log.clone(),
+    };
+    Settings::load(cli.config.as_deref(), std::env::vars(), &overrides).map_err(|e| e.to_string())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_subscriber(telemetry::get_subscriber("info", cli.json_logs, std::io::stderr));
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match &cli.command {
+        Command::Serve => {
+            let settings = load(&cli)?;
+            let app = Application::build(settings, Dependencies::default()).await.map_err(|e| e.to_string())?;
+            tracing::info!(address = %app.local_addr(), "Serving MCP");
+            app.run_until_stopped(shutdown_signal()).await.map_err(|e| e.to_string())
+        }
+        Command::CheckConfig => {
+            let settings = load(&cli)?;
+            connector::policy::Policy::load(&settings.policy.path).map_err(|e| e.to_string())?;
+            println!("configuration OK");
+            let report = connector::server::check_reachability(&settings).await?;
+            println!("{report}");
+            Ok(())
+        }
+        Command::AdminConsentUrl { tenant, redirect_uri } => {
+            let settings = load(&cli)?;
+            println!("{}", permissions::admin_consent_url(&settings, tenant, redirect_uri));
+            Ok(())
+        }
+        Command::Permissions => {
+            print!("{}", permissions::describe());
+            Ok(())
+        }
+        Command::Audit { command: AuditCommand::Verify { file } } => {
+            match audit::verify(file).map_err(|e| format!("cannot read {}: {e}", file.display()))? {
+                Verdict::Ok { records } => {
+                    println!("OK: {records} records");
+                    Ok(())
+                }
+                Verdict::Broken { line, reason } => Err(format!("line {line}: {reason}")),
+            }
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

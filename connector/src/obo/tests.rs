@@ -1,0 +1,408 @@
+//! OBO exchange tests against a wiremock token endpoint.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicI64, Ordering},
+};
+
+use secrecy::SecretString;
+use wiremock::{
+    Mock, MockServer, Request, ResponseTemplate,
+    matchers::{method, path},
+};
+
+use super::*;
+use crate::domain::UserAssertion;
+
+const TID: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const OID: &str = "00000000-0000-0000-0000-0000000000a1";
+const CLIENT_ID: Uuid = uuid::uuid!("c0ffee00-0000-0000-0000-000000000001");
+/// TEST-ONLY key of fake-entra.
+const TEST_KEY_PEM: &str = include_str!("../../../fake-entra/src/test_keys/key1.pem");
+
+struct TestClock(Arc<AtomicI64>);
+
+impl TestClock {
+    fn new() -> (Clock, Self) {
+        let offset = Arc::new(AtomicI64::new(0));
+        let o = offset.clone();
+        let start = Utc::now();
+        (Clock::from_fn(move || start + chrono::Duration::seconds(o.load(Ordering::SeqCst))), Self(offset))
+    }
+    fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+}
+
+fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
+
+fn assertion_with_exp(exp: i64) -> String {
+    let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    format!("{}.{}.sig-user-assertion-sentinel", b64(r#"{"alg":"RS256"}"#), b64(&format!(r#"{{"exp":{exp}}}"#)))
+}
+
+fn caller_for(tid: &str, oid: &str) -> Caller {
+    Caller {
+        tenant_id: TenantId::parse(tid).expect("tid"),
+        object_id: ObjectId::parse(oid).expect("oid"),
+        client_id: Uuid::nil(),
+        scopes: ScopeSet::from_scp("access_as_user"),
+        token_id: None,
+        display_name: None,
+        assertion: UserAssertion::new(assertion_with_exp(Utc::now().timestamp() + 86_400)),
+    }
+}
+
+fn caller() -> Caller {
+    caller_for(TID, OID)
+}
+
+fn settings(server: &MockServer, credential: ClientCredential) -> OboSettings {
+    OboSettings::new(Url::parse(&server.uri()).expect("url"), CLIENT_ID, credential)
+}
+
+fn secret() -> ClientCredential {
+    ClientCredential::Secret(SecretString::from("test-only-client-secret".to_owned()))
+}
+
+fn provider(s: OboSettings, clock: Clock) -> TokenProvider {
+    TokenProvider::new(s, http(), clock, Arc::new(Metrics::new()))
+}
+
+fn token_path(tid: &str) -> String {
+    format!("/{tid}/oauth2/v2.0/token")
+}
+
+fn ok_body(token: &str, expires_in: i64) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(serde_json::json!({
+        "token_type": "Bearer",
+        "scope": "https://graph.microsoft.com/Mail.Read https://graph.microsoft.com/User.Read",
+        "expires_in": expires_in,
+        "ext_expires_in": expires_in,
+        "access_token": token,
+    }))
+}
+
+fn form(req: &Request) -> HashMap<String, String> {
+    url::form_urlencoded::parse(&req.body).into_owned().collect()
+}
+
+fn scopes() -> ScopeSet {
+    ScopeSet::from_scp("Mail.Read User.Read")
+}
+
+#[tokio::test]
+async fn the_request_carries_the_assertion_explicit_scopes_cp1_and_the_secret() {
+    // Arrange
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).and(path(token_path(TID))).respond_with(ok_body("graph-token-1", 3600)).expect(1).mount(&server).await;
+    let (clock, _) = TestClock::new();
+    let p = provider(settings(&server, secret()), clock);
+    let caller = caller();
+    // Act
+    let token = p.graph_token(&caller, &scopes(), None).await.expect("token");
+    // Assert
+    assert_eq!(token.expose(), "graph-token-1");
+    assert_eq!(token.scopes, scopes());
+    let reqs = server.received_requests().await.expect("recorded");
+    let f = form(&reqs[0]);
+    assert_eq!(f["grant_type"], "urn:ietf:params:oauth:grant-type:jwt-bearer");
+    assert_eq!(f["requested_token_use"], "on_behalf_of");
+    assert_eq!(f["assertion"], caller.assertion.expose());
+    assert_eq!(f["client_id"], CLIENT_ID.to_string());
+    assert_eq!(f["client_secret"], "test-only-client-secret");
+    assert_eq!(f["scope"], "https://graph.microsoft.com/Mail.Read https://graph.microsoft.com/User.Read");
+    assert!(!f["scope"].contains(".default"));
+    let claims: serde_json::Value = serde_json::from_str(&f["claims"]).expect("claims json");
+    assert_eq!(claims, serde_json::json!({"access_token":{"xms_cc":{"values":["cp1"]}}}));
+    assert!(reqs[0].headers.get("client-request-id").is_some());
+    // The user's token appears only as the assertion.
+    let occurrences = reqs[0].body.windows(20).filter(|w| *w == &caller.assertion.expose().as_bytes()[..20]).count();
+    assert_eq!(occurrences, 1);
+}
+
+#[tokio::test]
+async fn a_certificate_credential_sends_a_verifiable_client_assertion() {
+    use rsa::{pkcs8::DecodePrivateKey, traits::PublicKeyParts};
+    // Arrange
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).and(path(token_path(TID))).respond_with(ok_body("t", 3600)).mount(&server).await;
+    let credential = ClientCredential::Certificate {
+        private_key_pem: SecretString::from(TEST_KEY_PEM.to_owned()),
+        x5t: "thumbprint-b64url".into(),
+    };
+    let (clock, _) = TestClock::new();
+    let s = settings(&server, credential);
+    let endpoint = s.token_endpoint(TenantId::parse(TID).expect("tid"));
+    let p = provider(s, clock);
+    // Act
+    p.graph_token(&caller(), &scopes(), None).await.expect("token");
+    // Assert
+    let reqs = server.received_requests().await.expect("recorded");
+    let f = form(&reqs[0]);
+    assert!(!f.contains_key("client_secret"));
+    assert_eq!(f["client_assertion_type"], "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(TEST_KEY_PEM).expect("test key");
+    let public = jsonwebtoken::DecodingKey::from_rsa_raw_components(&key.n_bytes(), &key.e_bytes());
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&[endpoint.as_str()]);
+    validation.set_issuer(&[CLIENT_ID.to_string()]);
+    let decoded = jsonwebtoken::decode::<serde_json::Value>(&f["client_assertion"], &public, &validation)
+        .expect("assertion verifies with the public key");
+    assert_eq!(decoded.header.x5t.as_deref(), Some("thumbprint-b64url"));
+    assert_eq!(decoded.claims["sub"], CLIENT_ID.to_string());
+    assert!(decoded.claims["jti"].as_str().is_some_and(|j| !j.is_empty()));
+}
+
+#[tokio::test]
+async fn one_hundred_concurrent_callers_share_exactly_one_exchange() {
+    // Arrange
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(ok_body("shared", 3600).set_delay(Duration::from_millis(200)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let (clock, _) = TestClock::new();
+    let p = provider(settings(&server, secret()), clock);
+    // Act
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let p = p.clone();
+            tokio::spawn(async move { p.graph_token(&caller(), &scopes(), None).await })
+        })
+        .collect();
+    // Assert
+    for t in tasks {
+        assert_eq!(t.await.expect("task").expect("token").expose(), "shared");
+    }
+    // Mock asserts on drop
+}
+
+#[tokio::test]
+async fn failed_exchanges_are_shared_by_waiters_and_not_cached() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_json(serde_json::json!({"error":"invalid_grant","error_codes":[50105]}))
+                .set_delay(Duration::from_millis(200)),
+        )
+        .expect(2)
+        .mount(&server)
+        .await;
+    let (clock, _) = TestClock::new();
+    let p = provider(settings(&server, secret()), clock);
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let p = p.clone();
+            tokio::spawn(async move { p.graph_token(&caller(), &scopes(), None).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.expect("task").err(), Some(OboError::NotAssigned));
+    }
+    // Not cached: the next call asks Entra again.
+    assert_eq!(p.graph_token(&caller(), &scopes(), None).await.err(), Some(OboError::NotAssigned));
+}
+
+#[tokio::test]
+async fn max_reuse_zero_exchanges_on_every_call() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).and(path(token_path(TID))).respond_with(ok_body("t", 3600)).expect(3).mount(&server).await;
+    let (clock, _) = TestClock::new();
+    let mut s = settings(&server, secret());
+    s.max_reuse = Duration::ZERO;
+    let p = provider(s, clock);
+    for _ in 0..3 {
+        p.graph_token(&caller(), &scopes(), None).await.expect("token");
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_renewed_before_expiry_and_after_the_maximum_reuse_age() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).and(path(token_path(TID))).respond_with(ok_body("t", 600)).expect(2).mount(&server).await;
+    let (clock, time) = TestClock::new();
+    let mut s = settings(&server, secret());
+    s.max_reuse = Duration::from_secs(3600);
+    s.renew_before = Duration::from_secs(300);
+    let p = provider(s, clock);
+    let c = caller();
+    p.graph_token(&c, &scopes(), None).await.expect("first exchange");
+    time.advance(290);
+    p.graph_token(&c, &scopes(), None).await.expect("cached");
+    time.advance(11); // 301 s: inside the 5-minute renewal window of a 600 s token
+    p.graph_token(&c, &scopes(), None).await.expect("renewed");
+
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).and(path(token_path(TID))).respond_with(ok_body("t", 86_400)).expect(2).mount(&server).await;
+    let (clock, time) = TestClock::new();
+    let mut s = settings(&server, secret());
+    s.max_reuse = Duration::from_secs(60);
+    let p = provider(s, clock);
+    p.graph_token(&c, &scopes(), None).await.expect("first exchange");
+    time.advance(59);
+    p.graph_token(&c, &scopes(), None).await.expect("cached");
+    time.advance(2);
+    p.graph_token(&c, &scopes(), None).await.expect("older than max_reuse: exchanged again");
+}
+
+#[tokio::test]
+async fn cache_entries_are_separate_per_tenant_user_and_scope_set_and_can_be_evicted() {
+    const OTHER_TID: &str = "11111111-2222-3333-4444-555555555555";
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).and(path(token_path(TID))).respond_with(ok_body("t", 3600)).expect(4).mount(&server).await;
+    Mock::given(method("POST")).and(path(token_path(OTHER_TID))).respond_with(ok_body("t", 3600)).expect(2).mount(&server).await;
+    let (clock, _) = TestClock::new();
+    let p = provider(settings(&server, secret()), clock);
+    let a = caller();
+    let b = caller_for(TID, "00000000-0000-0000-0000-0000000000b2");
+    let other = caller_for(OTHER_TID, OID);
+    for c in [&a, &b, &other, &a, &b, &other] {
+        p.graph_token(c, &scopes(), None).await.expect("token");
+    }
+    p.graph_token(&a, &ScopeSet::from_scp("Files.Read"), None).await.expect("other scopes");
+    p.evict(&a, &scopes());
+    p.graph_token(&a, &scopes(), None).await.expect("after evict");
+    p.purge_tenant(other.tenant_id);
+    p.graph_token(&other, &scopes(), None).await.expect("after purge");
+    p.graph_token(&b, &scopes(), None).await.expect("b still cached");
+}
+
+/// A store that keeps every blob, to look at what is at rest.
+#[derive(Default)]
+struct Recording(Mutex<HashMap<TokenCacheKey, Vec<u8>>>);
+
+impl TokenCache for Recording {
+    fn get<'a>(&'a self, key: &'a TokenCacheKey) -> BoxFuture<'a, Option<Vec<u8>>> {
+        Box::pin(async move { self.0.lock().expect("lock").get(key).cloned() })
+    }
+    fn put<'a>(&'a self, key: &'a TokenCacheKey, blob: Vec<u8>, _ttl: Duration) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.0.lock().expect("lock").insert(key.clone(), blob);
+        })
+    }
+    fn remove(&self, key: &TokenCacheKey) {
+        self.0.lock().expect("lock").remove(key);
+    }
+    fn purge_tenant(&self, tenant: TenantId) {
+        self.0.lock().expect("lock").retain(|k, _| k.tenant != tenant);
+    }
+}
+
+#[tokio::test]
+async fn the_store_holds_no_plaintext_token_and_a_swapped_blob_is_a_miss() {
+    let server = MockServer::start().await;
+    let token = "eyJ0eXAiOiJKV1QiLCJub25jZSI6InNlbnRpbmVsLWdyYXBoLXRva2VuIn0.payload.sig";
+    Mock::given(method("POST")).and(path(token_path(TID))).respond_with(ok_body(token, 3600)).expect(3).mount(&server).await;
+    let (clock, _) = TestClock::new();
+    let store = Arc::new(Recording::default());
+    let p = provider(settings(&server, secret()), clock).with_cache(store.clone());
+    let (a, b) = (caller(), caller_for(TID, "00000000-0000-0000-0000-0000000000b2"));
+    p.graph_token(&a, &scopes(), None).await.expect("token");
+    p.graph_token(&b, &scopes(), None).await.expect("token");
+    {
+        let blobs = store.0.lock().expect("lock");
+        for blob in blobs.values() {
+            assert!(!blob.windows(16).any(|w| token.as_bytes().windows(16).any(|t| t == w)));
+            assert!(!blob.windows(3).any(|w| w == b"eyJ"));
+        }
+    }
+    // Move a's blob under b's key: it must not open, so b exchanges again.
+    let key = |c: &Caller| TokenCacheKey { tenant: c.tenant_id, user: c.object_id, scopes: scopes() };
+    let blob_a = store.0.lock().expect("lock")[&key(&a)].clone();
+    store.0.lock().expect("lock").insert(key(&b), blob_a);
+    p.graph_token(&b, &scopes(), None).await.expect("exchanged again");
+}
+
+#[tokio::test]
+async fn challenge_claims_are_merged_with_cp1_and_force_an_exchange() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).and(path(token_path(TID))).respond_with(ok_body("t", 3600)).expect(2).mount(&server).await;
+    let (clock, _) = TestClock::new();
+    let p = provider(settings(&server, secret()), clock);
+    p.graph_token(&caller(), &scopes(), None).await.expect("token");
+    let challenge = "eyJhY2Nlc3NfdG9rZW4iOnsibmJmIjp7ImVzc2VudGlhbCI6dHJ1ZSwgInZhbHVlIjoiMTcyNjI1ODEyMiJ9fX0";
+    p.graph_token(&caller(), &scopes(), Some(challenge)).await.expect("token");
+    let reqs = server.received_requests().await.expect("recorded");
+    let claims: serde_json::Value = serde_json::from_str(&form(&reqs[1])["claims"]).expect("json");
+    assert_eq!(
+        claims,
+        serde_json::json!({"access_token":{"xms_cc":{"values":["cp1"]},"nbf":{"essential":true,"value":"1726258122"}}})
+    );
+}
+
+#[tokio::test]
+async fn entra_errors_reach_the_caller_mapped() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({
+            "error":"invalid_grant","error_codes":[65001],"suberror":"consent_required",
+            "error_description":"AADSTS65001: The user or administrator has not consented"})))
+        .mount(&server)
+        .await;
+    let (clock, _) = TestClock::new();
+    let p = provider(settings(&server, secret()), clock);
+    let err = p.graph_token(&caller(), &scopes(), None).await.expect_err("consent");
+    let OboError::ConsentRequired { consent_url, .. } = &err else { panic!("unexpected {err:?}") };
+    assert_eq!(consent_url, &format!("{}/{TID}/adminconsent?client_id={CLIENT_ID}", server.uri()));
+    assert!(!err.user_message().contains("AADSTS65001: The user"));
+
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "60").set_body_json(serde_json::json!({"error":"Server overload"})))
+        .mount(&server)
+        .await;
+    let (clock, _) = TestClock::new();
+    let p = provider(settings(&server, secret()), clock);
+    let err = p.graph_token(&caller(), &scopes(), None).await.expect_err("throttled");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(60)));
+}
+
+#[tokio::test]
+async fn an_unreachable_entra_is_reported_as_such() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    let s = OboSettings::new(Url::parse(&format!("http://127.0.0.1:{port}")).expect("url"), CLIENT_ID, secret());
+    let (clock, _) = TestClock::new();
+    let p = provider(s, clock);
+    assert_eq!(p.graph_token(&caller(), &scopes(), None).await.err(), Some(OboError::Unreachable));
+}
+
+#[tokio::test]
+async fn the_observer_sees_exchanges_cache_hits_and_failures_without_tokens() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).and(path(token_path(TID))).respond_with(ok_body("t", 3600)).mount(&server).await;
+    let (clock, _) = TestClock::new();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let p = provider(settings(&server, secret()), clock)
+        .with_observer(Arc::new(move |e: &OboEvent| sink.lock().expect("lock").push(e.clone())));
+    p.graph_token(&caller(), &scopes(), None).await.expect("token");
+    p.graph_token(&caller(), &scopes(), None).await.expect("token");
+    let _ = p.graph_token(&caller(), &ScopeSet::from_scp(".default"), None).await;
+    let events = events.lock().expect("lock");
+    assert_eq!(events.len(), 3);
+    assert!(!events[0].from_cache && events[0].error_code.is_none());
+    assert!(events[1].from_cache);
+    assert_eq!(events[2].error_code.as_deref(), Some("internal"));
+    assert!(!format!("{events:?}").contains("sentinel"));
+}
+
+#[test]
+fn token_endpoint_and_consent_url_follow_the_authority() {
+    let s = OboSettings::new(Url::parse("https://login.microsoftonline.com/").expect("url"), CLIENT_ID, secret());
+    let t = TenantId::parse(TID).expect("tid");
+    assert_eq!(s.token_endpoint(t), format!("https://login.microsoftonline.com/{TID}/oauth2/v2.0/token"));
+    assert_eq!(s.admin_consent_url(t), format!("https://login.microsoftonline.com/{TID}/adminconsent?client_id={CLIENT_ID}"));
+    assert!(!format!("{s:?}").contains("test-only-client-secret"));
+}

@@ -1,0 +1,167 @@
+//! The MCP tool surface: [`Connector`], the rmcp `ServerHandler`.
+//!
+//! Each tool module contributes its own `#[tool_router(router = …)]`; [`Connector::new`] adds
+//! them together with `+`. Every tool reads the validated caller through [`Authenticated`]
+//! (the auth middleware put it in the HTTP request extensions), checks the tenant policy, and
+//! writes one audit record before answering (fail closed: no record, no answer).
+//!
+//! # Layout
+//! * [`me`]: `get_me`.
+//! * [`permissions`]: the Graph permissions each tool needs, the admin-consent URL.
+
+pub mod me;
+pub mod permissions;
+
+use std::{collections::BTreeMap, sync::Arc, time::Instant};
+
+use rmcp::{
+    ErrorData as McpError, ServerHandler,
+    handler::server::{
+        common::{AsRequestContext, FromContextPart},
+        router::tool::ToolRouter,
+    },
+    model::{Implementation, ServerCapabilities, ServerConfig},
+    tool_handler,
+};
+
+use crate::{
+    audit::{AuditEvent, AuditLog},
+    auth::ChallengeSlot,
+    clock::Clock,
+    domain::Caller,
+    metrics::{Metrics, names},
+    policy::PolicyStore,
+};
+
+/// What tools share: policy, audit, metrics, the clock.
+pub struct ToolContext {
+    pub policy: Arc<PolicyStore>,
+    pub audit: Arc<AuditLog>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Clock,
+    /// Whether query text may be written to tool-call audit records.
+    pub audit_query_text: bool,
+}
+
+impl std::fmt::Debug for ToolContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolContext").finish_non_exhaustive()
+    }
+}
+
+/// The validated caller and the request's claims-challenge slot, read from the HTTP request
+/// parts rmcp keeps in its context (mcp.md §4.6: rmcp's own `Extension<T>` cannot see them).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub caller: Caller,
+    pub challenge: ChallengeSlot,
+}
+
+impl<C: AsRequestContext> FromContextPart<C> for Authenticated {
+    fn from_context_part(context: &mut C) -> Result<Self, McpError> {
+        let parts = context.as_request_context().extensions.get::<http::request::Parts>();
+        let caller = parts.and_then(|p| p.extensions.get::<Caller>().cloned());
+        let challenge = parts.and_then(|p| p.extensions.get::<ChallengeSlot>().cloned()).unwrap_or_default();
+        caller
+            .map(|caller| Self { caller, challenge })
+            .ok_or_else(|| McpError::internal_error("the request carries no authenticated caller", None))
+    }
+}
+
+/// An in-progress tool call: admitted by policy, finished by an audit record.
+pub struct Call<'a> {
+    ctx: &'a ToolContext,
+    caller: &'a Caller,
+    tool: &'static str,
+    arguments: BTreeMap<String, &'static str>,
+    query_text: Option<String>,
+    started: Instant,
+    pub graph_request_ids: Vec<String>,
+}
+
+/// Text of the tool error returned when the audit record cannot be written.
+pub const AUDIT_FAILED: &str = "The audit log cannot be written, so the call was not completed. Try again later.";
+
+impl ToolContext {
+    /// Starts a call: refuses it (a tool error, audited) when the tenant policy does not allow
+    /// this tool for the caller's tenant now.
+    pub fn begin<'a>(
+        &'a self,
+        caller: &'a Caller,
+        tool: &'static str,
+        arguments: BTreeMap<String, &'static str>,
+        query_text: Option<&str>,
+    ) -> Result<Call<'a>, String> {
+        let call = Call {
+            ctx: self,
+            caller,
+            tool,
+            arguments,
+            query_text: query_text.filter(|_| self.audit_query_text).map(str::to_owned),
+            started: Instant::now(),
+            graph_request_ids: Vec::new(),
+        };
+        if !self.policy.current().tool_allowed(&caller.tenant_id, tool) {
+            call.finish("policy_refused", 403)?;
+            return Err(format!(
+                "The tool `{tool}` is not enabled for your organization. Ask your administrator to allow it."
+            ));
+        }
+        Ok(call)
+    }
+}
+
+impl Call<'_> {
+    /// Writes the tool-call audit record. An error here must fail the call (the message is
+    /// [`AUDIT_FAILED`]), so no content leaves without its record.
+    pub fn finish(self, outcome: &'static str, status: u16) -> Result<(), String> {
+        let latency = self.started.elapsed();
+        self.ctx.metrics.inc(names::TOOL_CALLS, &[("tool", self.tool), ("outcome", outcome)]);
+        self.ctx.metrics.observe(names::TOOL_LATENCY, &[("tool", self.tool)], latency.as_secs_f64());
+        self.ctx
+            .audit
+            .record(AuditEvent::ToolCall {
+                tenant_id: self.caller.tenant_id,
+                user_id: self.caller.object_id,
+                tool: self.tool.to_owned(),
+                arguments: self.arguments,
+                query_text: self.query_text,
+                graph_request_ids: self.graph_request_ids,
+                outcome,
+                status,
+                latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+            })
+            .map_err(|e| {
+                tracing::error!(error = %e, tool = self.tool, "Audit write failed; failing the call");
+                AUDIT_FAILED.to_owned()
+            })
+    }
+}
+
+/// The MCP server handler. Cheap to clone; built per request by rmcp in stateless mode.
+#[derive(Clone)]
+pub struct Connector {
+    ctx: Arc<ToolContext>,
+    tool_router: ToolRouter<Self>,
+}
+
+impl Connector {
+    pub fn new(ctx: Arc<ToolContext>) -> Self {
+        Self { ctx, tool_router: Self::me_router() }
+    }
+
+    pub fn context(&self) -> &ToolContext {
+        &self.ctx
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Connector {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("m365-connector", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Read-only Microsoft 365 tools acting as the signed-in user. Nothing is ever changed.",
+            )
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests of the connector: one binary, one module per concern.
+
+mod audit;
+mod auth;
+mod config;
+mod graph;
+mod helpers;
+mod obo;
+mod policy;
+mod server;

@@ -1,0 +1,470 @@
+//! Outlook mail: messages (list, get, `$filter`, `$search`, `$orderby`, paging), attachments,
+//! mail folders; `Prefer: IdType="ImmutableId"` and `outlook.body-content-type`.
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use fixtures::{BodyType, Mailbox, Message, User};
+use serde_json::{Value, json};
+
+use super::{Ctx, applied, json};
+use crate::{
+    auth::perms,
+    error::{GraphError, GraphResult, Service},
+    kql::{self, KqlDoc, PropValue, SearchText},
+    odata::{self, FVal, Fields},
+    store::MailboxIndex,
+};
+
+/// Most results a messages `$search` returns (graph.md §5.3).
+const SEARCH_CAP: usize = 1000;
+
+/// Resolves the mailbox a request addresses and checks the caller may read it.
+pub fn mailbox<'a>(ctx: &'a Ctx<'_>, key: &str) -> Result<(&'a User, &'a Mailbox, &'a MailboxIndex), GraphError> {
+    let target = ctx.store.user(ctx.caller.tid, key).ok_or_else(|| GraphError::invalid_user(key))?;
+    let (tenant, idx) = ctx.tenant()?;
+    let mbi = idx.mailboxes.get(&target.oid);
+    if target.oid == ctx.caller.oid {
+        ctx.caller.require(&perms::MESSAGES)?;
+    } else {
+        let delegate = mbi.is_some_and(|m| tenant.content.mailboxes[m.pos].delegates.contains(&ctx.caller.oid));
+        if !(delegate && ctx.caller.has_any(perms::MESSAGES_SHARED.any_of)) {
+            return Err(GraphError::forbidden(Service::Outlook, &[], &ctx.caller.scp));
+        }
+    }
+    let mbi = mbi.ok_or_else(|| {
+        GraphError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "MailboxNotEnabledForRESTAPI",
+            "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
+        )
+    })?;
+    Ok((target, &tenant.content.mailboxes[mbi.pos], mbi))
+}
+
+/// How a message is rendered for this request.
+pub struct Render {
+    pub bodies: bool,
+    pub immutable: bool,
+    pub text: bool,
+    pub html: bool,
+}
+
+impl Render {
+    pub fn new(ctx: &Ctx<'_>) -> Self {
+        Self {
+            bodies: ctx.caller.has_any(perms::MESSAGE_BODIES) || ctx.caller.has_any(perms::MESSAGES_SHARED.any_of),
+            immutable: ctx.prefs.immutable_id,
+            text: ctx.prefs.body_text,
+            html: ctx.prefs.body_html,
+        }
+    }
+
+    pub fn applied(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.immutable {
+            v.push("IdType=\"ImmutableId\"".to_owned());
+        }
+        if self.text {
+            v.push("outlook.body-content-type=\"text\"".to_owned());
+        }
+        if self.html {
+            v.push("outlook.body-content-type=\"html\"".to_owned());
+        }
+        v
+    }
+}
+
+pub fn html_to_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    let out = out.replace("&nbsp;", " ").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&amp;", "&");
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn text_to_html(text: &str) -> String {
+    let escaped = text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('\n', "<br>\r\n");
+    format!("<html><head>\r\n<meta http-equiv=\"Content-Type\" content=\"text/html; charset=utf-8\"></head><body>{escaped}</body></html>")
+}
+
+pub fn plain_body(m: &Message) -> String {
+    match m.body_type {
+        BodyType::Text => m.body.clone(),
+        BodyType::Html => html_to_text(&m.body),
+    }
+}
+
+pub fn preview(m: &Message) -> String {
+    plain_body(m).chars().take(255).collect()
+}
+
+fn addr(a: &fixtures::EmailAddress) -> Value {
+    json!({"emailAddress": {"name": a.name, "address": a.address}})
+}
+
+pub fn message_id(m: &Message, immutable: bool) -> &str {
+    if immutable { &m.immutable_id } else { &m.id }
+}
+
+pub fn message_json(m: &Message, r: &Render) -> Value {
+    let id = message_id(m, r.immutable);
+    let mut v = json!({
+        "@odata.etag": format!("W/\"CQAAABYAAAD{}\"", &m.immutable_id.chars().rev().take(8).collect::<String>()),
+        "id": id,
+        "createdDateTime": odata::dt(m.received),
+        "lastModifiedDateTime": odata::dt(m.received),
+        "changeKey": "CQAAABYAAAD",
+        "categories": m.categories,
+        "receivedDateTime": odata::dt(m.received),
+        "sentDateTime": odata::dt(m.sent),
+        "hasAttachments": !m.attachments.is_empty(),
+        "internetMessageId": m.internet_message_id,
+        "subject": m.subject,
+        "importance": m.importance,
+        "parentFolderId": m.folder_id,
+        "conversationId": m.conversation_id,
+        "isDeliveryReceiptRequested": false,
+        "isReadReceiptRequested": false,
+        "isRead": m.is_read,
+        "isDraft": false,
+        "webLink": format!(
+            "https://outlook.office365.com/owa/?ItemID={}&exvsurl=1&viewmodel=ReadMessageItem",
+            percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC)
+        ),
+        "inferenceClassification": "focused",
+        "sender": addr(&m.from),
+        "from": addr(&m.from),
+        "toRecipients": m.to.iter().map(addr).collect::<Vec<_>>(),
+        "ccRecipients": m.cc.iter().map(addr).collect::<Vec<_>>(),
+        "bccRecipients": [],
+        "replyTo": [],
+        "flag": {"flagStatus": m.flag},
+    });
+    if r.bodies {
+        v["bodyPreview"] = json!(preview(m));
+        let (kind, content) = match (m.body_type, r.text) {
+            (_, true) => ("text", plain_body(m)),
+            (BodyType::Html, false) => ("html", m.body.clone()),
+            (BodyType::Text, false) => ("html", text_to_html(&m.body)),
+        };
+        v["body"] = json!({"contentType": kind, "content": content});
+    }
+    v
+}
+
+struct MsgFields<'a>(&'a Message);
+
+impl Fields for MsgFields<'_> {
+    fn field(&self, path: &str) -> Option<FVal> {
+        let m = self.0;
+        Some(match path {
+            "id" => FVal::Str(m.id.clone()),
+            "receiveddatetime" | "createddatetime" | "lastmodifieddatetime" => FVal::Date(m.received),
+            "sentdatetime" => FVal::Date(m.sent),
+            "from/emailaddress/address" | "sender/emailaddress/address" => FVal::Str(m.from.address.clone()),
+            "from/emailaddress/name" | "sender/emailaddress/name" => FVal::Str(m.from.name.clone()),
+            "hasattachments" => FVal::Bool(!m.attachments.is_empty()),
+            "isread" => FVal::Bool(m.is_read),
+            "isdraft" => FVal::Bool(false),
+            "subject" => FVal::Str(m.subject.clone()),
+            "importance" => FVal::Str(m.importance.clone()),
+            "parentfolderid" => FVal::Str(m.folder_id.clone()),
+            "conversationid" => FVal::Str(m.conversation_id.clone()),
+            "internetmessageid" => FVal::Str(m.internet_message_id.clone()),
+            "flag/flagstatus" => FVal::Str(m.flag.clone()),
+            _ => return None,
+        })
+    }
+}
+
+/// A message as a KQL document.
+pub struct MsgDoc<'a> {
+    pub m: &'a Message,
+    pub text: &'a SearchText,
+}
+
+impl KqlDoc for MsgDoc<'_> {
+    fn text(&self) -> &SearchText {
+        self.text
+    }
+
+    fn prop(&self, name: &str) -> PropValue {
+        let m = self.m;
+        let people = |list: &[&fixtures::EmailAddress]| {
+            PropValue::Text(SearchText::new(&list.iter().map(|a| format!("{} {}", a.name, a.address)).collect::<Vec<_>>().join(" ")))
+        };
+        match name {
+            "from" => people(&[&m.from]),
+            "to" => people(&m.to.iter().collect::<Vec<_>>()),
+            "cc" => people(&m.cc.iter().collect::<Vec<_>>()),
+            "participants" | "recipients" => {
+                let mut all: Vec<&fixtures::EmailAddress> = vec![&m.from];
+                all.extend(m.to.iter());
+                all.extend(m.cc.iter());
+                people(&all)
+            }
+            "subject" => PropValue::Text(SearchText::new(&m.subject)),
+            "body" => PropValue::Text(SearchText::new(&plain_body(m))),
+            "attachment" | "attachmentnames" => {
+                PropValue::Text(SearchText::new(&m.attachments.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(" ")))
+            }
+            "received" => PropValue::Date(m.received),
+            "sent" => PropValue::Date(m.sent),
+            "hasattachment" | "hasattachments" => PropValue::Bool(!m.attachments.is_empty()),
+            "isread" => PropValue::Bool(m.is_read),
+            "importance" => PropValue::Keyword(m.importance.clone()),
+            "kind" => PropValue::Keyword("email".into()),
+            _ => PropValue::Unknown,
+        }
+    }
+}
+
+/// Message positions matching a KQL query, newest sent first.
+pub fn search_mailbox(mb: &Mailbox, mbi: &MailboxIndex, expr: &kql::Expr) -> Vec<u32> {
+    let required = expr.required_tokens();
+    let mut candidates: Option<Vec<u32>> = None;
+    for t in &required {
+        let list = mbi.postings.get(t).map(Vec::as_slice).unwrap_or(&[]);
+        candidates = Some(match candidates {
+            None => list.to_vec(),
+            Some(c) => intersect(&c, list),
+        });
+    }
+    let pool: Vec<u32> = candidates.unwrap_or_else(|| (0..mb.messages.len() as u32).collect());
+    let mut hits: Vec<u32> = pool
+        .into_iter()
+        .filter(|i| expr.matches(&MsgDoc { m: &mb.messages[*i as usize], text: &mbi.text[*i as usize] }))
+        .collect();
+    hits.sort_by(|a, b| mb.messages[*b as usize].sent.cmp(&mb.messages[*a as usize].sent));
+    hits
+}
+
+fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+fn resolve_folder<'a>(mb: &'a Mailbox, key: &str) -> Option<&'a fixtures::MailFolder> {
+    mb.folders.iter().find(|f| f.id == key || f.well_known_name.as_deref().is_some_and(|w| w.eq_ignore_ascii_case(key)))
+}
+
+pub fn list(ctx: &Ctx<'_>, user: &str, folder: Option<&str>) -> GraphResult {
+    let (owner, mb, mbi) = mailbox(ctx, user)?;
+    let folder_id = match folder {
+        Some(f) => Some(resolve_folder(mb, f).ok_or_else(GraphError::outlook_not_found)?.id.clone()),
+        None => None,
+    };
+    let q = &ctx.query;
+    let search = q.get("$search");
+    let filter_raw = q.get("$filter");
+    let orderby_raw = q.get("$orderby");
+    if search.is_some() {
+        if orderby_raw.is_some() {
+            return Err(GraphError::bad_request("BadRequest", "The query parameter '$orderBy' is not supported with '$search'."));
+        }
+        if filter_raw.is_some() {
+            return Err(GraphError::bad_request("BadRequest", "The query parameter '$filter' is not supported with '$search'."));
+        }
+        if q.get("$skip").is_some() {
+            return Err(GraphError::bad_request("BadRequest", "The query parameter '$skip' is not supported with '$search'."));
+        }
+    }
+    let top = q.top(10, 1000)?;
+    let offset = q.offset()?;
+    let in_folder = |m: &Message| folder_id.as_ref().is_none_or(|f| &m.folder_id == f);
+
+    let ordered: Vec<u32> = if let Some(s) = search {
+        let text = s.trim();
+        let text = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text);
+        let expr = kql::parse(text).map_err(|e| GraphError::bad_request("BadRequest", format!("Syntax error in $search: {e}")))?;
+        let mut hits = search_mailbox(mb, mbi, &expr);
+        hits.retain(|i| in_folder(&mb.messages[*i as usize]));
+        hits.truncate(SEARCH_CAP);
+        hits
+    } else if filter_raw.is_some() || orderby_raw.is_some() {
+        let filter = filter_raw.map(odata::parse_filter).transpose()?;
+        let order = orderby_raw.map(odata::parse_orderby).transpose()?.unwrap_or_default();
+        if let Some(f) = &filter
+            && let Some(m) = mb.messages.first()
+        {
+            f.validate(&MsgFields(m))?;
+        }
+        if !order.is_empty() {
+            if let Some(m) = mb.messages.first() {
+                for (p, _) in &order {
+                    if MsgFields(m).field(p).is_none() {
+                        return Err(GraphError::bad_request("ErrorInvalidProperty", format!("Could not find a property named '{p}'.")));
+                    }
+                }
+            }
+            // Graph: every $orderby property must come first in $filter, in the same order.
+            if let Some(f) = &filter {
+                let paths = f.paths();
+                let ok = order.len() <= paths.len() && order.iter().zip(paths.iter()).all(|((o, _), p)| o == p);
+                if !ok {
+                    return Err(GraphError::bad_request(
+                        "InefficientFilter",
+                        "The restriction or sort order is too complex for this operation.",
+                    ));
+                }
+            }
+        }
+        let mut hits: Vec<u32> = mbi
+            .by_received_desc
+            .iter()
+            .copied()
+            .filter(|i| {
+                let m = &mb.messages[*i as usize];
+                in_folder(m) && filter.as_ref().is_none_or(|f| f.eval(&MsgFields(m)))
+            })
+            .collect();
+        if !order.is_empty() {
+            hits.sort_by(|a, b| odata::compare(&MsgFields(&mb.messages[*a as usize]), &MsgFields(&mb.messages[*b as usize]), &order));
+        }
+        hits
+    } else if folder_id.is_some() {
+        mbi.by_received_desc.iter().copied().filter(|i| in_folder(&mb.messages[*i as usize])).collect()
+    } else {
+        // The hot path: no filter, default order; only the page is touched.
+        let r = Render::new(ctx);
+        let select = q.select();
+        let page: Vec<Value> = mbi
+            .by_received_desc
+            .iter()
+            .skip(offset)
+            .take(top)
+            .map(|i| odata::apply_select(message_json(&mb.messages[*i as usize], &r), &select))
+            .collect();
+        let more = offset + top < mbi.by_received_desc.len();
+        return Ok(page_response(ctx, owner, page, more.then_some(offset + top), &r));
+    };
+    let r = Render::new(ctx);
+    let select = q.select();
+    let page: Vec<Value> = ordered
+        .iter()
+        .skip(offset)
+        .take(top)
+        .map(|i| odata::apply_select(message_json(&mb.messages[*i as usize], &r), &select))
+        .collect();
+    let more = offset + top < ordered.len();
+    Ok(page_response(ctx, owner, page, more.then_some(offset + top), &r))
+}
+
+fn page_response(ctx: &Ctx<'_>, owner: &User, page: Vec<Value>, next: Option<usize>, r: &Render) -> axum::response::Response {
+    let mut body = json!({
+        "@odata.context": format!("https://graph.microsoft.com/v1.0/$metadata#users('{}')/messages", owner.oid),
+        "value": page,
+    });
+    if let Some(n) = next {
+        body["@odata.nextLink"] = json!(ctx.query.next_link(ctx.base(), ctx.path, n));
+    }
+    applied(json(body), &r.applied())
+}
+
+fn find<'a>(ctx: &Ctx<'_>, mb: &'a Mailbox, mbi: &MailboxIndex, id: &str) -> Result<&'a Message, GraphError> {
+    if id.is_empty() || id.len() > 512 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "+/=-_".contains(c)) {
+        return Err(GraphError::bad_request("ErrorInvalidIdMalformed", "Id is malformed."));
+    }
+    let pos = if ctx.prefs.immutable_id {
+        mbi.by_immutable_id.get(id).or_else(|| mbi.by_id.get(id))
+    } else {
+        mbi.by_id.get(id)
+    };
+    pos.map(|p| &mb.messages[*p as usize]).ok_or_else(GraphError::outlook_not_found)
+}
+
+pub fn get(ctx: &Ctx<'_>, user: &str, id: &str) -> GraphResult {
+    let (owner, mb, mbi) = mailbox(ctx, user)?;
+    let m = find(ctx, mb, mbi, id)?;
+    let r = Render::new(ctx);
+    let mut body = message_json(m, &r);
+    body["@odata.context"] = json!(format!("https://graph.microsoft.com/v1.0/$metadata#users('{}')/messages/$entity", owner.oid));
+    Ok(applied(json(odata::apply_select(body, &ctx.query.select())), &r.applied()))
+}
+
+pub fn attachments(ctx: &Ctx<'_>, user: &str, id: &str, attachment: Option<&str>) -> GraphResult {
+    let (owner, mb, mbi) = mailbox(ctx, user)?;
+    ctx.caller.require(&perms::ATTACHMENTS)?;
+    let m = find(ctx, mb, mbi, id)?;
+    let render = |a: &fixtures::Attachment| {
+        json!({
+            "@odata.type": "#microsoft.graph.fileAttachment",
+            "@odata.mediaContentType": a.content_type,
+            "id": a.id,
+            "lastModifiedDateTime": odata::dt(m.received),
+            "name": a.name,
+            "contentType": a.content_type,
+            "size": a.bytes.len(),
+            "isInline": false,
+            "contentId": null,
+            "contentLocation": null,
+            "contentBytes": STANDARD.encode(&a.bytes),
+        })
+    };
+    let select = ctx.query.select();
+    let ctx_url = format!("https://graph.microsoft.com/v1.0/$metadata#users('{}')/messages('{}')/attachments", owner.oid, id);
+    match attachment {
+        None => Ok(json(json!({
+            "@odata.context": ctx_url,
+            "value": m.attachments.iter().map(|a| odata::apply_select(render(a), &select)).collect::<Vec<_>>(),
+        }))),
+        Some(aid) => {
+            let a = m.attachments.iter().find(|a| a.id == aid).ok_or_else(GraphError::outlook_not_found)?;
+            let mut body = odata::apply_select(render(a), &select);
+            body["@odata.context"] = json!(format!("{ctx_url}/$entity"));
+            Ok(json(body))
+        }
+    }
+}
+
+fn folder_json(mb: &Mailbox, f: &fixtures::MailFolder) -> Value {
+    let total = mb.messages.iter().filter(|m| m.folder_id == f.id).count();
+    let unread = mb.messages.iter().filter(|m| m.folder_id == f.id && !m.is_read).count();
+    json!({
+        "id": f.id,
+        "displayName": f.display_name,
+        "parentFolderId": f.parent_id,
+        "childFolderCount": mb.folders.iter().filter(|c| c.parent_id.as_deref() == Some(f.id.as_str())).count(),
+        "unreadItemCount": unread,
+        "totalItemCount": total,
+        "sizeInBytes": 0,
+        "isHidden": false,
+    })
+}
+
+pub fn folders(ctx: &Ctx<'_>, user: &str) -> GraphResult {
+    let (owner, mb, _) = mailbox(ctx, user)?;
+    ctx.caller.require(&perms::MAIL_FOLDERS)?;
+    let select = ctx.query.select();
+    Ok(json(json!({
+        "@odata.context": format!("https://graph.microsoft.com/v1.0/$metadata#users('{}')/mailFolders", owner.oid),
+        "value": mb.folders.iter().map(|f| odata::apply_select(folder_json(mb, f), &select)).collect::<Vec<_>>(),
+    })))
+}
+
+pub fn folder(ctx: &Ctx<'_>, user: &str, id: &str) -> GraphResult {
+    let (_, mb, _) = mailbox(ctx, user)?;
+    ctx.caller.require(&perms::MAIL_FOLDERS)?;
+    let f = resolve_folder(mb, id).ok_or_else(GraphError::outlook_not_found)?;
+    Ok(json(odata::apply_select(folder_json(mb, f), &ctx.query.select())))
+}

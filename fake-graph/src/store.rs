@@ -1,0 +1,179 @@
+//! The served world and its lookup indexes.
+//!
+//! Everything is keyed by tenant first, so a lookup made for a caller can only ever find objects
+//! of the caller's tenant: another tenant's ids simply are not in the map (tenant isolation by
+//! construction). The indexes are rebuilt after every content edit; edits are test-only and rare,
+//! reads are hot.
+
+use std::collections::HashMap;
+
+use fixtures::{Drive, DriveItem, Tenant, User, World};
+use uuid::Uuid;
+
+use crate::kql::SearchText;
+
+/// The world plus indexes, behind one `RwLock` in the server state.
+pub struct Store {
+    pub world: World,
+    pub tenants: HashMap<Uuid, TenantIndex>,
+}
+
+/// Positions inside one tenant.
+#[derive(Default)]
+pub struct TenantIndex {
+    pub pos: usize,
+    pub users_by_oid: HashMap<Uuid, usize>,
+    /// Lower-case UPN and mail → user position.
+    pub users_by_name: HashMap<String, usize>,
+    /// User oid → ids of the groups the user belongs to.
+    pub user_groups: HashMap<Uuid, Vec<Uuid>>,
+    pub mailboxes: HashMap<Uuid, MailboxIndex>,
+    pub calendars: HashMap<Uuid, usize>,
+    pub drives: HashMap<String, DriveIndex>,
+    pub onedrive_by_owner: HashMap<Uuid, String>,
+    pub sites: HashMap<String, usize>,
+    pub chats: HashMap<String, usize>,
+    pub teams: HashMap<String, usize>,
+}
+
+pub struct MailboxIndex {
+    pub pos: usize,
+    /// Message positions, newest `receivedDateTime` first (Graph's default order).
+    pub by_received_desc: Vec<u32>,
+    pub by_id: HashMap<String, u32>,
+    pub by_immutable_id: HashMap<String, u32>,
+    /// Per-message searchable text, same positions as the messages.
+    pub text: Vec<SearchText>,
+    /// Inverted index: token → message positions (ascending), used to narrow KQL scans.
+    pub postings: HashMap<String, Vec<u32>>,
+}
+
+pub struct DriveIndex {
+    pub pos: usize,
+    pub items: HashMap<String, usize>,
+    pub children: HashMap<String, Vec<usize>>,
+    pub root: Option<usize>,
+}
+
+impl Store {
+    pub fn new(world: World) -> Self {
+        let mut store = Self { world, tenants: HashMap::new() };
+        store.reindex();
+        store
+    }
+
+    /// Rebuilds every index from `world` (after a content edit).
+    pub fn reindex(&mut self) {
+        self.tenants = self.world.tenants.iter().enumerate().map(|(pos, t)| (t.id, index_tenant(pos, t))).collect();
+    }
+
+    pub fn tenant(&self, tid: Uuid) -> Option<(&Tenant, &TenantIndex)> {
+        let idx = self.tenants.get(&tid)?;
+        Some((&self.world.tenants[idx.pos], idx))
+    }
+
+    /// A user of the tenant by object id, UPN or mail (case-insensitive).
+    pub fn user<'a>(&'a self, tid: Uuid, key: &str) -> Option<&'a User> {
+        let (tenant, idx) = self.tenant(tid)?;
+        let pos = match Uuid::parse_str(key) {
+            Ok(oid) => idx.users_by_oid.get(&oid),
+            Err(_) => idx.users_by_name.get(&key.to_ascii_lowercase()),
+        }?;
+        Some(&tenant.users[*pos])
+    }
+
+    pub fn user_by_oid(&self, tid: Uuid, oid: Uuid) -> Option<&User> {
+        let (tenant, idx) = self.tenant(tid)?;
+        idx.users_by_oid.get(&oid).map(|p| &tenant.users[*p])
+    }
+
+    pub fn groups_of(&self, tid: Uuid, oid: Uuid) -> &[Uuid] {
+        self.tenants.get(&tid).and_then(|t| t.user_groups.get(&oid)).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub fn drive(&self, tid: Uuid, drive_id: &str) -> Option<(&Drive, &DriveIndex)> {
+        let (tenant, idx) = self.tenant(tid)?;
+        let d = idx.drives.get(drive_id)?;
+        Some((&tenant.content.drives[d.pos], d))
+    }
+
+    pub fn drive_item<'a>(&'a self, tid: Uuid, drive_id: &str, item_id: &str) -> Option<(&'a Drive, &'a DriveItem)> {
+        let (drive, d) = self.drive(tid, drive_id)?;
+        let pos = d.items.get(item_id)?;
+        Some((drive, &drive.items[*pos]))
+    }
+}
+
+fn index_tenant(pos: usize, t: &Tenant) -> TenantIndex {
+    let mut idx = TenantIndex { pos, ..TenantIndex::default() };
+    let group_ids: HashMap<String, Uuid> =
+        t.groups.iter().map(|g| (g.display_name.to_ascii_lowercase(), g.id)).collect();
+    for (i, u) in t.users.iter().enumerate() {
+        idx.users_by_oid.insert(u.oid, i);
+        idx.users_by_name.insert(u.upn.to_ascii_lowercase(), i);
+        idx.users_by_name.entry(u.mail.to_ascii_lowercase()).or_insert(i);
+        let groups = u.groups.iter().filter_map(|g| group_ids.get(&g.to_ascii_lowercase()).copied()).collect();
+        idx.user_groups.insert(u.oid, groups);
+    }
+    for (i, mb) in t.content.mailboxes.iter().enumerate() {
+        idx.mailboxes.insert(mb.owner, index_mailbox(i, mb));
+    }
+    for (i, c) in t.content.calendars.iter().enumerate() {
+        idx.calendars.insert(c.owner, i);
+    }
+    for (i, d) in t.content.drives.iter().enumerate() {
+        let mut di = DriveIndex { pos: i, items: HashMap::new(), children: HashMap::new(), root: None };
+        for (j, item) in d.items.iter().enumerate() {
+            di.items.insert(item.id.clone(), j);
+            match &item.parent_id {
+                Some(parent) => di.children.entry(parent.clone()).or_default().push(j),
+                None => di.root = Some(j),
+            }
+        }
+        if let (fixtures::DriveType::Business, Some(owner)) = (d.drive_type, d.owner) {
+            idx.onedrive_by_owner.insert(owner, d.id.clone());
+        }
+        idx.drives.insert(d.id.clone(), di);
+    }
+    for (i, s) in t.content.sites.iter().enumerate() {
+        idx.sites.insert(s.id.clone(), i);
+    }
+    for (i, c) in t.content.chats.iter().enumerate() {
+        idx.chats.insert(c.id.clone(), i);
+    }
+    for (i, team) in t.content.teams.iter().enumerate() {
+        idx.teams.insert(team.id.to_string(), i);
+    }
+    idx
+}
+
+fn index_mailbox(pos: usize, mb: &fixtures::Mailbox) -> MailboxIndex {
+    let mut order: Vec<u32> = (0..mb.messages.len() as u32).collect();
+    order.sort_by(|a, b| mb.messages[*b as usize].received.cmp(&mb.messages[*a as usize].received));
+    let mut by_id = HashMap::with_capacity(mb.messages.len());
+    let mut by_immutable_id = HashMap::with_capacity(mb.messages.len());
+    let mut text = Vec::with_capacity(mb.messages.len());
+    let mut postings: HashMap<String, Vec<u32>> = HashMap::new();
+    for (i, m) in mb.messages.iter().enumerate() {
+        by_id.insert(m.id.clone(), i as u32);
+        by_immutable_id.insert(m.immutable_id.clone(), i as u32);
+        let mut full = String::with_capacity(m.subject.len() + m.body.len() + 64);
+        for part in [&m.subject, &m.from.name, &m.from.address, &m.body] {
+            full.push_str(part);
+            full.push(' ');
+        }
+        for a in &m.attachments {
+            full.push_str(&a.name);
+            full.push(' ');
+        }
+        let st = SearchText::new(&full);
+        for token in st.tokens() {
+            let list = postings.entry(token.to_owned()).or_default();
+            if list.last() != Some(&(i as u32)) {
+                list.push(i as u32);
+            }
+        }
+        text.push(st);
+    }
+    MailboxIndex { pos, by_received_desc: order, by_id, by_immutable_id, text, postings }
+}
