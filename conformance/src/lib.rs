@@ -1,1 +1,34 @@
-//! conformance
+//! The end-to-end conformance harness: starts fake Entra ID, fake Graph and the connector on
+//! loopback, signs fixture personas in the way a real MCP client does (401 → Protected Resource
+//! Metadata → authorization-server discovery → authorize with PKCE → token), and runs the
+//! scenarios of `shared/spec/conformance.md` against what an outsider can observe: MCP results,
+//! HTTP statuses and headers, both fakes' journals, the connector's audit log and `/metrics`.
+//!
+//! The same scenario bodies run in the `cargo test` suite (connector in-process, one shared
+//! controllable clock) and in the `m365-conformance` binary (connector spawned from a binary).
+//!
+//! # Layout
+//! * [`world`]: [`World`] and [`WorldBuilder`]: the three services wired together, torn down
+//!   on drop; policy edits, clock control, audit and log access.
+//! * [`signin`]: the discovery-driven OAuth client (PKCE S256, refresh, step-up with `claims`).
+//! * [`session`]: [`Session`], a signed-in persona with an rmcp Streamable HTTP client and raw
+//!   HTTP access for protocol-level checks.
+//! * [`persona`]: the fixture personas by name.
+//! * [`logs`]: captures the process's tracing output so scenarios can grep it for secrets.
+//! * [`scenarios`]: the catalogue, one `async fn(&World) -> Result<()>` per scenario id.
+
+pub mod logs;
+pub mod persona;
+pub mod scenarios;
+pub mod session;
+pub mod signin;
+pub mod world;
+
+pub use persona::Persona;
+pub use session::{RawResponse, Session};
+pub use world::{ConnectorMode, World, WorldBuilder};
+
+/// Installs the ring crypto provider reqwest needs (idempotent).
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -84,7 +84,12 @@ fn push_event(s: &Shared, kind: EventType, tid: Uuid, oid: Uuid) {
     inner.events.push(IdentityEvent { seq, kind, tenant_id: tid, user_id: oid, time: now });
 }
 
-pub(crate) fn set_user_enabled(s: &Shared, t: &str, u: &str, enabled: bool) -> Result<(), ControlError> {
+pub(crate) fn set_user_enabled(
+    s: &Shared,
+    t: &str,
+    u: &str,
+    enabled: bool,
+) -> Result<(), ControlError> {
     let (tid, oid) = user_ids(s, t, u)?;
     {
         let mut inner = s.lock();
@@ -131,7 +136,12 @@ pub(crate) fn grant_consent(s: &Shared, t: &str, c: ConsentChange) -> Result<(),
     if !tenant.state.service_principals.contains(&client) {
         tenant.state.service_principals.push(client);
     }
-    match tenant.state.consent_grants.iter_mut().find(|g| g.client_app_id == client && g.resource == resource) {
+    match tenant
+        .state
+        .consent_grants
+        .iter_mut()
+        .find(|g| g.client_app_id == client && g.resource == resource)
+    {
         Some(g) => {
             for sc in scopes {
                 if !g.scopes.iter().any(|x| x.eq_ignore_ascii_case(&sc)) {
@@ -139,7 +149,11 @@ pub(crate) fn grant_consent(s: &Shared, t: &str, c: ConsentChange) -> Result<(),
                 }
             }
         }
-        None => tenant.state.consent_grants.push(ConsentGrant { client_app_id: client, resource, scopes }),
+        None => tenant.state.consent_grants.push(ConsentGrant {
+            client_app_id: client,
+            resource,
+            scopes,
+        }),
     }
     Ok(())
 }
@@ -148,7 +162,8 @@ pub(crate) fn revoke_consent(s: &Shared, t: &str, c: ConsentChange) -> Result<()
     let mut inner = s.lock();
     let tenant = inner.dir.tenant_mut(t).ok_or_else(|| ControlError::UnknownTenant(t.into()))?;
     let matches = |g: &ConsentGrant| {
-        c.client_id.is_none_or(|id| id == g.client_app_id) && c.resource.is_none_or(|r| r == g.resource)
+        c.client_id.is_none_or(|id| id == g.client_app_id)
+            && c.resource.is_none_or(|r| r == g.resource)
     };
     match &c.scopes {
         None => tenant.state.consent_grants.retain(|g| !matches(g)),
@@ -161,7 +176,11 @@ pub(crate) fn revoke_consent(s: &Shared, t: &str, c: ConsentChange) -> Result<()
     Ok(())
 }
 
-pub(crate) fn set_assignment_required(s: &Shared, t: &str, required: bool) -> Result<(), ControlError> {
+pub(crate) fn set_assignment_required(
+    s: &Shared,
+    t: &str,
+    required: bool,
+) -> Result<(), ControlError> {
     let mut inner = s.lock();
     let tenant = inner.dir.tenant_mut(t).ok_or_else(|| ControlError::UnknownTenant(t.into()))?;
     tenant.state.assignment_required = required;
@@ -203,7 +222,11 @@ pub(crate) fn remove_ca_policy(s: &Shared, t: &str, id: &str) -> Result<(), Cont
     Ok(())
 }
 
-pub(crate) fn set_token_lifetime(s: &Shared, t: &str, p: TokenLifetimePolicy) -> Result<(), ControlError> {
+pub(crate) fn set_token_lifetime(
+    s: &Shared,
+    t: &str,
+    p: TokenLifetimePolicy,
+) -> Result<(), ControlError> {
     if let Some(m) = p.access_token_minutes
         && !(10..=1440).contains(&m)
     {
@@ -241,12 +264,17 @@ pub(crate) fn add_key(s: &Shared) -> Result<String, ControlError> {
         }
     }
     // Generation is slow; do it without the lock.
-    let key = SigningKey::generate(KeyState::Published).map_err(|e| ControlError::Invalid(e.to_string()))?;
+    let key = SigningKey::generate(KeyState::Published)
+        .map_err(|e| ControlError::Invalid(e.to_string()))?;
     Ok(s.lock().keys.add(key))
 }
 
 pub(crate) fn set_key_state(s: &Shared, kid: &str, state: KeyState) -> Result<(), ControlError> {
-    if s.lock().keys.set_state(kid, state) { Ok(()) } else { Err(ControlError::UnknownKey(kid.into())) }
+    if s.lock().keys.set_state(kid, state) {
+        Ok(())
+    } else {
+        Err(ControlError::UnknownKey(kid.into()))
+    }
 }
 
 /// Rotation: publish a new key, make it active, retire the previously active one.
@@ -295,7 +323,10 @@ fn ok() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn user_action(State(s): State<AppState>, Path((t, u, action)): Path<(String, String, String)>) -> R {
+async fn user_action(
+    State(s): State<AppState>,
+    Path((t, u, action)): Path<(String, String, String)>,
+) -> R {
     match action.as_str() {
         "disable" => set_user_enabled(&s, &t, &u, false)?,
         "enable" => set_user_enabled(&s, &t, &u, true)?,
@@ -306,11 +337,19 @@ async fn user_action(State(s): State<AppState>, Path((t, u, action)): Path<(Stri
     Ok(ok())
 }
 
-async fn http_grant(State(s): State<AppState>, Path(t): Path<String>, Json(c): Json<ConsentChange>) -> R {
+async fn http_grant(
+    State(s): State<AppState>,
+    Path(t): Path<String>,
+    Json(c): Json<ConsentChange>,
+) -> R {
     grant_consent(&s, &t, c).map(|_| ok())
 }
 
-async fn http_revoke(State(s): State<AppState>, Path(t): Path<String>, body: Option<Json<ConsentChange>>) -> R {
+async fn http_revoke(
+    State(s): State<AppState>,
+    Path(t): Path<String>,
+    body: Option<Json<ConsentChange>>,
+) -> R {
     revoke_consent(&s, &t, body.map(|b| b.0).unwrap_or_default()).map(|_| ok())
 }
 
@@ -319,7 +358,11 @@ struct Required {
     required: bool,
 }
 
-async fn http_assignment_required(State(s): State<AppState>, Path(t): Path<String>, Json(r): Json<Required>) -> R {
+async fn http_assignment_required(
+    State(s): State<AppState>,
+    Path(t): Path<String>,
+    Json(r): Json<Required>,
+) -> R {
     set_assignment_required(&s, &t, r.required).map(|_| ok())
 }
 
@@ -328,7 +371,11 @@ struct Principal {
     principal: String,
 }
 
-async fn http_assign(State(s): State<AppState>, Path(t): Path<String>, Json(p): Json<Principal>) -> R {
+async fn http_assign(
+    State(s): State<AppState>,
+    Path(t): Path<String>,
+    Json(p): Json<Principal>,
+) -> R {
     assign(&s, &t, &p.principal, true).map(|_| ok())
 }
 
@@ -336,7 +383,11 @@ async fn http_unassign(State(s): State<AppState>, Path((t, p)): Path<(String, St
     assign(&s, &t, &p, false).map(|_| ok())
 }
 
-async fn http_add_ca(State(s): State<AppState>, Path(t): Path<String>, Json(p): Json<CaPolicy>) -> R {
+async fn http_add_ca(
+    State(s): State<AppState>,
+    Path(t): Path<String>,
+    Json(p): Json<CaPolicy>,
+) -> R {
     add_ca_policy(&s, &t, p).map(|_| ok())
 }
 
@@ -344,7 +395,11 @@ async fn http_remove_ca(State(s): State<AppState>, Path((t, id)): Path<(String, 
     remove_ca_policy(&s, &t, &id).map(|_| ok())
 }
 
-async fn http_lifetime(State(s): State<AppState>, Path(t): Path<String>, Json(p): Json<TokenLifetimePolicy>) -> R {
+async fn http_lifetime(
+    State(s): State<AppState>,
+    Path(t): Path<String>,
+    Json(p): Json<TokenLifetimePolicy>,
+) -> R {
     set_token_lifetime(&s, &t, p).map(|_| ok())
 }
 
@@ -360,7 +415,10 @@ async fn http_add_key(State(s): State<AppState>) -> R {
     add_key(&s).map(|kid| Json(json!({"kid": kid})).into_response())
 }
 
-async fn http_key_action(State(s): State<AppState>, Path((kid, action)): Path<(String, String)>) -> R {
+async fn http_key_action(
+    State(s): State<AppState>,
+    Path((kid, action)): Path<(String, String)>,
+) -> R {
     let state = match action.as_str() {
         "activate" => KeyState::Active,
         "retire" => KeyState::Retired,
@@ -402,7 +460,9 @@ async fn http_clear_journal(State(s): State<AppState>) -> Response {
 async fn http_events(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> R {
     let after = match q.get("after") {
         None => 0,
-        Some(a) => a.parse::<u64>().map_err(|_| ControlError::Invalid(format!("after must be a number, got '{a}'")))?,
+        Some(a) => a
+            .parse::<u64>()
+            .map_err(|_| ControlError::Invalid(format!("after must be a number, got '{a}'")))?,
     };
     Ok(Json(events(&s, after)).into_response())
 }

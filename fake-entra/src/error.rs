@@ -49,6 +49,12 @@ pub struct AadError {
     pub retry_after: Option<u64>,
 }
 
+/// Entra's ISO time with 7 fractional digits (`2020-04-27T20:58:04.2740000Z`) in messages.
+pub fn entra_iso(t: DateTime<Utc>) -> String {
+    use chrono::Timelike;
+    format!("{}.{:07}Z", t.format("%Y-%m-%dT%H:%M:%S"), t.nanosecond() / 100)
+}
+
 /// Entra's timestamp format in error bodies.
 pub fn entra_timestamp(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%SZ").to_string()
@@ -56,7 +62,11 @@ pub fn entra_timestamp(t: DateTime<Utc>) -> String {
 
 impl AadError {
     pub fn new(error: &str, code: u32, message: impl Into<String>) -> Self {
-        let status = if error == "invalid_client" { StatusCode::UNAUTHORIZED } else { StatusCode::BAD_REQUEST };
+        let status = if error == "invalid_client" {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::BAD_REQUEST
+        };
         Self {
             status,
             error: error.into(),
@@ -149,7 +159,10 @@ pub fn tenant_not_found(tenant: &str) -> AadError {
 }
 
 pub fn missing_param(name: &str) -> AadError {
-    invalid_request(900144, format!("The request body must contain the following parameter: '{name}'."))
+    invalid_request(
+        900144,
+        format!("The request body must contain the following parameter: '{name}'."),
+    )
 }
 
 pub fn app_not_found(client_id: &str, tenant: &str) -> AadError {
@@ -197,8 +210,8 @@ pub fn grant_revoked(issued: DateTime<Utc>, valid_from: DateTime<Utc>) -> AadErr
         50173,
         format!(
             "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password. The grant was issued on '{}' and the TokensValidFrom date (before which tokens are not valid) for this user is '{}'.",
-            issued.format("%Y-%m-%dT%H:%M:%S%.7fZ"),
-            valid_from.format("%Y-%m-%dT%H:%M:%S%.7fZ")
+            crate::error::entra_iso(issued),
+            crate::error::entra_iso(valid_from)
         ),
     )
 }
@@ -256,7 +269,9 @@ pub fn invalid_scope(scope: &str) -> AadError {
     AadError::new(
         "invalid_scope",
         70011,
-        format!("The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."),
+        format!(
+            "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."
+        ),
     )
 }
 
@@ -264,7 +279,9 @@ pub fn invalid_client_secret(client_id: Uuid) -> AadError {
     AadError::new(
         "invalid_client",
         7000215,
-        format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."),
+        format!(
+            "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
+        ),
     )
 }
 

@@ -85,7 +85,8 @@ pub(crate) async fn token(
     };
     let basic = basic_auth(&headers);
     let client_id = p.get("client_id").cloned().or_else(|| basic.as_ref().map(|b| b.0.clone()));
-    if let Some(r) = apply_fault(&s, Endpoint::Token, t.id(), client_id.as_deref(), &headers).await {
+    if let Some(r) = apply_fault(&s, Endpoint::Token, t.id(), client_id.as_deref(), &headers).await
+    {
         return r;
     }
     let mut trail = Trail {
@@ -138,7 +139,9 @@ fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
     let b64 = v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic "))?;
     let raw = String::from_utf8(STANDARD.decode(b64.trim()).ok()?).ok()?;
     let (id, secret) = raw.split_once(':')?;
-    let dec = |x: &str| url::form_urlencoded::parse(format!("x={x}").as_bytes()).next().map(|(_, v)| v.into_owned());
+    let dec = |x: &str| {
+        url::form_urlencoded::parse(format!("x={x}").as_bytes()).next().map(|(_, v)| v.into_owned())
+    };
     Some((dec(id)?, dec(secret)?))
 }
 
@@ -153,7 +156,10 @@ fn handle(
     trail: &mut Trail,
     now: DateTime<Utc>,
 ) -> Result<TokenResponse, AadError> {
-    let grant = p.get("grant_type").map(String::as_str).ok_or_else(|| error::missing_param("grant_type"))?;
+    let grant = p
+        .get("grant_type")
+        .map(String::as_str)
+        .ok_or_else(|| error::missing_param("grant_type"))?;
     let client_id = trail.client_id.clone().ok_or_else(|| error::missing_param("client_id"))?;
     let app = inner
         .dir
@@ -233,8 +239,9 @@ fn authenticate(
             "The client_assertion_type must be 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'.",
         ));
     }
-    let header = jsonwebtoken::decode_header(assertion)
-        .map_err(|_| error::bad_client_assertion("The client assertion is not a well-formed JWT"))?;
+    let header = jsonwebtoken::decode_header(assertion).map_err(|_| {
+        error::bad_client_assertion("The client assertion is not a well-formed JWT")
+    })?;
     let candidates: Vec<_> = app
         .certificates
         .iter()
@@ -260,9 +267,12 @@ fn authenticate(
     }
     let aud_ok = |a: &str| {
         let a = a.trim_end_matches('/');
-        [tenant_seg.to_string(), t.id().map(|x| x.to_string()).unwrap_or_default()]
-            .iter()
-            .any(|seg| a == format!("{}/{seg}/oauth2/v2.0/token", s.base) || a == format!("{}/{seg}/oauth2/token", s.base))
+        [tenant_seg.to_string(), t.id().map(|x| x.to_string()).unwrap_or_default()].iter().any(
+            |seg| {
+                a == format!("{}/{seg}/oauth2/v2.0/token", s.base)
+                    || a == format!("{}/{seg}/oauth2/token", s.base)
+            },
+        )
     };
     let aud_matches = match &claims["aud"] {
         Value::String(a) => aud_ok(a),
@@ -309,12 +319,9 @@ fn issue_user_tokens(
     trail: &mut Trail,
     now: DateTime<Utc>,
 ) -> Result<TokenResponse, AadError> {
-    let user = inner
-        .dir
-        .tenant_by_id(tid)
-        .and_then(|t| t.user(oid))
-        .cloned()
-        .ok_or_else(|| AadError::new("invalid_grant", 50034, "The user account does not exist in the directory."))?;
+    let user = inner.dir.tenant_by_id(tid).and_then(|t| t.user(oid)).cloned().ok_or_else(|| {
+        AadError::new("invalid_grant", 50034, "The user account does not exist in the directory.")
+    })?;
     let uti = tokens::new_uti();
     let (access_token, lifetime, scope) = match resource {
         Some(Resource::Graph) => {
@@ -331,7 +338,11 @@ fn issue_user_tokens(
                 Times::new(now, life),
                 &uti,
             );
-            let scope = granted.iter().map(|g| qualify(&inner.dir, resource, g)).collect::<Vec<_>>().join(" ");
+            let scope = granted
+                .iter()
+                .map(|g| qualify(&inner.dir, resource, g))
+                .collect::<Vec<_>>()
+                .join(" ");
             (tokens::sign(inner.keys.active(), &claims, true, true), life, scope)
         }
         _ => {
@@ -349,7 +360,11 @@ fn issue_user_tokens(
                 Times::new(now, life),
                 &uti,
             );
-            let scope = granted.iter().map(|g| qualify(&inner.dir, resource, g)).collect::<Vec<_>>().join(" ");
+            let scope = granted
+                .iter()
+                .map(|g| qualify(&inner.dir, resource, g))
+                .collect::<Vec<_>>()
+                .join(" ");
             (tokens::sign(inner.keys.active(), &claims, false, false), life, scope)
         }
     };
@@ -370,20 +385,42 @@ fn issue_user_tokens(
     }
     if want_refresh {
         let rt = format!("1.AR{}{}{}", tokens::new_uti(), tokens::new_uti(), tokens::new_uti());
-        let scopes = granted.iter().map(|g| qualify(&inner.dir, resource, g)).chain(["offline_access".to_string()]).collect();
+        let scopes = granted
+            .iter()
+            .map(|g| qualify(&inner.dir, resource, g))
+            .chain(["offline_access".to_string()])
+            .collect();
         inner.refresh.insert(
             rt.clone(),
-            RefreshGrant { client_id: client.app_id, tid, oid, scopes, ctx: ctx.clone(), cp1, issued: now, last_used: now },
+            RefreshGrant {
+                client_id: client.app_id,
+                tid,
+                oid,
+                scopes,
+                ctx: ctx.clone(),
+                cp1,
+                issued: now,
+                last_used: now,
+            },
         );
         resp.refresh_token = Some(rt);
     }
     if let Some(nonce) = id_token {
         let life = 3600;
-        let claims = tokens::id_token_claims(&s.issuer_v2(tid), tid, &user, client.app_id, nonce.as_deref(), ctx, Times::new(now, life));
+        let claims = tokens::id_token_claims(
+            &s.issuer_v2(tid),
+            tid,
+            &user,
+            client.app_id,
+            nonce.as_deref(),
+            ctx,
+            Times::new(now, life),
+        );
         resp.id_token = Some(tokens::sign(inner.keys.active(), &claims, false, false));
     }
     if client_info {
-        resp.client_info = Some(URL_SAFE_NO_PAD.encode(format!("{{\"uid\":\"{oid}\",\"utid\":\"{tid}\"}}")));
+        resp.client_info =
+            Some(URL_SAFE_NO_PAD.encode(format!("{{\"uid\":\"{oid}\",\"utid\":\"{tid}\"}}")));
     }
     trail.uti = Some(uti);
     Ok(resp)
@@ -393,7 +430,11 @@ fn issue_user_tokens(
 fn check_user(inner: &Inner, tid: Uuid, oid: Uuid, issued: DateTime<Utc>) -> Result<(), AadError> {
     let user = inner.dir.tenant_by_id(tid).and_then(|t| t.user(oid));
     match user {
-        None => Err(AadError::new("invalid_grant", 50034, "The user account does not exist in the directory.")),
+        None => Err(AadError::new(
+            "invalid_grant",
+            50034,
+            "The user account does not exist in the directory.",
+        )),
         Some(u) if !u.enabled => Err(error::user_disabled()),
         Some(_) => match inner.revoked_since(tid, oid, issued) {
             Some(at) => Err(error::grant_revoked(issued, at)),
@@ -422,7 +463,8 @@ fn check_policy(
         None => vec![],
     };
     let connector = &inner.dir.apps.connector;
-    let involves_connector = resource == Some(Resource::Connector) || client.app_id == connector.app_id;
+    let involves_connector =
+        resource == Some(Resource::Connector) || client.app_id == connector.app_id;
     if involves_connector && !tdir.is_assigned(user) {
         return Err(error::not_assigned(&user.upn, connector.app_id, &connector.display_name));
     }
@@ -445,7 +487,11 @@ fn authorization_code(
 ) -> Result<TokenResponse, AadError> {
     let code = p.get("code").ok_or_else(|| error::missing_param("code"))?;
     let Some(record) = inner.codes.get_mut(code) else {
-        return Err(AadError::new("invalid_grant", 70000, "The provided value for the 'code' parameter is not valid."));
+        return Err(AadError::new(
+            "invalid_grant",
+            70000,
+            "The provided value for the 'code' parameter is not valid.",
+        ));
     };
     trail.tenant_id = Some(record.tid);
     trail.user_id = Some(record.oid);
@@ -469,7 +515,11 @@ fn authorization_code(
         ));
     }
     if record.client_id != app.app_id {
-        return Err(AadError::new("invalid_grant", 70000, "The provided value for the 'code' parameter is not valid. The code was issued to another client."));
+        return Err(AadError::new(
+            "invalid_grant",
+            70000,
+            "The provided value for the 'code' parameter is not valid. The code was issued to another client.",
+        ));
     }
     if p.get("redirect_uri") != Some(&record.redirect_uri) {
         return Err(AadError::new(
@@ -495,8 +545,20 @@ fn authorization_code(
     }
     check_user(inner, record.tid, record.oid, record.issued)?;
     let scopes = parse_scopes(&inner.dir, &record.scopes.join(" "))?;
-    let granted = check_policy(inner, app, record.tid, record.oid, scopes.resource, &scopes.names, &record.ctx)?;
-    let granted = if scopes.resource.is_some() && granted.is_empty() { scopes.names.clone() } else { granted };
+    let granted = check_policy(
+        inner,
+        app,
+        record.tid,
+        record.oid,
+        scopes.resource,
+        &scopes.names,
+        &record.ctx,
+    )?;
+    let granted = if scopes.resource.is_some() && granted.is_empty() {
+        scopes.names.clone()
+    } else {
+        granted
+    };
     let id_token = scopes.has("openid").then(|| record.nonce.clone());
     issue_user_tokens(
         s,
@@ -528,12 +590,20 @@ fn refresh(
 ) -> Result<TokenResponse, AadError> {
     let rt = p.get("refresh_token").ok_or_else(|| error::missing_param("refresh_token"))?;
     let Some(grant) = inner.refresh.get(rt).cloned() else {
-        return Err(AadError::new("invalid_grant", 9002313, "Invalid request. Request is malformed or invalid."));
+        return Err(AadError::new(
+            "invalid_grant",
+            9002313,
+            "Invalid request. Request is malformed or invalid.",
+        ));
     };
     trail.tenant_id = Some(grant.tid);
     trail.user_id = Some(grant.oid);
     if grant.client_id != app.app_id {
-        return Err(AadError::new("invalid_grant", 70000, "The refresh token was issued to another client."));
+        return Err(AadError::new(
+            "invalid_grant",
+            70000,
+            "The refresh token was issued to another client.",
+        ));
     }
     let days = inner
         .dir
@@ -546,7 +616,7 @@ fn refresh(
             700082,
             format!(
                 "The refresh token has expired due to inactivity. The token was issued on {} and was inactive for {days}.00:00:00.",
-                grant.issued.format("%Y-%m-%dT%H:%M:%S%.7fZ")
+                crate::error::entra_iso(grant.issued)
             ),
         )
         .suberror("bad_token"));
@@ -558,13 +628,18 @@ fn refresh(
     let requested = p.get("scope").cloned().unwrap_or_else(|| grant.scopes.join(" "));
     let scopes = parse_scopes(&inner.dir, &requested)?;
     trail.scopes = scopes.all(&inner.dir);
-    let granted = check_policy(inner, app, grant.tid, grant.oid, scopes.resource, &scopes.names, &grant.ctx)?;
-    let granted = if scopes.resource.is_some() && granted.is_empty() { scopes.names.clone() } else { granted };
+    let granted =
+        check_policy(inner, app, grant.tid, grant.oid, scopes.resource, &scopes.names, &grant.ctx)?;
+    let granted = if scopes.resource.is_some() && granted.is_empty() {
+        scopes.names.clone()
+    } else {
+        granted
+    };
     // Each use resets the inactivity window of the token used; the old one stays valid.
     if let Some(g) = inner.refresh.get_mut(rt) {
         g.last_used = now;
     }
-    let mut resp = issue_user_tokens(
+    let resp = issue_user_tokens(
         s,
         inner,
         app,
@@ -614,10 +689,16 @@ fn client_credentials(
         return Err(AadError::new(
             "invalid_scope",
             1002012,
-            format!("The provided value for scope {raw} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."),
+            format!(
+                "The provided value for scope {raw} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+            ),
         ));
     }
-    let tdir = inner.dir.tenant_by_id(tid).cloned().ok_or_else(|| error::tenant_not_found(&tid.to_string()))?;
+    let tdir = inner
+        .dir
+        .tenant_by_id(tid)
+        .cloned()
+        .ok_or_else(|| error::tenant_not_found(&tid.to_string()))?;
     let has_sp = tdir.state.service_principals.contains(&app.app_id)
         || tdir.state.consent_grants.iter().any(|g| g.client_app_id == app.app_id);
     if !has_sp {
@@ -656,7 +737,11 @@ fn client_credentials(
 }
 
 fn bad_assertion_sig(reason: &str) -> AadError {
-    AadError::new("invalid_grant", 50013, format!("Assertion contains an invalid signature. [Reason - {reason}]"))
+    AadError::new(
+        "invalid_grant",
+        50013,
+        format!("Assertion contains an invalid signature. [Reason - {reason}]"),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -681,21 +766,25 @@ fn on_behalf_of(
         return Err(bad_assertion_sig("The algorithm is not RS256."));
     }
     let kid = header.kid.unwrap_or_default();
-    let key = inner
-        .keys
-        .verifying(&kid)
-        .ok_or_else(|| bad_assertion_sig(&format!("The key was not found., Thumbprint of key used by client: '{kid}'")))?;
+    let key = inner.keys.verifying(&kid).ok_or_else(|| {
+        bad_assertion_sig(&format!(
+            "The key was not found., Thumbprint of key used by client: '{kid}'"
+        ))
+    })?;
     let mut v = Validation::new(Algorithm::RS256);
     v.validate_exp = false;
     v.validate_aud = false;
     v.required_spec_claims.clear();
     let claims = jsonwebtoken::decode::<Value>(assertion, &key.decoding, &v)
-        .map_err(|_| bad_assertion_sig("The provided signature value did not match the expected signature value."))?
+        .map_err(|_| {
+            bad_assertion_sig(
+                "The provided signature value did not match the expected signature value.",
+            )
+        })?
         .claims;
-    let tid = claims["tid"]
-        .as_str()
-        .and_then(|x| Uuid::parse_str(x).ok())
-        .ok_or_else(|| AadError::new("invalid_grant", 50027, "JWT token is invalid or malformed: tid."))?;
+    let tid = claims["tid"].as_str().and_then(|x| Uuid::parse_str(x).ok()).ok_or_else(|| {
+        AadError::new("invalid_grant", 50027, "JWT token is invalid or malformed: tid.")
+    })?;
     let iss = claims["iss"].as_str().unwrap_or("");
     if iss != s.issuer_v2(tid) && iss != format!("{}/{tid}/", tokens::V1_ISSUER_HOST) {
         return Err(AadError::new(
@@ -707,8 +796,14 @@ fn on_behalf_of(
     trail.tenant_id = Some(tid);
     let oid = claims["oid"].as_str().and_then(|x| Uuid::parse_str(x).ok());
     trail.user_id = oid;
-    let (Some(exp), Some(nbf)) = (claims["exp"].as_i64(), claims["nbf"].as_i64().or(claims["iat"].as_i64())) else {
-        return Err(AadError::new("invalid_grant", 50027, "JWT token is invalid or malformed: exp/nbf."));
+    let (Some(exp), Some(nbf)) =
+        (claims["exp"].as_i64(), claims["nbf"].as_i64().or(claims["iat"].as_i64()))
+    else {
+        return Err(AadError::new(
+            "invalid_grant",
+            50027,
+            "JWT token is invalid or malformed: exp/nbf.",
+        ));
     };
     if exp + SKEW_SECS < now.timestamp() || nbf - SKEW_SECS > now.timestamp() {
         return Err(AadError::new(
@@ -716,12 +811,15 @@ fn on_behalf_of(
             500133,
             format!(
                 "Assertion is not within its valid time range. Ensure that the access token is not expired before using it for user assertion, or request a new token. Current time: {}, expiry time of assertion {}.",
-                now.format("%Y-%m-%dT%H:%M:%S%.7fZ"),
-                DateTime::<Utc>::from_timestamp(exp, 0).unwrap_or_default().format("%Y-%m-%dT%H:%M:%S%.7fZ")
+                crate::error::entra_iso(now),
+                crate::error::entra_iso(
+                    DateTime::<Utc>::from_timestamp(exp, 0).unwrap_or_default()
+                )
             ),
         ));
     }
-    let is_app = claims["idtyp"].as_str() == Some("app") || (claims["scp"].is_null() && !claims["roles"].is_null());
+    let is_app = claims["idtyp"].as_str() == Some("app")
+        || (claims["scp"].is_null() && !claims["roles"].is_null());
     if is_app {
         return Err(AadError::new(
             "invalid_grant",
@@ -749,7 +847,11 @@ fn on_behalf_of(
         ));
     }
     let Some(oid) = oid else {
-        return Err(AadError::new("invalid_grant", 50027, "JWT token is invalid or malformed: oid."));
+        return Err(AadError::new(
+            "invalid_grant",
+            50027,
+            "JWT token is invalid or malformed: oid.",
+        ));
     };
     if let TenantRef::Tenant(path_tid) = t
         && path_tid != tid
@@ -769,7 +871,9 @@ fn on_behalf_of(
     // Precise issue time from `aio` when the fake minted the token; else whole seconds.
     let issued = aio
         .as_ref()
-        .and_then(|c| DateTime::<Utc>::from_timestamp_millis(c.issued_ms).filter(|_| c.issued_ms > 0))
+        .and_then(|c| {
+            DateTime::<Utc>::from_timestamp_millis(c.issued_ms).filter(|_| c.issued_ms > 0)
+        })
         .or_else(|| DateTime::<Utc>::from_timestamp(iat, 0))
         .unwrap_or(now);
     check_user(inner, tid, oid, issued)?;

@@ -93,7 +93,8 @@ impl SigningKey {
         // certificate, so the thumbprint is taken over the modulus. Same length and alphabet.
         let modulus = URL_SAFE_NO_PAD.decode(&n).map_err(|e| KeyError::Pem(e.to_string()))?;
         let kid = URL_SAFE_NO_PAD.encode(Sha1::digest(&modulus));
-        let public_material = format!("{{\"kty\":\"RSA\",\"n\":\"{n}\",\"e\":\"{e}\"}}").into_bytes();
+        let public_material =
+            format!("{{\"kty\":\"RSA\",\"n\":\"{n}\",\"e\":\"{e}\"}}").into_bytes();
         Ok(Self { kid, encoding, decoding, n, e, public_material, state })
     }
 
@@ -101,8 +102,8 @@ impl SigningKey {
     pub fn generate(state: KeyState) -> Result<Self, KeyError> {
         use rsa::pkcs8::EncodePrivateKey;
         let mut rng = rand::rng();
-        let key = rsa::RsaPrivateKey::new(&mut rng, 2048)
-            .map_err(|e| KeyError::Generate(e.to_string()))?;
+        let key =
+            rsa::PrivateKey::new(&mut rng, 2048).map_err(|e| KeyError::Generate(e.to_string()))?;
         let pem = key
             .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
             .map_err(|e| KeyError::Generate(e.to_string()))?;
@@ -142,9 +143,9 @@ impl KeyRing {
                 .enumerate()
                 .map(|(i, pem)| SigningKey::from_pem(pem, states(i)))
                 .collect::<Result<Vec<_>, _>>()?,
-            Keys::Generate => (0..3)
-                .map(|i| SigningKey::generate(states(i)))
-                .collect::<Result<Vec<_>, _>>()?,
+            Keys::Generate => {
+                (0..3).map(|i| SigningKey::generate(states(i))).collect::<Result<Vec<_>, _>>()?
+            }
             Keys::Pem(pems) => pems
                 .iter()
                 .enumerate()

@@ -39,7 +39,7 @@ use std::{net::SocketAddr, sync::Arc};
 
 use axum::{Router, body::Body, extract::ConnectInfo, http::Request};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use fixtures::{CaPolicy, Clock, Device, TokenLifetimePolicy, User, World, WorkingHours};
+use fixtures::{CaPolicy, Clock, Device, TokenLifetimePolicy, User, WorkingHours, World};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
@@ -137,8 +137,9 @@ impl FakeEntraBuilder {
 
     pub async fn try_start(self) -> Result<FakeEntra, StartError> {
         let addr = self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-        let listener =
-            tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
         let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
         let base = self.base_url.unwrap_or_else(|| format!("http://{local}"));
         let world = self.world.unwrap_or_else(fixtures::standard_world);
@@ -264,7 +265,11 @@ impl FakeEntra {
         let mut inner = self.shared.lock();
         let user = lookup_user(&inner.dir, tid, oid);
         let ctx = SignInContext::for_user(&user, now);
-        let life = if cp1 { routes::cae_lifetime(&mut inner) } else { routes::access_lifetime(&mut inner, tid) };
+        let life = if cp1 {
+            routes::cae_lifetime(&mut inner)
+        } else {
+            routes::access_lifetime(&mut inner, tid)
+        };
         let connector = inner.dir.apps.connector.clone();
         let claims = tokens::graph_user_claims(
             tid,
@@ -294,7 +299,8 @@ impl FakeEntra {
         if let Some(ip) = &spec.ip {
             ctx.ip = ip.clone();
         }
-        let life = spec.lifetime_secs.unwrap_or_else(|| routes::access_lifetime(&mut inner, spec.tid));
+        let life =
+            spec.lifetime_secs.unwrap_or_else(|| routes::access_lifetime(&mut inner, spec.tid));
         let mut times = Times::new(now, life);
         match spec.bad {
             Some(BadToken::Expired) => {
@@ -357,13 +363,23 @@ impl FakeEntra {
                 m.insert(k.clone(), v.clone());
             }
         }
-        tokens::encode_with_defect(&claims, inner.keys.active(), inner.keys.pending(), spec.bad.as_ref())
+        tokens::encode_with_defect(
+            &claims,
+            inner.keys.active(),
+            inner.keys.pending(),
+            spec.bad.as_ref(),
+        )
     }
 
     /// Runs `/authorize` (with `login_hint`) + PKCE S256 + code redemption through the
     /// router, in-process, and returns the token response or Entra's error body. `scopes`
     /// are passed as given (e.g. `api://{connector}/access_as_user`, `offline_access`).
-    pub async fn sign_in(&self, upn: &str, client_id: Uuid, scopes: &[&str]) -> Result<TokenResponse, ErrorBody> {
+    pub async fn sign_in(
+        &self,
+        upn: &str,
+        client_id: Uuid,
+        scopes: &[&str],
+    ) -> Result<TokenResponse, ErrorBody> {
         self.sign_in_with(upn, client_id, scopes, &[]).await
     }
 
@@ -378,7 +394,11 @@ impl FakeEntra {
     ) -> Result<TokenResponse, ErrorBody> {
         let (tenant, redirect, public, secret) = {
             let inner = self.shared.lock();
-            let tenant = inner.dir.user_by_upn(upn).map(|(t, _)| t.id.to_string()).unwrap_or_else(|| "common".into());
+            let tenant = inner
+                .dir
+                .user_by_upn(upn)
+                .map(|(t, _)| t.id.to_string())
+                .unwrap_or_else(|| "common".into());
             let app = inner.dir.app(&client_id.to_string());
             let redirect = app
                 .and_then(|a| a.redirect_uris.first().cloned())
@@ -410,10 +430,12 @@ impl FakeEntra {
         let location = resp.1.unwrap_or_default();
         let body = resp.2;
         if !status.is_redirection() {
-            return Err(serde_json::from_slice(&body).unwrap_or_else(|_| local_error("authorize did not redirect")));
+            return Err(serde_json::from_slice(&body)
+                .unwrap_or_else(|_| local_error("authorize did not redirect")));
         }
         let url = url::Url::parse(&location).map_err(|_| local_error("bad redirect location"))?;
-        let params: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+        let params: std::collections::HashMap<String, String> =
+            url.query_pairs().into_owned().collect();
         if let Some(err) = params.get("error") {
             return Err(ErrorBody {
                 error: err.clone(),
@@ -452,7 +474,8 @@ impl FakeEntra {
         if status.is_success() {
             serde_json::from_slice(&body).map_err(|_| local_error("token response did not parse"))
         } else {
-            Err(serde_json::from_slice(&body).unwrap_or_else(|_| local_error("token error did not parse")))
+            Err(serde_json::from_slice(&body)
+                .unwrap_or_else(|_| local_error("token error did not parse")))
         }
     }
 
@@ -470,7 +493,10 @@ impl FakeEntra {
             .get(axum::http::header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.map(|b| b.to_vec()).unwrap_or_default();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .map(|b| b.to_vec())
+            .unwrap_or_default();
         (status, location, body)
     }
 
@@ -537,7 +563,11 @@ impl FakeEntra {
         control::revoke_consent(&self.shared, tenant, ConsentChange::default())
     }
 
-    pub fn set_assignment_required(&self, tenant: &str, required: bool) -> Result<(), ControlError> {
+    pub fn set_assignment_required(
+        &self,
+        tenant: &str,
+        required: bool,
+    ) -> Result<(), ControlError> {
         control::set_assignment_required(&self.shared, tenant, required)
     }
 
@@ -559,7 +589,11 @@ impl FakeEntra {
         control::remove_ca_policy(&self.shared, tenant, id)
     }
 
-    pub fn set_token_lifetime(&self, tenant: &str, policy: TokenLifetimePolicy) -> Result<(), ControlError> {
+    pub fn set_token_lifetime(
+        &self,
+        tenant: &str,
+        policy: TokenLifetimePolicy,
+    ) -> Result<(), ControlError> {
         control::set_token_lifetime(&self.shared, tenant, policy)
     }
 
@@ -629,7 +663,9 @@ impl FakeEntra {
 /// A registered loopback redirect URI with a concrete port (Entra accepts any port).
 fn loopback_with_port(r: &str) -> String {
     match url::Url::parse(r) {
-        Ok(mut u) if matches!(u.host_str(), Some("localhost" | "127.0.0.1")) && u.port().is_none() => {
+        Ok(mut u)
+            if matches!(u.host_str(), Some("localhost" | "127.0.0.1")) && u.port().is_none() =>
+        {
             let _ = u.set_port(Some(8400));
             u.to_string()
         }

@@ -25,11 +25,14 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let args = Args::parse();
     let world = match &args.fixtures {
         Some(dir) => Arc::new(
-            fixtures::load::world(dir).with_context(|| format!("loading fixtures from {}", dir.display()))?,
+            fixtures::load::world(dir)
+                .with_context(|| format!("loading fixtures from {}", dir.display()))?,
         ),
         None => fixtures::standard_world(),
     };

@@ -86,7 +86,10 @@ pub(crate) fn resolve_tenant(dir: &Directory, seg: &str) -> Result<TenantRef, Aa
             // Entra accepts GUIDs and verified domains, not the fixtures' short names.
             let t = match Uuid::parse_str(seg) {
                 Ok(id) => dir.tenant_by_id(id),
-                Err(_) => dir.tenants.iter().find(|t| t.domains.iter().any(|d| d.eq_ignore_ascii_case(seg))),
+                Err(_) => dir
+                    .tenants
+                    .iter()
+                    .find(|t| t.domains.iter().any(|d| d.eq_ignore_ascii_case(seg))),
             };
             t.map(|t| TenantRef::Tenant(t.id)).ok_or_else(|| error::tenant_not_found(seg))
         }
@@ -184,13 +187,19 @@ fn discovery_headers(mut resp: Response) -> Response {
 fn seg_and_issuer(s: &Shared, t: TenantRef) -> (String, String) {
     match t {
         TenantRef::Common => ("common".into(), format!("{}/{{tenantid}}/v2.0", s.base)),
-        TenantRef::Organizations => ("organizations".into(), format!("{}/{{tenantid}}/v2.0", s.base)),
+        TenantRef::Organizations => {
+            ("organizations".into(), format!("{}/{{tenantid}}/v2.0", s.base))
+        }
         TenantRef::Consumers => ("consumers".into(), s.issuer_v2(CONSUMER_TENANT_ID)),
         TenantRef::Tenant(tid) => (tid.to_string(), s.issuer_v2(tid)),
     }
 }
 
-async fn discovery_v2(State(s): State<AppState>, Path(tenant): Path<String>, headers: HeaderMap) -> Response {
+async fn discovery_v2(
+    State(s): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let resolved = resolve_tenant(&s.lock().dir, &tenant);
     let t = match resolved {
         Ok(t) => t,
@@ -235,7 +244,11 @@ async fn discovery_v2(State(s): State<AppState>, Path(tenant): Path<String>, hea
     discovery_headers(axum::Json(doc).into_response())
 }
 
-async fn discovery_v1(State(s): State<AppState>, Path(tenant): Path<String>, headers: HeaderMap) -> Response {
+async fn discovery_v1(
+    State(s): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let resolved = resolve_tenant(&s.lock().dir, &tenant);
     let t = match resolved {
         Ok(t) => t,
@@ -279,7 +292,11 @@ async fn discovery_v1(State(s): State<AppState>, Path(tenant): Path<String>, hea
     discovery_headers(axum::Json(doc).into_response())
 }
 
-async fn keys(State(s): State<AppState>, Path(tenant): Path<String>, headers: HeaderMap) -> Response {
+async fn keys(
+    State(s): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let resolved = resolve_tenant(&s.lock().dir, &tenant);
     let t = match resolved {
         Ok(t) => t,
@@ -293,13 +310,19 @@ async fn keys(State(s): State<AppState>, Path(tenant): Path<String>, headers: He
     discovery_headers(axum::Json(json!({ "keys": keys })).into_response())
 }
 
-async fn instance_discovery(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn instance_discovery(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let tenant = q
         .get("authorization_endpoint")
         .and_then(|a| url::Url::parse(a).ok())
         .and_then(|u| u.path_segments().and_then(|mut p| p.next().map(str::to_string)))
         .unwrap_or_else(|| "common".into());
-    let host = url::Url::parse(&s.base).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
+    let host = url::Url::parse(&s.base)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
     axum::Json(json!({
         "tenant_discovery_endpoint": format!("{}/{tenant}/v2.0/.well-known/openid-configuration", s.base),
         "api-version": "1.1",
@@ -343,7 +366,8 @@ impl Scopes {
 
     /// All scopes, fully qualified, for the journal.
     pub fn all(&self, dir: &Directory) -> Vec<String> {
-        let mut v: Vec<String> = self.names.iter().map(|n| qualify(dir, self.resource, n)).collect();
+        let mut v: Vec<String> =
+            self.names.iter().map(|n| qualify(dir, self.resource, n)).collect();
         v.extend(self.oidc.iter().cloned());
         v
     }
@@ -380,13 +404,13 @@ pub(crate) fn parse_scopes(dir: &Directory, raw: &str) -> Result<Scopes, AadErro
             out.oidc.push(lower);
             continue;
         }
-        let (resource, name) = if let Some(n) =
-            connector_prefixes.iter().find_map(|p| s.strip_prefix(p.as_str()).and_then(|r| r.strip_prefix('/')))
+        let (resource, name) = if let Some(n) = connector_prefixes
+            .iter()
+            .find_map(|p| s.strip_prefix(p.as_str()).and_then(|r| r.strip_prefix('/')))
         {
             (Resource::Connector, n)
-        } else if let Some(n) = graph_prefixes
-            .iter()
-            .find_map(|p| s.strip_prefix(p).and_then(|r| r.strip_prefix('/')))
+        } else if let Some(n) =
+            graph_prefixes.iter().find_map(|p| s.strip_prefix(p).and_then(|r| r.strip_prefix('/')))
         {
             (Resource::Graph, n)
         } else if !s.contains('/') && !s.contains(':') {
@@ -396,7 +420,9 @@ pub(crate) fn parse_scopes(dir: &Directory, raw: &str) -> Result<Scopes, AadErro
             return Err(AadError::new(
                 "invalid_resource",
                 500011,
-                format!("The resource principal named {s} was not found in the tenant. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant."),
+                format!(
+                    "The resource principal named {s} was not found in the tenant. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant."
+                ),
             ));
         };
         if name.is_empty() {
@@ -433,7 +459,9 @@ pub(crate) fn check_consent(
     names: &[String],
 ) -> Result<Vec<String>, AadError> {
     let refuse = || error::consent_required(client.app_id, &client.display_name);
-    let Some(granted) = tenant.granted(client.app_id, resource.grant()) else { return Err(refuse()) };
+    let Some(granted) = tenant.granted(client.app_id, resource.grant()) else {
+        return Err(refuse());
+    };
     if names.iter().any(|n| n == ".default") {
         let all: Vec<String> = granted.into_iter().filter(|g| g != "offline_access").collect();
         if all.is_empty() {
@@ -536,14 +564,21 @@ fn respond_to_redirect(redirect_uri: &str, mode: &str, params: &[(&str, String)]
     };
     match mode {
         "fragment" => {
-            let frag = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+            let frag =
+                url::form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
             url.set_fragment(Some(&frag));
             found(url.as_str())
         }
         "form_post" => {
             let inputs: String = params
                 .iter()
-                .map(|(k, v)| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\"/>", html_escape(k), html_escape(v)))
+                .map(|(k, v)| {
+                    format!(
+                        "<input type=\"hidden\" name=\"{}\" value=\"{}\"/>",
+                        html_escape(k),
+                        html_escape(v)
+                    )
+                })
                 .collect();
             Html(format!(
                 "<html><head><title>Working...</title></head><body><form method=\"POST\" name=\"hiddenform\" action=\"{}\">{inputs}<noscript><input type=\"submit\" value=\"Continue\"/></noscript></form><script>document.forms[0].submit()</script></body></html>",
@@ -574,7 +609,7 @@ async fn authorize(
     State(s): State<AppState>,
     Path(tenant): Path<String>,
     Query(q): Query<Vec<(String, String)>>,
-    connect: Option<ConnectInfo<SocketAddr>>,
+    connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
 ) -> Response {
     let mut p: HashMap<String, String> = HashMap::new();
@@ -588,7 +623,8 @@ async fn authorize(
         Err(e) => return e.render(now, &headers),
     };
     let client_id = p.get("client_id").cloned().unwrap_or_default();
-    if let Some(r) = apply_fault(&s, Endpoint::Authorize, t.id(), Some(&client_id), &headers).await {
+    if let Some(r) = apply_fault(&s, Endpoint::Authorize, t.id(), Some(&client_id), &headers).await
+    {
         return r;
     }
     // Errors before the redirect URI is trusted are shown to the user, not redirected.
@@ -619,7 +655,8 @@ async fn authorize(
     }
     let mode = p.get("response_mode").cloned().unwrap_or_else(|| "query".into());
     let state = p.get("state").cloned();
-    let fail = |e: AadError| redirect_error(&redirect_uri, &mode, state.as_deref(), &e, now, &headers);
+    let fail =
+        |e: AadError| redirect_error(&redirect_uri, &mode, state.as_deref(), &e, now, &headers);
 
     if p.get("response_type").map(String::as_str) != Some("code") {
         return fail(AadError::new(
@@ -641,7 +678,8 @@ async fn authorize(
     {
         return fail(error::invalid_request(501491, "Invalid size of Code_Challenge parameter."));
     }
-    let scopes = match parse_scopes(&dir_snapshot, p.get("scope").map(String::as_str).unwrap_or("")) {
+    let scopes = match parse_scopes(&dir_snapshot, p.get("scope").map(String::as_str).unwrap_or(""))
+    {
         Ok(sc) if sc.resource.is_none() && sc.oidc.is_empty() => {
             return fail(error::invalid_scope(p.get("scope").map(String::as_str).unwrap_or("")));
         }
@@ -658,7 +696,9 @@ async fn authorize(
         return fail(AadError::new(
             "invalid_request",
             50034,
-            format!("The user account {hint} does not exist in the '{tenant}' directory. To sign into this application, the account must be added to the directory."),
+            format!(
+                "The user account {hint} does not exist in the '{tenant}' directory. To sign into this application, the account must be added to the directory."
+            ),
         ));
     };
     let journal_scopes = scopes.all(&dir_snapshot);
@@ -703,7 +743,7 @@ async fn authorize(
         .get("fake_ip")
         .cloned()
         .or_else(|| user.device.ip.clone())
-        .or_else(|| connect.map(|c| c.0.ip().to_string()))
+        .or_else(|| connect.map(|c| c.0.0.ip().to_string()))
         .unwrap_or_else(|| "127.0.0.1".into());
 
     if tdir.kind == TenantKind::Organization {
@@ -714,14 +754,21 @@ async fn authorize(
         }
         if scopes.resource == Some(Resource::Connector) && !tdir.is_assigned(user) {
             let c = &dir_snapshot.apps.connector;
-            return refuse(error::not_assigned(&user.upn, c.app_id, &c.display_name), "access_denied");
+            return refuse(
+                error::not_assigned(&user.upn, c.app_id, &c.display_name),
+                "access_denied",
+            );
         }
         let resource_name = match scopes.resource {
             Some(Resource::Graph) => crate::tokens::GRAPH_AUDIENCE.to_string(),
             _ => dir_snapshot.apps.connector.app_id.to_string(),
         };
         if let Err(e) = check_ca(tdir, user, &ctx, &resource_name) {
-            let redirect_err = if matches!(e.code, 50076 | 50079) { "interaction_required" } else { "access_denied" };
+            let redirect_err = if matches!(e.code, 50076 | 50079) {
+                "interaction_required"
+            } else {
+                "access_denied"
+            };
             return refuse(e, redirect_err);
         }
     }
@@ -756,7 +803,12 @@ async fn authorize(
 }
 
 /// The HTML persona picker: one link per persona that completes the flow.
-fn persona_page(dir: &Directory, t: TenantRef, tenant_seg: &str, q: &[(String, String)]) -> Response {
+fn persona_page(
+    dir: &Directory,
+    t: TenantRef,
+    tenant_seg: &str,
+    q: &[(String, String)],
+) -> Response {
     let mut rows = String::new();
     for tenant in dir.tenants.iter().filter(|td| t.admits(td)) {
         rows.push_str(&format!("<h2>{}</h2><ul>", html_escape(&tenant.display_name)));
@@ -791,7 +843,8 @@ fn persona_page(dir: &Directory, t: TenantRef, tenant_seg: &str, q: &[(String, S
 
 /// Access-token lifetime in seconds for a tenant (its policy, else 60–90 minutes).
 pub(crate) fn access_lifetime(inner: &mut crate::state::Inner, tid: Uuid) -> i64 {
-    let fixed = inner.dir.tenant_by_id(tid).and_then(|t| t.state.token_lifetime.access_token_minutes);
+    let fixed =
+        inner.dir.tenant_by_id(tid).and_then(|t| t.state.token_lifetime.access_token_minutes);
     match fixed {
         Some(m) => i64::from(m) * 60,
         None => inner.between(3600, 5400),

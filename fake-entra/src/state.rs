@@ -12,8 +12,8 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use fixtures::{
-    Apps, CaControl, CaPolicy, CaScope, Clock, GrantResource, Group, Tenant, TenantKind,
-    TenantState, User, World,
+    Apps, CaControl, CaPolicy, CaScope, Clock, GrantResource, Tenant, TenantKind, TenantState,
+    User, World,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -33,7 +33,6 @@ pub struct TenantDir {
     pub kind: TenantKind,
     pub domains: Vec<String>,
     pub users: Vec<User>,
-    pub groups: Vec<Group>,
     pub state: TenantState,
 }
 
@@ -46,7 +45,6 @@ impl TenantDir {
             kind: t.kind,
             domains: t.domains.clone(),
             users: t.users.clone(),
-            groups: t.groups.clone(),
             state: t.state.clone(),
         }
     }
@@ -97,10 +95,9 @@ impl TenantDir {
             let applies = match &p.applies_to {
                 CaScope::AllUsers => true,
                 CaScope::Users { users } => users.iter().any(|u| Self::principal_matches(user, u)),
-                CaScope::Groups { groups } => user
-                    .groups
-                    .iter()
-                    .any(|g| groups.iter().any(|pg| pg.eq_ignore_ascii_case(g))),
+                CaScope::Groups { groups } => {
+                    user.groups.iter().any(|g| groups.iter().any(|pg| pg.eq_ignore_ascii_case(g)))
+                }
             };
             applies
                 && match &p.control {
@@ -159,9 +156,10 @@ impl Directory {
         let key = key.trim();
         match Uuid::parse_str(key) {
             Ok(id) => self.tenants.iter().find(|t| t.id == id),
-            Err(_) => self.tenants.iter().find(|t| {
-                t.domains.iter().any(|d| d.eq_ignore_ascii_case(key)) || t.name == key
-            }),
+            Err(_) => self
+                .tenants
+                .iter()
+                .find(|t| t.domains.iter().any(|d| d.eq_ignore_ascii_case(key)) || t.name == key),
         }
     }
 
@@ -176,9 +174,9 @@ impl Directory {
 
     /// The tenant and user for a UPN, searched across all tenants.
     pub fn user_by_upn(&self, upn: &str) -> Option<(&TenantDir, &User)> {
-        self.tenants.iter().find_map(|t| {
-            t.users.iter().find(|u| u.upn.eq_ignore_ascii_case(upn)).map(|u| (t, u))
-        })
+        self.tenants
+            .iter()
+            .find_map(|t| t.users.iter().find(|u| u.upn.eq_ignore_ascii_case(upn)).map(|u| (t, u)))
     }
 
     /// An app registration by client id.
@@ -284,9 +282,18 @@ impl Inner {
         lo + i64::try_from(self.next_u64() % span).unwrap_or(0)
     }
 
-    /// `true` when the user's sessions were revoked after `issued`.
-    pub fn revoked_since(&self, tid: Uuid, oid: Uuid, issued: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.revoked_at.get(&(tid, oid)).copied().filter(|at| *at > issued)
+    /// The revocation time when the user's sessions were revoked after `issued`.
+    pub fn revoked_since(
+        &self,
+        tid: Uuid,
+        oid: Uuid,
+        issued: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        // Millisecond precision: tokens carry their issue time in ms (see `SignInContext`).
+        self.revoked_at
+            .get(&(tid, oid))
+            .copied()
+            .filter(|at| at.timestamp_millis() > issued.timestamp_millis())
     }
 }
 

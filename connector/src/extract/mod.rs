@@ -173,10 +173,6 @@ impl Selection {
         self
     }
 
-    fn is_all(&self) -> bool {
-        self.pages.is_none() && self.sheet.is_none() && self.cell_range.is_none()
-    }
-
     /// Refuses fields that mean nothing for `kind`, and empty page ranges.
     fn check_for(&self, kind: FileKind) -> Result<(), ExtractError> {
         if let Some(pages) = &self.pages {

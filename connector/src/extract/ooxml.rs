@@ -127,7 +127,8 @@ fn ordered_slides(zip: &mut SafeZip<'_>) -> Result<Vec<String>, ExtractError> {
                 let rid = e
                     .attributes()
                     .flatten()
-                    .find(|a| a.key.as_ref() == "r:id" || a.key.local_name().as_ref() == "id")
+                    // `r:id` (any prefix), not the bare numeric `id`.
+                    .find(|a| a.key.prefix().is_some() && a.key.local_name().as_ref() == "id")
                     .and_then(|a| attr_value(&a));
                 if let Some(target) = rid.and_then(|rid| targets.get(&rid)) {
                     if zip.contains(target) {

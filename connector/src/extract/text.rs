@@ -28,7 +28,7 @@ pub(crate) fn html(bytes: &[u8], limits: &Limits) -> Result<Extracted, ExtractEr
     if lossy {
         collector.note(LOSSY_NOTE);
     }
-    let rendered = html2text::config::plain()
+    let rendered = html2text::config::plain_no_decorate()
         .allow_width_overflow()
         .string_from_read(text.as_bytes(), HTML_WIDTH)
         .map_err(|_| ExtractError::corrupt(FileKind::Html, "the HTML cannot be rendered"))?;

@@ -146,7 +146,7 @@ impl Read for EntryReader<'_, '_> {
         if allowed == 0 {
             // Nothing more may come out: one probe byte tells "ended" from "lied".
             let mut probe = [0u8; 1];
-            return match self.file.read(&mut probe)? {
+            return match self.file.read(&mut probe).map_err(classify)? {
                 0 => Ok(0),
                 _ if self.declared_left == 0 => {
                     Err(Tripped::err("an entry inflates beyond its declared size".into()))
@@ -158,10 +158,21 @@ impl Read for EntryReader<'_, '_> {
             };
         }
         let max = usize::try_from(allowed).unwrap_or(usize::MAX).min(buf.len());
-        let n = self.file.read(&mut buf[..max])?;
+        let n = self.file.read(&mut buf[..max]).map_err(classify)?;
         self.declared_left -= n as u64;
         *self.budget -= n as u64;
         Ok(n)
+    }
+}
+
+/// zip 9 enforces declared sizes itself and fails with this message when an entry inflates
+/// past its header's size: that is a lying header, so it is reported as one.
+/// (`a_zip_whose_headers_lie_about_sizes_is_refused_while_inflating` pins the wording.)
+fn classify(err: io::Error) -> io::Error {
+    if err.to_string().contains("larger than its declared uncompressed size") {
+        Tripped::err("an entry inflates beyond its declared size".into())
+    } else {
+        err
     }
 }
 

@@ -103,14 +103,18 @@ impl GraphError {
             None => "Try again later.".to_owned(),
         };
         match self {
-            Self::Unauthorized => "Microsoft 365 did not accept the connector's access. Sign in again.".into(),
+            Self::Unauthorized => {
+                "Microsoft 365 did not accept the connector's access. Sign in again.".into()
+            }
             Self::ClaimsChallenge { .. } => {
                 "Your session must be renewed (for example after a password change or a policy \
                  change). Sign in again to continue."
                     .into()
             }
             Self::Forbidden { code, .. } => {
-                format!("Access denied by Microsoft 365 ({code}): you may lack permission for this item.")
+                format!(
+                    "Access denied by Microsoft 365 ({code}): you may lack permission for this item."
+                )
             }
             Self::NotFound => "Not found, or you do not have access to it.".into(),
             Self::Throttled { retry_after } => {
@@ -119,10 +123,14 @@ impl GraphError {
             Self::Unavailable { retry_after } => {
                 format!("Microsoft 365 is temporarily unavailable. {}", wait(retry_after))
             }
-            Self::BadRequest { code, .. } => format!("Microsoft 365 rejected the request ({code})."),
+            Self::BadRequest { code, .. } => {
+                format!("Microsoft 365 rejected the request ({code}).")
+            }
             Self::Timeout => "Microsoft 365 did not answer in time. Try again later.".into(),
             Self::Transport => "Microsoft 365 could not be reached. Try again later.".into(),
-            Self::Decode => "Microsoft 365 returned a response the connector could not read.".into(),
+            Self::Decode => {
+                "Microsoft 365 returned a response the connector could not read.".into()
+            }
             Self::DisallowedRedirect => "The file download was redirected to a location the \
                                          connector does not trust."
                 .into(),
@@ -190,7 +198,9 @@ pub(crate) struct Envelope {
 /// Parses `{"error":{"code","message","innerError":{"request-id",…}}}`; every field optional,
 /// `innerError` matched without regard to case (`graph.md` §2.1).
 pub(crate) fn parse_envelope(body: &[u8]) -> Envelope {
-    let Ok(Value::Object(root)) = serde_json::from_slice::<Value>(body) else { return Envelope::default() };
+    let Ok(Value::Object(root)) = serde_json::from_slice::<Value>(body) else {
+        return Envelope::default();
+    };
     let Some(Value::Object(error)) = root.get("error") else { return Envelope::default() };
     let text = |v: Option<&Value>| v.and_then(Value::as_str).map(|s| truncate(s, 200));
     let inner = error
@@ -218,7 +228,11 @@ pub fn insufficient_claims<'a>(values: impl IntoIterator<Item = &'a str>) -> Opt
                 continue;
             }
             let param = |name: &str| {
-                challenge.params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+                challenge
+                    .params
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.as_str())
             };
             if param("error") != Some("insufficient_claims") {
                 continue;
@@ -234,7 +248,9 @@ pub fn insufficient_claims<'a>(values: impl IntoIterator<Item = &'a str>) -> Opt
 fn valid_claims(claims: &str) -> bool {
     !claims.is_empty()
         && claims.len() <= 8192
-        && claims.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_'))
+        && claims
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_'))
         && crate::obo::decode_base64_any(claims)
             .and_then(|json| serde_json::from_slice::<Value>(&json).ok())
             .is_some_and(|v| v.is_object())
@@ -328,7 +344,9 @@ mod tests {
         assert_eq!(challenges[0].scheme, "PoP");
         assert_eq!(
             insufficient_claims([REAL]).as_deref(),
-            Some("eyJhY2Nlc3NfdG9rZW4iOnsibmJmIjp7ImVzc2VudGlhbCI6dHJ1ZSwgInZhbHVlIjoiMTcyNjI1ODEyMiJ9fX0=")
+            Some(
+                "eyJhY2Nlc3NfdG9rZW4iOnsibmJmIjp7ImVzc2VudGlhbCI6dHJ1ZSwgInZhbHVlIjoiMTcyNjI1ODEyMiJ9fX0="
+            )
         );
     }
 
@@ -352,7 +370,11 @@ mod tests {
             "innerError":{"date":"2021-03-03T08:58:02","request-id":"4e054f93","client-request-id":"dbd35b28"}}}"#;
         assert_eq!(
             parse_envelope(body),
-            Envelope { code: "itemNotFound".into(), message: "Requested site could not be found".into(), request_id: Some("4e054f93".into()) }
+            Envelope {
+                code: "itemNotFound".into(),
+                message: "Requested site could not be found".into(),
+                request_id: Some("4e054f93".into())
+            }
         );
         let lower = br#"{"error":{"code":"x","innererror":{"request-id":"r1"}}}"#;
         assert_eq!(parse_envelope(lower).request_id.as_deref(), Some("r1"));

@@ -75,9 +75,14 @@ impl GraphSettings {
     pub fn new(base_url: Url) -> Self {
         Self {
             base_url,
-            download_hosts: ["*.sharepoint.com", "*.sharepoint-df.com", "*.files.1drv.com", "*.svc.ms"]
-                .map(str::to_owned)
-                .to_vec(),
+            download_hosts: [
+                "*.sharepoint.com",
+                "*.sharepoint-df.com",
+                "*.files.1drv.com",
+                "*.svc.ms",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(20),
             max_attempts: 4,
@@ -155,7 +160,9 @@ struct ClientInner {
 
 impl std::fmt::Debug for GraphClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GraphClient").field("base_url", &self.inner.settings.base_url.as_str()).finish()
+        f.debug_struct("GraphClient")
+            .field("base_url", &self.inner.settings.base_url.as_str())
+            .finish()
     }
 }
 
@@ -186,7 +193,8 @@ impl GraphClient {
         mailbox: MailboxKey,
         req: &GraphRequest,
     ) -> Result<GraphResponse<T>, GraphFailure> {
-        let raw = self.execute(token, mailbox, req, self.inner.settings.max_json_bytes, false).await?;
+        let raw =
+            self.execute(token, mailbox, req, self.inner.settings.max_json_bytes, false).await?;
         let body = serde_json::from_slice(&raw.body).map_err(|_| GraphFailure {
             error: GraphError::Decode,
             client_request_id: Some(raw.client_request_id),
@@ -212,13 +220,18 @@ impl GraphClient {
         let mut items = Vec::new();
         let mut current = req.clone();
         for _ in 0..MAX_PAGES {
-            let page: GraphResponse<serde_json::Value> = self.send_json(token, mailbox, &current).await?;
+            let page: GraphResponse<serde_json::Value> =
+                self.send_json(token, mailbox, &current).await?;
             let ids = |error| GraphFailure {
                 error,
                 client_request_id: Some(page.client_request_id),
                 request_id: page.request_id.clone(),
             };
-            let values = page.body.get("value").and_then(|v| v.as_array()).ok_or_else(|| ids(GraphError::Decode))?;
+            let values = page
+                .body
+                .get("value")
+                .and_then(|v| v.as_array())
+                .ok_or_else(|| ids(GraphError::Decode))?;
             items.extend(values.iter().take(max_items.saturating_sub(items.len())).cloned());
             let next = page.body.get("@odata.nextLink").and_then(|v| v.as_str());
             let done = GraphResponse {
@@ -278,7 +291,8 @@ impl GraphClient {
         }
         // A fresh request on the shared client: it carries no default headers, so no
         // Authorization goes to the download host.
-        let response = self.inner.http.get(target).send().await.map_err(|e| fail(transport_error(&e)))?;
+        let response =
+            self.inner.http.get(target).send().await.map_err(|e| fail(transport_error(&e)))?;
         let status = response.status().as_u16();
         if (300..400).contains(&status) {
             return Err(fail(GraphError::DisallowedRedirect));
@@ -302,13 +316,17 @@ impl GraphClient {
             return false;
         }
         if is_loopback_host(host) {
-            return self.inner.settings.base_is_loopback() && matches!(url.scheme(), "http" | "https");
+            return self.inner.settings.base_is_loopback()
+                && matches!(url.scheme(), "http" | "https");
         }
         url.scheme() == "https"
             && self.inner.settings.download_hosts.iter().any(|pattern| host_matches(pattern, host))
     }
 
-    async fn mailbox_permit(&self, mailbox: MailboxKey) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    async fn mailbox_permit(
+        &self,
+        mailbox: MailboxKey,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let semaphore = {
             let mut map = self.inner.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
             if map.len() > 10_000 {
@@ -316,7 +334,9 @@ impl GraphClient {
                 map.retain(|_, s| Arc::strong_count(s) > 1);
             }
             map.entry(mailbox)
-                .or_insert_with(|| Arc::new(Semaphore::new(self.inner.settings.per_mailbox_concurrency.max(1))))
+                .or_insert_with(|| {
+                    Arc::new(Semaphore::new(self.inner.settings.per_mailbox_concurrency.max(1)))
+                })
                 .clone()
         };
         semaphore.acquire_owned().await.ok()
@@ -366,7 +386,9 @@ impl GraphClient {
                     let status = response.status().as_u16();
                     let headers = response.headers().clone();
                     let request_id = header_string(&headers, "request-id");
-                    self.inner.metrics.inc(names::GRAPH_RESPONSES, &[("status", &status.to_string())]);
+                    self.inner
+                        .metrics
+                        .inc(names::GRAPH_RESPONSES, &[("status", &status.to_string())]);
                     self.inner.metrics.observe(
                         names::GRAPH_LATENCY,
                         &[("method", method.as_str())],
@@ -377,7 +399,9 @@ impl GraphClient {
                         client_request_id: Some(client_request_id),
                         request_id: request_id.clone(),
                     };
-                    if (200..300).contains(&status) || (allow_redirect && (300..400).contains(&status)) {
+                    if (200..300).contains(&status)
+                        || (allow_redirect && (300..400).contains(&status))
+                    {
                         if response.content_length().is_some_and(|n| n > cap) {
                             return Err(ids(GraphError::TooLarge));
                         }
@@ -391,15 +415,20 @@ impl GraphClient {
                             request_id,
                         });
                     }
-                    let body = read_capped(response, MAX_ERROR_BODY as u64).await.unwrap_or_default();
-                    let request_id = request_id.clone().or_else(|| error::parse_envelope(&body).request_id);
+                    let body =
+                        read_capped(response, MAX_ERROR_BODY as u64).await.unwrap_or_default();
+                    let request_id =
+                        request_id.clone().or_else(|| error::parse_envelope(&body).request_id);
                     (map_status(status, &headers, &body), request_id)
                 }
             };
-            let failure = GraphFailure { error, client_request_id: Some(client_request_id), request_id };
+            let failure =
+                GraphFailure { error, client_request_id: Some(client_request_id), request_id };
             let retryable = matches!(
                 failure.error,
-                GraphError::Throttled { .. } | GraphError::Unavailable { .. } | GraphError::Transport
+                GraphError::Throttled { .. }
+                    | GraphError::Unavailable { .. }
+                    | GraphError::Transport
             );
             if !retryable || attempt >= settings.max_attempts {
                 return Err(failure);
@@ -412,8 +441,12 @@ impl GraphClient {
             if wait > remaining {
                 // Waiting would overrun the budget: give up now and say how long Graph asked for.
                 let error = match failure.error {
-                    GraphError::Throttled { .. } => GraphError::Throttled { retry_after: Some(wait) },
-                    GraphError::Unavailable { .. } => GraphError::Unavailable { retry_after: Some(wait) },
+                    GraphError::Throttled { .. } => {
+                        GraphError::Throttled { retry_after: Some(wait) }
+                    }
+                    GraphError::Unavailable { .. } => {
+                        GraphError::Unavailable { retry_after: Some(wait) }
+                    }
                     other => other,
                 };
                 return Err(GraphFailure { error, ..failure });
@@ -439,7 +472,10 @@ fn host_matches(pattern: &str, host: &str) -> bool {
     }
 }
 
-fn header_string(headers: &reqwest::header::HeaderMap, name: impl reqwest::header::AsHeaderName) -> Option<String> {
+fn header_string(
+    headers: &reqwest::header::HeaderMap,
+    name: impl reqwest::header::AsHeaderName,
+) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(200).collect())
 }
 
@@ -464,7 +500,10 @@ async fn read_capped(mut response: reqwest::Response, cap: u64) -> Result<Vec<u8
 fn map_status(status: u16, headers: &reqwest::header::HeaderMap, body: &[u8]) -> GraphError {
     let envelope = error::parse_envelope(body);
     if status == 401 || status == 403 {
-        let challenges = headers.get_all(reqwest::header::WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok());
+        let challenges = headers
+            .get_all(reqwest::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
         if let Some(claims) = error::insufficient_claims(challenges) {
             return GraphError::ClaimsChallenge { claims };
         }

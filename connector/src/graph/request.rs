@@ -13,13 +13,24 @@ use super::error::GraphError;
 
 /// The only POST targets: read-only queries (search, free/busy, meeting suggestions).
 /// `*` stands for exactly one id segment.
-pub const QUERY_POST_ALLOWLIST: &[&str] =
-    &["/search/query", "/me/calendar/getSchedule", "/users/*/calendar/getSchedule", "/me/findMeetingTimes"];
+pub const QUERY_POST_ALLOWLIST: &[&str] = &[
+    "/search/query",
+    "/me/calendar/getSchedule",
+    "/users/*/calendar/getSchedule",
+    "/me/findMeetingTimes",
+];
 
 /// Characters left as they are in a segment: RFC 3986 unreserved plus the sub-delims Graph ids
 /// use (`!` in drive ids, `,` in site ids, `:` and `@` in chat ids, `=` and `+`… are encoded).
-const SEGMENT_KEEP: &AsciiSet =
-    &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'!').remove(b',').remove(b':').remove(b'@');
+const SEGMENT_KEEP: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'!')
+    .remove(b',')
+    .remove(b':')
+    .remove(b'@');
 
 /// A path below the Graph base (e.g. `/me/messages/{id}`), built from fixed parts and
 /// encoded id segments.
@@ -198,7 +209,10 @@ fn post_allowed(path: &str) -> bool {
     QUERY_POST_ALLOWLIST.iter().any(|pattern| {
         let want: Vec<&str> = pattern.split('/').skip(1).collect();
         want.len() == segments.len()
-            && want.iter().zip(&segments).all(|(w, s)| if *w == "*" { !s.is_empty() } else { w == s })
+            && want
+                .iter()
+                .zip(&segments)
+                .all(|(w, s)| if *w == "*" { !s.is_empty() } else { w == s })
     })
 }
 
@@ -282,17 +296,27 @@ mod tests {
             GraphPath::fixed("/search/query").segment("x"),
             GraphPath::fixed("/me/events").segment("1").then("accept"),
         ] {
-            assert_eq!(GraphRequest::query_post(bad, body.clone()).err(), Some(GraphError::NotAllowed));
+            assert_eq!(
+                GraphRequest::query_post(bad, body.clone()).err(),
+                Some(GraphError::NotAllowed)
+            );
         }
     }
 
     #[test]
     fn every_other_method_is_refused_before_sending() {
-        let url = |p: &str| Url::parse(&format!("https://graph.microsoft.com/v1.0{p}")).expect("url");
+        let url =
+            |p: &str| Url::parse(&format!("https://graph.microsoft.com/v1.0{p}")).expect("url");
         for m in ["PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE", "CONNECT"] {
             let method = http::Method::from_bytes(m.as_bytes()).expect("method");
-            assert_eq!(check_outbound(&method, &url("/me/messages"), &base()), Err(GraphError::NotAllowed));
-            assert_eq!(check_outbound(&method, &url("/search/query"), &base()), Err(GraphError::NotAllowed));
+            assert_eq!(
+                check_outbound(&method, &url("/me/messages"), &base()),
+                Err(GraphError::NotAllowed)
+            );
+            assert_eq!(
+                check_outbound(&method, &url("/search/query"), &base()),
+                Err(GraphError::NotAllowed)
+            );
         }
         assert!(check_outbound(&http::Method::POST, &url("/search/query"), &base()).is_ok());
         assert!(check_outbound(&http::Method::POST, &url("/me/sendMail"), &base()).is_err());
@@ -307,7 +331,10 @@ mod tests {
     #[test]
     fn relative_paths_require_the_same_origin_and_prefix() {
         let rel = |s: &str| relative_path(&Url::parse(s).expect("url"), &base());
-        assert_eq!(rel("https://graph.microsoft.com/v1.0/me/messages?$skip=10").as_deref(), Some("/me/messages"));
+        assert_eq!(
+            rel("https://graph.microsoft.com/v1.0/me/messages?$skip=10").as_deref(),
+            Some("/me/messages")
+        );
         assert_eq!(rel("http://graph.microsoft.com/v1.0/me"), None);
         assert_eq!(rel("https://graph.microsoft.com:8443/v1.0/me"), None);
         assert_eq!(rel("https://graph.microsoft.com.evil.example/v1.0/me"), None);

@@ -34,7 +34,8 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
 
 /// Full-jitter backoff for retry number `retry` (1-based): uniform in `[0, min(cap, base·2^(retry−1))]`.
 pub fn backoff(retry: u32) -> Duration {
-    let ceiling = BACKOFF_BASE.saturating_mul(1 << retry.saturating_sub(1).min(10)).min(BACKOFF_CAP);
+    let ceiling =
+        BACKOFF_BASE.saturating_mul(1 << retry.saturating_sub(1).min(10)).min(BACKOFF_CAP);
     ceiling.mul_f64(rand::random::<f64>())
 }
 

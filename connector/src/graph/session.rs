@@ -10,7 +10,10 @@ use std::future::Future;
 
 use serde::de::DeserializeOwned;
 
-use super::{Download, GraphClient, GraphError, GraphFailure, GraphPath, GraphRequest, GraphResponse, MailboxKey};
+use super::{
+    Download, GraphClient, GraphError, GraphFailure, GraphPath, GraphRequest, GraphResponse,
+    MailboxKey,
+};
 use crate::{
     domain::{Caller, ScopeSet},
     obo::{GraphToken, TokenProvider},
@@ -27,7 +30,12 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(provider: TokenProvider, client: GraphClient, caller: Caller, scopes: ScopeSet) -> Self {
+    pub fn new(
+        provider: TokenProvider,
+        client: GraphClient,
+        caller: Caller,
+        scopes: ScopeSet,
+    ) -> Self {
         Self { provider, client, caller, scopes }
     }
 
@@ -36,20 +44,33 @@ impl Session {
     }
 
     /// `GET` (or an allow-listed query POST) decoded as JSON.
-    pub async fn get_json<T: DeserializeOwned>(&self, req: &GraphRequest) -> Result<GraphResponse<T>, GraphFailure> {
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        req: &GraphRequest,
+    ) -> Result<GraphResponse<T>, GraphFailure> {
         let (client, mailbox) = (&self.client, self.mailbox());
-        self.with_token(move |token| async move { client.send_json(&token, mailbox, req).await }).await
+        self.with_token(move |token| async move { client.send_json(&token, mailbox, req).await })
+            .await
     }
 
     /// An allow-listed query POST (`/search/query`, `getSchedule`, `findMeetingTimes`).
-    pub async fn post_json<T: DeserializeOwned>(&self, req: &GraphRequest) -> Result<GraphResponse<T>, GraphFailure> {
+    pub async fn post_json<T: DeserializeOwned>(
+        &self,
+        req: &GraphRequest,
+    ) -> Result<GraphResponse<T>, GraphFailure> {
         self.get_json(req).await
     }
 
     /// A drive item's bytes (see [`GraphClient::download`]).
-    pub async fn download(&self, path: &GraphPath) -> Result<GraphResponse<Download>, GraphFailure> {
+    pub async fn download(
+        &self,
+        path: &GraphPath,
+    ) -> Result<GraphResponse<Download>, GraphFailure> {
         let (client, mailbox) = (&self.client, self.mailbox());
-        self.with_token(move |token| async move { client.download(&token, mailbox, path.clone()).await }).await
+        self.with_token(
+            move |token| async move { client.download(&token, mailbox, path.clone()).await },
+        )
+        .await
     }
 
     /// Every item of a paged collection, up to `max_items`.
@@ -59,8 +80,10 @@ impl Session {
         max_items: usize,
     ) -> Result<GraphResponse<Vec<serde_json::Value>>, GraphFailure> {
         let (client, mailbox) = (&self.client, self.mailbox());
-        self.with_token(move |token| async move { client.get_all_pages(&token, mailbox, req, max_items).await })
-            .await
+        self.with_token(move |token| async move {
+            client.get_all_pages(&token, mailbox, req, max_items).await
+        })
+        .await
     }
 
     async fn token(&self, claims: Option<&str>) -> Result<GraphToken, GraphFailure> {

@@ -12,22 +12,34 @@ use super::*;
 use crate::domain::ScopeSet;
 
 fn token() -> GraphToken {
-    GraphToken::new(SecretString::from("graph-token".to_owned()), ScopeSet::from_scp("Mail.Read"), Utc::now())
+    GraphToken::new(
+        SecretString::from("graph-token".to_owned()),
+        ScopeSet::from_scp("Mail.Read"),
+        Utc::now(),
+    )
 }
 
 fn mailbox(n: u128) -> MailboxKey {
-    MailboxKey { tenant: TenantId::from(Uuid::from_u128(1)), user: ObjectId::from(Uuid::from_u128(n)) }
+    MailboxKey {
+        tenant: TenantId::from(Uuid::from_u128(1)),
+        user: ObjectId::from(Uuid::from_u128(n)),
+    }
 }
 
 fn settings(server: &MockServer) -> GraphSettings {
     GraphSettings::new(Url::parse(&format!("{}/v1.0", server.uri())).expect("url"))
 }
 
-/// No client-level timers: with paused time tokio would otherwise jump to them while waiting
-/// for the mock server's answer.
+/// No client-level timers and no pooled connections (whose idle timers are timers too): with
+/// paused time tokio would otherwise jump to them while waiting for the mock server's answer.
 fn client(settings: GraphSettings) -> GraphClient {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().build().expect("http");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("http");
     GraphClient::new(settings, http, Arc::new(Metrics::new()))
 }
 
@@ -48,10 +60,19 @@ fn throttled(retry_after: Option<&str>) -> ResponseTemplate {
 }
 
 async fn mount_then_ok(server: &MockServer, first: ResponseTemplate, times: u64) {
-    Mock::given(method("GET")).and(path("/v1.0/me")).respond_with(first).up_to_n_times(times).mount(server).await;
     Mock::given(method("GET"))
         .and(path("/v1.0/me"))
-        .respond_with(ResponseTemplate::new(200).insert_header("request-id", "rid-ok").set_body_json(serde_json::json!({"id":"me"})))
+        .respond_with(first)
+        .up_to_n_times(times)
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/me"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("request-id", "rid-ok")
+                .set_body_json(serde_json::json!({"id":"me"})),
+        )
         .mount(server)
         .await;
 }
@@ -79,19 +100,26 @@ async fn fractional_retry_after_is_honoured() {
     let c = client(settings(&server));
     let start = tokio::time::Instant::now();
     get(&c).await.expect("retried");
-    assert!(start.elapsed() >= Duration::from_millis(2128) && start.elapsed() < Duration::from_millis(2500));
+    assert!(
+        start.elapsed() >= Duration::from_millis(2128)
+            && start.elapsed() < Duration::from_millis(2500)
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn http_date_retry_after_is_honoured() {
     let server = MockServer::start().await;
-    let at = (Utc::now() + chrono::Duration::seconds(10)).format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    let at = (Utc::now() + chrono::Duration::seconds(10))
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
     mount_then_ok(&server, throttled(Some(&at)), 1).await;
     let c = client(settings(&server));
     let start = tokio::time::Instant::now();
     get(&c).await.expect("retried");
     // Whole-second dates: between 9 and 10 s from the moment the header was parsed.
-    assert!(start.elapsed() >= Duration::from_secs(8) && start.elapsed() <= Duration::from_secs(11));
+    assert!(
+        start.elapsed() >= Duration::from_secs(8) && start.elapsed() <= Duration::from_secs(11)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -112,7 +140,12 @@ async fn absent_retry_after_backs_off_exponentially_within_the_attempt_limit() {
 #[tokio::test(start_paused = true)]
 async fn persistent_unavailability_stops_after_max_attempts() {
     let server = MockServer::start().await;
-    Mock::given(method("GET")).and(path("/v1.0/me")).respond_with(ResponseTemplate::new(504)).expect(4).mount(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/me"))
+        .respond_with(ResponseTemplate::new(504))
+        .expect(4)
+        .mount(&server)
+        .await;
     let c = client(settings(&server));
     let err = get(&c).await.expect_err("gives up");
     assert!(matches!(err.error, GraphError::Unavailable { .. }));
@@ -122,7 +155,12 @@ async fn persistent_unavailability_stops_after_max_attempts() {
 #[tokio::test(start_paused = true)]
 async fn a_wait_beyond_the_budget_gives_up_at_once() {
     let server = MockServer::start().await;
-    Mock::given(method("GET")).and(path("/v1.0/me")).respond_with(throttled(Some("60"))).expect(1).mount(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/me"))
+        .respond_with(throttled(Some("60")))
+        .expect(1)
+        .mount(&server)
+        .await;
     let c = client(settings(&server)); // budget 30 s
     let start = tokio::time::Instant::now();
     let err = get(&c).await.expect_err("throttled");
@@ -136,14 +174,22 @@ async fn client_errors_are_not_retried_and_carry_graph_request_ids() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/v1.0/me"))
-        .respond_with(ResponseTemplate::new(403).set_body_json(serde_json::json!({"error":{"code":"ErrorAccessDenied","message":"Access is denied.",
-            "innerError":{"request-id":"rid-403"}}})))
+        .respond_with(ResponseTemplate::new(403).set_body_json(
+            serde_json::json!({"error":{"code":"ErrorAccessDenied","message":"Access is denied.",
+            "innerError":{"request-id":"rid-403"}}}),
+        ))
         .expect(1)
         .mount(&server)
         .await;
     let c = client(settings(&server));
     let err = get(&c).await.expect_err("forbidden");
-    assert_eq!(err.error, GraphError::Forbidden { code: "ErrorAccessDenied".into(), message: "Access is denied.".into() });
+    assert_eq!(
+        err.error,
+        GraphError::Forbidden {
+            code: "ErrorAccessDenied".into(),
+            message: "Access is denied.".into()
+        }
+    );
     assert_eq!(err.request_id.as_deref(), Some("rid-403"));
 }
 
@@ -151,22 +197,49 @@ async fn client_errors_are_not_retried_and_carry_graph_request_ids() {
 async fn status_codes_map_to_errors() {
     let server = MockServer::start().await;
     let c = client(settings(&server));
-    let claims = "eyJhY2Nlc3NfdG9rZW4iOnsibmJmIjp7ImVzc2VudGlhbCI6dHJ1ZSwgInZhbHVlIjoiMTcyNjI1ODEyMiJ9fX0=";
+    let claims =
+        "eyJhY2Nlc3NfdG9rZW4iOnsibmJmIjp7ImVzc2VudGlhbCI6dHJ1ZSwgInZhbHVlIjoiMTcyNjI1ODEyMiJ9fX0=";
     let cases = [
-        (ResponseTemplate::new(404).set_body_json(serde_json::json!({"error":{"code":"ErrorItemNotFound"}})), GraphError::NotFound),
-        (ResponseTemplate::new(400).set_body_json(serde_json::json!({"error":{"code":"ErrorInvalidUrlQuery","message":"m"}})),
-            GraphError::BadRequest { code: "ErrorInvalidUrlQuery".into(), message: "m".into() }),
+        (
+            ResponseTemplate::new(404)
+                .set_body_json(serde_json::json!({"error":{"code":"ErrorItemNotFound"}})),
+            GraphError::NotFound,
+        ),
+        (
+            ResponseTemplate::new(400).set_body_json(
+                serde_json::json!({"error":{"code":"ErrorInvalidUrlQuery","message":"m"}}),
+            ),
+            GraphError::BadRequest { code: "ErrorInvalidUrlQuery".into(), message: "m".into() },
+        ),
         (ResponseTemplate::new(401), GraphError::Unauthorized),
-        (ResponseTemplate::new(401).insert_header("WWW-Authenticate", format!(r#"Bearer realm="", error="insufficient_claims", claims="{claims}""#).as_str()),
-            GraphError::ClaimsChallenge { claims: claims.into() }),
-        (ResponseTemplate::new(403).insert_header("WWW-Authenticate", format!(r#"Bearer error="insufficient_claims", claims="{claims}""#).as_str()),
-            GraphError::ClaimsChallenge { claims: claims.into() }),
+        (
+            ResponseTemplate::new(401).insert_header(
+                "WWW-Authenticate",
+                format!(r#"Bearer realm="", error="insufficient_claims", claims="{claims}""#)
+                    .as_str(),
+            ),
+            GraphError::ClaimsChallenge { claims: claims.into() },
+        ),
+        (
+            ResponseTemplate::new(403).insert_header(
+                "WWW-Authenticate",
+                format!(r#"Bearer error="insufficient_claims", claims="{claims}""#).as_str(),
+            ),
+            GraphError::ClaimsChallenge { claims: claims.into() },
+        ),
         (ResponseTemplate::new(200).set_body_string("not json"), GraphError::Decode),
-        (ResponseTemplate::new(302).insert_header("Location", "https://evil.example/"), GraphError::DisallowedRedirect),
+        (
+            ResponseTemplate::new(302).insert_header("Location", "https://evil.example/"),
+            GraphError::DisallowedRedirect,
+        ),
     ];
     for (response, expected) in cases {
         server.reset().await;
-        Mock::given(method("GET")).and(path("/v1.0/me")).respond_with(response).mount(&server).await;
+        Mock::given(method("GET"))
+            .and(path("/v1.0/me"))
+            .respond_with(response)
+            .mount(&server)
+            .await;
         assert_eq!(get(&c).await.expect_err("error").error, expected);
     }
 }
@@ -184,8 +257,11 @@ async fn requests_send_bearer_client_request_id_select_and_prefer() {
         .mount(&server)
         .await;
     let c = client(settings(&server));
-    let req = GraphRequest::get(GraphPath::fixed("/me/messages")).select(&["id", "subject"]).prefer("IdType=\"ImmutableId\"");
-    let res: GraphResponse<serde_json::Value> = c.send_json(&token(), mailbox(1), &req).await.expect("ok");
+    let req = GraphRequest::get(GraphPath::fixed("/me/messages"))
+        .select(&["id", "subject"])
+        .prefer("IdType=\"ImmutableId\"");
+    let res: GraphResponse<serde_json::Value> =
+        c.send_json(&token(), mailbox(1), &req).await.expect("ok");
     let reqs = server.received_requests().await.expect("recorded");
     let sent = reqs[0].headers.get("client-request-id").and_then(|v| v.to_str().ok()).expect("id");
     assert_eq!(sent, res.client_request_id.to_string());
@@ -201,9 +277,12 @@ async fn query_posts_go_out_as_post_with_the_body() {
         .mount(&server)
         .await;
     let c = client(settings(&server));
-    let body = serde_json::json!({"requests":[{"entityTypes":["message"],"query":{"queryString":"q"}}]});
-    let req = GraphRequest::query_post(GraphPath::fixed("/search/query"), body.clone()).expect("allowed");
-    let _: GraphResponse<serde_json::Value> = c.send_json(&token(), mailbox(1), &req).await.expect("ok");
+    let body =
+        serde_json::json!({"requests":[{"entityTypes":["message"],"query":{"queryString":"q"}}]});
+    let req =
+        GraphRequest::query_post(GraphPath::fixed("/search/query"), body.clone()).expect("allowed");
+    let _: GraphResponse<serde_json::Value> =
+        c.send_json(&token(), mailbox(1), &req).await.expect("ok");
     let reqs = server.received_requests().await.expect("recorded");
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&reqs[0].body).expect("json"), body);
 }
@@ -215,14 +294,19 @@ async fn next_links_are_followed_below_the_base_only() {
     Mock::given(method("GET"))
         .and(path("/v1.0/me/messages"))
         .and(query_param("$skip", "2"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"value":[{"id":"3"}],
-            "@odata.nextLink": format!("{}/v1.0/me/messages?$skip=3", other.uri())})))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"value":[{"id":"3"}],
+            "@odata.nextLink": format!("{}/v1.0/me/messages?$skip=3", other.uri())})),
+        )
         .mount(&server)
         .await;
     Mock::given(method("GET"))
         .and(path("/v1.0/me/messages"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"value":[{"id":"1"},{"id":"2"}],
-            "@odata.nextLink": format!("{}/v1.0/me/messages?$skip=2", server.uri())})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"value":[{"id":"1"},{"id":"2"}],
+            "@odata.nextLink": format!("{}/v1.0/me/messages?$skip=2", server.uri())})),
+        )
         .mount(&server)
         .await;
     let c = client(settings(&server));
@@ -242,12 +326,19 @@ async fn downloads_follow_the_redirect_without_authorization_within_the_cap() {
     let files = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/v1.0/drives/b!d/items/i1/content"))
-        .respond_with(ResponseTemplate::new(302).insert_header("Location", format!("{}/_download/abc?sig=1", files.uri()).as_str()))
+        .respond_with(
+            ResponseTemplate::new(302)
+                .insert_header("Location", format!("{}/_download/abc?sig=1", files.uri()).as_str()),
+        )
         .mount(&graph)
         .await;
     Mock::given(method("GET"))
         .and(path("/_download/abc"))
-        .respond_with(ResponseTemplate::new(200).insert_header("content-type", "text/plain").set_body_bytes(vec![b'x'; 100]))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "text/plain")
+                .set_body_bytes(vec![b'x'; 100]),
+        )
         .expect(2)
         .mount(&files)
         .await;
@@ -269,7 +360,11 @@ async fn downloads_follow_the_redirect_without_authorization_within_the_cap() {
 async fn download_redirects_to_hosts_outside_the_allow_list_are_refused() {
     let graph = MockServer::start().await;
     let c = client(settings(&graph));
-    for location in ["https://evil.example/file", "http://169.254.169.254/latest/meta-data", "https://contoso.sharepoint.com.evil.example/x"] {
+    for location in [
+        "https://evil.example/file",
+        "http://169.254.169.254/latest/meta-data",
+        "https://contoso.sharepoint.com.evil.example/x",
+    ] {
         graph.reset().await;
         Mock::given(method("GET"))
             .and(path("/v1.0/drives/d/items/i/content"))
@@ -295,7 +390,12 @@ fn download_host_patterns_match_whole_labels() {
 #[test]
 fn the_shared_http_client_builds_for_https_and_loopback_bases() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    assert!(http_client(&GraphSettings::new(Url::parse("https://graph.microsoft.com/v1.0").expect("url"))).is_ok());
+    assert!(
+        http_client(&GraphSettings::new(
+            Url::parse("https://graph.microsoft.com/v1.0").expect("url")
+        ))
+        .is_ok()
+    );
     let local = GraphSettings::new(Url::parse("http://127.0.0.1:1/v1.0").expect("url"));
     assert!(local.base_is_loopback());
     assert!(http_client(&local).is_ok());
@@ -306,7 +406,11 @@ async fn at_most_four_requests_per_mailbox_are_in_flight() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/v1.0/me"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({})).set_delay(Duration::from_millis(300)))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({}))
+                .set_delay(Duration::from_millis(300)),
+        )
         .mount(&server)
         .await;
     let c = client(settings(&server));

@@ -114,7 +114,11 @@ impl CacheKeys {
 
     /// Opens an envelope sealed for `key` by any key still in the ring. Any failure (unknown
     /// version or key, truncation, tampering, another cache key) is the same opaque error.
-    pub fn open(&self, key: &TokenCacheKey, envelope: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    pub fn open(
+        &self,
+        key: &TokenCacheKey,
+        envelope: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, SealError> {
         let (&version, rest) = envelope.split_first().ok_or(SealError)?;
         if version != ENVELOPE_VERSION {
             return Err(SealError);
@@ -172,7 +176,8 @@ impl TokenCacheKey {
 pub trait TokenCache: Send + Sync + 'static {
     fn get<'a>(&'a self, key: &'a TokenCacheKey) -> BoxFuture<'a, Option<Vec<u8>>>;
     /// Stores `blob`; the store may drop it after `ttl` (freshness is judged by the provider).
-    fn put<'a>(&'a self, key: &'a TokenCacheKey, blob: Vec<u8>, ttl: Duration) -> BoxFuture<'a, ()>;
+    fn put<'a>(&'a self, key: &'a TokenCacheKey, blob: Vec<u8>, ttl: Duration)
+    -> BoxFuture<'a, ()>;
     fn remove(&self, key: &TokenCacheKey);
     fn purge_tenant(&self, tenant: TenantId);
 }
@@ -227,7 +232,12 @@ impl TokenCache for MokaTokenCache {
         Box::pin(async move { self.inner.get(key).await.map(|(blob, _)| blob.as_ref().clone()) })
     }
 
-    fn put<'a>(&'a self, key: &'a TokenCacheKey, blob: Vec<u8>, ttl: Duration) -> BoxFuture<'a, ()> {
+    fn put<'a>(
+        &'a self,
+        key: &'a TokenCacheKey,
+        blob: Vec<u8>,
+        ttl: Duration,
+    ) -> BoxFuture<'a, ()> {
         Box::pin(async move { self.inner.insert(key.clone(), (Arc::new(blob), ttl)).await })
     }
 
@@ -313,8 +323,8 @@ mod tests {
         let new_blob = new_ring.seal(&k, b"new token").expect("seal");
         assert_eq!(&new_blob[2..5], b"k22");
         // Once k1 is retired its entries are misses.
-        let retired = CacheKeys::new(EncryptionKey::new("k22", [3; 32]).expect("key"), vec![])
-            .expect("ring");
+        let retired =
+            CacheKeys::new(EncryptionKey::new("k22", [3; 32]).expect("key"), vec![]).expect("ring");
         assert_eq!(retired.open(&k, &old_blob), Err(SealError));
         assert!(retired.open(&k, &new_blob).is_ok());
     }
@@ -328,7 +338,10 @@ mod tests {
             CacheKeys::new(a.clone(), vec![a]).err(),
             Some(CacheKeyError::DuplicateId("a".into()))
         );
-        assert!(format!("{:?}", CacheKeys::ephemeral()).contains("EncryptionKey(ephemeral, [redacted])"));
+        assert!(
+            format!("{:?}", CacheKeys::ephemeral())
+                .contains("EncryptionKey(ephemeral, [redacted])")
+        );
     }
 
     #[test]
@@ -339,10 +352,7 @@ mod tests {
         assert_ne!(a.canonical(), key(1, 2, "Mail.Read Files.Read").canonical());
         assert_eq!(a.canonical(), key(1, 2, " Mail.Read ").canonical());
         // Scopes with separators cannot forge another key's form.
-        let crafted = TokenCacheKey {
-            scopes: ScopeSet::from_iter(["a\",\"b"]),
-            ..key(1, 2, "")
-        };
+        let crafted = TokenCacheKey { scopes: ScopeSet::from_iter(["a\",\"b"]), ..key(1, 2, "") };
         assert_ne!(crafted.canonical(), key(1, 2, "a b").canonical());
     }
 

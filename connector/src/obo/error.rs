@@ -211,7 +211,10 @@ pub(crate) fn map_entra_error(
             return OboError::ClaimsChallenge { code, claims };
         }
     }
-    if has(65001) || body.suberror.as_deref() == Some("consent_required") || error == "consent_required" {
+    if has(65001)
+        || body.suberror.as_deref() == Some("consent_required")
+        || error == "consent_required"
+    {
         return OboError::ConsentRequired {
             code: code.unwrap_or(65001),
             consent_url: ctx.consent_url.to_owned(),
@@ -223,11 +226,17 @@ pub(crate) fn map_entra_error(
     }
     for c in [53000, 53001] {
         if has(c) {
-            return OboError::ConditionalAccess { code: c, condition: CaCondition::DeviceCompliance };
+            return OboError::ConditionalAccess {
+                code: c,
+                condition: CaCondition::DeviceCompliance,
+            };
         }
     }
     if has(53003) {
-        return OboError::ConditionalAccess { code: 53003, condition: CaCondition::LocationOrPolicy };
+        return OboError::ConditionalAccess {
+            code: 53003,
+            condition: CaCondition::LocationOrPolicy,
+        };
     }
     if has(50057) {
         return OboError::AccountDisabled;
@@ -246,7 +255,10 @@ pub(crate) fn map_entra_error(
         return OboError::AppNotInTenant { code };
     }
     if status == 401
-        || matches!(error, "invalid_client" | "invalid_scope" | "invalid_request" | "invalid_resource")
+        || matches!(
+            error,
+            "invalid_client" | "invalid_scope" | "invalid_request" | "invalid_resource"
+        )
     {
         return OboError::Misconfigured { error: sanitize(error), code };
     }
@@ -302,11 +314,14 @@ mod tests {
     fn mfa_with_claims_becomes_a_base64_claims_challenge() {
         let claims = r#"{"access_token":{"capolids":{"essential":true,"values":["9ab03e19-ed42-4168-b6b7-7001fb3e933a"]}}}"#;
         for (error, code) in [("invalid_grant", 50076), ("interaction_required", 50079)] {
-            let e = map(400, serde_json::json!({"error":error,"error_codes":[code],"claims":claims}));
+            let e =
+                map(400, serde_json::json!({"error":error,"error_codes":[code],"claims":claims}));
             let b64 = e.claims_challenge().expect("a challenge");
             let decoded = base64::engine::general_purpose::STANDARD.decode(b64).expect("base64");
             assert_eq!(decoded, claims.as_bytes());
-            insta::assert_snapshot!(e.user_message(), @"Your organisation requires additional sign-in (for example multifactor authentication). Sign in again to continue.");
+            insta::allow_duplicates! {
+                insta::assert_snapshot!(e.user_message(), @"Your organisation requires additional sign-in (for example multifactor authentication). Sign in again to continue.");
+            }
         }
     }
 
@@ -341,7 +356,9 @@ mod tests {
         for code in [700082, 50173, 70008] {
             let e = map(400, serde_json::json!({"error":"invalid_grant","error_codes":[code]}));
             assert_eq!(e, OboError::SignInAgain { code: Some(code) });
-            insta::assert_snapshot!(e.user_message(), @"Your sign-in is no longer valid. Sign in again.");
+            insta::allow_duplicates! {
+                insta::assert_snapshot!(e.user_message(), @"Your sign-in is no longer valid. Sign in again.");
+            }
         }
     }
 
@@ -368,8 +385,11 @@ mod tests {
 
     #[test]
     fn unknown_errors_show_only_the_code() {
-        let e = map(400, serde_json::json!({"error":"invalid_grant\r\nEvil","error_codes":[99999],
-            "error_description":"secret-looking text"}));
+        let e = map(
+            400,
+            serde_json::json!({"error":"invalid_grant\r\nEvil","error_codes":[99999],
+            "error_description":"secret-looking text"}),
+        );
         assert_eq!(e, OboError::Rejected { error: "invalid_grantEvil".into(), code: Some(99999) });
         insta::assert_snapshot!(e.user_message(), @"Microsoft Entra ID refused access (AADSTS99999).");
     }

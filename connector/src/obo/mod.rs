@@ -38,7 +38,9 @@ use url::Url;
 use uuid::Uuid;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-pub use cache::{CacheKeyError, CacheKeys, EncryptionKey, MokaTokenCache, TokenCache, TokenCacheKey};
+pub use cache::{
+    CacheKeyError, CacheKeys, EncryptionKey, MokaTokenCache, TokenCache, TokenCacheKey,
+};
 pub use error::{CaCondition, OboError};
 
 use crate::{
@@ -64,7 +66,10 @@ pub enum ClientCredential {
     Secret(SecretString),
     /// `private_key_jwt`: an RS256 client assertion whose header carries the certificate's
     /// `x5t` (base64url SHA-1 thumbprint).
-    Certificate { private_key_pem: SecretString, x5t: String },
+    Certificate {
+        private_key_pem: SecretString,
+        x5t: String,
+    },
 }
 
 /// Settings of the On-Behalf-Of exchange; the config module builds them.
@@ -177,7 +182,9 @@ struct Inner {
 
 impl fmt::Debug for TokenProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenProvider").field("authority", &self.inner.settings.authority.as_str()).finish()
+        f.debug_struct("TokenProvider")
+            .field("authority", &self.inner.settings.authority.as_str())
+            .finish()
     }
 }
 
@@ -192,7 +199,12 @@ struct Entry {
 }
 
 impl TokenProvider {
-    pub fn new(settings: OboSettings, http: reqwest::Client, clock: Clock, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        settings: OboSettings,
+        http: reqwest::Client,
+        clock: Clock,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let inner = Inner {
             settings,
             http,
@@ -246,7 +258,11 @@ impl TokenProvider {
         scopes: &ScopeSet,
         claims: Option<&str>,
     ) -> Result<GraphToken, OboError> {
-        let key = TokenCacheKey { tenant: caller.tenant_id, user: caller.object_id, scopes: scopes.clone() };
+        let key = TokenCacheKey {
+            tenant: caller.tenant_id,
+            user: caller.object_id,
+            scopes: scopes.clone(),
+        };
         let (result, from_cache, coalesced) = self.obtain(&key, caller, claims).await;
         let event = OboEvent {
             tenant: key.tenant,
@@ -276,7 +292,11 @@ impl TokenProvider {
         }
         if claims.is_some() || self.inner.settings.max_reuse.is_zero() {
             let claims = claims.map(str::to_owned);
-            return (self.inner.exchange_and_store(key, caller, claims.as_deref()).await, false, false);
+            return (
+                self.inner.exchange_and_store(key, caller, claims.as_deref()).await,
+                false,
+                false,
+            );
         }
         if let Some(token) = self.inner.cached(key).await {
             return (Ok(token), true, false);
@@ -298,7 +318,9 @@ impl TokenProvider {
                         result
                     });
                     let flight = async move {
-                        handle.await.unwrap_or(Err(OboError::Internal("token exchange task failed")))
+                        handle
+                            .await
+                            .unwrap_or(Err(OboError::Internal("token exchange task failed")))
                     }
                     .boxed()
                     .shared();
@@ -312,7 +334,11 @@ impl TokenProvider {
 
     /// Drops the cached token of `caller` for `scopes` (after a Graph 401 or claims challenge).
     pub fn evict(&self, caller: &Caller, scopes: &ScopeSet) {
-        let key = TokenCacheKey { tenant: caller.tenant_id, user: caller.object_id, scopes: scopes.clone() };
+        let key = TokenCacheKey {
+            tenant: caller.tenant_id,
+            user: caller.object_id,
+            scopes: scopes.clone(),
+        };
         self.inner.cache.remove(&key);
     }
 
@@ -392,7 +418,13 @@ impl Inner {
         Ok(token)
     }
 
-    async fn store(&self, key: &TokenCacheKey, caller: &Caller, token: &GraphToken, issued_at: i64) {
+    async fn store(
+        &self,
+        key: &TokenCacheKey,
+        caller: &Caller,
+        token: &GraphToken,
+        issued_at: i64,
+    ) {
         let s = &self.settings;
         let mut use_until = token.expires_at.timestamp().saturating_sub(secs(s.renew_before));
         use_until = use_until.min(issued_at.saturating_add(secs(s.max_reuse)));
@@ -428,7 +460,12 @@ impl Inner {
     ) -> Result<GraphToken, OboError> {
         let s = &self.settings;
         let endpoint = s.token_endpoint(key.tenant);
-        let scope_param = key.scopes.iter().map(|sc| format!("{GRAPH_RESOURCE}{sc}")).collect::<Vec<_>>().join(" ");
+        let scope_param = key
+            .scopes
+            .iter()
+            .map(|sc| format!("{GRAPH_RESOURCE}{sc}"))
+            .collect::<Vec<_>>()
+            .join(" ");
         let claims = merge_claims(claims)?;
         let mut form: Vec<(&str, Zeroizing<String>)> = vec![
             ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer".to_owned().into()),
@@ -477,19 +514,26 @@ impl Inner {
             .and_then(|v| crate::graph::retry::parse_retry_after(v, Utc::now()));
         let body = read_capped(response).await?;
         if (200..300).contains(&status) {
-            let parsed: TokenResponse =
-                serde_json::from_slice(&body).map_err(|_| OboError::Internal("unreadable token response"))?;
+            let parsed: TokenResponse = serde_json::from_slice(&body)
+                .map_err(|_| OboError::Internal("unreadable token response"))?;
             let lifetime = match &parsed.expires_in {
                 Seconds::Number(n) => *n,
-                Seconds::Text(t) => t.trim().parse().map_err(|_| OboError::Internal("unreadable token lifetime"))?,
+                Seconds::Text(t) => {
+                    t.trim().parse().map_err(|_| OboError::Internal("unreadable token lifetime"))?
+                }
             };
-            let expires_at = DateTime::from_timestamp(self.clock.unix_seconds().saturating_add(lifetime), 0)
-                .ok_or(OboError::Internal("unreadable token lifetime"))?;
+            let expires_at =
+                DateTime::from_timestamp(self.clock.unix_seconds().saturating_add(lifetime), 0)
+                    .ok_or(OboError::Internal("unreadable token lifetime"))?;
             let scopes = match parsed.scope.as_deref() {
                 Some(scope) => granted_scopes(scope),
                 None => key.scopes.clone(),
             };
-            return Ok(GraphToken { access_token: SecretString::from(parsed.access_token), scopes, expires_at });
+            return Ok(GraphToken {
+                access_token: SecretString::from(parsed.access_token),
+                scopes,
+                expires_at,
+            });
         }
         let body: error::EntraErrorBody = serde_json::from_slice(&body).unwrap_or_default();
         tracing::warn!(
@@ -528,7 +572,9 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, OboErro
 /// Graph answers `scope` with or without the resource prefix; keep the short names.
 fn granted_scopes(scope: &str) -> ScopeSet {
     ScopeSet::from_iter(scope.split(' ').filter(|s| !s.is_empty()).map(|s| {
-        if s.len() > GRAPH_RESOURCE.len() && s[..GRAPH_RESOURCE.len()].eq_ignore_ascii_case(GRAPH_RESOURCE) {
+        if s.len() > GRAPH_RESOURCE.len()
+            && s[..GRAPH_RESOURCE.len()].eq_ignore_ascii_case(GRAPH_RESOURCE)
+        {
             s[GRAPH_RESOURCE.len()..].to_owned()
         } else {
             s.to_owned()
@@ -550,8 +596,8 @@ pub fn merge_claims(challenge: Option<&str>) -> Result<String, OboError> {
     } else {
         decode_base64_any(challenge).ok_or(OboError::Internal("claims challenge is not base64"))?
     };
-    let serde_json::Value::Object(extra) =
-        serde_json::from_slice(&json).map_err(|_| OboError::Internal("claims challenge is not JSON"))?
+    let serde_json::Value::Object(extra) = serde_json::from_slice(&json)
+        .map_err(|_| OboError::Internal("claims challenge is not JSON"))?
     else {
         return Err(OboError::Internal("claims challenge is not a JSON object"));
     };
@@ -589,7 +635,9 @@ fn assertion_expiry(assertion: &str) -> Option<i64> {
         exp: i64,
     }
     let payload = assertion.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
     serde_json::from_slice::<Exp>(&bytes).ok().map(|e| e.exp)
 }
 
@@ -605,9 +653,17 @@ struct AssertionClaims<'a> {
 }
 
 /// A `private_key_jwt` client assertion (RS256, `x5t` header, aud = the token endpoint).
-fn client_assertion(pem: &str, x5t: &str, client_id: Uuid, endpoint: &str, now: i64) -> Result<String, OboError> {
-    let misconfigured = || OboError::Misconfigured { error: "client_certificate".into(), code: None };
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|_| misconfigured())?;
+fn client_assertion(
+    pem: &str,
+    x5t: &str,
+    client_id: Uuid,
+    endpoint: &str,
+    now: i64,
+) -> Result<String, OboError> {
+    let misconfigured =
+        || OboError::Misconfigured { error: "client_certificate".into(), code: None };
+    let key =
+        jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|_| misconfigured())?;
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.x5t = Some(x5t.to_owned());
     let claims = AssertionClaims {

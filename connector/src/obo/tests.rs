@@ -27,7 +27,10 @@ impl TestClock {
         let offset = Arc::new(AtomicI64::new(0));
         let o = offset.clone();
         let start = Utc::now();
-        (Clock::from_fn(move || start + chrono::Duration::seconds(o.load(Ordering::SeqCst))), Self(offset))
+        (
+            Clock::from_fn(move || start + chrono::Duration::seconds(o.load(Ordering::SeqCst))),
+            Self(offset),
+        )
     }
     fn advance(&self, secs: i64) {
         self.0.fetch_add(secs, Ordering::SeqCst);
@@ -41,7 +44,11 @@ fn http() -> reqwest::Client {
 
 fn assertion_with_exp(exp: i64) -> String {
     let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
-    format!("{}.{}.sig-user-assertion-sentinel", b64(r#"{"alg":"RS256"}"#), b64(&format!(r#"{{"exp":{exp}}}"#)))
+    format!(
+        "{}.{}.sig-user-assertion-sentinel",
+        b64(r#"{"alg":"RS256"}"#),
+        b64(&format!(r#"{{"exp":{exp}}}"#))
+    )
 }
 
 fn caller_for(tid: &str, oid: &str) -> Caller {
@@ -98,7 +105,12 @@ fn scopes() -> ScopeSet {
 async fn the_request_carries_the_assertion_explicit_scopes_cp1_and_the_secret() {
     // Arrange
     let server = MockServer::start().await;
-    Mock::given(method("POST")).and(path(token_path(TID))).respond_with(ok_body("graph-token-1", 3600)).expect(1).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(ok_body("graph-token-1", 3600))
+        .expect(1)
+        .mount(&server)
+        .await;
     let (clock, _) = TestClock::new();
     let p = provider(settings(&server, secret()), clock);
     let caller = caller();
@@ -114,13 +126,20 @@ async fn the_request_carries_the_assertion_explicit_scopes_cp1_and_the_secret() 
     assert_eq!(f["assertion"], caller.assertion.expose());
     assert_eq!(f["client_id"], CLIENT_ID.to_string());
     assert_eq!(f["client_secret"], "test-only-client-secret");
-    assert_eq!(f["scope"], "https://graph.microsoft.com/Mail.Read https://graph.microsoft.com/User.Read");
+    assert_eq!(
+        f["scope"],
+        "https://graph.microsoft.com/Mail.Read https://graph.microsoft.com/User.Read"
+    );
     assert!(!f["scope"].contains(".default"));
     let claims: serde_json::Value = serde_json::from_str(&f["claims"]).expect("claims json");
     assert_eq!(claims, serde_json::json!({"access_token":{"xms_cc":{"values":["cp1"]}}}));
     assert!(reqs[0].headers.get("client-request-id").is_some());
     // The user's token appears only as the assertion.
-    let occurrences = reqs[0].body.windows(20).filter(|w| *w == &caller.assertion.expose().as_bytes()[..20]).count();
+    let occurrences = reqs[0]
+        .body
+        .windows(20)
+        .filter(|w| *w == &caller.assertion.expose().as_bytes()[..20])
+        .count();
     assert_eq!(occurrences, 1);
 }
 
@@ -129,7 +148,11 @@ async fn a_certificate_credential_sends_a_verifiable_client_assertion() {
     use rsa::{pkcs8::DecodePrivateKey, traits::PublicKeyParts};
     // Arrange
     let server = MockServer::start().await;
-    Mock::given(method("POST")).and(path(token_path(TID))).respond_with(ok_body("t", 3600)).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(ok_body("t", 3600))
+        .mount(&server)
+        .await;
     let credential = ClientCredential::Certificate {
         private_key_pem: SecretString::from(TEST_KEY_PEM.to_owned()),
         x5t: "thumbprint-b64url".into(),
@@ -144,14 +167,18 @@ async fn a_certificate_credential_sends_a_verifiable_client_assertion() {
     let reqs = server.received_requests().await.expect("recorded");
     let f = form(&reqs[0]);
     assert!(!f.contains_key("client_secret"));
-    assert_eq!(f["client_assertion_type"], "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
-    let key = rsa::RsaPrivateKey::from_pkcs8_pem(TEST_KEY_PEM).expect("test key");
+    assert_eq!(
+        f["client_assertion_type"],
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    );
+    let key = rsa::PrivateKey::from_pkcs8_pem(TEST_KEY_PEM).expect("test key");
     let public = jsonwebtoken::DecodingKey::from_rsa_raw_components(&key.n_bytes(), &key.e_bytes());
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     validation.set_audience(&[endpoint.as_str()]);
     validation.set_issuer(&[CLIENT_ID.to_string()]);
-    let decoded = jsonwebtoken::decode::<serde_json::Value>(&f["client_assertion"], &public, &validation)
-        .expect("assertion verifies with the public key");
+    let decoded =
+        jsonwebtoken::decode::<serde_json::Value>(&f["client_assertion"], &public, &validation)
+            .expect("assertion verifies with the public key");
     assert_eq!(decoded.header.x5t.as_deref(), Some("thumbprint-b64url"));
     assert_eq!(decoded.claims["sub"], CLIENT_ID.to_string());
     assert!(decoded.claims["jti"].as_str().is_some_and(|j| !j.is_empty()));
@@ -214,7 +241,12 @@ async fn failed_exchanges_are_shared_by_waiters_and_not_cached() {
 #[tokio::test]
 async fn max_reuse_zero_exchanges_on_every_call() {
     let server = MockServer::start().await;
-    Mock::given(method("POST")).and(path(token_path(TID))).respond_with(ok_body("t", 3600)).expect(3).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(ok_body("t", 3600))
+        .expect(3)
+        .mount(&server)
+        .await;
     let (clock, _) = TestClock::new();
     let mut s = settings(&server, secret());
     s.max_reuse = Duration::ZERO;
@@ -227,7 +259,12 @@ async fn max_reuse_zero_exchanges_on_every_call() {
 #[tokio::test]
 async fn tokens_are_renewed_before_expiry_and_after_the_maximum_reuse_age() {
     let server = MockServer::start().await;
-    Mock::given(method("POST")).and(path(token_path(TID))).respond_with(ok_body("t", 600)).expect(2).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(ok_body("t", 600))
+        .expect(2)
+        .mount(&server)
+        .await;
     let (clock, time) = TestClock::new();
     let mut s = settings(&server, secret());
     s.max_reuse = Duration::from_secs(3600);
@@ -241,7 +278,12 @@ async fn tokens_are_renewed_before_expiry_and_after_the_maximum_reuse_age() {
     p.graph_token(&c, &scopes(), None).await.expect("renewed");
 
     let server = MockServer::start().await;
-    Mock::given(method("POST")).and(path(token_path(TID))).respond_with(ok_body("t", 86_400)).expect(2).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(ok_body("t", 86_400))
+        .expect(2)
+        .mount(&server)
+        .await;
     let (clock, time) = TestClock::new();
     let mut s = settings(&server, secret());
     s.max_reuse = Duration::from_secs(60);
@@ -257,8 +299,18 @@ async fn tokens_are_renewed_before_expiry_and_after_the_maximum_reuse_age() {
 async fn cache_entries_are_separate_per_tenant_user_and_scope_set_and_can_be_evicted() {
     const OTHER_TID: &str = "11111111-2222-3333-4444-555555555555";
     let server = MockServer::start().await;
-    Mock::given(method("POST")).and(path(token_path(TID))).respond_with(ok_body("t", 3600)).expect(4).mount(&server).await;
-    Mock::given(method("POST")).and(path(token_path(OTHER_TID))).respond_with(ok_body("t", 3600)).expect(2).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(ok_body("t", 3600))
+        .expect(4)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(token_path(OTHER_TID)))
+        .respond_with(ok_body("t", 3600))
+        .expect(2)
+        .mount(&server)
+        .await;
     let (clock, _) = TestClock::new();
     let p = provider(settings(&server, secret()), clock);
     let a = caller();
@@ -283,7 +335,12 @@ impl TokenCache for Recording {
     fn get<'a>(&'a self, key: &'a TokenCacheKey) -> BoxFuture<'a, Option<Vec<u8>>> {
         Box::pin(async move { self.0.lock().expect("lock").get(key).cloned() })
     }
-    fn put<'a>(&'a self, key: &'a TokenCacheKey, blob: Vec<u8>, _ttl: Duration) -> BoxFuture<'a, ()> {
+    fn put<'a>(
+        &'a self,
+        key: &'a TokenCacheKey,
+        blob: Vec<u8>,
+        _ttl: Duration,
+    ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             self.0.lock().expect("lock").insert(key.clone(), blob);
         })
@@ -300,7 +357,12 @@ impl TokenCache for Recording {
 async fn the_store_holds_no_plaintext_token_and_a_swapped_blob_is_a_miss() {
     let server = MockServer::start().await;
     let token = "eyJ0eXAiOiJKV1QiLCJub25jZSI6InNlbnRpbmVsLWdyYXBoLXRva2VuIn0.payload.sig";
-    Mock::given(method("POST")).and(path(token_path(TID))).respond_with(ok_body(token, 3600)).expect(3).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(ok_body(token, 3600))
+        .expect(3)
+        .mount(&server)
+        .await;
     let (clock, _) = TestClock::new();
     let store = Arc::new(Recording::default());
     let p = provider(settings(&server, secret()), clock).with_cache(store.clone());
@@ -315,7 +377,8 @@ async fn the_store_holds_no_plaintext_token_and_a_swapped_blob_is_a_miss() {
         }
     }
     // Move a's blob under b's key: it must not open, so b exchanges again.
-    let key = |c: &Caller| TokenCacheKey { tenant: c.tenant_id, user: c.object_id, scopes: scopes() };
+    let key =
+        |c: &Caller| TokenCacheKey { tenant: c.tenant_id, user: c.object_id, scopes: scopes() };
     let blob_a = store.0.lock().expect("lock")[&key(&a)].clone();
     store.0.lock().expect("lock").insert(key(&b), blob_a);
     p.graph_token(&b, &scopes(), None).await.expect("exchanged again");
@@ -324,11 +387,17 @@ async fn the_store_holds_no_plaintext_token_and_a_swapped_blob_is_a_miss() {
 #[tokio::test]
 async fn challenge_claims_are_merged_with_cp1_and_force_an_exchange() {
     let server = MockServer::start().await;
-    Mock::given(method("POST")).and(path(token_path(TID))).respond_with(ok_body("t", 3600)).expect(2).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(ok_body("t", 3600))
+        .expect(2)
+        .mount(&server)
+        .await;
     let (clock, _) = TestClock::new();
     let p = provider(settings(&server, secret()), clock);
     p.graph_token(&caller(), &scopes(), None).await.expect("token");
-    let challenge = "eyJhY2Nlc3NfdG9rZW4iOnsibmJmIjp7ImVzc2VudGlhbCI6dHJ1ZSwgInZhbHVlIjoiMTcyNjI1ODEyMiJ9fX0";
+    let challenge =
+        "eyJhY2Nlc3NfdG9rZW4iOnsibmJmIjp7ImVzc2VudGlhbCI6dHJ1ZSwgInZhbHVlIjoiMTcyNjI1ODEyMiJ9fX0";
     p.graph_token(&caller(), &scopes(), Some(challenge)).await.expect("token");
     let reqs = server.received_requests().await.expect("recorded");
     let claims: serde_json::Value = serde_json::from_str(&form(&reqs[1])["claims"]).expect("json");
@@ -358,7 +427,11 @@ async fn entra_errors_reach_the_caller_mapped() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path(token_path(TID)))
-        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "60").set_body_json(serde_json::json!({"error":"Server overload"})))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "60")
+                .set_body_json(serde_json::json!({"error":"Server overload"})),
+        )
         .mount(&server)
         .await;
     let (clock, _) = TestClock::new();
@@ -372,7 +445,11 @@ async fn an_unreachable_entra_is_reported_as_such() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     drop(listener);
-    let s = OboSettings::new(Url::parse(&format!("http://127.0.0.1:{port}")).expect("url"), CLIENT_ID, secret());
+    let s = OboSettings::new(
+        Url::parse(&format!("http://127.0.0.1:{port}")).expect("url"),
+        CLIENT_ID,
+        secret(),
+    );
     let (clock, _) = TestClock::new();
     let p = provider(s, clock);
     assert_eq!(p.graph_token(&caller(), &scopes(), None).await.err(), Some(OboError::Unreachable));
@@ -381,7 +458,11 @@ async fn an_unreachable_entra_is_reported_as_such() {
 #[tokio::test]
 async fn the_observer_sees_exchanges_cache_hits_and_failures_without_tokens() {
     let server = MockServer::start().await;
-    Mock::given(method("POST")).and(path(token_path(TID))).respond_with(ok_body("t", 3600)).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(ok_body("t", 3600))
+        .mount(&server)
+        .await;
     let (clock, _) = TestClock::new();
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
@@ -400,9 +481,19 @@ async fn the_observer_sees_exchanges_cache_hits_and_failures_without_tokens() {
 
 #[test]
 fn token_endpoint_and_consent_url_follow_the_authority() {
-    let s = OboSettings::new(Url::parse("https://login.microsoftonline.com/").expect("url"), CLIENT_ID, secret());
+    let s = OboSettings::new(
+        Url::parse("https://login.microsoftonline.com/").expect("url"),
+        CLIENT_ID,
+        secret(),
+    );
     let t = TenantId::parse(TID).expect("tid");
-    assert_eq!(s.token_endpoint(t), format!("https://login.microsoftonline.com/{TID}/oauth2/v2.0/token"));
-    assert_eq!(s.admin_consent_url(t), format!("https://login.microsoftonline.com/{TID}/adminconsent?client_id={CLIENT_ID}"));
+    assert_eq!(
+        s.token_endpoint(t),
+        format!("https://login.microsoftonline.com/{TID}/oauth2/v2.0/token")
+    );
+    assert_eq!(
+        s.admin_consent_url(t),
+        format!("https://login.microsoftonline.com/{TID}/adminconsent?client_id={CLIENT_ID}")
+    );
     assert!(!format!("{s:?}").contains("test-only-client-secret"));
 }

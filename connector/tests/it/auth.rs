@@ -300,13 +300,10 @@ async fn a_flood_of_unknown_kids_causes_at_most_one_refresh_per_floor() {
     let app = spawn_app_with(Options { jwks_floor_secs: 1, ..Options::default() }).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let before = app.jwks_requests().await;
-    let mut handles = Vec::new();
-    for i in 0..40 {
-        let t = sign(&app.claims(CONTOSO, ADELE), &ATTACKER, &format!("forged-{i}"));
-        let req = app.post_mcp(Some(&t));
-        handles.push(async move { req.await.status() });
-    }
-    for status in futures::future::join_all(handles).await {
+    let tokens: Vec<String> =
+        (0..40).map(|i| sign(&app.claims(CONTOSO, ADELE), &ATTACKER, &format!("forged-{i}"))).collect();
+    let requests = tokens.iter().map(|t| async { app.post_mcp(Some(t)).await.status() });
+    for status in futures::future::join_all(requests).await {
         assert_eq!(status, 401);
     }
     let refreshes = app.jwks_requests().await - before;

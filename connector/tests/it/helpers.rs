@@ -44,7 +44,7 @@ pub struct TestKey {
 
 impl TestKey {
     fn load(kid: &'static str, pem: &'static str) -> Self {
-        let key = rsa::RsaPrivateKey::from_pkcs8_pem(pem).expect("TEST-ONLY key parses");
+        let key = rsa::PrivateKey::from_pkcs8_pem(pem).expect("TEST-ONLY key parses");
         Self { kid, pem, n: URL_SAFE_NO_PAD.encode(key.n_bytes()), e: URL_SAFE_NO_PAD.encode(key.e_bytes()) }
     }
 

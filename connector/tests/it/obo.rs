@@ -37,7 +37,10 @@ pub fn provider(entra: &MockServer, metrics: Arc<Metrics>) -> TokenProvider {
         Uuid::from_u128(7),
         ClientCredential::Secret(SecretString::from("test-only-secret".to_owned())),
     );
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("http");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http");
     TokenProvider::new(settings, http, Clock::system(), metrics)
 }
 
@@ -80,10 +83,15 @@ async fn an_mfa_challenge_from_entra_is_surfaced_as_base64_claims() {
         .mount(&entra)
         .await;
     let p = provider(&entra, Arc::new(Metrics::new()));
-    let err = p.graph_token(&caller(), &ScopeSet::from_scp("Mail.Read"), None).await.expect_err("challenge");
+    let err = p
+        .graph_token(&caller(), &ScopeSet::from_scp("Mail.Read"), None)
+        .await
+        .expect_err("challenge");
     assert!(matches!(err, OboError::ClaimsChallenge { code: Some(50079), .. }));
     assert_eq!(
         err.claims_challenge().as_deref(),
-        Some("eyJhY2Nlc3NfdG9rZW4iOnsicG9saWRzIjp7ImVzc2VudGlhbCI6dHJ1ZSwidmFsdWVzIjpbIjlhYjAzZTE5Il19fX0=")
+        Some(
+            "eyJhY2Nlc3NfdG9rZW4iOnsicG9saWRzIjp7ImVzc2VudGlhbCI6dHJ1ZSwidmFsdWVzIjpbIjlhYjAzZTE5Il19fX0="
+        )
     );
 }

@@ -1,6 +1,11 @@
 use crate::helpers::*;
 
-fn base_params<'a>(client: &'a str, scope: &'a str, challenge: &'a str, hint: &'a str) -> Vec<(&'a str, &'a str)> {
+fn base_params<'a>(
+    client: &'a str,
+    scope: &'a str,
+    challenge: &'a str,
+    hint: &'a str,
+) -> Vec<(&'a str, &'a str)> {
     vec![
         ("client_id", client),
         ("response_type", "code"),
@@ -33,10 +38,26 @@ async fn login_hint_redirects_with_code_and_state_on_any_loopback_port() {
     let (_, challenge) = pkce();
     let client = t.client().to_string();
     let scope = t.connector_scope();
-    let (status, params, _) = t.authorize(CONTOSO, &base_params(&client, &scope, &challenge, "adele@contoso.com")).await;
+    let (status, params, _) =
+        t.authorize(CONTOSO, &base_params(&client, &scope, &challenge, "adele@contoso.com")).await;
     assert_eq!(status, 302);
     assert!(params.contains_key("code"));
     assert_eq!(params["state"], "xyz");
+}
+
+async fn redeem(t: &TestEntra, verifier: &str, code: &str) -> (u16, serde_json::Value) {
+    let client = t.client().to_string();
+    t.token(
+        CONTOSO,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", &client),
+            ("code", code),
+            ("redirect_uri", "http://localhost:53100/callback"),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await
 }
 
 #[tokio::test]
@@ -45,37 +66,21 @@ async fn code_redemption_checks_verifier_and_is_single_use() {
     let (verifier, challenge) = pkce();
     let client = t.client().to_string();
     let scope = t.connector_scope();
-    let (_, params, _) = t.authorize(CONTOSO, &base_params(&client, &scope, &challenge, "adele@contoso.com")).await;
+    let (_, params, _) =
+        t.authorize(CONTOSO, &base_params(&client, &scope, &challenge, "adele@contoso.com")).await;
     let code = params["code"].clone();
-    let redeem = |v: String, code: String| {
-        let client = client.clone();
-        let scope = scope.clone();
-        async move {
-            t.token(
-                CONTOSO,
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("client_id", &client),
-                    ("code", &code),
-                    ("redirect_uri", "http://localhost:53100/callback"),
-                    ("code_verifier", &v),
-                    ("scope", &scope),
-                ],
-            )
-            .await
-        }
-    };
     // A wrong verifier consumes the code (single use) and is refused.
-    let (status, body) = redeem("wrong-verifier-wrong-verifier-wrong-verifier".into(), code.clone()).await;
+    let (status, body) = redeem(&t, "wrong-verifier-wrong-verifier-wrong-verifier", &code).await;
     assert_eq!((status, body["error_codes"][0].as_u64()), (400, Some(501481)));
-    let (_, body) = redeem(verifier.clone(), code).await;
+    let (_, body) = redeem(&t, &verifier, &code).await;
     assert_eq!(body["error_codes"][0], 54005);
     // A fresh code with the right verifier works once.
-    let (_, params, _) = t.authorize(CONTOSO, &base_params(&client, &scope, &challenge, "adele@contoso.com")).await;
+    let (_, params, _) =
+        t.authorize(CONTOSO, &base_params(&client, &scope, &challenge, "adele@contoso.com")).await;
     let code = params["code"].clone();
-    let (status, body) = redeem(verifier.clone(), code.clone()).await;
+    let (status, body) = redeem(&t, &verifier, &code).await;
     assert_eq!(status, 200, "{body}");
-    let (_, again) = redeem(verifier, code).await;
+    let (_, again) = redeem(&t, &verifier, &code).await;
     assert_eq!(again["error_codes"][0], 54005);
 }
 
@@ -109,7 +114,8 @@ async fn code_expires_after_ten_minutes() {
     let (verifier, challenge) = pkce();
     let client = t.client().to_string();
     let scope = t.connector_scope();
-    let (_, q, _) = t.authorize(CONTOSO, &base_params(&client, &scope, &challenge, "adele@contoso.com")).await;
+    let (_, q, _) =
+        t.authorize(CONTOSO, &base_params(&client, &scope, &challenge, "adele@contoso.com")).await;
     t.entra.advance_clock(std::time::Duration::from_secs(11 * 60));
     let (status, body) = t
         .token(
@@ -154,7 +160,12 @@ async fn without_login_hint_a_persona_page_is_shown() {
     assert!(!body.contains("nancy@northwind.com"));
 }
 
-async fn authorize_error(t: &TestEntra, tenant: &str, upn: &str, extra: &[(&str, &str)]) -> (String, u64) {
+async fn authorize_error(
+    t: &TestEntra,
+    tenant: &str,
+    upn: &str,
+    extra: &[(&str, &str)],
+) -> (String, u64) {
     let (_, challenge) = pkce();
     let client = t.client().to_string();
     let scope = t.connector_scope();
@@ -193,18 +204,32 @@ async fn mfa_policy_needs_mfa_and_fake_mfa_or_claims_satisfy_it() {
     let t = spawn().await;
     let (error, code) = authorize_error(&t, CONTOSO, "isaiah@contoso.com", &[]).await;
     assert_eq!((error.as_str(), code), ("interaction_required", 50076));
-    assert_eq!(authorize_error(&t, CONTOSO, "isaiah@contoso.com", &[("fake_mfa", "true")]).await.1, 0);
+    assert_eq!(
+        authorize_error(&t, CONTOSO, "isaiah@contoso.com", &[("fake_mfa", "true")]).await.1,
+        0
+    );
     let claims = r#"{"access_token":{"capolids":{"essential":true,"values":["c3c1b68a-e56c-4d97-b1fe-d2c04a2e8718"]}}}"#;
-    assert_eq!(authorize_error(&t, CONTOSO, "isaiah@contoso.com", &[("claims", claims)]).await.1, 0);
+    assert_eq!(
+        authorize_error(&t, CONTOSO, "isaiah@contoso.com", &[("claims", claims)]).await.1,
+        0
+    );
 }
 
 #[tokio::test]
 async fn device_and_ip_policies_block_until_overridden() {
     let t = spawn().await;
     assert_eq!(authorize_error(&t, CONTOSO, "nestor@contoso.com", &[]).await.1, 53000);
-    assert_eq!(authorize_error(&t, CONTOSO, "nestor@contoso.com", &[("fake_device_compliant", "true")]).await.1, 0);
+    assert_eq!(
+        authorize_error(&t, CONTOSO, "nestor@contoso.com", &[("fake_device_compliant", "true")])
+            .await
+            .1,
+        0
+    );
     assert_eq!(authorize_error(&t, CONTOSO, "joni@contoso.com", &[]).await.1, 53003);
-    assert_eq!(authorize_error(&t, CONTOSO, "joni@contoso.com", &[("fake_ip", "10.20.3.4")]).await.1, 0);
+    assert_eq!(
+        authorize_error(&t, CONTOSO, "joni@contoso.com", &[("fake_ip", "10.20.3.4")]).await.1,
+        0
+    );
 }
 
 #[tokio::test]

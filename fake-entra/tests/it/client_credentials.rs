@@ -65,7 +65,11 @@ async fn client_credentials_needs_default_scope_and_a_confidential_client() {
     let (status, body) = t
         .token(
             CONTOSO,
-            &[("grant_type", "client_credentials"), ("client_id", &client), ("scope", "https://graph.microsoft.com/.default")],
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &client),
+                ("scope", "https://graph.microsoft.com/.default"),
+            ],
         )
         .await;
     assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
@@ -78,7 +82,16 @@ async fn unsupported_grant_and_unknown_client_are_refused() {
     let (_, body) = t.token(CONTOSO, &[("grant_type", "password"), ("client_id", &client)]).await;
     assert_eq!(body["error"], "unsupported_grant_type");
     let (_, body) = t
-        .token(CONTOSO, &[("grant_type", "client_credentials"), ("client_id", "11111111-1111-1111-1111-111111111111")])
+        .token(
+            CONTOSO,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "11111111-1111-1111-1111-111111111111"),
+            ],
+        )
         .await;
-    assert_eq!((body["error"].as_str(), body["error_codes"][0].as_u64()), (Some("unauthorized_client"), Some(700016)));
+    assert_eq!(
+        (body["error"].as_str(), body["error_codes"][0].as_u64()),
+        (Some("unauthorized_client"), Some(700016))
+    );
 }

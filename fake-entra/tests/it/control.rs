@@ -13,7 +13,8 @@ async fn events_feed_reports_identity_events_in_order() {
     let (status, feed) = t.get_json("/_fake/events?after=0").await;
     assert_eq!(status, 200);
     assert_eq!(feed["lastSeq"], 3);
-    let kinds: Vec<_> = feed["events"].as_array().expect("events").iter().map(|e| e["type"].clone()).collect();
+    let kinds: Vec<_> =
+        feed["events"].as_array().expect("events").iter().map(|e| e["type"].clone()).collect();
     assert_eq!(kinds, ["sessionsRevoked", "userDisabled", "passwordReset"]);
     let first = &feed["events"][0];
     assert_eq!(first["seq"], 1);
@@ -29,10 +30,19 @@ async fn events_feed_reports_identity_events_in_order() {
 async fn http_control_api_mirrors_the_rust_api() {
     let t = spawn().await;
     let uri = t.entra.uri();
-    let r = t.http.post(format!("{uri}/_fake/tenants/contoso/users/adele@contoso.com/disable")).send().await.expect("post");
+    let r = t
+        .http
+        .post(format!("{uri}/_fake/tenants/contoso/users/adele@contoso.com/disable"))
+        .send()
+        .await
+        .expect("post");
     assert_eq!(r.status().as_u16(), 204);
     let scope = t.connector_scope();
-    let err = t.entra.sign_in("adele@contoso.com", t.client(), &[scope.as_str()]).await.expect_err("disabled");
+    let err = t
+        .entra
+        .sign_in("adele@contoso.com", t.client(), &[scope.as_str()])
+        .await
+        .expect_err("disabled");
     assert_eq!(err.code(), 50057);
     let r = t
         .http
@@ -43,7 +53,10 @@ async fn http_control_api_mirrors_the_rust_api() {
         .expect("post");
     assert_eq!(r.status().as_u16(), 204);
     let (tid, oid) = t.persona("alex@contoso.com");
-    assert_eq!(t.obo(CONTOSO, &t.entra.user_token(tid, oid), "Mail.Read").await.1["error_codes"][0], 65001);
+    assert_eq!(
+        t.obo(CONTOSO, &t.entra.user_token(tid, oid), "Mail.Read").await.1["error_codes"][0],
+        65001
+    );
     let r = t
         .http
         .put(format!("{uri}/_fake/tenants/contoso/assignment-required"))
@@ -53,8 +66,16 @@ async fn http_control_api_mirrors_the_rust_api() {
         .expect("put");
     assert_eq!(r.status().as_u16(), 204);
     let (_, diego) = t.persona("diego@contoso.com");
-    assert_eq!(t.obo(CONTOSO, &t.entra.user_token(tid, diego), "User.Read").await.1["error_codes"][0], 50105);
-    let r = t.http.post(format!("{uri}/_fake/tenants/nowhere/users/x/disable")).send().await.expect("post");
+    assert_eq!(
+        t.obo(CONTOSO, &t.entra.user_token(tid, diego), "User.Read").await.1["error_codes"][0],
+        50105
+    );
+    let r = t
+        .http
+        .post(format!("{uri}/_fake/tenants/nowhere/users/x/disable"))
+        .send()
+        .await
+        .expect("post");
     assert_eq!(r.status().as_u16(), 404);
 }
 
@@ -78,9 +99,17 @@ async fn key_rotation_is_reflected_in_the_jwks() {
     let t = spawn().await;
     let old = t.entra.active_kid();
     let r = t.http.post(format!("{}/_fake/keys/rotate", t.entra.uri())).send().await.expect("post");
-    let new = r.json::<serde_json::Value>().await.expect("json")["kid"].as_str().unwrap_or("").to_string();
+    let new = r.json::<serde_json::Value>().await.expect("json")["kid"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     let (_, jwks) = t.get_json("/common/discovery/v2.0/keys").await;
-    let kids: Vec<_> = jwks["keys"].as_array().expect("keys").iter().map(|k| k["kid"].as_str().unwrap_or("").to_string()).collect();
+    let kids: Vec<_> = jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap_or("").to_string())
+        .collect();
     assert!(kids.contains(&new));
     assert!(!kids.contains(&old));
     let (tid, oid) = t.persona("adele@contoso.com");
@@ -92,7 +121,11 @@ async fn key_rotation_is_reflected_in_the_jwks() {
 #[tokio::test]
 async fn scripted_faults_fail_the_next_n_requests() {
     let t = spawn().await;
-    t.entra.add_fault(Fault::new(Endpoint::Token, 2, FaultKind::TooManyRequests { retry_after: Some(7) }));
+    t.entra.add_fault(Fault::new(
+        Endpoint::Token,
+        2,
+        FaultKind::TooManyRequests { retry_after: Some(7) },
+    ));
     let (tid, oid) = t.persona("adele@contoso.com");
     let assertion = t.entra.user_token(tid, oid);
     for _ in 0..2 {
@@ -115,7 +148,12 @@ async fn scripted_faults_fail_the_next_n_requests() {
     t.entra.add_fault(Fault::new(
         Endpoint::Token,
         1,
-        FaultKind::Aadsts { code: 50196, error: Some("invalid_grant".into()), description: None, status: None },
+        FaultKind::Aadsts {
+            code: 50196,
+            error: Some("invalid_grant".into()),
+            description: None,
+            status: None,
+        },
     ));
     assert_eq!(t.obo(CONTOSO, &assertion, "User.Read").await.1["error_codes"][0], 50196);
 

@@ -5,7 +5,8 @@ async fn tenant_discovery_has_the_tenant_issuer_and_entra_shape() {
     // Arrange
     let t = spawn().await;
     // Act
-    let (status, doc) = t.get_json(&format!("/{CONTOSO}/v2.0/.well-known/openid-configuration")).await;
+    let (status, doc) =
+        t.get_json(&format!("/{CONTOSO}/v2.0/.well-known/openid-configuration")).await;
     // Assert
     assert_eq!(status, 200);
     let uri = t.entra.uri();
@@ -29,7 +30,8 @@ async fn discovery_by_verified_domain_names_the_tenant_guid() {
 async fn common_and_organizations_discovery_use_the_templated_issuer() {
     let t = spawn().await;
     for seg in ["common", "organizations"] {
-        let (status, doc) = t.get_json(&format!("/{seg}/v2.0/.well-known/openid-configuration")).await;
+        let (status, doc) =
+            t.get_json(&format!("/{seg}/v2.0/.well-known/openid-configuration")).await;
         assert_eq!(status, 200);
         assert_eq!(doc["issuer"], format!("{}/{{tenantid}}/v2.0", t.entra.uri()));
         assert_eq!(doc["jwks_uri"], format!("{}/{seg}/discovery/v2.0/keys", t.entra.uri()));

@@ -80,7 +80,9 @@ async fn snapshot_not_assigned() {
 async fn snapshot_wrong_audience() {
     let t = spawn().await;
     let (tid, oid) = t.persona("adele@contoso.com");
-    let assertion = t.entra.mint(&fake_entra::TokenSpec::user(tid, oid).bad(fake_entra::BadToken::WrongAudience));
+    let assertion = t
+        .entra
+        .mint(&fake_entra::TokenSpec::user(tid, oid).bad(fake_entra::BadToken::WrongAudience));
     let (_, body) = t.obo(CONTOSO, &assertion, "User.Read").await;
     assert_entra_error!(body);
 }
@@ -90,7 +92,14 @@ async fn snapshot_missing_client_credential() {
     let t = spawn().await;
     let connector = t.connector().to_string();
     let (_, body) = t
-        .token(CONTOSO, &[("grant_type", "client_credentials"), ("client_id", &connector), ("scope", "https://graph.microsoft.com/.default")])
+        .token(
+            CONTOSO,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &connector),
+                ("scope", "https://graph.microsoft.com/.default"),
+            ],
+        )
         .await;
     assert_entra_error!(body);
 }

@@ -27,10 +27,6 @@ pub async fn spawn() -> TestEntra {
     TestEntra { entra, http }
 }
 
-pub fn contoso() -> Uuid {
-    Uuid::parse_str(CONTOSO).expect("guid")
-}
-
 impl TestEntra {
     pub fn persona(&self, upn: &str) -> (Uuid, Uuid) {
         self.entra.persona(upn).unwrap_or_else(|| panic!("no persona {upn}"))
@@ -95,7 +91,11 @@ impl TestEntra {
     }
 
     /// `GET /authorize` without following the redirect: (status, Location query params).
-    pub async fn authorize(&self, tenant: &str, params: &[(&str, &str)]) -> (u16, HashMap<String, String>, String) {
+    pub async fn authorize(
+        &self,
+        tenant: &str,
+        params: &[(&str, &str)],
+    ) -> (u16, HashMap<String, String>, String) {
         let r = self
             .http
             .get(format!("{}/{tenant}/oauth2/v2.0/authorize", self.entra.uri()))
@@ -104,7 +104,8 @@ impl TestEntra {
             .await
             .expect("authorize");
         let status = r.status().as_u16();
-        let loc = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let loc =
+            r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         let body = r.text().await.unwrap_or_default();
         let params = url::Url::parse(&loc)
             .map(|u| u.query_pairs().into_owned().collect())
@@ -118,7 +119,11 @@ impl TestEntra {
     }
 }
 
-pub async fn validate_with(t: &TestEntra, token: &str, aud: Option<String>) -> Result<Value, String> {
+pub async fn validate_with(
+    t: &TestEntra,
+    token: &str,
+    aud: Option<String>,
+) -> Result<Value, String> {
     let (_, jwks) = t.get_json("/common/discovery/v2.0/keys").await;
     let header = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?;
     let kid = header.kid.ok_or("no kid")?;
@@ -126,8 +131,11 @@ pub async fn validate_with(t: &TestEntra, token: &str, aud: Option<String>) -> R
         .as_array()
         .and_then(|ks| ks.iter().find(|k| k["kid"] == kid.as_str()))
         .ok_or("unknown kid")?;
-    let dk = DecodingKey::from_rsa_components(key["n"].as_str().unwrap_or(""), key["e"].as_str().unwrap_or(""))
-        .map_err(|e| e.to_string())?;
+    let dk = DecodingKey::from_rsa_components(
+        key["n"].as_str().unwrap_or(""),
+        key["e"].as_str().unwrap_or(""),
+    )
+    .map_err(|e| e.to_string())?;
     let mut v = Validation::new(Algorithm::RS256);
     v.set_required_spec_claims(&["exp", "nbf", "iss", "aud"]);
     v.validate_nbf = true;

@@ -9,10 +9,17 @@ async fn obo_issues_a_v1_graph_token_with_granted_scopes() {
     let (tid, oid) = t.persona("adele@contoso.com");
     let assertion = t.entra.user_token(tid, oid);
     let (status, body) = t
-        .obo(CONTOSO, &assertion, "https://graph.microsoft.com/Mail.Read https://graph.microsoft.com/User.Read")
+        .obo(
+            CONTOSO,
+            &assertion,
+            "https://graph.microsoft.com/Mail.Read https://graph.microsoft.com/User.Read",
+        )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["scope"], "https://graph.microsoft.com/Mail.Read https://graph.microsoft.com/User.Read");
+    assert_eq!(
+        body["scope"],
+        "https://graph.microsoft.com/Mail.Read https://graph.microsoft.com/User.Read"
+    );
     let token = body["access_token"].as_str().expect("token");
     assert!(segment(token, 0).get("nonce").is_some());
     let c = segment(token, 1);
@@ -35,7 +42,8 @@ async fn obo_issues_a_v1_graph_token_with_granted_scopes() {
 async fn obo_with_a_token_from_the_auth_code_flow_works() {
     let t = spawn().await;
     let resp = t.sign_in("adele@contoso.com").await;
-    let (status, _) = t.obo(CONTOSO, &resp.access_token, "https://graph.microsoft.com/Mail.Read").await;
+    let (status, _) =
+        t.obo(CONTOSO, &resp.access_token, "https://graph.microsoft.com/Mail.Read").await;
     assert_eq!(status, 200);
 }
 
@@ -58,7 +66,8 @@ async fn obo_refuses_bad_assertions_with_entra_codes() {
     ];
     for (bad, code) in cases {
         let assertion = t.entra.mint(&TokenSpec::user(tid, oid).bad(bad.clone()));
-        let (status, body) = t.obo(CONTOSO, &assertion, "https://graph.microsoft.com/User.Read").await;
+        let (status, body) =
+            t.obo(CONTOSO, &assertion, "https://graph.microsoft.com/User.Read").await;
         assert_eq!((status, body["error_codes"][0].as_u64()), (400, Some(code)), "{bad:?}: {body}");
     }
 }
@@ -89,13 +98,19 @@ async fn obo_checks_consent_per_scope() {
     let t = spawn().await;
     let (tid, oid) = t.persona("adele@contoso.com");
     let assertion = t.entra.user_token(tid, oid);
-    t.entra.revoke_consent("contoso", t.connector(), GrantResource::Graph, &["Sites.Read.All"]).expect("revoke");
+    t.entra
+        .revoke_consent("contoso", t.connector(), GrantResource::Graph, &["Sites.Read.All"])
+        .expect("revoke");
     let (_, body) = t.obo(CONTOSO, &assertion, "https://graph.microsoft.com/Sites.Read.All").await;
     assert_eq!(body["error_codes"][0], 65001);
     assert_eq!(body["suberror"], "consent_required");
     assert_eq!(t.obo(CONTOSO, &assertion, "https://graph.microsoft.com/Mail.Read").await.0, 200);
     t.entra.revoke_all_consent("contoso").expect("revoke all");
-    assert_eq!(t.obo(CONTOSO, &assertion, "https://graph.microsoft.com/Mail.Read").await.1["error_codes"][0], 65001);
+    assert_eq!(
+        t.obo(CONTOSO, &assertion, "https://graph.microsoft.com/Mail.Read").await.1["error_codes"]
+            [0],
+        65001
+    );
 }
 
 #[tokio::test]
@@ -120,6 +135,7 @@ async fn obo_enforces_assignment_and_user_state() {
     t.entra.assign("contoso", "diego@contoso.com").expect("assign");
     assert_eq!(t.obo(CONTOSO, &t.entra.user_token(tid, diego), "User.Read").await.0, 200);
 
+    t.entra.set_assignment_required("contoso", false).expect("control");
     let (_, adele) = t.persona("adele@contoso.com");
     let assertion = t.entra.user_token(tid, adele);
     t.entra.revoke_sessions("contoso", "adele@contoso.com").expect("revoke");
@@ -138,13 +154,19 @@ async fn obo_conditional_access_mfa_gives_a_claims_challenge_satisfied_by_step_u
     assert_eq!(status, 400);
     assert_eq!(body["error_codes"][0], 50076);
     assert_eq!(body["suberror"], "basic_action");
-    let claims: serde_json::Value = serde_json::from_str(body["claims"].as_str().expect("claims string")).expect("json");
+    let claims: serde_json::Value =
+        serde_json::from_str(body["claims"].as_str().expect("claims string")).expect("json");
     assert!(claims["access_token"]["capolids"]["values"].is_array());
     // Step-up: sign in again passing the claims challenge; the new token's session has MFA.
     let scope = t.connector_scope();
     let stepped = t
         .entra
-        .sign_in_with("isaiah@contoso.com", t.client(), &[scope.as_str()], &[("claims", body["claims"].as_str().unwrap_or(""))])
+        .sign_in_with(
+            "isaiah@contoso.com",
+            t.client(),
+            &[scope.as_str()],
+            &[("claims", body["claims"].as_str().unwrap_or(""))],
+        )
         .await
         .expect("step-up sign-in");
     assert_eq!(t.obo(CONTOSO, &stepped.access_token, "User.Read").await.0, 200);
@@ -154,9 +176,15 @@ async fn obo_conditional_access_mfa_gives_a_claims_challenge_satisfied_by_step_u
 async fn obo_mfa_for_unregistered_user_is_50079_and_device_and_ip_block() {
     let t = spawn().await;
     let (tid, nestor) = t.persona("nestor@contoso.com");
-    assert_eq!(t.obo(CONTOSO, &t.entra.user_token(tid, nestor), "User.Read").await.1["error_codes"][0], 53000);
+    assert_eq!(
+        t.obo(CONTOSO, &t.entra.user_token(tid, nestor), "User.Read").await.1["error_codes"][0],
+        53000
+    );
     let (_, joni) = t.persona("joni@contoso.com");
-    assert_eq!(t.obo(CONTOSO, &t.entra.user_token(tid, joni), "User.Read").await.1["error_codes"][0], 53003);
+    assert_eq!(
+        t.obo(CONTOSO, &t.entra.user_token(tid, joni), "User.Read").await.1["error_codes"][0],
+        53003
+    );
     let inside = t.entra.mint(&TokenSpec::user(tid, joni).ip("10.20.0.9"));
     assert_eq!(t.obo(CONTOSO, &inside, "User.Read").await.0, 200);
     // An MFA policy on everyone: Lynne is disabled, so use a user without MFA registration.
@@ -173,7 +201,10 @@ async fn obo_mfa_for_unregistered_user_is_50079_and_device_and_ip_block() {
             },
         )
         .expect("policy");
-    assert_eq!(t.obo(CONTOSO, &t.entra.user_token(tid, adele), "User.Read").await.1["error_codes"][0], 50076);
+    assert_eq!(
+        t.obo(CONTOSO, &t.entra.user_token(tid, adele), "User.Read").await.1["error_codes"][0],
+        50076
+    );
     t.entra.remove_ca_policy("contoso", "MFA for Adele").expect("remove");
     assert_eq!(t.obo(CONTOSO, &t.entra.user_token(tid, adele), "User.Read").await.0, 200);
 }
@@ -185,13 +216,18 @@ async fn obo_accepts_a_private_key_jwt_client_assertion() {
     let mut world = (*fixtures::standard_world()).clone();
     let pem = include_str!("../../src/test_keys/key2.pem");
     let enc = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).expect("pem");
-    let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&enc, jsonwebtoken::Algorithm::RS256).expect("jwk");
+    let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&enc, jsonwebtoken::Algorithm::RS256)
+        .expect("jwk");
     let (n, e) = match &jwk.algorithm {
         jsonwebtoken::jwk::AlgorithmParameters::RSA(r) => (r.n.clone(), r.e.clone()),
         _ => unreachable!("rsa"),
     };
     let public_pem = rsa_public_pem(&n, &e);
-    world.apps.connector.certificates.push(fixtures::Certificate { x5t: "cert-1".into(), public_key_pem: public_pem });
+    world
+        .apps
+        .connector
+        .certificates
+        .push(fixtures::Certificate { x5t: "cert-1".into(), public_key_pem: public_pem });
     let entra = fake_entra::FakeEntra::builder().world(std::sync::Arc::new(world)).start().await;
     let http = reqwest::Client::builder().build().expect("client");
     let (tid, oid) = entra.persona("adele@contoso.com").expect("adele");
@@ -231,7 +267,7 @@ fn rsa_public_pem(n: &str, e: &str) -> String {
     use base64::Engine;
     use rsa::pkcs8::EncodePublicKey;
     let dec = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).expect("b64");
-    let key = rsa::RsaPublicKey::new(
+    let key = rsa::PublicKey::new(
         rsa::BoxedUint::from_be_slice_vartime(&dec(n)),
         rsa::BoxedUint::from_be_slice_vartime(&dec(e)),
     )

@@ -26,7 +26,11 @@ fn validate(jwks: &Jwks, token: &str, aud: &str) -> Result<Value, String> {
 }
 
 fn setup() -> (tokio::runtime::Runtime, FakeEntra, Jwks, Vec<(uuid::Uuid, uuid::Uuid)>) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("rt");
     let entra = rt.block_on(FakeEntra::builder().start());
     let _ = rustls::crypto::ring::default_provider().install_default();
     let jwks: Value = rt.block_on(async {
@@ -51,11 +55,8 @@ fn setup() -> (tokio::runtime::Runtime, FakeEntra, Jwks, Vec<(uuid::Uuid, uuid::
         })
         .collect();
     let world = fixtures::standard_world();
-    let users = world
-        .tenants
-        .iter()
-        .flat_map(|t| t.users.iter().map(move |u| (t.id, u.oid)))
-        .collect();
+    let users =
+        world.tenants.iter().flat_map(|t| t.users.iter().map(move |u| (t.id, u.oid))).collect();
     (rt, entra, Jwks { keys }, users)
 }
 

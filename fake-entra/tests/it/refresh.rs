@@ -4,7 +4,11 @@ use crate::helpers::*;
 
 async fn refresh(t: &TestEntra, rt: &str) -> (u16, serde_json::Value) {
     let client = t.client().to_string();
-    t.token(CONTOSO, &[("grant_type", "refresh_token"), ("client_id", &client), ("refresh_token", rt)]).await
+    t.token(
+        CONTOSO,
+        &[("grant_type", "refresh_token"), ("client_id", &client), ("refresh_token", rt)],
+    )
+    .await
 }
 
 #[tokio::test]
@@ -82,7 +86,10 @@ async fn token_lifetime_policy_sets_access_token_lifetime() {
     t.entra
         .set_token_lifetime(
             "contoso",
-            fixtures::TokenLifetimePolicy { access_token_minutes: Some(15), refresh_token_max_inactive_days: 2 },
+            fixtures::TokenLifetimePolicy {
+                access_token_minutes: Some(15),
+                refresh_token_max_inactive_days: 2,
+            },
         )
         .expect("policy");
     let resp = t.sign_in("adele@contoso.com").await;

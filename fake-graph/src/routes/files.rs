@@ -83,9 +83,7 @@ pub fn item_json(ctx: &Ctx<'_>, tenant: &Tenant, drive: &Drive, di: &DriveIndex,
         "parentReference": {"driveType": drive_type(drive), "driveId": drive.id},
         "fileSystemInfo": {"createdDateTime": odata::dt(item.created), "lastModifiedDateTime": odata::dt(item.modified)},
     });
-    if let Some(site) = &drive.site_id {
-        v["parentReference"]["siteId"] = json!(site);
-    }
+    v["parentReference"]["siteId"] = json!(site_id_of(drive));
     match &item.parent_id {
         Some(parent) => {
             v["parentReference"]["id"] = json!(parent);
@@ -104,6 +102,20 @@ pub fn item_json(ctx: &Ctx<'_>, tenant: &Tenant, drive: &Drive, di: &DriveIndex,
         v["@microsoft.graph.downloadUrl"] = json!(download_url(ctx.shared, ctx.caller.tid, &drive.id, &item.id, ctx.now));
     }
     v
+}
+
+/// The drive's site id; a OneDrive lives in the owner's personal site, whose id is derived
+/// (stably) from the drive because the model does not store one.
+pub fn site_id_of(drive: &Drive) -> String {
+    match &drive.site_id {
+        Some(s) => s.clone(),
+        None => {
+            let host = drive.web_url.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or("contoso-my.sharepoint.com");
+            let a = Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("site:{}", drive.id).as_bytes());
+            let b = Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("web:{}", drive.id).as_bytes());
+            format!("{host},{a},{b}")
+        }
+    }
 }
 
 fn drive_json(tenant: &Tenant, idx: &TenantIndex, d: &Drive) -> Value {
@@ -225,7 +237,7 @@ pub fn item(ctx: &Ctx<'_>, drive_id: &str, item_id: &str, sub: Option<&str>) -> 
             let kids: Vec<&DriveItem> = di
                 .children
                 .get(&it.id)
-                .map(|v| v.iter().map(|p| &d.items[*p]).collect())
+                .map(|v| v.iter().map(|p| &d.items[*p]).collect::<Vec<_>>())
                 .unwrap_or_default()
                 .into_iter()
                 .filter(|c| trimming::can_see_item(&v, tenant, idx, d, di, c))

@@ -1,0 +1,79 @@
+//! C — Conditional Access.
+
+use anyhow::{Result, anyhow, ensure};
+use fixtures::{CaControl, CaPolicy, CaScope};
+use serde_json::json;
+
+use super::{ensure_untouched, me_of, scenario};
+use crate::{Persona, World, signin::EntraError};
+
+pub fn scenarios() -> Vec<super::Scenario> {
+    vec![
+        scenario!("C01", "MFA required: claims challenge, step-up, then the call works", c01_mfa_step_up),
+        scenario!("C02", "non-compliant device gets no data", c02_non_compliant_device_gets_no_data),
+        scenario!("C03", "sign-in from outside the IP range gets no data", c03_ip_range_restriction),
+        scenario!("C04", "a policy scoped to a group affects only that group", c04_group_scoped_policy),
+    ]
+}
+
+async fn refusal(world: &World, upn: &str, extra: &[(&str, &str)]) -> Result<EntraError> {
+    match world.try_sign_in(upn, extra).await {
+        Ok(_) => Err(anyhow!("{upn} signed in despite Conditional Access")),
+        Err(e) => e.entra().cloned().ok_or_else(|| anyhow!("not an Entra refusal: {e}")),
+    }
+}
+
+/// The claims a client sends to step up when the challenge names none.
+const MFA_CLAIMS: &str = r#"{"access_token":{"amr":{"essential":true,"values":["mfa"]}}}"#;
+
+pub async fn c01_mfa_step_up(world: &World) -> Result<()> {
+    let upn = Persona::Isaiah.upn();
+    let e = refusal(world, upn, &[]).await?;
+    ensure!(e.error == "interaction_required" && e.has_code(50076), "expected an MFA challenge: {e}");
+    let claims = e.claims.clone().map(|c| crate::session::decode_claims(&c)).unwrap_or_else(|| MFA_CLAIMS.into());
+    let isaiah = world
+        .try_sign_in(upn, &[("claims", &claims)])
+        .await
+        .map_err(|e| anyhow!("step-up sign-in: {e}"))?;
+    me_of(&isaiah.call_ok("get_me", json!({})).await?)?;
+    Ok(())
+}
+
+pub async fn c02_non_compliant_device_gets_no_data(world: &World) -> Result<()> {
+    let upn = Persona::Nestor.upn();
+    let e = refusal(world, upn, &[]).await?;
+    ensure!(e.has_code(53000), "expected AADSTS53000: {e}");
+    let (tid, oid) = world.ids(upn)?;
+    ensure_untouched(world, tid, oid)
+}
+
+pub async fn c03_ip_range_restriction(world: &World) -> Result<()> {
+    let upn = Persona::Joni.upn();
+    let e = refusal(world, upn, &[]).await?;
+    ensure!(e.has_code(53003), "expected AADSTS53003: {e}");
+    let (tid, oid) = world.ids(upn)?;
+    ensure_untouched(world, tid, oid)?;
+    // From the office network she gets in.
+    let joni = world.try_sign_in(upn, &[("fake_ip", "10.20.4.2")]).await.map_err(|e| anyhow!("{e}"))?;
+    me_of(&joni.call_ok("get_me", json!({})).await?)?;
+    Ok(())
+}
+
+pub async fn c04_group_scoped_policy(world: &World) -> Result<()> {
+    // The fixture policy targets "MFA Required": Isaiah is challenged, Adele is not.
+    refusal(world, Persona::Isaiah.upn(), &[]).await?;
+    me_of(&world.session(Persona::Adele).await?.call_ok("get_me", json!({})).await?)?;
+    // A new policy on "Sales" catches Adele and leaves Diego (not in Sales) alone.
+    let policy = CaPolicy {
+        id: uuid::Uuid::new_v4(),
+        display_name: "MFA for Sales".into(),
+        enabled: true,
+        applies_to: CaScope::Groups { groups: vec!["Sales".into()] },
+        control: CaControl::RequireMfa,
+    };
+    world.entra.add_ca_policy("contoso", policy).map_err(|e| anyhow!("{e:?}"))?;
+    let e = refusal(world, Persona::Adele.upn(), &[]).await?;
+    ensure!(e.has_code(50076), "expected MFA for Sales: {e}");
+    me_of(&world.session(Persona::Diego).await?.call_ok("get_me", json!({})).await?)?;
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! The catalogue of `shared/spec/conformance.md`: one `async fn(&World) -> Result<()>` per
+//! scenario, registered with its id, the world it needs and whether it moves the clock. The
+//! test suite runs each by id ([`run_in_process`]); `m365-conformance` iterates [`all`].
+//!
+//! Scenarios that need tools the connector does not ship yet are compiled only with the
+//! `pending-tools` feature.
+
+mod a;
+mod c;
+mod d;
+mod f;
+mod i;
+mod o;
+mod r;
+mod s;
+mod t;
+
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, ensure};
+use futures::future::BoxFuture;
+use uuid::Uuid;
+
+use crate::{World, WorldBuilder};
+
+/// The scenario body type.
+pub type ScenarioFn = fn(&World) -> BoxFuture<'_, Result<()>>;
+
+/// One catalogue entry.
+#[derive(Clone, Copy)]
+pub struct Scenario {
+    /// Id plus variant, e.g. `A05` or `R01/reuse-0`.
+    pub id: &'static str,
+    pub name: &'static str,
+    /// Moves the shared clock: needs an in-process connector.
+    pub needs_clock: bool,
+    /// The world this scenario runs in.
+    pub setup: fn() -> WorldBuilder,
+    pub run: ScenarioFn,
+}
+
+impl std::fmt::Debug for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.id, self.name)
+    }
+}
+
+/// Builds a [`Scenario`] from an `async fn(&World) -> Result<()>`.
+macro_rules! scenario {
+    ($id:literal, $name:literal, clock = $clock:expr, setup = $setup:expr, $f:path) => {
+        $crate::scenarios::Scenario {
+            id: $id,
+            name: $name,
+            needs_clock: $clock,
+            setup: $setup,
+            run: {
+                fn run(world: &$crate::World) -> futures::future::BoxFuture<'_, anyhow::Result<()>> {
+                    Box::pin($f(world))
+                }
+                run
+            },
+        }
+    };
+    ($id:literal, $name:literal, $f:path) => {
+        scenario!($id, $name, clock = false, setup = $crate::World::builder, $f)
+    };
+}
+pub(crate) use scenario;
+
+/// Every scenario, in catalogue order.
+pub fn all() -> Vec<Scenario> {
+    let mut v = Vec::new();
+    v.extend(a::scenarios());
+    v.extend(o::scenarios());
+    v.extend(r::scenarios());
+    v.extend(t::scenarios());
+    v.extend(c::scenarios());
+    v.extend(i::scenarios());
+    v.extend(d::scenarios());
+    v.extend(f::scenarios());
+    v.extend(s::scenarios());
+    v
+}
+
+/// The scenario with this id.
+pub fn find(id: &str) -> Option<Scenario> {
+    all().into_iter().find(|s| s.id.eq_ignore_ascii_case(id))
+}
+
+/// Starts the scenario's world with an in-process connector, runs it, tears the world down.
+pub async fn run_in_process(id: &str) -> Result<()> {
+    let s = find(id).ok_or_else(|| anyhow!("no scenario {id}"))?;
+    let world = (s.setup)().start().await?;
+    let result = (s.run)(&world).await;
+    world.shutdown().await;
+    result.map_err(|e| e.context(format!("scenario {} ({})", s.id, s.name)))
+}
+
+// ─── Shared observations ────────────────────────────────────────────────────────────────
+
+/// OBO exchanges fake-entra journalled for a user.
+pub fn obo_exchanges(world: &World, tid: Uuid, oid: Uuid) -> usize {
+    world
+        .entra
+        .journal()
+        .iter()
+        .filter(|e| e.grant.contains("jwt-bearer") && e.tenant_id == Some(tid) && e.user_id == Some(oid))
+        .count()
+}
+
+/// "No OBO, no Graph call" for a user.
+pub fn ensure_untouched(world: &World, tid: Uuid, oid: Uuid) -> Result<()> {
+    ensure!(obo_exchanges(world, tid, oid) == 0, "fake-entra journalled an OBO exchange for {oid}");
+    ensure!(world.graph.never_called_for(tid, oid), "fake-graph journalled a request for {oid}");
+    Ok(())
+}
+
+/// Asserts a raw answer is `status` and returns its text for further checks.
+pub fn ensure_status(r: &crate::RawResponse, status: u16, what: &str) -> Result<()> {
+    ensure!(
+        r.status == status,
+        "{what}: expected HTTP {status}, got {} (WWW-Authenticate: {:?}) {}",
+        r.status,
+        r.header("www-authenticate"),
+        r.text.chars().take(300).collect::<String>()
+    );
+    Ok(())
+}
+
+/// `get_me`'s identity from a tool outcome.
+pub fn me_of(outcome: &crate::session::ToolOutcome) -> Result<(String, String)> {
+    ensure!(!outcome.is_error, "get_me failed: {}", outcome.text);
+    let s = outcome.structured.clone().or_else(|| serde_json::from_str(&outcome.text).ok()).unwrap_or_default();
+    let tid = s["tenant_id"].as_str().unwrap_or_default().to_owned();
+    let oid = s["user_id"].as_str().unwrap_or_default().to_owned();
+    ensure!(!tid.is_empty() && !oid.is_empty(), "get_me returned no identity: {}", outcome.text);
+    Ok((tid, oid))
+}
+
+/// Leeway the connector allows on `exp`/`nbf`, plus a margin.
+pub const PAST_LEEWAY: Duration = Duration::from_secs(120);
