@@ -84,12 +84,24 @@ pub mod perms {
 
     pub const ME: Permission = Permission {
         operation: "GET /me",
-        any_of: &["User.Read", "User.ReadWrite", "User.ReadBasic.All", "User.Read.All", "User.ReadWrite.All", "Directory.Read.All"],
+        any_of: &[
+            "User.Read",
+            "User.ReadWrite",
+            "User.ReadBasic.All",
+            "User.Read.All",
+            "User.ReadWrite.All",
+            "Directory.Read.All",
+        ],
         service: Directory,
     };
     pub const USERS: Permission = Permission {
         operation: "GET /users",
-        any_of: &["User.ReadBasic.All", "User.Read.All", "User.ReadWrite.All", "Directory.Read.All"],
+        any_of: &[
+            "User.ReadBasic.All",
+            "User.Read.All",
+            "User.ReadWrite.All",
+            "Directory.Read.All",
+        ],
         service: Directory,
     };
     pub const MAILBOX_SETTINGS: Permission = Permission {
@@ -139,7 +151,14 @@ pub mod perms {
     /// The signed-in user's own drive.
     pub const OWN_FILES: Permission = Permission {
         operation: "GET /me/drive",
-        any_of: &["Files.Read", "Files.ReadWrite", "Files.Read.All", "Files.ReadWrite.All", "Sites.Read.All", "Sites.ReadWrite.All"],
+        any_of: &[
+            "Files.Read",
+            "Files.ReadWrite",
+            "Files.Read.All",
+            "Files.ReadWrite.All",
+            "Sites.Read.All",
+            "Sites.ReadWrite.All",
+        ],
         service: SharePoint,
     };
     /// Any drive the user can access.
@@ -196,7 +215,11 @@ pub mod perms {
     };
     pub const CHANNELS: Permission = Permission {
         operation: "GET /teams/{id}/channels",
-        any_of: &["Channel.ReadBasic.All", "ChannelSettings.Read.All", "ChannelSettings.ReadWrite.All"],
+        any_of: &[
+            "Channel.ReadBasic.All",
+            "ChannelSettings.Read.All",
+            "ChannelSettings.ReadWrite.All",
+        ],
         service: Teams,
     };
     pub const CHANNEL_MESSAGES: Permission = Permission {
@@ -279,11 +302,19 @@ impl Auth {
     }
 
     /// Authenticates the `Authorization` header value at `now`.
-    pub async fn authenticate(&self, header: Option<&str>, now: DateTime<Utc>) -> Result<Arc<Caller>, GraphError> {
+    pub async fn authenticate(
+        &self,
+        header: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<Caller>, GraphError> {
         let token = match header {
             None => return Err(GraphError::unauthenticated("Access token is empty.")),
             Some(h) => match h.split_once(' ') {
-                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => token.trim(),
+                Some((scheme, token))
+                    if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+                {
+                    token.trim()
+                }
                 _ => return Err(GraphError::unauthenticated("Access token is empty.")),
             },
         };
@@ -303,45 +334,62 @@ impl Auth {
         };
         let ts = now.timestamp();
         if caller.exp <= ts {
-            return Err(GraphError::unauthenticated("Lifetime validation failed, the token is expired."));
+            return Err(GraphError::unauthenticated(
+                "Lifetime validation failed, the token is expired.",
+            ));
         }
         if caller.nbf > ts {
-            return Err(GraphError::unauthenticated("Access token has expired or is not yet valid."));
+            return Err(GraphError::unauthenticated(
+                "Access token has expired or is not yet valid.",
+            ));
         }
         Ok(caller)
     }
 
     async fn validate(&self, token: &str) -> Result<Caller, GraphError> {
-        let malformed = || GraphError::unauthenticated("CompactToken parsing failed with error code: 80049217");
+        let malformed =
+            || GraphError::unauthenticated("CompactToken parsing failed with error code: 80049217");
         if token.split('.').count() != 3 {
             return Err(malformed());
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| malformed())?;
         if header.alg != Algorithm::RS256 {
-            return Err(GraphError::unauthenticated("Access token validation failure. Invalid signature algorithm."));
+            return Err(GraphError::unauthenticated(
+                "Access token validation failure. Invalid signature algorithm.",
+            ));
         }
-        let kid = header.kid.ok_or_else(|| GraphError::unauthenticated("Access token validation failure. Signing key not found."))?;
+        let kid = header.kid.ok_or_else(|| {
+            GraphError::unauthenticated("Access token validation failure. Signing key not found.")
+        })?;
         let key = self.key(&kid).await?;
         let mut validation = Validation::new(Algorithm::RS256);
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.required_spec_claims = HashSet::new();
-        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
-            .map_err(|_| GraphError::unauthenticated("Access token validation failure. Invalid signature."))?;
+        let data =
+            jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation).map_err(|_| {
+                GraphError::unauthenticated("Access token validation failure. Invalid signature.")
+            })?;
         let aud_ok = match data.claims.get("aud") {
             Some(serde_json::Value::String(a)) => a == GRAPH_AUDIENCE || a == GRAPH_APP_ID,
             _ => false,
         };
         if !aud_ok {
-            return Err(GraphError::unauthenticated("Access token validation failure. Invalid audience."));
+            return Err(GraphError::unauthenticated(
+                "Access token validation failure. Invalid audience.",
+            ));
         }
         let claims: Claims = serde_json::from_value(data.claims).map_err(|_| malformed())?;
-        let tid = claims.tid.as_deref().and_then(|t| Uuid::parse_str(t).ok()).ok_or_else(malformed)?;
+        let tid =
+            claims.tid.as_deref().and_then(|t| Uuid::parse_str(t).ok()).ok_or_else(malformed)?;
         if claims.iss != format!("https://sts.windows.net/{tid}/") {
-            return Err(GraphError::unauthenticated("Access token validation failure. Invalid issuer."));
+            return Err(GraphError::unauthenticated(
+                "Access token validation failure. Invalid issuer.",
+            ));
         }
-        let oid = claims.oid.as_deref().and_then(|t| Uuid::parse_str(t).ok()).ok_or_else(malformed)?;
+        let oid =
+            claims.oid.as_deref().and_then(|t| Uuid::parse_str(t).ok()).ok_or_else(malformed)?;
         let (exp, iat) = match (claims.exp, claims.iat) {
             (Some(exp), Some(iat)) => (exp, iat),
             _ => return Err(malformed()),
@@ -386,18 +434,28 @@ impl Auth {
         if !recently {
             self.refresh_keys().await;
         }
-        self.keys
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys
-            .get(kid)
-            .cloned()
-            .ok_or_else(|| GraphError::unauthenticated("Access token validation failure. Signing key not found."))
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).keys.get(kid).cloned().ok_or_else(
+            || {
+                GraphError::unauthenticated(
+                    "Access token validation failure. Signing key not found.",
+                )
+            },
+        )
     }
 
     async fn refresh_keys(&self) {
         let fetched = async {
-            let jwks: Jwks = self.http.get(&self.jwks_url).send().await.ok()?.error_for_status().ok()?.json().await.ok()?;
+            let jwks: Jwks = self
+                .http
+                .get(&self.jwks_url)
+                .send()
+                .await
+                .ok()?
+                .error_for_status()
+                .ok()?
+                .json()
+                .await
+                .ok()?;
             Some(jwks)
         }
         .await;
@@ -406,7 +464,8 @@ impl Auth {
         match fetched {
             Some(jwks) => {
                 for k in jwks.keys {
-                    if let (Some(kid), Some("RSA"), Some(n), Some(e)) = (k.kid, k.kty.as_deref(), k.n, k.e)
+                    if let (Some(kid), Some("RSA"), Some(n), Some(e)) =
+                        (k.kid, k.kty.as_deref(), k.n, k.e)
                         && let Ok(key) = DecodingKey::from_rsa_components(&n, &e)
                     {
                         cache.keys.insert(kid, Arc::new(key));
@@ -423,7 +482,17 @@ impl Auth {
         let after = self.cae.last_seq();
         let url = format!("{}?after={after}", self.events_url);
         let feed = async {
-            let feed: Feed = self.http.get(&url).send().await.ok()?.error_for_status().ok()?.json().await.ok()?;
+            let feed: Feed = self
+                .http
+                .get(&url)
+                .send()
+                .await
+                .ok()?
+                .error_for_status()
+                .ok()?
+                .json()
+                .await
+                .ok()?;
             Some(feed)
         }
         .await;
@@ -449,13 +518,14 @@ impl Auth {
 
 /// Graph's CAE 401 (entra.md §9.2).
 pub fn cae_challenge(nbf: i64) -> GraphError {
-    const TEXT: &str =
-        "Continuous access evaluation resulted in challenge with result: InteractionRequired and code: TokenIssuedBeforeRevocationTimestamp";
-    let claims = STANDARD.encode(format!(r#"{{"access_token":{{"nbf":{{"essential":true, "value":"{nbf}"}}}}}}"#));
+    const TEXT: &str = "Continuous access evaluation resulted in challenge with result: InteractionRequired and code: TokenIssuedBeforeRevocationTimestamp";
+    let claims = STANDARD
+        .encode(format!(r#"{{"access_token":{{"nbf":{{"essential":true, "value":"{nbf}"}}}}}}"#));
     let header = format!(
         "Bearer realm=\"\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\", client_id=\"00000003-0000-0000-c000-000000000000\", error_description=\"{TEXT}\", error=\"insufficient_claims\", claims=\"{claims}\""
     );
-    GraphError::new(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", TEXT).header(WWW_AUTHENTICATE, header)
+    GraphError::new(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", TEXT)
+        .header(WWW_AUTHENTICATE, header)
 }
 
 /// One event of fake-entra's CAE feed.
@@ -515,7 +585,13 @@ impl Cae {
         let mut st = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let slot = st.revoked.entry((tid, oid)).or_insert(at);
         *slot = (*slot).max(at);
-        st.events.push(CaeEvent { seq: 0, kind: kind.to_owned(), tenant_id: tid, user_id: oid, time: at });
+        st.events.push(CaeEvent {
+            seq: 0,
+            kind: kind.to_owned(),
+            tenant_id: tid,
+            user_id: oid,
+            time: at,
+        });
     }
 
     pub fn revoked_at(&self, tid: Uuid, oid: Uuid) -> Option<DateTime<Utc>> {

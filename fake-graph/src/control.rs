@@ -96,7 +96,11 @@ struct AddMessage {
 }
 
 fn done(ok: bool) -> Response {
-    if ok { StatusCode::NO_CONTENT.into_response() } else { (StatusCode::NOT_FOUND, Json(json!({"error": "no such object"}))).into_response() }
+    if ok {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        (StatusCode::NOT_FOUND, Json(json!({"error": "no such object"}))).into_response()
+    }
 }
 
 async fn add_message_http(State(s): State<Arc<Shared>>, Json(r): Json<AddMessage>) -> Response {
@@ -111,7 +115,10 @@ struct DeleteMessage {
     id: String,
 }
 
-async fn delete_message_http(State(s): State<Arc<Shared>>, Json(r): Json<DeleteMessage>) -> Response {
+async fn delete_message_http(
+    State(s): State<Arc<Shared>>,
+    Json(r): Json<DeleteMessage>,
+) -> Response {
     done(delete_message(&s, r.tenant_id, r.owner, &r.id))
 }
 
@@ -145,7 +152,12 @@ pub fn add_message(s: &Shared, tid: Uuid, owner: Uuid, message: Message) -> bool
         }
         match t.content.mailboxes.iter_mut().find(|m| m.owner == owner) {
             Some(mb) => mb.messages.push(message),
-            None => t.content.mailboxes.push(Mailbox { owner, delegates: Vec::new(), folders: Vec::new(), messages: vec![message] }),
+            None => t.content.mailboxes.push(Mailbox {
+                owner,
+                delegates: Vec::new(),
+                folders: Vec::new(),
+                messages: vec![message],
+            }),
         }
         true
     })
@@ -153,14 +165,24 @@ pub fn add_message(s: &Shared, tid: Uuid, owner: Uuid, message: Message) -> bool
 
 pub fn delete_message(s: &Shared, tid: Uuid, owner: Uuid, id: &str) -> bool {
     s.edit(|w| {
-        let Some(mb) = tenant_mut(w, tid).and_then(|t| t.content.mailboxes.iter_mut().find(|m| m.owner == owner)) else { return false };
+        let Some(mb) = tenant_mut(w, tid)
+            .and_then(|t| t.content.mailboxes.iter_mut().find(|m| m.owner == owner))
+        else {
+            return false;
+        };
         let before = mb.messages.len();
         mb.messages.retain(|m| m.id != id && m.immutable_id != id);
         mb.messages.len() != before
     })
 }
 
-pub fn unshare(s: &Shared, tid: Uuid, drive_id: &str, item_id: &str, grantee: Option<Grantee>) -> bool {
+pub fn unshare(
+    s: &Shared,
+    tid: Uuid,
+    drive_id: &str,
+    item_id: &str,
+    grantee: Option<Grantee>,
+) -> bool {
     s.edit(|w| {
         let Some(item) = tenant_mut(w, tid)
             .and_then(|t| t.content.drives.iter_mut().find(|d| d.id == drive_id))
@@ -181,7 +203,11 @@ pub fn unshare(s: &Shared, tid: Uuid, drive_id: &str, item_id: &str, grantee: Op
 
 pub fn delete_drive_item(s: &Shared, tid: Uuid, drive_id: &str, item_id: &str) -> bool {
     s.edit(|w| {
-        let Some(d) = tenant_mut(w, tid).and_then(|t| t.content.drives.iter_mut().find(|d| d.id == drive_id)) else { return false };
+        let Some(d) =
+            tenant_mut(w, tid).and_then(|t| t.content.drives.iter_mut().find(|d| d.id == drive_id))
+        else {
+            return false;
+        };
         if !d.items.iter().any(|i| i.id == item_id) {
             return false;
         }
@@ -189,7 +215,12 @@ pub fn delete_drive_item(s: &Shared, tid: Uuid, drive_id: &str, item_id: &str) -
         let mut i = 0;
         while i < doomed.len() {
             let parent = doomed[i].clone();
-            doomed.extend(d.items.iter().filter(|it| it.parent_id.as_deref() == Some(parent.as_str())).map(|it| it.id.clone()));
+            doomed.extend(
+                d.items
+                    .iter()
+                    .filter(|it| it.parent_id.as_deref() == Some(parent.as_str()))
+                    .map(|it| it.id.clone()),
+            );
             i += 1;
         }
         d.items.retain(|it| !doomed.contains(&it.id));

@@ -87,7 +87,9 @@ impl GraphError {
                     scopes.split(' ').filter(|s| !s.is_empty()).collect::<Vec<_>>().join(", ")
                 ),
             ),
-            Service::SharePoint => Self::new(StatusCode::FORBIDDEN, "accessDenied", "Access denied"),
+            Service::SharePoint => {
+                Self::new(StatusCode::FORBIDDEN, "accessDenied", "Access denied")
+            }
         }
     }
 
@@ -97,7 +99,11 @@ impl GraphError {
 
     /// Outlook item not found.
     pub fn outlook_not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "ErrorItemNotFound", "The specified object was not found in the store.")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "ErrorItemNotFound",
+            "The specified object was not found in the store.",
+        )
     }
 
     /// Drive item, drive or site not found (also: not visible to the caller).
@@ -107,7 +113,11 @@ impl GraphError {
 
     /// Unknown user in a `/users/{id}` mailbox path.
     pub fn invalid_user(id: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "ErrorInvalidUser", format!("The requested user '{id}' is invalid."))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "ErrorInvalidUser",
+            format!("The requested user '{id}' is invalid."),
+        )
     }
 
     /// Directory object not found (`/users/{id}`).
@@ -115,7 +125,9 @@ impl GraphError {
         Self::new(
             StatusCode::NOT_FOUND,
             "Request_ResourceNotFound",
-            format!("Resource '{id}' does not exist or one of its queried reference-property objects are not present."),
+            format!(
+                "Resource '{id}' does not exist or one of its queried reference-property objects are not present."
+            ),
         )
     }
 
@@ -129,7 +141,10 @@ impl GraphError {
         Self::new(
             StatusCode::BAD_REQUEST,
             "BadRequest",
-            format!("Resource not found for the segment '{}'.", path.rsplit('/').next().unwrap_or(path)),
+            format!(
+                "Resource not found for the segment '{}'.",
+                path.rsplit('/').next().unwrap_or(path)
+            ),
         )
     }
 
@@ -142,7 +157,9 @@ impl GraphError {
                 "request-id": request_id,
                 "client-request-id": client_request_id,
             });
-            if let (Some(Value::Object(extra)), Value::Object(map)) = (&self.inner_extra, &mut inner) {
+            if let (Some(Value::Object(extra)), Value::Object(map)) =
+                (&self.inner_extra, &mut inner)
+            {
                 for (k, v) in extra {
                     map.insert(k.clone(), v.clone());
                 }

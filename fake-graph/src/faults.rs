@@ -42,7 +42,9 @@ impl RetryAfter {
     pub fn render(&self, now: DateTime<Utc>) -> (Option<String>, Duration) {
         match self {
             RetryAfter::Seconds(s) => (Some(s.to_string()), Duration::from_secs(*s)),
-            RetryAfter::Fractional(f) => (Some(format!("{f}")), Duration::from_secs_f64(f.max(0.0))),
+            RetryAfter::Fractional(f) => {
+                (Some(format!("{f}")), Duration::from_secs_f64(f.max(0.0)))
+            }
             RetryAfter::HttpDate(s) => {
                 let at = now + chrono::Duration::seconds(*s as i64);
                 (Some(at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()), Duration::from_secs(*s))
@@ -168,7 +170,9 @@ impl FaultRule {
     fn applies(&self, method: &str, path: &str, tid: Option<Uuid>, oid: Option<Uuid>) -> bool {
         let m = &self.matcher;
         m.method.as_deref().is_none_or(|x| x.eq_ignore_ascii_case(method))
-            && m.path_prefix.as_deref().is_none_or(|p| path.to_ascii_lowercase().starts_with(&p.to_ascii_lowercase()))
+            && m.path_prefix
+                .as_deref()
+                .is_none_or(|p| path.to_ascii_lowercase().starts_with(&p.to_ascii_lowercase()))
             && m.tenant.is_none_or(|t| Some(t) == tid)
             && m.user.is_none_or(|u| Some(u) == oid)
     }
@@ -203,7 +207,10 @@ impl Default for Faults {
 
 impl Faults {
     pub fn add(&self, rule: FaultRule) {
-        self.rules.lock().unwrap_or_else(|e| e.into_inner()).push(ActiveRule { rule, seen: AtomicU64::new(0) });
+        self.rules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(ActiveRule { rule, seen: AtomicU64::new(0) });
     }
 
     pub fn clear(&self) {
@@ -212,7 +219,13 @@ impl Faults {
     }
 
     /// The first rule that fires for this request (every matching rule counts the request).
-    pub fn pick(&self, method: &str, path: &str, tid: Option<Uuid>, oid: Option<Uuid>) -> Option<(String, Fault)> {
+    pub fn pick(
+        &self,
+        method: &str,
+        path: &str,
+        tid: Option<Uuid>,
+        oid: Option<Uuid>,
+    ) -> Option<(String, Fault)> {
         let rules = self.rules.lock().unwrap_or_else(|e| e.into_inner());
         let mut chosen = None;
         for (i, active) in rules.iter().enumerate() {
@@ -220,7 +233,8 @@ impl Faults {
                 continue;
             }
             let n = active.seen.fetch_add(1, Ordering::Relaxed);
-            let fires = n >= active.rule.skip && active.rule.times.is_none_or(|t| n < active.rule.skip + t);
+            let fires =
+                n >= active.rule.skip && active.rule.times.is_none_or(|t| n < active.rule.skip + t);
             if fires && chosen.is_none() {
                 let name = active.rule.name.clone().unwrap_or_else(|| format!("rule{}", i + 1));
                 chosen = Some((name, active.rule.fault.clone()));
@@ -247,7 +261,11 @@ impl Faults {
     }
 
     /// Whether this request comes back before its `Retry-After` elapsed (and forgets the mark).
-    pub fn violates_retry_after(&self, key: &(Uuid, Uuid, String, String, String), now: DateTime<Utc>) -> bool {
+    pub fn violates_retry_after(
+        &self,
+        key: &(Uuid, Uuid, String, String, String),
+        now: DateTime<Utc>,
+    ) -> bool {
         let mut map = self.not_before.lock().unwrap_or_else(|e| e.into_inner());
         match map.get(key) {
             Some(until) if now < *until => true,
@@ -276,12 +294,21 @@ impl Drop for MailboxSlot<'_> {
 }
 
 /// The 429 body and headers of a throttling fault.
-pub fn throttle_error(kind: ThrottleKind, retry_after: &RetryAfter, now: DateTime<Utc>) -> (GraphError, Duration) {
+pub fn throttle_error(
+    kind: ThrottleKind,
+    retry_after: &RetryAfter,
+    now: DateTime<Utc>,
+) -> (GraphError, Duration) {
     let (header, delay) = retry_after.render(now);
     let mut err = match kind {
         ThrottleKind::TooManyRequests => {
-            let mut e = GraphError::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", "Please retry again later.");
-            e.inner_extra = Some(json!({"code": "429", "message": "Please retry after", "status": "429"}));
+            let mut e = GraphError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "Please retry again later.",
+            );
+            e.inner_extra =
+                Some(json!({"code": "429", "message": "Please retry after", "status": "429"}));
             e
         }
         ThrottleKind::ApplicationThrottled => {
@@ -294,11 +321,19 @@ pub fn throttle_error(kind: ThrottleKind, retry_after: &RetryAfter, now: DateTim
             e
         }
         ThrottleKind::ActivityLimitReached => {
-            let mut e = GraphError::new(StatusCode::TOO_MANY_REQUESTS, "activityLimitReached", "The request has been throttled");
-            e.inner_extra = Some(json!({"code": "throttledRequest", "innerError": {"code": "quota"}}));
+            let mut e = GraphError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "activityLimitReached",
+                "The request has been throttled",
+            );
+            e.inner_extra =
+                Some(json!({"code": "throttledRequest", "innerError": {"code": "quota"}}));
             e.headers.push((HeaderName::from_static("ratelimit-limit"), "1200".into()));
             e.headers.push((HeaderName::from_static("ratelimit-remaining"), "0".into()));
-            e.headers.push((HeaderName::from_static("ratelimit-reset"), delay.as_secs().max(1).to_string()));
+            e.headers.push((
+                HeaderName::from_static("ratelimit-reset"),
+                delay.as_secs().max(1).to_string(),
+            ));
             e
         }
     };

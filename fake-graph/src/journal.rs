@@ -77,6 +77,12 @@ impl Journal {
     }
 
     pub fn filter(&self, keep: impl Fn(&JournalEntry) -> bool) -> Vec<JournalEntry> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|e| keep(e)).cloned().collect()
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|e| keep(e))
+            .cloned()
+            .collect()
     }
 }

@@ -51,16 +51,26 @@ impl SearchText {
 
 /// Splits text into lower-case alphanumeric tokens.
 pub fn tokenize(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty()).map(str::to_lowercase).collect()
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .map(str::to_lowercase)
+        .collect()
 }
 
 /// A parsed query.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
     /// A free term: its tokens (more than one for `ada@contoso.com`), and a `*` suffix flag.
-    Term { tokens: Vec<String>, prefix: bool },
+    Term {
+        tokens: Vec<String>,
+        prefix: bool,
+    },
     Phrase(Vec<String>),
-    Prop { name: String, op: Op, value: String },
+    Prop {
+        name: String,
+        op: Op,
+        value: String,
+    },
     And(Vec<Expr>),
     Or(Vec<Expr>),
     Not(Box<Expr>),
@@ -145,7 +155,9 @@ fn lex(input: &str) -> Result<Vec<Tok>, KqlError> {
 /// Reads a bare word starting at `start`; a `name` followed by an operator becomes a
 /// restriction whose value may be quoted (`from:"Ada Lovelace"`).
 fn read_word(chars: &[char], start: usize) -> Result<(Tok, usize), KqlError> {
-    let is_name = |s: &[char]| !s.is_empty() && s.iter().all(|c| c.is_alphanumeric() || *c == '_' || *c == '.');
+    let is_name = |s: &[char]| {
+        !s.is_empty() && s.iter().all(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
+    };
     let mut i = start;
     while i < chars.len() && !chars[i].is_whitespace() && !matches!(chars[i], '(' | ')' | '"') {
         if let Some((op, len)) = op_at(chars, i)
@@ -159,7 +171,8 @@ fn read_word(chars: &[char], start: usize) -> Result<(Tok, usize), KqlError> {
                 text
             } else {
                 let vs = j;
-                while j < chars.len() && !chars[j].is_whitespace() && !matches!(chars[j], '(' | ')') {
+                while j < chars.len() && !chars[j].is_whitespace() && !matches!(chars[j], '(' | ')')
+                {
                     j += 1;
                 }
                 chars[vs..j].iter().collect()
@@ -274,7 +287,11 @@ impl Parser {
     }
 
     fn primary(&mut self) -> Result<Expr, KqlError> {
-        let tok = self.toks.get(self.pos).cloned().ok_or_else(|| KqlError("The query ends unexpectedly.".into()))?;
+        let tok = self
+            .toks
+            .get(self.pos)
+            .cloned()
+            .ok_or_else(|| KqlError("The query ends unexpectedly.".into()))?;
         self.pos += 1;
         match tok {
             Tok::Open => {
@@ -289,7 +306,9 @@ impl Parser {
             Tok::Phrase(text) => Ok(Expr::Phrase(tokenize(&text))),
             Tok::Restriction(name, op, value) => Ok(Expr::Prop { name, op, value }),
             Tok::Word(w) if w == "*" => Ok(Expr::All),
-            Tok::Word(w) if w == "AND" || w == "OR" => Err(KqlError(format!("Operator {w} has no operand."))),
+            Tok::Word(w) if w == "AND" || w == "OR" => {
+                Err(KqlError(format!("Operator {w} has no operand.")))
+            }
             Tok::Word(w) => {
                 let prefix = w.ends_with('*');
                 let tokens = tokenize(w.trim_end_matches('*'));
@@ -341,8 +360,12 @@ impl Expr {
                 tokens.iter().enumerate().map(|(i, t)| (t.clone(), *prefix && i + 1 == n)).collect()
             }
             Expr::Phrase(tokens) => tokens.iter().map(|t| (t.clone(), false)).collect(),
-            Expr::And(parts) | Expr::Or(parts) => parts.iter().flat_map(Expr::highlight_terms).collect(),
-            Expr::Prop { name, value, .. } if matches!(name.as_str(), "subject" | "body" | "filename" | "title") => {
+            Expr::And(parts) | Expr::Or(parts) => {
+                parts.iter().flat_map(Expr::highlight_terms).collect()
+            }
+            Expr::Prop { name, value, .. }
+                if matches!(name.as_str(), "subject" | "body" | "filename" | "title") =>
+            {
                 tokenize(value).into_iter().map(|t| (t, false)).collect()
             }
             _ => Vec::new(),
@@ -412,7 +435,9 @@ pub fn parse_date_range(value: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
         let dt = Utc.from_utc_datetime(&ndt);
         return Some((dt, dt + chrono::Duration::seconds(1)));
     }
-    let day = NaiveDate::parse_from_str(value, "%Y-%m-%d").or_else(|_| NaiveDate::parse_from_str(value, "%m/%d/%Y")).ok()?;
+    let day = NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .or_else(|_| NaiveDate::parse_from_str(value, "%m/%d/%Y"))
+        .ok()?;
     let start = Utc.from_utc_datetime(&day.and_hms_opt(0, 0, 0)?);
     Some((start, start + chrono::Duration::days(1)))
 }
@@ -440,7 +465,11 @@ fn date_matches(d: DateTime<Utc>, op: Op, value: &str) -> bool {
 pub fn summary(text: &str, terms: &[(String, bool)]) -> String {
     let words: Vec<&str> = text.split_whitespace().collect();
     let is_hit = |w: &str| {
-        tokenize(w).iter().any(|t| terms.iter().any(|(term, prefix)| if *prefix { t.starts_with(term.as_str()) } else { t == term }))
+        tokenize(w).iter().any(|t| {
+            terms.iter().any(
+                |(term, prefix)| if *prefix { t.starts_with(term.as_str()) } else { t == term },
+            )
+        })
     };
     let first = words.iter().position(|w| is_hit(w)).unwrap_or(0);
     let start = first.saturating_sub(8);

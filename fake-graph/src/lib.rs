@@ -55,17 +55,12 @@ use chrono::{DateTime, Utc};
 use fixtures::{Clock, Grantee, Message, World};
 use uuid::Uuid;
 
-pub use auth::{Caller, CaeEvent};
+pub use auth::{CaeEvent, Caller};
 pub use error::{GraphError, Service};
 pub use faults::{Fault, FaultMatch, FaultRule, RetryAfter, ThrottleKind};
 pub use journal::JournalEntry;
 
-use crate::{
-    auth::Auth,
-    faults::Faults,
-    journal::Journal,
-    store::Store,
-};
+use crate::{auth::Auth, faults::Faults, journal::Journal, store::Store};
 
 /// Largest request body read (search and getSchedule bodies are small).
 const MAX_BODY: usize = 1 << 20;
@@ -108,7 +103,8 @@ pub struct Shared {
     pub(crate) rethrottle_early_retries: bool,
     pub(crate) downloads: std::sync::Mutex<Vec<DownloadRecord>>,
     /// (tid, oid, entity, query) of search requests that started at `from = 0`.
-    pub(crate) search_first_pages: std::sync::Mutex<std::collections::HashSet<(Uuid, Uuid, String, String)>>,
+    pub(crate) search_first_pages:
+        std::sync::Mutex<std::collections::HashSet<(Uuid, Uuid, String, String)>>,
 }
 
 impl Shared {
@@ -216,13 +212,19 @@ impl FakeGraphBuilder {
 
     /// Binds and serves; the server stops when the handle is dropped.
     pub async fn start(self) -> anyhow::Result<FakeGraph> {
-        let world = self.world.ok_or_else(|| anyhow::anyhow!("FakeGraph needs a world: call .world(..)"))?;
-        let entra = self.entra.ok_or_else(|| anyhow::anyhow!("FakeGraph needs fake-entra's URL: call .entra(..)"))?;
+        let world = self
+            .world
+            .ok_or_else(|| anyhow::anyhow!("FakeGraph needs a world: call .world(..)"))?;
+        let entra = self
+            .entra
+            .ok_or_else(|| anyhow::anyhow!("FakeGraph needs fake-entra's URL: call .entra(..)"))?;
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut download_key = [0u8; 32];
         rand::fill(&mut download_key);
         let faults = Faults::default();
-        faults.mailbox_concurrency.store(self.mailbox_concurrency, std::sync::atomic::Ordering::Relaxed);
+        faults
+            .mailbox_concurrency
+            .store(self.mailbox_concurrency, std::sync::atomic::Ordering::Relaxed);
         let shared = Arc::new(Shared {
             store: RwLock::new(Store::new((*world).clone())),
             clock: self.clock,
@@ -369,7 +371,13 @@ impl FakeGraph {
 
     /// Removes explicit grants from an item and breaks inheritance (only the owner keeps
     /// access); with `grantee`, removes just that grant.
-    pub fn unshare(&self, tid: Uuid, drive_id: &str, item_id: &str, grantee: Option<Grantee>) -> bool {
+    pub fn unshare(
+        &self,
+        tid: Uuid,
+        drive_id: &str,
+        item_id: &str,
+        grantee: Option<Grantee>,
+    ) -> bool {
         control::unshare(&self.shared, tid, drive_id, item_id, grantee)
     }
 
@@ -442,7 +450,8 @@ async fn pipeline(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         .unwrap_or_else(|| request_id.clone());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let request_uri = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| path.clone());
+    let request_uri =
+        req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| path.clone());
     let mutating = is_mutating(&method, &path);
 
     let outcome = handle(&shared, req, now, &method, &path, mutating).await;
@@ -453,7 +462,9 @@ async fn pipeline(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         let body = err.body(now, &request_id, &client_request_id);
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         *response.body_mut() = Body::from(bytes);
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         response.headers_mut().remove(header::CONTENT_LENGTH);
     }
     let headers = response.headers_mut();
@@ -496,9 +507,23 @@ async fn pipeline(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     response
 }
 
-async fn handle(shared: &Arc<Shared>, req: Request, now: DateTime<Utc>, method: &Method, path: &str, mutating: bool) -> Outcome {
-    let mut out = Outcome { response: StatusCode::OK.into_response(), caller: None, fault: None, violation: false, post: None };
-    let auth_header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+async fn handle(
+    shared: &Arc<Shared>,
+    req: Request,
+    now: DateTime<Utc>,
+    method: &Method,
+    path: &str,
+    mutating: bool,
+) -> Outcome {
+    let mut out = Outcome {
+        response: StatusCode::OK.into_response(),
+        caller: None,
+        fault: None,
+        violation: false,
+        post: None,
+    };
+    let auth_header =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let caller = match shared.auth.authenticate(auth_header.as_deref(), now).await {
         Ok(c) => c,
         Err(e) => {
@@ -515,23 +540,37 @@ async fn handle(shared: &Arc<Shared>, req: Request, now: DateTime<Utc>, method: 
         return out;
     }
 
-    let key = (caller.tid, caller.oid, caller.app_id.clone(), method.to_string(), path.to_ascii_lowercase());
+    let key = (
+        caller.tid,
+        caller.oid,
+        caller.app_id.clone(),
+        method.to_string(),
+        path.to_ascii_lowercase(),
+    );
     out.violation = shared.faults.violates_retry_after(&key, now);
     if out.violation && shared.rethrottle_early_retries {
-        let (err, _) = faults::throttle_error(ThrottleKind::TooManyRequests, &RetryAfter::Seconds(1), now);
+        let (err, _) =
+            faults::throttle_error(ThrottleKind::TooManyRequests, &RetryAfter::Seconds(1), now);
         out.response = err.into_response();
         return out;
     }
 
     let mut latency = None;
-    if let Some((name, fault)) = shared.faults.pick(method.as_str(), path, Some(caller.tid), Some(caller.oid)) {
+    if let Some((name, fault)) =
+        shared.faults.pick(method.as_str(), path, Some(caller.tid), Some(caller.oid))
+    {
         out.fault = Some(name);
         let answer = match &fault {
-            Fault::Throttle { retry_after, throttle } => Some(faults::throttle_error(*throttle, retry_after, now)),
-            Fault::ServiceUnavailable { retry_after } => Some(faults::unavailable_error(retry_after, now)),
-            Fault::GatewayTimeout => {
-                Some((GraphError::new(StatusCode::GATEWAY_TIMEOUT, "UnknownError", ""), Duration::ZERO))
+            Fault::Throttle { retry_after, throttle } => {
+                Some(faults::throttle_error(*throttle, retry_after, now))
             }
+            Fault::ServiceUnavailable { retry_after } => {
+                Some(faults::unavailable_error(retry_after, now))
+            }
+            Fault::GatewayTimeout => Some((
+                GraphError::new(StatusCode::GATEWAY_TIMEOUT, "UnknownError", ""),
+                Duration::ZERO,
+            )),
             Fault::Latency { millis } => {
                 latency = Some(Duration::from_millis(*millis));
                 None
@@ -565,7 +604,11 @@ async fn handle(shared: &Arc<Shared>, req: Request, now: DateTime<Utc>, method: 
         Some(owner) => match shared.faults.enter_mailbox(&caller.app_id, owner) {
             Some(slot) => Some(slot),
             None => {
-                let (err, _) = faults::throttle_error(ThrottleKind::ApplicationThrottled, &RetryAfter::Absent, now);
+                let (err, _) = faults::throttle_error(
+                    ThrottleKind::ApplicationThrottled,
+                    &RetryAfter::Absent,
+                    now,
+                );
                 out.response = err.into_response();
                 return out;
             }
@@ -580,11 +623,16 @@ async fn handle(shared: &Arc<Shared>, req: Request, now: DateTime<Utc>, method: 
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => {
-            out.response = GraphError::bad_request("BadRequest", "The request body is too large or unreadable.").into_response();
+            out.response = GraphError::bad_request(
+                "BadRequest",
+                "The request body is too large or unreadable.",
+            )
+            .into_response();
             return out;
         }
     };
-    out.response = routes::dispatch(shared, &caller, &parts.method, &parts.uri, &parts.headers, &body, now);
+    out.response =
+        routes::dispatch(shared, &caller, &parts.method, &parts.uri, &parts.headers, &body, now);
     out
 }
 
@@ -599,10 +647,9 @@ async fn truncate(response: Response) -> Response {
 fn reset(response: Response) -> Response {
     let (mut parts, _) = response.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
-    let stream = futures::stream::iter([Err::<axum::body::Bytes, std::io::Error>(std::io::Error::new(
-        std::io::ErrorKind::ConnectionReset,
-        "fault: connection reset",
-    ))]);
+    let stream = futures::stream::iter([Err::<axum::body::Bytes, std::io::Error>(
+        std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fault: connection reset"),
+    )]);
     Response::from_parts(parts, Body::from_stream(stream))
 }
 

@@ -24,11 +24,17 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let args = Args::parse();
     let dir = args.fixtures.unwrap_or_else(fixtures::load::default_dir);
-    let world = fixtures::load::world(&dir).map_err(|e| anyhow::anyhow!("cannot load fixtures: {e}"))?;
-    let mut builder = fake_graph::FakeGraph::builder().world(Arc::new(world)).entra(&args.entra).listen(args.listen);
+    let world =
+        fixtures::load::world(&dir).map_err(|e| anyhow::anyhow!("cannot load fixtures: {e}"))?;
+    let mut builder = fake_graph::FakeGraph::builder()
+        .world(Arc::new(world))
+        .entra(&args.entra)
+        .listen(args.listen);
     if let Some(url) = &args.public_url {
         builder = builder.public_url(url);
     }

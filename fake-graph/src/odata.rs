@@ -83,7 +83,11 @@ fn lex(s: &str) -> Result<Vec<T>, GraphError> {
                 i += 1;
                 loop {
                     match c.get(i) {
-                        None => return Err(invalid("Invalid filter clause: unterminated string literal.")),
+                        None => {
+                            return Err(invalid(
+                                "Invalid filter clause: unterminated string literal.",
+                            ));
+                        }
                         Some('\'') if c.get(i + 1) == Some(&'\'') => {
                             v.push('\'');
                             i += 2;
@@ -118,7 +122,10 @@ pub fn parse_filter(s: &str) -> Result<Filter, GraphError> {
     let mut p = P { t: toks, i: 0 };
     let f = p.or()?;
     if p.i != p.t.len() {
-        return Err(invalid(format!("Invalid filter clause: syntax error at position {} in '{s}'.", p.i)));
+        return Err(invalid(format!(
+            "Invalid filter clause: syntax error at position {} in '{s}'.",
+            p.i
+        )));
     }
     Ok(f)
 }
@@ -199,7 +206,11 @@ impl P {
                         "ge" => CmpOp::Ge,
                         "lt" => CmpOp::Lt,
                         "le" => CmpOp::Le,
-                        other => return Err(invalid(format!("Invalid filter clause: unknown operator '{other}'."))),
+                        other => {
+                            return Err(invalid(format!(
+                                "Invalid filter clause: unknown operator '{other}'."
+                            )));
+                        }
                     },
                     _ => return Err(invalid("Invalid filter clause: expected an operator.")),
                 };
@@ -232,7 +243,9 @@ fn literal(v: &str) -> Result<FVal, GraphError> {
     {
         return Ok(FVal::Date(dt.and_utc()));
     }
-    v.parse::<f64>().map(FVal::Num).map_err(|_| invalid(format!("Invalid filter clause: '{v}' is not a valid literal.")))
+    v.parse::<f64>()
+        .map(FVal::Num)
+        .map_err(|_| invalid(format!("Invalid filter clause: '{v}' is not a valid literal.")))
 }
 
 impl Filter {
@@ -264,7 +277,9 @@ impl Filter {
             if entity.field(&p).is_none() {
                 return Err(GraphError::bad_request(
                     "ErrorInvalidProperty",
-                    format!("Could not find a property named '{p}' on type 'microsoft.graph.entity'."),
+                    format!(
+                        "Could not find a property named '{p}' on type 'microsoft.graph.entity'."
+                    ),
                 ));
             }
         }
@@ -314,11 +329,16 @@ pub fn parse_orderby(s: &str) -> Result<Vec<(String, bool)>, GraphError> {
     s.split(',')
         .map(|part| {
             let mut it = part.split_whitespace();
-            let path = it.next().ok_or_else(|| invalid("Invalid $orderby: empty clause."))?.to_ascii_lowercase();
+            let path = it
+                .next()
+                .ok_or_else(|| invalid("Invalid $orderby: empty clause."))?
+                .to_ascii_lowercase();
             let desc = match it.next().map(str::to_ascii_lowercase).as_deref() {
                 None | Some("asc") => false,
                 Some("desc") => true,
-                Some(other) => return Err(invalid(format!("Invalid $orderby direction '{other}'."))),
+                Some(other) => {
+                    return Err(invalid(format!("Invalid $orderby direction '{other}'.")));
+                }
             };
             Ok((path, desc))
         })
@@ -345,7 +365,9 @@ pub struct Query {
 
 impl Query {
     pub fn parse(raw: Option<&str>) -> Self {
-        let pairs = raw.map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+        let pairs = raw
+            .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
         Self { pairs }
     }
 
@@ -354,7 +376,9 @@ impl Query {
         let bare = name.trim_start_matches('$');
         self.pairs
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name) || k.trim_start_matches('$').eq_ignore_ascii_case(bare))
+            .find(|(k, _)| {
+                k.eq_ignore_ascii_case(name) || k.trim_start_matches('$').eq_ignore_ascii_case(bare)
+            })
             .map(|(_, v)| v.as_str())
     }
 
@@ -366,9 +390,14 @@ impl Query {
                 Ok(n) if (1..=max).contains(&n) => Ok(n),
                 Ok(n) if n > max => Err(GraphError::bad_request(
                     "ErrorInvalidUrlQuery",
-                    format!("The value of the $top query parameter is invalid: it must be between 1 and {max}."),
+                    format!(
+                        "The value of the $top query parameter is invalid: it must be between 1 and {max}."
+                    ),
                 )),
-                _ => Err(GraphError::bad_request("ErrorInvalidUrlQuery", format!("Invalid $top value '{v}'."))),
+                _ => Err(GraphError::bad_request(
+                    "ErrorInvalidUrlQuery",
+                    format!("Invalid $top value '{v}'."),
+                )),
             },
         }
     }
@@ -376,11 +405,17 @@ impl Query {
     /// The paging offset from `$skiptoken` (ours) or `$skip`.
     pub fn offset(&self) -> Result<usize, GraphError> {
         if let Some(tok) = self.get("$skiptoken") {
-            return decode_skiptoken(tok).ok_or_else(|| GraphError::bad_request("BadRequest", "Invalid $skiptoken."));
+            return decode_skiptoken(tok)
+                .ok_or_else(|| GraphError::bad_request("BadRequest", "Invalid $skiptoken."));
         }
         match self.get("$skip") {
             None => Ok(0),
-            Some(v) => v.parse().map_err(|_| GraphError::bad_request("ErrorInvalidUrlQuery", format!("Invalid $skip value '{v}'."))),
+            Some(v) => v.parse().map_err(|_| {
+                GraphError::bad_request(
+                    "ErrorInvalidUrlQuery",
+                    format!("Invalid $skip value '{v}'."),
+                )
+            }),
         }
     }
 
@@ -425,7 +460,11 @@ pub fn apply_select(value: Value, select: &[String]) -> Value {
         Value::Object(map) => {
             let kept: Map<String, Value> = map
                 .into_iter()
-                .filter(|(k, _)| k == "id" || k.starts_with('@') || select.iter().any(|s| s.eq_ignore_ascii_case(k)))
+                .filter(|(k, _)| {
+                    k == "id"
+                        || k.starts_with('@')
+                        || select.iter().any(|s| s.eq_ignore_ascii_case(k))
+                })
                 .collect();
             Value::Object(kept)
         }
@@ -445,13 +484,26 @@ mod tests {
     #[test]
     fn quotes_are_doubled_inside_literals() {
         let f = parse_filter("subject eq 'x'' or 1 eq 1 or subject eq ''y'").expect("parses");
-        assert_eq!(f, Filter::Cmp { path: "subject".into(), op: CmpOp::Eq, value: FVal::Str("x' or 1 eq 1 or subject eq 'y".into()) });
+        assert_eq!(
+            f,
+            Filter::Cmp {
+                path: "subject".into(),
+                op: CmpOp::Eq,
+                value: FVal::Str("x' or 1 eq 1 or subject eq 'y".into())
+            }
+        );
     }
 
     #[test]
     fn filter_paths_keep_their_order() {
-        let f = parse_filter("receivedDateTime ge 2024-01-01T00:00:00Z and from/emailAddress/address eq 'a@b.c'").expect("parses");
-        assert_eq!(f.paths(), vec!["receiveddatetime".to_owned(), "from/emailaddress/address".to_owned()]);
+        let f = parse_filter(
+            "receivedDateTime ge 2024-01-01T00:00:00Z and from/emailAddress/address eq 'a@b.c'",
+        )
+        .expect("parses");
+        assert_eq!(
+            f.paths(),
+            vec!["receiveddatetime".to_owned(), "from/emailaddress/address".to_owned()]
+        );
     }
 
     #[test]

@@ -64,7 +64,13 @@ impl Store {
 
     /// Rebuilds every index from `world` (after a content edit).
     pub fn reindex(&mut self) {
-        self.tenants = self.world.tenants.iter().enumerate().map(|(pos, t)| (t.id, index_tenant(pos, t))).collect();
+        self.tenants = self
+            .world
+            .tenants
+            .iter()
+            .enumerate()
+            .map(|(pos, t)| (t.id, index_tenant(pos, t)))
+            .collect();
     }
 
     pub fn tenant(&self, tid: Uuid) -> Option<(&Tenant, &TenantIndex)> {
@@ -88,7 +94,11 @@ impl Store {
     }
 
     pub fn groups_of(&self, tid: Uuid, oid: Uuid) -> &[Uuid] {
-        self.tenants.get(&tid).and_then(|t| t.user_groups.get(&oid)).map(Vec::as_slice).unwrap_or(&[])
+        self.tenants
+            .get(&tid)
+            .and_then(|t| t.user_groups.get(&oid))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     pub fn drive(&self, tid: Uuid, drive_id: &str) -> Option<(&Drive, &DriveIndex)> {
@@ -97,7 +107,12 @@ impl Store {
         Some((&tenant.content.drives[d.pos], d))
     }
 
-    pub fn drive_item<'a>(&'a self, tid: Uuid, drive_id: &str, item_id: &str) -> Option<(&'a Drive, &'a DriveItem)> {
+    pub fn drive_item<'a>(
+        &'a self,
+        tid: Uuid,
+        drive_id: &str,
+        item_id: &str,
+    ) -> Option<(&'a Drive, &'a DriveItem)> {
         let (drive, d) = self.drive(tid, drive_id)?;
         let pos = d.items.get(item_id)?;
         Some((drive, &drive.items[*pos]))
@@ -112,7 +127,11 @@ fn index_tenant(pos: usize, t: &Tenant) -> TenantIndex {
         idx.users_by_oid.insert(u.oid, i);
         idx.users_by_name.insert(u.upn.to_ascii_lowercase(), i);
         idx.users_by_name.entry(u.mail.to_ascii_lowercase()).or_insert(i);
-        let groups = u.groups.iter().filter_map(|g| group_ids.get(&g.to_ascii_lowercase()).copied()).collect();
+        let groups = u
+            .groups
+            .iter()
+            .filter_map(|g| group_ids.get(&g.to_ascii_lowercase()).copied())
+            .collect();
         idx.user_groups.insert(u.oid, groups);
     }
     for (i, mb) in t.content.mailboxes.iter().enumerate() {
@@ -122,7 +141,8 @@ fn index_tenant(pos: usize, t: &Tenant) -> TenantIndex {
         idx.calendars.insert(c.owner, i);
     }
     for (i, d) in t.content.drives.iter().enumerate() {
-        let mut di = DriveIndex { pos: i, items: HashMap::new(), children: HashMap::new(), root: None };
+        let mut di =
+            DriveIndex { pos: i, items: HashMap::new(), children: HashMap::new(), root: None };
         for (j, item) in d.items.iter().enumerate() {
             di.items.insert(item.id.clone(), j);
             match &item.parent_id {

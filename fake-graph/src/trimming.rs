@@ -43,12 +43,21 @@ pub fn site_of<'a>(tenant: &'a Tenant, idx: &TenantIndex, drive: &Drive) -> Opti
 pub fn can_see_drive(v: &Viewer<'_>, tenant: &Tenant, idx: &TenantIndex, drive: &Drive) -> bool {
     match drive.drive_type {
         DriveType::Business => drive.owner == Some(v.oid),
-        DriveType::DocumentLibrary => site_of(tenant, idx, drive).is_some_and(|s| can_see_site(v, s)),
+        DriveType::DocumentLibrary => {
+            site_of(tenant, idx, drive).is_some_and(|s| can_see_site(v, s))
+        }
     }
 }
 
 /// Whether the viewer may see this item.
-pub fn can_see_item(v: &Viewer<'_>, tenant: &Tenant, idx: &TenantIndex, drive: &Drive, di: &DriveIndex, item: &DriveItem) -> bool {
+pub fn can_see_item(
+    v: &Viewer<'_>,
+    tenant: &Tenant,
+    idx: &TenantIndex,
+    drive: &Drive,
+    di: &DriveIndex,
+    item: &DriveItem,
+) -> bool {
     if can_see_drive(v, tenant, idx, drive) {
         return true;
     }

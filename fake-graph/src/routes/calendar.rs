@@ -52,18 +52,27 @@ fn date_time_tz(d: DateTime<Utc>, tz: Tz, name: &str) -> Value {
 /// Parses a `dateTimeTimeZone` object.
 fn parse_dttz(v: &DateTimeTimeZone) -> Result<DateTime<Utc>, GraphError> {
     let tz = zone(&v.time_zone).ok_or_else(|| {
-        GraphError::bad_request("ErrorTimeZoneNotSupported", format!("A valid TimeZone value must be specified. '{}' is not valid.", v.time_zone))
+        GraphError::bad_request(
+            "ErrorTimeZoneNotSupported",
+            format!("A valid TimeZone value must be specified. '{}' is not valid.", v.time_zone),
+        )
     })?;
     if let Ok(d) = DateTime::parse_from_rfc3339(&v.date_time) {
         return Ok(d.with_timezone(&Utc));
     }
     let trimmed = v.date_time.split('.').next().unwrap_or(&v.date_time);
-    let naive = NaiveDateTime::parse_from_str(trimmed, "%Y-%m-%dT%H:%M:%S")
-        .map_err(|_| GraphError::bad_request("ErrorInvalidRequest", format!("Invalid dateTime '{}'.", v.date_time)))?;
-    tz.from_local_datetime(&naive)
-        .earliest()
-        .map(|d| d.with_timezone(&Utc))
-        .ok_or_else(|| GraphError::bad_request("ErrorInvalidRequest", "The local time does not exist in that time zone."))
+    let naive = NaiveDateTime::parse_from_str(trimmed, "%Y-%m-%dT%H:%M:%S").map_err(|_| {
+        GraphError::bad_request(
+            "ErrorInvalidRequest",
+            format!("Invalid dateTime '{}'.", v.date_time),
+        )
+    })?;
+    tz.from_local_datetime(&naive).earliest().map(|d| d.with_timezone(&Utc)).ok_or_else(|| {
+        GraphError::bad_request(
+            "ErrorInvalidRequest",
+            "The local time does not exist in that time zone.",
+        )
+    })
 }
 
 #[derive(Deserialize)]
@@ -161,28 +170,43 @@ impl Fields for EventFields<'_> {
 }
 
 /// The calendar a request addresses; others' calendars need sharing + `Calendars.Read.Shared`.
-fn calendar<'a>(ctx: &'a Ctx<'_>, key: &str) -> Result<(&'a User, Option<&'a Calendar>), GraphError> {
+fn calendar<'a>(
+    ctx: &'a Ctx<'_>,
+    key: &str,
+) -> Result<(&'a User, Option<&'a Calendar>), GraphError> {
     ctx.caller.require(&perms::EVENTS)?;
-    let target = ctx.store.user(ctx.caller.tid, key).ok_or_else(|| GraphError::invalid_user(key))?;
+    let target =
+        ctx.store.user(ctx.caller.tid, key).ok_or_else(|| GraphError::invalid_user(key))?;
     let (tenant, idx) = ctx.tenant()?;
     let cal = idx.calendars.get(&target.oid).map(|p| &tenant.content.calendars[*p]);
     if target.oid != ctx.caller.oid {
         let shared = cal.is_some_and(|c| c.shared_with.contains(&ctx.caller.oid));
-        if !(shared && ctx.caller.has_any(&["Calendars.Read.Shared", "Calendars.ReadWrite.Shared"])) {
+        if !(shared && ctx.caller.has_any(&["Calendars.Read.Shared", "Calendars.ReadWrite.Shared"]))
+        {
             return Err(GraphError::forbidden(Service::Outlook, &[], &ctx.caller.scp));
         }
     }
     Ok((target, cal))
 }
 
-fn list_page(ctx: &Ctx<'_>, owner: &User, events: Vec<&Event>, kind: &str, default_top: usize) -> GraphResult {
+fn list_page(
+    ctx: &Ctx<'_>,
+    owner: &User,
+    events: Vec<&Event>,
+    kind: &str,
+    default_top: usize,
+) -> GraphResult {
     let (tz, tz_name, pref) = out_zone(ctx);
     let bodies = ctx.caller.has_any(perms::EVENT_BODIES);
     let top = ctx.query.top(default_top, 1000)?;
     let offset = ctx.query.offset()?;
     let select = ctx.query.select();
-    let page: Vec<Value> =
-        events.iter().skip(offset).take(top).map(|e| odata::apply_select(event_json(e, tz, &tz_name, bodies), &select)).collect();
+    let page: Vec<Value> = events
+        .iter()
+        .skip(offset)
+        .take(top)
+        .map(|e| odata::apply_select(event_json(e, tz, &tz_name, bodies), &select))
+        .collect();
     let mut body = json!({
         "@odata.context": format!("https://graph.microsoft.com/v1.0/$metadata#users('{}')/{kind}", owner.oid),
         "value": page,
@@ -201,7 +225,9 @@ fn ordered<'a>(ctx: &Ctx<'_>, mut events: Vec<&'a Event>) -> Result<Vec<&'a Even
         events.retain(|e| f.eval(&EventFields(e)));
     }
     match ctx.query.get("$orderby").map(odata::parse_orderby).transpose()? {
-        Some(order) => events.sort_by(|a, b| odata::compare(&EventFields(a), &EventFields(b), &order)),
+        Some(order) => {
+            events.sort_by(|a, b| odata::compare(&EventFields(a), &EventFields(b), &order))
+        }
         None => events.sort_by_key(|e| e.start),
     }
     Ok(events)
@@ -219,11 +245,21 @@ pub fn calendar_view(ctx: &Ctx<'_>, user: &str) -> GraphResult {
     let parse = |v: &str| -> Result<DateTime<Utc>, GraphError> {
         DateTime::parse_from_rfc3339(v)
             .map(|d| d.with_timezone(&Utc))
-            .or_else(|_| NaiveDateTime::parse_from_str(v.split('.').next().unwrap_or(v), "%Y-%m-%dT%H:%M:%S").map(|n| n.and_utc()))
-            .map_err(|_| GraphError::bad_request("ErrorInvalidParameter", format!("The value '{v}' of parameter 'StartDateTime/EndDateTime' is invalid.")))
+            .or_else(|_| {
+                NaiveDateTime::parse_from_str(v.split('.').next().unwrap_or(v), "%Y-%m-%dT%H:%M:%S")
+                    .map(|n| n.and_utc())
+            })
+            .map_err(|_| {
+                GraphError::bad_request(
+                    "ErrorInvalidParameter",
+                    format!("The value '{v}' of parameter 'StartDateTime/EndDateTime' is invalid."),
+                )
+            })
     };
     let (start, end) = (parse(&start)?, parse(&end)?);
-    let events: Vec<&Event> = cal.map(|c| c.events.iter().filter(|e| e.start < end && e.end > start).collect()).unwrap_or_default();
+    let events: Vec<&Event> = cal
+        .map(|c| c.events.iter().filter(|e| e.start < end && e.end > start).collect())
+        .unwrap_or_default();
     let events = ordered(ctx, events)?;
     list_page(ctx, owner, events, "calendarView", 10)
 }
@@ -237,10 +273,15 @@ pub fn list_events(ctx: &Ctx<'_>, user: &str) -> GraphResult {
 
 pub fn get_event(ctx: &Ctx<'_>, user: &str, id: &str) -> GraphResult {
     let (owner, cal) = calendar(ctx, user)?;
-    let e = cal.and_then(|c| c.events.iter().find(|e| e.id == id)).ok_or_else(GraphError::outlook_not_found)?;
+    let e = cal
+        .and_then(|c| c.events.iter().find(|e| e.id == id))
+        .ok_or_else(GraphError::outlook_not_found)?;
     let (tz, tz_name, pref) = out_zone(ctx);
     let mut body = event_json(e, tz, &tz_name, ctx.caller.has_any(perms::EVENT_BODIES));
-    body["@odata.context"] = json!(format!("https://graph.microsoft.com/v1.0/$metadata#users('{}')/events/$entity", owner.oid));
+    body["@odata.context"] = json!(format!(
+        "https://graph.microsoft.com/v1.0/$metadata#users('{}')/events/$entity",
+        owner.oid
+    ));
     Ok(applied(json(odata::apply_select(body, &ctx.query.select())), &pref))
 }
 
@@ -277,25 +318,41 @@ fn rank(code: u8) -> u8 {
 
 pub fn get_schedule(ctx: &Ctx<'_>) -> GraphResult {
     ctx.caller.require(&perms::GET_SCHEDULE)?;
-    let req: ScheduleRequest = serde_json::from_slice(ctx.body)
-        .map_err(|e| GraphError::bad_request("ErrorInvalidRequest", format!("The request body is invalid: {e}")))?;
+    let req: ScheduleRequest = serde_json::from_slice(ctx.body).map_err(|e| {
+        GraphError::bad_request("ErrorInvalidRequest", format!("The request body is invalid: {e}"))
+    })?;
     if req.schedules.is_empty() {
-        return Err(GraphError::bad_request("ErrorInvalidParameter", "The parameter 'schedules' must not be empty."));
+        return Err(GraphError::bad_request(
+            "ErrorInvalidParameter",
+            "The parameter 'schedules' must not be empty.",
+        ));
     }
     if req.schedules.len() > 20 {
-        return Err(GraphError::bad_request("ErrorExceededFindCountLimit", "The number of schedules requested exceeds the limit of 20."));
+        return Err(GraphError::bad_request(
+            "ErrorExceededFindCountLimit",
+            "The number of schedules requested exceeds the limit of 20.",
+        ));
     }
     let interval = req.availability_view_interval.unwrap_or(30);
     if !(5..=1440).contains(&interval) {
-        return Err(GraphError::bad_request("ErrorInvalidParameter", "AvailabilityViewInterval must be between 5 and 1440 minutes."));
+        return Err(GraphError::bad_request(
+            "ErrorInvalidParameter",
+            "AvailabilityViewInterval must be between 5 and 1440 minutes.",
+        ));
     }
     let start = parse_dttz(&req.start_time)?;
     let end = parse_dttz(&req.end_time)?;
     if end <= start {
-        return Err(GraphError::bad_request("ErrorInvalidParameter", "The end time must be after the start time."));
+        return Err(GraphError::bad_request(
+            "ErrorInvalidParameter",
+            "The end time must be after the start time.",
+        ));
     }
     if end - start >= Duration::days(62) {
-        return Err(GraphError::bad_request("ErrorInvalidParameter", "The requested time window must be shorter than 62 days."));
+        return Err(GraphError::bad_request(
+            "ErrorInvalidParameter",
+            "The requested time window must be shorter than 62 days.",
+        ));
     }
     let (tz, tz_name, pref) = out_zone(ctx);
     let (tenant, idx) = ctx.tenant()?;
@@ -422,9 +479,19 @@ fn iso_minutes(d: &str) -> Option<i64> {
 /// considered; suggestions carry confidence 100). Unknown attendees count as free.
 pub fn find_meeting_times(ctx: &Ctx<'_>) -> GraphResult {
     ctx.caller.require(&perms::FIND_MEETING_TIMES)?;
-    let req: FindRequest = serde_json::from_slice(ctx.body)
-        .map_err(|e| GraphError::bad_request("ErrorInvalidRequest", format!("The request body is invalid: {e}")))?;
-    let duration = req.meeting_duration.as_deref().map(|d| iso_minutes(d).ok_or_else(|| GraphError::bad_request("ErrorInvalidRequest", "Invalid meetingDuration."))).transpose()?.unwrap_or(30);
+    let req: FindRequest = serde_json::from_slice(ctx.body).map_err(|e| {
+        GraphError::bad_request("ErrorInvalidRequest", format!("The request body is invalid: {e}"))
+    })?;
+    let duration = req
+        .meeting_duration
+        .as_deref()
+        .map(|d| {
+            iso_minutes(d).ok_or_else(|| {
+                GraphError::bad_request("ErrorInvalidRequest", "Invalid meetingDuration.")
+            })
+        })
+        .transpose()?
+        .unwrap_or(30);
     let (tenant, idx) = ctx.tenant()?;
     let mut people = vec![ctx.caller.oid];
     for a in &req.attendees {
@@ -439,7 +506,11 @@ pub fn find_meeting_times(ctx: &Ctx<'_>) -> GraphResult {
         .filter(|e| !e.is_cancelled && e.show_as != ShowAs::Free)
         .collect();
     let slots: Vec<(DateTime<Utc>, DateTime<Utc>)> = match &req.time_constraint {
-        Some(tc) if !tc.time_slots.is_empty() => tc.time_slots.iter().map(|s| Ok((parse_dttz(&s.start)?, parse_dttz(&s.end)?))).collect::<Result<_, GraphError>>()?,
+        Some(tc) if !tc.time_slots.is_empty() => tc
+            .time_slots
+            .iter()
+            .map(|s| Ok((parse_dttz(&s.start)?, parse_dttz(&s.end)?)))
+            .collect::<Result<_, GraphError>>()?,
         _ => {
             let s = ctx.now;
             vec![(s, s + Duration::days(2))]

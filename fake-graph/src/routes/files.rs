@@ -29,7 +29,9 @@ type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 fn person(tenant: &Tenant, oid: Uuid) -> Value {
     match tenant.users.iter().find(|u| u.oid == oid) {
-        Some(u) => json!({"user": {"email": u.mail, "id": u.oid.to_string(), "displayName": u.display_name}}),
+        Some(u) => {
+            json!({"user": {"email": u.mail, "id": u.oid.to_string(), "displayName": u.display_name}})
+        }
         None => json!({"user": {"displayName": "System Account"}}),
     }
 }
@@ -52,23 +54,40 @@ fn item_path(drive: &Drive, di: &DriveIndex, item: &DriveItem) -> String {
         cur = it.parent_id.as_ref().and_then(|p| di.items.get(p)).map(|p| &drive.items[*p]);
     }
     names.reverse();
-    if names.is_empty() { "/drive/root:".to_owned() } else { format!("/drive/root:/{}", names.join("/")) }
+    if names.is_empty() {
+        "/drive/root:".to_owned()
+    } else {
+        format!("/drive/root:/{}", names.join("/"))
+    }
 }
 
 /// Signs a download URL for an item, valid for the server's download TTL.
-pub fn download_url(shared: &Shared, tid: Uuid, drive: &str, item: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+pub fn download_url(
+    shared: &Shared,
+    tid: Uuid,
+    drive: &str,
+    item: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
     let exp = now.timestamp() + shared.download_ttl.as_secs() as i64;
     let payload = URL_SAFE_NO_PAD.encode(format!("{tid}|{drive}|{item}|{exp}"));
     format!("{}/_download/{payload}.{}", shared.base(), sign(shared, &payload))
 }
 
 fn sign(shared: &Shared, payload: &str) -> String {
-    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&shared.download_key).expect("HMAC takes any key length");
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&shared.download_key)
+        .expect("HMAC takes any key length");
     mac.update(payload.as_bytes());
     URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
 }
 
-pub fn item_json(ctx: &Ctx<'_>, tenant: &Tenant, drive: &Drive, di: &DriveIndex, item: &DriveItem) -> Value {
+pub fn item_json(
+    ctx: &Ctx<'_>,
+    tenant: &Tenant,
+    drive: &Drive,
+    di: &DriveIndex,
+    item: &DriveItem,
+) -> Value {
     let mut v = json!({
         "createdDateTime": odata::dt(item.created),
         "eTag": format!("\"{{{}}},1\"", item.id),
@@ -99,7 +118,8 @@ pub fn item_json(ctx: &Ctx<'_>, tenant: &Tenant, drive: &Drive, di: &DriveIndex,
             "mimeType": item.mime_type.clone().unwrap_or_else(|| "application/octet-stream".into()),
             "hashes": {"quickXorHash": URL_SAFE_NO_PAD.encode(&item.id.as_bytes()[..item.id.len().min(20)])},
         });
-        v["@microsoft.graph.downloadUrl"] = json!(download_url(ctx.shared, ctx.caller.tid, &drive.id, &item.id, ctx.now));
+        v["@microsoft.graph.downloadUrl"] =
+            json!(download_url(ctx.shared, ctx.caller.tid, &drive.id, &item.id, ctx.now));
     }
     v
 }
@@ -110,7 +130,12 @@ pub fn site_id_of(drive: &Drive) -> String {
     match &drive.site_id {
         Some(s) => s.clone(),
         None => {
-            let host = drive.web_url.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or("contoso-my.sharepoint.com");
+            let host = drive
+                .web_url
+                .split("://")
+                .nth(1)
+                .and_then(|r| r.split('/').next())
+                .unwrap_or("contoso-my.sharepoint.com");
             let a = Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("site:{}", drive.id).as_bytes());
             let b = Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("web:{}", drive.id).as_bytes());
             format!("{host},{a},{b}")
@@ -213,14 +238,16 @@ fn get_drive_inner(ctx: &Ctx<'_>, tenant: &Tenant, idx: &TenantIndex, id: &str) 
 }
 
 pub fn root(ctx: &Ctx<'_>, drive_id: &str, sub: Option<&str>) -> GraphResult {
-    let (d, di) = ctx.store.drive(ctx.caller.tid, drive_id).ok_or_else(GraphError::item_not_found)?;
+    let (d, di) =
+        ctx.store.drive(ctx.caller.tid, drive_id).ok_or_else(GraphError::item_not_found)?;
     let root = di.root.map(|p| d.items[p].id.clone()).ok_or_else(GraphError::item_not_found)?;
     item(ctx, drive_id, &root, sub)
 }
 
 pub fn item(ctx: &Ctx<'_>, drive_id: &str, item_id: &str, sub: Option<&str>) -> GraphResult {
     let (tenant, idx) = ctx.tenant()?;
-    let (d, di) = ctx.store.drive(ctx.caller.tid, drive_id).ok_or_else(GraphError::item_not_found)?;
+    let (d, di) =
+        ctx.store.drive(ctx.caller.tid, drive_id).ok_or_else(GraphError::item_not_found)?;
     drive_perm(ctx, d)?;
     let it = di.items.get(item_id).map(|p| &d.items[*p]).ok_or_else(GraphError::item_not_found)?;
     let v = ctx.viewer();
@@ -230,7 +257,10 @@ pub fn item(ctx: &Ctx<'_>, drive_id: &str, item_id: &str, sub: Option<&str>) -> 
     match sub {
         None => {
             let mut body = item_json(ctx, tenant, d, di, it);
-            body["@odata.context"] = json!(format!("https://graph.microsoft.com/v1.0/$metadata#drives('{}')/items/$entity", d.id));
+            body["@odata.context"] = json!(format!(
+                "https://graph.microsoft.com/v1.0/$metadata#drives('{}')/items/$entity",
+                d.id
+            ));
             Ok(json(odata::apply_select(body, &ctx.query.select())))
         }
         Some("children") => {
@@ -242,11 +272,24 @@ pub fn item(ctx: &Ctx<'_>, drive_id: &str, item_id: &str, sub: Option<&str>) -> 
                 .into_iter()
                 .filter(|c| trimming::can_see_item(&v, tenant, idx, d, di, c))
                 .collect();
-            list_items(ctx, tenant, d, di, kids, &format!("https://graph.microsoft.com/v1.0/$metadata#drives('{}')/items('{}')/children", d.id, it.id))
+            list_items(
+                ctx,
+                tenant,
+                d,
+                di,
+                kids,
+                &format!(
+                    "https://graph.microsoft.com/v1.0/$metadata#drives('{}')/items('{}')/children",
+                    d.id, it.id
+                ),
+            )
         }
         Some(_) => {
             if it.is_folder {
-                return Err(GraphError::bad_request("invalidRequest", "The operation is not supported on a folder."));
+                return Err(GraphError::bad_request(
+                    "invalidRequest",
+                    "The operation is not supported on a folder.",
+                ));
             }
             let url = download_url(ctx.shared, ctx.caller.tid, &d.id, &it.id, ctx.now);
             let mut r = StatusCode::FOUND.into_response();
@@ -258,12 +301,23 @@ pub fn item(ctx: &Ctx<'_>, drive_id: &str, item_id: &str, sub: Option<&str>) -> 
     }
 }
 
-fn list_items(ctx: &Ctx<'_>, tenant: &Tenant, d: &Drive, di: &DriveIndex, items: Vec<&DriveItem>, context: &str) -> GraphResult {
+fn list_items(
+    ctx: &Ctx<'_>,
+    tenant: &Tenant,
+    d: &Drive,
+    di: &DriveIndex,
+    items: Vec<&DriveItem>,
+    context: &str,
+) -> GraphResult {
     let top = ctx.query.top(200, 1000)?;
     let offset = ctx.query.offset()?;
     let select = ctx.query.select();
-    let page: Vec<Value> =
-        items.iter().skip(offset).take(top).map(|i| odata::apply_select(item_json(ctx, tenant, d, di, i), &select)).collect();
+    let page: Vec<Value> = items
+        .iter()
+        .skip(offset)
+        .take(top)
+        .map(|i| odata::apply_select(item_json(ctx, tenant, d, di, i), &select))
+        .collect();
     let mut body = json!({"@odata.context": context, "value": page});
     if offset + top < items.len() {
         body["@odata.nextLink"] = json!(ctx.query.next_link(ctx.base(), ctx.path, offset + top));
@@ -285,9 +339,12 @@ fn parse_search_q(seg: &str) -> Option<String> {
 
 pub fn search(ctx: &Ctx<'_>, drive_id: &str, seg: &str) -> GraphResult {
     ctx.caller.require(&perms::DRIVE_SEARCH)?;
-    let q = parse_search_q(seg).ok_or_else(|| GraphError::bad_request("invalidRequest", "Invalid search request: expected search(q='…')."))?;
+    let q = parse_search_q(seg).ok_or_else(|| {
+        GraphError::bad_request("invalidRequest", "Invalid search request: expected search(q='…').")
+    })?;
     let (tenant, idx) = ctx.tenant()?;
-    let (d, di) = ctx.store.drive(ctx.caller.tid, drive_id).ok_or_else(GraphError::item_not_found)?;
+    let (d, di) =
+        ctx.store.drive(ctx.caller.tid, drive_id).ok_or_else(GraphError::item_not_found)?;
     let v = ctx.viewer();
     let terms = crate::kql::tokenize(&q);
     let hits: Vec<&DriveItem> = d
@@ -300,7 +357,14 @@ pub fn search(ctx: &Ctx<'_>, drive_id: &str, seg: &str) -> GraphResult {
         })
         .filter(|i| trimming::can_see_item(&v, tenant, idx, d, di, i))
         .collect();
-    list_items(ctx, tenant, d, di, hits, "https://graph.microsoft.com/v1.0/$metadata#Collection(driveItem)")
+    list_items(
+        ctx,
+        tenant,
+        d,
+        di,
+        hits,
+        "https://graph.microsoft.com/v1.0/$metadata#Collection(driveItem)",
+    )
 }
 
 /// Text content of plain files (used by search); Office files are matched by name only.
@@ -320,8 +384,15 @@ pub fn get_site(ctx: &Ctx<'_>, id: &str) -> GraphResult {
     Ok(json(odata::apply_select(body, &ctx.query.select())))
 }
 
-fn visible_site<'a>(ctx: &Ctx<'_>, tenant: &'a Tenant, idx: &TenantIndex, id: &str) -> Result<&'a Site, GraphError> {
-    let not_found = || GraphError::new(StatusCode::NOT_FOUND, "itemNotFound", "Requested site could not be found");
+fn visible_site<'a>(
+    ctx: &Ctx<'_>,
+    tenant: &'a Tenant,
+    idx: &TenantIndex,
+    id: &str,
+) -> Result<&'a Site, GraphError> {
+    let not_found = || {
+        GraphError::new(StatusCode::NOT_FOUND, "itemNotFound", "Requested site could not be found")
+    };
     let site = idx.sites.get(id).map(|p| &tenant.content.sites[*p]).ok_or_else(not_found)?;
     if !trimming::can_see_site(&ctx.viewer(), site) {
         return Err(not_found());
@@ -342,12 +413,17 @@ pub fn search_sites(ctx: &Ctx<'_>) -> GraphResult {
         .iter()
         .filter(|s| trimming::can_see_site(&v, s))
         .filter(|s| {
-            let text = crate::kql::SearchText::new(&format!("{} {} {} {}", s.name, s.display_name, s.description, s.web_url));
+            let text = crate::kql::SearchText::new(&format!(
+                "{} {} {} {}",
+                s.name, s.display_name, s.description, s.web_url
+            ));
             q == "*" || terms.iter().all(|t| text.has_token(t, true))
         })
         .map(|s| odata::apply_select(site_json(s), &select))
         .collect();
-    Ok(json(json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#sites", "value": sites})))
+    Ok(json(
+        json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#sites", "value": sites}),
+    ))
 }
 
 pub fn site_drives(ctx: &Ctx<'_>, id: &str) -> GraphResult {
@@ -361,7 +437,9 @@ pub fn site_drives(ctx: &Ctx<'_>, id: &str) -> GraphResult {
         .filter_map(|d| ctx.store.drive(ctx.caller.tid, d))
         .map(|(d, _)| odata::apply_select(drive_json(tenant, idx, d), &select))
         .collect();
-    Ok(json(json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#drives", "value": drives})))
+    Ok(json(
+        json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#drives", "value": drives}),
+    ))
 }
 
 pub fn site_default_drive(ctx: &Ctx<'_>, id: &str) -> GraphResult {
@@ -377,17 +455,24 @@ pub fn share(ctx: &Ctx<'_>, encoded: &str) -> GraphResult {
     ctx.caller.require(&perms::ALL_FILES)?;
     let bad = || GraphError::bad_request("invalidRequest", "Invalid shares key.");
     let b64 = encoded.strip_prefix("u!").ok_or_else(bad)?;
-    let url = URL_SAFE_NO_PAD.decode(b64.trim_end_matches('=')).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(bad)?;
+    let url = URL_SAFE_NO_PAD
+        .decode(b64.trim_end_matches('='))
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(bad)?;
     let (tenant, idx) = ctx.tenant()?;
     let v = ctx.viewer();
     for d in &tenant.content.drives {
         let Some(di) = idx.drives.get(&d.id) else { continue };
-        if let Some(it) = d.items.iter().find(|i| i.web_url.trim_end_matches('/').eq_ignore_ascii_case(url.trim_end_matches('/'))) {
+        if let Some(it) = d.items.iter().find(|i| {
+            i.web_url.trim_end_matches('/').eq_ignore_ascii_case(url.trim_end_matches('/'))
+        }) {
             if !trimming::can_see_item(&v, tenant, idx, d, di, it) {
                 return Err(GraphError::item_not_found());
             }
             let mut body = item_json(ctx, tenant, d, di, it);
-            body["@odata.context"] = json!("https://graph.microsoft.com/v1.0/$metadata#shares('')/driveItem/$entity");
+            body["@odata.context"] =
+                json!("https://graph.microsoft.com/v1.0/$metadata#shares('')/driveItem/$entity");
             return Ok(json(body));
         }
     }
@@ -395,11 +480,22 @@ pub fn share(ctx: &Ctx<'_>, encoded: &str) -> GraphResult {
 }
 
 /// `GET /_download/{payload}.{sig}`: pre-authenticated bytes, `Range` → 206.
-pub async fn download(State(shared): State<Arc<Shared>>, Path(token): Path<String>, headers: HeaderMap) -> Response {
+pub async fn download(
+    State(shared): State<Arc<Shared>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let now = shared.clock.now();
     let had_authorization = headers.contains_key(header::AUTHORIZATION);
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let mut record = DownloadRecord { time: now, drive_id: String::new(), item_id: String::new(), status: 0, had_authorization, range: range.clone() };
+    let mut record = DownloadRecord {
+        time: now,
+        drive_id: String::new(),
+        item_id: String::new(),
+        status: 0,
+        had_authorization,
+        range: range.clone(),
+    };
     let response = serve_download(&shared, &token, range.as_deref(), now, &mut record);
     record.status = response.status().as_u16();
     shared.downloads.lock().unwrap_or_else(|e| e.into_inner()).push(record);
@@ -411,27 +507,47 @@ fn plain_error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn serve_download(shared: &Shared, token: &str, range: Option<&str>, now: chrono::DateTime<chrono::Utc>, record: &mut DownloadRecord) -> Response {
-    let invalid = || plain_error(StatusCode::UNAUTHORIZED, "unauthenticated", "The download link is invalid.");
+fn serve_download(
+    shared: &Shared,
+    token: &str,
+    range: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+    record: &mut DownloadRecord,
+) -> Response {
+    let invalid = || {
+        plain_error(StatusCode::UNAUTHORIZED, "unauthenticated", "The download link is invalid.")
+    };
     let Some((payload, sig)) = token.rsplit_once('.') else { return invalid() };
-    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&shared.download_key).expect("HMAC takes any key length");
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&shared.download_key)
+        .expect("HMAC takes any key length");
     mac.update(payload.as_bytes());
     let Ok(sig_bytes) = URL_SAFE_NO_PAD.decode(sig) else { return invalid() };
     if mac.verify_slice(&sig_bytes).is_err() {
         return invalid();
     }
-    let Some(text) = URL_SAFE_NO_PAD.decode(payload).ok().and_then(|b| String::from_utf8(b).ok()) else { return invalid() };
+    let Some(text) = URL_SAFE_NO_PAD.decode(payload).ok().and_then(|b| String::from_utf8(b).ok())
+    else {
+        return invalid();
+    };
     let parts: Vec<&str> = text.split('|').collect();
     let [tid, drive, item, exp] = parts.as_slice() else { return invalid() };
     record.drive_id = (*drive).to_owned();
     record.item_id = (*item).to_owned();
     let (Ok(tid), Ok(exp)) = (Uuid::parse_str(tid), exp.parse::<i64>()) else { return invalid() };
     if now.timestamp() >= exp {
-        return plain_error(StatusCode::UNAUTHORIZED, "unauthenticated", "The download link has expired.");
+        return plain_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "The download link has expired.",
+        );
     }
     let store = shared.read();
     let Some((_, it)) = store.drive_item(tid, drive, item) else {
-        return plain_error(StatusCode::NOT_FOUND, "itemNotFound", "The resource could not be found.");
+        return plain_error(
+            StatusCode::NOT_FOUND,
+            "itemNotFound",
+            "The resource could not be found.",
+        );
     };
     let bytes = it.bytes.clone().unwrap_or_default();
     let mime = it.mime_type.clone().unwrap_or_else(|| "application/octet-stream".into());

@@ -18,14 +18,19 @@ use crate::{
 const SEARCH_CAP: usize = 1000;
 
 /// Resolves the mailbox a request addresses and checks the caller may read it.
-pub fn mailbox<'a>(ctx: &'a Ctx<'_>, key: &str) -> Result<(&'a User, &'a Mailbox, &'a MailboxIndex), GraphError> {
-    let target = ctx.store.user(ctx.caller.tid, key).ok_or_else(|| GraphError::invalid_user(key))?;
+pub fn mailbox<'a>(
+    ctx: &'a Ctx<'_>,
+    key: &str,
+) -> Result<(&'a User, &'a Mailbox, &'a MailboxIndex), GraphError> {
+    let target =
+        ctx.store.user(ctx.caller.tid, key).ok_or_else(|| GraphError::invalid_user(key))?;
     let (tenant, idx) = ctx.tenant()?;
     let mbi = idx.mailboxes.get(&target.oid);
     if target.oid == ctx.caller.oid {
         ctx.caller.require(&perms::MESSAGES)?;
     } else {
-        let delegate = mbi.is_some_and(|m| tenant.content.mailboxes[m.pos].delegates.contains(&ctx.caller.oid));
+        let delegate = mbi
+            .is_some_and(|m| tenant.content.mailboxes[m.pos].delegates.contains(&ctx.caller.oid));
         if !(delegate && ctx.caller.has_any(perms::MESSAGES_SHARED.any_of)) {
             return Err(GraphError::forbidden(Service::Outlook, &[], &ctx.caller.scp));
         }
@@ -51,7 +56,8 @@ pub struct Render {
 impl Render {
     pub fn new(ctx: &Ctx<'_>) -> Self {
         Self {
-            bodies: ctx.caller.has_any(perms::MESSAGE_BODIES) || ctx.caller.has_any(perms::MESSAGES_SHARED.any_of),
+            bodies: ctx.caller.has_any(perms::MESSAGE_BODIES)
+                || ctx.caller.has_any(perms::MESSAGES_SHARED.any_of),
             immutable: ctx.prefs.immutable_id,
             text: ctx.prefs.body_text,
             html: ctx.prefs.body_html,
@@ -87,13 +93,24 @@ pub fn html_to_text(html: &str) -> String {
             _ => {}
         }
     }
-    let out = out.replace("&nbsp;", " ").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&amp;", "&");
+    let out = out
+        .replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&");
     out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn text_to_html(text: &str) -> String {
-    let escaped = text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('\n', "<br>\r\n");
-    format!("<html><head>\r\n<meta http-equiv=\"Content-Type\" content=\"text/html; charset=utf-8\"></head><body>{escaped}</body></html>")
+    let escaped = text
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\n', "<br>\r\n");
+    format!(
+        "<html><head>\r\n<meta http-equiv=\"Content-Type\" content=\"text/html; charset=utf-8\"></head><body>{escaped}</body></html>"
+    )
 }
 
 pub fn plain_body(m: &Message) -> String {
@@ -103,8 +120,9 @@ pub fn plain_body(m: &Message) -> String {
     }
 }
 
+/// Graph's `bodyPreview`: the first 255 characters of the text, whitespace collapsed.
 pub fn preview(m: &Message) -> String {
-    plain_body(m).chars().take(255).collect()
+    plain_body(m).split_whitespace().collect::<Vec<_>>().join(" ").chars().take(255).collect()
 }
 
 fn addr(a: &fixtures::EmailAddress) -> Value {
@@ -118,7 +136,7 @@ pub fn message_id(m: &Message, immutable: bool) -> &str {
 pub fn message_json(m: &Message, r: &Render) -> Value {
     let id = message_id(m, r.immutable);
     let mut v = json!({
-        "@odata.etag": format!("W/\"CQAAABYAAAD{}\"", &m.immutable_id.chars().rev().take(8).collect::<String>()),
+        "@odata.etag": format!("W/\"CQAAABYAAAD{}\"", m.immutable_id.chars().filter(char::is_ascii_alphanumeric).take(8).collect::<String>()),
         "id": id,
         "createdDateTime": odata::dt(m.received),
         "lastModifiedDateTime": odata::dt(m.received),
@@ -168,9 +186,13 @@ impl Fields for MsgFields<'_> {
         let m = self.0;
         Some(match path {
             "id" => FVal::Str(m.id.clone()),
-            "receiveddatetime" | "createddatetime" | "lastmodifieddatetime" => FVal::Date(m.received),
+            "receiveddatetime" | "createddatetime" | "lastmodifieddatetime" => {
+                FVal::Date(m.received)
+            }
             "sentdatetime" => FVal::Date(m.sent),
-            "from/emailaddress/address" | "sender/emailaddress/address" => FVal::Str(m.from.address.clone()),
+            "from/emailaddress/address" | "sender/emailaddress/address" => {
+                FVal::Str(m.from.address.clone())
+            }
             "from/emailaddress/name" | "sender/emailaddress/name" => FVal::Str(m.from.name.clone()),
             "hasattachments" => FVal::Bool(!m.attachments.is_empty()),
             "isread" => FVal::Bool(m.is_read),
@@ -200,7 +222,13 @@ impl KqlDoc for MsgDoc<'_> {
     fn prop(&self, name: &str) -> PropValue {
         let m = self.m;
         let people = |list: &[&fixtures::EmailAddress]| {
-            PropValue::Text(SearchText::new(&list.iter().map(|a| format!("{} {}", a.name, a.address)).collect::<Vec<_>>().join(" ")))
+            PropValue::Text(SearchText::new(
+                &list
+                    .iter()
+                    .map(|a| format!("{} {}", a.name, a.address))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ))
         };
         match name {
             "from" => people(&[&m.from]),
@@ -214,9 +242,9 @@ impl KqlDoc for MsgDoc<'_> {
             }
             "subject" => PropValue::Text(SearchText::new(&m.subject)),
             "body" => PropValue::Text(SearchText::new(&plain_body(m))),
-            "attachment" | "attachmentnames" => {
-                PropValue::Text(SearchText::new(&m.attachments.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(" ")))
-            }
+            "attachment" | "attachmentnames" => PropValue::Text(SearchText::new(
+                &m.attachments.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(" "),
+            )),
             "received" => PropValue::Date(m.received),
             "sent" => PropValue::Date(m.sent),
             "hasattachment" | "hasattachments" => PropValue::Bool(!m.attachments.is_empty()),
@@ -242,7 +270,9 @@ pub fn search_mailbox(mb: &Mailbox, mbi: &MailboxIndex, expr: &kql::Expr) -> Vec
     let pool: Vec<u32> = candidates.unwrap_or_else(|| (0..mb.messages.len() as u32).collect());
     let mut hits: Vec<u32> = pool
         .into_iter()
-        .filter(|i| expr.matches(&MsgDoc { m: &mb.messages[*i as usize], text: &mbi.text[*i as usize] }))
+        .filter(|i| {
+            expr.matches(&MsgDoc { m: &mb.messages[*i as usize], text: &mbi.text[*i as usize] })
+        })
         .collect();
     hits.sort_by(|a, b| mb.messages[*b as usize].sent.cmp(&mb.messages[*a as usize].sent));
     hits
@@ -265,13 +295,17 @@ fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
 }
 
 fn resolve_folder<'a>(mb: &'a Mailbox, key: &str) -> Option<&'a fixtures::MailFolder> {
-    mb.folders.iter().find(|f| f.id == key || f.well_known_name.as_deref().is_some_and(|w| w.eq_ignore_ascii_case(key)))
+    mb.folders.iter().find(|f| {
+        f.id == key || f.well_known_name.as_deref().is_some_and(|w| w.eq_ignore_ascii_case(key))
+    })
 }
 
 pub fn list(ctx: &Ctx<'_>, user: &str, folder: Option<&str>) -> GraphResult {
     let (owner, mb, mbi) = mailbox(ctx, user)?;
     let folder_id = match folder {
-        Some(f) => Some(resolve_folder(mb, f).ok_or_else(GraphError::outlook_not_found)?.id.clone()),
+        Some(f) => {
+            Some(resolve_folder(mb, f).ok_or_else(GraphError::outlook_not_found)?.id.clone())
+        }
         None => None,
     };
     let q = &ctx.query;
@@ -280,13 +314,22 @@ pub fn list(ctx: &Ctx<'_>, user: &str, folder: Option<&str>) -> GraphResult {
     let orderby_raw = q.get("$orderby");
     if search.is_some() {
         if orderby_raw.is_some() {
-            return Err(GraphError::bad_request("BadRequest", "The query parameter '$orderBy' is not supported with '$search'."));
+            return Err(GraphError::bad_request(
+                "BadRequest",
+                "The query parameter '$orderBy' is not supported with '$search'.",
+            ));
         }
         if filter_raw.is_some() {
-            return Err(GraphError::bad_request("BadRequest", "The query parameter '$filter' is not supported with '$search'."));
+            return Err(GraphError::bad_request(
+                "BadRequest",
+                "The query parameter '$filter' is not supported with '$search'.",
+            ));
         }
         if q.get("$skip").is_some() {
-            return Err(GraphError::bad_request("BadRequest", "The query parameter '$skip' is not supported with '$search'."));
+            return Err(GraphError::bad_request(
+                "BadRequest",
+                "The query parameter '$skip' is not supported with '$search'.",
+            ));
         }
     }
     let top = q.top(10, 1000)?;
@@ -296,7 +339,9 @@ pub fn list(ctx: &Ctx<'_>, user: &str, folder: Option<&str>) -> GraphResult {
     let ordered: Vec<u32> = if let Some(s) = search {
         let text = s.trim();
         let text = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text);
-        let expr = kql::parse(text).map_err(|e| GraphError::bad_request("BadRequest", format!("Syntax error in $search: {e}")))?;
+        let expr = kql::parse(text).map_err(|e| {
+            GraphError::bad_request("BadRequest", format!("Syntax error in $search: {e}"))
+        })?;
         let mut hits = search_mailbox(mb, mbi, &expr);
         hits.retain(|i| in_folder(&mb.messages[*i as usize]));
         hits.truncate(SEARCH_CAP);
@@ -313,14 +358,18 @@ pub fn list(ctx: &Ctx<'_>, user: &str, folder: Option<&str>) -> GraphResult {
             if let Some(m) = mb.messages.first() {
                 for (p, _) in &order {
                     if MsgFields(m).field(p).is_none() {
-                        return Err(GraphError::bad_request("ErrorInvalidProperty", format!("Could not find a property named '{p}'.")));
+                        return Err(GraphError::bad_request(
+                            "ErrorInvalidProperty",
+                            format!("Could not find a property named '{p}'."),
+                        ));
                     }
                 }
             }
             // Graph: every $orderby property must come first in $filter, in the same order.
             if let Some(f) = &filter {
                 let paths = f.paths();
-                let ok = order.len() <= paths.len() && order.iter().zip(paths.iter()).all(|((o, _), p)| o == p);
+                let ok = order.len() <= paths.len()
+                    && order.iter().zip(paths.iter()).all(|((o, _), p)| o == p);
                 if !ok {
                     return Err(GraphError::bad_request(
                         "InefficientFilter",
@@ -339,11 +388,21 @@ pub fn list(ctx: &Ctx<'_>, user: &str, folder: Option<&str>) -> GraphResult {
             })
             .collect();
         if !order.is_empty() {
-            hits.sort_by(|a, b| odata::compare(&MsgFields(&mb.messages[*a as usize]), &MsgFields(&mb.messages[*b as usize]), &order));
+            hits.sort_by(|a, b| {
+                odata::compare(
+                    &MsgFields(&mb.messages[*a as usize]),
+                    &MsgFields(&mb.messages[*b as usize]),
+                    &order,
+                )
+            });
         }
         hits
     } else if folder_id.is_some() {
-        mbi.by_received_desc.iter().copied().filter(|i| in_folder(&mb.messages[*i as usize])).collect()
+        mbi.by_received_desc
+            .iter()
+            .copied()
+            .filter(|i| in_folder(&mb.messages[*i as usize]))
+            .collect()
     } else {
         // The hot path: no filter, default order; only the page is touched.
         let r = Render::new(ctx);
@@ -370,7 +429,13 @@ pub fn list(ctx: &Ctx<'_>, user: &str, folder: Option<&str>) -> GraphResult {
     Ok(page_response(ctx, owner, page, more.then_some(offset + top), &r))
 }
 
-fn page_response(ctx: &Ctx<'_>, owner: &User, page: Vec<Value>, next: Option<usize>, r: &Render) -> axum::response::Response {
+fn page_response(
+    ctx: &Ctx<'_>,
+    owner: &User,
+    page: Vec<Value>,
+    next: Option<usize>,
+    r: &Render,
+) -> axum::response::Response {
     let mut body = json!({
         "@odata.context": format!("https://graph.microsoft.com/v1.0/$metadata#users('{}')/messages", owner.oid),
         "value": page,
@@ -381,8 +446,16 @@ fn page_response(ctx: &Ctx<'_>, owner: &User, page: Vec<Value>, next: Option<usi
     applied(json(body), &r.applied())
 }
 
-fn find<'a>(ctx: &Ctx<'_>, mb: &'a Mailbox, mbi: &MailboxIndex, id: &str) -> Result<&'a Message, GraphError> {
-    if id.is_empty() || id.len() > 512 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "+/=-_".contains(c)) {
+fn find<'a>(
+    ctx: &Ctx<'_>,
+    mb: &'a Mailbox,
+    mbi: &MailboxIndex,
+    id: &str,
+) -> Result<&'a Message, GraphError> {
+    if id.is_empty()
+        || id.len() > 512
+        || !id.chars().all(|c| c.is_ascii_alphanumeric() || "+/=-_".contains(c))
+    {
         return Err(GraphError::bad_request("ErrorInvalidIdMalformed", "Id is malformed."));
     }
     let pos = if ctx.prefs.immutable_id {
@@ -398,7 +471,10 @@ pub fn get(ctx: &Ctx<'_>, user: &str, id: &str) -> GraphResult {
     let m = find(ctx, mb, mbi, id)?;
     let r = Render::new(ctx);
     let mut body = message_json(m, &r);
-    body["@odata.context"] = json!(format!("https://graph.microsoft.com/v1.0/$metadata#users('{}')/messages/$entity", owner.oid));
+    body["@odata.context"] = json!(format!(
+        "https://graph.microsoft.com/v1.0/$metadata#users('{}')/messages/$entity",
+        owner.oid
+    ));
     Ok(applied(json(odata::apply_select(body, &ctx.query.select())), &r.applied()))
 }
 
@@ -422,14 +498,21 @@ pub fn attachments(ctx: &Ctx<'_>, user: &str, id: &str, attachment: Option<&str>
         })
     };
     let select = ctx.query.select();
-    let ctx_url = format!("https://graph.microsoft.com/v1.0/$metadata#users('{}')/messages('{}')/attachments", owner.oid, id);
+    let ctx_url = format!(
+        "https://graph.microsoft.com/v1.0/$metadata#users('{}')/messages('{}')/attachments",
+        owner.oid, id
+    );
     match attachment {
         None => Ok(json(json!({
             "@odata.context": ctx_url,
             "value": m.attachments.iter().map(|a| odata::apply_select(render(a), &select)).collect::<Vec<_>>(),
         }))),
         Some(aid) => {
-            let a = m.attachments.iter().find(|a| a.id == aid).ok_or_else(GraphError::outlook_not_found)?;
+            let a = m
+                .attachments
+                .iter()
+                .find(|a| a.id == aid)
+                .ok_or_else(GraphError::outlook_not_found)?;
             let mut body = odata::apply_select(render(a), &select);
             body["@odata.context"] = json!(format!("{ctx_url}/$entity"));
             Ok(json(body))

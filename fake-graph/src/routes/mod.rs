@@ -19,7 +19,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::{Shared, auth::Caller, error::GraphError, odata::Query, store::Store, trimming::Viewer};
+use crate::{
+    Shared, auth::Caller, error::GraphError, odata::Query, store::Store, trimming::Viewer,
+};
 
 /// Everything a handler needs about one request.
 pub struct Ctx<'a> {
@@ -38,7 +40,10 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     pub fn viewer(&self) -> Viewer<'_> {
-        Viewer { oid: self.caller.oid, groups: self.store.groups_of(self.caller.tid, self.caller.oid) }
+        Viewer {
+            oid: self.caller.oid,
+            groups: self.store.groups_of(self.caller.tid, self.caller.oid),
+        }
     }
 
     pub fn tenant(&self) -> Result<(&fixtures::Tenant, &crate::store::TenantIndex), GraphError> {
@@ -113,11 +118,22 @@ pub fn outlook_mailbox(path: &str, caller: &Caller, store: &Store) -> Option<Uui
     let segs = segments(path);
     let lower: Vec<String> = segs.iter().map(|s| s.to_ascii_lowercase()).collect();
     let outlook = |s: &str| {
-        matches!(s, "messages" | "mailfolders" | "events" | "calendarview" | "calendar" | "mailboxsettings" | "findmeetingtimes")
+        matches!(
+            s,
+            "messages"
+                | "mailfolders"
+                | "events"
+                | "calendarview"
+                | "calendar"
+                | "mailboxsettings"
+                | "findmeetingtimes"
+        )
     };
     match lower.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["v1.0", "me", s, ..] if outlook(s) => Some(caller.oid),
-        ["v1.0", "users", _, s, ..] if outlook(s) => store.user(caller.tid, &segs[2]).map(|u| u.oid),
+        ["v1.0", "users", _, s, ..] if outlook(s) => {
+            store.user(caller.tid, &segs[2]).map(|u| u.oid)
+        }
         _ => None,
     }
 }
@@ -163,14 +179,22 @@ pub fn dispatch(
         ["v1.0", "users", _, "messages"] if get => mail::list(&ctx, s(2), None),
         ["v1.0", "me", "messages", _] if get => mail::get(&ctx, &me, s(3)),
         ["v1.0", "users", _, "messages", _] if get => mail::get(&ctx, s(2), s(4)),
-        ["v1.0", "me", "messages", _, "attachments"] if get => mail::attachments(&ctx, &me, s(3), None),
-        ["v1.0", "me", "messages", _, "attachments", _] if get => mail::attachments(&ctx, &me, s(3), Some(s(5))),
-        ["v1.0", "users", _, "messages", _, "attachments"] if get => mail::attachments(&ctx, s(2), s(4), None),
+        ["v1.0", "me", "messages", _, "attachments"] if get => {
+            mail::attachments(&ctx, &me, s(3), None)
+        }
+        ["v1.0", "me", "messages", _, "attachments", _] if get => {
+            mail::attachments(&ctx, &me, s(3), Some(s(5)))
+        }
+        ["v1.0", "users", _, "messages", _, "attachments"] if get => {
+            mail::attachments(&ctx, s(2), s(4), None)
+        }
         ["v1.0", "me", "mailfolders"] if get => mail::folders(&ctx, &me),
         ["v1.0", "users", _, "mailfolders"] if get => mail::folders(&ctx, s(2)),
         ["v1.0", "me", "mailfolders", _] if get => mail::folder(&ctx, &me, s(3)),
         ["v1.0", "me", "mailfolders", _, "messages"] if get => mail::list(&ctx, &me, Some(s(3))),
-        ["v1.0", "users", _, "mailfolders", _, "messages"] if get => mail::list(&ctx, s(2), Some(s(4))),
+        ["v1.0", "users", _, "mailfolders", _, "messages"] if get => {
+            mail::list(&ctx, s(2), Some(s(4)))
+        }
 
         ["v1.0", "me", "calendarview"] if get => calendar::calendar_view(&ctx, &me),
         ["v1.0", "me", "calendar", "calendarview"] if get => calendar::calendar_view(&ctx, &me),
@@ -186,18 +210,34 @@ pub fn dispatch(
 
         ["v1.0", "me", "drive"] if get => files::my_drive(&ctx),
         ["v1.0", "me", "drive", "root"] if get => files::my_drive_root(&ctx, None),
-        ["v1.0", "me", "drive", "root", "children"] if get => files::my_drive_root(&ctx, Some("children")),
+        ["v1.0", "me", "drive", "root", "children"] if get => {
+            files::my_drive_root(&ctx, Some("children"))
+        }
         ["v1.0", "me", "drive", "items", _] if get => files::my_drive_item(&ctx, s(4), None),
-        ["v1.0", "me", "drive", "items", _, "children"] if get => files::my_drive_item(&ctx, s(4), Some("children")),
-        ["v1.0", "me", "drive", "items", _, "content"] if get => files::my_drive_item(&ctx, s(4), Some("content")),
+        ["v1.0", "me", "drive", "items", _, "children"] if get => {
+            files::my_drive_item(&ctx, s(4), Some("children"))
+        }
+        ["v1.0", "me", "drive", "items", _, "content"] if get => {
+            files::my_drive_item(&ctx, s(4), Some("content"))
+        }
         ["v1.0", "drives", _] if get => files::get_drive(&ctx, s(2)),
         ["v1.0", "drives", _, "root"] if get => files::root(&ctx, s(2), None),
-        ["v1.0", "drives", _, "root", "children"] if get => files::root(&ctx, s(2), Some("children")),
-        ["v1.0", "drives", _, "root", q] if get && q.starts_with("search(") => files::search(&ctx, s(2), s(4)),
-        ["v1.0", "me", "drive", "root", q] if get && q.starts_with("search(") => files::my_drive_search(&ctx, s(4)),
+        ["v1.0", "drives", _, "root", "children"] if get => {
+            files::root(&ctx, s(2), Some("children"))
+        }
+        ["v1.0", "drives", _, "root", q] if get && q.starts_with("search(") => {
+            files::search(&ctx, s(2), s(4))
+        }
+        ["v1.0", "me", "drive", "root", q] if get && q.starts_with("search(") => {
+            files::my_drive_search(&ctx, s(4))
+        }
         ["v1.0", "drives", _, "items", _] if get => files::item(&ctx, s(2), s(4), None),
-        ["v1.0", "drives", _, "items", _, "children"] if get => files::item(&ctx, s(2), s(4), Some("children")),
-        ["v1.0", "drives", _, "items", _, "content"] if get => files::item(&ctx, s(2), s(4), Some("content")),
+        ["v1.0", "drives", _, "items", _, "children"] if get => {
+            files::item(&ctx, s(2), s(4), Some("children"))
+        }
+        ["v1.0", "drives", _, "items", _, "content"] if get => {
+            files::item(&ctx, s(2), s(4), Some("content"))
+        }
         ["v1.0", "sites"] if get => files::search_sites(&ctx),
         ["v1.0", "sites", _] if get => files::get_site(&ctx, s(2)),
         ["v1.0", "sites", _, "drives"] if get => files::site_drives(&ctx, s(2)),
@@ -210,14 +250,22 @@ pub fn dispatch(
         ["v1.0", "chats", _, "messages", _] if get => teams::chat_message(&ctx, s(2), s(4)),
         ["v1.0", "me", "joinedteams"] if get => teams::joined_teams(&ctx),
         ["v1.0", "teams", _, "channels"] if get => teams::channels(&ctx, s(2)),
-        ["v1.0", "teams", _, "channels", _, "messages"] if get => teams::channel_messages(&ctx, s(2), s(4), None),
-        ["v1.0", "teams", _, "channels", _, "messages", _] if get => teams::channel_message(&ctx, s(2), s(4), s(6)),
+        ["v1.0", "teams", _, "channels", _, "messages"] if get => {
+            teams::channel_messages(&ctx, s(2), s(4), None)
+        }
+        ["v1.0", "teams", _, "channels", _, "messages", _] if get => {
+            teams::channel_message(&ctx, s(2), s(4), s(6))
+        }
         ["v1.0", "teams", _, "channels", _, "messages", _, "replies"] if get => {
             teams::channel_messages(&ctx, s(2), s(4), Some(s(6)))
         }
 
         ["v1.0", ..] => Err(GraphError::no_route(uri.path())),
-        _ => Err(GraphError::new(StatusCode::NOT_FOUND, "ResourceNotFound", "Resource could not be discovered.")),
+        _ => Err(GraphError::new(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            "Resource could not be discovered.",
+        )),
     };
     result.unwrap_or_else(IntoResponse::into_response)
 }

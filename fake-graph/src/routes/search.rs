@@ -59,7 +59,8 @@ fn bad(msg: impl Into<String>) -> GraphError {
 const SHAREPOINT: &[&str] = &["driveitem", "listitem", "list", "drive", "site", "externalitem"];
 
 pub fn query(ctx: &Ctx<'_>) -> GraphResult {
-    let body: Body = serde_json::from_slice(ctx.body).map_err(|e| bad(format!("Unable to read the search request: {e}")))?;
+    let body: Body = serde_json::from_slice(ctx.body)
+        .map_err(|e| bad(format!("Unable to read the search request: {e}")))?;
     if body.requests.len() != 1 {
         return Err(bad("Exactly one search request is supported per call."));
     }
@@ -69,7 +70,21 @@ pub fn query(ctx: &Ctx<'_>) -> GraphResult {
     }
     let kinds: Vec<String> = req.entity_types.iter().map(|e| e.to_ascii_lowercase()).collect();
     let unique: HashSet<&str> = kinds.iter().map(String::as_str).collect();
-    let known = ["message", "event", "chatmessage", "person", "driveitem", "listitem", "list", "drive", "site", "externalitem", "acronym", "bookmark", "qna"];
+    let known = [
+        "message",
+        "event",
+        "chatmessage",
+        "person",
+        "driveitem",
+        "listitem",
+        "list",
+        "drive",
+        "site",
+        "externalitem",
+        "acronym",
+        "bookmark",
+        "qna",
+    ];
     if let Some(unknown) = kinds.iter().find(|k| !known.contains(&k.as_str())) {
         return Err(bad(format!("Requested entity type '{unknown}' is not supported.")));
     }
@@ -77,7 +92,8 @@ pub fn query(ctx: &Ctx<'_>) -> GraphResult {
     let family_ok = if unique.iter().any(|k| alone.contains(k)) {
         unique.len() == 1
     } else {
-        unique.iter().all(|k| SHAREPOINT.contains(k)) || unique.iter().all(|k| ["acronym", "bookmark", "qna"].contains(k))
+        unique.iter().all(|k| SHAREPOINT.contains(k))
+            || unique.iter().all(|k| ["acronym", "bookmark", "qna"].contains(k))
     };
     if !family_ok {
         return Err(bad(format!(
@@ -102,7 +118,9 @@ pub fn query(ctx: &Ctx<'_>) -> GraphResult {
         return Err(bad("The value of 'from' must not be negative."));
     }
     if !(1..=max).contains(&size) {
-        return Err(bad(format!("The value of 'size' must be between 1 and {max} for the requested entity types.")));
+        return Err(bad(format!(
+            "The value of 'size' must be between 1 and {max} for the requested entity types."
+        )));
     }
     if outlookish && req.sort_properties.as_ref().is_some_and(|s| !s.is_empty()) {
         return Err(bad("Sorting is not supported for the requested entity types."));
@@ -120,7 +138,11 @@ pub fn query(ctx: &Ctx<'_>) -> GraphResult {
             "chatmessage" => &perms::SEARCH_CHAT,
             "driveitem" | "drive" => &perms::SEARCH_DRIVE_ITEMS,
             "listitem" | "list" | "site" => &perms::SEARCH_SITES,
-            _ => return Err(bad(format!("Requested entity type '{k}' is not supported by fake-graph."))),
+            _ => {
+                return Err(bad(format!(
+                    "Requested entity type '{k}' is not supported by fake-graph."
+                )));
+            }
         };
         ctx.caller.require(perm)?;
     }
@@ -135,19 +157,17 @@ pub fn query(ctx: &Ctx<'_>) -> GraphResult {
         }
     }
     let expr = kql::parse(&qs).map_err(|e| bad(format!("Invalid query string: {e}")))?;
-    let hits = match kind.as_str() {
-        "message" => message_hits(ctx, &expr)?,
-        "event" => event_hits(ctx, &expr)?,
-        "chatmessage" => chat_hits(ctx, &expr)?,
-        _ => sharepoint_hits(ctx, &expr, &unique)?,
-    };
     let (from, size) = (from as usize, size as usize);
-    let total_matches = hits.len();
+    // Hits are built lazily so that only the requested page is rendered.
+    let (total_matches, hits) = match kind.as_str() {
+        "message" => message_hits(ctx, &expr, from, size)?,
+        "event" => window(event_hits(ctx, &expr)?, from, size),
+        "chatmessage" => window(chat_hits(ctx, &expr)?, from, size),
+        _ => window(sharepoint_hits(ctx, &expr, &unique)?, from, size),
+    };
     let terms = expr.highlight_terms();
     let page: Vec<Value> = hits
         .into_iter()
-        .skip(from)
-        .take(size)
         .enumerate()
         .map(|(i, h)| {
             let mut resource = h.resource;
@@ -175,15 +195,29 @@ struct Hit {
     resource: Value,
 }
 
-fn message_hits(ctx: &Ctx<'_>, expr: &Expr) -> Result<Vec<Hit>, GraphError> {
+/// The total and the `[from, from + size)` window of a hit list.
+fn window(hits: Vec<Hit>, from: usize, size: usize) -> (usize, Vec<Hit>) {
+    let total = hits.len();
+    (total, hits.into_iter().skip(from).take(size).collect())
+}
+
+fn message_hits(
+    ctx: &Ctx<'_>,
+    expr: &Expr,
+    from: usize,
+    size: usize,
+) -> Result<(usize, Vec<Hit>), GraphError> {
     let (_, idx) = ctx.tenant()?;
-    let Some(mbi) = idx.mailboxes.get(&ctx.caller.oid) else { return Ok(Vec::new()) };
+    let Some(mbi) = idx.mailboxes.get(&ctx.caller.oid) else { return Ok((0, Vec::new())) };
     let (tenant, _) = ctx.tenant()?;
     let mb = &tenant.content.mailboxes[mbi.pos];
     let positions = mail::search_mailbox(mb, mbi, expr);
     let immutable = ctx.prefs.immutable_id;
-    Ok(positions
+    let total = positions.len();
+    Ok((total, positions
         .into_iter()
+        .skip(from)
+        .take(size)
         .map(|i| {
             let m = &mb.messages[i as usize];
             let addr = |a: &fixtures::EmailAddress| json!({"emailAddress": {"name": a.name, "address": a.address}});
@@ -206,7 +240,7 @@ fn message_hits(ctx: &Ctx<'_>, expr: &Expr) -> Result<Vec<Hit>, GraphError> {
                 }),
             }
         })
-        .collect())
+        .collect()))
 }
 
 struct EventDoc<'a> {
@@ -221,11 +255,22 @@ impl KqlDoc for EventDoc<'_> {
     fn prop(&self, name: &str) -> PropValue {
         match name {
             "subject" | "title" => PropValue::Text(SearchText::new(&self.e.subject)),
-            "organizer" | "from" => PropValue::Text(SearchText::new(&format!("{} {}", self.e.organizer.name, self.e.organizer.address))),
+            "organizer" | "from" => PropValue::Text(SearchText::new(&format!(
+                "{} {}",
+                self.e.organizer.name, self.e.organizer.address
+            ))),
             "attendees" | "participants" | "to" => PropValue::Text(SearchText::new(
-                &self.e.attendees.iter().map(|a| format!("{} {}", a.name, a.address)).collect::<Vec<_>>().join(" "),
+                &self
+                    .e
+                    .attendees
+                    .iter()
+                    .map(|a| format!("{} {}", a.name, a.address))
+                    .collect::<Vec<_>>()
+                    .join(" "),
             )),
-            "location" => PropValue::Text(SearchText::new(self.e.location.as_deref().unwrap_or(""))),
+            "location" => {
+                PropValue::Text(SearchText::new(self.e.location.as_deref().unwrap_or("")))
+            }
             "start" => PropValue::Date(self.e.start),
             "end" => PropValue::Date(self.e.end),
             _ => PropValue::Unknown,
@@ -311,18 +356,35 @@ fn chat_hits(ctx: &Ctx<'_>, expr: &Expr) -> Result<Vec<Hit>, GraphError> {
     let (tenant, _) = ctx.tenant()?;
     let me = ctx.caller.oid;
     let person = |oid: uuid::Uuid| {
-        tenant.users.iter().find(|u| u.oid == oid).map(|u| (u.display_name.clone(), u.mail.clone())).unwrap_or_default()
+        tenant
+            .users
+            .iter()
+            .find(|u| u.oid == oid)
+            .map(|u| (u.display_name.clone(), u.mail.clone()))
+            .unwrap_or_default()
     };
     let mut found: Vec<(chrono::DateTime<chrono::Utc>, Hit)> = Vec::new();
-    let mut consider = |m: &fixtures::ChatMessage, chat_id: Option<&str>, channel: Option<(String, String)>| {
+    let mut consider = |m: &fixtures::ChatMessage,
+                        chat_id: Option<&str>,
+                        channel: Option<(String, String)>| {
         let (name, mail) = person(m.from);
         let body = mail::html_to_text(&m.body);
-        let doc = ChatDoc { text: SearchText::new(&body), from: format!("{name} {mail}"), created: m.created, mentioned: m.mentions.contains(&me) };
+        let doc = ChatDoc {
+            text: SearchText::new(&body),
+            from: format!("{name} {mail}"),
+            created: m.created,
+            mentioned: m.mentions.contains(&me),
+        };
         if !expr.matches(&doc) {
             return;
         }
         let hit = Hit {
-            hit_id: exchange_like_id(&format!("{}|{}|{}", chat_id.unwrap_or(""), channel.as_ref().map(|c| c.1.as_str()).unwrap_or(""), m.id)),
+            hit_id: exchange_like_id(&format!(
+                "{}|{}|{}",
+                chat_id.unwrap_or(""),
+                channel.as_ref().map(|c| c.1.as_str()).unwrap_or(""),
+                m.id
+            )),
             summary_text: body,
             resource: json!({
                 "@odata.type": "microsoft.graph.chatMessage",
@@ -346,7 +408,11 @@ fn chat_hits(ctx: &Ctx<'_>, expr: &Expr) -> Result<Vec<Hit>, GraphError> {
         }
     }
     for team in tenant.content.teams.iter().filter(|t| t.members.contains(&me)) {
-        for c in team.channels.iter().filter(|c| c.membership_type != "private" || c.members.contains(&me)) {
+        for c in team
+            .channels
+            .iter()
+            .filter(|c| c.membership_type != "private" || c.members.contains(&me))
+        {
             for m in &c.messages {
                 consider(m, None, Some((team.id.to_string(), c.id.clone())));
             }
@@ -371,7 +437,9 @@ impl KqlDoc for DriveDoc<'_> {
         let ext = it.name.rsplit_once('.').map(|(_, e)| e.to_owned()).unwrap_or_default();
         match name {
             "filename" | "title" => PropValue::Text(SearchText::new(&it.name)),
-            "filetype" | "fileextension" => PropValue::Keyword(if it.is_folder { String::new() } else { ext }),
+            "filetype" | "fileextension" => {
+                PropValue::Keyword(if it.is_folder { String::new() } else { ext })
+            }
             "path" => PropValue::Url(it.web_url.clone()),
             "iscontainer" => PropValue::Bool(it.is_folder),
             "isdocument" => PropValue::Bool(!it.is_folder),
@@ -404,7 +472,11 @@ impl KqlDoc for SiteDoc<'_> {
     }
 }
 
-fn sharepoint_hits(ctx: &Ctx<'_>, expr: &Expr, kinds: &HashSet<&str>) -> Result<Vec<Hit>, GraphError> {
+fn sharepoint_hits(
+    ctx: &Ctx<'_>,
+    expr: &Expr,
+    kinds: &HashSet<&str>,
+) -> Result<Vec<Hit>, GraphError> {
     let (tenant, idx) = ctx.tenant()?;
     let viewer = ctx.viewer();
     let terms = expr.highlight_terms();
@@ -415,8 +487,14 @@ fn sharepoint_hits(ctx: &Ctx<'_>, expr: &Expr, kinds: &HashSet<&str>) -> Result<
         for d in &tenant.content.drives {
             let Some(di) = idx.drives.get(&d.id) else { continue };
             for it in d.items.iter().filter(|i| i.parent_id.is_some()) {
-                let author = tenant.users.iter().find(|u| u.oid == it.created_by).map(|u| u.display_name.clone()).unwrap_or_default();
-                let text = SearchText::new(&format!("{} {} {}", it.name, files::file_text(it), author));
+                let author = tenant
+                    .users
+                    .iter()
+                    .find(|u| u.oid == it.created_by)
+                    .map(|u| u.display_name.clone())
+                    .unwrap_or_default();
+                let text =
+                    SearchText::new(&format!("{} {} {}", it.name, files::file_text(it), author));
                 let doc = DriveDoc { item: it, text, author };
                 if !expr.matches(&doc) || !trimming::can_see_item(&viewer, tenant, idx, d, di, it) {
                     continue;
@@ -428,13 +506,19 @@ fn sharepoint_hits(ctx: &Ctx<'_>, expr: &Expr, kinds: &HashSet<&str>) -> Result<
                     map.remove("eTag");
                     map.remove("cTag");
                 }
-                resource["@odata.type"] = json!(if as_list_item { "#microsoft.graph.listItem" } else { "#microsoft.graph.driveItem" });
+                resource["@odata.type"] = json!(if as_list_item {
+                    "#microsoft.graph.listItem"
+                } else {
+                    "#microsoft.graph.driveItem"
+                });
                 let s = score(&doc.text);
                 scored.push((
                     s,
                     it.modified,
                     Hit {
-                        hit_id: STANDARD.encode(&Sha256::digest(format!("{}|{}", d.id, it.id).as_bytes())[..20]),
+                        hit_id: STANDARD.encode(
+                            &Sha256::digest(format!("{}|{}", d.id, it.id).as_bytes())[..20],
+                        ),
                         summary_text: format!("{} {}", it.name, files::file_text(it)),
                         resource,
                     },

@@ -28,7 +28,12 @@ pub fn chat_json(tenant: &Tenant, c: &Chat) -> Value {
 }
 
 /// A Teams chat message; `chat` or `channel` says where it lives.
-pub fn message_json(tenant: &Tenant, m: &ChatMessage, chat_id: Option<&str>, channel: Option<(&Team, &Channel)>) -> Value {
+pub fn message_json(
+    tenant: &Tenant,
+    m: &ChatMessage,
+    chat_id: Option<&str>,
+    channel: Option<(&Team, &Channel)>,
+) -> Value {
     let user = tenant.users.iter().find(|u| u.oid == m.from);
     json!({
         "id": m.id,
@@ -75,7 +80,11 @@ pub fn message_json(tenant: &Tenant, m: &ChatMessage, chat_id: Option<&str>, cha
 
 fn member_chat<'a>(ctx: &'a Ctx<'_>, id: &str) -> Result<(&'a Tenant, &'a Chat), GraphError> {
     let (tenant, idx) = ctx.tenant()?;
-    let chat = idx.chats.get(id).map(|p| &tenant.content.chats[*p]).ok_or_else(GraphError::teams_not_found)?;
+    let chat = idx
+        .chats
+        .get(id)
+        .map(|p| &tenant.content.chats[*p])
+        .ok_or_else(GraphError::teams_not_found)?;
     if !chat.members.contains(&ctx.caller.oid) {
         return Err(GraphError::teams_not_found());
     }
@@ -85,12 +94,20 @@ fn member_chat<'a>(ctx: &'a Ctx<'_>, id: &str) -> Result<(&'a Tenant, &'a Chat),
 pub fn my_chats(ctx: &Ctx<'_>) -> GraphResult {
     ctx.caller.require(&perms::CHATS)?;
     let (tenant, _) = ctx.tenant()?;
-    let mut chats: Vec<&Chat> = tenant.content.chats.iter().filter(|c| c.members.contains(&ctx.caller.oid)).collect();
-    chats.sort_by_key(|c| std::cmp::Reverse(c.messages.iter().map(|m| m.created).max().unwrap_or(c.created)));
+    let mut chats: Vec<&Chat> =
+        tenant.content.chats.iter().filter(|c| c.members.contains(&ctx.caller.oid)).collect();
+    chats.sort_by_key(|c| {
+        std::cmp::Reverse(c.messages.iter().map(|m| m.created).max().unwrap_or(c.created))
+    });
     let top = ctx.query.top(50, 50)?;
     let offset = ctx.query.offset()?;
     let select = ctx.query.select();
-    let page: Vec<Value> = chats.iter().skip(offset).take(top).map(|c| odata::apply_select(chat_json(tenant, c), &select)).collect();
+    let page: Vec<Value> = chats
+        .iter()
+        .skip(offset)
+        .take(top)
+        .map(|c| odata::apply_select(chat_json(tenant, c), &select))
+        .collect();
     let mut body = json!({
         "@odata.context": format!("https://graph.microsoft.com/v1.0/$metadata#users('{}')/chats", ctx.caller.oid),
         "@odata.count": page.len(),
@@ -111,7 +128,12 @@ pub fn get_chat(ctx: &Ctx<'_>, id: &str) -> GraphResult {
 }
 
 /// Lists chat or channel messages with the chats API's `$top`/`$orderby`/`$filter` rules.
-fn message_page(ctx: &Ctx<'_>, mut msgs: Vec<&ChatMessage>, render: impl Fn(&ChatMessage) -> Value, context: String) -> GraphResult {
+fn message_page(
+    ctx: &Ctx<'_>,
+    mut msgs: Vec<&ChatMessage>,
+    render: impl Fn(&ChatMessage) -> Value,
+    context: String,
+) -> GraphResult {
     let top = ctx.query.top(20, 50)?;
     let order = ctx.query.get("$orderby").map(odata::parse_orderby).transpose()?;
     let order_prop = match order.as_deref() {
@@ -130,9 +152,16 @@ fn message_page(ctx: &Ctx<'_>, mut msgs: Vec<&ChatMessage>, render: impl Fn(&Cha
         if let Filter::Cmp { path, op, value: FVal::Date(d) } = &f
             && path == &order_prop
         {
-            let allowed = if path == "createddatetime" { matches!(op, CmpOp::Lt) } else { matches!(op, CmpOp::Lt | CmpOp::Gt) };
+            let allowed = if path == "createddatetime" {
+                matches!(op, CmpOp::Lt)
+            } else {
+                matches!(op, CmpOp::Lt | CmpOp::Gt)
+            };
             if !allowed {
-                return Err(GraphError::bad_request("BadRequest", format!("The $filter operator is not supported on '{path}'.")));
+                return Err(GraphError::bad_request(
+                    "BadRequest",
+                    format!("The $filter operator is not supported on '{path}'."),
+                ));
             }
             msgs.retain(|m| if matches!(op, CmpOp::Lt) { m.created < *d } else { m.created > *d });
         }
@@ -140,7 +169,12 @@ fn message_page(ctx: &Ctx<'_>, mut msgs: Vec<&ChatMessage>, render: impl Fn(&Cha
     msgs.sort_by_key(|m| std::cmp::Reverse((m.created, m.id.clone())));
     let offset = ctx.query.offset()?;
     let select = ctx.query.select();
-    let page: Vec<Value> = msgs.iter().skip(offset).take(top).map(|m| odata::apply_select(render(m), &select)).collect();
+    let page: Vec<Value> = msgs
+        .iter()
+        .skip(offset)
+        .take(top)
+        .map(|m| odata::apply_select(render(m), &select))
+        .collect();
     let mut body = json!({"@odata.context": context, "@odata.count": page.len(), "value": page});
     if offset + top < msgs.len() {
         body["@odata.nextLink"] = json!(ctx.query.next_link(ctx.base(), ctx.path, offset + top));
@@ -164,13 +198,20 @@ pub fn chat_message(ctx: &Ctx<'_>, id: &str, mid: &str) -> GraphResult {
     let (tenant, chat) = member_chat(ctx, id)?;
     let m = chat.messages.iter().find(|m| m.id == mid).ok_or_else(GraphError::teams_not_found)?;
     let mut body = message_json(tenant, m, Some(&chat.id), None);
-    body["@odata.context"] = json!(format!("https://graph.microsoft.com/v1.0/$metadata#chats('{}')/messages/$entity", chat.id));
+    body["@odata.context"] = json!(format!(
+        "https://graph.microsoft.com/v1.0/$metadata#chats('{}')/messages/$entity",
+        chat.id
+    ));
     Ok(json(odata::apply_select(body, &ctx.query.select())))
 }
 
 fn member_team<'a>(ctx: &'a Ctx<'_>, id: &str) -> Result<(&'a Tenant, &'a Team), GraphError> {
     let (tenant, idx) = ctx.tenant()?;
-    let team = idx.teams.get(&id.to_ascii_lowercase()).map(|p| &tenant.content.teams[*p]).ok_or_else(GraphError::teams_not_found)?;
+    let team = idx
+        .teams
+        .get(&id.to_ascii_lowercase())
+        .map(|p| &tenant.content.teams[*p])
+        .ok_or_else(GraphError::teams_not_found)?;
     if !team.members.contains(&ctx.caller.oid) {
         return Err(GraphError::teams_not_found());
     }
@@ -195,7 +236,9 @@ pub fn joined_teams(ctx: &Ctx<'_>) -> GraphResult {
         .filter(|t| t.members.contains(&ctx.caller.oid))
         .map(|t| json!({"id": t.id.to_string(), "displayName": t.display_name, "description": t.description, "isArchived": false, "tenantId": tenant.id.to_string()}))
         .collect();
-    Ok(json(json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#teams", "@odata.count": teams.len(), "value": teams})))
+    Ok(json(
+        json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#teams", "@odata.count": teams.len(), "value": teams}),
+    ))
 }
 
 pub fn channels(ctx: &Ctx<'_>, team: &str) -> GraphResult {
@@ -230,13 +273,26 @@ pub fn channels(ctx: &Ctx<'_>, team: &str) -> GraphResult {
     })))
 }
 
-fn channel<'a>(ctx: &'a Ctx<'_>, team: &str, channel: &str) -> Result<(&'a Tenant, &'a Team, &'a Channel), GraphError> {
+fn channel<'a>(
+    ctx: &'a Ctx<'_>,
+    team: &str,
+    channel: &str,
+) -> Result<(&'a Tenant, &'a Team, &'a Channel), GraphError> {
     let (tenant, team) = member_team(ctx, team)?;
-    let c = team.channels.iter().find(|c| c.id == channel && visible_channel(ctx, c)).ok_or_else(GraphError::teams_not_found)?;
+    let c = team
+        .channels
+        .iter()
+        .find(|c| c.id == channel && visible_channel(ctx, c))
+        .ok_or_else(GraphError::teams_not_found)?;
     Ok((tenant, team, c))
 }
 
-pub fn channel_messages(ctx: &Ctx<'_>, team: &str, chan: &str, replies_to: Option<&str>) -> GraphResult {
+pub fn channel_messages(
+    ctx: &Ctx<'_>,
+    team: &str,
+    chan: &str,
+    replies_to: Option<&str>,
+) -> GraphResult {
     ctx.caller.require(&perms::CHANNEL_MESSAGES)?;
     let (tenant, team, c) = channel(ctx, team, chan)?;
     let msgs: Vec<&ChatMessage> = match replies_to {
@@ -248,7 +304,10 @@ pub fn channel_messages(ctx: &Ctx<'_>, team: &str, chan: &str, replies_to: Optio
             c.messages.iter().filter(|m| m.reply_to_id.as_deref() == Some(parent)).collect()
         }
     };
-    let context = format!("https://graph.microsoft.com/v1.0/$metadata#teams('{}')/channels('{}')/messages", team.id, c.id);
+    let context = format!(
+        "https://graph.microsoft.com/v1.0/$metadata#teams('{}')/channels('{}')/messages",
+        team.id, c.id
+    );
     message_page(ctx, msgs, |m| message_json(tenant, m, None, Some((team, c))), context)
 }
 
@@ -256,5 +315,8 @@ pub fn channel_message(ctx: &Ctx<'_>, team: &str, chan: &str, mid: &str) -> Grap
     ctx.caller.require(&perms::CHANNEL_MESSAGES)?;
     let (tenant, team, c) = channel(ctx, team, chan)?;
     let m = c.messages.iter().find(|m| m.id == mid).ok_or_else(GraphError::teams_not_found)?;
-    Ok(json(odata::apply_select(message_json(tenant, m, None, Some((team, c))), &ctx.query.select())))
+    Ok(json(odata::apply_select(
+        message_json(tenant, m, None, Some((team, c))),
+        &ctx.query.select(),
+    )))
 }

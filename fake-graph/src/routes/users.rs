@@ -49,7 +49,10 @@ impl Fields for UserFields<'_> {
 
 pub fn get_user(ctx: &Ctx<'_>, id: &str, is_me: bool) -> GraphResult {
     if ctx.caller.app_only && is_me {
-        return Err(GraphError::bad_request("BadRequest", "/me request is only valid with delegated authentication flow."));
+        return Err(GraphError::bad_request(
+            "BadRequest",
+            "/me request is only valid with delegated authentication flow.",
+        ));
     }
     let target = ctx.store.user(ctx.caller.tid, id);
     let own = target.is_some_and(|u| u.oid == ctx.caller.oid);
@@ -67,7 +70,10 @@ pub fn list_users(ctx: &Ctx<'_>) -> GraphResult {
     if let (Some(f), Some(u)) = (&filter, tenant.users.first()) {
         f.validate(&UserFields(u))?;
     }
-    if ctx.query.get("$search").is_some() && !crate::header_str(ctx.headers, "consistencylevel").is_some_and(|v| v.eq_ignore_ascii_case("eventual")) {
+    if ctx.query.get("$search").is_some()
+        && !crate::header_str(ctx.headers, "consistencylevel")
+            .is_some_and(|v| v.eq_ignore_ascii_case("eventual"))
+    {
         return Err(GraphError::bad_request(
             "Request_UnsupportedQuery",
             "Request with $search query parameter only works through MSGraph with a special request header: 'ConsistencyLevel: eventual'",
@@ -81,15 +87,20 @@ pub fn list_users(ctx: &Ctx<'_>) -> GraphResult {
         .filter(|u| {
             search.as_ref().is_none_or(|s| {
                 let needle = s.split_once(':').map(|(_, v)| v).unwrap_or(s).to_lowercase();
-                u.display_name.to_lowercase().contains(&needle) || u.mail.to_lowercase().contains(&needle)
+                u.display_name.to_lowercase().contains(&needle)
+                    || u.mail.to_lowercase().contains(&needle)
             })
         })
         .collect();
     let top = ctx.query.top(100, 999)?;
     let offset = ctx.query.offset()?;
     let select = ctx.query.select();
-    let page: Vec<Value> =
-        matching.iter().skip(offset).take(top).map(|u| odata::apply_select(user_json(u), &select)).collect();
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(top)
+        .map(|u| odata::apply_select(user_json(u), &select))
+        .collect();
     let mut body = json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users", "value": page});
     if offset + top < matching.len() {
         body["@odata.nextLink"] = json!(ctx.query.next_link(ctx.base(), ctx.path, offset + top));

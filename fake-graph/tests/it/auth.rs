@@ -13,7 +13,9 @@ async fn a_request_without_a_token_gets_graphs_401_and_challenge() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.code(), "InvalidAuthenticationToken");
     assert_eq!(r.body["error"]["message"], "Access token is empty.");
-    assert!(r.header("www-authenticate").contains("client_id=\"00000003-0000-0000-c000-000000000000\""));
+    assert!(
+        r.header("www-authenticate").contains("client_id=\"00000003-0000-0000-c000-000000000000\"")
+    );
     assert_eq!(r.header("client-request-id"), "abc-123");
     assert_eq!(r.body["error"]["innerError"]["client-request-id"], "abc-123");
     assert_eq!(r.body["error"]["innerError"]["request-id"], r.header("request-id"));
@@ -104,10 +106,17 @@ async fn a_cp1_token_issued_before_a_revocation_gets_the_cae_challenge() {
     assert_eq!(r.code(), "InvalidAuthenticationToken");
     let challenge = r.header("www-authenticate");
     assert!(challenge.contains("error=\"insufficient_claims\""), "{challenge}");
-    let claims = challenge.split("claims=\"").nth(1).and_then(|s| s.split('"').next()).expect("claims");
+    let claims =
+        challenge.split("claims=\"").nth(1).and_then(|s| s.split('"').next()).expect("claims");
     use base64::Engine;
-    let decoded = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(claims).expect("base64")).expect("utf8");
-    assert!(decoded.starts_with(r#"{"access_token":{"nbf":{"essential":true, "value":""#), "{decoded}");
+    let decoded = String::from_utf8(
+        base64::engine::general_purpose::STANDARD.decode(claims).expect("base64"),
+    )
+    .expect("utf8");
+    assert!(
+        decoded.starts_with(r#"{"access_token":{"nbf":{"essential":true, "value":""#),
+        "{decoded}"
+    );
     // Tokens without cp1 keep working until they expire.
     assert_eq!(w.get(&plain, "/v1.0/me").await.status, StatusCode::OK);
     // A token issued after the event works.
@@ -118,7 +127,10 @@ async fn a_cp1_token_issued_before_a_revocation_gets_the_cae_challenge() {
 
 #[tokio::test]
 async fn background_cae_polling_also_sees_events() {
-    let w = TestWorld::start_with(|b| b.cae_sync(fake_graph::CaeSync::Background(Duration::from_millis(20)))).await;
+    let w = TestWorld::start_with(|b| {
+        b.cae_sync(fake_graph::CaeSync::Background(Duration::from_millis(20)))
+    })
+    .await;
     let (tid, oid) = w.persona("contoso", "alex");
     let cp1 = w.entra.graph_token(tid, oid, MAIL, true);
     w.clock.advance(Duration::from_secs(2));
@@ -132,7 +144,8 @@ async fn background_cae_polling_also_sees_events() {
 async fn every_write_is_refused_and_flagged_in_the_journal() {
     let w = TestWorld::start().await;
     let t = w.token("contoso", "adele", &["Mail.ReadWrite", "Mail.Send"]);
-    let r = w.send(Method::POST, Some(&t), "/v1.0/me/sendMail", Some(serde_json::json!({})), &[]).await;
+    let r =
+        w.send(Method::POST, Some(&t), "/v1.0/me/sendMail", Some(serde_json::json!({})), &[]).await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     let r = w.send(Method::DELETE, Some(&t), "/v1.0/me/messages/AAA", None, &[]).await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);

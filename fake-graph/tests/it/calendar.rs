@@ -43,14 +43,20 @@ async fn get_schedule_returns_views_errors_and_enforces_limits() {
         "startTime": {"dateTime": "2026-01-01T00:00:00", "timeZone": "UTC"},
         "endTime": {"dateTime": "2026-03-05T00:00:00", "timeZone": "UTC"},
     });
-    assert_eq!(w.post(&t, "/v1.0/me/calendar/getSchedule", too_long).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        w.post(&t, "/v1.0/me/calendar/getSchedule", too_long).await.status,
+        StatusCode::BAD_REQUEST
+    );
     let many: Vec<String> = (0..21).map(|i| format!("u{i}@contoso.com")).collect();
     let too_many = json!({
         "schedules": many,
         "startTime": {"dateTime": "2026-06-01T00:00:00", "timeZone": "UTC"},
         "endTime": {"dateTime": "2026-06-02T00:00:00", "timeZone": "UTC"},
     });
-    assert_eq!(w.post(&t, "/v1.0/me/calendar/getSchedule", too_many).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        w.post(&t, "/v1.0/me/calendar/getSchedule", too_many).await.status,
+        StatusCode::BAD_REQUEST
+    );
     let basic = w.token("contoso", "adele", &["Calendars.ReadBasic"]);
     let r = w.post(&basic, "/v1.0/me/calendar/getSchedule", json!({})).await;
     assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "ErrorAccessDenied"));
@@ -65,7 +71,10 @@ async fn find_meeting_times_needs_the_shared_scope() {
         "meetingDuration": "PT1H",
     });
     let t = w.token("contoso", "adele", CAL);
-    assert_eq!(w.post(&t, "/v1.0/me/findMeetingTimes", body.clone()).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        w.post(&t, "/v1.0/me/findMeetingTimes", body.clone()).await.status,
+        StatusCode::FORBIDDEN
+    );
     let t = w.token("contoso", "adele", &["Calendars.Read.Shared"]);
     let r = w.post(&t, "/v1.0/me/findMeetingTimes", body).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);

@@ -15,7 +15,9 @@ fn throttle(retry_after: RetryAfter) -> Fault {
 async fn the_nth_request_is_throttled_with_each_retry_after_style() {
     let w = TestWorld::start().await;
     let t = w.token("contoso", "adele", MAIL);
-    w.graph.add_fault(FaultRule::always(throttle(RetryAfter::Seconds(5))).path("/v1.0/me/messages").nth(2));
+    w.graph.add_fault(
+        FaultRule::always(throttle(RetryAfter::Seconds(5))).path("/v1.0/me/messages").nth(2),
+    );
     assert_eq!(w.get(&t, "/v1.0/me/messages").await.status, StatusCode::OK);
     let r = w.get(&t, "/v1.0/me/messages").await;
     assert_eq!((r.status, r.code()), (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"));
@@ -26,11 +28,17 @@ async fn the_nth_request_is_throttled_with_each_retry_after_style() {
     assert_eq!(w.graph.retry_violations().len(), 1);
 
     w.graph.clear_faults();
-    w.graph.add_fault(FaultRule::always(throttle(RetryAfter::Fractional(2.128))).path("/v1.0/me").times(1));
+    w.graph.add_fault(
+        FaultRule::always(throttle(RetryAfter::Fractional(2.128))).path("/v1.0/me").times(1),
+    );
     assert_eq!(w.get(&t, "/v1.0/me").await.header("retry-after"), "2.128");
-    w.graph.add_fault(FaultRule::always(throttle(RetryAfter::HttpDate(30))).path("/v1.0/me/mailFolders").times(1));
+    w.graph.add_fault(
+        FaultRule::always(throttle(RetryAfter::HttpDate(30))).path("/v1.0/me/mailFolders").times(1),
+    );
     assert!(w.get(&t, "/v1.0/me/mailFolders").await.header("retry-after").ends_with(" GMT"));
-    w.graph.add_fault(FaultRule::always(throttle(RetryAfter::Absent)).path("/v1.0/me/events").times(1));
+    w.graph.add_fault(
+        FaultRule::always(throttle(RetryAfter::Absent)).path("/v1.0/me/events").times(1),
+    );
     let r = w.get(&w.token("contoso", "adele", &["Calendars.Read"]), "/v1.0/me/events").await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers.get("retry-after").is_none());
@@ -40,7 +48,9 @@ async fn the_nth_request_is_throttled_with_each_retry_after_style() {
 async fn waiting_out_retry_after_is_not_a_violation() {
     let w = TestWorld::start().await;
     let t = w.token("contoso", "adele", MAIL);
-    w.graph.add_fault(FaultRule::always(throttle(RetryAfter::Seconds(3))).path("/v1.0/me/messages").times(1));
+    w.graph.add_fault(
+        FaultRule::always(throttle(RetryAfter::Seconds(3))).path("/v1.0/me/messages").times(1),
+    );
     assert_eq!(w.get(&t, "/v1.0/me/messages").await.status, StatusCode::TOO_MANY_REQUESTS);
     w.clock.advance(Duration::from_secs(4));
     assert_eq!(w.get(&t, "/v1.0/me/messages").await.status, StatusCode::OK);
@@ -51,7 +61,11 @@ async fn waiting_out_retry_after_is_not_a_violation() {
 async fn server_errors_and_broken_bodies() {
     let w = TestWorld::start().await;
     let t = w.token("contoso", "adele", MAIL);
-    w.graph.add_fault(FaultRule::always(Fault::ServiceUnavailable { retry_after: RetryAfter::Seconds(1) }).path("/v1.0/me").times(1));
+    w.graph.add_fault(
+        FaultRule::always(Fault::ServiceUnavailable { retry_after: RetryAfter::Seconds(1) })
+            .path("/v1.0/me")
+            .times(1),
+    );
     let r = w.get(&t, "/v1.0/me").await;
     assert_eq!((r.status, r.code()), (StatusCode::SERVICE_UNAVAILABLE, "serviceNotAvailable"));
     w.graph.add_fault(FaultRule::always(Fault::GatewayTimeout).path("/v1.0/me").times(1));
@@ -77,10 +91,14 @@ async fn outlook_allows_four_concurrent_requests_per_mailbox() {
     w.graph.add_fault(FaultRule::always(Fault::Latency { millis: 300 }).path("/v1.0/me/messages"));
     let calls = (0..5).map(|_| w.get(&t, "/v1.0/me/messages?$top=1"));
     let results = futures::future::join_all(calls).await;
-    let throttled: Vec<_> = results.iter().filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS).collect();
+    let throttled: Vec<_> =
+        results.iter().filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS).collect();
     assert_eq!(throttled.len(), 1);
     assert_eq!(throttled[0].code(), "ApplicationThrottled");
-    assert_eq!(throttled[0].body["error"]["message"], "Application is over its MailboxConcurrency limit.");
+    assert_eq!(
+        throttled[0].body["error"]["message"],
+        "Application is over its MailboxConcurrency limit."
+    );
 }
 
 #[tokio::test]
@@ -88,10 +106,21 @@ async fn faults_can_target_one_user_and_be_scripted_over_http() {
     let w = TestWorld::start().await;
     let (tid, alex) = w.persona("contoso", "alex");
     let rule = FaultRule::always(throttle(RetryAfter::Seconds(1))).user(tid, alex);
-    let r = w.send(reqwest::Method::POST, None, "/_fake/faults", Some(serde_json::to_value(&rule).expect("json")), &[]).await;
+    let r = w
+        .send(
+            reqwest::Method::POST,
+            None,
+            "/_fake/faults",
+            Some(serde_json::to_value(&rule).expect("json")),
+            &[],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(w.get(&w.token("contoso", "adele", MAIL), "/v1.0/me").await.status, StatusCode::OK);
-    assert_eq!(w.get(&w.token("contoso", "alex", MAIL), "/v1.0/me").await.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        w.get(&w.token("contoso", "alex", MAIL), "/v1.0/me").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     let journal = w.send(reqwest::Method::GET, None, "/_fake/journal", None, &[]).await;
     assert_eq!(journal.body.as_array().expect("entries").len(), 2);
 }
@@ -100,7 +129,8 @@ async fn faults_can_target_one_user_and_be_scripted_over_http() {
 async fn an_added_message_is_served_at_once() {
     let w = TestWorld::start().await;
     let (tid, oid) = w.persona("contoso", "adele");
-    let mb = w.tenant("contoso").content.mailboxes.iter().find(|m| m.owner == oid).expect("mailbox");
+    let mb =
+        w.tenant("contoso").content.mailboxes.iter().find(|m| m.owner == oid).expect("mailbox");
     let mut m = mb.messages[0].clone();
     m.id = "AAMkAGFreshMessage=".into();
     m.immutable_id = "AAkALgFreshMessage=".into();

@@ -9,7 +9,11 @@ use crate::helpers::{TestWorld, seg};
 const FILES: &[&str] = &["Files.Read.All", "Sites.Read.All"];
 
 /// (drive id, item) of a well-known item by name.
-fn item<'a>(w: &'a TestWorld, tenant: &str, name: &str) -> (&'a fixtures::Drive, &'a fixtures::DriveItem) {
+fn item<'a>(
+    w: &'a TestWorld,
+    tenant: &str,
+    name: &str,
+) -> (&'a fixtures::Drive, &'a fixtures::DriveItem) {
     w.tenant(tenant)
         .content
         .drives
@@ -27,7 +31,13 @@ async fn my_drive_root_children_show_the_private_note() {
     assert_eq!(d.body["driveType"], "business");
     let kids = w.get(&t, "/v1.0/me/drive/root/children").await;
     assert_eq!(kids.status, StatusCode::OK);
-    assert!(kids.body["value"].as_array().expect("value").iter().any(|i| i["name"] == "Adele private notes.txt"));
+    assert!(
+        kids.body["value"]
+            .as_array()
+            .expect("value")
+            .iter()
+            .any(|i| i["name"] == "Adele private notes.txt")
+    );
 }
 
 #[tokio::test]
@@ -52,7 +62,10 @@ async fn site_membership_and_sharing_decide_visibility() {
     let (d, contract) = item(&w, "contoso", "Contract.pdf");
     let path = format!("/v1.0/drives/{}/items/{}", seg(&d.id), seg(&contract.id));
     assert_eq!(w.get(&w.token("contoso", "megan", FILES), &path).await.status, StatusCode::OK);
-    assert_eq!(w.get(&w.token("contoso", "adele", FILES), &path).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        w.get(&w.token("contoso", "adele", FILES), &path).await.status,
+        StatusCode::NOT_FOUND
+    );
     let (d, design) = item(&w, "contoso", "Design.docx");
     let path = format!("/v1.0/drives/{}/items/{}", seg(&d.id), seg(&design.id));
     assert_eq!(w.get(&w.token("contoso", "diego", FILES), &path).await.status, StatusCode::OK);
@@ -76,9 +89,15 @@ async fn content_redirects_to_a_preauthenticated_url_that_serves_ranges_and_expi
     assert!(downloads.iter().all(|d| !d.had_authorization));
     let mut tampered = location.clone();
     tampered.push('x');
-    assert_eq!(w.http.get(&tampered).send().await.expect("sent").status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        w.http.get(&tampered).send().await.expect("sent").status(),
+        StatusCode::UNAUTHORIZED
+    );
     w.clock.advance(Duration::from_secs(2 * 3600));
-    assert_eq!(w.http.get(&location).send().await.expect("sent").status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        w.http.get(&location).send().await.expect("sent").status(),
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -87,10 +106,16 @@ async fn sites_are_trimmed_to_membership() {
     let t = w.token("contoso", "adele", FILES);
     let r = w.get(&t, "/v1.0/sites?search=*").await;
     assert_eq!(r.status, StatusCode::OK);
-    let names: Vec<&str> = r.body["value"].as_array().expect("value").iter().filter_map(|s| s["name"].as_str()).collect();
+    let names: Vec<&str> = r.body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
     assert!(names.contains(&"AllCompany"), "{names:?}");
     assert!(!names.contains(&"Finance"), "{names:?}");
-    let finance = w.tenant("contoso").content.sites.iter().find(|s| s.name == "Finance").expect("site");
+    let finance =
+        w.tenant("contoso").content.sites.iter().find(|s| s.name == "Finance").expect("site");
     let r = w.get(&t, &format!("/v1.0/sites/{}", seg(&finance.id))).await;
     assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "itemNotFound"));
     let megan = w.token("contoso", "megan", FILES);
@@ -117,7 +142,8 @@ async fn a_sharing_link_resolves_through_shares() {
     let w = TestWorld::start().await;
     let (_, design) = item(&w, "contoso", "Design.docx");
     use base64::Engine;
-    let key = format!("u!{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&design.web_url));
+    let key =
+        format!("u!{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&design.web_url));
     let t = w.token("contoso", "diego", FILES);
     let r = w.get(&t, &format!("/v1.0/shares/{key}/driveItem")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);

@@ -53,16 +53,23 @@ impl TestWorld {
         Self::start_with(|b| b).await
     }
 
-    pub async fn start_with(f: impl FnOnce(fake_graph::FakeGraphBuilder) -> fake_graph::FakeGraphBuilder) -> Self {
+    pub async fn start_with(
+        f: impl FnOnce(fake_graph::FakeGraphBuilder) -> fake_graph::FakeGraphBuilder,
+    ) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let world = fixtures::standard_world();
         let clock = Clock::system();
         let entra = FakeEntra::builder().world(world.clone()).clock(clock.clone()).start().await;
-        let graph = f(FakeGraph::builder().world(world.clone()).entra(&entra.uri()).clock(clock.clone()))
-            .start()
-            .await
-            .expect("fake-graph starts");
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().build().expect("client");
+        let graph =
+            f(FakeGraph::builder().world(world.clone()).entra(&entra.uri()).clock(clock.clone()))
+                .start()
+                .await
+                .expect("fake-graph starts");
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .expect("client");
         Self { entra, graph, world, http, clock }
     }
 
@@ -80,8 +87,19 @@ impl TestWorld {
         self.world.tenants.iter().find(|t| t.name == name).expect("tenant exists")
     }
 
-    pub async fn send(&self, method: Method, token: Option<&str>, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> Resp {
-        let url = if path.starts_with("http") { path.to_owned() } else { format!("{}{path}", self.graph.uri()) };
+    pub async fn send(
+        &self,
+        method: Method,
+        token: Option<&str>,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let url = if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.graph.uri())
+        };
         let mut req = self.http.request(method, url);
         if let Some(t) = token {
             req = req.bearer_auth(t);

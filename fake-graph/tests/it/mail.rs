@@ -53,15 +53,24 @@ async fn filter_by_sender_and_date_and_the_orderby_rule() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let v = r.body["value"].as_array().expect("value");
     assert!(!v.is_empty());
-    assert!(v.iter().all(|m| m["from"]["emailAddress"]["address"] == Value::String(sender.clone())));
+    assert!(
+        v.iter().all(|m| m["from"]["emailAddress"]["address"] == Value::String(sender.clone()))
+    );
     let bad = w
         .get(&t, &format!("/v1.0/me/messages?$filter=from/emailAddress/address eq '{sender}'&$orderby=receivedDateTime desc"))
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad.code(), "InefficientFilter");
-    let unread = w.get(&t, "/v1.0/me/messages?$filter=isRead eq false and hasAttachments eq true").await;
+    let unread =
+        w.get(&t, "/v1.0/me/messages?$filter=isRead eq false and hasAttachments eq true").await;
     assert_eq!(unread.status, StatusCode::OK);
-    assert!(unread.body["value"].as_array().expect("value").iter().all(|m| m["isRead"] == false && m["hasAttachments"] == true));
+    assert!(
+        unread.body["value"]
+            .as_array()
+            .expect("value")
+            .iter()
+            .all(|m| m["isRead"] == false && m["hasAttachments"] == true)
+    );
 }
 
 #[tokio::test]
@@ -70,11 +79,20 @@ async fn search_finds_words_and_refuses_filter_or_orderby() {
     let t = w.token("contoso", "adele", MAIL);
     let r = w.get(&t, "/v1.0/me/messages?$search=\"falcon\"").await;
     assert_eq!(r.status, StatusCode::OK);
-    let subjects: Vec<&str> = r.body["value"].as_array().expect("value").iter().filter_map(|m| m["subject"].as_str()).collect();
+    let subjects: Vec<&str> = r.body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter_map(|m| m["subject"].as_str())
+        .collect();
     assert!(subjects.iter().any(|s| s.contains("Project Falcon design notes")), "{subjects:?}");
-    let bad = w.get(&t, "/v1.0/me/messages?$search=\"falcon\"&$orderby=receivedDateTime desc").await;
+    let bad =
+        w.get(&t, "/v1.0/me/messages?$search=\"falcon\"&$orderby=receivedDateTime desc").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-    assert_eq!(bad.body["error"]["message"], "The query parameter '$orderBy' is not supported with '$search'.");
+    assert_eq!(
+        bad.body["error"]["message"],
+        "The query parameter '$orderBy' is not supported with '$search'."
+    );
     let bad = w.get(&t, "/v1.0/me/messages?$search=\"falcon\"&$filter=isRead eq true").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
@@ -91,7 +109,13 @@ async fn mail_readbasic_gets_no_bodies_and_text_preference_converts_html() {
     let full = w.token("contoso", "adele", MAIL);
     let html = w.get(&full, &format!("/v1.0/me/messages/{}", seg(&m.id))).await;
     assert_eq!(html.body["body"]["contentType"], "html");
-    let text = w.get_h(&full, &format!("/v1.0/me/messages/{}", seg(&m.id)), &[("Prefer", "outlook.body-content-type=\"text\"")]).await;
+    let text = w
+        .get_h(
+            &full,
+            &format!("/v1.0/me/messages/{}", seg(&m.id)),
+            &[("Prefer", "outlook.body-content-type=\"text\"")],
+        )
+        .await;
     assert_eq!(text.body["body"]["contentType"], "text");
     assert!(!text.body["body"]["content"].as_str().unwrap_or("<").contains('<'));
     assert_eq!(text.header("preference-applied"), "outlook.body-content-type=\"text\"");
@@ -135,10 +159,15 @@ async fn attachments_carry_base64_bytes_and_need_mail_read() {
     assert_eq!(a["@odata.type"], "#microsoft.graph.fileAttachment");
     assert_eq!(a["name"], "Contract.pdf");
     use base64::Engine;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(a["contentBytes"].as_str().expect("bytes")).expect("b64");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(a["contentBytes"].as_str().expect("bytes"))
+        .expect("b64");
     assert_eq!(bytes, m.attachments[0].bytes);
     let basic = w.token("contoso", "adele", &["Mail.ReadBasic"]);
-    assert_eq!(w.get(&basic, &format!("/v1.0/me/messages/{}/attachments", seg(&m.id))).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        w.get(&basic, &format!("/v1.0/me/messages/{}/attachments", seg(&m.id))).await.status,
+        StatusCode::FORBIDDEN
+    );
 }
 
 #[tokio::test]
@@ -150,7 +179,12 @@ async fn folders_list_and_folder_messages_are_scoped() {
     assert!(r.body["value"].as_array().expect("value").iter().any(|f| f["displayName"] == "Inbox"));
     let archive = w.get(&t, "/v1.0/me/mailFolders/archive/messages?$top=50").await;
     assert_eq!(archive.status, StatusCode::OK);
-    let subjects: Vec<&str> = archive.body["value"].as_array().expect("value").iter().filter_map(|m| m["subject"].as_str()).collect();
+    let subjects: Vec<&str> = archive.body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter_map(|m| m["subject"].as_str())
+        .collect();
     assert!(subjects.iter().any(|s| s.starts_with("Welcome to")), "{subjects:?}");
 }
 
@@ -158,10 +192,15 @@ async fn folders_list_and_folder_messages_are_scoped() {
 async fn users_filter_and_mailbox_settings() {
     let w = TestWorld::start().await;
     let t = w.token("contoso", "adele", &["User.ReadBasic.All", "MailboxSettings.Read"]);
-    let r = w.get(&t, "/v1.0/users?$filter=startswith(displayName,'Ale')&$select=id,displayName,mail").await;
+    let r = w
+        .get(&t, "/v1.0/users?$filter=startswith(displayName,'Ale')&$select=id,displayName,mail")
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     let v = r.body["value"].as_array().expect("value");
-    assert!(!v.is_empty() && v.iter().all(|u| u["displayName"].as_str().is_some_and(|n| n.starts_with("Ale"))));
+    assert!(
+        !v.is_empty()
+            && v.iter().all(|u| u["displayName"].as_str().is_some_and(|n| n.starts_with("Ale")))
+    );
     assert!(v[0].get("jobTitle").is_none());
     let s = w.get(&t, "/v1.0/me/mailboxSettings").await;
     assert_eq!(s.status, StatusCode::OK);

@@ -55,13 +55,20 @@ async fn drive_item_search_is_trimmed_before_paging() {
     let megan = w.token("contoso", "megan", ALL);
     let r = w.post(&megan, "/v1.0/search/query", req(&["driveItem"], q, 0, 25)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let names: Vec<&str> = container(&r)["hits"].as_array().map(|h| h.iter().filter_map(|h| h["resource"]["name"].as_str()).collect()).unwrap_or_default();
+    let names: Vec<&str> = container(&r)["hits"]
+        .as_array()
+        .map(|h| h.iter().filter_map(|h| h["resource"]["name"].as_str()).collect())
+        .unwrap_or_default();
     assert!(names.contains(&"Contract.pdf"), "{names:?}");
     let adele = w.token("contoso", "adele", ALL);
-    let r = w.post(&adele, "/v1.0/search/query", req(&["driveItem"], "filename:Contract.pdf", 0, 25)).await;
+    let r = w
+        .post(&adele, "/v1.0/search/query", req(&["driveItem"], "filename:Contract.pdf", 0, 25))
+        .await;
     assert_eq!(container(&r)["total"], 0);
     assert_eq!(container(&r)["moreResultsAvailable"], false);
-    let hit = w.post(&megan, "/v1.0/search/query", req(&["driveItem"], "filename:Contract.pdf", 0, 25)).await;
+    let hit = w
+        .post(&megan, "/v1.0/search/query", req(&["driveItem"], "filename:Contract.pdf", 0, 25))
+        .await;
     let resource = &container(&hit)["hits"][0]["resource"];
     assert_eq!(resource["@odata.type"], "#microsoft.graph.driveItem");
     assert!(resource["parentReference"]["driveId"].is_string() && resource["id"].is_string());
@@ -76,14 +83,27 @@ async fn folders_and_filetypes_and_sites() {
     assert!(!hits.is_empty() && hits.iter().all(|h| h["resource"]["folder"].is_object()));
     let r = w.post(&t, "/v1.0/search/query", req(&["driveItem"], "filetype:pptx", 0, 100)).await;
     let hits = container(&r)["hits"].as_array().cloned().unwrap_or_default();
-    assert!(!hits.is_empty() && hits.iter().all(|h| h["resource"]["name"].as_str().is_some_and(|n| n.ends_with(".pptx"))));
+    assert!(
+        !hits.is_empty()
+            && hits
+                .iter()
+                .all(|h| h["resource"]["name"].as_str().is_some_and(|n| n.ends_with(".pptx")))
+    );
     let r = w.post(&t, "/v1.0/search/query", req(&["site"], "Finance", 0, 10)).await;
     let site = &container(&r)["hits"][0];
     assert_eq!(site["resource"]["@odata.type"], "#microsoft.graph.site");
     assert_eq!(site["hitId"], site["resource"]["id"]);
     let files_only = w.token("contoso", "megan", &["Files.Read.All"]);
-    assert_eq!(w.post(&files_only, "/v1.0/search/query", req(&["site"], "Finance", 0, 10)).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(w.post(&files_only, "/v1.0/search/query", req(&["driveItem"], "Finance", 0, 10)).await.status, StatusCode::OK);
+    assert_eq!(
+        w.post(&files_only, "/v1.0/search/query", req(&["site"], "Finance", 0, 10)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        w.post(&files_only, "/v1.0/search/query", req(&["driveItem"], "Finance", 0, 10))
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -93,7 +113,11 @@ async fn event_and_chat_hits_have_graphs_quirks() {
     let r = w.post(&t, "/v1.0/search/query", req(&["event"], "sync", 0, 5)).await;
     let ev = &container(&r)["hits"][0]["resource"];
     assert_eq!(ev["@odata.type"], "#microsoft.graph.event");
-    assert!(ev["sensitivity"].as_str().is_some_and(|s| s.chars().next().is_some_and(char::is_uppercase)));
+    assert!(
+        ev["sensitivity"]
+            .as_str()
+            .is_some_and(|s| s.chars().next().is_some_and(char::is_uppercase))
+    );
     let r = w.post(&t, "/v1.0/search/query", req(&["chatMessage"], "budget", 0, 5)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let chat = &container(&r)["hits"][0]["resource"];

@@ -19,7 +19,9 @@ fn assert_has_shape(actual: &Value, reference: &Value, at: &str) {
                 assert_has_shape(a0, r0, &format!("{at}[0]"));
             }
         }
-        (Value::Object(_) | Value::Array(_), other) => panic!("{at}: expected a structure, got {other}"),
+        (Value::Object(_) | Value::Array(_), other) => {
+            panic!("{at}: expected a structure, got {other}")
+        }
         _ => {}
     }
 }
@@ -28,7 +30,14 @@ fn redact(v: &mut Value) {
     match v {
         Value::Object(map) => {
             for (k, val) in map.iter_mut() {
-                let volatile = matches!(k.as_str(), "request-id" | "client-request-id" | "date" | "@microsoft.graph.downloadUrl" | "@odata.nextLink");
+                let volatile = matches!(
+                    k.as_str(),
+                    "request-id"
+                        | "client-request-id"
+                        | "date"
+                        | "@microsoft.graph.downloadUrl"
+                        | "@odata.nextLink"
+                );
                 if volatile {
                     *val = json!("[redacted]");
                 } else {

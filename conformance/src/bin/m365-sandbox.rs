@@ -1,0 +1,74 @@
+//! `m365-sandbox [--as UPN] [--port PORT]`: the whole world on loopback with the fixture
+//! tenants, for a person and a standard MCP client. Prints the MCP URL, the personas, a ready
+//! bearer token and a copy-paste Inspector command; fake-entra's sign-in page (no `login_hint`)
+//! lets a person pick a persona in a browser. Ctrl-C stops everything.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use conformance::{ConnectorMode, Persona, World};
+
+#[derive(Parser)]
+#[command(name = "m365-sandbox", about = "Run fake Entra, fake Graph and the connector with the fixture tenants")]
+struct Cli {
+    /// The persona whose bearer token is printed.
+    #[arg(long = "as", default_value = "adele@contoso.com")]
+    persona: String,
+    /// The connector's port (random when absent).
+    #[arg(long)]
+    port: Option<u16>,
+    /// fake-entra's port.
+    #[arg(long)]
+    entra_port: Option<u16>,
+    /// fake-graph's port.
+    #[arg(long)]
+    graph_port: Option<u16>,
+    /// Spawn this connector binary instead of running the connector in-process.
+    #[arg(long)]
+    connector_bin: Option<std::path::PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mode = match &cli.connector_bin {
+        Some(p) => ConnectorMode::Binary(p.clone()),
+        None => ConnectorMode::InProcess,
+    };
+    let world = match World::builder().mode(mode).ports(cli.entra_port, cli.graph_port, cli.port).start().await {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: the sandbox did not start: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("MCP URL:     {}", world.mcp_url());
+    println!("fake Entra:  {}", world.entra.uri());
+    println!("fake Graph:  {}", world.graph.uri());
+    println!("MCP client id (public, PKCE): {}", world.entra.mcp_client_id());
+    println!(
+        "Browser sign-in (pick a persona): {}/organizations/oauth2/v2.0/authorize?client_id={}&response_type=code&redirect_uri=http://localhost:8400/callback&scope=api://{}/access_as_user",
+        world.entra.uri(),
+        world.entra.mcp_client_id(),
+        world.entra.connector_id()
+    );
+    println!("\nPersonas:");
+    for p in Persona::ALL {
+        println!("  {:<28} {p:?}", p.upn());
+    }
+    match world.sign_in(&cli.persona).await {
+        Ok(s) => {
+            let token = s.token();
+            println!("\nBearer token for {} (expires in {} s):\n{token}\n", cli.persona, s.expires_in());
+            println!(
+                "Try:\n  npx @modelcontextprotocol/inspector --cli {} --transport http --method tools/list --header \"Authorization: Bearer {token}\"",
+                world.mcp_url()
+            );
+        }
+        Err(e) => println!("\n{} cannot sign in: {e:#}", cli.persona),
+    }
+    println!("\nCtrl-C stops everything.");
+    let _ = tokio::signal::ctrl_c().await;
+    world.shutdown().await;
+    ExitCode::SUCCESS
+}

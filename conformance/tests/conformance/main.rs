@@ -1,0 +1,32 @@
+//! The conformance catalogue as tests: each test starts its scenario's world (connector
+//! in-process, one shared clock) and runs the scenario body from the library.
+
+mod a_inbound;
+mod c_ca;
+mod d_readonly;
+mod f_faults;
+mod i_isolation;
+mod o_org;
+mod r_revocation;
+mod s_tools;
+mod t_tokens;
+
+/// Runs one catalogue scenario by id.
+macro_rules! conformance_test {
+    ($name:ident, $id:literal) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() -> anyhow::Result<()> {
+            conformance::scenarios::run_in_process($id).await
+        }
+    };
+}
+pub(crate) use conformance_test;
+
+#[test]
+fn every_registered_scenario_has_a_unique_id() {
+    let all = conformance::scenarios::all();
+    let mut ids: Vec<_> = all.iter().map(|s| s.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), all.len());
+}
