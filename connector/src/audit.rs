@@ -136,7 +136,8 @@ impl AuditLog {
             Ok(f) => {
                 let mut last: Option<String> = None;
                 for line in BufReader::new(f).lines() {
-                    let line = line.map_err(|source| AuditError::Open { path: path.to_owned(), source })?;
+                    let line =
+                        line.map_err(|source| AuditError::Open { path: path.to_owned(), source })?;
                     if !line.is_empty() {
                         last = Some(line);
                     }
@@ -160,7 +161,9 @@ impl AuditLog {
             .append(true)
             .open(path)
             .map_err(|source| AuditError::Open { path: path.to_owned(), source })?;
-        let sink = file.try_clone().map_err(|source| AuditError::Open { path: path.to_owned(), source })?;
+        let sink = file
+            .try_clone()
+            .map_err(|source| AuditError::Open { path: path.to_owned(), source })?;
         Ok(Self {
             chain: Mutex::new(Chain { sink: Box::new(sink), file: Some(file), seq, prev }),
             fsync,
@@ -171,7 +174,12 @@ impl AuditLog {
     /// A log writing to any sink (tests inject a failing writer to check fail-closed).
     pub fn to_writer(sink: impl Write + Send + 'static, clock: Clock) -> Self {
         Self {
-            chain: Mutex::new(Chain { sink: Box::new(sink), file: None, seq: 0, prev: GENESIS.to_owned() }),
+            chain: Mutex::new(Chain {
+                sink: Box::new(sink),
+                file: None,
+                seq: 0,
+                prev: GENESIS.to_owned(),
+            }),
             fsync: false,
             clock,
         }
@@ -255,7 +263,9 @@ pub fn verify(path: &Path) -> Result<Verdict, std::io::Error> {
             });
         }
         if record.get("prev").and_then(Value::as_str) != Some(prev.as_str()) {
-            return broken("prev does not match the previous line: a record was removed, edited or reordered");
+            return broken(
+                "prev does not match the previous line: a record was removed, edited or reordered",
+            );
         }
         let Some(hash) = record.get("hash").and_then(Value::as_str) else {
             return broken("missing hash");
@@ -296,7 +306,11 @@ mod tests {
             }
         }
         let log = AuditLog::to_writer(Full, Clock::system());
-        let err = log.record(AuditEvent::TokenRefused { reason: "expired", tenant_id: None, user_id: None });
+        let err = log.record(AuditEvent::TokenRefused {
+            reason: "expired",
+            tenant_id: None,
+            user_id: None,
+        });
         assert!(matches!(err, Err(AuditError::Write(_))));
     }
 }

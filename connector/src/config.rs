@@ -219,7 +219,9 @@ pub struct RawTools {
 }
 
 /// Accepts a string or a number (an env value like `12345` parses as a TOML integer).
-fn lenient_secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+fn lenient_secret<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SecretString>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Lenient {
@@ -319,7 +321,10 @@ impl fmt::Debug for Credential {
         match self {
             Self::Secret(_) => f.write_str("Credential::Secret([redacted])"),
             Self::Certificate { thumbprint_x5t, .. } => {
-                write!(f, "Credential::Certificate {{ thumbprint_x5t: {thumbprint_x5t:?}, private_key_pem: [redacted] }}")
+                write!(
+                    f,
+                    "Credential::Certificate {{ thumbprint_x5t: {thumbprint_x5t:?}, private_key_pem: [redacted] }}"
+                )
             }
         }
     }
@@ -481,12 +486,11 @@ impl Settings {
     /// Validates a raw configuration.
     pub fn from_raw(raw: RawSettings) -> Result<Self, ConfigError> {
         // server
-        let listen: SocketAddr = raw
-            .server
-            .listen
-            .parse()
-            .map_err(|_| invalid("server.listen", format!("`{}` is not an IP:port address", raw.server.listen)))?;
-        let public = raw.server.public_url.clone().unwrap_or_else(|| format!("http://{listen}/mcp"));
+        let listen: SocketAddr = raw.server.listen.parse().map_err(|_| {
+            invalid("server.listen", format!("`{}` is not an IP:port address", raw.server.listen))
+        })?;
+        let public =
+            raw.server.public_url.clone().unwrap_or_else(|| format!("http://{listen}/mcp"));
         let resource = parse_service_url("server.public_url", &public)?;
         if resource.fragment().is_some() || resource.query().is_some() {
             return Err(invalid("server.public_url", "must have no query or fragment"));
@@ -499,7 +503,10 @@ impl Settings {
         }
         let allowed_hosts = match raw.server.allowed_hosts {
             Some(h) if h.is_empty() => {
-                return Err(invalid("server.allowed_hosts", "must not be empty (it would allow any Host)"));
+                return Err(invalid(
+                    "server.allowed_hosts",
+                    "must not be empty (it would allow any Host)",
+                ));
             }
             Some(h) => h,
             None => {
@@ -512,8 +519,9 @@ impl Settings {
             }
         };
         for origin in &raw.server.allowed_origins {
-            let u = Url::parse(origin)
-                .map_err(|_| invalid("server.allowed_origins", format!("`{origin}` is not an origin URL")))?;
+            let u = Url::parse(origin).map_err(|_| {
+                invalid("server.allowed_origins", format!("`{origin}` is not an origin URL"))
+            })?;
             if u.host_str().is_none() {
                 return Err(invalid("server.allowed_origins", format!("`{origin}` has no host")));
             }
@@ -537,8 +545,14 @@ impl Settings {
         if audiences.is_empty() || audiences.iter().any(|a| a.trim().is_empty()) {
             return Err(invalid("entra.audiences", "at least one non-empty audience is required"));
         }
-        if audiences.iter().any(|a| a.eq_ignore_ascii_case("https://graph.microsoft.com") || a == "00000003-0000-0000-c000-000000000000") {
-            return Err(invalid("entra.audiences", "must not include Microsoft Graph (no token passthrough)"));
+        if audiences.iter().any(|a| {
+            a.eq_ignore_ascii_case("https://graph.microsoft.com")
+                || a == "00000003-0000-0000-c000-000000000000"
+        }) {
+            return Err(invalid(
+                "entra.audiences",
+                "must not include Microsoft Graph (no token passthrough)",
+            ));
         }
         let scope = raw.entra.required_scope.trim().to_owned();
         if scope.is_empty() || scope.contains(' ') {
@@ -557,9 +571,14 @@ impl Settings {
             (None, Some(cert)) => {
                 let pem = match (cert.private_key_pem, cert.private_key_file) {
                     (Some(p), None) => p,
-                    (None, Some(path)) => SecretString::from(std::fs::read_to_string(&path).map_err(|e| {
-                        invalid("entra.certificate.private_key_file", format!("cannot read {}: {e}", path.display()))
-                    })?),
+                    (None, Some(path)) => {
+                        SecretString::from(std::fs::read_to_string(&path).map_err(|e| {
+                            invalid(
+                                "entra.certificate.private_key_file",
+                                format!("cannot read {}: {e}", path.display()),
+                            )
+                        })?)
+                    }
                     _ => {
                         return Err(invalid(
                             "entra.certificate",
@@ -573,10 +592,16 @@ impl Settings {
                 if cert.thumbprint_x5t.trim().is_empty() {
                     return Err(invalid("entra.certificate.thumbprint_x5t", "is required"));
                 }
-                Credential::Certificate { private_key_pem: pem, thumbprint_x5t: cert.thumbprint_x5t }
+                Credential::Certificate {
+                    private_key_pem: pem,
+                    thumbprint_x5t: cert.thumbprint_x5t,
+                }
             }
             (None, None) => {
-                return Err(invalid("entra", "a credential is required: client_secret or certificate"));
+                return Err(invalid(
+                    "entra",
+                    "a credential is required: client_secret or certificate",
+                ));
             }
         };
         let floor = Duration::from_secs(raw.entra.jwks_refresh_floor_secs);
@@ -607,7 +632,9 @@ impl Settings {
         let cursor_key = raw
             .tools
             .cursor_key
-            .map(|k| Key32::from_base64(k.expose_secret()).map_err(|r| invalid("tools.cursor_key", r)))
+            .map(|k| {
+                Key32::from_base64(k.expose_secret()).map_err(|r| invalid("tools.cursor_key", r))
+            })
             .transpose()?;
 
         // limits
@@ -643,7 +670,9 @@ impl Settings {
                 required_scope: scope,
                 credential,
                 jwks_refresh_floor: floor,
-                jwks_refresh_interval: Duration::from_secs(raw.entra.jwks_refresh_interval_secs.max(60)),
+                jwks_refresh_interval: Duration::from_secs(
+                    raw.entra.jwks_refresh_interval_secs.max(60),
+                ),
                 http_timeout: Duration::from_secs(raw.entra.http_timeout_secs),
             },
             graph: GraphConfig {
@@ -659,7 +688,10 @@ impl Settings {
                 renew_before: Duration::from_secs(raw.obo.renew_before_secs),
                 cache_keys,
             },
-            policy: PolicyConfig { path: raw.policy.path, poll: Duration::from_secs(raw.policy.poll_secs) },
+            policy: PolicyConfig {
+                path: raw.policy.path,
+                poll: Duration::from_secs(raw.policy.poll_secs),
+            },
             audit: AuditConfig {
                 path: raw.audit.path,
                 fsync: raw.audit.fsync,
@@ -690,12 +722,16 @@ fn authority_of(url: &Url) -> String {
 
 /// Parses a service URL and applies the transport rule: `https`, or `http` on a loopback host.
 pub fn parse_service_url(setting: &'static str, text: &str) -> Result<Url, ConfigError> {
-    let url = Url::parse(text.trim()).map_err(|e| invalid(setting, format!("`{text}` is not a URL: {e}")))?;
+    let url = Url::parse(text.trim())
+        .map_err(|e| invalid(setting, format!("`{text}` is not a URL: {e}")))?;
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(&url) => {}
         "http" => {
-            return Err(invalid(setting, format!("`{text}` must use https (plain http is allowed only on loopback)")));
+            return Err(invalid(
+                setting,
+                format!("`{text}` must use https (plain http is allowed only on loopback)"),
+            ));
         }
         other => return Err(invalid(setting, format!("unsupported scheme `{other}`"))),
     }
@@ -756,7 +792,13 @@ fn env_value(text: &str) -> toml::Value {
     let probe = format!("v = {text}");
     if let Ok(mut t) = probe.parse::<toml::Table>()
         && let Some(v) = t.remove("v")
-        && matches!(v, toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) | toml::Value::Array(_))
+        && matches!(
+            v,
+            toml::Value::Integer(_)
+                | toml::Value::Float(_)
+                | toml::Value::Boolean(_)
+                | toml::Value::Array(_)
+        )
     {
         return v;
     }
@@ -795,7 +837,9 @@ mod tests {
         let s = Settings::from_raw(raw).unwrap();
         assert_eq!(s.limits.max_in_flight, 7);
         assert_eq!(s.server.allowed_hosts, vec!["a.example".to_owned()]);
-        assert!(matches!(&s.entra.credential, Credential::Secret(x) if x.expose_secret() == "12345"));
+        assert!(
+            matches!(&s.entra.credential, Credential::Secret(x) if x.expose_secret() == "12345")
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@ use connector::{
     audit::{self, Verdict},
     config::{Overrides, Settings},
     server::{Application, Dependencies},
-    telemetry, tools::permissions,
+    telemetry,
+    tools::permissions,
 };
 
 #[derive(Parser)]
@@ -48,7 +49,10 @@ enum Command {
         #[arg(long)]
         tenant: String,
         /// Where Entra sends the admin after consenting.
-        #[arg(long, default_value = "https://login.microsoftonline.com/common/oauth2/nativeclient")]
+        #[arg(
+            long,
+            default_value = "https://login.microsoftonline.com/common/oauth2/nativeclient"
+        )]
         redirect_uri: String,
     },
     /// List the Graph permissions the connector requests, which tool needs each, and why.
@@ -93,7 +97,9 @@ async fn run(cli: Cli) -> Result<(), String> {
     match &cli.command {
         Command::Serve => {
             let settings = load(&cli)?;
-            let app = Application::build(settings, Dependencies::default()).await.map_err(|e| e.to_string())?;
+            let app = Application::build(settings, Dependencies::default())
+                .await
+                .map_err(|e| e.to_string())?;
             tracing::info!(address = %app.local_addr(), "Serving MCP");
             app.run_until_stopped(shutdown_signal()).await.map_err(|e| e.to_string())
         }

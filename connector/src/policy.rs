@@ -283,7 +283,11 @@ impl PolicyStore {
     }
 
     /// Polls the file every `every` and reloads on SIGHUP (Unix) until `stop` fires.
-    pub async fn watch(self: Arc<Self>, every: Duration, stop: tokio_util::sync::CancellationToken) {
+    pub async fn watch(
+        self: Arc<Self>,
+        every: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
         #[cfg(unix)]
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let mut tick = tokio::time::interval(every);
@@ -312,7 +316,9 @@ impl PolicyStore {
                     "Reloaded the tenant policy"
                 ),
                 Ok(Reload::Unchanged) => {}
-                Err(e) => tracing::error!(error = %e, "Kept the previous tenant policy: the new file is invalid"),
+                Err(e) => {
+                    tracing::error!(error = %e, "Kept the previous tenant policy: the new file is invalid")
+                }
             }
         }
     }
@@ -358,9 +364,14 @@ mod tests {
     fn invalid_policies_are_refused_with_the_reason() {
         let err = parse("[[tenants]]\nid = \"contoso\"").unwrap_err().to_string();
         assert!(err.contains("not a GUID"), "{err}");
-        let err = parse("[[tenants]]\nid = \"9188040d-6c67-4c5b-b112-36a304b66dad\"").unwrap_err().to_string();
+        let err = parse("[[tenants]]\nid = \"9188040d-6c67-4c5b-b112-36a304b66dad\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("consumer"), "{err}");
-        let err = parse(&format!("[[tenants]]\nid = \"{CONTOSO}\"\n[[tenants]]\nid = \"{CONTOSO}\"")).unwrap_err().to_string();
+        let err =
+            parse(&format!("[[tenants]]\nid = \"{CONTOSO}\"\n[[tenants]]\nid = \"{CONTOSO}\""))
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("twice"), "{err}");
     }
 
@@ -370,7 +381,8 @@ mod tests {
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = seen.clone();
         store.on_tenants_disabled(move |ids| sink.lock().unwrap().extend_from_slice(ids));
-        let outcome = store.replace(parse(&format!("[[tenants]]\nid = \"{CONTOSO}\"\nenabled = false")).unwrap());
+        let outcome = store
+            .replace(parse(&format!("[[tenants]]\nid = \"{CONTOSO}\"\nenabled = false")).unwrap());
         let contoso = TenantId::parse(CONTOSO).unwrap();
         assert_eq!(outcome, Reload::Applied { disabled: vec![contoso] });
         assert_eq!(*seen.lock().unwrap(), vec![contoso]);

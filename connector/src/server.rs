@@ -37,7 +37,10 @@ use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
 
 use crate::{
     audit::{AuditError, AuditLog},
-    auth::{self, AuthState, JwksKeyStore, KeyStore, Validator, prm::ProtectedResourceMetadata, rate_limit::RateLimiter},
+    auth::{
+        self, AuthState, JwksKeyStore, KeyStore, Validator, prm::ProtectedResourceMetadata,
+        rate_limit::RateLimiter,
+    },
     clock::Clock,
     config::Settings,
     metrics::{Metrics, names},
@@ -130,7 +133,9 @@ impl Application {
         };
         let audit = match deps.audit {
             Some(a) => a,
-            None => Arc::new(AuditLog::open(&settings.audit.path, settings.audit.fsync, clock.clone())?),
+            None => {
+                Arc::new(AuditLog::open(&settings.audit.path, settings.audit.fsync, clock.clone())?)
+            }
         };
         let keys: Arc<dyn KeyStore> = match deps.key_store {
             Some(k) => k,
@@ -143,13 +148,18 @@ impl Application {
 
         let listener = match deps.listener {
             Some(l) => {
-                l.set_nonblocking(true).map_err(|source| StartupError::Bind { addr: settings.server.listen, source })?;
+                l.set_nonblocking(true).map_err(|source| StartupError::Bind {
+                    addr: settings.server.listen,
+                    source,
+                })?;
                 TcpListener::from_std(l)
             }
             None => TcpListener::bind(settings.server.listen).await,
         }
         .map_err(|source| StartupError::Bind { addr: settings.server.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| StartupError::Bind { addr: settings.server.listen, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { addr: settings.server.listen, source })?;
 
         let state = Arc::new(AppState {
             metrics: metrics.clone(),
@@ -172,12 +182,20 @@ impl Application {
         }
 
         let auth_state = Arc::new(AuthState {
-            validator: Validator::new(settings.entra.clone(), keys.clone(), clock.clone(), policy.clone()),
+            validator: Validator::new(
+                settings.entra.clone(),
+                keys.clone(),
+                clock.clone(),
+                policy.clone(),
+            ),
             resource_metadata: settings.server.resource_metadata_url(),
             scope: settings.entra.qualified_scope(),
             metrics: metrics.clone(),
             audit: audit.clone(),
-            rate_limiter: RateLimiter::new(settings.limits.per_caller_per_minute, settings.limits.per_caller_burst),
+            rate_limiter: RateLimiter::new(
+                settings.limits.per_caller_per_minute,
+                settings.limits.per_caller_burst,
+            ),
             retry_after: settings.entra.jwks_refresh_floor,
         });
         let tool_ctx = Arc::new(ToolContext {
@@ -205,7 +223,10 @@ impl Application {
 
     /// Serves until `shutdown` completes, then stops accepting, drains in-flight calls (bounded
     /// by `limits.shutdown_grace`) and stops the background tasks.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let Self { listener, router, state, background, .. } = self;
         let settings = &state.settings;
         tokio::spawn(auth::jwks::refresh_periodically(
@@ -215,7 +236,9 @@ impl Application {
         ));
         tokio::spawn(discovery_until_loaded(state.clone(), background.child_token()));
         if !state.policy.path().as_os_str().is_empty() {
-            tokio::spawn(state.policy.clone().watch(settings.policy.poll, background.child_token()));
+            tokio::spawn(
+                state.policy.clone().watch(settings.policy.poll, background.child_token()),
+            );
         }
         let grace = settings.limits.shutdown_grace;
         let stopping = CancellationToken::new();
@@ -240,15 +263,23 @@ impl Application {
 impl AppState {
     async fn load_discovery(&self) -> Result<(), String> {
         let url = self.settings.entra.discovery_url();
-        let response = self.http.get(&url).send().await.map_err(|e| format!("discovery request failed: {e}"))?;
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("discovery request failed: {e}"))?;
         if !response.status().is_success() {
             return Err(format!("discovery answered {}", response.status()));
         }
-        let doc: serde_json::Value = response.json().await.map_err(|e| format!("discovery is not JSON: {e}"))?;
+        let doc: serde_json::Value =
+            response.json().await.map_err(|e| format!("discovery is not JSON: {e}"))?;
         let issuer = doc.get("issuer").and_then(|v| v.as_str()).unwrap_or_default();
         let expected = self.settings.entra.issuer_for(auth::validate::TENANT_PLACEHOLDER);
         if issuer != expected {
-            return Err(format!("discovery issuer is `{issuer}`, expected the template `{expected}`"));
+            return Err(format!(
+                "discovery issuer is `{issuer}`, expected the template `{expected}`"
+            ));
         }
         self.discovery_ok.store(true, Ordering::Release);
         Ok(())
@@ -275,7 +306,11 @@ async fn discovery_until_loaded(state: Arc<AppState>, stop: CancellationToken) {
 /// Checks OpenID discovery and the signing keys (the `check-config` command).
 pub async fn check_reachability(settings: &Settings) -> Result<String, String> {
     let http = http_client(settings)?;
-    let keys = JwksKeyStore::new(http.clone(), settings.entra.jwks_url(), settings.entra.jwks_refresh_floor);
+    let keys = JwksKeyStore::new(
+        http.clone(),
+        settings.entra.jwks_url(),
+        settings.entra.jwks_refresh_floor,
+    );
     let state = AppState {
         settings: settings.clone(),
         metrics: Arc::default(),
@@ -288,10 +323,19 @@ pub async fn check_reachability(settings: &Settings) -> Result<String, String> {
     };
     state.load_discovery().await?;
     let n = keys.refresh().await?;
-    Ok(format!("discovery OK ({}), {n} signing keys from {}", settings.entra.discovery_url(), settings.entra.jwks_url()))
+    Ok(format!(
+        "discovery OK ({}), {n} signing keys from {}",
+        settings.entra.discovery_url(),
+        settings.entra.jwks_url()
+    ))
 }
 
-fn router(state: Arc<AppState>, auth_state: Arc<AuthState>, tool_ctx: Arc<ToolContext>, cancel: CancellationToken) -> Router {
+fn router(
+    state: Arc<AppState>,
+    auth_state: Arc<AuthState>,
+    tool_ctx: Arc<ToolContext>,
+    cancel: CancellationToken,
+) -> Router {
     let s = &state.settings;
     let mcp = StreamableHttpService::new(
         move || Ok(Connector::new(tool_ctx.clone())),
@@ -308,7 +352,10 @@ fn router(state: Arc<AppState>, auth_state: Arc<AuthState>, tool_ctx: Arc<ToolCo
     let mcp_routes = Router::new()
         .nest_service(MCP_PATH, mcp)
         .layer(middleware::from_fn_with_state(auth_state, auth::require_caller))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, s.limits.request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            s.limits.request_timeout,
+        ))
         .layer(RequestBodyLimitLayer::new(s.limits.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), shed));
     let guarded = Router::new()
@@ -335,7 +382,8 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.is_ready() {
         (StatusCode::OK, "ready").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: waiting for OpenID metadata and signing keys").into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: waiting for OpenID metadata and signing keys")
+            .into_response()
     }
 }
 
@@ -360,7 +408,11 @@ async fn count_requests(State(state): State<Arc<AppState>>, req: Request, next: 
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
     state.metrics.inc(names::HTTP_REQUESTS, &[("route", route), ("status", &status)]);
-    state.metrics.observe(names::HTTP_LATENCY, &[("route", route)], started.elapsed().as_secs_f64());
+    state.metrics.observe(
+        names::HTTP_LATENCY,
+        &[("route", route)],
+        started.elapsed().as_secs_f64(),
+    );
     response
 }
 
@@ -406,7 +458,10 @@ async fn host_and_origin(State(state): State<Arc<AppState>>, req: Request, next:
 }
 
 fn forbidden(reason: &'static str) -> Response {
-    (StatusCode::FORBIDDEN, axum::Json(serde_json::json!({"error": "forbidden", "error_description": reason})))
+    (
+        StatusCode::FORBIDDEN,
+        axum::Json(serde_json::json!({"error": "forbidden", "error_description": reason})),
+    )
         .into_response()
 }
 
@@ -433,7 +488,9 @@ pub fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
     }
     allowed.iter().any(|entry| {
         url::Url::parse(entry).is_ok_and(|e| {
-            e.scheme() == o.scheme() && e.host_str() == o.host_str() && e.port_or_known_default() == o.port_or_known_default()
+            e.scheme() == o.scheme()
+                && e.host_str() == o.host_str()
+                && e.port_or_known_default() == o.port_or_known_default()
         })
     })
 }

@@ -5,7 +5,11 @@ use tracing::Subscriber;
 use tracing_subscriber::{EnvFilter, fmt::MakeWriter, layer::SubscriberExt as _};
 
 /// Composes the subscriber. `filter` is an `EnvFilter` directive used when `RUST_LOG` is unset.
-pub fn get_subscriber<Sink>(filter: &str, json: bool, sink: Sink) -> Box<dyn Subscriber + Send + Sync>
+pub fn get_subscriber<Sink>(
+    filter: &str,
+    json: bool,
+    sink: Sink,
+) -> Box<dyn Subscriber + Send + Sync>
 where
     Sink: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {

@@ -28,9 +28,9 @@ pub fn parse_bearer(value: &str) -> Result<&str, BearerError> {
     }
     let body = token.trim_end_matches('=');
     if body.is_empty()
-        || !body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        || !body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
     {
         return Err(BearerError::Malformed);
     }
@@ -163,7 +163,8 @@ mod tests {
     #[test]
     fn a_challenge_renders_in_the_documented_order() {
         let c = Challenge {
-            resource_metadata: "https://mcp.contoso.com/.well-known/oauth-protected-resource/mcp".into(),
+            resource_metadata: "https://mcp.contoso.com/.well-known/oauth-protected-resource/mcp"
+                .into(),
             scope: Some("api://x/access_as_user".into()),
             error: Some("invalid_token".into()),
             error_description: Some("the token \"expired\"".into()),

@@ -127,7 +127,12 @@ impl JwksKeyStore {
     }
 
     async fn download(&self) -> Result<HashMap<String, SigningKey>, String> {
-        let response = self.http.get(&self.url).send().await.map_err(|e| format!("JWKS request failed: {e}"))?;
+        let response = self
+            .http
+            .get(&self.url)
+            .send()
+            .await
+            .map_err(|e| format!("JWKS request failed: {e}"))?;
         if !response.status().is_success() {
             return Err(format!("JWKS endpoint answered {}", response.status()));
         }
@@ -135,7 +140,8 @@ impl JwksKeyStore {
         if bytes.len() > 1024 * 1024 {
             return Err("JWKS document larger than 1 MiB".into());
         }
-        let set: EntraJwkSet = serde_json::from_slice(&bytes).map_err(|e| format!("JWKS is not valid JSON: {e}"))?;
+        let set: EntraJwkSet =
+            serde_json::from_slice(&bytes).map_err(|e| format!("JWKS is not valid JSON: {e}"))?;
         let mut keys = HashMap::new();
         for entry in set.keys {
             let Some(kid) = entry.jwk.common.key_id.clone() else { continue };

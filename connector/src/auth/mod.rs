@@ -108,7 +108,10 @@ impl AuthState {
             Answer::Forbidden => (StatusCode::FORBIDDEN, body).into_response(),
             Answer::Unavailable => {
                 let mut response = (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(self.retry_after.as_secs().max(1)));
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(self.retry_after.as_secs().max(1)),
+                );
                 response
             }
         }
@@ -153,7 +156,11 @@ fn audit_unavailable() -> Response {
 /// The axum middleware in front of `/mcp`: validates the bearer token, applies the per-caller
 /// rate limit, audits, and hands the [`Caller`](crate::domain::Caller) and a [`ChallengeSlot`]
 /// to rmcp through the request extensions.
-pub async fn require_caller(State(auth): State<Arc<AuthState>>, mut req: Request, next: Next) -> Response {
+pub async fn require_caller(
+    State(auth): State<Arc<AuthState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
     let token = match (values.next(), values.next()) {
         (None, _) => Err(Rejection::Missing),
@@ -178,7 +185,8 @@ pub async fn require_caller(State(auth): State<Arc<AuthState>>, mut req: Request
                     Some((t, o)) => (Some(t), o),
                     None => (None, None),
                 };
-                let event = AuditEvent::TokenRefused { reason: rejection.reason(), tenant_id, user_id };
+                let event =
+                    AuditEvent::TokenRefused { reason: rejection.reason(), tenant_id, user_id };
                 if let Err(e) = auth.audit.record(event) {
                     tracing::error!(error = %e, "Audit write failed");
                     return audit_unavailable();

@@ -1,11 +1,7 @@
 //! Per-caller token buckets keyed by the validated `(tid, oid)`: never by a raw token or an
 //! unverified header, so an attacker cannot mint fresh keys.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use tokio::time::Instant;
 
@@ -41,9 +37,12 @@ impl RateLimiter {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() > SWEEP_THRESHOLD {
             let (burst, rate) = (self.burst, self.per_second);
-            buckets.retain(|_, b| b.tokens + now.duration_since(b.updated).as_secs_f64() * rate < burst);
+            buckets.retain(|_, b| {
+                b.tokens + now.duration_since(b.updated).as_secs_f64() * rate < burst
+            });
         }
-        let bucket = buckets.entry((tid, oid)).or_insert(Bucket { tokens: self.burst, updated: now });
+        let bucket =
+            buckets.entry((tid, oid)).or_insert(Bucket { tokens: self.burst, updated: now });
         let elapsed = now.duration_since(bucket.updated).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
         bucket.updated = now;

@@ -176,7 +176,12 @@ pub struct Validator {
 }
 
 impl Validator {
-    pub fn new(entra: EntraSettings, keys: Arc<dyn KeyStore>, clock: Clock, policy: Arc<PolicyStore>) -> Self {
+    pub fn new(
+        entra: EntraSettings,
+        keys: Arc<dyn KeyStore>,
+        clock: Clock,
+        policy: Arc<PolicyStore>,
+    ) -> Self {
         Self { entra, keys, clock, policy }
     }
 
@@ -186,8 +191,12 @@ impl Validator {
 
     /// Checks every rule; on success the caller identity is `(tid, oid)`.
     /// The error carries the tenant and user when they were read from a verified token.
-    pub async fn validate(&self, token: &str) -> Result<Caller, (Rejection, Option<(TenantId, Option<ObjectId>)>)> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| (Rejection::Malformed, None))?;
+    pub async fn validate(
+        &self,
+        token: &str,
+    ) -> Result<Caller, (Rejection, Option<(TenantId, Option<ObjectId>)>)> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| (Rejection::Malformed, None))?;
         if header.alg != Algorithm::RS256 {
             return Err((Rejection::Algorithm, None));
         }
@@ -204,14 +213,15 @@ impl Validator {
         validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
-        let data = jsonwebtoken::decode::<EntraClaims>(token, &key.key, &validation).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind as K;
-            match e.kind() {
-                K::InvalidSignature => (Rejection::Signature, None),
-                K::InvalidAlgorithm => (Rejection::Algorithm, None),
-                _ => (Rejection::Malformed, None),
-            }
-        })?;
+        let data =
+            jsonwebtoken::decode::<EntraClaims>(token, &key.key, &validation).map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind as K;
+                match e.kind() {
+                    K::InvalidSignature => (Rejection::Signature, None),
+                    K::InvalidAlgorithm => (Rejection::Algorithm, None),
+                    _ => (Rejection::Malformed, None),
+                }
+            })?;
         let c = data.claims;
 
         // Version first: a v1 token (including a Graph token) has other issuer rules.
@@ -239,7 +249,8 @@ impl Validator {
             .transpose()
             .map_err(|_| (Rejection::MissingClaim("oid"), who(None)))?;
         match &c.aud {
-            Some(serde_json::Value::String(aud)) if self.entra.audiences.iter().any(|a| a == aud) => {}
+            Some(serde_json::Value::String(aud))
+                if self.entra.audiences.iter().any(|a| a == aud) => {}
             Some(_) => return Err((Rejection::Audience, who(oid))),
             None => return Err((Rejection::MissingClaim("aud"), who(oid))),
         }

@@ -299,8 +299,7 @@ pub(crate) fn parse_challenges(value: &str) -> Vec<Challenge> {
             while j < bytes.len() && (bytes[j] == b' ' || bytes[j] == b'\t') {
                 j += 1;
             }
-            let v;
-            if j < bytes.len() && bytes[j] == b'"' {
+            let v = if j < bytes.len() && bytes[j] == b'"' {
                 j += 1;
                 let mut s = String::new();
                 while j < bytes.len() && bytes[j] != b'"' {
@@ -312,14 +311,14 @@ pub(crate) fn parse_challenges(value: &str) -> Vec<Challenge> {
                     j += ch.len_utf8();
                 }
                 j += 1; // closing quote
-                v = s;
+                s
             } else {
                 let vs = j;
                 while j < bytes.len() && bytes[j] != b',' && bytes[j] != b' ' {
                     j += 1;
                 }
-                v = value[vs..j].to_owned();
-            }
+                value[vs..j].to_owned()
+            };
             if let Some(current) = out.last_mut() {
                 current.params.push((token.to_owned(), v));
             }

@@ -61,10 +61,11 @@ impl<C: AsRequestContext> FromContextPart<C> for Authenticated {
     fn from_context_part(context: &mut C) -> Result<Self, McpError> {
         let parts = context.as_request_context().extensions.get::<http::request::Parts>();
         let caller = parts.and_then(|p| p.extensions.get::<Caller>().cloned());
-        let challenge = parts.and_then(|p| p.extensions.get::<ChallengeSlot>().cloned()).unwrap_or_default();
-        caller
-            .map(|caller| Self { caller, challenge })
-            .ok_or_else(|| McpError::internal_error("the request carries no authenticated caller", None))
+        let challenge =
+            parts.and_then(|p| p.extensions.get::<ChallengeSlot>().cloned()).unwrap_or_default();
+        caller.map(|caller| Self { caller, challenge }).ok_or_else(|| {
+            McpError::internal_error("the request carries no authenticated caller", None)
+        })
     }
 }
 
@@ -80,7 +81,8 @@ pub struct Call<'a> {
 }
 
 /// Text of the tool error returned when the audit record cannot be written.
-pub const AUDIT_FAILED: &str = "The audit log cannot be written, so the call was not completed. Try again later.";
+pub const AUDIT_FAILED: &str =
+    "The audit log cannot be written, so the call was not completed. Try again later.";
 
 impl ToolContext {
     /// Starts a call: refuses it (a tool error, audited) when the tenant policy does not allow
@@ -117,7 +119,11 @@ impl Call<'_> {
     pub fn finish(self, outcome: &'static str, status: u16) -> Result<(), String> {
         let latency = self.started.elapsed();
         self.ctx.metrics.inc(names::TOOL_CALLS, &[("tool", self.tool), ("outcome", outcome)]);
-        self.ctx.metrics.observe(names::TOOL_LATENCY, &[("tool", self.tool)], latency.as_secs_f64());
+        self.ctx.metrics.observe(
+            names::TOOL_LATENCY,
+            &[("tool", self.tool)],
+            latency.as_secs_f64(),
+        );
         self.ctx
             .audit
             .record(AuditEvent::ToolCall {

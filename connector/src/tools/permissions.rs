@@ -57,9 +57,15 @@ pub const PERMISSIONS: &[Permission] = &[
 
 /// Human-readable table for `m365-connector permissions`.
 pub fn describe() -> String {
-    let mut out = String::from("Delegated Microsoft Graph permissions (read-only; no offline_access):\n");
+    let mut out =
+        String::from("Delegated Microsoft Graph permissions (read-only; no offline_access):\n");
     for p in PERMISSIONS {
-        out.push_str(&format!("  {:<22} tools: {:<60} why: {}\n", p.name, p.tools.join(", "), p.why));
+        out.push_str(&format!(
+            "  {:<22} tools: {:<60} why: {}\n",
+            p.name,
+            p.tools.join(", "),
+            p.why
+        ));
     }
     out
 }

@@ -51,7 +51,11 @@ fn verify_reports_an_edited_line() {
     let path = dir.join("audit.jsonl");
     write_records(&path, 4);
     let text = std::fs::read_to_string(&path).unwrap();
-    let edited = text.replacen("\"outcome\":\"ok\"", "\"outcome\":\"no\"", 2).replacen("\"outcome\":\"no\"", "\"outcome\":\"ok\"", 1);
+    let edited = text.replacen("\"outcome\":\"ok\"", "\"outcome\":\"no\"", 2).replacen(
+        "\"outcome\":\"no\"",
+        "\"outcome\":\"ok\"",
+        1,
+    );
     std::fs::write(&path, edited).unwrap();
     match verify(&path).unwrap() {
         Verdict::Broken { line, reason } => {
@@ -69,7 +73,8 @@ fn verify_reports_a_deleted_line() {
     let path = dir.join("audit.jsonl");
     write_records(&path, 4);
     let text = std::fs::read_to_string(&path).unwrap();
-    let kept: Vec<&str> = text.lines().enumerate().filter(|(i, _)| *i != 1).map(|(_, l)| l).collect();
+    let kept: Vec<&str> =
+        text.lines().enumerate().filter(|(i, _)| *i != 1).map(|(_, l)| l).collect();
     std::fs::write(&path, kept.join("\n") + "\n").unwrap();
     match verify(&path).unwrap() {
         Verdict::Broken { line, reason } => {

@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wiremock::{Mock, ResponseTemplate, matchers::{method, path}};
+use wiremock::{
+    Mock, ResponseTemplate,
+    matchers::{method, path},
+};
 
 use crate::helpers::*;
 
@@ -45,7 +48,8 @@ async fn a_request_without_a_token_gets_a_challenge_without_an_error_code() {
 #[tokio::test]
 async fn a_non_bearer_scheme_is_treated_as_no_token() {
     let app = spawn_app().await;
-    let response = app.post_mcp_with(None, |r| r.header("authorization", "Basic dXNlcjpwYXNz")).await;
+    let response =
+        app.post_mcp_with(None, |r| r.header("authorization", "Basic dXNlcjpwYXNz")).await;
     assert_eq!(response.status(), 401);
     assert_eq!(challenge(&response).error, None);
 }
@@ -158,7 +162,11 @@ async fn an_unknown_kid_is_refused_with_401_while_the_keys_are_reachable() {
 #[tokio::test]
 async fn alg_none_is_refused() {
     let app = spawn_app().await;
-    let t = raw_token(&json!({"alg": "none", "typ": "JWT", "kid": PRIMARY.kid}), &app.claims(CONTOSO, ADELE), b"");
+    let t = raw_token(
+        &json!({"alg": "none", "typ": "JWT", "kid": PRIMARY.kid}),
+        &app.claims(CONTOSO, ADELE),
+        b"",
+    );
     assert_invalid_token(&app, &t, "malformed").await;
 }
 
@@ -188,7 +196,10 @@ async fn a_tampered_payload_is_refused() {
 async fn an_issuer_for_another_tenant_is_refused() {
     let app = spawn_app().await;
     let t = app.token_with(|c| {
-        c.insert("iss".into(), json!(format!("{}/{FABRIKAM}/v2.0", "https://login.microsoftonline.com")));
+        c.insert(
+            "iss".into(),
+            json!(format!("{}/{FABRIKAM}/v2.0", "https://login.microsoftonline.com")),
+        );
     });
     assert_invalid_token(&app, &t, "issuer").await;
     let mismatch = app.token_with(|c| {
@@ -280,7 +291,8 @@ async fn a_tenant_not_enabled_by_policy_is_refused_and_audited() {
         let body: Value = response.json().await.unwrap();
         assert!(body["error_description"].as_str().unwrap().contains("not enabled"));
     }
-    let refused: Vec<Value> = app.audit_lines().into_iter().filter(|l| l["event"] == "token_refused").collect();
+    let refused: Vec<Value> =
+        app.audit_lines().into_iter().filter(|l| l["event"] == "token_refused").collect();
     assert_eq!(refused.len(), 2);
     assert_eq!(refused[0]["reason"], "tenant_not_enabled");
     assert_eq!(refused[0]["tenant_id"], TAILSPIN);
@@ -300,8 +312,9 @@ async fn a_flood_of_unknown_kids_causes_at_most_one_refresh_per_floor() {
     let app = spawn_app_with(Options { jwks_floor_secs: 1, ..Options::default() }).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let before = app.jwks_requests().await;
-    let tokens: Vec<String> =
-        (0..40).map(|i| sign(&app.claims(CONTOSO, ADELE), &ATTACKER, &format!("forged-{i}"))).collect();
+    let tokens: Vec<String> = (0..40)
+        .map(|i| sign(&app.claims(CONTOSO, ADELE), &ATTACKER, &format!("forged-{i}")))
+        .collect();
     let requests = tokens.iter().map(|t| async { app.post_mcp(Some(t)).await.status() });
     for status in futures::future::join_all(requests).await {
         assert_eq!(status, 401);
@@ -314,7 +327,11 @@ async fn a_flood_of_unknown_kids_causes_at_most_one_refresh_per_floor() {
 async fn when_the_jwks_is_down_cached_keys_work_and_unknown_kids_get_503() {
     let app = spawn_app_with(Options { jwks_floor_secs: 1, ..Options::default() }).await;
     app.entra.reset().await;
-    Mock::given(method("GET")).and(path(JWKS_PATH)).respond_with(ResponseTemplate::new(503)).mount(&app.entra).await;
+    Mock::given(method("GET"))
+        .and(path(JWKS_PATH))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&app.entra)
+        .await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     // Cached key: still accepted.
     assert_eq!(app.post_mcp(Some(&app.token(CONTOSO, ADELE))).await.status(), 200);
@@ -332,7 +349,9 @@ async fn a_rotated_key_is_picked_up_on_first_sight() {
     app.entra.reset().await;
     Mock::given(method("GET"))
         .and(path(JWKS_PATH))
-        .respond_with(ResponseTemplate::new(200).set_body_json(jwks(&app.entra.uri(), &[&PRIMARY, &ROTATED])))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(jwks(&app.entra.uri(), &[&PRIMARY, &ROTATED])),
+        )
         .mount(&app.entra)
         .await;
     let t = sign(&app.claims(CONTOSO, ADELE), &ROTATED, ROTATED.kid);

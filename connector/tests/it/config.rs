@@ -62,7 +62,10 @@ fn plain_http_is_refused_outside_loopback() {
 
 #[test]
 fn a_missing_client_id_or_audience_is_refused() {
-    assert!(refusal(&base().replace(&format!("client_id = \"{CLIENT_ID}\""), "")).contains("entra.client_id"));
+    assert!(
+        refusal(&base().replace(&format!("client_id = \"{CLIENT_ID}\""), ""))
+            .contains("entra.client_id")
+    );
     let text = base().replace("[entra]", "[entra]\naudiences = []");
     assert!(refusal(&text).contains("entra.audiences"));
     let graph = base().replace("[entra]", "[entra]\naudiences = [\"https://graph.microsoft.com\"]");
@@ -145,8 +148,11 @@ fn the_example_config_file_is_valid() {
 #[test]
 fn the_admin_consent_url_lists_every_graph_permission() {
     let s = load_text(&base()).unwrap();
-    let url = connector::tools::permissions::admin_consent_url(&s, CONTOSO, "https://example.com/done");
-    assert!(url.starts_with(&format!("https://login.microsoftonline.com/{CONTOSO}/v2.0/adminconsent?client_id={CLIENT_ID}&scope=")));
+    let url =
+        connector::tools::permissions::admin_consent_url(&s, CONTOSO, "https://example.com/done");
+    assert!(url.starts_with(&format!(
+        "https://login.microsoftonline.com/{CONTOSO}/v2.0/adminconsent?client_id={CLIENT_ID}&scope="
+    )));
     assert!(url.contains("https%3A%2F%2Fgraph.microsoft.com%2FUser.Read"));
     assert!(url.contains("redirect_uri=https%3A%2F%2Fexample.com%2Fdone"));
     assert!(!url.contains("offline_access"));

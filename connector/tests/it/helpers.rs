@@ -22,7 +22,10 @@ use rsa::{pkcs8::DecodePrivateKey as _, traits::PublicKeyParts as _};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-use wiremock::{Mock, MockServer, ResponseTemplate, matchers::{method, path}};
+use wiremock::{
+    Mock, MockServer, ResponseTemplate,
+    matchers::{method, path},
+};
 
 pub const CLIENT_ID: &str = "0d6dfcf5-cc5f-4d1b-9101-42c950cf2ac8";
 pub const MCP_CLIENT_ID: &str = "bc2309af-91dc-487a-afe2-6a2745bde402";
@@ -45,7 +48,12 @@ pub struct TestKey {
 impl TestKey {
     fn load(kid: &'static str, pem: &'static str) -> Self {
         let key = rsa::PrivateKey::from_pkcs8_pem(pem).expect("TEST-ONLY key parses");
-        Self { kid, pem, n: URL_SAFE_NO_PAD.encode(key.n_bytes()), e: URL_SAFE_NO_PAD.encode(key.e_bytes()) }
+        Self {
+            kid,
+            pem,
+            n: URL_SAFE_NO_PAD.encode(key.n_bytes()),
+            e: URL_SAFE_NO_PAD.encode(key.e_bytes()),
+        }
     }
 
     pub fn jwk(&self, issuer: &str) -> Value {
@@ -58,15 +66,23 @@ impl TestKey {
     }
 }
 
-pub static PRIMARY: LazyLock<TestKey> = LazyLock::new(|| TestKey::load("primary-kid", include_str!("keys/primary.pem")));
-pub static ROTATED: LazyLock<TestKey> = LazyLock::new(|| TestKey::load("rotated-kid", include_str!("keys/rotated.pem")));
-pub static ATTACKER: LazyLock<TestKey> = LazyLock::new(|| TestKey::load("attacker-kid", include_str!("keys/attacker.pem")));
+pub static PRIMARY: LazyLock<TestKey> =
+    LazyLock::new(|| TestKey::load("primary-kid", include_str!("keys/primary.pem")));
+pub static ROTATED: LazyLock<TestKey> =
+    LazyLock::new(|| TestKey::load("rotated-kid", include_str!("keys/rotated.pem")));
+pub static ATTACKER: LazyLock<TestKey> =
+    LazyLock::new(|| TestKey::load("attacker-kid", include_str!("keys/attacker.pem")));
 
 /// Signs `claims` with `key` (RS256) under `kid`.
 pub fn sign(claims: &Value, key: &TestKey, kid: &str) -> String {
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(kid.to_owned());
-    jsonwebtoken::encode(&header, claims, &EncodingKey::from_rsa_pem(key.pem.as_bytes()).expect("pem")).expect("sign")
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &EncodingKey::from_rsa_pem(key.pem.as_bytes()).expect("pem"),
+    )
+    .expect("sign")
 }
 
 /// Builds an unsigned-looking token from raw header and payload JSON with any signature bytes.
@@ -96,7 +112,9 @@ impl TestClock {
     }
     pub fn clock(&self) -> Clock {
         let offset = self.0.clone();
-        Clock::from_fn(move || chrono::Utc::now() + chrono::Duration::seconds(offset.load(Ordering::SeqCst)))
+        Clock::from_fn(move || {
+            chrono::Utc::now() + chrono::Duration::seconds(offset.load(Ordering::SeqCst))
+        })
     }
 }
 
@@ -191,7 +209,12 @@ pub fn jwks(base: &str, keys: &[&TestKey]) -> Value {
 }
 
 /// Raw settings for an app at `addr` whose Entra is `entra`.
-pub fn raw_settings(entra: &str, addr: std::net::SocketAddr, dir: &std::path::Path, o: &Options) -> RawSettings {
+pub fn raw_settings(
+    entra: &str,
+    addr: std::net::SocketAddr,
+    dir: &std::path::Path,
+    o: &Options,
+) -> RawSettings {
     let text = format!(
         r#"
         [server]
@@ -251,7 +274,8 @@ pub async fn spawn_app_with(o: Options) -> TestApp {
     let dir = temp_dir();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let settings = Settings::from_raw(raw_settings(&entra.uri(), addr, &dir, &o)).expect("valid test settings");
+    let settings = Settings::from_raw(raw_settings(&entra.uri(), addr, &dir, &o))
+        .expect("valid test settings");
     let policy_path = dir.join("policy.toml");
     std::fs::write(&policy_path, &o.policy).unwrap();
     let policy = if o.policy_file {

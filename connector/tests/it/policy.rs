@@ -17,8 +17,11 @@ async fn disabling_a_tenant_in_the_file_refuses_its_next_call() {
     app.policy.on_tenants_disabled(move |ids| sink.lock().unwrap().extend_from_slice(ids));
     // Make sure the new mtime differs on coarse file systems.
     tokio::time::sleep(Duration::from_millis(20)).await;
-    std::fs::write(&app.policy_path, default_policy().replacen("name = \"contoso\"", "name = \"contoso\"\nenabled = false", 1))
-        .unwrap();
+    std::fs::write(
+        &app.policy_path,
+        default_policy().replacen("name = \"contoso\"", "name = \"contoso\"\nenabled = false", 1),
+    )
+    .unwrap();
     let outcome = app.policy.reload_if_changed().unwrap();
     let contoso = TenantId::parse(CONTOSO).unwrap();
     assert_eq!(outcome, Reload::Applied { disabled: vec![contoso] });
@@ -32,7 +35,8 @@ async fn the_watcher_picks_up_a_changed_file() {
     let token = app.token(TAILSPIN, ADELE);
     assert_eq!(app.post_mcp(Some(&token)).await.status(), 403);
     tokio::time::sleep(Duration::from_millis(20)).await;
-    std::fs::write(&app.policy_path, default_policy().replace("enabled = false", "enabled = true")).unwrap();
+    std::fs::write(&app.policy_path, default_policy().replace("enabled = false", "enabled = true"))
+        .unwrap();
     // The watcher polls every 2 s.
     let mut status = 0;
     for _ in 0..40 {

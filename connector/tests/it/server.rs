@@ -6,7 +6,9 @@ use std::time::Duration;
 use rmcp::{
     ServiceExt,
     model::{CallToolRequestParams, ClientConfig},
-    transport::{StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig},
+    transport::{
+        StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
+    },
 };
 use serde_json::{Value, json};
 
@@ -15,13 +17,17 @@ use crate::helpers::*;
 #[tokio::test]
 async fn protected_resource_metadata_is_served_at_both_well_known_paths() {
     let app = spawn_app().await;
-    for p in ["/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"] {
+    for p in ["/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"]
+    {
         let response = app.http.get(app.url(p)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{p}");
         let doc: Value = response.json().await.unwrap();
         assert_eq!(doc["resource"], app.url("/mcp"));
         // One authorization server per enabled tenant, in tenant-id order; Tailspin is disabled.
-        assert_eq!(doc["authorization_servers"], json!([app.issuer(FABRIKAM), app.issuer(CONTOSO)]));
+        assert_eq!(
+            doc["authorization_servers"],
+            json!([app.issuer(FABRIKAM), app.issuer(CONTOSO)])
+        );
         assert_eq!(doc["scopes_supported"], json!([format!("api://{CLIENT_ID}/access_as_user")]));
         assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
         assert!(doc["resource_name"].is_string());
@@ -53,7 +59,9 @@ async fn readiness_waits_for_the_signing_keys() {
 #[tokio::test]
 async fn a_foreign_host_is_refused_with_403() {
     let app = spawn_app().await;
-    let response = app.post_mcp_with(Some(&app.token(CONTOSO, ADELE)), |r| r.header("host", "evil.example.com")).await;
+    let response = app
+        .post_mcp_with(Some(&app.token(CONTOSO, ADELE)), |r| r.header("host", "evil.example.com"))
+        .await;
     assert_eq!(response.status(), 403);
     let prm = app
         .http
@@ -69,7 +77,8 @@ async fn a_foreign_host_is_refused_with_403() {
 async fn a_foreign_origin_is_refused_and_an_allowed_one_passes() {
     let app = spawn_app().await;
     let token = app.token(CONTOSO, ADELE);
-    let evil = app.post_mcp_with(Some(&token), |r| r.header("origin", "http://evil.example.com")).await;
+    let evil =
+        app.post_mcp_with(Some(&token), |r| r.header("origin", "http://evil.example.com")).await;
     assert_eq!(evil.status(), 403);
     let good = app.post_mcp_with(Some(&token), |r| r.header("origin", "https://claude.ai")).await;
     assert_eq!(good.status(), 200);
@@ -79,9 +88,8 @@ async fn a_foreign_origin_is_refused_and_an_allowed_one_passes() {
 async fn an_oversized_body_gets_413() {
     let app = spawn_app_with(Options { max_body_bytes: 1024, ..Options::default() }).await;
     let big = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"pad": "x".repeat(4096)}});
-    let response = app
-        .post_mcp_with(Some(&app.token(CONTOSO, ADELE)), |r| r.body(big.to_string()))
-        .await;
+    let response =
+        app.post_mcp_with(Some(&app.token(CONTOSO, ADELE)), |r| r.body(big.to_string())).await;
     assert_eq!(response.status(), 413);
 }
 
@@ -89,7 +97,9 @@ async fn an_oversized_body_gets_413() {
 async fn requests_beyond_the_in_flight_cap_are_shed_with_503() {
     // Arrange: a cap of 1, and a JWKS that answers slowly so the first request holds its slot
     // while it waits for an unknown kid's refresh.
-    let app = spawn_app_with(Options { max_in_flight: 1, jwks_floor_secs: 1, ..Options::default() }).await;
+    let app =
+        spawn_app_with(Options { max_in_flight: 1, jwks_floor_secs: 1, ..Options::default() })
+            .await;
     app.entra.reset().await;
     wiremock::Mock::given(wiremock::matchers::path(JWKS_PATH))
         .respond_with(
@@ -118,9 +128,13 @@ async fn requests_beyond_the_in_flight_cap_are_shed_with_503() {
 async fn rmcp_client(
     app: &TestApp,
     token: &str,
-) -> Result<rmcp::service::RunningService<rmcp::RoleClient, ClientConfig>, rmcp::service::ClientInitializeError> {
+) -> Result<
+    rmcp::service::RunningService<rmcp::RoleClient, ClientConfig>,
+    rmcp::service::ClientInitializeError,
+> {
     let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(app.url("/mcp")).auth_header(token.to_owned()),
+        StreamableHttpClientTransportConfig::with_uri(app.url("/mcp"))
+            .auth_header(token.to_owned()),
     );
     ClientConfig::default().serve(transport).await
 }
@@ -145,7 +159,11 @@ async fn an_mcp_client_lists_tools_and_calls_get_me_through_the_auth_middleware(
     assert_eq!(me["user_id"], ADELE);
     client.cancel().await.unwrap();
 
-    let call = app.audit_lines().into_iter().find(|l| l["event"] == "tool_call").expect("tool call audited");
+    let call = app
+        .audit_lines()
+        .into_iter()
+        .find(|l| l["event"] == "tool_call")
+        .expect("tool call audited");
     assert_eq!(call["tool"], "get_me");
     assert_eq!(call["outcome"], "ok");
     assert_eq!(call["user_id"], ADELE);
