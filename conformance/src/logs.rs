@@ -11,7 +11,8 @@ use tracing_subscriber::{EnvFilter, fmt::MakeWriter};
 
 static BUFFER: LazyLock<Mutex<Vec<u8>>> = LazyLock::new(|| Mutex::new(Vec::new()));
 static INSTALLED: LazyLock<bool> = LazyLock::new(|| {
-    let filter = EnvFilter::try_from_env("TEST_LOG_FILTER").unwrap_or_else(|_| EnvFilter::new("debug"));
+    let filter =
+        EnvFilter::try_from_env("TEST_LOG_FILTER").unwrap_or_else(|_| EnvFilter::new("debug"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(Capture)

@@ -9,7 +9,9 @@ use rmcp::{
     ServiceExt,
     model::{CallToolRequestParams, ClientConfig, ReadResourceRequestParams, Tool},
     service::RunningService,
-    transport::{StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig},
+    transport::{
+        StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
+    },
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -193,7 +195,12 @@ impl Session {
         token: String,
         secrets: Arc<Mutex<Vec<String>>>,
     ) -> Self {
-        let tokens = Tokens { access_token: token, refresh_token: None, expires_in: 0, scope: String::new() };
+        let tokens = Tokens {
+            access_token: token,
+            refresh_token: None,
+            expires_in: 0,
+            scope: String::new(),
+        };
         Self {
             upn,
             tenant_id,
@@ -240,7 +247,8 @@ impl Session {
 
     /// The refresh-token grant, as a client does after a 401.
     pub async fn refresh(&self) -> Result<(), SignInError> {
-        let (oauth, d) = self.oauth.as_ref().ok_or_else(|| anyhow!("this session has no OAuth state"))?;
+        let (oauth, d) =
+            self.oauth.as_ref().ok_or_else(|| anyhow!("this session has no OAuth state"))?;
         let rt = self
             .tokens
             .lock()
@@ -255,7 +263,8 @@ impl Session {
 
     /// Signs in again (interactive sign-in after a refusal), optionally with `claims`.
     pub async fn sign_in_again(&self, extra: &[(&str, &str)]) -> Result<(), SignInError> {
-        let (oauth, d) = self.oauth.as_ref().ok_or_else(|| anyhow!("this session has no OAuth state"))?;
+        let (oauth, d) =
+            self.oauth.as_ref().ok_or_else(|| anyhow!("this session has no OAuth state"))?;
         let t = oauth.authorize(d, &self.upn, extra).await?;
         self.store(t);
         Ok(())
@@ -277,9 +286,13 @@ impl Session {
             return Ok(c.clone());
         }
         let transport = StreamableHttpClientTransport::from_config(
-            StreamableHttpClientTransportConfig::with_uri(self.mcp_url.clone()).auth_header(token.clone()),
+            StreamableHttpClientTransportConfig::with_uri(self.mcp_url.clone())
+                .auth_header(token.clone()),
         );
-        let client = ClientConfig::default().serve(transport).await.map_err(|e| anyhow!("MCP initialize: {e:?}"))?;
+        let client = ClientConfig::default()
+            .serve(transport)
+            .await
+            .map_err(|e| anyhow!("MCP initialize: {e:?}"))?;
         let client = Arc::new(client);
         *slot = Some((token, client.clone()));
         Ok(client)
@@ -293,7 +306,8 @@ impl Session {
 
     /// Tool names, sorted.
     pub async fn tool_names(&self) -> Result<Vec<String>> {
-        let mut names: Vec<String> = self.list_tools().await?.into_iter().map(|t| t.name.to_string()).collect();
+        let mut names: Vec<String> =
+            self.list_tools().await?.into_iter().map(|t| t.name.to_string()).collect();
         names.sort();
         Ok(names)
     }

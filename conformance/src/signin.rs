@@ -46,7 +46,10 @@ pub struct Tokens {
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokens").field("expires_in", &self.expires_in).field("scope", &self.scope).finish_non_exhaustive()
+        f.debug_struct("Tokens")
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
     }
 }
 
@@ -174,7 +177,8 @@ impl OAuthClient {
             .to_owned();
         let prm_url = challenge_param(&header, "resource_metadata")
             .ok_or_else(|| anyhow!("WWW-Authenticate has no resource_metadata: {header}"))?;
-        let prm: serde_json::Value = self.get_json(&prm_url).await.context("Protected Resource Metadata")?;
+        let prm: serde_json::Value =
+            self.get_json(&prm_url).await.context("Protected Resource Metadata")?;
         let resource = prm["resource"].as_str().unwrap_or_default().to_owned();
         if resource != mcp_url {
             bail!("PRM resource `{resource}` is not the MCP URL `{mcp_url}` (RFC 9728 §3.3)");
@@ -193,17 +197,24 @@ impl OAuthClient {
             .trim_end_matches('/')
             .strip_suffix("/v2.0")
             .and_then(|s| s.rsplit_once('/').map(|(a, _)| a.to_owned()))
-            .ok_or_else(|| anyhow!("authorization server `{first}` is not an Entra v2 authority"))?;
+            .ok_or_else(|| {
+                anyhow!("authorization server `{first}` is not an Entra v2 authority")
+            })?;
         let domain = upn.rsplit_once('@').map(|(_, d)| d).unwrap_or(upn);
         let home = format!("{authority}/{domain}/v2.0/.well-known/openid-configuration");
         let meta = match self.get_json(&home).await {
             Ok(m) => m,
             Err(_) => self
-                .get_json(&format!("{}/.well-known/openid-configuration", first.trim_end_matches('/')))
+                .get_json(&format!(
+                    "{}/.well-known/openid-configuration",
+                    first.trim_end_matches('/')
+                ))
                 .await
                 .context("authorization server metadata")?,
         };
-        let field = |k: &str| meta[k].as_str().map(str::to_owned).ok_or_else(|| anyhow!("AS metadata lacks {k}"));
+        let field = |k: &str| {
+            meta[k].as_str().map(str::to_owned).ok_or_else(|| anyhow!("AS metadata lacks {k}"))
+        };
         Ok(Discovery {
             resource,
             resource_metadata_url: prm_url,
@@ -235,7 +246,8 @@ impl OAuthClient {
         let mut scopes = d.scopes.clone();
         scopes.push("offline_access".into());
         let scope = scopes.join(" ");
-        let mut url = url::Url::parse(&d.authorization_endpoint).context("authorization endpoint URL")?;
+        let mut url =
+            url::Url::parse(&d.authorization_endpoint).context("authorization endpoint URL")?;
         {
             let mut q = url.query_pairs_mut();
             q.append_pair("client_id", &self.client_id)
@@ -281,7 +293,8 @@ impl OAuthClient {
         if params.get("state") != Some(&state) {
             return Err(anyhow!("state mismatch in the authorize redirect").into());
         }
-        let code = params.get("code").ok_or_else(|| anyhow!("no code in the authorize redirect"))?;
+        let code =
+            params.get("code").ok_or_else(|| anyhow!("no code in the authorize redirect"))?;
         self.token(
             &d.token_endpoint,
             &[
@@ -319,7 +332,8 @@ impl OAuthClient {
         if !(200..300).contains(&status) {
             return Err(SignInError::Entra(parse_error_body(status, &text)));
         }
-        serde_json::from_str(&text).map_err(|e| SignInError::Protocol(anyhow!("token response: {e}")))
+        serde_json::from_str(&text)
+            .map_err(|e| SignInError::Protocol(anyhow!("token response: {e}")))
     }
 }
 

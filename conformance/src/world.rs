@@ -122,7 +122,9 @@ impl WorldBuilder {
         }
         let entra = eb.try_start().await.map_err(|e| anyhow!("fake-entra: {e}"))?;
         for (tenant, p) in &self.lifetimes {
-            entra.set_token_lifetime(tenant, p.clone()).map_err(|e| anyhow!("token lifetime: {e:?}"))?;
+            entra
+                .set_token_lifetime(tenant, p.clone())
+                .map_err(|e| anyhow!("token lifetime: {e:?}"))?;
         }
         let mut gb = FakeGraph::builder()
             .world(fixtures.clone())
@@ -134,10 +136,12 @@ impl WorldBuilder {
         }
         let graph = gb.start().await.context("fake-graph")?;
 
-        let dir = std::env::temp_dir().join(format!("m365-conformance-{}", Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("m365-conformance-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-        let std_listener = std::net::TcpListener::bind(("127.0.0.1", self.connector_port.unwrap_or(0)))
-            .context("bind the connector's port")?;
+        let std_listener =
+            std::net::TcpListener::bind(("127.0.0.1", self.connector_port.unwrap_or(0)))
+                .context("bind the connector's port")?;
         let port = std_listener.local_addr()?.port();
         let base_url = format!("http://127.0.0.1:{port}");
         let mcp_url = format!("{base_url}/mcp");
@@ -217,7 +221,10 @@ impl WorldBuilder {
             .timeout(Duration::from_secs(60))
             .build()
             .context("reqwest client")?;
-        let oauth = OAuthClient { http: http.clone(), client_id: fixtures.apps.mcp_client.app_id.to_string() };
+        let oauth = OAuthClient {
+            http: http.clone(),
+            client_id: fixtures.apps.mcp_client.app_id.to_string(),
+        };
         let world = World {
             clock,
             entra,
@@ -230,7 +237,11 @@ impl WorldBuilder {
             running: Mutex::new(Some(running)),
             http,
             oauth,
-            secrets: Arc::new(Mutex::new(vec![secret, config.cache_key.clone(), config.cursor_key.clone()])),
+            secrets: Arc::new(Mutex::new(vec![
+                secret,
+                config.cache_key.clone(),
+                config.cursor_key.clone(),
+            ])),
         };
         world.wait_ready().await?;
         Ok(world)
@@ -316,7 +327,9 @@ fn policy_toml(rules: &BTreeMap<String, TenantRule>, ids: &BTreeMap<String, Uuid
         let Some(id) = ids.get(name) else { continue };
         let tools = match &rule.tools {
             None => "[\"*\"]".to_owned(),
-            Some(t) => format!("[{}]", t.iter().map(|x| format!("\"{x}\"")).collect::<Vec<_>>().join(", ")),
+            Some(t) => {
+                format!("[{}]", t.iter().map(|x| format!("\"{x}\"")).collect::<Vec<_>>().join(", "))
+            }
         };
         out.push_str(&format!(
             "\n[[tenants]]\nid = \"{id}\"\nname = \"{name}\"\nenabled = {}\ntools = {tools}\n",
@@ -327,8 +340,15 @@ fn policy_toml(rules: &BTreeMap<String, TenantRule>, ids: &BTreeMap<String, Uuid
 }
 
 enum Running {
-    InProcess { state: Arc<connector::server::AppState>, stop: CancellationToken, task: tokio::task::JoinHandle<()> },
-    Child { child: std::process::Child, stderr_path: PathBuf },
+    InProcess {
+        state: Arc<connector::server::AppState>,
+        stop: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    },
+    Child {
+        child: std::process::Child,
+        stderr_path: PathBuf,
+    },
 }
 
 /// The running test world.
@@ -386,7 +406,10 @@ impl World {
 
     /// True when the connector shares the fakes' clock (in-process), so `advance` moves it too.
     pub fn controls_clock(&self) -> bool {
-        matches!(&*self.running.lock().unwrap_or_else(|e| e.into_inner()), Some(Running::InProcess { .. }))
+        matches!(
+            &*self.running.lock().unwrap_or_else(|e| e.into_inner()),
+            Some(Running::InProcess { .. })
+        )
     }
 
     /// Moves the shared clock forward.
@@ -413,7 +436,11 @@ impl World {
     }
 
     /// Signs in with extra `/authorize` parameters; returns Entra's refusal as is.
-    pub async fn try_sign_in(&self, upn: &str, extra: &[(&str, &str)]) -> Result<Session, SignInError> {
+    pub async fn try_sign_in(
+        &self,
+        upn: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<Session, SignInError> {
         let discovery = self.oauth.discover(&self.mcp_url, upn).await?;
         let tokens = self.oauth.authorize(&discovery, upn, extra).await?;
         self.remember(&tokens);
@@ -435,7 +462,15 @@ impl World {
     pub fn session_with_token(&self, upn: &str, token: String) -> Session {
         self.secrets.lock().unwrap_or_else(|e| e.into_inner()).push(token.clone());
         let (tid, oid) = self.entra.persona(upn).unwrap_or_default();
-        Session::with_token(upn.to_owned(), tid, oid, self.mcp_url.clone(), self.http.clone(), token, self.secrets.clone())
+        Session::with_token(
+            upn.to_owned(),
+            tid,
+            oid,
+            self.mcp_url.clone(),
+            self.http.clone(),
+            token,
+            self.secrets.clone(),
+        )
     }
 
     /// Mints a token through fake-entra (remembered as a secret).
@@ -459,7 +494,12 @@ impl World {
     }
 
     /// Raw POST to `/mcp` with optional bearer token and extra headers.
-    pub async fn post_mcp(&self, token: Option<&str>, body: Vec<u8>, headers: &[(&str, &str)]) -> Result<crate::RawResponse> {
+    pub async fn post_mcp(
+        &self,
+        token: Option<&str>,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Result<crate::RawResponse> {
         crate::session::raw_post(&self.http, &self.mcp_url, token, body, headers).await
     }
 

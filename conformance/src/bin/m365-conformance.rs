@@ -9,7 +9,10 @@ use clap::Parser;
 use conformance::{ConnectorMode, scenarios};
 
 #[derive(Parser)]
-#[command(name = "m365-conformance", about = "Run the conformance catalogue against a connector binary")]
+#[command(
+    name = "m365-conformance",
+    about = "Run the conformance catalogue against a connector binary"
+)]
 struct Cli {
     /// The `m365-connector` binary to test.
     #[arg(long)]
@@ -42,7 +45,13 @@ async fn main() -> ExitCode {
     }
     let selected: Vec<_> = scenarios::all()
         .into_iter()
-        .filter(|s| cli.filter.is_empty() || cli.filter.iter().any(|f| s.id.to_ascii_uppercase().starts_with(&f.to_ascii_uppercase())))
+        .filter(|s| {
+            cli.filter.is_empty()
+                || cli
+                    .filter
+                    .iter()
+                    .any(|f| s.id.to_ascii_uppercase().starts_with(&f.to_ascii_uppercase()))
+        })
         .collect();
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     let mut cases = Vec::new();
@@ -86,11 +95,17 @@ async fn main() -> ExitCode {
             cases.len()
         );
         for (id, name, secs, v) in &cases {
-            xml.push_str(&format!("  <testcase classname=\"conformance\" name=\"{} {}\" time=\"{secs:.3}\"", xml_escape(id), xml_escape(name)));
+            xml.push_str(&format!(
+                "  <testcase classname=\"conformance\" name=\"{} {}\" time=\"{secs:.3}\"",
+                xml_escape(id),
+                xml_escape(name)
+            ));
             match v {
                 Verdict::Pass => xml.push_str("/>\n"),
-                Verdict::Fail(why) => xml.push_str(&format!("><failure message=\"{}\"/></testcase>\n", xml_escape(why))),
-                Verdict::Skip(why) => xml.push_str(&format!("><skipped message=\"{}\"/></testcase>\n", xml_escape(why))),
+                Verdict::Fail(why) => xml
+                    .push_str(&format!("><failure message=\"{}\"/></testcase>\n", xml_escape(why))),
+                Verdict::Skip(why) => xml
+                    .push_str(&format!("><skipped message=\"{}\"/></testcase>\n", xml_escape(why))),
             }
         }
         xml.push_str("</testsuite>\n");

@@ -9,7 +9,10 @@ use clap::Parser;
 use conformance::{ConnectorMode, Persona, World};
 
 #[derive(Parser)]
-#[command(name = "m365-sandbox", about = "Run fake Entra, fake Graph and the connector with the fixture tenants")]
+#[command(
+    name = "m365-sandbox",
+    about = "Run fake Entra, fake Graph and the connector with the fixture tenants"
+)]
 struct Cli {
     /// The persona whose bearer token is printed.
     #[arg(long = "as", default_value = "adele@contoso.com")]
@@ -35,7 +38,12 @@ async fn main() -> ExitCode {
         Some(p) => ConnectorMode::Binary(p.clone()),
         None => ConnectorMode::InProcess,
     };
-    let world = match World::builder().mode(mode).ports(cli.entra_port, cli.graph_port, cli.port).start().await {
+    let world = match World::builder()
+        .mode(mode)
+        .ports(cli.entra_port, cli.graph_port, cli.port)
+        .start()
+        .await
+    {
         Ok(w) => w,
         Err(e) => {
             eprintln!("error: the sandbox did not start: {e:#}");
@@ -59,7 +67,11 @@ async fn main() -> ExitCode {
     match world.sign_in(&cli.persona).await {
         Ok(s) => {
             let token = s.token();
-            println!("\nBearer token for {} (expires in {} s):\n{token}\n", cli.persona, s.expires_in());
+            println!(
+                "\nBearer token for {} (expires in {} s):\n{token}\n",
+                cli.persona,
+                s.expires_in()
+            );
             println!(
                 "Try:\n  npx @modelcontextprotocol/inspector --cli {} --transport http --method tools/list --header \"Authorization: Bearer {token}\"",
                 world.mcp_url()

@@ -9,10 +9,26 @@ use crate::{Persona, World, signin::EntraError};
 
 pub fn scenarios() -> Vec<super::Scenario> {
     vec![
-        scenario!("C01", "MFA required: claims challenge, step-up, then the call works", c01_mfa_step_up),
-        scenario!("C02", "non-compliant device gets no data", c02_non_compliant_device_gets_no_data),
-        scenario!("C03", "sign-in from outside the IP range gets no data", c03_ip_range_restriction),
-        scenario!("C04", "a policy scoped to a group affects only that group", c04_group_scoped_policy),
+        scenario!(
+            "C01",
+            "MFA required: claims challenge, step-up, then the call works",
+            c01_mfa_step_up
+        ),
+        scenario!(
+            "C02",
+            "non-compliant device gets no data",
+            c02_non_compliant_device_gets_no_data
+        ),
+        scenario!(
+            "C03",
+            "sign-in from outside the IP range gets no data",
+            c03_ip_range_restriction
+        ),
+        scenario!(
+            "C04",
+            "a policy scoped to a group affects only that group",
+            c04_group_scoped_policy
+        ),
     ]
 }
 
@@ -29,8 +45,15 @@ const MFA_CLAIMS: &str = r#"{"access_token":{"amr":{"essential":true,"values":["
 pub async fn c01_mfa_step_up(world: &World) -> Result<()> {
     let upn = Persona::Isaiah.upn();
     let e = refusal(world, upn, &[]).await?;
-    ensure!(e.error == "interaction_required" && e.has_code(50076), "expected an MFA challenge: {e}");
-    let claims = e.claims.clone().map(|c| crate::session::decode_claims(&c)).unwrap_or_else(|| MFA_CLAIMS.into());
+    ensure!(
+        e.error == "interaction_required" && e.has_code(50076),
+        "expected an MFA challenge: {e}"
+    );
+    let claims = e
+        .claims
+        .clone()
+        .map(|c| crate::session::decode_claims(&c))
+        .unwrap_or_else(|| MFA_CLAIMS.into());
     let isaiah = world
         .try_sign_in(upn, &[("claims", &claims)])
         .await
@@ -54,7 +77,8 @@ pub async fn c03_ip_range_restriction(world: &World) -> Result<()> {
     let (tid, oid) = world.ids(upn)?;
     ensure_untouched(world, tid, oid)?;
     // From the office network she gets in.
-    let joni = world.try_sign_in(upn, &[("fake_ip", "10.20.4.2")]).await.map_err(|e| anyhow!("{e}"))?;
+    let joni =
+        world.try_sign_in(upn, &[("fake_ip", "10.20.4.2")]).await.map_err(|e| anyhow!("{e}"))?;
     me_of(&joni.call_ok("get_me", json!({})).await?)?;
     Ok(())
 }

@@ -8,8 +8,18 @@ use crate::{Persona, World, world::TenantRule};
 
 pub fn scenarios() -> Vec<super::Scenario> {
     let mut v = vec![
-        scenario!("I04", "nothing handed to a caller is usable by another", i04_handles_bound_to_caller),
-        scenario!("I05", "many users of several tenants at once each get their own results", clock = false, setup = i05_setup, i05_concurrent_callers),
+        scenario!(
+            "I04",
+            "nothing handed to a caller is usable by another",
+            i04_handles_bound_to_caller
+        ),
+        scenario!(
+            "I05",
+            "many users of several tenants at once each get their own results",
+            clock = false,
+            setup = i05_setup,
+            i05_concurrent_callers
+        ),
     ];
     #[cfg(feature = "pending-tools")]
     v.extend(pending::scenarios());
@@ -19,17 +29,23 @@ pub fn scenarios() -> Vec<super::Scenario> {
 
 pub async fn i04_handles_bound_to_caller(world: &World) -> Result<()> {
     let adele = world.session(Persona::Adele).await?;
-    let init = adele.raw_post(crate::session::initialize_body().to_string().into_bytes(), &[]).await?;
+    let init =
+        adele.raw_post(crate::session::initialize_body().to_string().into_bytes(), &[]).await?;
     ensure!(init.status == 200, "initialize: HTTP {}", init.status);
     ensure!(init.header("mcp-session-id").is_none(), "the connector minted a session id");
     // Another tenant's user presenting a session id gets only their own identity.
     let other = world.session(Persona::AdeleFabrikam).await?;
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "get_me", "arguments": {}}});
-    let r = other.raw_post(body.to_string().into_bytes(), &[("mcp-session-id", "adele-session")]).await?;
+    let r = other
+        .raw_post(body.to_string().into_bytes(), &[("mcp-session-id", "adele-session")])
+        .await?;
     ensure!(r.status == 200 || r.status == 404 || r.status == 400, "HTTP {}", r.status);
     if r.status == 200 {
         let (tid, oid) = me_of(&crate::session::ToolOutcome::from_json(&r.tool_result()?))?;
-        ensure!(tid == other.tenant_id.to_string() && oid == other.object_id.to_string(), "identity crossed callers");
+        ensure!(
+            tid == other.tenant_id.to_string() && oid == other.object_id.to_string(),
+            "identity crossed callers"
+        );
     }
     Ok(())
 }
@@ -74,7 +90,11 @@ pub async fn i05_concurrent_callers(world: &World) -> Result<()> {
     for r in futures::future::join_all(calls).await {
         let (s, seen) = r?;
         for (tid, oid) in seen {
-            ensure!(tid == s.tenant_id.to_string() && oid == s.object_id.to_string(), "{} got {tid}/{oid}", s.upn);
+            ensure!(
+                tid == s.tenant_id.to_string() && oid == s.object_id.to_string(),
+                "{} got {tid}/{oid}",
+                s.upn
+            );
         }
     }
     for e in world.graph.journal() {
@@ -90,7 +110,11 @@ mod pending {
 
     pub fn scenarios() -> Vec<Scenario> {
         vec![
-            scenario!("I01", "a user cannot read another tenant's resources by URI", i01_cross_tenant_uri),
+            scenario!(
+                "I01",
+                "a user cannot read another tenant's resources by URI",
+                i01_cross_tenant_uri
+            ),
             scenario!("I02", "a user cannot read another user's mail", i02_other_users_mail),
             scenario!("I03", "SharePoint results respect sharing", i03_sharing_respected),
         ]
@@ -100,7 +124,10 @@ mod pending {
         let out = s.call_ok(tool, json!({"query": "a"})).await?;
         ensure!(!out.is_error, "{}", out.text);
         let st = out.structured.unwrap_or_default();
-        st["results"][0]["uri"].as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("no result uri"))
+        st["results"][0]["uri"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("no result uri"))
     }
 
     pub async fn i01_cross_tenant_uri(world: &World) -> Result<()> {
@@ -125,7 +152,13 @@ mod pending {
         let d = world.session(Persona::Diego).await?;
         let out = d.call_ok("sharepoint_search", json!({"query": "a"})).await?;
         ensure!(!out.is_error, "{}", out.text);
-        ensure!(world.graph.journal().iter().all(|e| e.response_status_code != 403 || e.user_id != Some(d.object_id)));
+        ensure!(
+            world
+                .graph
+                .journal()
+                .iter()
+                .all(|e| e.response_status_code != 403 || e.user_id != Some(d.object_id))
+        );
         Ok(())
     }
 }

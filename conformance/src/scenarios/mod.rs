@@ -54,7 +54,9 @@ macro_rules! scenario {
             needs_clock: $clock,
             setup: $setup,
             run: {
-                fn run(world: &$crate::World) -> futures::future::BoxFuture<'_, anyhow::Result<()>> {
+                fn run(
+                    world: &$crate::World,
+                ) -> futures::future::BoxFuture<'_, anyhow::Result<()>> {
                     Box::pin($f(world))
                 }
                 run
@@ -104,7 +106,9 @@ pub fn obo_exchanges(world: &World, tid: Uuid, oid: Uuid) -> usize {
         .entra
         .journal()
         .iter()
-        .filter(|e| e.grant.contains("jwt-bearer") && e.tenant_id == Some(tid) && e.user_id == Some(oid))
+        .filter(|e| {
+            e.grant.contains("jwt-bearer") && e.tenant_id == Some(tid) && e.user_id == Some(oid)
+        })
         .count()
 }
 
@@ -130,7 +134,11 @@ pub fn ensure_status(r: &crate::RawResponse, status: u16, what: &str) -> Result<
 /// `get_me`'s identity from a tool outcome.
 pub fn me_of(outcome: &crate::session::ToolOutcome) -> Result<(String, String)> {
     ensure!(!outcome.is_error, "get_me failed: {}", outcome.text);
-    let s = outcome.structured.clone().or_else(|| serde_json::from_str(&outcome.text).ok()).unwrap_or_default();
+    let s = outcome
+        .structured
+        .clone()
+        .or_else(|| serde_json::from_str(&outcome.text).ok())
+        .unwrap_or_default();
     let tid = s["tenant_id"].as_str().unwrap_or_default().to_owned();
     let oid = s["user_id"].as_str().unwrap_or_default().to_owned();
     ensure!(!tid.is_empty() && !oid.is_empty(), "get_me returned no identity: {}", outcome.text);

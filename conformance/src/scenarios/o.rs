@@ -8,10 +8,18 @@ use crate::{Persona, World, world::TenantRule};
 
 pub fn scenarios() -> Vec<super::Scenario> {
     vec![
-        scenario!("O01", "tenant not enabled is refused clearly", o01_tenant_not_enabled_is_refused),
+        scenario!(
+            "O01",
+            "tenant not enabled is refused clearly",
+            o01_tenant_not_enabled_is_refused
+        ),
         scenario!("O02", "no admin consent gets a clear error", o02_no_admin_consent),
         scenario!("O03", "assignment required admits only the pilot", o03_assignment_required),
-        scenario!("O04", "disabling the tenant stops live sessions", o04_disabled_tenant_stops_live_sessions),
+        scenario!(
+            "O04",
+            "disabling the tenant stops live sessions",
+            o04_disabled_tenant_stops_live_sessions
+        ),
     ]
 }
 
@@ -33,7 +41,10 @@ pub async fn o02_no_admin_consent(world: &World) -> Result<()> {
         Err(e) => e.entra().cloned().ok_or_else(|| anyhow!("not an Entra refusal: {e}"))?,
     };
     ensure!(err.has_code(65001) || err.error == "consent_required", "unexpected refusal: {err}");
-    ensure!(err.description.to_lowercase().contains("consent"), "the message does not say what to do: {err}");
+    ensure!(
+        err.description.to_lowercase().contains("consent"),
+        "the message does not say what to do: {err}"
+    );
     let (tid, oid) = world.ids(upn)?;
     ensure_untouched(world, tid, oid)
 }

@@ -1,8 +1,8 @@
 //! S — the tools against the fixtures. Every one needs tools beyond `get_me`.
 
+use anyhow::Result;
 #[cfg(feature = "pending-tools")]
 use anyhow::ensure;
-use anyhow::Result;
 #[cfg(feature = "pending-tools")]
 use serde_json::json;
 
@@ -67,7 +67,12 @@ async fn s04(w: &World) -> Result<()> {
 }
 #[cfg(feature = "pending-tools")]
 async fn s05(w: &World) -> Result<()> {
-    let st = search(w, "find_meeting_availability", json!({"attendees": ["diego@contoso.com"], "duration_minutes": 30})).await?;
+    let st = search(
+        w,
+        "find_meeting_availability",
+        json!({"attendees": ["diego@contoso.com"], "duration_minutes": 30}),
+    )
+    .await?;
     ensure!(!st.is_null());
     Ok(())
 }

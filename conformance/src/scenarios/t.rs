@@ -12,9 +12,27 @@ use crate::{Persona, World};
 
 pub fn scenarios() -> Vec<super::Scenario> {
     let mut v = vec![
-        scenario!("T03", "expired user token: 401, refresh, continue", clock = true, setup = World::builder, t03_expired_token_refresh_and_continue),
-        scenario!("T04", "refresh token idle past 90 days needs a fresh sign-in", clock = true, setup = World::builder, t04_idle_refresh_token_is_refused),
-        scenario!("T05", "a token lifetime policy is honoured", clock = false, setup = t05_setup, t05_token_lifetime_policy),
+        scenario!(
+            "T03",
+            "expired user token: 401, refresh, continue",
+            clock = true,
+            setup = World::builder,
+            t03_expired_token_refresh_and_continue
+        ),
+        scenario!(
+            "T04",
+            "refresh token idle past 90 days needs a fresh sign-in",
+            clock = true,
+            setup = World::builder,
+            t04_idle_refresh_token_is_refused
+        ),
+        scenario!(
+            "T05",
+            "a token lifetime policy is honoured",
+            clock = false,
+            setup = t05_setup,
+            t05_token_lifetime_policy
+        ),
     ];
     #[cfg(feature = "pending-tools")]
     v.extend(pending::scenarios());
@@ -35,7 +53,11 @@ pub async fn t03_expired_token_refresh_and_continue(world: &World) -> Result<()>
     world.advance(Duration::from_secs(life) + PAST_LEEWAY);
     let r = adele.call_tool_http("get_me", json!({})).await?;
     ensure_status(&r, 401, "expired token")?;
-    ensure!(r.challenge("error").as_deref() == Some("invalid_token"), "{:?}", r.header("www-authenticate"));
+    ensure!(
+        r.challenge("error").as_deref() == Some("invalid_token"),
+        "{:?}",
+        r.header("www-authenticate")
+    );
     adele.refresh().await.map_err(|e| anyhow!("refresh: {e}"))?;
     me_of(&adele.call_ok("get_me", json!({})).await?)?;
     Ok(())
@@ -91,10 +113,28 @@ mod pending {
     pub fn scenarios() -> Vec<Scenario> {
         vec![
             scenario!("T01", "many calls, one OBO exchange", t01_many_calls_one_exchange),
-            scenario!("T02", "OBO token near expiry is renewed before use", clock = true, setup = World::builder, t02_renewal_before_expiry),
-            scenario!("T06", "100 concurrent first calls make one exchange", t06_concurrent_first_calls),
-            scenario!("T07", "the token cache at rest holds no plaintext token", t07_no_plaintext_at_rest),
-            scenario!("T08", "cache entries are keyed by tenant and user", t08_cache_keyed_by_tenant_and_user),
+            scenario!(
+                "T02",
+                "OBO token near expiry is renewed before use",
+                clock = true,
+                setup = World::builder,
+                t02_renewal_before_expiry
+            ),
+            scenario!(
+                "T06",
+                "100 concurrent first calls make one exchange",
+                t06_concurrent_first_calls
+            ),
+            scenario!(
+                "T07",
+                "the token cache at rest holds no plaintext token",
+                t07_no_plaintext_at_rest
+            ),
+            scenario!(
+                "T08",
+                "cache entries are keyed by tenant and user",
+                t08_cache_keyed_by_tenant_and_user
+            ),
         ]
     }
 

@@ -175,10 +175,8 @@ impl KeyStore for JwksKeyStore {
                 return Ok(k);
             }
             let may_refresh = self.lock().last_attempt.is_none_or(|t| t.elapsed() >= self.floor);
-            if may_refresh {
-                if let Err(e) = self.fetch().await {
-                    tracing::warn!(error = %e, "Could not refresh the signing keys");
-                }
+            if may_refresh && let Err(e) = self.fetch().await {
+                tracing::warn!(error = %e, "Could not refresh the signing keys");
             }
             if let Some(k) = self.cached(kid) {
                 return Ok(k);

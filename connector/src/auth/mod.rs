@@ -3,11 +3,11 @@
 //! the right `WWW-Authenticate` before anything reaches rmcp.
 //!
 //! # Layout
-//! * [`challenge`]: `Authorization: Bearer` parsing and `WWW-Authenticate` rendering.
-//! * [`jwks`]: the [`KeyStore`] trait and the JWKS-backed store (rate-limited refresh).
-//! * [`validate`]: the claim rules, [`Rejection`] reasons and how each is answered.
-//! * [`rate_limit`]: per-caller token buckets keyed by the validated `(tid, oid)`.
-//! * [`prm`]: the RFC 9728 metadata document.
+//! * [`challenge`] — `Authorization: Bearer` parsing and `WWW-Authenticate` rendering.
+//! * [`jwks`] — the [`KeyStore`] trait and the JWKS-backed store (rate-limited refresh).
+//! * [`validate`] — the claim rules, [`Rejection`] reasons and how each is answered.
+//! * [`rate_limit`] — per-caller token buckets keyed by the validated `(tid, oid)`.
+//! * [`prm`] — the RFC 9728 metadata document.
 
 pub mod challenge;
 pub mod jwks;

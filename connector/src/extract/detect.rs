@@ -142,7 +142,8 @@ fn sniff(bytes: &[u8]) -> Option<FileKind> {
     }
     // Only the central directory is read here: no entry is inflated.
     let archive = zip::ZipArchive::new(Cursor::new(bytes)).ok()?;
-    let has = |part: &str| archive.file_names().any(|n| n.is_ok_and(|n| n.eq_ignore_ascii_case(part)));
+    let has =
+        |part: &str| archive.file_names().any(|n| n.is_ok_and(|n| n.eq_ignore_ascii_case(part)));
     if has("word/document.xml") {
         Some(FileKind::Docx)
     } else if has("xl/workbook.xml") {

@@ -468,7 +468,8 @@ impl<'l> Collector<'l> {
             return false;
         }
         if self.parts.len() as u64 >= u64::from(self.limits.max_pages_or_sheets) {
-            self.truncated = Some(TruncationReason::Parts { limit: self.limits.max_pages_or_sheets });
+            self.truncated =
+                Some(TruncationReason::Parts { limit: self.limits.max_pages_or_sheets });
             return false;
         }
         if self.remaining_chars == 0 && !self.parts.is_empty() {
@@ -519,12 +520,7 @@ impl<'l> Collector<'l> {
     }
 
     pub(crate) fn finish(self, total_parts: u32) -> Extracted {
-        Extracted {
-            parts: self.parts,
-            total_parts,
-            truncated: self.truncated,
-            notes: self.notes,
-        }
+        Extracted { parts: self.parts, total_parts, truncated: self.truncated, notes: self.notes }
     }
 }
 

@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 
 use quick_xml::Reader;
+use quick_xml::XmlVersion;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::attributes::Attribute;
 use quick_xml::events::{BytesRef, Event};
-use quick_xml::XmlVersion;
 
 use super::zipguard::{SafeZip, Tripped, bomb};
 use super::{CappedText, Collector, ExtractError, FileKind, Limits, Selection};
@@ -88,7 +88,8 @@ fn slide_parts(zip: &mut SafeZip<'_>) -> Result<Vec<String>, ExtractError> {
 
 fn ordered_slides(zip: &mut SafeZip<'_>) -> Result<Vec<String>, ExtractError> {
     let kind = FileKind::Pptx;
-    let (Some(presentation), Some(rels)) = (zip.read_to_end(PPTX_MAIN)?, zip.read_to_end(PPTX_RELS)?)
+    let (Some(presentation), Some(rels)) =
+        (zip.read_to_end(PPTX_MAIN)?, zip.read_to_end(PPTX_RELS)?)
     else {
         return Ok(Vec::new());
     };

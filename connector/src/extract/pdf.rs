@@ -27,7 +27,11 @@ use super::{Collector, ExtractError, Extracted, FileKind, Limits, Selection};
 
 const KIND: FileKind = FileKind::Pdf;
 
-pub(crate) fn pdf(bytes: &[u8], selection: &Selection, limits: &Limits) -> Result<Extracted, ExtractError> {
+pub(crate) fn pdf(
+    bytes: &[u8],
+    selection: &Selection,
+    limits: &Limits,
+) -> Result<Extracted, ExtractError> {
     guard_streams(bytes, limits)?;
 
     let mut doc = match catch_unwind(|| Document::load_mem(bytes)) {

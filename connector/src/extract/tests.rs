@@ -243,10 +243,7 @@ fn a_package_without_the_main_part_is_corrupt_or_mislabelled() {
 fn pptx_slides_follow_the_presentation_order() {
     let bytes = pptx_ordered(&[&["first file"], &["second file", "more"]], &[2, 1]);
     let out = run(&bytes, FileKind::Pptx).unwrap();
-    assert_eq!(
-        texts(&out),
-        vec![("Slide 1", "second file\nmore"), ("Slide 2", "first file")]
-    );
+    assert_eq!(texts(&out), vec![("Slide 1", "second file\nmore"), ("Slide 2", "first file")]);
     assert_eq!(out.total_parts, 2);
 }
 
@@ -266,7 +263,8 @@ fn pptx_without_a_slide_list_orders_slide_files_by_number() {
 #[test]
 fn pptx_selection_returns_only_the_chosen_slides() {
     let bytes = office::pptx(&[&["One", "a"], &["Two", "b"], &["Three", "c"]]);
-    let out = extract(&bytes, FileKind::Pptx, &Selection::pages(2..=9), &Limits::default()).unwrap();
+    let out =
+        extract(&bytes, FileKind::Pptx, &Selection::pages(2..=9), &Limits::default()).unwrap();
     let labels: Vec<&str> = out.parts.iter().map(|p| p.label.as_str()).collect();
     assert_eq!(labels, ["Slide 2", "Slide 3"]);
     assert!(out.parts[0].text.contains("Two"));
@@ -401,7 +399,8 @@ fn pdf_pages_are_parts_and_can_be_selected() {
     assert_eq!(labels, ["Page 1", "Page 2", "Page 3"]);
     assert!(out.parts[1].text.contains("Bravo page"), "{:?}", out.parts[1].text);
 
-    let some = extract(&bytes, FileKind::Pdf, &Selection::pages(3..=3), &Limits::default()).unwrap();
+    let some =
+        extract(&bytes, FileKind::Pdf, &Selection::pages(3..=3), &Limits::default()).unwrap();
     assert_eq!(some.parts.len(), 1);
     assert!(some.parts[0].text.contains("Charlie page"));
     assert!(some.to_text().contains("[1 of 3 parts shown]"));
@@ -434,13 +433,18 @@ fn handmade_pdf_with(text: &str, extra: &[Vec<u8>]) -> Vec<u8> {
         out.extend_from_slice(b"\nendobj\n");
     }
     let xref = out.len();
-    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
     for offset in offsets {
         out.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
     }
     out.extend_from_slice(
-        format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1)
-            .as_bytes(),
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
     );
     out
 }
@@ -456,7 +460,8 @@ fn a_pdf_whose_streams_inflate_past_the_budget_is_refused() {
     let mut compressed = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
     compressed.write_all(&vec![b' '; 4 * 1024 * 1024]).unwrap();
     let body = compressed.finish().unwrap();
-    let mut stream = format!("<< /Length {} /Filter /FlateDecode >>\nstream\n", body.len()).into_bytes();
+    let mut stream =
+        format!("<< /Length {} /Filter /FlateDecode >>\nstream\n", body.len()).into_bytes();
     stream.extend_from_slice(&body);
     stream.extend_from_slice(b"\nendstream");
     let bytes = handmade_pdf_with("x", &[stream]);
@@ -476,7 +481,10 @@ fn html_bodies_lose_tags_scripts_and_styles() {
     let text = out.to_text();
     assert!(text.contains("Hello Adele,"), "{text}");
     assert!(text.contains("See the & plan."), "{text}");
-    assert!(!text.contains("alert") && !text.contains("steal") && !text.contains("color"), "{text}");
+    assert!(
+        !text.contains("alert") && !text.contains("steal") && !text.contains("color"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -515,7 +523,11 @@ fn text_strips_the_bom_and_normalises_line_ends() {
     let out = run(b"\xEF\xBB\xBFa,b\r\n1,2\r\n", FileKind::Csv).unwrap();
     assert_eq!(texts(&out), vec![("Document", "a,b\n1,2")]);
     assert!(out.notes.is_empty());
-    let utf16: Vec<u8> = b"\xFF\xFE".iter().copied().chain("héllo".encode_utf16().flat_map(u16::to_le_bytes)).collect();
+    let utf16: Vec<u8> = b"\xFF\xFE"
+        .iter()
+        .copied()
+        .chain("héllo".encode_utf16().flat_map(u16::to_le_bytes))
+        .collect();
     assert_eq!(run(&utf16, FileKind::Text).unwrap().to_text(), "héllo");
 }
 
@@ -524,7 +536,9 @@ fn invalid_utf8_is_replaced_with_a_note() {
     let out = run(b"caf\xE9 menu", FileKind::Markdown).unwrap();
     assert_eq!(out.parts[0].text, "caf\u{FFFD} menu");
     assert_eq!(out.notes.len(), 1);
-    assert!(out.to_text().ends_with("[note: the file is not valid UTF-8; invalid bytes were replaced with \u{FFFD}]"));
+    assert!(out.to_text().ends_with(
+        "[note: the file is not valid UTF-8; invalid bytes were replaced with \u{FFFD}]"
+    ));
 }
 
 // ---------------------------------------------------------------- empty, corrupt, limits
@@ -552,7 +566,10 @@ fn corrupt_files_are_reported_as_corrupt() {
     let truncated = &docx[..docx.len() / 2];
     assert!(matches!(run(truncated, FileKind::Docx), Err(ExtractError::Corrupt { .. })));
     let xlsx = budget_workbook();
-    assert!(matches!(run(&xlsx[..xlsx.len() - 30], FileKind::Xlsx), Err(ExtractError::Corrupt { .. })));
+    assert!(matches!(
+        run(&xlsx[..xlsx.len() - 30], FileKind::Xlsx),
+        Err(ExtractError::Corrupt { .. })
+    ));
     let pdf = office::pdf(&["one", "two"]);
     let cut = run(&pdf[..pdf.len() / 3], FileKind::Pdf);
     assert!(matches!(cut, Err(ExtractError::Corrupt { .. })), "{cut:?}");
@@ -570,7 +587,8 @@ fn inputs_above_the_size_limit_are_refused_before_parsing() {
 #[test]
 fn output_is_cut_at_the_character_limit() {
     let limits = Limits { max_output_chars: 10, ..Limits::default() };
-    let out = extract("añb".repeat(10).as_bytes(), FileKind::Text, &Selection::all(), &limits).unwrap();
+    let out =
+        extract("añb".repeat(10).as_bytes(), FileKind::Text, &Selection::all(), &limits).unwrap();
     assert_eq!(out.parts[0].text, "añbañbañba");
     assert_eq!(out.truncated, Some(TruncationReason::OutputChars { limit: 10 }));
     assert!(out.to_text().ends_with("[truncated: output reached the 10-character limit]"));

@@ -39,16 +39,16 @@ pub(crate) fn html(bytes: &[u8], limits: &Limits) -> Result<Extracted, ExtractEr
     if lossy {
         collector.note(LOSSY_NOTE);
     }
-    let rendered = if text.len() > HTML_LAYOUT_MAX_BYTES || nesting_depth(&text) > HTML_LAYOUT_MAX_DEPTH
-    {
-        collector.note(HTML_FALLBACK_NOTE);
-        strip_tags(&text)
-    } else {
-        html2text::config::plain_no_decorate()
-            .allow_width_overflow()
-            .string_from_read(text.as_bytes(), HTML_WIDTH)
-            .map_err(|_| ExtractError::corrupt(FileKind::Html, "the HTML cannot be rendered"))?
-    };
+    let rendered =
+        if text.len() > HTML_LAYOUT_MAX_BYTES || nesting_depth(&text) > HTML_LAYOUT_MAX_DEPTH {
+            collector.note(HTML_FALLBACK_NOTE);
+            strip_tags(&text)
+        } else {
+            html2text::config::plain_no_decorate()
+                .allow_width_overflow()
+                .string_from_read(text.as_bytes(), HTML_WIDTH)
+                .map_err(|_| ExtractError::corrupt(FileKind::Html, "the HTML cannot be rendered"))?
+        };
     collector.push_part("Document", rendered);
     Ok(collector.finish(1))
 }
@@ -140,8 +140,27 @@ fn tags(html: &str) -> impl Iterator<Item = Tag<'_>> {
 const HIDDEN_ELEMENTS: &[&str] = &["script", "style", "head", "template", "noscript"];
 /// Elements that start a new line.
 const BLOCK_ELEMENTS: &[&str] = &[
-    "br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol",
-    "blockquote", "pre", "hr", "section", "article", "header", "footer",
+    "br",
+    "p",
+    "div",
+    "li",
+    "tr",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "table",
+    "ul",
+    "ol",
+    "blockquote",
+    "pre",
+    "hr",
+    "section",
+    "article",
+    "header",
+    "footer",
 ];
 
 /// Text of `html` without layout: tags removed, hidden elements dropped, entities decoded,

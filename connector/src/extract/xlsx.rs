@@ -50,10 +50,10 @@ impl CellRange {
         let text = text.trim();
         let (sheet, range) = match text.rsplit_once('!') {
             Some((sheet, range)) => {
-                let sheet = sheet.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')).map_or_else(
-                    || sheet.to_owned(),
-                    |quoted| quoted.replace("''", "'"),
-                );
+                let sheet = sheet
+                    .strip_prefix('\'')
+                    .and_then(|s| s.strip_suffix('\''))
+                    .map_or_else(|| sheet.to_owned(), |quoted| quoted.replace("''", "'"));
                 (Some(sheet), range)
             }
             None => (None, text),
@@ -97,7 +97,9 @@ fn corner(text: &str) -> Result<(Option<u32>, Option<u32>), ExtractError> {
         if letters.len() > 3 {
             return Err(bad_range());
         }
-        let n = letters.bytes().fold(0u32, |n, b| n * 26 + u32::from(b.to_ascii_uppercase() - b'A' + 1));
+        let n = letters
+            .bytes()
+            .fold(0u32, |n, b| n * 26 + u32::from(b.to_ascii_uppercase() - b'A' + 1));
         if n > MAX_COLUMNS {
             return Err(bad_range());
         }
@@ -129,7 +131,11 @@ pub(crate) fn column_name(mut index: u32) -> String {
     String::from_utf8(name).unwrap_or_default()
 }
 
-pub(crate) fn xlsx(bytes: &[u8], selection: &Selection, limits: &Limits) -> Result<Extracted, ExtractError> {
+pub(crate) fn xlsx(
+    bytes: &[u8],
+    selection: &Selection,
+    limits: &Limits,
+) -> Result<Extracted, ExtractError> {
     let kind = FileKind::Xlsx;
     let (range_sheet, range) = match &selection.cell_range {
         Some(text) => CellRange::parse(text)?,
@@ -228,7 +234,8 @@ fn render_sheet(
     let Some(first_column) = rows.values().filter_map(|r| r.keys().next()).min().copied() else {
         return Ok((String::new(), full));
     };
-    let last_column = rows.values().filter_map(|r| r.keys().next_back()).max().copied().unwrap_or(first_column);
+    let last_column =
+        rows.values().filter_map(|r| r.keys().next_back()).max().copied().unwrap_or(first_column);
     let mut out = String::new();
     for column in first_column..=last_column {
         out.push('\t');

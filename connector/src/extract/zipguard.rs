@@ -35,7 +35,11 @@ pub(crate) struct SafeZip<'a> {
 
 impl<'a> SafeZip<'a> {
     /// Opens `bytes` as a zip package and applies the central-directory checks.
-    pub(crate) fn open(bytes: &'a [u8], kind: FileKind, limits: &Limits) -> Result<Self, ExtractError> {
+    pub(crate) fn open(
+        bytes: &'a [u8],
+        kind: FileKind,
+        limits: &Limits,
+    ) -> Result<Self, ExtractError> {
         let archive = ZipArchive::new(Cursor::new(bytes)).map_err(|e| zip_error(kind, &e))?;
         if archive.len() > limits.max_entries {
             return Err(bomb(format!(
@@ -51,8 +55,7 @@ impl<'a> SafeZip<'a> {
                 return Err(ExtractError::Encrypted { kind });
             }
             let size = entry.size();
-            if size > RATIO_FLOOR
-                && size / entry.compressed_size().max(1) >= limits.max_entry_ratio
+            if size > RATIO_FLOOR && size / entry.compressed_size().max(1) >= limits.max_entry_ratio
             {
                 return Err(bomb(format!(
                     "an entry declares a compression ratio above {}:1",
@@ -67,7 +70,12 @@ impl<'a> SafeZip<'a> {
                 limits.max_unzipped_bytes
             )));
         }
-        Ok(Self { archive, kind, budget: limits.max_unzipped_bytes, limit: limits.max_unzipped_bytes })
+        Ok(Self {
+            archive,
+            kind,
+            budget: limits.max_unzipped_bytes,
+            limit: limits.max_unzipped_bytes,
+        })
     }
 
     /// Entry names, in central-directory order (names that are not UTF-8 are skipped).
@@ -94,7 +102,10 @@ impl<'a> SafeZip<'a> {
     }
 
     /// A counting reader over the part `name`, or `None` when there is no such part.
-    pub(crate) fn entry(&mut self, name: &str) -> Result<Option<EntryReader<'_, 'a>>, ExtractError> {
+    pub(crate) fn entry(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<EntryReader<'_, 'a>>, ExtractError> {
         let Some(index) = self.index_of(name) else { return Ok(None) };
         let kind = self.kind;
         let file = self.archive.by_index(index).map_err(|e| zip_error(kind, &e))?;

@@ -6,8 +6,8 @@
 //! writes one audit record before answering (fail closed: no record, no answer).
 //!
 //! # Layout
-//! * [`me`]: `get_me`.
-//! * [`permissions`]: the Graph permissions each tool needs, the admin-consent URL.
+//! * [`me`] — `get_me`.
+//! * [`permissions`] — the Graph permissions each tool needs, the admin-consent URL.
 
 pub mod me;
 pub mod permissions;
