@@ -131,10 +131,10 @@ fn ordered_slides(zip: &mut SafeZip<'_>) -> Result<Vec<String>, ExtractError> {
                     // `r:id` (any prefix), not the bare numeric `id`.
                     .find(|a| a.key.prefix().is_some() && a.key.local_name().as_ref() == "id")
                     .and_then(|a| attr_value(&a));
-                if let Some(target) = rid.and_then(|rid| targets.get(&rid)) {
-                    if zip.contains(target) {
-                        slides.push(target.clone());
-                    }
+                if let Some(target) = rid.and_then(|rid| targets.get(&rid))
+                    && zip.contains(target)
+                {
+                    slides.push(target.clone());
                 }
             }
             Ok(Event::Eof) => break,

@@ -270,7 +270,7 @@ fn utf8(bytes: &[u8]) -> (String, bool) {
 }
 
 fn utf16(bytes: &[u8], unit: fn([u8; 2]) -> u16) -> (String, bool) {
-    let mut lossy = bytes.len() % 2 != 0;
+    let mut lossy = !bytes.len().is_multiple_of(2);
     let units = bytes.chunks_exact(2).map(|pair| unit([pair[0], pair[1]]));
     let text = char::decode_utf16(units)
         .map(|c| {

@@ -141,10 +141,10 @@ pub(crate) fn xlsx(
         Some(text) => CellRange::parse(text)?,
         None => (None, CellRange::ALL),
     };
-    if let (Some(a), Some(b)) = (&range_sheet, &selection.sheet) {
-        if a != b {
-            return Err(invalid("the cell range names a different sheet than the selection"));
-        }
+    if let (Some(a), Some(b)) = (&range_sheet, &selection.sheet)
+        && a != b
+    {
+        return Err(invalid("the cell range names a different sheet than the selection"));
     }
     let sheet_name = selection.sheet.clone().or(range_sheet);
 
