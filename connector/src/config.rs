@@ -121,7 +121,9 @@ pub struct RawCertificate {
 #[serde(deny_unknown_fields, default)]
 pub struct RawGraph {
     pub base_url: String,
-    pub download_hosts: Vec<String>,
+    /// Hosts pre-authenticated download URLs may point at; the Graph client's defaults
+    /// (`*.sharepoint.com`, ...) when absent.
+    pub download_hosts: Option<Vec<String>>,
     pub timeout_secs: u64,
     pub connect_timeout_secs: u64,
     pub max_retries: u32,
@@ -132,7 +134,7 @@ impl Default for RawGraph {
     fn default() -> Self {
         Self {
             base_url: DEFAULT_GRAPH_BASE.into(),
-            download_hosts: vec!["*.sharepoint.com".into()],
+            download_hosts: None,
             timeout_secs: 20,
             connect_timeout_secs: 5,
             max_retries: 3,
@@ -365,7 +367,7 @@ impl fmt::Debug for Key32 {
 #[derive(Debug, Clone)]
 pub struct GraphConfig {
     pub base_url: Url,
-    pub download_hosts: Vec<String>,
+    pub download_hosts: Option<Vec<String>>,
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub max_retries: u32,
@@ -709,6 +711,58 @@ impl Settings {
             cursor_key,
         })
     }
+}
+
+impl Settings {
+    /// The On-Behalf-Of settings (`crate::obo`). Cache keys get ids derived from their
+    /// content, so an entry sealed by a key stays openable when newer keys are put in front.
+    pub fn obo_settings(&self) -> Result<crate::obo::OboSettings, ConfigError> {
+        let credential = match &self.entra.credential {
+            Credential::Secret(s) => crate::obo::ClientCredential::Secret(s.clone()),
+            Credential::Certificate { private_key_pem, thumbprint_x5t } => {
+                crate::obo::ClientCredential::Certificate {
+                    private_key_pem: private_key_pem.clone(),
+                    x5t: thumbprint_x5t.clone(),
+                }
+            }
+        };
+        let mut keys = Vec::with_capacity(self.obo.cache_keys.len());
+        for key in &self.obo.cache_keys {
+            let id = key_id(key.expose());
+            let k = crate::obo::EncryptionKey::new(id, *key.expose())
+                .map_err(|e| invalid("obo.cache_keys", e.to_string()))?;
+            keys.push(k);
+        }
+        let mut keys = keys.into_iter();
+        let active = keys.next().ok_or_else(|| invalid("obo.cache_keys", "at least one key is required"))?;
+        let cache_keys = crate::obo::CacheKeys::new(active, keys.collect())
+            .map_err(|e| invalid("obo.cache_keys", format!("{e} (is a key listed twice?)")))?;
+        let mut obo = crate::obo::OboSettings::new(self.entra.authority.clone(), self.entra.client_id, credential);
+        obo.max_reuse = self.obo.max_reuse;
+        obo.renew_before = self.obo.renew_before;
+        obo.cache_keys = cache_keys;
+        Ok(obo)
+    }
+
+    /// The Graph client settings (`crate::graph`).
+    pub fn graph_settings(&self) -> crate::graph::GraphSettings {
+        let mut g = crate::graph::GraphSettings::new(self.graph.base_url.clone());
+        if let Some(hosts) = &self.graph.download_hosts {
+            g.download_hosts = hosts.clone();
+        }
+        g.connect_timeout = self.graph.connect_timeout;
+        g.request_timeout = self.graph.timeout;
+        g.max_attempts = self.graph.max_retries.saturating_add(1);
+        g.retry_budget = self.graph.retry_budget;
+        g
+    }
+}
+
+/// A non-secret identifier of a key: the first 8 bytes of its SHA-256, hex.
+fn key_id(key: &[u8; 32]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(key);
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 /// `host[:port]` as it appears in a `Host` header for this URL.

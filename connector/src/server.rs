@@ -36,7 +36,9 @@ use tokio_util::sync::CancellationToken;
 use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
 
 use crate::{
-    audit::{AuditError, AuditLog},
+    audit::{AuditError, AuditEvent, AuditLog},
+    graph::GraphClient,
+    obo::{OboEvent, TokenProvider},
     auth::{
         self, AuthState, JwksKeyStore, KeyStore, Validator, prm::ProtectedResourceMetadata,
         rate_limit::RateLimiter,
@@ -65,6 +67,8 @@ pub struct Dependencies {
     pub metrics: Option<Arc<Metrics>>,
     pub policy: Option<Arc<PolicyStore>>,
     pub audit: Option<Arc<AuditLog>>,
+    /// The HTTP client for Graph; built from the Graph settings when absent.
+    pub graph_http: Option<reqwest::Client>,
     /// Use this listener instead of binding `settings.server.listen`.
     pub listener: Option<std::net::TcpListener>,
 }
@@ -80,6 +84,8 @@ pub enum StartupError {
     Audit(#[from] AuditError),
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Shared state of the non-MCP routes.
@@ -106,7 +112,7 @@ pub struct Application {
 /// Builds the outbound HTTP client with the defaults that matter: timeouts, no redirects, no
 /// system proxy.
 pub fn http_client(settings: &Settings) -> Result<reqwest::Client, String> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    install_crypto();
     reqwest::Client::builder()
         .timeout(settings.entra.http_timeout.max(settings.graph.timeout))
         .connect_timeout(settings.graph.connect_timeout)
@@ -117,10 +123,16 @@ pub fn http_client(settings: &Settings) -> Result<reqwest::Client, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Installs the rustls `ring` provider (reqwest is built without one); idempotent.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl Application {
     /// Wires everything and binds the listener; keys and discovery are fetched once here
     /// (best effort: readiness stays false until they load) and then in the background.
     pub async fn build(settings: Settings, deps: Dependencies) -> Result<Self, StartupError> {
+        install_crypto();
         let clock = deps.clock.clone();
         let http = match deps.http {
             Some(h) => h,
@@ -167,7 +179,7 @@ impl Application {
             audit: audit.clone(),
             keys: keys.clone(),
             discovery_ok: AtomicBool::new(false),
-            http,
+            http: http.clone(),
             in_flight: Arc::new(Semaphore::new(settings.limits.max_in_flight)),
             settings: settings.clone(),
         });
@@ -198,7 +210,35 @@ impl Application {
             ),
             retry_after: settings.entra.jwks_refresh_floor,
         });
+        let graph_settings = settings.graph_settings();
+        let graph_http = match deps.graph_http {
+            Some(h) => h,
+            None => crate::graph::http_client(&graph_settings).map_err(|e| StartupError::Http(e.to_string()))?,
+        };
+        let graph = GraphClient::new(graph_settings, graph_http, metrics.clone());
+        let obo_audit = audit.clone();
+        let provider = TokenProvider::new(settings.obo_settings()?, http.clone(), clock.clone(), metrics.clone())
+            .with_observer(Arc::new(move |e: &OboEvent| {
+                let event = AuditEvent::OboExchange {
+                    tenant_id: e.tenant,
+                    user_id: e.user,
+                    outcome: if e.error_code.is_none() { "ok".into() } else { "error".into() },
+                    error_code: e.error_code.clone(),
+                    cache_hit: e.from_cache,
+                };
+                if let Err(err) = obo_audit.record(event) {
+                    tracing::error!(error = %err, "Audit write failed for an OBO exchange");
+                }
+            }));
+        let purge = provider.clone();
+        policy.on_tenants_disabled(move |tenants| {
+            for tid in tenants {
+                purge.purge_tenant(*tid);
+            }
+        });
         let tool_ctx = Arc::new(ToolContext {
+            provider,
+            graph,
             policy: policy.clone(),
             audit: audit.clone(),
             metrics: metrics.clone(),

@@ -55,7 +55,8 @@ impl<'a> SafeZip<'a> {
                 return Err(ExtractError::Encrypted { kind });
             }
             let size = entry.size();
-            if size > RATIO_FLOOR && size / entry.compressed_size().max(1) >= limits.max_entry_ratio
+            if size > RATIO_FLOOR
+                && size > entry.compressed_size().saturating_mul(limits.max_entry_ratio)
             {
                 return Err(bomb(format!(
                     "an entry declares a compression ratio above {}:1",

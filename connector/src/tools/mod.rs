@@ -9,8 +9,15 @@
 //! * [`me`] — `get_me`.
 //! * [`permissions`] — the Graph permissions each tool needs, the admin-consent URL.
 
+pub mod availability;
+pub mod cursor;
+pub mod kql;
+pub mod odata;
 pub mod me;
 pub mod permissions;
+pub mod shaping;
+pub mod timezone;
+pub mod uri;
 
 use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
@@ -28,13 +35,19 @@ use crate::{
     audit::{AuditEvent, AuditLog},
     auth::ChallengeSlot,
     clock::Clock,
-    domain::Caller,
+    domain::{Caller, ScopeSet},
+    graph::{GraphClient, GraphFailure, Session},
+    obo::TokenProvider,
     metrics::{Metrics, names},
     policy::PolicyStore,
 };
 
 /// What tools share: policy, audit, metrics, the clock.
 pub struct ToolContext {
+    /// On-Behalf-Of tokens for Graph.
+    pub provider: TokenProvider,
+    /// The read-only Graph client.
+    pub graph: GraphClient,
     pub policy: Arc<PolicyStore>,
     pub audit: Arc<AuditLog>,
     pub metrics: Arc<Metrics>,
@@ -111,6 +124,27 @@ impl ToolContext {
         }
         Ok(call)
     }
+}
+
+impl ToolContext {
+    /// A Graph session acting as `caller` with exactly `scopes` (short names).
+    pub fn session(&self, caller: &Caller, scopes: &[&str]) -> Session {
+        Session::new(
+            self.provider.clone(),
+            self.graph.clone(),
+            caller.clone(),
+            ScopeSet::from_iter(scopes.iter().copied()),
+        )
+    }
+}
+
+/// Turns a Graph or OBO failure into the tool's error text; a claims challenge is also handed
+/// to the middleware, which answers HTTP 401 `insufficient_claims` (mcp.md §4.9).
+pub fn failure_message(failure: &GraphFailure, slot: &ChallengeSlot) -> String {
+    if let Some(claims) = failure.claims_challenge() {
+        slot.request_claims(claims);
+    }
+    failure.user_message()
 }
 
 impl Call<'_> {

@@ -168,6 +168,7 @@ pub fn default_policy() -> String {
 pub struct TestApp {
     pub addr: std::net::SocketAddr,
     pub entra: MockServer,
+    pub graph: MockServer,
     pub http: reqwest::Client,
     pub clock: TestClock,
     pub dir: PathBuf,
@@ -204,6 +205,40 @@ pub async fn mount_entra(entra: &MockServer) {
         .await;
 }
 
+/// Mounts Contoso's OBO token endpoint on `entra` and `/me` + `/me/mailboxSettings` on `graph`.
+pub async fn mount_graph(entra: &MockServer, graph: &MockServer) {
+    Mock::given(method("POST"))
+        .and(path(format!("/{CONTOSO}/oauth2/v2.0/token")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "token_type": "Bearer",
+            "scope": "https://graph.microsoft.com/User.Read",
+            "expires_in": 3599,
+            "ext_expires_in": 3599,
+            "access_token": "graph-access-token-for-adele",
+        })))
+        .mount(entra)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/me"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("request-id", "graph-req-me")
+                .set_body_json(json!({
+                    "id": ADELE,
+                    "displayName": "Adele Vance",
+                    "userPrincipalName": "adele@contoso.com",
+                    "mail": "adele@contoso.com",
+                })),
+        )
+        .mount(graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/me/mailboxSettings"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"timeZone": "Pacific Standard Time"})))
+        .mount(graph)
+        .await;
+}
+
 pub fn jwks(base: &str, keys: &[&TestKey]) -> Value {
     json!({"keys": keys.iter().map(|k| k.jwk(&format!("{base}/{{tenantid}}/v2.0"))).collect::<Vec<_>>()})
 }
@@ -227,7 +262,7 @@ pub fn raw_settings(
         client_secret = "TEST-ONLY-secret"
         jwks_refresh_floor_secs = {floor}
         [graph]
-        base_url = "http://127.0.0.1:9/v1.0"
+        base_url = "{graph}/v1.0"
         [obo]
         cache_keys = ["{key}"]
         [policy]
@@ -242,6 +277,7 @@ pub fn raw_settings(
         per_caller_burst = {burst}
         shutdown_grace_secs = 5
         "#,
+        graph = graph,
         origins = serde_json::to_string(&o.allowed_origins).unwrap(),
         floor = o.jwks_floor_secs,
         key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
@@ -300,6 +336,7 @@ pub async fn spawn_app_with(o: Options) -> TestApp {
     TestApp {
         addr,
         entra,
+        graph,
         http,
         clock,
         audit_path: dir.join("audit.jsonl"),

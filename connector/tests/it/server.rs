@@ -157,7 +157,18 @@ async fn an_mcp_client_lists_tools_and_calls_get_me_through_the_auth_middleware(
     let me = result.structured_content.expect("structured content");
     assert_eq!(me["tenant_id"], CONTOSO);
     assert_eq!(me["user_id"], ADELE);
+    assert_eq!(me["display_name"], "Adele Vance");
+    assert_eq!(me["time_zone"], "Pacific Standard Time");
+    assert_eq!(me["allowed_tools"], json!(["*"]));
     client.cancel().await.unwrap();
+
+    // The inbound token went only to Entra's token endpoint, never to Graph.
+    let token = app.token(CONTOSO, ADELE);
+    for r in app.graph.received_requests().await.unwrap() {
+        let auth = r.headers.get("authorization").unwrap().to_str().unwrap();
+        assert_eq!(auth, "Bearer graph-access-token-for-adele");
+        assert!(!auth.contains(&token));
+    }
 
     let call = app
         .audit_lines()
@@ -167,6 +178,11 @@ async fn an_mcp_client_lists_tools_and_calls_get_me_through_the_auth_middleware(
     assert_eq!(call["tool"], "get_me");
     assert_eq!(call["outcome"], "ok");
     assert_eq!(call["user_id"], ADELE);
+    assert_eq!(call["graph_request_ids"], json!(["graph-req-me"]));
+    assert!(app.audit_lines().iter().any(|l| l["event"] == "obo_exchange" && l["outcome"] == "ok"));
+    assert_eq!(connector::audit::verify(&app.audit_path).unwrap(), connector::audit::Verdict::Ok {
+        records: app.audit_lines().len() as u64
+    });
 }
 
 #[tokio::test]
@@ -183,7 +199,9 @@ async fn a_tool_the_tenant_policy_does_not_allow_is_refused_as_a_tool_error() {
 #[tokio::test]
 async fn an_mcp_client_with_a_bad_token_sees_the_challenge() {
     let app = spawn_app().await;
-    let err = rmcp_client(&app, "not-a-jwt").await.err().expect("refused");
+    let Err(err) = rmcp_client(&app, "not-a-jwt").await else {
+        panic!("a bad token must not connect");
+    };
     let text = format!("{err:?}");
     assert!(text.contains("resource_metadata"), "{text}");
 }

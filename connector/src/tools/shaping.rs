@@ -1,0 +1,354 @@
+//! The pieces every tool result shares, and the argument checks every tool repeats.
+//!
+//! # Design
+//! Results are compact and honest (mission, "beyond the brief"):
+//! * [`Page`]: `has_more`, counts and the next cursor on every page, and why a page was cut;
+//! * [`AppliedFilter`]: each filter says whether Graph or the connector applied it; a filter
+//!   that cannot be honoured is refused before the call ([`refuse_filter`]), never dropped;
+//! * [`SourceStatus`]: partial failures (one source throttled, one file unreadable) per source;
+//! * [`DateTimes`]: every instant in UTC and in the caller's mailbox time zone;
+//! * [`ByteBudget`] and [`Truncation`]: results stop at a byte budget and say so.
+//!
+//! Query text reaches Graph only through [`kql_phrase`] (one quoted KQL phrase) and
+//! [`odata_string`] (one OData literal), so user text can never change a filter's meaning
+//! (`graph.md` §7, conformance F07). [`check_text`] refuses oversized or control-laden input
+//! with `invalid_params` naming the field (`security.md` F4).
+//!
+//! [`graph_failure`] turns a Graph failure into the tool result the user sees and, for a
+//! claims challenge, arms the request's [`ChallengeSlot`] so the middleware answers HTTP 401.
+
+use chrono::{DateTime, Utc};
+use rmcp::{
+    ErrorData as McpError,
+    model::{CallToolResult, ContentBlock},
+};
+use serde::Serialize;
+use serde_json::json;
+
+use super::timezone::MailboxZone;
+use crate::{auth::ChallengeSlot, graph::GraphFailure};
+
+/// Default byte budget of one tool result (structured content, serialised).
+pub const DEFAULT_RESULT_BUDGET: usize = 48 * 1024;
+/// Longest free text accepted in a query argument.
+pub const MAX_QUERY_CHARS: usize = 1024;
+
+/// Paging facts, on every result.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct Page {
+    /// Whether more results exist after this page.
+    pub has_more: bool,
+    /// How many items this page returns.
+    pub returned: u32,
+    /// Graph's estimate of all matches, when it gives one (SharePoint search only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_estimate: Option<u64>,
+    /// Pass this as `cursor` (with the same other arguments) to get the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Who applied a filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AppliedBy {
+    /// Microsoft Graph applied it (in the query or the search request).
+    Graph,
+    /// The connector applied it to Graph's results.
+    Connector,
+}
+
+/// One filter that shaped the results.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct AppliedFilter {
+    /// The argument name (e.g. `file_types`).
+    pub name: String,
+    /// Its value as applied (e.g. `docx,pdf`).
+    pub value: String,
+    /// Where it was applied.
+    pub applied_by: AppliedBy,
+}
+
+impl AppliedFilter {
+    pub fn graph(name: &str, value: impl Into<String>) -> Self {
+        Self { name: name.into(), value: value.into(), applied_by: AppliedBy::Graph }
+    }
+    pub fn connector(name: &str, value: impl Into<String>) -> Self {
+        Self { name: name.into(), value: value.into(), applied_by: AppliedBy::Connector }
+    }
+}
+
+/// Whether a result was cut short, and why.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct Truncation {
+    /// True when items or text were left out.
+    pub truncated: bool,
+    /// Why, in words (e.g. "result byte budget of 49152 bytes reached").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Truncation {
+    pub fn none() -> Self {
+        Self::default()
+    }
+    pub fn because(reason: impl Into<String>) -> Self {
+        Self { truncated: true, reason: Some(reason.into()) }
+    }
+}
+
+/// The outcome of one source of a result (a Graph call, a file, an attachment).
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct SourceStatus {
+    /// What was read (e.g. `search`, `attachment Contract.pdf`).
+    pub source: String,
+    /// `ok`, `failed` or `skipped`.
+    pub status: SourceOutcome,
+    /// Why it failed or was skipped, in words the user can act on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceOutcome {
+    Ok,
+    Failed,
+    Skipped,
+}
+
+impl SourceStatus {
+    pub fn ok(source: impl Into<String>) -> Self {
+        Self { source: source.into(), status: SourceOutcome::Ok, message: None }
+    }
+    pub fn failed(source: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { source: source.into(), status: SourceOutcome::Failed, message: Some(message.into()) }
+    }
+    pub fn skipped(source: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { source: source.into(), status: SourceOutcome::Skipped, message: Some(message.into()) }
+    }
+}
+
+/// An instant in UTC and in the caller's mailbox time zone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct DateTimes {
+    /// RFC 3339 in UTC (`Z`).
+    pub utc: String,
+    /// RFC 3339 in the mailbox time zone, with its offset.
+    pub local: String,
+    /// The IANA name of that zone.
+    pub time_zone: String,
+}
+
+impl DateTimes {
+    pub fn new(t: DateTime<Utc>, zone: &MailboxZone) -> Self {
+        Self {
+            utc: t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            local: zone.local(t),
+            time_zone: zone.iana().to_owned(),
+        }
+    }
+
+    /// Parses a Graph date-time (`2026-05-01T10:00:00Z`, or without offset meaning UTC, or
+    /// with 7 fractional digits) and converts it; `None` when unreadable.
+    pub fn parse(graph: &str, zone: &MailboxZone) -> Option<Self> {
+        parse_graph_time(graph).map(|t| Self::new(t, zone))
+    }
+}
+
+/// Reads a Graph date-time; a value without offset is UTC (how the connector asks for it).
+pub fn parse_graph_time(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").ok().map(|n| n.and_utc())
+}
+
+/// Accumulates serialised items against a byte budget.
+#[derive(Debug)]
+pub struct ByteBudget {
+    limit: usize,
+    used: usize,
+    cut: bool,
+}
+
+impl ByteBudget {
+    pub fn new(limit: usize) -> Self {
+        Self { limit, used: 0, cut: false }
+    }
+
+    /// Takes `item` into the budget if it fits; once one item does not fit, nothing more is
+    /// taken (results keep their order).
+    pub fn admit<T: Serialize>(&mut self, item: &T) -> bool {
+        if self.cut {
+            return false;
+        }
+        let size = serde_json::to_vec(item).map(|v| v.len()).unwrap_or(usize::MAX);
+        if self.used.saturating_add(size) > self.limit {
+            self.cut = true;
+            return false;
+        }
+        self.used += size;
+        true
+    }
+
+    pub fn used(&self) -> usize {
+        self.used
+    }
+
+    pub fn truncation(&self) -> Truncation {
+        if self.cut {
+            Truncation::because(format!(
+                "result byte budget of {} bytes reached; later items were left out",
+                self.limit
+            ))
+        } else {
+            Truncation::none()
+        }
+    }
+}
+
+/// Cuts `text` to at most `max_bytes` on a character boundary; returns whether it cut.
+pub fn truncate_text(text: &str, max_bytes: usize) -> (String, bool) {
+    if text.len() <= max_bytes {
+        return (text.to_owned(), false);
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (text[..end].to_owned(), true)
+}
+
+/// Turns a search `summary` (`<c0>hit</c0> … <ddd/>`) into plain text.
+pub fn clean_summary(summary: &str) -> String {
+    let text = summary.replace("<c0>", "").replace("</c0>", "").replace("<ddd/>", "…");
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Free text as one quoted KQL phrase: `"` and `\` are dropped (KQL has no portable escape
+/// for them), whitespace is collapsed, so operators such as `OR`, `NOT` or `path:` in user
+/// text stay words of the phrase.
+pub fn kql_phrase(text: &str) -> String {
+    let cleaned: String =
+        text.chars().map(|c| if matches!(c, '"' | '\\') || c.is_control() { ' ' } else { c }).collect();
+    format!("\"{}\"", cleaned.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// A value as one OData string literal: single quotes, with `'` doubled.
+pub fn odata_string(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// Checks a free-text argument: not blank, at most `max` characters, no control characters.
+pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), McpError> {
+    let bad = |why: String| {
+        McpError::invalid_params(format!("`{field}` {why}"), Some(json!({"field": field})))
+    };
+    if value.trim().is_empty() {
+        return Err(bad("must not be empty".into()));
+    }
+    if value.chars().count() > max {
+        return Err(bad(format!("is longer than {max} characters")));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\t' && c != '\n' || is_bidi_control(c)) {
+        return Err(bad("contains control characters".into()));
+    }
+    Ok(())
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')
+}
+
+/// An argument refused because it cannot be honoured (never silently dropped).
+pub fn refuse_filter(field: &str, reason: impl Into<String>) -> McpError {
+    let reason = reason.into();
+    McpError::invalid_params(
+        format!("`{field}` cannot be applied: {reason}"),
+        Some(json!({"field": field, "reason": reason})),
+    )
+}
+
+/// The tool result for a failed Graph call: `isError` with an actionable message. A claims
+/// challenge also arms `slot`, so the middleware turns the response into HTTP 401
+/// `insufficient_claims` (mcp.md §4.9); the result is the fallback for streamed responses.
+pub fn graph_failure(failure: &GraphFailure, slot: &ChallengeSlot) -> CallToolResult {
+    if let Some(claims) = failure.claims_challenge() {
+        slot.request_claims(claims);
+    }
+    CallToolResult::error(vec![ContentBlock::text(failure.user_message())])
+}
+
+/// The concise text block plus structured content, for an object-rooted output.
+pub fn structured<T: Serialize>(text: String, value: &T) -> CallToolResult {
+    let structured = serde_json::to_value(value).unwrap_or_else(|_| json!({}));
+    let mut result = CallToolResult::structured(structured);
+    result.content = vec![ContentBlock::text(text)];
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn summaries_lose_their_markup() {
+        assert_eq!(clean_summary("<c0>Contoso</c0> Detailed  Design <ddd/>"), "Contoso Detailed Design …");
+    }
+
+    #[test]
+    fn injection_attempts_stay_literal() {
+        assert_eq!(kql_phrase("pizza\" OR from:ceo@contoso.com"), "\"pizza OR from:ceo@contoso.com\"");
+        assert_eq!(odata_string("x' or 1 eq 1 or subject eq 'y"), "'x'' or 1 eq 1 or subject eq ''y'");
+    }
+
+    #[test]
+    fn the_budget_stops_at_the_first_item_that_does_not_fit() {
+        let mut b = ByteBudget::new(20);
+        assert!(b.admit(&"0123456789"));
+        assert!(!b.admit(&"0123456789"));
+        assert!(!b.admit(&"1"));
+        assert!(b.truncation().truncated);
+        assert_eq!(truncate_text("héllo", 2), ("h".to_owned(), true));
+    }
+
+    #[test]
+    fn text_arguments_are_checked() {
+        assert!(check_text("query", "budget", 10).is_ok());
+        assert!(check_text("query", "  ", 10).is_err());
+        assert!(check_text("query", "a\u{0}b", 10).is_err());
+        assert!(check_text("query", "a\u{202e}b", 10).is_err());
+        assert!(check_text("query", &"a".repeat(11), 10).is_err());
+    }
+
+    #[test]
+    fn graph_times_parse_with_and_without_offsets() {
+        let z = MailboxZone::resolve(Some("Tokyo Standard Time"));
+        let d = DateTimes::parse("2026-05-01T10:00:00.0000000", &z).expect("parsed");
+        assert_eq!(d.utc, "2026-05-01T10:00:00Z");
+        assert_eq!(d.local, "2026-05-01T19:00:00+09:00");
+        assert_eq!(d.time_zone, "Asia/Tokyo");
+    }
+
+    proptest! {
+        /// A KQL phrase is one quoted token: no inner quote can close it.
+        #[test]
+        fn kql_phrases_are_one_token(text in "\\PC{0,64}") {
+            let p = kql_phrase(&text);
+            prop_assert!(p.starts_with('"') && p.ends_with('"'));
+            prop_assert!(!p[1..p.len() - 1].contains('"'));
+        }
+
+        /// An OData literal decodes back to the value and has no unpaired quote inside.
+        #[test]
+        fn odata_literals_round_trip(text in "\\PC{0,64}") {
+            let lit = odata_string(&text);
+            let inner = &lit[1..lit.len() - 1];
+            prop_assert_eq!(inner.replace("''", "'"), text);
+            prop_assert!(!inner.replace("''", "").contains('\''));
+        }
+    }
+}
