@@ -734,10 +734,15 @@ impl Settings {
             keys.push(k);
         }
         let mut keys = keys.into_iter();
-        let active = keys.next().ok_or_else(|| invalid("obo.cache_keys", "at least one key is required"))?;
+        let active =
+            keys.next().ok_or_else(|| invalid("obo.cache_keys", "at least one key is required"))?;
         let cache_keys = crate::obo::CacheKeys::new(active, keys.collect())
             .map_err(|e| invalid("obo.cache_keys", format!("{e} (is a key listed twice?)")))?;
-        let mut obo = crate::obo::OboSettings::new(self.entra.authority.clone(), self.entra.client_id, credential);
+        let mut obo = crate::obo::OboSettings::new(
+            self.entra.authority.clone(),
+            self.entra.client_id,
+            credential,
+        );
         obo.max_reuse = self.obo.max_reuse;
         obo.renew_before = self.obo.renew_before;
         obo.cache_keys = cache_keys;

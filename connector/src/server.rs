@@ -37,15 +37,15 @@ use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
 
 use crate::{
     audit::{AuditError, AuditEvent, AuditLog},
-    graph::GraphClient,
-    obo::{OboEvent, TokenProvider},
     auth::{
         self, AuthState, JwksKeyStore, KeyStore, Validator, prm::ProtectedResourceMetadata,
         rate_limit::RateLimiter,
     },
     clock::Clock,
     config::Settings,
+    graph::GraphClient,
     metrics::{Metrics, names},
+    obo::{OboEvent, TokenProvider},
     policy::{PolicyError, PolicyStore},
     tools::{Connector, ToolContext},
 };
@@ -213,23 +213,29 @@ impl Application {
         let graph_settings = settings.graph_settings();
         let graph_http = match deps.graph_http {
             Some(h) => h,
-            None => crate::graph::http_client(&graph_settings).map_err(|e| StartupError::Http(e.to_string()))?,
+            None => crate::graph::http_client(&graph_settings)
+                .map_err(|e| StartupError::Http(e.to_string()))?,
         };
         let graph = GraphClient::new(graph_settings, graph_http, metrics.clone());
         let obo_audit = audit.clone();
-        let provider = TokenProvider::new(settings.obo_settings()?, http.clone(), clock.clone(), metrics.clone())
-            .with_observer(Arc::new(move |e: &OboEvent| {
-                let event = AuditEvent::OboExchange {
-                    tenant_id: e.tenant,
-                    user_id: e.user,
-                    outcome: if e.error_code.is_none() { "ok".into() } else { "error".into() },
-                    error_code: e.error_code.clone(),
-                    cache_hit: e.from_cache,
-                };
-                if let Err(err) = obo_audit.record(event) {
-                    tracing::error!(error = %err, "Audit write failed for an OBO exchange");
-                }
-            }));
+        let provider = TokenProvider::new(
+            settings.obo_settings()?,
+            http.clone(),
+            clock.clone(),
+            metrics.clone(),
+        )
+        .with_observer(Arc::new(move |e: &OboEvent| {
+            let event = AuditEvent::OboExchange {
+                tenant_id: e.tenant,
+                user_id: e.user,
+                outcome: if e.error_code.is_none() { "ok".into() } else { "error".into() },
+                error_code: e.error_code.clone(),
+                cache_hit: e.from_cache,
+            };
+            if let Err(err) = obo_audit.record(event) {
+                tracing::error!(error = %err, "Audit write failed for an OBO exchange");
+            }
+        }));
         let purge = provider.clone();
         policy.on_tenants_disabled(move |tenants| {
             for tid in tenants {

@@ -183,6 +183,9 @@ struct ActiveRule {
     seen: AtomicU64,
 }
 
+/// Who came back from a throttle: (tenant, user, app id, method, lower-case path).
+pub type RetryKey = (Uuid, Uuid, String, String, String);
+
 /// The fault engine of one server.
 pub struct Faults {
     rules: Mutex<Vec<ActiveRule>>,
@@ -191,7 +194,7 @@ pub struct Faults {
     /// Outlook's concurrent-request limit per (app, mailbox); 0 disables it.
     pub mailbox_concurrency: AtomicU64,
     /// Earliest time each (tenant, user, app, method, path) may come back after a throttle.
-    not_before: Mutex<HashMap<(Uuid, Uuid, String, String, String), DateTime<Utc>>>,
+    not_before: Mutex<HashMap<RetryKey, DateTime<Utc>>>,
 }
 
 impl Default for Faults {
@@ -256,7 +259,7 @@ impl Faults {
     }
 
     /// Records that this caller was told to wait until `until`.
-    pub fn record_throttle(&self, key: (Uuid, Uuid, String, String, String), until: DateTime<Utc>) {
+    pub fn record_throttle(&self, key: RetryKey, until: DateTime<Utc>) {
         self.not_before.lock().unwrap_or_else(|e| e.into_inner()).insert(key, until);
     }
 

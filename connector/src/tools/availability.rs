@@ -29,7 +29,9 @@
 //! jump; a repeated one to its first occurrence. Transitions happen at night in practice, so
 //! this only matters for working hours that span them.
 
-use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveTime, TimeZone, Utc, Weekday,
+};
 use chrono_tz::Tz;
 
 /// What a schedule item means for a meeting at that time.
@@ -288,13 +290,25 @@ mod tests {
         // Monday 2024-05-06. Ada in London (UTC+1: 08:00–16:00 UTC), Megan in New York
         // (UTC-4: 13:00–21:00 UTC): the shared hours are 13:00–16:00 UTC.
         let ada = Schedule {
-            items: vec![Item { start: utc(2024, 5, 6, 13, 0), end: utc(2024, 5, 6, 14, 0), status: Status::Busy }],
+            items: vec![Item {
+                start: utc(2024, 5, 6, 13, 0),
+                end: utc(2024, 5, 6, 14, 0),
+                status: Status::Busy,
+            }],
             working_hours: nine_to_five(chrono_tz::Europe::London),
         };
         let megan = Schedule {
             items: vec![
-                Item { start: utc(2024, 5, 6, 14, 0), end: utc(2024, 5, 6, 14, 30), status: Status::Tentative },
-                Item { start: utc(2024, 5, 6, 15, 0), end: utc(2024, 5, 6, 16, 0), status: Status::WorkingElsewhere },
+                Item {
+                    start: utc(2024, 5, 6, 14, 0),
+                    end: utc(2024, 5, 6, 14, 30),
+                    status: Status::Tentative,
+                },
+                Item {
+                    start: utc(2024, 5, 6, 15, 0),
+                    end: utc(2024, 5, 6, 16, 0),
+                    status: Status::WorkingElsewhere,
+                },
             ],
             working_hours: nine_to_five(chrono_tz::America::New_York),
         };
@@ -306,8 +320,10 @@ mod tests {
             working_hours_only: true,
         };
         let slots = find_slots(&req, &[ada, megan]);
-        let got: Vec<(String, usize)> =
-            slots.iter().map(|s| (s.start.format("%H:%M").to_string(), s.tentative.len())).collect();
+        let got: Vec<(String, usize)> = slots
+            .iter()
+            .map(|s| (s.start.format("%H:%M").to_string(), s.tentative.len()))
+            .collect();
         assert_eq!(got, vec![("14:30".into(), 0), ("15:00".into(), 0), ("14:00".into(), 1)]);
     }
 
@@ -331,7 +347,11 @@ mod tests {
     fn a_skipped_local_time_maps_to_the_jump() {
         // New York skipped 02:00–03:00 on 2024-03-10; 02:30 local means 07:00 UTC.
         let day = NaiveDate::from_ymd_opt(2024, 3, 10).expect("date");
-        let t = to_utc(&chrono_tz::America::New_York, day, NaiveTime::from_hms_opt(2, 30, 0).expect("t"));
+        let t = to_utc(
+            &chrono_tz::America::New_York,
+            day,
+            NaiveTime::from_hms_opt(2, 30, 0).expect("t"),
+        );
         assert_eq!(t, utc(2024, 3, 10, 7, 0));
         assert_eq!(Status::parse("WorkingElsewhere"), Status::WorkingElsewhere);
         assert_eq!(Status::parse("weird"), Status::Unknown);
@@ -439,7 +459,8 @@ mod tests {
     }
 
     fn schedule(base: DateTime<Utc>, span: i64) -> impl Strategy<Value = Schedule> {
-        (items(base, span), hours()).prop_map(|(items, working_hours)| Schedule { items, working_hours })
+        (items(base, span), hours())
+            .prop_map(|(items, working_hours)| Schedule { items, working_hours })
     }
 
     proptest! {

@@ -83,6 +83,20 @@ impl CursorKey {
     }
 }
 
+/// The cursor key tools use. Until `ToolContext` carries the configured key
+/// (`tools.cursor_key`), a random per-process key is used: cursors then die with the process,
+/// which only costs a client a fresh search. Tools call this one function, so switching to
+/// the configured key is a one-line change here.
+pub fn context_key(ctx: &crate::tools::ToolContext) -> CursorKey {
+    static PROCESS_KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    let key = PROCESS_KEY.get_or_init(|| {
+        let mut key = [0u8; 32];
+        rand::fill(&mut key);
+        key
+    });
+    CursorKey::new(*key, ctx.clock.clone())
+}
+
 /// Who may use a cursor and for what: recomputed on every call from the caller and arguments.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CursorBinding {
@@ -138,14 +152,18 @@ impl Cursor {
     /// Seals `state` for `binding`; the cursor expires after the key's TTL.
     pub fn seal(key: &CursorKey, binding: &CursorBinding, state: Value) -> String {
         let exp = (key.clock.now() + key.ttl).timestamp();
-        let payload = serde_json::to_vec(&json!({"v": 1, "exp": exp, "s": state}))
-            .unwrap_or_default();
+        let payload =
+            serde_json::to_vec(&json!({"v": 1, "exp": exp, "s": state})).unwrap_or_default();
         let tag = key.mac(binding, &payload).finalize().into_bytes();
         format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(tag))
     }
 
     /// Checks the tag for `binding` and the expiry, and returns the state.
-    pub fn open(key: &CursorKey, binding: &CursorBinding, cursor: &str) -> Result<Value, CursorError> {
+    pub fn open(
+        key: &CursorKey,
+        binding: &CursorBinding,
+        cursor: &str,
+    ) -> Result<Value, CursorError> {
         if cursor.len() > MAX_CURSOR_LEN {
             return Err(CursorError::Malformed);
         }

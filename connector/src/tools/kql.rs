@@ -161,6 +161,18 @@ impl Kql {
         self
     }
 
+    /// `name>=2024-01-01T09:30:00Z`: an exact UTC instant, formatted here.
+    pub fn datetime(mut self, name: &'static str, op: DateOp, at: chrono::DateTime<chrono::Utc>) -> Self {
+        let op = match op {
+            DateOp::Ge => ">=",
+            DateOp::Le => "<=",
+            DateOp::Gt => ">",
+            DateOp::Lt => "<",
+        };
+        self.parts.push(format!("{name}{op}{}", at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+        self
+    }
+
     /// `name:true` / `name:false`.
     pub fn flag(mut self, name: &'static str, value: bool) -> Self {
         self.parts.push(format!("{name}:{value}"));
@@ -189,7 +201,14 @@ mod tests {
         assert_eq!(q, "\"pizza OR from:ceo@contoso.com\"");
         assert_eq!(
             parse(&q).expect("parses"),
-            Expr::Phrase(vec!["pizza".into(), "or".into(), "from".into(), "ceo".into(), "contoso".into(), "com".into()])
+            Expr::Phrase(vec![
+                "pizza".into(),
+                "or".into(),
+                "from".into(),
+                "ceo".into(),
+                "contoso".into(),
+                "com".into()
+            ])
         );
     }
 
@@ -209,7 +228,18 @@ mod tests {
 
     #[test]
     fn addresses_and_text_are_validated() {
-        for bad in ["", "ada", "ada@", "@contoso.com", "a\"b@c.com", "a b@c.com", "a@b", "a@b..c", "a:b@c.com", "a@(b).com"] {
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@contoso.com",
+            "a\"b@c.com",
+            "a b@c.com",
+            "a@b",
+            "a@b..c",
+            "a:b@c.com",
+            "a@(b).com",
+        ] {
             assert_eq!(Address::parse(bad), Err(TextError::NotAnAddress), "{bad}");
         }
         assert_eq!(validate_text("  "), Err(TextError::Empty));

@@ -61,7 +61,11 @@ impl Connector {
         let mut call = ctx.begin(caller, "get_me", Default::default(), None)?;
 
         let profile = ctx.session(caller, &["User.Read"]);
-        let req = GraphRequest::get(GraphPath::fixed("/me")).select(&["displayName", "userPrincipalName", "mail"]);
+        let req = GraphRequest::get(GraphPath::fixed("/me")).select(&[
+            "displayName",
+            "userPrincipalName",
+            "mail",
+        ]);
         let user = match profile.get_json::<GraphUser>(&req).await {
             Ok(r) => {
                 call.graph_request_ids.extend(r.request_id);
@@ -92,10 +96,11 @@ impl Connector {
                 None
             }
         };
-        let allowed_tools = match ctx.policy.current().enabled_tenant(&caller.tenant_id).map(|t| t.tools.clone()) {
-            Some(crate::policy::Allow::Only(set)) => set.into_iter().collect(),
-            _ => vec![crate::policy::ANY.to_owned()],
-        };
+        let allowed_tools =
+            match ctx.policy.current().enabled_tenant(&caller.tenant_id).map(|t| t.tools.clone()) {
+                Some(crate::policy::Allow::Only(set)) => set.into_iter().collect(),
+                _ => vec![crate::policy::ANY.to_owned()],
+            };
         let me = Me {
             tenant_id: caller.tenant_id.to_string(),
             user_id: caller.object_id.to_string(),

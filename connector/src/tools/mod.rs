@@ -10,12 +10,17 @@
 //! * [`permissions`] — the Graph permissions each tool needs, the admin-consent URL.
 
 pub mod availability;
+pub mod calendar;
+pub mod chat;
 pub mod cursor;
 pub mod kql;
-pub mod odata;
+pub mod mail;
 pub mod me;
+pub mod odata;
 pub mod permissions;
+pub mod read;
 pub mod shaping;
+pub mod sharepoint;
 pub mod timezone;
 pub mod uri;
 
@@ -37,8 +42,8 @@ use crate::{
     clock::Clock,
     domain::{Caller, ScopeSet},
     graph::{GraphClient, GraphFailure, Session},
-    obo::TokenProvider,
     metrics::{Metrics, names},
+    obo::TokenProvider,
     policy::PolicyStore,
 };
 

@@ -125,7 +125,11 @@ impl SourceStatus {
         Self { source: source.into(), status: SourceOutcome::Failed, message: Some(message.into()) }
     }
     pub fn skipped(source: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { source: source.into(), status: SourceOutcome::Skipped, message: Some(message.into()) }
+        Self {
+            source: source.into(),
+            status: SourceOutcome::Skipped,
+            message: Some(message.into()),
+        }
     }
 }
 
@@ -230,9 +234,19 @@ pub fn clean_summary(summary: &str) -> String {
 /// for them), whitespace is collapsed, so operators such as `OR`, `NOT` or `path:` in user
 /// text stay words of the phrase.
 pub fn kql_phrase(text: &str) -> String {
+    let cleaned: String = text
+        .chars()
+        .map(|c| if matches!(c, '"' | '\\') || c.is_control() { ' ' } else { c })
+        .collect();
+    format!("\"{}\"", cleaned.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// Free text as quoted KQL terms (`"budget" "q3"`), implicitly AND-ed: each word is its own
+/// quoted token, so `OR`, `NOT`, `path:` or `*` in user text are plain words, never operators.
+pub fn kql_terms(text: &str) -> String {
     let cleaned: String =
         text.chars().map(|c| if matches!(c, '"' | '\\') || c.is_control() { ' ' } else { c }).collect();
-    format!("\"{}\"", cleaned.split_whitespace().collect::<Vec<_>>().join(" "))
+    cleaned.split_whitespace().map(|w| format!("\"{w}\"")).collect::<Vec<_>>().join(" ")
 }
 
 /// A value as one OData string literal: single quotes, with `'` doubled.
@@ -296,13 +310,22 @@ mod tests {
 
     #[test]
     fn summaries_lose_their_markup() {
-        assert_eq!(clean_summary("<c0>Contoso</c0> Detailed  Design <ddd/>"), "Contoso Detailed Design …");
+        assert_eq!(
+            clean_summary("<c0>Contoso</c0> Detailed  Design <ddd/>"),
+            "Contoso Detailed Design …"
+        );
     }
 
     #[test]
     fn injection_attempts_stay_literal() {
-        assert_eq!(kql_phrase("pizza\" OR from:ceo@contoso.com"), "\"pizza OR from:ceo@contoso.com\"");
-        assert_eq!(odata_string("x' or 1 eq 1 or subject eq 'y"), "'x'' or 1 eq 1 or subject eq ''y'");
+        assert_eq!(
+            kql_phrase("pizza\" OR from:ceo@contoso.com"),
+            "\"pizza OR from:ceo@contoso.com\""
+        );
+        assert_eq!(
+            odata_string("x' or 1 eq 1 or subject eq 'y"),
+            "'x'' or 1 eq 1 or subject eq ''y'"
+        );
     }
 
     #[test]
@@ -340,6 +363,15 @@ mod tests {
             let p = kql_phrase(&text);
             prop_assert!(p.starts_with('"') && p.ends_with('"'));
             prop_assert!(!p[1..p.len() - 1].contains('"'));
+        }
+
+        /// Every KQL term is quoted, so no operator survives.
+        #[test]
+        fn kql_terms_are_all_quoted(text in "\\PC{0,64}") {
+            for term in kql_terms(&text).split(' ').filter(|t| !t.is_empty()) {
+                prop_assert!(term.len() >= 3 && term.starts_with('"') && term.ends_with('"'));
+                prop_assert!(!term[1..term.len() - 1].contains('"'));
+            }
         }
 
         /// An OData literal decodes back to the value and has no unpaired quote inside.

@@ -150,6 +150,25 @@ impl MailboxZone {
     }
 }
 
+/// The caller's mailbox time zone from `GET /me/mailboxSettings` (`MailboxSettings.Read`).
+/// When it cannot be read (permission not granted, Graph failing), UTC with a note: a time
+/// zone is presentation, never a reason to fail a search.
+pub async fn mailbox_zone(ctx: &crate::tools::ToolContext, caller: &crate::domain::Caller) -> MailboxZone {
+    use crate::graph::{GraphPath, GraphRequest};
+    let session = ctx.session(caller, &["MailboxSettings.Read"]);
+    let req = GraphRequest::get(GraphPath::fixed("/me/mailboxSettings")).select(&["timeZone"]);
+    match session.get_json::<serde_json::Value>(&req).await {
+        Ok(resp) => MailboxZone::resolve(resp.body.get("timeZone").and_then(|v| v.as_str())),
+        Err(failure) => MailboxZone {
+            note: Some(format!(
+                "your mailbox time zone could not be read ({}); times are shown in UTC",
+                failure.error.code()
+            )),
+            ..MailboxZone::utc()
+        },
+    }
+}
+
 fn truncate_name(name: &str) -> String {
     name.chars().take(64).collect()
 }
@@ -160,7 +179,10 @@ mod tests {
 
     #[test]
     fn windows_and_iana_names_resolve() {
-        assert_eq!(MailboxZone::resolve(Some("Pacific Standard Time")).iana(), "America/Los_Angeles");
+        assert_eq!(
+            MailboxZone::resolve(Some("Pacific Standard Time")).iana(),
+            "America/Los_Angeles"
+        );
         assert_eq!(MailboxZone::resolve(Some("w. europe standard time")).iana(), "Europe/Berlin");
         assert_eq!(MailboxZone::resolve(Some("Asia/Tokyo")).iana(), "Asia/Tokyo");
         assert_eq!(MailboxZone::resolve(Some("UTC")).note, None);
@@ -184,7 +206,8 @@ mod tests {
     #[test]
     fn local_times_carry_the_offset() {
         let z = MailboxZone::resolve(Some("Pacific Standard Time"));
-        let t = DateTime::parse_from_rfc3339("2026-06-01T16:00:00Z").expect("t").with_timezone(&Utc);
+        let t =
+            DateTime::parse_from_rfc3339("2026-06-01T16:00:00Z").expect("t").with_timezone(&Utc);
         assert_eq!(z.local(t), "2026-06-01T09:00:00-07:00");
     }
 }

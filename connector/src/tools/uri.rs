@@ -75,7 +75,9 @@ pub enum UriError {
     TooLong,
     #[error("the URI contains control, non-ASCII or whitespace characters")]
     BadCharacters,
-    #[error("only m365:// URIs (or SharePoint, OneDrive, Teams and Outlook web links) are accepted")]
+    #[error(
+        "only m365:// URIs (or SharePoint, OneDrive, Teams and Outlook web links) are accepted"
+    )]
     Scheme,
     #[error("m365:// URIs take no query or fragment")]
     QueryOrFragment,
@@ -143,23 +145,30 @@ impl M365Uri {
         }
         let segs: Vec<&str> = rest.split('/').collect();
         let kind = segs.first().copied().unwrap_or_default();
-        let id = |i: usize, what: &'static str, check: fn(&str) -> bool| -> Result<String, UriError> {
-            decode_id(segs[i], what, check)
-        };
+        let id = |i: usize,
+                  what: &'static str,
+                  check: fn(&str) -> bool|
+         -> Result<String, UriError> { decode_id(segs[i], what, check) };
         match (kind, segs.len()) {
-            ("mail", 2) => Ok(Self::Mail { message: id(1, "message id", exchange_id)?, attachment: None }),
+            ("mail", 2) => {
+                Ok(Self::Mail { message: id(1, "message id", exchange_id)?, attachment: None })
+            }
             ("mail", 4) if segs[2] == "attachment" => Ok(Self::Mail {
                 message: id(1, "message id", exchange_id)?,
                 attachment: Some(id(3, "attachment id", exchange_id)?),
             }),
-            ("mail", _) => Err(UriError::Shape { expected: "m365://mail/{messageId}[/attachment/{attachmentId}]" }),
+            ("mail", _) => Err(UriError::Shape {
+                expected: "m365://mail/{messageId}[/attachment/{attachmentId}]",
+            }),
             ("event", 2) => Ok(Self::Event { id: id(1, "event id", exchange_id)? }),
             ("event", _) => Err(UriError::Shape { expected: "m365://event/{eventId}" }),
             ("drive", 4) if segs[2] == "item" => Ok(Self::DriveItem {
                 drive: id(1, "drive id", drive_id)?,
                 item: id(3, "item id", item_id)?,
             }),
-            ("drive", _) => Err(UriError::Shape { expected: "m365://drive/{driveId}/item/{itemId}" }),
+            ("drive", _) => {
+                Err(UriError::Shape { expected: "m365://drive/{driveId}/item/{itemId}" })
+            }
             ("site", 6) if segs[2] == "list" && segs[4] == "item" => Ok(Self::ListItem {
                 site: id(1, "site id", site_id)?,
                 list: id(3, "list id", guid)?,
@@ -173,7 +182,9 @@ impl M365Uri {
                 chat: id(1, "chat id", chat_id)?,
                 message: Some(id(3, "chat message id", |s| digits(s, 20))?),
             }),
-            ("chat", _) => Err(UriError::Shape { expected: "m365://chat/{chatId}[/message/{messageId}]" }),
+            ("chat", _) => {
+                Err(UriError::Shape { expected: "m365://chat/{chatId}[/message/{messageId}]" })
+            }
             _ => Err(UriError::UnknownKind),
         }
     }
@@ -216,11 +227,12 @@ impl M365Uri {
     /// Mail and chats always go through `/me` or the chat id, never `/users/{id}` (E7).
     pub fn graph_path(&self) -> GraphPath {
         match self {
-            Self::Mail { message, attachment: None } => GraphPath::fixed("/me/messages").segment(message),
-            Self::Mail { message, attachment: Some(att) } => GraphPath::fixed("/me/messages")
-                .segment(message)
-                .then("attachments")
-                .segment(att),
+            Self::Mail { message, attachment: None } => {
+                GraphPath::fixed("/me/messages").segment(message)
+            }
+            Self::Mail { message, attachment: Some(att) } => {
+                GraphPath::fixed("/me/messages").segment(message).then("attachments").segment(att)
+            }
             Self::Event { id } => GraphPath::fixed("/me/events").segment(id),
             Self::DriveItem { drive, item } => {
                 GraphPath::fixed("/drives").segment(drive).then("items").segment(item)
@@ -231,7 +243,9 @@ impl M365Uri {
                 .segment(list)
                 .then("items")
                 .segment(item),
-            Self::Chat { chat, message: None } => GraphPath::fixed("/chats").segment(chat).then("messages"),
+            Self::Chat { chat, message: None } => {
+                GraphPath::fixed("/chats").segment(chat).then("messages")
+            }
             Self::Chat { chat, message: Some(m) } => {
                 GraphPath::fixed("/chats").segment(chat).then("messages").segment(m)
             }
@@ -248,7 +262,9 @@ impl fmt::Display for M365Uri {
                 write!(f, "m365://mail/{}/attachment/{}", e(message), e(a))
             }
             Self::Event { id } => write!(f, "m365://event/{}", e(id)),
-            Self::DriveItem { drive, item } => write!(f, "m365://drive/{}/item/{}", e(drive), e(item)),
+            Self::DriveItem { drive, item } => {
+                write!(f, "m365://drive/{}/item/{}", e(drive), e(item))
+            }
             Self::ListItem { site, list, item } => {
                 write!(f, "m365://site/{}/list/{}/item/{}", e(site), e(list), e(item))
             }
@@ -298,13 +314,16 @@ fn within(s: &str, min: usize, max: usize, ok: impl Fn(u8) -> bool) -> bool {
 
 /// `^[A-Za-z0-9+/=_-]{1,512}$`: Exchange ids in REST or EWS form.
 fn exchange_id(s: &str) -> bool {
-    within(s, 1, 512, |b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'_' | b'-'))
+    within(s, 1, 512, |b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'_' | b'-')
+    })
 }
 
 /// `^b![A-Za-z0-9_-]{1,200}$`.
 fn drive_id(s: &str) -> bool {
-    s.strip_prefix("b!")
-        .is_some_and(|r| within(r, 1, 200, |b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-')))
+    s.strip_prefix("b!").is_some_and(|r| {
+        within(r, 1, 200, |b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+    })
 }
 
 /// `^[A-Za-z0-9!_-]{1,200}$`.
@@ -414,7 +433,8 @@ fn teams_link(url: &Url) -> Result<M365Uri, UriError> {
     let ["l", "message", chat, message, ..] = segs.as_slice() else {
         return Err(unsupported("only Teams message links (…/l/message/…) are supported"));
     };
-    let chat = percent_decode_str(chat).decode_utf8().map_err(|_| UriError::BadId { what: "chat id" })?;
+    let chat =
+        percent_decode_str(chat).decode_utf8().map_err(|_| UriError::BadId { what: "chat id" })?;
     let channel = url.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case("groupId"))
         || chat.ends_with("@thread.tacv2")
         || chat.ends_with("@thread.skype");
@@ -467,8 +487,7 @@ mod tests {
 
     const MSG: &str = "AAMkAGI2+THgHd/AAA=";
     const CHAT: &str = "19:2b3c_8f9a@unq.gbl.spaces";
-    const SITE: &str =
-        "contoso.sharepoint.com,6598ee0b-1d0e-4b4c-8a0b-1a2b3c4d5e6f,60024ce8-1d0e-4b4c-8a0b-1a2b3c4d5e6f";
+    const SITE: &str = "contoso.sharepoint.com,6598ee0b-1d0e-4b4c-8a0b-1a2b3c4d5e6f,60024ce8-1d0e-4b4c-8a0b-1a2b3c4d5e6f";
 
     #[test]
     fn every_kind_round_trips_with_encoded_ids() {
@@ -477,7 +496,11 @@ mod tests {
             M365Uri::Mail { message: MSG.into(), attachment: Some("AAMkATT=".into()) },
             M365Uri::Event { id: "AAMkEv/+=".into() },
             M365Uri::drive_item("b!abc_DEF-1", "01ABCDEF"),
-            M365Uri::ListItem { site: SITE.into(), list: "6598ee0b-1d0e-4b4c-8a0b-1a2b3c4d5e6f".into(), item: "42".into() },
+            M365Uri::ListItem {
+                site: SITE.into(),
+                list: "6598ee0b-1d0e-4b4c-8a0b-1a2b3c4d5e6f".into(),
+                item: "42".into(),
+            },
             M365Uri::Chat { chat: CHAT.into(), message: None },
             M365Uri::chat_message(CHAT, "1657782060227"),
         ];
@@ -535,20 +558,30 @@ mod tests {
 
     #[test]
     fn graph_paths_use_fixed_templates() {
-        assert_eq!(M365Uri::mail(MSG).graph_path().as_string(), "/me/messages/AAMkAGI2%2BTHgHd%2FAAA%3D");
+        assert_eq!(
+            M365Uri::mail(MSG).graph_path().as_string(),
+            "/me/messages/AAMkAGI2%2BTHgHd%2FAAA%3D"
+        );
         assert_eq!(
             M365Uri::chat_message(CHAT, "7").graph_path().as_string(),
             "/chats/19:2b3c_8f9a@unq.gbl.spaces/messages/7"
         );
-        assert_eq!(M365Uri::drive_item("b!x", "01A").graph_path().as_string(), "/drives/b!x/items/01A");
+        assert_eq!(
+            M365Uri::drive_item("b!x", "01A").graph_path().as_string(),
+            "/drives/b!x/items/01A"
+        );
     }
 
     #[test]
     fn sharepoint_links_become_share_lookups() {
-        let link = "https://contoso.sharepoint.com/sites/Finance/Shared%20Documents/Q3%20Budget.xlsx";
-        let LinkTarget::Share { share_id } = parse_link(link).expect("share") else { panic!("share") };
+        let link =
+            "https://contoso.sharepoint.com/sites/Finance/Shared%20Documents/Q3%20Budget.xlsx";
+        let LinkTarget::Share { share_id } = parse_link(link).expect("share") else {
+            panic!("share")
+        };
         let encoded = share_id.strip_prefix("u!").expect("u! prefix");
-        let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded).expect("b64");
+        let decoded =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded).expect("b64");
         assert_eq!(decoded, link.as_bytes());
         assert!(!share_id.contains(['=', '+', '/']));
         assert!(parse_link("https://contoso-my.sharepoint.com/:w:/g/personal/x/EabC").is_ok());
@@ -568,29 +601,43 @@ mod tests {
     #[test]
     fn teams_and_outlook_links_become_uris() {
         let teams = "https://teams.microsoft.com/l/message/19%3A2b3c_8f9a%40unq.gbl.spaces/1657782060227?context=%7B%7D";
-        assert_eq!(parse_link(teams), Ok(LinkTarget::Uri(M365Uri::chat_message(CHAT, "1657782060227"))));
-        let channel = "https://teams.microsoft.com/l/message/19%3Aabc%40thread.tacv2/1657782060227?groupId=x";
+        assert_eq!(
+            parse_link(teams),
+            Ok(LinkTarget::Uri(M365Uri::chat_message(CHAT, "1657782060227")))
+        );
+        let channel =
+            "https://teams.microsoft.com/l/message/19%3Aabc%40thread.tacv2/1657782060227?groupId=x";
         assert!(matches!(parse_link(channel), Err(UriError::UnsupportedLink { .. })));
         let owa = "https://outlook.office365.com/owa/?ItemID=AAMkAGI2%2BTHgHd%2FAAA%3D&exvsurl=1&viewmodel=ReadMessageItem";
         assert_eq!(parse_link(owa), Ok(LinkTarget::Uri(M365Uri::mail(MSG))));
         let mail = "https://outlook.office.com/mail/inbox/id/AAMkAGI2%2BTHgHd%2FAAA%3D";
         assert_eq!(parse_link(mail), Ok(LinkTarget::Uri(M365Uri::mail(MSG))));
         let event = "https://outlook.office.com/calendar/item/AAMkEv%2F%2B%3D";
-        assert_eq!(parse_link(event), Ok(LinkTarget::Uri(M365Uri::Event { id: "AAMkEv/+=".into() })));
+        assert_eq!(
+            parse_link(event),
+            Ok(LinkTarget::Uri(M365Uri::Event { id: "AAMkEv/+=".into() }))
+        );
         assert!(parse_link("https://outlook.office.com/mail/inbox/id/..%2F..%2Fx").is_err());
     }
 
     fn any_uri() -> impl Strategy<Value = M365Uri> {
         let ex = "[A-Za-z0-9+/=_-]{1,60}";
         prop_oneof![
-            (ex, proptest::option::of(ex)).prop_map(|(m, a)| M365Uri::Mail { message: m, attachment: a }),
+            (ex, proptest::option::of(ex))
+                .prop_map(|(m, a)| M365Uri::Mail { message: m, attachment: a }),
             ex.prop_map(|id| M365Uri::Event { id }),
             ("[A-Za-z0-9_-]{1,60}", "[A-Za-z0-9!_-]{1,60}")
                 .prop_map(|(d, i)| M365Uri::drive_item(format!("b!{d}"), i)),
-            ("[a-z0-9.-]{1,30}", any::<u128>(), any::<u128>(), "[0-9]{1,10}").prop_map(|(h, a, b, i)| {
-                let g = |n| uuid::Uuid::from_u128(n).hyphenated().to_string();
-                M365Uri::ListItem { site: format!("{h},{},{}", g(a), g(b)), list: g(a), item: i }
-            }),
+            ("[a-z0-9.-]{1,30}", any::<u128>(), any::<u128>(), "[0-9]{1,10}").prop_map(
+                |(h, a, b, i)| {
+                    let g = |n| uuid::Uuid::from_u128(n).hyphenated().to_string();
+                    M365Uri::ListItem {
+                        site: format!("{h},{},{}", g(a), g(b)),
+                        list: g(a),
+                        item: i,
+                    }
+                }
+            ),
             ("[A-Za-z0-9_.@-]{1,60}", proptest::option::of("[0-9]{1,20}"))
                 .prop_map(|(c, m)| M365Uri::Chat { chat: format!("19:{c}"), message: m }),
         ]

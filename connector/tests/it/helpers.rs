@@ -221,20 +221,22 @@ pub async fn mount_graph(entra: &MockServer, graph: &MockServer) {
     Mock::given(method("GET"))
         .and(path("/v1.0/me"))
         .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("request-id", "graph-req-me")
-                .set_body_json(json!({
+            ResponseTemplate::new(200).insert_header("request-id", "graph-req-me").set_body_json(
+                json!({
                     "id": ADELE,
                     "displayName": "Adele Vance",
                     "userPrincipalName": "adele@contoso.com",
                     "mail": "adele@contoso.com",
-                })),
+                }),
+            ),
         )
         .mount(graph)
         .await;
     Mock::given(method("GET"))
         .and(path("/v1.0/me/mailboxSettings"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"timeZone": "Pacific Standard Time"})))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"timeZone": "Pacific Standard Time"})),
+        )
         .mount(graph)
         .await;
 }
@@ -246,6 +248,7 @@ pub fn jwks(base: &str, keys: &[&TestKey]) -> Value {
 /// Raw settings for an app at `addr` whose Entra is `entra`.
 pub fn raw_settings(
     entra: &str,
+    graph: &str,
     addr: std::net::SocketAddr,
     dir: &std::path::Path,
     o: &Options,
@@ -307,10 +310,12 @@ pub async fn spawn_app_with(o: Options) -> TestApp {
     if o.mount_entra {
         mount_entra(&entra).await;
     }
+    let graph = MockServer::start().await;
+    mount_graph(&entra, &graph).await;
     let dir = temp_dir();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let settings = Settings::from_raw(raw_settings(&entra.uri(), addr, &dir, &o))
+    let settings = Settings::from_raw(raw_settings(&entra.uri(), &graph.uri(), addr, &dir, &o))
         .expect("valid test settings");
     let policy_path = dir.join("policy.toml");
     std::fs::write(&policy_path, &o.policy).unwrap();

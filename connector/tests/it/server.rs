@@ -180,9 +180,10 @@ async fn an_mcp_client_lists_tools_and_calls_get_me_through_the_auth_middleware(
     assert_eq!(call["user_id"], ADELE);
     assert_eq!(call["graph_request_ids"], json!(["graph-req-me"]));
     assert!(app.audit_lines().iter().any(|l| l["event"] == "obo_exchange" && l["outcome"] == "ok"));
-    assert_eq!(connector::audit::verify(&app.audit_path).unwrap(), connector::audit::Verdict::Ok {
-        records: app.audit_lines().len() as u64
-    });
+    assert_eq!(
+        connector::audit::verify(&app.audit_path).unwrap(),
+        connector::audit::Verdict::Ok { records: app.audit_lines().len() as u64 }
+    );
 }
 
 #[tokio::test]

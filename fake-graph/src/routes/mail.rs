@@ -133,7 +133,9 @@ pub fn message_id(m: &Message, immutable: bool) -> &str {
     if immutable { &m.immutable_id } else { &m.id }
 }
 
-pub fn message_json(m: &Message, r: &Render) -> Value {
+/// A message resource; `select` (if not empty) lets the body work be skipped when unselected.
+pub fn message_json(m: &Message, r: &Render, select: &[String]) -> Value {
+    let wants = |k: &str| select.is_empty() || select.iter().any(|s| s.eq_ignore_ascii_case(k));
     let id = message_id(m, r.immutable);
     let mut v = json!({
         "@odata.etag": format!("W/\"CQAAABYAAAD{}\"", m.immutable_id.chars().filter(char::is_ascii_alphanumeric).take(8).collect::<String>()),
@@ -167,8 +169,10 @@ pub fn message_json(m: &Message, r: &Render) -> Value {
         "replyTo": [],
         "flag": {"flagStatus": m.flag},
     });
-    if r.bodies {
+    if r.bodies && wants("bodyPreview") {
         v["bodyPreview"] = json!(preview(m));
+    }
+    if r.bodies && wants("body") {
         let (kind, content) = match (m.body_type, r.text) {
             (_, true) => ("text", plain_body(m)),
             (BodyType::Html, false) => ("html", m.body.clone()),
@@ -412,7 +416,9 @@ pub fn list(ctx: &Ctx<'_>, user: &str, folder: Option<&str>) -> GraphResult {
             .iter()
             .skip(offset)
             .take(top)
-            .map(|i| odata::apply_select(message_json(&mb.messages[*i as usize], &r), &select))
+            .map(|i| {
+                odata::apply_select(message_json(&mb.messages[*i as usize], &r, &select), &select)
+            })
             .collect();
         let more = offset + top < mbi.by_received_desc.len();
         return Ok(page_response(ctx, owner, page, more.then_some(offset + top), &r));
@@ -423,7 +429,7 @@ pub fn list(ctx: &Ctx<'_>, user: &str, folder: Option<&str>) -> GraphResult {
         .iter()
         .skip(offset)
         .take(top)
-        .map(|i| odata::apply_select(message_json(&mb.messages[*i as usize], &r), &select))
+        .map(|i| odata::apply_select(message_json(&mb.messages[*i as usize], &r, &select), &select))
         .collect();
     let more = offset + top < ordered.len();
     Ok(page_response(ctx, owner, page, more.then_some(offset + top), &r))
@@ -470,12 +476,13 @@ pub fn get(ctx: &Ctx<'_>, user: &str, id: &str) -> GraphResult {
     let (owner, mb, mbi) = mailbox(ctx, user)?;
     let m = find(ctx, mb, mbi, id)?;
     let r = Render::new(ctx);
-    let mut body = message_json(m, &r);
+    let select = ctx.query.select();
+    let mut body = message_json(m, &r, &select);
     body["@odata.context"] = json!(format!(
         "https://graph.microsoft.com/v1.0/$metadata#users('{}')/messages/$entity",
         owner.oid
     ));
-    Ok(applied(json(odata::apply_select(body, &ctx.query.select())), &r.applied()))
+    Ok(applied(json(odata::apply_select(body, &select)), &r.applied()))
 }
 
 pub fn attachments(ctx: &Ctx<'_>, user: &str, id: &str, attachment: Option<&str>) -> GraphResult {

@@ -1,0 +1,379 @@
+//! `outlook_calendar_search` (`graph.md` §9.4, conformance S04).
+//!
+//! # Which Graph call
+//! * A time window (or none: the next 7 days): `GET …/calendarView?startDateTime=&endDateTime=`
+//!   with `Prefer: outlook.timezone="UTC"`, so recurrences are expanded and every time comes
+//!   back in UTC; results show UTC and the caller's mailbox zone. Graph has no keyword filter
+//!   on calendarView, so `query` is matched **by the connector** (every word in subject,
+//!   location or preview), and the result says so in `applied_filters`.
+//! * Keywords without a window, own calendar: `POST /search/query` `event`, the keywords as one
+//!   KQL phrase, matched **by Graph**.
+//! * A shared calendar (`calendar_owner`, needs `Calendars.Read.Shared`) is read through
+//!   `/users/{address}/calendarView`; search covers only the caller's own calendar.
+
+use chrono::{DateTime, Duration, Utc};
+use rmcp::{ErrorData as McpError, model::CallToolResult, schemars};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{
+    cursor::{Cursor, CursorBinding, CursorKey},
+    kql::{Address, Kql},
+    mail::{Person, address_arg, bad_arg, limit_arg, odata_page, person, text_arg, time_arg},
+    odata,
+    shaping::{self, AppliedFilter, ByteBudget, DateTimes, Page, Truncation},
+    timezone::MailboxZone,
+    uri::M365Uri,
+};
+use crate::{
+    auth::ChallengeSlot,
+    domain::ScopeSet,
+    graph::{GraphPath, GraphRequest, Session},
+};
+
+pub const TOOL: &str = "outlook_calendar_search";
+const DEFAULT_LIMIT: u32 = 25;
+const MAX_LIMIT: u32 = 50;
+/// Longest window one call may ask for.
+const MAX_WINDOW_DAYS: i64 = 366;
+const SELECT: &[&str] = &[
+    "id",
+    "subject",
+    "start",
+    "end",
+    "location",
+    "organizer",
+    "isAllDay",
+    "isCancelled",
+    "showAs",
+    "bodyPreview",
+];
+
+/// Arguments of `outlook_calendar_search`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
+pub struct CalendarSearchParams {
+    /// Words to find in the subject, location or description.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Window start: `YYYY-MM-DD` (midnight in your mailbox time zone) or RFC 3339.
+    #[serde(default)]
+    pub start: Option<String>,
+    /// Window end (exclusive): `YYYY-MM-DD` (midnight in your mailbox time zone) or RFC 3339.
+    #[serde(default)]
+    pub end: Option<String>,
+    /// The address of a calendar shared with you, instead of your own (needs
+    /// Calendars.Read.Shared; requires a window).
+    #[serde(default)]
+    pub calendar_owner: Option<String>,
+    /// Results per page, 1–50 (default 25; keyword search without a window: at most 25).
+    #[serde(default)]
+    #[serde(skip_serializing)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[serde(default)]
+    #[serde(skip_serializing)]
+    pub cursor: Option<String>,
+}
+
+/// One event.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct EventHit {
+    /// `m365://event/{id}` (own calendar only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// Subject.
+    pub subject: String,
+    /// Start, in UTC and your zone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<DateTimes>,
+    /// End, in UTC and your zone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<DateTimes>,
+    /// Whether it lasts all day.
+    pub all_day: bool,
+    /// Location display name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Organizer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organizer: Option<Person>,
+    /// free, tentative, busy, oof or workingElsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub show_as: Option<String>,
+}
+
+/// The result of `outlook_calendar_search`.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct CalendarSearchResult {
+    /// `me`, or the shared calendar's owner.
+    pub calendar: String,
+    /// `calendar_view` or `search_api`.
+    pub method: String,
+    /// The window searched (calendar view only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<[DateTimes; 2]>,
+    /// Events of this page, by start time (search: by date).
+    pub events: Vec<EventHit>,
+    /// Paging facts.
+    pub page: Page,
+    /// Every filter applied, and where.
+    pub applied_filters: Vec<AppliedFilter>,
+    /// Whether the result was cut to fit the byte budget.
+    pub truncation: Truncation,
+    /// A note about time zones, when times could not be shown in your zone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_zone_note: Option<String>,
+}
+
+/// Validated arguments and the chosen call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checked {
+    pub words: Option<String>,
+    pub window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    pub owner: Option<Address>,
+    pub limit: u32,
+}
+
+pub fn check(
+    p: &CalendarSearchParams,
+    zone: &MailboxZone,
+    now: DateTime<Utc>,
+) -> Result<Checked, McpError> {
+    let words = text_arg("query", p.query.as_deref())?;
+    let start = time_arg("start", p.start.as_deref(), zone)?;
+    let end = time_arg("end", p.end.as_deref(), zone)?;
+    let owner = address_arg("calendar_owner", p.calendar_owner.as_deref())?;
+    let window = match (start, end) {
+        (None, None) if words.is_some() && owner.is_none() => None,
+        (None, None) => Some((now, now + Duration::days(7))),
+        (Some(s), None) => Some((s, s + Duration::days(7))),
+        (None, Some(e)) => Some((e - Duration::days(7), e)),
+        (Some(s), Some(e)) => Some((s, e)),
+    };
+    if let Some((s, e)) = window {
+        if s >= e {
+            return Err(bad_arg("end", "must be later than `start`"));
+        }
+        if e - s > Duration::days(MAX_WINDOW_DAYS) {
+            return Err(bad_arg("end", format!("the window may span at most {MAX_WINDOW_DAYS} days")));
+        }
+    }
+    let max = if window.is_none() { 25 } else { MAX_LIMIT };
+    Ok(Checked { words, window, owner, limit: limit_arg(p.limit, DEFAULT_LIMIT, max)? })
+}
+
+pub fn scopes(c: &Checked) -> ScopeSet {
+    if c.owner.is_some() {
+        ScopeSet::from_iter(["Calendars.Read", "Calendars.Read.Shared"])
+    } else {
+        ScopeSet::from_iter(["Calendars.Read"])
+    }
+}
+
+/// The calendarView request for a window.
+pub fn view_request(c: &Checked, (s, e): (DateTime<Utc>, DateTime<Utc>)) -> GraphRequest {
+    let path = match &c.owner {
+        Some(o) => GraphPath::fixed("/users").segment(o.as_str()).then("calendarView"),
+        None => GraphPath::fixed("/me/calendarView"),
+    };
+    GraphRequest::get(path)
+        .query("startDateTime", odata::datetime_literal(s))
+        .query("endDateTime", odata::datetime_literal(e))
+        .select(SELECT)
+        .query("$orderby", "start/dateTime")
+        .top(c.limit)
+        .prefer("outlook.timezone=\"UTC\"")
+        .prefer("IdType=\"ImmutableId\"")
+}
+
+/// Every word of `words` appears (case-insensitively) in the subject, location or preview.
+pub fn matches_words(event: &Value, words: &str) -> bool {
+    let hay = format!(
+        "{} {} {}",
+        event["subject"].as_str().unwrap_or_default(),
+        event["location"]["displayName"].as_str().unwrap_or_default(),
+        event["bodyPreview"].as_str().unwrap_or_default()
+    )
+    .to_lowercase();
+    words.split_whitespace().all(|w| hay.contains(&w.to_lowercase()))
+}
+
+fn event_time(v: &Value, zone: &MailboxZone) -> Option<DateTimes> {
+    // Asked in UTC; a resource from search carries `Z` or a `timeZone` of UTC.
+    DateTimes::parse(v.get("dateTime")?.as_str()?, zone)
+}
+
+fn event_hit(id: &str, e: &Value, own: bool, zone: &MailboxZone) -> EventHit {
+    let uri = (own && !id.is_empty())
+        .then(|| M365Uri::Event { id: id.to_owned() })
+        .filter(M365Uri::is_valid)
+        .map(|u| u.to_string());
+    EventHit {
+        uri,
+        subject: e["subject"].as_str().unwrap_or_default().to_owned(),
+        start: event_time(&e["start"], zone),
+        end: event_time(&e["end"], zone),
+        all_day: e["isAllDay"].as_bool().unwrap_or(false),
+        location: e["location"]["displayName"].as_str().filter(|s| !s.is_empty()).map(str::to_owned),
+        organizer: e.get("organizer").and_then(person),
+        show_as: e["showAs"].as_str().map(str::to_owned),
+    }
+}
+
+/// Runs the search as the session's caller.
+pub async fn run(
+    session: &Session,
+    cursors: &CursorKey,
+    zone: &MailboxZone,
+    challenge: &ChallengeSlot,
+    now: DateTime<Utc>,
+    params: &CalendarSearchParams,
+    request_ids: &mut Vec<String>,
+) -> Result<Result<CalendarSearchResult, CallToolResult>, McpError> {
+    let c = check(params, zone, now)?;
+    let binding = CursorBinding::new(&session.caller, TOOL, params);
+    let state = Cursor::open_arg(cursors, &binding, params.cursor.as_deref())?;
+    let own = c.owner.is_none();
+    let mut applied = Vec::new();
+    if let Some(o) = &c.owner {
+        applied.push(AppliedFilter::graph("calendar_owner", o.as_str()));
+    }
+    let mut events = Vec::new();
+    let (method, has_more, next_state) = match c.window {
+        Some(window) => {
+            applied.push(AppliedFilter::graph(
+                "window",
+                format!("{} .. {}", odata::datetime_literal(window.0), odata::datetime_literal(window.1)),
+            ));
+            if let Some(w) = &c.words {
+                applied.push(AppliedFilter::connector("query", format!("{w} (all words in subject, location or preview)")));
+            }
+            let first = view_request(&c, window);
+            let (items, next) =
+                match odata_page(session, first, state.as_ref(), challenge, request_ids).await? {
+                    Ok(v) => v,
+                    Err(e) => return Ok(Err(e)),
+                };
+            for e in items.iter().filter(|e| c.words.as_deref().is_none_or(|w| matches_words(e, w))) {
+                events.push(event_hit(e["id"].as_str().unwrap_or_default(), e, own, zone));
+            }
+            ("calendar_view", next.is_some(), next.map(|n| json!({"next": n})))
+        }
+        None => {
+            let words = c.words.as_deref().unwrap_or_default();
+            applied.push(AppliedFilter::graph("query", format!("{words} (phrase)")));
+            let from = state.as_ref().and_then(|s| s.get("from")).and_then(Value::as_u64).unwrap_or(0);
+            let body = json!({"requests": [{
+                "entityTypes": ["event"],
+                "query": {"queryString": Kql::new().phrase(words).build()},
+                "from": from,
+                "size": c.limit,
+            }]});
+            let req = GraphRequest::query_post(GraphPath::fixed("/search/query"), body)
+                .map_err(|e| McpError::internal_error(e.to_string(), None))?
+                .prefer("IdType=\"ImmutableId\"");
+            let resp = match session.post_json::<Value>(&req).await {
+                Ok(r) => r,
+                Err(f) => return Ok(Err(shaping::graph_failure(&f, challenge))),
+            };
+            request_ids.extend(resp.request_id.clone());
+            let container = &resp.body["value"][0]["hitsContainers"][0];
+            let hits = container.get("hits").and_then(Value::as_array).cloned().unwrap_or_default();
+            for h in &hits {
+                events.push(event_hit(h["hitId"].as_str().unwrap_or_default(), &h["resource"], own, zone));
+            }
+            let more = container["moreResultsAvailable"].as_bool() == Some(true);
+            ("search_api", more, more.then(|| json!({"from": from + hits.len() as u64})))
+        }
+    };
+    let mut budget = ByteBudget::new(shaping::DEFAULT_RESULT_BUDGET);
+    let events: Vec<EventHit> = events.into_iter().take_while(|e| budget.admit(e)).collect();
+    Ok(Ok(CalendarSearchResult {
+        calendar: c.owner.as_ref().map_or_else(|| "me".to_owned(), |o| o.to_string()),
+        method: method.to_owned(),
+        window: c.window.map(|(s, e)| [DateTimes::new(s, zone), DateTimes::new(e, zone)]),
+        page: Page {
+            has_more,
+            returned: u32::try_from(events.len()).unwrap_or(u32::MAX),
+            total_estimate: None,
+            next_cursor: next_state.map(|s| Cursor::seal(cursors, &binding, s)),
+        },
+        events,
+        applied_filters: applied,
+        truncation: budget.truncation(),
+        time_zone_note: zone.note.clone(),
+    }))
+}
+
+/// The concise text next to the structured result.
+pub fn render(r: &CalendarSearchResult) -> String {
+    let mut out = format!(
+        "{} event(s) in {} ({}){}\n",
+        r.page.returned,
+        r.calendar,
+        r.method,
+        if r.page.has_more { ", more available (pass next_cursor)" } else { "" }
+    );
+    for e in &r.events {
+        let start = e.start.as_ref().map_or("", |d| d.local.as_str());
+        out.push_str(&format!("- {start} {}", e.subject));
+        if let Some(u) = &e.uri {
+            out.push_str(&format!(" <{u}>"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 5, 6, 8, 0, 0).single().expect("now")
+    }
+
+    #[test]
+    fn a_window_uses_calendar_view_in_utc() {
+        let zone = MailboxZone::resolve(Some("Pacific Standard Time"));
+        let p = CalendarSearchParams { start: Some("2024-05-01".into()), end: Some("2024-05-08".into()), ..Default::default() };
+        let c = check(&p, &zone, now()).expect("valid");
+        let req = view_request(&c, c.window.expect("window"));
+        let u = req.url(&url::Url::parse("https://graph.microsoft.com/v1.0").expect("base")).expect("url");
+        let pairs: Vec<(String, String)> = u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        assert_eq!(u.path(), "/v1.0/me/calendarView");
+        // Midnight in Los Angeles (PDT, UTC-7) is 07:00 UTC.
+        assert_eq!(pairs[0], ("startDateTime".into(), "2024-05-01T07:00:00Z".into()));
+        assert_eq!(pairs[1], ("endDateTime".into(), "2024-05-08T07:00:00Z".into()));
+    }
+
+    #[test]
+    fn keywords_alone_search_and_shared_calendars_need_a_window() {
+        let zone = MailboxZone::utc();
+        let c = check(&CalendarSearchParams { query: Some("review".into()), ..Default::default() }, &zone, now()).expect("ok");
+        assert_eq!(c.window, None);
+        let c = check(
+            &CalendarSearchParams { query: Some("review".into()), calendar_owner: Some("room@contoso.com".into()), ..Default::default() },
+            &zone,
+            now(),
+        )
+        .expect("ok");
+        assert_eq!(c.window, Some((now(), now() + Duration::days(7))));
+        assert!(scopes(&c).contains("Calendars.Read.Shared"));
+        let err = check(
+            &CalendarSearchParams { start: Some("2024-05-08".into()), end: Some("2024-05-01".into()), ..Default::default() },
+            &zone,
+            now(),
+        )
+        .expect_err("refused");
+        assert!(err.message.contains("`end`"));
+    }
+
+    #[test]
+    fn connector_keyword_match_needs_every_word() {
+        let e = json!({"subject": "Quarterly Review", "location": {"displayName": "Room 4"}, "bodyPreview": "budget"});
+        assert!(matches_words(&e, "review BUDGET"));
+        assert!(!matches_words(&e, "review lunch"));
+    }
+}

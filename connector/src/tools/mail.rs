@@ -1,0 +1,646 @@
+//! `outlook_email_search` (`graph.md` §9.3, conformance S03).
+//!
+//! # Which Graph call
+//! | Arguments | Call | Why |
+//! |---|---|---|
+//! | `query` (± sender, recipient, dates, attachments), own mailbox, no folder | `POST /search/query` `message` | ranked, searches attachments, summaries |
+//! | `query` with a `folder` or a shared `mailbox`, or `to` without `query` | `GET …/messages?$search="…"` | `/search/query` covers only the signed-in user's whole mailbox |
+//! | no `query`, no `to` | `GET …/messages?$filter=…&$orderby=receivedDateTime desc` | exact, sorted, deep paging |
+//!
+//! `$search` is never combined with `$filter` or `$orderby` (Graph answers 400): in that form
+//! every restriction goes into the KQL. In the `$filter` form `receivedDateTime` comes first,
+//! as `$orderby` requires (`InefficientFilter` otherwise). Free text reaches Graph only through
+//! [`super::kql`], values only through [`super::odata`].
+//!
+//! Paging: a search-API cursor holds the next `from`; an OData cursor holds Graph's
+//! `@odata.nextLink` (sealed, so only this caller, tool and query can replay it, and the client
+//! still refuses a link outside the Graph base).
+//!
+//! A shared mailbox (`mailbox`) is read through `/users/{address}/messages` and needs
+//! `Mail.Read.Shared`; its messages get no `m365://` URI because `read_resource` reads mail
+//! through `/me` only (`security.md` E7).
+
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
+use rmcp::{ErrorData as McpError, model::CallToolResult, schemars};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{
+    cursor::{Cursor, CursorBinding, CursorKey},
+    kql::{self, Address, DateOp, Kql},
+    odata::{self, Cmp, Filter},
+    shaping::{self, AppliedFilter, ByteBudget, DateTimes, Page, Truncation},
+    timezone::MailboxZone,
+    uri::M365Uri,
+};
+use crate::{
+    auth::ChallengeSlot,
+    domain::ScopeSet,
+    graph::{GraphPath, GraphRequest, Session},
+};
+
+/// The tool's name, in audit records and cursor bindings.
+pub const TOOL: &str = "outlook_email_search";
+/// Page size when none is asked for.
+const DEFAULT_LIMIT: u32 = 10;
+/// `/search/query` returns at most 25 messages a page (`graph.md` §5.3).
+const MAX_LIMIT: u32 = 25;
+/// Fields asked of `/messages`.
+const SELECT: &[&str] = &[
+    "id",
+    "subject",
+    "from",
+    "toRecipients",
+    "receivedDateTime",
+    "bodyPreview",
+    "hasAttachments",
+    "webLink",
+    "conversationId",
+];
+/// Folders a caller may name (Graph's well-known names).
+const FOLDERS: &[&str] = &["inbox", "sentitems", "drafts", "deleteditems", "archive", "junkemail"];
+
+/// Arguments of `outlook_email_search`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
+pub struct EmailSearchParams {
+    /// Words to find in subject, body, sender and attachments. Matched as one phrase in your
+    /// own mailbox; as all of the words in a folder or a shared mailbox.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Only mail from this sender (email address).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Only mail sent to this recipient (email address, To or Cc).
+    #[serde(default)]
+    pub to: Option<String>,
+    /// Only mail received at or after this time: `YYYY-MM-DD` (midnight in your mailbox time
+    /// zone) or RFC 3339.
+    #[serde(default)]
+    pub received_after: Option<String>,
+    /// Only mail received before this time: `YYYY-MM-DD` (midnight in your mailbox time zone,
+    /// exclusive) or RFC 3339.
+    #[serde(default)]
+    pub received_before: Option<String>,
+    /// A well-known folder: inbox, sentitems, drafts, deleteditems, archive or junkemail.
+    #[serde(default)]
+    pub folder: Option<String>,
+    /// Only mail with (true) or without (false) attachments.
+    #[serde(default)]
+    pub has_attachments: Option<bool>,
+    /// A shared mailbox's address to search instead of your own (needs Mail.Read.Shared).
+    #[serde(default)]
+    pub mailbox: Option<String>,
+    /// Results per page, 1–25 (default 10).
+    #[serde(default)]
+    #[serde(skip_serializing)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page, to continue the same search.
+    #[serde(default)]
+    #[serde(skip_serializing)]
+    pub cursor: Option<String>,
+}
+
+/// A person as Graph's `emailAddress`.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct Person {
+    /// Display name.
+    pub name: String,
+    /// Email address.
+    pub address: String,
+}
+
+/// One message found.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct EmailHit {
+    /// `m365://mail/{id}` for `read_resource`; absent for shared-mailbox messages, which
+    /// `read_resource` cannot open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// Subject line.
+    pub subject: String,
+    /// Sender.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<Person>,
+    /// When it was received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub received: Option<DateTimes>,
+    /// Whether it has attachments.
+    pub has_attachments: bool,
+    /// A short preview or the search summary, as plain text.
+    pub preview: String,
+}
+
+/// The result of `outlook_email_search`.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct EmailSearchResult {
+    /// `me`, or the shared mailbox searched.
+    pub mailbox: String,
+    /// The Graph call used: `search_api`, `odata_search` or `odata_filter`.
+    pub method: String,
+    /// The messages of this page, newest first (search API: the most relevant may lead).
+    pub messages: Vec<EmailHit>,
+    /// Paging facts.
+    pub page: Page,
+    /// Every filter applied, and where.
+    pub applied_filters: Vec<AppliedFilter>,
+    /// Whether the result was cut to fit the byte budget.
+    pub truncation: Truncation,
+    /// A note about time zones, when times could not be shown in your zone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_zone_note: Option<String>,
+}
+
+/// How the search runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Plan {
+    /// `POST /search/query`: the KQL string.
+    SearchApi { kql: String },
+    /// `GET …/messages?$search=`.
+    ODataSearch { request: GraphRequest },
+    /// `GET …/messages?$filter=`.
+    ODataFilter { request: GraphRequest },
+}
+
+/// Validated arguments.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checked {
+    pub query: Option<String>,
+    pub from: Option<Address>,
+    pub to: Option<Address>,
+    pub after: Option<DateTime<Utc>>,
+    pub before: Option<DateTime<Utc>>,
+    pub folder: Option<&'static str>,
+    pub has_attachments: Option<bool>,
+    pub mailbox: Option<Address>,
+    pub limit: u32,
+}
+
+/// `invalid_params` naming the field.
+pub(crate) fn bad_arg(field: &str, why: impl std::fmt::Display) -> McpError {
+    McpError::invalid_params(format!("`{field}` {why}"), Some(json!({"field": field})))
+}
+
+/// A free-text argument, validated.
+pub(crate) fn text_arg(field: &str, value: Option<&str>) -> Result<Option<String>, McpError> {
+    value.map(|v| kql::validate_text(v).map_err(|e| bad_arg(field, e))).transpose()
+}
+
+/// An address argument, validated.
+pub(crate) fn address_arg(field: &str, value: Option<&str>) -> Result<Option<Address>, McpError> {
+    value.map(|v| Address::parse(v).map_err(|e| bad_arg(field, e))).transpose()
+}
+
+/// A time bound: `YYYY-MM-DD` is midnight in `zone`; otherwise RFC 3339.
+pub(crate) fn time_arg(
+    field: &str,
+    value: Option<&str>,
+    zone: &MailboxZone,
+) -> Result<Option<DateTime<Utc>>, McpError> {
+    let Some(v) = value.map(str::trim) else { return Ok(None) };
+    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        return Ok(Some(t.with_timezone(&Utc)));
+    }
+    let day = NaiveDate::parse_from_str(v, "%Y-%m-%d")
+        .map_err(|_| bad_arg(field, "must be a date (YYYY-MM-DD) or an RFC 3339 date-time"))?;
+    let local = day.and_time(NaiveTime::MIN);
+    zone.tz
+        .from_local_datetime(&local)
+        .earliest()
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .ok_or_else(|| bad_arg(field, "does not exist in your time zone"))
+}
+
+/// Page size: 1..=max, default `default`.
+pub(crate) fn limit_arg(value: Option<u32>, default: u32, max: u32) -> Result<u32, McpError> {
+    match value {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(_) => Err(bad_arg("limit", format!("must be between 1 and {max}"))),
+    }
+}
+
+/// Checks every argument before any Graph call.
+pub fn check(p: &EmailSearchParams, zone: &MailboxZone) -> Result<Checked, McpError> {
+    let folder = match p.folder.as_deref().map(str::trim) {
+        None => None,
+        Some(f) => Some(
+            FOLDERS.iter().copied().find(|k| k.eq_ignore_ascii_case(f)).ok_or_else(|| {
+                bad_arg("folder", format!("must be one of {}", FOLDERS.join(", ")))
+            })?,
+        ),
+    };
+    let c = Checked {
+        query: text_arg("query", p.query.as_deref())?,
+        from: address_arg("from", p.from.as_deref())?,
+        to: address_arg("to", p.to.as_deref())?,
+        after: time_arg("received_after", p.received_after.as_deref(), zone)?,
+        before: time_arg("received_before", p.received_before.as_deref(), zone)?,
+        folder,
+        has_attachments: p.has_attachments,
+        mailbox: address_arg("mailbox", p.mailbox.as_deref())?,
+        limit: limit_arg(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?,
+    };
+    if let (Some(a), Some(b)) = (c.after, c.before)
+        && a >= b
+    {
+        return Err(bad_arg("received_before", "must be later than `received_after`"));
+    }
+    Ok(c)
+}
+
+/// The Graph scopes a call needs: a shared mailbox needs `Mail.Read.Shared`.
+pub fn scopes(c: &Checked) -> ScopeSet {
+    if c.mailbox.is_some() {
+        ScopeSet::from_iter(["Mail.Read", "Mail.Read.Shared"])
+    } else {
+        ScopeSet::from_iter(["Mail.Read"])
+    }
+}
+
+fn messages_path(c: &Checked) -> GraphPath {
+    let base = match &c.mailbox {
+        Some(m) => GraphPath::fixed("/users").segment(m.as_str()),
+        None => GraphPath::fixed("/me"),
+    };
+    match c.folder {
+        Some(f) => base.then("mailFolders").segment(f).then("messages"),
+        None => base.then("messages"),
+    }
+}
+
+fn outlook(req: GraphRequest) -> GraphRequest {
+    req.prefer("IdType=\"ImmutableId\"").prefer("outlook.body-content-type=\"text\"")
+}
+
+/// Chooses the Graph call (see the module docs) and the filters it applies.
+pub fn plan(c: &Checked) -> (Plan, Vec<AppliedFilter>) {
+    let mut applied = Vec::new();
+    let own_whole_mailbox = c.mailbox.is_none() && c.folder.is_none();
+    if let Some(m) = &c.mailbox {
+        applied.push(AppliedFilter::graph("mailbox", m.as_str()));
+    }
+    if let Some(f) = c.folder {
+        applied.push(AppliedFilter::graph("folder", f));
+    }
+    let use_kql = c.query.is_some() || c.to.is_some();
+    if use_kql {
+        let search_api = own_whole_mailbox && c.query.is_some();
+        let mut q = Kql::new();
+        if let Some(text) = &c.query {
+            q = if search_api { q.phrase(text) } else { q.terms(text) };
+            let how = if search_api { "phrase" } else { "all words" };
+            applied.push(AppliedFilter::graph("query", format!("{text} ({how})")));
+        }
+        if let Some(a) = &c.from {
+            q = q.address("from", a);
+            applied.push(AppliedFilter::graph("from", a.as_str()));
+        }
+        if let Some(a) = &c.to {
+            q = q.address("recipients", a);
+            applied.push(AppliedFilter::graph("to", a.as_str()));
+        }
+        if let Some(t) = c.after {
+            q = q.datetime("received", DateOp::Ge, t);
+            applied.push(AppliedFilter::graph("received_after", odata::datetime_literal(t)));
+        }
+        if let Some(t) = c.before {
+            q = q.datetime("received", DateOp::Lt, t);
+            applied.push(AppliedFilter::graph("received_before", odata::datetime_literal(t)));
+        }
+        if let Some(b) = c.has_attachments {
+            q = q.flag("hasAttachments", b);
+            applied.push(AppliedFilter::graph("has_attachments", b.to_string()));
+        }
+        let kql = q.build();
+        if search_api {
+            return (Plan::SearchApi { kql }, applied);
+        }
+        let request = outlook(
+            GraphRequest::get(messages_path(c))
+                .query("$search", odata::search_value(&kql))
+                .select(SELECT)
+                .top(c.limit),
+        );
+        return (Plan::ODataSearch { request }, applied);
+    }
+    // Filters only. `receivedDateTime` leads (the `$orderby` rule); with no lower bound the
+    // epoch stands in, so the clause is always there.
+    let after = c.after.unwrap_or(DateTime::UNIX_EPOCH);
+    let mut f = Filter::new().cmp("receivedDateTime", Cmp::Ge, odata::Value::DateTime(after));
+    if let Some(t) = c.after {
+        applied.push(AppliedFilter::graph("received_after", odata::datetime_literal(t)));
+    }
+    if let Some(t) = c.before {
+        f = f.cmp("receivedDateTime", Cmp::Lt, odata::Value::DateTime(t));
+        applied.push(AppliedFilter::graph("received_before", odata::datetime_literal(t)));
+    }
+    if let Some(a) = &c.from {
+        f = f.cmp("from/emailAddress/address", Cmp::Eq, odata::Value::Str(a.as_str()));
+        applied.push(AppliedFilter::graph("from", a.as_str()));
+    }
+    if let Some(b) = c.has_attachments {
+        f = f.cmp("hasAttachments", Cmp::Eq, odata::Value::Bool(b));
+        applied.push(AppliedFilter::graph("has_attachments", b.to_string()));
+    }
+    let request = outlook(
+        GraphRequest::get(messages_path(c))
+            .query("$filter", f.build())
+            .query("$orderby", "receivedDateTime desc")
+            .select(SELECT)
+            .top(c.limit),
+    );
+    (Plan::ODataFilter { request }, applied)
+}
+
+/// The `/search/query` body for one page.
+pub fn search_body(kql: &str, from: u32, size: u32) -> Value {
+    json!({"requests": [{
+        "entityTypes": ["message"],
+        "query": {"queryString": kql},
+        "from": from,
+        "size": size,
+        "enableTopResults": from == 0,
+    }]})
+}
+
+pub(crate) fn person(v: &Value) -> Option<Person> {
+    let e = v.get("emailAddress")?;
+    Some(Person {
+        name: e.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        address: e.get("address").and_then(Value::as_str).unwrap_or_default().to_owned(),
+    })
+}
+
+fn str_field<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn hit(id: &str, m: &Value, summary: Option<&str>, shared: bool, zone: &MailboxZone) -> EmailHit {
+    let preview = match summary.map(shaping::clean_summary).filter(|s| !s.is_empty()) {
+        Some(s) => s,
+        None => str_field(m, "bodyPreview").to_owned(),
+    };
+    let (preview, _) = shaping::truncate_text(&preview, 400);
+    let uri = (!shared && !id.is_empty())
+        .then(|| M365Uri::mail(id))
+        .filter(M365Uri::is_valid)
+        .map(|u| u.to_string());
+    EmailHit {
+        uri,
+        subject: str_field(m, "subject").to_owned(),
+        from: m.get("from").and_then(person),
+        received: DateTimes::parse(str_field(m, "receivedDateTime"), zone),
+        has_attachments: m.get("hasAttachments").and_then(Value::as_bool).unwrap_or(false),
+        preview,
+    }
+}
+
+/// Runs the search as the session's caller. `zone` is the caller's mailbox time zone.
+pub async fn run(
+    session: &Session,
+    cursors: &CursorKey,
+    zone: &MailboxZone,
+    challenge: &ChallengeSlot,
+    params: &EmailSearchParams,
+    request_ids: &mut Vec<String>,
+) -> Result<Result<EmailSearchResult, CallToolResult>, McpError> {
+    let c = check(params, zone)?;
+    let binding = CursorBinding::new(&session.caller, TOOL, params);
+    let state = Cursor::open_arg(cursors, &binding, params.cursor.as_deref())?;
+    let (plan, applied_filters) = plan(&c);
+    let shared = c.mailbox.is_some();
+    let mut hits = Vec::new();
+    let (has_more, next_state, method) = match plan {
+        Plan::SearchApi { kql } => {
+            let from = state.as_ref().and_then(|s| s.get("from")).and_then(Value::as_u64);
+            let from = u32::try_from(from.unwrap_or(0)).unwrap_or(u32::MAX);
+            let req = GraphRequest::query_post(
+                GraphPath::fixed("/search/query"),
+                search_body(&kql, from, c.limit),
+            )
+            .map_err(|e| McpError::internal_error(e.to_string(), None))?
+            .prefer("IdType=\"ImmutableId\"");
+            let resp = match session.post_json::<Value>(&req).await {
+                Ok(r) => r,
+                Err(f) => return Ok(Err(shaping::graph_failure(&f, challenge))),
+            };
+            request_ids.extend(resp.request_id.clone());
+            let container = &resp.body["value"][0]["hitsContainers"][0];
+            for h in container.get("hits").and_then(Value::as_array).into_iter().flatten() {
+                hits.push(hit(
+                    str_field(h, "hitId"),
+                    &h["resource"],
+                    h.get("summary").and_then(Value::as_str),
+                    false,
+                    zone,
+                ));
+            }
+            let more = container.get("moreResultsAvailable").and_then(Value::as_bool) == Some(true);
+            let next = from.saturating_add(u32::try_from(hits.len()).unwrap_or(u32::MAX));
+            (more, more.then(|| json!({"from": next})), "search_api")
+        }
+        Plan::ODataSearch { request } => {
+            let r = odata_page(session, request, state.as_ref(), challenge, request_ids).await?;
+            let (items, next) = match r {
+                Ok(v) => v,
+                Err(e) => return Ok(Err(e)),
+            };
+            hits.extend(items.iter().map(|m| hit(str_field(m, "id"), m, None, shared, zone)));
+            (next.is_some(), next.map(|n| json!({"next": n})), "odata_search")
+        }
+        Plan::ODataFilter { request } => {
+            let r = odata_page(session, request, state.as_ref(), challenge, request_ids).await?;
+            let (items, next) = match r {
+                Ok(v) => v,
+                Err(e) => return Ok(Err(e)),
+            };
+            hits.extend(items.iter().map(|m| hit(str_field(m, "id"), m, None, shared, zone)));
+            (next.is_some(), next.map(|n| json!({"next": n})), "odata_filter")
+        }
+    };
+    let mut budget = ByteBudget::new(shaping::DEFAULT_RESULT_BUDGET);
+    let total = hits.len();
+    let messages: Vec<EmailHit> = hits.into_iter().take_while(|h| budget.admit(h)).collect();
+    let cut = messages.len() < total;
+    // A page cut by the budget continues where it stopped only for the search API; an OData
+    // page cannot be resumed mid-page, so the cut is reported and the next page follows.
+    let next_state = match (cut, method) {
+        (true, "search_api") => {
+            let from = state.as_ref().and_then(|s| s.get("from")).and_then(Value::as_u64);
+            Some(json!({"from": from.unwrap_or(0) + messages.len() as u64}))
+        }
+        _ => next_state,
+    };
+    let has_more = has_more || (cut && method == "search_api");
+    Ok(Ok(EmailSearchResult {
+        mailbox: c.mailbox.as_ref().map_or_else(|| "me".to_owned(), |m| m.to_string()),
+        method: method.to_owned(),
+        page: Page {
+            has_more,
+            returned: u32::try_from(messages.len()).unwrap_or(u32::MAX),
+            total_estimate: None,
+            next_cursor: next_state.filter(|_| has_more).map(|s| Cursor::seal(cursors, &binding, s)),
+        },
+        messages,
+        applied_filters,
+        truncation: budget.truncation(),
+        time_zone_note: zone.note.clone(),
+    }))
+}
+
+/// One OData page: the first request, or the sealed `@odata.nextLink` of the cursor.
+pub(crate) async fn odata_page(
+    session: &Session,
+    first: GraphRequest,
+    state: Option<&Value>,
+    challenge: &ChallengeSlot,
+    request_ids: &mut Vec<String>,
+) -> Result<Result<(Vec<Value>, Option<String>), CallToolResult>, McpError> {
+    let req = match state.and_then(|s| s.get("next")).and_then(Value::as_str) {
+        Some(link) => {
+            let url = url::Url::parse(link)
+                .map_err(|_| bad_arg("cursor", "holds an unreadable continuation"))?;
+            GraphRequest::next_link(url, &first)
+        }
+        None => first,
+    };
+    let resp = match session.get_json::<Value>(&req).await {
+        Ok(r) => r,
+        Err(f) => return Ok(Err(shaping::graph_failure(&f, challenge))),
+    };
+    request_ids.extend(resp.request_id.clone());
+    let items = resp.body.get("value").and_then(Value::as_array).cloned().unwrap_or_default();
+    let next = resp.body.get("@odata.nextLink").and_then(Value::as_str).map(str::to_owned);
+    Ok(Ok((items, next)))
+}
+
+/// The concise text next to the structured result.
+pub fn render(r: &EmailSearchResult) -> String {
+    let mut out = format!(
+        "{} message(s) in {} ({}){}\n",
+        r.page.returned,
+        r.mailbox,
+        r.method,
+        if r.page.has_more { ", more available (pass next_cursor)" } else { "" }
+    );
+    for m in &r.messages {
+        let when = m.received.as_ref().map_or("", |d| d.local.as_str());
+        let from = m.from.as_ref().map_or("", |p| p.address.as_str());
+        out.push_str(&format!("- {when} {from}: {}", m.subject));
+        if let Some(u) = &m.uri {
+            out.push_str(&format!(" <{u}>"));
+        }
+        out.push('\n');
+    }
+    if r.truncation.truncated {
+        out.push_str("(truncated: ");
+        out.push_str(r.truncation.reason.as_deref().unwrap_or("byte budget"));
+        out.push_str(")\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checked(p: EmailSearchParams) -> Checked {
+        check(&p, &MailboxZone::utc()).expect("valid")
+    }
+
+    fn url(req: &GraphRequest) -> Vec<(String, String)> {
+        let base = url::Url::parse("https://graph.microsoft.com/v1.0").expect("base");
+        let u = req.url(&base).expect("url");
+        let mut out = vec![("path".to_owned(), u.path().to_owned())];
+        out.extend(u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())));
+        out
+    }
+
+    #[test]
+    fn free_text_goes_to_the_search_api_as_one_phrase() {
+        let c = checked(EmailSearchParams {
+            query: Some("pizza\" OR from:ceo@contoso.com".into()),
+            from: Some("Ada@Contoso.com".into()),
+            received_after: Some("2024-01-01".into()),
+            has_attachments: Some(true),
+            ..Default::default()
+        });
+        let (plan, applied) = plan(&c);
+        assert_eq!(
+            plan,
+            Plan::SearchApi {
+                kql: "\"pizza OR from:ceo@contoso.com\" from:ada@contoso.com \
+                      received>=2024-01-01T00:00:00Z hasAttachments:true"
+                    .into()
+            }
+        );
+        assert!(applied.iter().all(|a| a.applied_by == shaping::AppliedBy::Graph));
+        assert_eq!(applied.len(), 4);
+    }
+
+    #[test]
+    fn filters_alone_use_filter_with_the_date_first() {
+        let c = checked(EmailSearchParams {
+            from: Some("x'@contoso.com".into()),
+            received_before: Some("2024-02-01T00:00:00Z".into()),
+            ..Default::default()
+        });
+        let (Plan::ODataFilter { request }, _) = plan(&c) else { panic!("filter plan") };
+        assert_eq!(
+            url(&request),
+            vec![
+                ("path".into(), "/v1.0/me/messages".into()),
+                (
+                    "$filter".into(),
+                    "receivedDateTime ge 1970-01-01T00:00:00Z and receivedDateTime lt \
+                     2024-02-01T00:00:00Z and from/emailAddress/address eq 'x''@contoso.com'"
+                        .into()
+                ),
+                ("$orderby".into(), "receivedDateTime desc".into()),
+                ("$select".into(), SELECT.join(",")),
+                ("$top".into(), "10".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_folder_or_shared_mailbox_uses_search_without_filter_or_orderby() {
+        let c = checked(EmailSearchParams {
+            query: Some("budget (NOT q3)".into()),
+            folder: Some("Inbox".into()),
+            mailbox: Some("sales@contoso.com".into()),
+            limit: Some(25),
+            ..Default::default()
+        });
+        assert!(scopes(&c).contains("Mail.Read.Shared"));
+        let (Plan::ODataSearch { request }, _) = plan(&c) else { panic!("search plan") };
+        let pairs = url(&request);
+        assert_eq!(pairs[0].1, "/v1.0/users/sales@contoso.com/mailFolders/inbox/messages");
+        assert_eq!(pairs[1], ("$search".into(), "\"budget not q3\"".into()));
+        let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, vec!["path", "$search", "$select", "$top"]);
+    }
+
+    #[test]
+    fn bad_arguments_name_their_field() {
+        let zone = MailboxZone::utc();
+        for (p, field) in [
+            (EmailSearchParams { from: Some("nobody".into()), ..Default::default() }, "from"),
+            (EmailSearchParams { folder: Some("../x".into()), ..Default::default() }, "folder"),
+            (EmailSearchParams { limit: Some(100), ..Default::default() }, "limit"),
+            (EmailSearchParams { received_after: Some("yesterday".into()), ..Default::default() }, "received_after"),
+            (
+                EmailSearchParams {
+                    received_after: Some("2024-02-01".into()),
+                    received_before: Some("2024-01-01".into()),
+                    ..Default::default()
+                },
+                "received_before",
+            ),
+            (EmailSearchParams { query: Some("x".repeat(2000)), ..Default::default() }, "query"),
+        ] {
+            let err = check(&p, &zone).expect_err("refused");
+            assert!(err.message.contains(&format!("`{field}`")), "{}", err.message);
+        }
+    }
+}

@@ -1,0 +1,800 @@
+//! `read_resource`: one mail (with its attachments), attachment, event, file, list item, chat
+//! or chat message, as text (conformance S07, F06, I01–I03, D02).
+//!
+//! # Design
+//! * Input is an `m365://` URI or a pasted web link, parsed by [`parse_link`] **before any
+//!   network work**: a refused input is `invalid_params` naming `uri`, with zero egress (F06).
+//!   A SharePoint/OneDrive link is resolved through `GET /shares/u!…/driveItem` on the
+//!   configured Graph host; the link itself is never fetched.
+//! * Each kind asks OBO for exactly its scope (`graph.md` §9.7): mail `Mail.Read`, events
+//!   `Calendars.Read`, files `Files.Read.All` (so revoking it stops file reads, R04), list items
+//!   `Sites.Read.All`, chats `Chat.Read`. Mail and chats go through `/me` and the chat id only.
+//! * Files: metadata first; folders return their children; a file above the size cap is
+//!   refused before download; text comes from [`crate::extract`] on the blocking pool with
+//!   page/slide/sheet selection. Nothing is cached: every read is fresh Graph traffic (D02).
+//! * A mail's attachments are listed with their own URIs; failures to list them are a
+//!   per-source status, not a failed read.
+//! * Output text is capped (`max_chars`) and the cut is stated in `truncation`.
+//!
+//! [`read_target`] is shared with MCP `resources/read` (see `resources.rs`).
+
+use std::{collections::BTreeMap, ops::RangeInclusive};
+
+use base64::Engine as _;
+use rmcp::{
+    ErrorData as McpError,
+    handler::server::{tool::schema_for_output, wrapper::Parameters},
+    model::{CallToolResult, ContentBlock},
+    schemars, tool, tool_router,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{
+    Authenticated, Connector, ToolContext,
+    shaping::{DateTimes, SourceStatus, Truncation, graph_failure, structured, truncate_text},
+    timezone::{MailboxZone, mailbox_zone},
+    uri::{LinkTarget, M365Uri, ResourceKind, parse_link},
+};
+use crate::{
+    extract::{self, ExtractError, FileKind, Limits, Selection},
+    graph::{GraphError, GraphFailure, GraphPath, GraphRequest, Session},
+};
+
+/// Default and largest number of characters of text returned.
+pub const DEFAULT_MAX_CHARS: u32 = 40_000;
+pub const LIMIT_MAX_CHARS: u32 = 200_000;
+/// Files larger than this are not downloaded (checked on metadata first, `security.md` E15).
+pub const MAX_FILE_BYTES: u64 = 20 * 1024 * 1024;
+const CHAT_MESSAGES: u32 = 50;
+const CHILDREN: u32 = 100;
+
+/// Arguments of `read_resource`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadArgs {
+    /// An `m365://` URI from a search result, or a SharePoint/OneDrive sharing link, a Teams
+    /// chat-message link or an Outlook web link.
+    pub uri: String,
+    /// Pages (PDF), slides (pptx) or sheets (xlsx) to read, by 1-based position: `"2"` or
+    /// `"2-4"`.
+    #[serde(default)]
+    pub pages: Option<String>,
+    /// An xlsx sheet by name.
+    #[serde(default)]
+    pub sheet: Option<String>,
+    /// An xlsx cell range in A1 notation, e.g. `"A1:D20"`.
+    #[serde(default)]
+    pub cell_range: Option<String>,
+    /// Most characters of text to return (default 40000, at most 200000).
+    #[serde(default)]
+    pub max_chars: Option<u32>,
+}
+
+/// An attachment of a mail.
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct AttachmentRef {
+    /// `m365://mail/{id}/attachment/{attachmentId}`: read it with `read_resource`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// File name.
+    pub name: String,
+    /// MIME type, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// Size in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Whether it is an inline image of the body.
+    pub inline: bool,
+}
+
+/// A child of a folder.
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct ChildRef {
+    /// The child's URI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// Name.
+    pub name: String,
+    /// `file` or `folder`.
+    pub kind: &'static str,
+    /// Size in bytes (files).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+/// One chat message in a chat listing.
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct ChatLine {
+    /// `m365://chat/{chatId}/message/{id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// Sender display name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// When it was sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent: Option<DateTimes>,
+    /// The message as plain text.
+    pub text: String,
+}
+
+/// What `read_resource` returns.
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct ReadResult {
+    /// The canonical `m365://` URI of what was read.
+    pub uri: String,
+    /// Which kind of resource it is.
+    pub kind: ResourceKind,
+    /// Subject, file name or chat topic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Browser link, for the user (never fetched by the connector).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web_url: Option<String>,
+    /// Other facts: `from`, `to`, `cc`, `location`, `organizer`, `content_type`, `size`…
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, String>,
+    /// Dates: `received`, `sent`, `start`, `end`, `modified`, in UTC and the mailbox zone.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub dates: BTreeMap<String, DateTimes>,
+    /// The content as text (body, file text, list-item fields).
+    pub text: String,
+    /// For paged documents: the parts (pages, slides, sheets) in the whole file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_parts: Option<u32>,
+    /// Attachments of a mail.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentRef>,
+    /// Children of a folder.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildRef>,
+    /// Messages of a chat, newest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<ChatLine>,
+    /// Whether text was cut, and why.
+    pub truncation: Truncation,
+    /// Each Graph source and whether it answered.
+    pub sources: Vec<SourceStatus>,
+    /// Remarks (time zone, extraction notes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// Why a read failed.
+#[derive(Debug)]
+pub enum ReadError {
+    /// Bad arguments: `invalid_params`, before any Graph call.
+    Invalid(McpError),
+    /// Graph or OBO refused; the message is [`GraphFailure::user_message`].
+    Graph(GraphFailure),
+    /// Refused by the connector (policy, size, unsupported format), with a message for the user.
+    Refused(String),
+}
+
+impl From<GraphFailure> for ReadError {
+    fn from(f: GraphFailure) -> Self {
+        Self::Graph(f)
+    }
+}
+
+/// The parsed options of a read.
+#[derive(Clone, Debug, Default)]
+pub struct ReadOptions {
+    pub selection: Selection,
+    pub max_chars: u32,
+}
+
+impl ReadOptions {
+    pub fn from_args(args: &ReadArgs) -> Result<Self, McpError> {
+        let invalid = |field: &str, why: &str| {
+            McpError::invalid_params(format!("`{field}` {why}"), Some(json!({"field": field})))
+        };
+        let mut selection = Selection::all();
+        if let Some(p) = &args.pages {
+            selection.pages = Some(page_range(p).ok_or_else(|| {
+                invalid("pages", "must be a page number or a range such as 2-4 (1-based)")
+            })?);
+        }
+        if let Some(sheet) = &args.sheet {
+            if sheet.trim().is_empty() || sheet.chars().count() > 100 {
+                return Err(invalid("sheet", "must be a sheet name of 1–100 characters"));
+            }
+            selection.sheet = Some(sheet.clone());
+        }
+        if let Some(range) = &args.cell_range {
+            if range.len() > 32 || !range.chars().all(|c| c.is_ascii_alphanumeric() || c == ':' || c == '$') {
+                return Err(invalid("cell_range", "must be an A1 range such as A1:D20"));
+            }
+            selection.cell_range = Some(range.clone());
+        }
+        let max_chars = match args.max_chars {
+            None => DEFAULT_MAX_CHARS,
+            Some(0) => return Err(invalid("max_chars", "must be at least 1")),
+            Some(n) => n.min(LIMIT_MAX_CHARS),
+        };
+        Ok(Self { selection, max_chars })
+    }
+}
+
+fn page_range(text: &str) -> Option<RangeInclusive<u32>> {
+    let text = text.trim();
+    let (a, b) = text.split_once('-').unwrap_or((text, text));
+    let (a, b) = (a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?);
+    (a >= 1 && a <= b).then_some(a..=b)
+}
+
+/// The input refused as a URI: `invalid_params` naming the field.
+pub fn invalid_uri(error: &super::uri::UriError) -> McpError {
+    McpError::invalid_params(format!("invalid `uri`: {error}"), Some(json!({"field": "uri"})))
+}
+
+#[tool_router(router = read_router, vis = "pub(crate)")]
+impl Connector {
+    #[tool(
+        name = "read_resource",
+        description = "Read a mail (with its attachments listed), a mail attachment, a calendar event, a file (docx, xlsx, pptx, pdf, csv, md, txt, html as text, with page/slide/sheet selection), a folder listing, a SharePoint list item, a Teams chat or chat message. Accepts the m365:// URIs from search results and pasted SharePoint/OneDrive, Teams and Outlook web links.",
+        annotations(
+            title = "Read a Microsoft 365 item",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = true
+        ),
+        output_schema = schema_for_output::<ReadResult>()
+    )]
+    async fn read_resource(
+        &self,
+        auth: Authenticated,
+        Parameters(args): Parameters<ReadArgs>,
+    ) -> Result<CallToolResult, McpError> {
+        // Parse before anything else: refused input causes no audit-only call, no OBO, no egress.
+        let target = parse_link(&args.uri).map_err(|e| invalid_uri(&e))?;
+        let options = ReadOptions::from_args(&args)?;
+        let ctx = self.context();
+        let mut arguments = BTreeMap::new();
+        arguments.insert("uri".to_owned(), kind_label(&target));
+        for (name, set) in [
+            ("pages", args.pages.is_some()),
+            ("sheet", args.sheet.is_some()),
+            ("cell_range", args.cell_range.is_some()),
+        ] {
+            if set {
+                arguments.insert(name.to_owned(), "set");
+            }
+        }
+        let mut call = match ctx.begin(&auth.caller, "read_resource", arguments, None) {
+            Ok(call) => call,
+            Err(message) => return Ok(CallToolResult::error(vec![ContentBlock::text(message)])),
+        };
+        let mut request_ids = Vec::new();
+        let outcome = read_target(ctx, &auth, target, &options, &mut request_ids).await;
+        call.graph_request_ids = request_ids;
+        let (status, label) = match &outcome {
+            Ok(_) => (200, "ok"),
+            Err(ReadError::Invalid(_)) => (400, "invalid"),
+            Err(ReadError::Refused(_)) => (403, "refused"),
+            Err(ReadError::Graph(f)) if f.claims_challenge().is_some() => (401, "claims_challenge"),
+            Err(ReadError::Graph(f)) => (status_of(&f.error), "graph_error"),
+        };
+        if let Err(message) = call.finish(label, status) {
+            return Ok(CallToolResult::error(vec![ContentBlock::text(message)]));
+        }
+        match outcome {
+            Ok(result) => Ok(structured(render(&result), &result)),
+            Err(ReadError::Invalid(e)) => Err(e),
+            Err(ReadError::Refused(message)) => Ok(CallToolResult::error(vec![ContentBlock::text(message)])),
+            Err(ReadError::Graph(failure)) => Ok(graph_failure(&failure, &auth.challenge)),
+        }
+    }
+}
+
+fn kind_label(target: &LinkTarget) -> &'static str {
+    match target {
+        LinkTarget::Share { .. } => "sharing_link",
+        LinkTarget::Uri(uri) => uri.kind().name(),
+    }
+}
+
+fn status_of(error: &GraphError) -> u16 {
+    match error {
+        GraphError::NotFound => 404,
+        GraphError::Forbidden { .. } | GraphError::Token(_) => 403,
+        GraphError::Throttled { .. } => 429,
+        GraphError::TooLarge => 413,
+        _ => 502,
+    }
+}
+
+/// Reads `target` as `auth.caller`. Graph request ids are appended to `request_ids` (also on
+/// failure) for the audit record.
+pub async fn read_target(
+    ctx: &ToolContext,
+    auth: &Authenticated,
+    target: LinkTarget,
+    options: &ReadOptions,
+    request_ids: &mut Vec<String>,
+) -> Result<ReadResult, ReadError> {
+    let caller = &auth.caller;
+    let uri = match target {
+        LinkTarget::Uri(uri) => uri,
+        LinkTarget::Share { share_id } => {
+            let session = ctx.session(caller, &["Files.Read.All"]);
+            let req = GraphRequest::get(LinkTarget::share_path(&share_id))
+                .select(&["id", "name", "parentReference"]);
+            let resp = track(session.get_json::<Value>(&req).await, request_ids)?;
+            let drive = resp.body.pointer("/parentReference/driveId").and_then(Value::as_str);
+            let item = resp.body.get("id").and_then(Value::as_str);
+            match (drive, item) {
+                (Some(d), Some(i)) if M365Uri::drive_item(d, i).is_valid() => M365Uri::drive_item(d, i),
+                _ => return Err(ReadError::Graph(GraphFailure::new(GraphError::Decode))),
+            }
+        }
+    };
+    if let M365Uri::DriveItem { drive, .. } = &uri {
+        let policy = ctx.policy.current();
+        let allowed = policy.enabled_tenant(&caller.tenant_id).is_none_or(|t| t.drives.allows(drive));
+        if !allowed {
+            return Err(ReadError::Refused(
+                "Your organization's connector policy does not allow reading from this drive.".into(),
+            ));
+        }
+    }
+    let zone = mailbox_zone(ctx, caller).await;
+    let mut result = ReadResult {
+        uri: uri.to_string(),
+        kind: uri.kind(),
+        title: None,
+        web_url: None,
+        fields: BTreeMap::new(),
+        dates: BTreeMap::new(),
+        text: String::new(),
+        total_parts: None,
+        attachments: Vec::new(),
+        children: Vec::new(),
+        messages: Vec::new(),
+        truncation: Truncation::none(),
+        sources: Vec::new(),
+        notes: zone.note.iter().cloned().collect(),
+    };
+    match &uri {
+        M365Uri::Mail { message, attachment: None } => {
+            read_mail(ctx, auth, message, &zone, options.max_chars, &mut result, request_ids).await?
+        }
+        M365Uri::Mail { attachment: Some(_), .. } => {
+            let session = ctx.session(caller, &["Mail.Read"]);
+            let req = GraphRequest::get(uri.graph_path()).prefer("IdType=\"ImmutableId\"");
+            let body = track(session.get_json::<Value>(&req).await, request_ids)?.body;
+            let name = str_at(&body, "/name").unwrap_or_else(|| "attachment".into());
+            result.title = Some(name.clone());
+            let content_type = str_at(&body, "/contentType");
+            result.fields.extend(content_type.clone().map(|c| ("content_type".into(), c)));
+            let bytes = body
+                .get("contentBytes")
+                .and_then(Value::as_str)
+                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                .ok_or_else(|| {
+                    ReadError::Refused(format!(
+                        "The attachment {name:?} has no readable content (it may be an item or a link attachment)."
+                    ))
+                })?;
+            extract_into(&mut result, bytes, &name, content_type.as_deref(), options).await?;
+            result.sources.push(SourceStatus::ok("attachment"));
+        }
+        M365Uri::Event { .. } => {
+            let session = ctx.session(caller, &["Calendars.Read"]);
+            let req = GraphRequest::get(uri.graph_path())
+                .select(&[
+                    "id", "subject", "start", "end", "location", "organizer", "attendees",
+                    "body", "isAllDay", "isCancelled", "webLink", "showAs",
+                ])
+                .prefer("outlook.body-content-type=\"text\"")
+                .prefer("outlook.timezone=\"UTC\"")
+                .prefer("IdType=\"ImmutableId\"");
+            let body = track(session.get_json::<Value>(&req).await, request_ids)?.body;
+            result.title = str_at(&body, "/subject");
+            result.web_url = str_at(&body, "/webLink");
+            for (key, pointer) in [("start", "/start/dateTime"), ("end", "/end/dateTime")] {
+                if let Some(d) = str_at(&body, pointer).and_then(|t| DateTimes::parse(&t, &zone)) {
+                    result.dates.insert(key.into(), d);
+                }
+            }
+            put(&mut result, "location", str_at(&body, "/location/displayName"));
+            put(&mut result, "organizer", address(body.pointer("/organizer")));
+            put(&mut result, "show_as", str_at(&body, "/showAs"));
+            if body.get("isAllDay").and_then(Value::as_bool) == Some(true) {
+                put(&mut result, "all_day", Some("true".into()));
+            }
+            if body.get("isCancelled").and_then(Value::as_bool) == Some(true) {
+                put(&mut result, "cancelled", Some("true".into()));
+            }
+            let attendees: Vec<String> = body
+                .get("attendees")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(address).collect())
+                .unwrap_or_default();
+            put(&mut result, "attendees", (!attendees.is_empty()).then(|| attendees.join(", ")));
+            set_text(&mut result, &body_text(&body), options.max_chars);
+            result.sources.push(SourceStatus::ok("event"));
+        }
+        M365Uri::DriveItem { drive, item } => {
+            read_drive_item(ctx, auth, &uri, drive, item, &zone, options, &mut result, request_ids)
+                .await?
+        }
+        M365Uri::ListItem { .. } => {
+            let session = ctx.session(caller, &["Sites.Read.All"]);
+            let req = GraphRequest::get(uri.graph_path()).query("$expand", "fields");
+            let body = track(session.get_json::<Value>(&req).await, request_ids)?.body;
+            result.web_url = str_at(&body, "/webUrl");
+            if let Some(d) = str_at(&body, "/lastModifiedDateTime").and_then(|t| DateTimes::parse(&t, &zone)) {
+                result.dates.insert("modified".into(), d);
+            }
+            let fields = body.get("fields").and_then(Value::as_object).cloned().unwrap_or_default();
+            result.title = fields.get("Title").and_then(Value::as_str).map(str::to_owned);
+            let text: Vec<String> = fields
+                .iter()
+                .filter(|(k, _)| !k.starts_with('@') && !k.starts_with('_'))
+                .map(|(k, v)| format!("{k}: {}", v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+                .collect();
+            set_text(&mut result, &text.join("\n"), options.max_chars);
+            result.sources.push(SourceStatus::ok("list item"));
+        }
+        M365Uri::Chat { chat, message: Some(_) } => {
+            let session = ctx.session(caller, &["Chat.Read"]);
+            let body = track(session.get_json::<Value>(&GraphRequest::get(uri.graph_path())).await, request_ids)?.body;
+            let line = chat_line(chat, &body, &zone).await;
+            result.title = Some(format!("Message from {}", line.from.as_deref().unwrap_or("unknown sender")));
+            put(&mut result, "from", line.from.clone());
+            if let Some(sent) = line.sent.clone() {
+                result.dates.insert("sent".into(), sent);
+            }
+            result.web_url = str_at(&body, "/webUrl");
+            set_text(&mut result, &line.text, options.max_chars);
+            result.sources.push(SourceStatus::ok("chat message"));
+        }
+        M365Uri::Chat { chat, message: None } => {
+            let session = ctx.session(caller, &["Chat.Read"]);
+            let req = GraphRequest::get(uri.graph_path()).top(CHAT_MESSAGES);
+            let body = track(session.get_json::<Value>(&req).await, request_ids)?.body;
+            let mut lines = Vec::new();
+            for m in body.get("value").and_then(Value::as_array).into_iter().flatten() {
+                if m.get("messageType").and_then(Value::as_str).is_some_and(|t| t != "message") {
+                    continue;
+                }
+                lines.push(chat_line(chat, m, &zone).await);
+            }
+            let text: Vec<String> = lines
+                .iter()
+                .map(|l| format!("{} ({}): {}", l.from.as_deref().unwrap_or("?"), l.sent.as_ref().map(|s| s.local.as_str()).unwrap_or("?"), l.text))
+                .collect();
+            set_text(&mut result, &text.join("\n"), options.max_chars);
+            if body.get("@odata.nextLink").is_some() {
+                result.notes.push(format!("only the {CHAT_MESSAGES} newest messages are shown"));
+            }
+            result.messages = lines;
+            result.sources.push(SourceStatus::ok("chat messages"));
+        }
+    }
+    Ok(result)
+}
+
+async fn read_mail(
+    ctx: &ToolContext,
+    auth: &Authenticated,
+    message: &str,
+    zone: &MailboxZone,
+    max_chars: u32,
+    result: &mut ReadResult,
+    request_ids: &mut Vec<String>,
+) -> Result<(), ReadError> {
+    let session = ctx.session(&auth.caller, &["Mail.Read"]);
+    let req = GraphRequest::get(GraphPath::fixed("/me/messages").segment(message))
+        .select(&[
+            "id", "subject", "from", "toRecipients", "ccRecipients", "receivedDateTime",
+            "sentDateTime", "body", "hasAttachments", "webLink", "importance",
+        ])
+        .prefer("outlook.body-content-type=\"text\"")
+        .prefer("IdType=\"ImmutableId\"");
+    let body = track(session.get_json::<Value>(&req).await, request_ids)?.body;
+    result.title = str_at(&body, "/subject");
+    result.web_url = str_at(&body, "/webLink");
+    put(result, "from", address(body.pointer("/from")));
+    for (key, field) in [("to", "toRecipients"), ("cc", "ccRecipients")] {
+        let list: Vec<String> =
+            body.get(field).and_then(Value::as_array).map(|a| a.iter().filter_map(address).collect()).unwrap_or_default();
+        put(result, key, (!list.is_empty()).then(|| list.join(", ")));
+    }
+    put(result, "importance", str_at(&body, "/importance").filter(|i| i != "normal"));
+    for (key, pointer) in [("received", "/receivedDateTime"), ("sent", "/sentDateTime")] {
+        if let Some(d) = str_at(&body, pointer).and_then(|t| DateTimes::parse(&t, zone)) {
+            result.dates.insert(key.into(), d);
+        }
+    }
+    let text = body_text(&body);
+    set_text(result, &text, max_chars);
+    result.sources.push(SourceStatus::ok("message"));
+    if body.get("hasAttachments").and_then(Value::as_bool) == Some(true) {
+        let req = GraphRequest::get(GraphPath::fixed("/me/messages").segment(message).then("attachments"))
+            .select(&["id", "name", "contentType", "size", "isInline"])
+            .prefer("IdType=\"ImmutableId\"");
+        match session.get_json::<Value>(&req).await {
+            Ok(resp) => {
+                request_ids.extend(resp.request_id);
+                for a in resp.body.get("value").and_then(Value::as_array).into_iter().flatten() {
+                    let Some(name) = str_at(a, "/name") else { continue };
+                    let uri = str_at(a, "/id").map(|id| M365Uri::Mail {
+                        message: message.to_owned(),
+                        attachment: Some(id),
+                    });
+                    result.attachments.push(AttachmentRef {
+                        uri: uri.filter(M365Uri::is_valid).map(|u| u.to_string()),
+                        name,
+                        content_type: str_at(a, "/contentType"),
+                        size: a.get("size").and_then(Value::as_u64),
+                        inline: a.get("isInline").and_then(Value::as_bool).unwrap_or(false),
+                    });
+                }
+                result.sources.push(SourceStatus::ok("attachments"));
+            }
+            Err(failure) => {
+                request_ids.extend(failure.request_id.clone());
+                if let Some(claims) = failure.claims_challenge() {
+                    auth.challenge.request_claims(claims);
+                }
+                result.sources.push(SourceStatus::failed("attachments", failure.user_message()));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn read_drive_item(
+    ctx: &ToolContext,
+    auth: &Authenticated,
+    uri: &M365Uri,
+    drive: &str,
+    item: &str,
+    zone: &MailboxZone,
+    options: &ReadOptions,
+    result: &mut ReadResult,
+    request_ids: &mut Vec<String>,
+) -> Result<(), ReadError> {
+    let session = ctx.session(&auth.caller, &["Files.Read.All"]);
+    let req = GraphRequest::get(uri.graph_path()).select(&[
+        "id", "name", "size", "file", "folder", "webUrl", "lastModifiedDateTime", "lastModifiedBy",
+        "parentReference",
+    ]);
+    let meta = track(session.get_json::<Value>(&req).await, request_ids)?.body;
+    let name = str_at(&meta, "/name").unwrap_or_default();
+    result.title = Some(name.clone());
+    result.web_url = str_at(&meta, "/webUrl");
+    put(result, "modified_by", str_at(&meta, "/lastModifiedBy/user/displayName"));
+    if let Some(d) = str_at(&meta, "/lastModifiedDateTime").and_then(|t| DateTimes::parse(&t, zone)) {
+        result.dates.insert("modified".into(), d);
+    }
+    if meta.get("folder").is_some() {
+        let req = GraphRequest::get(GraphPath::fixed("/drives").segment(drive).then("items").segment(item).then("children"))
+            .select(&["id", "name", "size", "folder", "file"])
+            .top(CHILDREN);
+        let children = track(session.get_json::<Value>(&req).await, request_ids)?.body;
+        for c in children.get("value").and_then(Value::as_array).into_iter().flatten() {
+            let Some(child_name) = str_at(c, "/name") else { continue };
+            let is_folder = c.get("folder").is_some();
+            result.children.push(ChildRef {
+                uri: str_at(c, "/id")
+                    .map(|id| M365Uri::drive_item(drive, id))
+                    .filter(M365Uri::is_valid)
+                    .map(|u| u.to_string()),
+                name: child_name,
+                kind: if is_folder { "folder" } else { "file" },
+                size: c.get("size").and_then(Value::as_u64).filter(|_| !is_folder),
+            });
+        }
+        if children.get("@odata.nextLink").is_some() {
+            result.notes.push(format!("only the first {CHILDREN} children are listed"));
+        }
+        result.text = result
+            .children
+            .iter()
+            .map(|c| format!("{} ({})", c.name, c.kind))
+            .collect::<Vec<_>>()
+            .join("\n");
+        result.sources.push(SourceStatus::ok("folder listing"));
+        return Ok(());
+    }
+    let size = meta.get("size").and_then(Value::as_u64).unwrap_or(0);
+    put(result, "size", Some(size.to_string()));
+    let mime = str_at(&meta, "/file/mimeType");
+    put(result, "content_type", mime.clone());
+    if size > MAX_FILE_BYTES {
+        return Err(ReadError::Refused(format!(
+            "The file {name:?} is {size} bytes; the connector reads files up to {MAX_FILE_BYTES} bytes. \
+             Open it in the browser instead{}.",
+            result.web_url.as_deref().map(|u| format!(": {u}")).unwrap_or_default()
+        )));
+    }
+    let content_path = GraphPath::fixed("/drives").segment(drive).then("items").segment(item).then("content");
+    let download = track(session.download(&content_path).await, request_ids)?;
+    let content_type = mime.or(download.body.content_type.clone());
+    extract_into(result, download.body.bytes, &name, content_type.as_deref(), options).await?;
+    result.sources.push(SourceStatus::ok("file content"));
+    Ok(())
+}
+
+/// Extracts `bytes` into `result.text`, recording parts and truncation.
+async fn extract_into(
+    result: &mut ReadResult,
+    bytes: Vec<u8>,
+    name: &str,
+    content_type: Option<&str>,
+    options: &ReadOptions,
+) -> Result<(), ReadError> {
+    let kind = FileKind::from_extension(name)
+        .or_else(|| content_type.and_then(FileKind::from_mime))
+        .or_else(|| FileKind::detect(name, content_type, &bytes))
+        .ok_or_else(|| {
+            ReadError::Refused(format!(
+                "{name:?} is not a format the connector turns into text (docx, xlsx, pptx, pdf, csv, md, txt, html)."
+            ))
+        })?;
+    let limits = Limits { max_output_chars: options.max_chars as usize, ..Limits::default() };
+    let extracted = extract::extract_blocking(bytes, kind, options.selection.clone(), limits)
+        .await
+        .map_err(|e| match e {
+            ExtractError::InvalidSelection { .. } => ReadError::Invalid(McpError::invalid_params(
+                e.to_string(),
+                Some(json!({"field": "pages"})),
+            )),
+            other => ReadError::Refused(format!("Could not read {name:?} as text: {other}.")),
+        })?;
+    result.fields.insert("format".into(), kind.name().into());
+    result.total_parts = Some(extracted.total_parts);
+    result.text = extracted.to_text();
+    if let Some(reason) = extracted.truncated {
+        result.truncation = Truncation::because(reason.to_string());
+    }
+    result.notes.extend(extracted.notes);
+    Ok(())
+}
+
+async fn chat_line(chat: &str, m: &Value, zone: &MailboxZone) -> ChatLine {
+    let content = str_at(m, "/body/content").unwrap_or_default();
+    let html = str_at(m, "/body/contentType").is_none_or(|t| t.eq_ignore_ascii_case("html"));
+    let text = if html { html_to_text(content).await } else { content };
+    ChatLine {
+        uri: str_at(m, "/id").map(|id| M365Uri::chat_message(chat, id)).filter(M365Uri::is_valid).map(|u| u.to_string()),
+        from: str_at(m, "/from/user/displayName"),
+        sent: str_at(m, "/createdDateTime").and_then(|t| DateTimes::parse(&t, zone)),
+        text,
+    }
+}
+
+async fn html_to_text(html: String) -> String {
+    let limits = Limits { max_output_chars: LIMIT_MAX_CHARS as usize, ..Limits::default() };
+    match extract::extract_blocking(html.into_bytes(), FileKind::Html, Selection::all(), limits).await {
+        Ok(e) => e.parts.into_iter().map(|p| p.text).collect::<Vec<_>>().join("\n"),
+        Err(_) => String::new(),
+    }
+}
+
+fn body_text(body: &Value) -> String {
+    str_at(body, "/body/content").unwrap_or_default().trim().to_owned()
+}
+
+fn set_text(result: &mut ReadResult, text: &str, max_chars: u32) {
+    let max_bytes = text.char_indices().nth(max_chars as usize).map(|(i, _)| i).unwrap_or(text.len());
+    let (cut, truncated) = truncate_text(text, max_bytes);
+    result.text = cut;
+    if truncated {
+        result.truncation = Truncation::because(format!("text cut at {max_chars} characters (max_chars)"));
+    }
+}
+
+fn put(result: &mut ReadResult, key: &str, value: Option<String>) {
+    if let Some(v) = value.filter(|v| !v.is_empty()) {
+        result.fields.insert(key.to_owned(), v);
+    }
+}
+
+fn str_at(v: &Value, pointer: &str) -> Option<String> {
+    v.pointer(pointer).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// `Name <address>` of a recipient-shaped value (`{emailAddress:{name,address}}`).
+fn address(v: Option<&Value>) -> Option<String> {
+    let e = v?.get("emailAddress")?;
+    let name = e.get("name").and_then(Value::as_str).unwrap_or_default();
+    let addr = e.get("address").and_then(Value::as_str).unwrap_or_default();
+    match (name.is_empty(), addr.is_empty()) {
+        (true, true) => None,
+        (false, true) => Some(name.to_owned()),
+        (true, false) => Some(addr.to_owned()),
+        (false, false) => Some(format!("{name} <{addr}>")),
+    }
+}
+
+fn track<T>(
+    r: Result<crate::graph::GraphResponse<T>, GraphFailure>,
+    ids: &mut Vec<String>,
+) -> Result<crate::graph::GraphResponse<T>, ReadError> {
+    match r {
+        Ok(resp) => {
+            ids.extend(resp.request_id.clone());
+            Ok(resp)
+        }
+        Err(f) => {
+            ids.extend(f.request_id.clone());
+            Err(ReadError::Graph(f))
+        }
+    }
+}
+
+/// The concise text rendering of a read.
+pub fn render(r: &ReadResult) -> String {
+    let mut out = String::new();
+    if let Some(title) = &r.title {
+        out.push_str(&format!("# {title}\n"));
+    }
+    out.push_str(&format!("{}\n", r.uri));
+    for (k, v) in &r.fields {
+        out.push_str(&format!("{k}: {v}\n"));
+    }
+    for (k, d) in &r.dates {
+        out.push_str(&format!("{k}: {} ({})\n", d.local, d.utc));
+    }
+    for a in &r.attachments {
+        out.push_str(&format!("attachment: {}", a.name));
+        if let Some(uri) = &a.uri {
+            out.push_str(&format!(" — {uri}"));
+        }
+        out.push('\n');
+    }
+    for c in &r.children {
+        out.push_str(&format!("- {} ({})", c.name, c.kind));
+        if let Some(uri) = &c.uri {
+            out.push_str(&format!(" — {uri}"));
+        }
+        out.push('\n');
+    }
+    if r.children.is_empty() && !r.text.is_empty() {
+        out.push('\n');
+        out.push_str(&r.text);
+        out.push('\n');
+    }
+    for s in r.sources.iter().filter(|s| s.message.is_some()) {
+        out.push_str(&format!("[{}: {}]\n", s.source, s.message.as_deref().unwrap_or_default()));
+    }
+    if let Some(reason) = &r.truncation.reason {
+        out.push_str(&format!("[truncated: {reason}]\n"));
+    }
+    for note in &r.notes {
+        out.push_str(&format!("[note: {note}]\n"));
+    }
+    out.trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_ranges_parse() {
+        assert_eq!(page_range("2"), Some(2..=2));
+        assert_eq!(page_range("2-4"), Some(2..=4));
+        assert_eq!(page_range("0"), None);
+        assert_eq!(page_range("4-2"), None);
+        assert_eq!(page_range("x"), None);
+    }
+
+    #[test]
+    fn options_refuse_bad_selections() {
+        let base = || ReadArgs { uri: "m365://event/AAA".into(), ..Default::default() };
+        assert!(ReadOptions::from_args(&ReadArgs { pages: Some("a-b".into()), ..base() }).is_err());
+        assert!(ReadOptions::from_args(&ReadArgs { cell_range: Some("A1;DROP".into()), ..base() }).is_err());
+        assert!(ReadOptions::from_args(&ReadArgs { max_chars: Some(0), ..base() }).is_err());
+        let ok = ReadOptions::from_args(&ReadArgs { pages: Some("1-2".into()), ..base() }).expect("ok");
+        assert_eq!(ok.selection.pages, Some(1..=2));
+    }
+}

@@ -1,0 +1,707 @@
+//! `sharepoint_search` and `sharepoint_folder_search` (conformance S01, S02, R01, R08).
+//!
+//! # Design
+//! Both tools run one Microsoft Search request (`POST /search/query`, `graph.md` §9.1–§9.2)
+//! with the OBO scope `Sites.Read.All` only, so revoking it stops them (R01):
+//! * documents and pages: `entityTypes ["driveItem","listItem"]` with `isDocument=true`;
+//!   sites, when asked for, are a **separate** request (`["site"]`) on the first page, reported
+//!   as their own source so a failure there does not lose the documents;
+//! * folders: `["driveItem"]` with `IsContainer:true`, then the connector keeps only hits
+//!   that carry Graph's `folder` facet (stated as a connector-applied filter).
+//!
+//! The KQL is built from typed arguments only: the free text becomes quoted terms
+//! ([`kql_terms`]), file types must be short alphanumerics, the site restriction must be an
+//! `https://…sharepoint.com` URL without quotes, the date a real date. `path:` is a relevance
+//! filter, not a security boundary (`graph.md` §8.2); the tenant policy's site allow-list is
+//! enforced by the connector on the results.
+//!
+//! Paging is by `from` offset sealed in a cursor bound to the caller and the query.
+//! When the OBO exchange or Graph refuses the permission, the answer names `Sites.Read.All`
+//! and says why `Sites.Selected` cannot serve a tenant-wide search (R08).
+
+use std::collections::BTreeMap;
+
+use rmcp::{
+    ErrorData as McpError,
+    handler::server::{tool::schema_for_output, wrapper::Parameters},
+    model::CallToolResult,
+    schemars, tool, tool_router,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{
+    Authenticated, Connector, ToolContext,
+    cursor::{Cursor, CursorBinding, context_key},
+    shaping::{
+        AppliedFilter, ByteBudget, DEFAULT_RESULT_BUDGET, DateTimes, MAX_QUERY_CHARS, Page,
+        SourceStatus, Truncation, check_text, clean_summary, graph_failure, kql_terms,
+        refuse_filter, structured,
+    },
+    timezone::{MailboxZone, mailbox_zone},
+    uri::M365Uri,
+};
+use crate::{
+    domain::Caller,
+    graph::{GraphError, GraphFailure, GraphPath, GraphRequest},
+    obo::OboError,
+};
+
+/// The one Graph permission both tools ask OBO for.
+pub const SITES_READ_ALL: &str = "Sites.Read.All";
+const DEFAULT_PAGE: u32 = 25;
+const MAX_PAGE: u32 = 50;
+const MAX_FILE_TYPES: usize = 10;
+const SITE_HITS: u32 = 10;
+
+/// Arguments of `sharepoint_search`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SharePointSearchArgs {
+    /// Keywords to look for in document names and contents (at most 1024 characters). Every
+    /// word must match; quotes and search operators are treated as plain words.
+    pub query: String,
+    /// Restrict to a site or folder: its `https://…sharepoint.com/…` URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_url: Option<String>,
+    /// Restrict to file extensions, e.g. `["docx", "pdf"]` (at most 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_types: Option<Vec<String>>,
+    /// Only items modified on or after this date (`YYYY-MM-DD`, or an RFC 3339 date-time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_after: Option<String>,
+    /// Also list matching SharePoint sites (first page only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_sites: Option<bool>,
+    /// Items per page (1–50, default 25, capped by the tenant policy).
+    #[serde(default, skip_serializing)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page, to continue the same search.
+    #[serde(default, skip_serializing)]
+    pub cursor: Option<String>,
+}
+
+/// Arguments of `sharepoint_folder_search`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FolderSearchArgs {
+    /// Words of the folder name (at most 1024 characters); every word must match.
+    pub name: String,
+    /// Restrict to a site or parent folder: its `https://…sharepoint.com/…` URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_url: Option<String>,
+    /// Items per page (1–50, default 25, capped by the tenant policy).
+    #[serde(default, skip_serializing)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page, to continue the same search.
+    #[serde(default, skip_serializing)]
+    pub cursor: Option<String>,
+}
+
+/// One document, page or folder.
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct DriveHit {
+    /// `m365://drive/{driveId}/item/{itemId}`: pass it to `read_resource`. Absent when Graph
+    /// gave no usable ids.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// File or folder name.
+    pub name: String,
+    /// `file`, `page` (a `.aspx` site page) or `folder`.
+    pub kind: &'static str,
+    /// Where it lives, from the library root (e.g. `Project Falcon/Specs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The site id (`host,siteGuid,webGuid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site_id: Option<String>,
+    /// The browser link (for the user; the connector never fetches it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web_url: Option<String>,
+    /// Size in bytes (files).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Last modification, in UTC and the mailbox time zone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modified: Option<DateTimes>,
+    /// Who modified it last (display name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modified_by: Option<String>,
+    /// The matching snippet, as plain text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+}
+
+/// One SharePoint site.
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct SiteHit {
+    /// Site display name.
+    pub name: String,
+    /// The site id (`host,siteGuid,webGuid`).
+    pub site_id: String,
+    /// The site's address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web_url: Option<String>,
+    /// Site description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// The result of both SharePoint tools.
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct SharePointResults {
+    /// The hits of this page, most relevant first.
+    pub items: Vec<DriveHit>,
+    /// Matching sites (`sharepoint_search` with `include_sites`, first page only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sites: Vec<SiteHit>,
+    /// Paging: `has_more`, counts, the next cursor.
+    pub page: Page,
+    /// Every filter that shaped the results, and who applied it.
+    pub filters: Vec<AppliedFilter>,
+    /// Each Graph source and whether it answered.
+    pub sources: Vec<SourceStatus>,
+    /// Whether the byte budget cut the page.
+    pub truncation: Truncation,
+    /// Remarks (e.g. the time zone used).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Documents,
+    Folders,
+}
+
+impl Mode {
+    fn tool(self) -> &'static str {
+        match self {
+            Mode::Documents => "sharepoint_search",
+            Mode::Folders => "sharepoint_folder_search",
+        }
+    }
+}
+
+/// Everything both tools share after argument parsing.
+struct Plan {
+    mode: Mode,
+    kql: String,
+    filters: Vec<AppliedFilter>,
+    include_sites: bool,
+    limit: Option<u32>,
+    cursor: Option<String>,
+    binding_query: Value,
+}
+
+#[tool_router(router = sharepoint_router, vis = "pub(crate)")]
+impl Connector {
+    #[tool(
+        name = "sharepoint_search",
+        description = "Search SharePoint and OneDrive documents and pages the signed-in user can open, by keywords, optionally restricted to a site or folder URL, file types and a modified-after date. Every hit has an m365:// URI for read_resource. Needs the Sites.Read.All permission.",
+        annotations(
+            title = "SharePoint search",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = true
+        ),
+        output_schema = schema_for_output::<SharePointResults>()
+    )]
+    async fn sharepoint_search(
+        &self,
+        auth: Authenticated,
+        Parameters(args): Parameters<SharePointSearchArgs>,
+    ) -> Result<CallToolResult, McpError> {
+        let plan = plan_documents(&args)?;
+        run(self.context(), &auth, plan, &args.query).await
+    }
+
+    #[tool(
+        name = "sharepoint_folder_search",
+        description = "Find SharePoint and OneDrive folders by name, with their path and site. Every hit has an m365:// URI. Needs the Sites.Read.All permission.",
+        annotations(
+            title = "SharePoint folder search",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = true
+        ),
+        output_schema = schema_for_output::<SharePointResults>()
+    )]
+    async fn sharepoint_folder_search(
+        &self,
+        auth: Authenticated,
+        Parameters(args): Parameters<FolderSearchArgs>,
+    ) -> Result<CallToolResult, McpError> {
+        let plan = plan_folders(&args)?;
+        run(self.context(), &auth, plan, &args.name).await
+    }
+}
+
+fn plan_documents(args: &SharePointSearchArgs) -> Result<Plan, McpError> {
+    check_text("query", &args.query, MAX_QUERY_CHARS)?;
+    let mut kql = vec![kql_terms(&args.query), "isDocument=true".to_owned()];
+    let mut filters = vec![AppliedFilter::graph("documents_only", "isDocument=true")];
+    if let Some(url) = &args.site_url {
+        let url = site_restriction(url)?;
+        kql.push(format!("path:\"{url}\""));
+        filters.push(AppliedFilter::graph("site_url", url));
+    }
+    if let Some(types) = &args.file_types {
+        let types = file_types(types)?;
+        if !types.is_empty() {
+            let ors: Vec<String> = types.iter().map(|t| format!("filetype:{t}")).collect();
+            kql.push(format!("({})", ors.join(" OR ")));
+            filters.push(AppliedFilter::graph("file_types", types.join(",")));
+        }
+    }
+    if let Some(date) = &args.modified_after {
+        let date = day("modified_after", date)?;
+        kql.push(format!("LastModifiedTime>={date}"));
+        filters.push(AppliedFilter::graph("modified_after", date));
+    }
+    Ok(Plan {
+        mode: Mode::Documents,
+        kql: kql.join(" "),
+        filters,
+        include_sites: args.include_sites.unwrap_or(false),
+        limit: args.limit,
+        cursor: args.cursor.clone(),
+        binding_query: serde_json::to_value(args).unwrap_or(Value::Null),
+    })
+}
+
+fn plan_folders(args: &FolderSearchArgs) -> Result<Plan, McpError> {
+    check_text("name", &args.name, MAX_QUERY_CHARS)?;
+    let mut kql = vec![kql_terms(&args.name), "IsContainer:true".to_owned()];
+    let mut filters = vec![
+        AppliedFilter::graph("folders_only", "IsContainer:true"),
+        AppliedFilter::connector("folder_facet", "hits without a folder facet removed"),
+    ];
+    if let Some(url) = &args.site_url {
+        let url = site_restriction(url)?;
+        kql.push(format!("path:\"{url}\""));
+        filters.push(AppliedFilter::graph("site_url", url));
+    }
+    Ok(Plan {
+        mode: Mode::Folders,
+        kql: kql.join(" "),
+        filters,
+        include_sites: false,
+        limit: args.limit,
+        cursor: args.cursor.clone(),
+        binding_query: serde_json::to_value(args).unwrap_or(Value::Null),
+    })
+}
+
+/// A site or folder URL for `path:"…"`: https, a SharePoint host, nothing that could close
+/// the quoted value or add another restriction.
+fn site_restriction(raw: &str) -> Result<String, McpError> {
+    let raw = raw.trim().trim_end_matches('/');
+    let refuse = |why: &str| refuse_filter("site_url", why.to_owned());
+    if raw.len() > 1024 || raw.chars().any(|c| c.is_control() || matches!(c, '"' | '\\')) {
+        return Err(refuse("must be a plain URL without quotes or control characters"));
+    }
+    let url = url::Url::parse(raw).map_err(|_| refuse("is not a URL"))?;
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    if url.scheme() != "https"
+        || !host.ends_with(".sharepoint.com")
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.port().is_some()
+    {
+        return Err(refuse(
+            "must be an https://….sharepoint.com site or folder address without query or fragment",
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
+fn file_types(types: &[String]) -> Result<Vec<String>, McpError> {
+    if types.len() > MAX_FILE_TYPES {
+        return Err(refuse_filter("file_types", format!("at most {MAX_FILE_TYPES} types")));
+    }
+    types
+        .iter()
+        .map(|t| {
+            let t = t.trim().trim_start_matches('.').to_ascii_lowercase();
+            if (1..=10).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                Ok(t)
+            } else {
+                Err(refuse_filter("file_types", "each type is an extension such as docx or pdf"))
+            }
+        })
+        .collect()
+}
+
+/// `YYYY-MM-DD` from a date or an RFC 3339 date-time.
+fn day(field: &str, raw: &str) -> Result<String, McpError> {
+    let raw = raw.trim();
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        return Ok(d.format("%Y-%m-%d").to_string());
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&chrono::Utc).format("%Y-%m-%d").to_string());
+    }
+    Err(refuse_filter(field, "expected a date as YYYY-MM-DD or an RFC 3339 date-time"))
+}
+
+fn page_size(ctx: &ToolContext, caller: &Caller, limit: Option<u32>) -> Result<u32, McpError> {
+    let policy_max = ctx
+        .policy
+        .current()
+        .enabled_tenant(&caller.tenant_id)
+        .map(|t| t.max_results)
+        .unwrap_or(DEFAULT_PAGE)
+        .clamp(1, MAX_PAGE);
+    match limit {
+        None => Ok(DEFAULT_PAGE.min(policy_max)),
+        Some(0) => Err(refuse_filter("limit", "must be at least 1")),
+        Some(n) => Ok(n.min(policy_max)),
+    }
+}
+
+/// The user-facing message when SharePoint access is refused (R01, R08).
+pub fn permission_message(failure: &GraphFailure) -> Option<String> {
+    let consent = match &failure.error {
+        GraphError::Token(OboError::ConsentRequired { consent_url, .. }) => Some(consent_url.clone()),
+        GraphError::Forbidden { .. } => None,
+        _ => return None,
+    };
+    let mut message = format!(
+        "SharePoint search needs the delegated Microsoft Graph permission {SITES_READ_ALL}, which \
+         the connector does not have for you. Search runs across the whole tenant, so a \
+         Sites.Selected grant (access to chosen sites only) cannot serve it. An administrator \
+         can grant {SITES_READ_ALL} to the connector"
+    );
+    match consent {
+        Some(url) => message.push_str(&format!(" at {url}")),
+        None => message.push_str(" in Microsoft Entra admin center (Enterprise applications)"),
+    }
+    message.push('.');
+    Some(message)
+}
+
+async fn run(
+    ctx: &ToolContext,
+    auth: &Authenticated,
+    plan: Plan,
+    query_text: &str,
+) -> Result<CallToolResult, McpError> {
+    let caller = &auth.caller;
+    let tool = plan.mode.tool();
+    let size = page_size(ctx, caller, plan.limit)?;
+    let binding = CursorBinding::new(caller, tool, &plan.binding_query);
+    let key = context_key(ctx);
+    let state = Cursor::open_arg(&key, &binding, plan.cursor.as_deref())?;
+    let from = state.as_ref().and_then(|s| s.get("from")).and_then(Value::as_u64).unwrap_or(0);
+    if from > 10_000 {
+        return Err(refuse_filter("cursor", "the search cannot page further"));
+    }
+    let mut arguments = BTreeMap::new();
+    arguments.insert("query".to_owned(), "set");
+    for (name, on) in plan.filters.iter().map(|f| (f.name.clone(), true)) {
+        if on {
+            arguments.insert(name, "set");
+        }
+    }
+    if plan.cursor.is_some() {
+        arguments.insert("cursor".to_owned(), "set");
+    }
+    let mut call = match ctx.begin(caller, tool, arguments, Some(query_text)) {
+        Ok(call) => call,
+        Err(message) => return Ok(CallToolResult::error(vec![rmcp::model::ContentBlock::text(message)])),
+    };
+
+    let session = ctx.session(caller, &[SITES_READ_ALL]);
+    let entity_types = match plan.mode {
+        Mode::Documents => json!(["driveItem", "listItem"]),
+        Mode::Folders => json!(["driveItem"]),
+    };
+    let body = json!({"requests": [{
+        "entityTypes": entity_types,
+        "query": {"queryString": plan.kql},
+        "from": from,
+        "size": size,
+    }]});
+    let req = match GraphRequest::query_post(GraphPath::fixed("/search/query"), body) {
+        Ok(req) => req,
+        Err(error) => return finish_failure(call, &GraphFailure::new(error), auth),
+    };
+    let response = match session.post_json::<Value>(&req).await {
+        Ok(response) => response,
+        Err(failure) => {
+            call.graph_request_ids.extend(failure.request_id.clone());
+            return finish_failure(call, &failure, auth);
+        }
+    };
+    call.graph_request_ids.extend(response.request_id.clone());
+    let mut sources = vec![SourceStatus::ok("search")];
+
+    let zone = mailbox_zone(ctx, caller).await;
+    let policy = ctx.policy.current();
+    let allowed_sites = policy.enabled_tenant(&caller.tenant_id).map(|t| t.sites.clone());
+    let mut filters = plan.filters;
+    if let Some(crate::policy::Allow::Only(_)) = &allowed_sites {
+        filters.push(AppliedFilter::connector("policy_sites", "sites allowed by your organization"));
+    }
+
+    let container = response.body.pointer("/value/0/hitsContainers/0").cloned().unwrap_or(Value::Null);
+    let hits = container.get("hits").and_then(Value::as_array).cloned().unwrap_or_default();
+    let graph_more = container.get("moreResultsAvailable").and_then(Value::as_bool).unwrap_or(false);
+    let total = container.get("total").and_then(Value::as_u64);
+    let mut budget = ByteBudget::new(DEFAULT_RESULT_BUDGET);
+    let mut items = Vec::new();
+    let mut consumed = 0u64;
+    for hit in &hits {
+        let Some(item) = drive_hit(hit, &zone) else {
+            consumed += 1;
+            continue;
+        };
+        if plan.mode == Mode::Folders && item.kind != "folder" {
+            consumed += 1;
+            continue;
+        }
+        if let (Some(crate::policy::Allow::Only(_)), Some(site)) = (&allowed_sites, &item.site_id)
+            && !allowed_sites.as_ref().is_some_and(|a| a.allows(site))
+        {
+            consumed += 1;
+            continue;
+        }
+        if !budget.admit(&item) {
+            break;
+        }
+        consumed += 1;
+        items.push(item);
+    }
+    let truncation = budget.truncation();
+    let has_more = graph_more || consumed < hits.len() as u64;
+    let next_from = from + consumed.max(1);
+    let next_cursor = has_more.then(|| Cursor::seal(&key, &binding, json!({"from": next_from})));
+
+    let mut sites = Vec::new();
+    if plan.include_sites && from == 0 {
+        match search_sites(&session, &plan_site_query(&plan.binding_query)).await {
+            Ok((found, request_id)) => {
+                call.graph_request_ids.extend(request_id);
+                sources.push(SourceStatus::ok("site search"));
+                sites = found;
+            }
+            Err(failure) => {
+                call.graph_request_ids.extend(failure.request_id.clone());
+                if let Some(claims) = failure.claims_challenge() {
+                    auth.challenge.request_claims(claims);
+                }
+                sources.push(SourceStatus::failed("site search", failure.user_message()));
+            }
+        }
+    }
+
+    let mut notes = Vec::new();
+    notes.extend(zone.note.clone());
+    let results = SharePointResults {
+        page: Page {
+            has_more,
+            returned: items.len() as u32,
+            total_estimate: total,
+            next_cursor,
+        },
+        items,
+        sites,
+        filters,
+        sources,
+        truncation,
+        notes,
+    };
+    let text = render(plan.mode, &results);
+    if let Err(message) = call.finish("ok", 200) {
+        return Ok(CallToolResult::error(vec![rmcp::model::ContentBlock::text(message)]));
+    }
+    Ok(structured(text, &results))
+}
+
+/// The site query: the same keywords, without document-only restrictions.
+fn plan_site_query(binding_query: &Value) -> String {
+    kql_terms(binding_query.get("query").and_then(Value::as_str).unwrap_or_default())
+}
+
+async fn search_sites(
+    session: &crate::graph::Session,
+    kql: &str,
+) -> Result<(Vec<SiteHit>, Option<String>), GraphFailure> {
+    let body = json!({"requests": [{
+        "entityTypes": ["site"],
+        "query": {"queryString": kql},
+        "from": 0,
+        "size": SITE_HITS,
+    }]});
+    let req = GraphRequest::query_post(GraphPath::fixed("/search/query"), body)?;
+    let response = session.post_json::<Value>(&req).await?;
+    let hits = response
+        .body
+        .pointer("/value/0/hitsContainers/0/hits")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let sites = hits
+        .iter()
+        .filter_map(|h| {
+            let r = h.get("resource")?;
+            let text = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_owned);
+            Some(SiteHit {
+                name: text("displayName").or_else(|| text("name"))?,
+                site_id: text("id")?,
+                web_url: text("webUrl"),
+                description: text("description").filter(|d| !d.is_empty()),
+            })
+        })
+        .collect();
+    Ok((sites, response.request_id))
+}
+
+/// One search hit as a [`DriveHit`]; `None` for hits that are not drive items.
+fn drive_hit(hit: &Value, zone: &MailboxZone) -> Option<DriveHit> {
+    let r = hit.get("resource")?;
+    let text = |p: &str| r.pointer(p).and_then(Value::as_str).map(str::to_owned);
+    let name = text("/name")?;
+    let kind = if r.get("folder").is_some() {
+        "folder"
+    } else if name.to_ascii_lowercase().ends_with(".aspx") {
+        "page"
+    } else {
+        "file"
+    };
+    let uri = match (text("/parentReference/driveId"), text("/id")) {
+        (Some(drive), Some(item)) => {
+            let uri = M365Uri::drive_item(drive, item);
+            uri.is_valid().then(|| uri.to_string())
+        }
+        _ => None,
+    };
+    let path = text("/parentReference/path").map(|p| {
+        let rel = p.split_once("root:").map(|(_, rest)| rest).unwrap_or(&p);
+        rel.trim_start_matches('/').to_owned()
+    });
+    Some(DriveHit {
+        uri,
+        name,
+        kind,
+        path: path.filter(|p| !p.is_empty()),
+        site_id: text("/parentReference/siteId"),
+        web_url: text("/webUrl"),
+        size: r.get("size").and_then(Value::as_u64).filter(|_| kind != "folder"),
+        modified: text("/lastModifiedDateTime").and_then(|t| DateTimes::parse(&t, zone)),
+        modified_by: text("/lastModifiedBy/user/displayName"),
+        summary: hit
+            .get("summary")
+            .and_then(Value::as_str)
+            .map(clean_summary)
+            .filter(|s| !s.is_empty()),
+    })
+}
+
+fn render(mode: Mode, r: &SharePointResults) -> String {
+    let noun = match mode {
+        Mode::Documents => "document",
+        Mode::Folders => "folder",
+    };
+    let mut out = format!(
+        "{} {noun}{} on this page{}.",
+        r.page.returned,
+        if r.page.returned == 1 { "" } else { "s" },
+        if r.page.has_more { "; more are available (pass next_cursor as cursor)" } else { "" }
+    );
+    for (i, item) in r.items.iter().enumerate() {
+        out.push_str(&format!("\n{}. {}", i + 1, item.name));
+        if let Some(path) = &item.path {
+            out.push_str(&format!(" (in {path})"));
+        }
+        if let Some(m) = &item.modified {
+            out.push_str(&format!(" — modified {}", m.local));
+        }
+        if let Some(uri) = &item.uri {
+            out.push_str(&format!("\n   {uri}"));
+        }
+    }
+    if !r.sites.is_empty() {
+        out.push_str("\nSites:");
+        for s in &r.sites {
+            out.push_str(&format!("\n- {}", s.name));
+            if let Some(url) = &s.web_url {
+                out.push_str(&format!(" ({url})"));
+            }
+        }
+    }
+    for s in r.sources.iter().filter(|s| s.message.is_some()) {
+        out.push_str(&format!("\n[{}: {}]", s.source, s.message.as_deref().unwrap_or_default()));
+    }
+    if let Some(reason) = &r.truncation.reason {
+        out.push_str(&format!("\n[truncated: {reason}]"));
+    }
+    for note in &r.notes {
+        out.push_str(&format!("\n[note: {note}]"));
+    }
+    out
+}
+
+fn finish_failure(
+    call: super::Call<'_>,
+    failure: &GraphFailure,
+    auth: &Authenticated,
+) -> Result<CallToolResult, McpError> {
+    let outcome = if failure.claims_challenge().is_some() { "claims_challenge" } else { "graph_error" };
+    let status = match &failure.error {
+        GraphError::Forbidden { .. } | GraphError::Token(OboError::ConsentRequired { .. }) => 403,
+        GraphError::NotFound => 404,
+        GraphError::Throttled { .. } => 429,
+        _ => 502,
+    };
+    if let Err(message) = call.finish(outcome, status) {
+        return Ok(CallToolResult::error(vec![rmcp::model::ContentBlock::text(message)]));
+    }
+    let mut result = graph_failure(failure, &auth.challenge);
+    if let Some(message) = permission_message(failure) {
+        result.content = vec![rmcp::model::ContentBlock::text(message)];
+    }
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kql_is_built_from_typed_arguments_only() {
+        let args = SharePointSearchArgs {
+            query: "budget\" OR path:\"https://evil\"".into(),
+            site_url: Some("https://contoso.sharepoint.com/sites/Finance/".into()),
+            file_types: Some(vec![".XLSX".into(), "pdf".into()]),
+            modified_after: Some("2026-01-02T10:00:00Z".into()),
+            ..Default::default()
+        };
+        let plan = plan_documents(&args).expect("valid");
+        assert_eq!(
+            plan.kql,
+            "\"budget\" \"OR\" \"path:\" \"https://evil\" isDocument=true \
+             path:\"https://contoso.sharepoint.com/sites/Finance\" \
+             (filetype:xlsx OR filetype:pdf) LastModifiedTime>=2026-01-02"
+        );
+    }
+
+    #[test]
+    fn filters_that_cannot_be_honoured_are_refused() {
+        let base = || SharePointSearchArgs { query: "x".into(), ..Default::default() };
+        for args in [
+            SharePointSearchArgs { site_url: Some("https://evil.com/sites/x".into()), ..base() },
+            SharePointSearchArgs { site_url: Some("http://contoso.sharepoint.com/x".into()), ..base() },
+            SharePointSearchArgs { site_url: Some("https://contoso.sharepoint.com/x\" OR x".into()), ..base() },
+            SharePointSearchArgs { file_types: Some(vec!["docx OR".into()]), ..base() },
+            SharePointSearchArgs { modified_after: Some("yesterday".into()), ..base() },
+            SharePointSearchArgs { query: " ".into(), ..Default::default() },
+        ] {
+            assert!(plan_documents(&args).is_err(), "{args:?}");
+        }
+    }
+}
