@@ -91,9 +91,6 @@ impl ScopeSet {
     pub fn from_scp(scp: &str) -> Self {
         Self(scp.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect())
     }
-    pub fn from_iter<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self {
-        Self(scopes.into_iter().map(Into::into).collect())
-    }
     pub fn contains(&self, scope: &str) -> bool {
         self.0.iter().any(|s| s.eq_ignore_ascii_case(scope))
     }
@@ -109,6 +106,12 @@ impl ScopeSet {
     /// The space-separated form used in `scope` request parameters.
     pub fn to_scope_param(&self) -> String {
         self.0.iter().cloned().collect::<Vec<_>>().join(" ")
+    }
+}
+
+impl<S: Into<String>> FromIterator<S> for ScopeSet {
+    fn from_iter<I: IntoIterator<Item = S>>(scopes: I) -> Self {
+        Self(scopes.into_iter().map(Into::into).collect())
     }
 }
 

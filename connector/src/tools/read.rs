@@ -412,7 +412,7 @@ pub async fn read_target(
             let attendees: Vec<String> = body
                 .get("attendees")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(address).collect())
+                .map(|a| a.iter().filter_map(|x| address(Some(x))).collect())
                 .unwrap_or_default();
             put(&mut result, "attendees", (!attendees.is_empty()).then(|| attendees.join(", ")));
             set_text(&mut result, &body_text(&body), options.max_chars);
@@ -502,7 +502,7 @@ async fn read_mail(
     put(result, "from", address(body.pointer("/from")));
     for (key, field) in [("to", "toRecipients"), ("cc", "ccRecipients")] {
         let list: Vec<String> =
-            body.get(field).and_then(Value::as_array).map(|a| a.iter().filter_map(address).collect()).unwrap_or_default();
+            body.get(field).and_then(Value::as_array).map(|a| a.iter().filter_map(|x| address(Some(x))).collect()).unwrap_or_default();
         put(result, key, (!list.is_empty()).then(|| list.join(", ")));
     }
     put(result, "importance", str_at(&body, "/importance").filter(|i| i != "normal"));
