@@ -250,6 +250,10 @@ impl Application {
             metrics: metrics.clone(),
             clock: clock.clone(),
             audit_query_text: settings.audit.include_query_text,
+            cursor: match &settings.cursor_key {
+                Some(key) => crate::tools::cursor::CursorKey::new(*key.expose(), clock.clone()),
+                None => crate::tools::cursor::CursorKey::random(clock.clone()),
+            },
         });
         let router = router(state.clone(), auth_state, tool_ctx, background.child_token());
         Ok(Self { listener, router, state, addr, background })

@@ -29,6 +29,10 @@ struct Cli {
     /// Spawn this connector binary instead of running the connector in-process.
     #[arg(long)]
     connector_bin: Option<std::path::PathBuf>,
+    /// Once ready, write `{"mcp_url": …, "token": …, "persona": …}` to this file, so scripts
+    /// (CI's Python client check) can drive the sandbox without parsing its output.
+    #[arg(long)]
+    ready_file: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -67,6 +71,18 @@ async fn main() -> ExitCode {
     match world.sign_in(&cli.persona).await {
         Ok(s) => {
             let token = s.token();
+            if let Some(path) = &cli.ready_file {
+                let ready = serde_json::json!({
+                    "mcp_url": world.mcp_url(),
+                    "token": token,
+                    "persona": cli.persona,
+                });
+                if let Err(e) = std::fs::write(path, ready.to_string()) {
+                    eprintln!("error: cannot write the ready file {}: {e}", path.display());
+                    world.shutdown().await;
+                    return ExitCode::FAILURE;
+                }
+            }
             println!(
                 "\nBearer token for {} (expires in {} s):\n{token}\n",
                 cli.persona,

@@ -263,7 +263,6 @@ fn to_utc(zone: &Tz, day: NaiveDate, time: NaiveTime) -> DateTime<Utc> {
     }
 }
 
-
 // ---------------------------------------------------------------------------------------
 // The tool: attendees → `/users` → `getSchedule` → [`find_slots`].
 // ---------------------------------------------------------------------------------------
@@ -385,7 +384,12 @@ mod tool {
             return Err(bad_arg("attendees", "must name at least one person"));
         }
         if p.attendees.len() > MAX_ATTENDEES {
-            return Err(bad_arg("attendees", format!("may name at most {MAX_ATTENDEES} people (Graph looks up 20 schedules, yours included)")));
+            return Err(bad_arg(
+                "attendees",
+                format!(
+                    "may name at most {MAX_ATTENDEES} people (Graph looks up 20 schedules, yours included)"
+                ),
+            ));
         }
         let attendees = p
             .attendees
@@ -395,8 +399,10 @@ mod tool {
         if !(5..=480).contains(&p.duration_minutes) {
             return Err(bad_arg("duration_minutes", "must be between 5 and 480"));
         }
-        let start = time_arg("start", Some(&p.start), zone)?.ok_or_else(|| bad_arg("start", "is required"))?;
-        let end = time_arg("end", Some(&p.end), zone)?.ok_or_else(|| bad_arg("end", "is required"))?;
+        let start = time_arg("start", Some(&p.start), zone)?
+            .ok_or_else(|| bad_arg("start", "is required"))?;
+        let end =
+            time_arg("end", Some(&p.end), zone)?.ok_or_else(|| bad_arg("end", "is required"))?;
         if end <= start {
             return Err(bad_arg("end", "must be later than `start`"));
         }
@@ -459,14 +465,20 @@ mod tool {
             .filter_map(|i| {
                 let start = shaping::parse_graph_time(i["start"]["dateTime"].as_str()?)?;
                 let end = shaping::parse_graph_time(i["end"]["dateTime"].as_str()?)?;
-                Some(Item { start, end, status: Status::parse(i["status"].as_str().unwrap_or("unknown")) })
+                Some(Item {
+                    start,
+                    end,
+                    status: Status::parse(i["status"].as_str().unwrap_or("unknown")),
+                })
             })
             .collect();
         let wh = &v["workingHours"];
-        let parse_time = |s: &str| NaiveTime::parse_from_str(s.get(..8).unwrap_or(s), "%H:%M:%S").ok();
+        let parse_time =
+            |s: &str| NaiveTime::parse_from_str(s.get(..8).unwrap_or(s), "%H:%M:%S").ok();
         let zone = MailboxZone::resolve(wh["timeZone"]["name"].as_str());
         let hours = (|| {
-            let days: Vec<Weekday> = wh["daysOfWeek"].as_array()?.iter().filter_map(|d| weekday(d.as_str()?)).collect();
+            let days: Vec<Weekday> =
+                wh["daysOfWeek"].as_array()?.iter().filter_map(|d| weekday(d.as_str()?)).collect();
             let start = parse_time(wh["startTime"].as_str()?)?;
             let end = parse_time(wh["endTime"].as_str()?)?;
             // An unknown zone would put the hours in the wrong place: no constraint instead.
@@ -474,13 +486,26 @@ mod tool {
         })();
         let described = hours.as_ref().map(|h| {
             let days: Vec<String> = h.days.iter().map(|d| format!("{d}")).collect();
-            format!("{} {}-{} {}", days.join(","), h.start.format("%H:%M"), h.end.format("%H:%M"), h.zone.name())
+            format!(
+                "{} {}-{} {}",
+                days.join(","),
+                h.start.format("%H:%M"),
+                h.end.format("%H:%M"),
+                h.zone.name()
+            )
         });
         (Schedule { items, working_hours: hours }, described)
     }
 
     fn status(requested: &str, st: &str, msg: Option<String>) -> AttendeeStatus {
-        AttendeeStatus { requested: requested.to_owned(), address: None, name: None, status: st.into(), message: msg, working_hours: None }
+        AttendeeStatus {
+            requested: requested.to_owned(),
+            address: None,
+            name: None,
+            status: st.into(),
+            message: msg,
+            working_hours: None,
+        }
     }
 
     /// Runs the look-ups and the slot search as the session's caller.
@@ -504,9 +529,15 @@ mod tool {
             };
         }
         let me: Value = graph!(session.get_json::<Value>(
-            &GraphRequest::get(GraphPath::fixed("/me")).select(&["id", "displayName", "mail", "userPrincipalName"])
+            &GraphRequest::get(GraphPath::fixed("/me")).select(&[
+                "id",
+                "displayName",
+                "mail",
+                "userPrincipalName"
+            ])
         ));
-        let my_address = me["mail"].as_str().or(me["userPrincipalName"].as_str()).unwrap_or_default().to_owned();
+        let my_address =
+            me["mail"].as_str().or(me["userPrincipalName"].as_str()).unwrap_or_default().to_owned();
         let mut attendees = vec![AttendeeStatus {
             requested: "me".into(),
             address: Some(my_address.clone()),
@@ -518,9 +549,19 @@ mod tool {
         for a in &c.attendees {
             let found: Value = graph!(session.get_json::<Value>(&lookup_request(a)));
             let users = found["value"].as_array().cloned().unwrap_or_default();
-            let addr = |u: &Value| u["mail"].as_str().or(u["userPrincipalName"].as_str()).unwrap_or_default().to_owned();
+            let addr = |u: &Value| {
+                u["mail"]
+                    .as_str()
+                    .or(u["userPrincipalName"].as_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
             match users.as_slice() {
-                [] => attendees.push(status(a, "not_found", Some("no one in your directory matches".into()))),
+                [] => attendees.push(status(
+                    a,
+                    "not_found",
+                    Some("no one in your directory matches".into()),
+                )),
                 [u] => attendees.push(AttendeeStatus {
                     address: Some(addr(u)),
                     name: u["displayName"].as_str().map(str::to_owned),
@@ -528,7 +569,11 @@ mod tool {
                 }),
                 many => {
                     let names: Vec<String> = many.iter().map(addr).collect();
-                    attendees.push(status(a, "ambiguous", Some(format!("matches {}; give an email address", names.join(", ")))));
+                    attendees.push(status(
+                        a,
+                        "ambiguous",
+                        Some(format!("matches {}; give an email address", names.join(", "))),
+                    ));
                 }
             }
         }
@@ -543,13 +588,16 @@ mod tool {
         let mut owners = Vec::new();
         for a in attendees.iter_mut().filter(|a| a.status == "resolved") {
             let address = a.address.clone().unwrap_or_default();
-            let info = infos.iter().find(|i| i["scheduleId"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(&address)));
+            let info = infos.iter().find(|i| {
+                i["scheduleId"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(&address))
+            });
             match info {
                 Some(i) if i.get("error").is_none_or(Value::is_null) => {
                     let (schedule, described) = parse_schedule(i);
                     a.working_hours = described;
                     if a.working_hours.is_none() && c.working_hours_only {
-                        a.message = Some("working hours unknown; not used to limit the slots".into());
+                        a.message =
+                            Some("working hours unknown; not used to limit the slots".into());
                     }
                     schedules.push(schedule);
                     owners.push(address);
@@ -593,6 +641,42 @@ mod tool {
         }))
     }
 
+    #[rmcp::tool_router(router = availability_router, vis = "pub(crate)")]
+    impl crate::tools::Connector {
+        #[rmcp::tool(
+            name = "find_meeting_availability",
+            description = "Find times when the signed-in user and the given attendees (email addresses or names) are all free, inside everyone's working hours, for a meeting of the given length within a window shorter than 62 days. Slots with no tentative conflicts come first, then the earliest. Says who could not be resolved or has no schedule.",
+            annotations(
+                title = "Find meeting availability",
+                read_only_hint = true,
+                destructive_hint = false,
+                idempotent_hint = true,
+                open_world_hint = true
+            ),
+            output_schema = rmcp::handler::server::tool::schema_for_output::<AvailabilityResult>()
+        )]
+        async fn find_meeting_availability(
+            &self,
+            auth: crate::tools::Authenticated,
+            rmcp::handler::server::wrapper::Parameters(args): rmcp::handler::server::wrapper::Parameters<AvailabilityParams>,
+        ) -> Result<CallToolResult, McpError> {
+            use crate::tools::mail::{answer, argument_names, begin_call, mailbox_zone};
+            let ctx = self.context();
+            let names = argument_names(&args, &[]);
+            let call = begin_call!(ctx, auth, TOOL, names, None);
+            let mut ids = Vec::new();
+            let zone = mailbox_zone(ctx, &auth.caller, &mut ids).await;
+            let session = Session::new(
+                ctx.provider.clone(),
+                ctx.graph.clone(),
+                auth.caller.clone(),
+                scopes(),
+            );
+            let outcome = run(&session, &zone, &auth.challenge, &args, &mut ids).await;
+            answer(call, ids, outcome, render)
+        }
+    }
+
     /// The concise text next to the structured result.
     pub fn render(r: &AvailabilityResult) -> String {
         let mut out = format!("{} free slot(s) found", r.total_found);
@@ -608,7 +692,12 @@ mod tool {
             out.push('\n');
         }
         for a in r.attendees.iter().filter(|a| a.status != "resolved" || a.message.is_some()) {
-            out.push_str(&format!("! {}: {} {}\n", a.requested, a.status, a.message.as_deref().unwrap_or("")));
+            out.push_str(&format!(
+                "! {}: {} {}\n",
+                a.requested,
+                a.status,
+                a.message.as_deref().unwrap_or("")
+            ));
         }
         out
     }
@@ -851,7 +940,11 @@ mod tests {
     fn lookups_escape_names_and_addresses() {
         let base = url::Url::parse("https://graph.microsoft.com/v1.0").expect("base");
         let q = |r: &crate::graph::GraphRequest| {
-            r.url(&base).expect("url").query_pairs().find(|(k, _)| k == "$filter").map(|(_, v)| v.into_owned())
+            r.url(&base)
+                .expect("url")
+                .query_pairs()
+                .find(|(k, _)| k == "$filter")
+                .map(|(_, v)| v.into_owned())
         };
         assert_eq!(
             q(&lookup_request("O'Brien")).as_deref(),
@@ -871,7 +964,14 @@ mod tests {
             "workingHours": {"daysOfWeek": ["monday", "friday"], "startTime": "08:00:00.0000000", "endTime": "17:00:00.0000000",
                              "timeZone": {"name": "Pacific Standard Time"}}});
         let (s, described) = parse_schedule(&v);
-        assert_eq!(s.items, vec![Item { start: utc(2024, 5, 6, 12, 0), end: utc(2024, 5, 6, 13, 0), status: Status::Busy }]);
+        assert_eq!(
+            s.items,
+            vec![Item {
+                start: utc(2024, 5, 6, 12, 0),
+                end: utc(2024, 5, 6, 13, 0),
+                status: Status::Busy
+            }]
+        );
         assert_eq!(described.as_deref(), Some("Mon,Fri 08:00-17:00 America/Los_Angeles"));
         let zone = crate::tools::timezone::MailboxZone::utc();
         let p = AvailabilityParams {

@@ -155,7 +155,10 @@ pub fn check(
             return Err(bad_arg("end", "must be later than `start`"));
         }
         if e - s > Duration::days(MAX_WINDOW_DAYS) {
-            return Err(bad_arg("end", format!("the window may span at most {MAX_WINDOW_DAYS} days")));
+            return Err(bad_arg(
+                "end",
+                format!("the window may span at most {MAX_WINDOW_DAYS} days"),
+            ));
         }
     }
     let max = if window.is_none() { 25 } else { MAX_LIMIT };
@@ -214,7 +217,10 @@ fn event_hit(id: &str, e: &Value, own: bool, zone: &MailboxZone) -> EventHit {
         start: event_time(&e["start"], zone),
         end: event_time(&e["end"], zone),
         all_day: e["isAllDay"].as_bool().unwrap_or(false),
-        location: e["location"]["displayName"].as_str().filter(|s| !s.is_empty()).map(str::to_owned),
+        location: e["location"]["displayName"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
         organizer: e.get("organizer").and_then(person),
         show_as: e["showAs"].as_str().map(str::to_owned),
     }
@@ -243,10 +249,17 @@ pub async fn run(
         Some(window) => {
             applied.push(AppliedFilter::graph(
                 "window",
-                format!("{} .. {}", odata::datetime_literal(window.0), odata::datetime_literal(window.1)),
+                format!(
+                    "{} .. {}",
+                    odata::datetime_literal(window.0),
+                    odata::datetime_literal(window.1)
+                ),
             ));
             if let Some(w) = &c.words {
-                applied.push(AppliedFilter::connector("query", format!("{w} (all words in subject, location or preview)")));
+                applied.push(AppliedFilter::connector(
+                    "query",
+                    format!("{w} (all words in subject, location or preview)"),
+                ));
             }
             let first = view_request(&c, window);
             let (items, next) =
@@ -254,7 +267,8 @@ pub async fn run(
                     Ok(v) => v,
                     Err(e) => return Ok(Err(e)),
                 };
-            for e in items.iter().filter(|e| c.words.as_deref().is_none_or(|w| matches_words(e, w))) {
+            for e in items.iter().filter(|e| c.words.as_deref().is_none_or(|w| matches_words(e, w)))
+            {
                 events.push(event_hit(e["id"].as_str().unwrap_or_default(), e, own, zone));
             }
             ("calendar_view", next.is_some(), next.map(|n| json!({"next": n})))
@@ -262,7 +276,8 @@ pub async fn run(
         None => {
             let words = c.words.as_deref().unwrap_or_default();
             applied.push(AppliedFilter::graph("query", format!("{words} (phrase)")));
-            let from = state.as_ref().and_then(|s| s.get("from")).and_then(Value::as_u64).unwrap_or(0);
+            let from =
+                state.as_ref().and_then(|s| s.get("from")).and_then(Value::as_u64).unwrap_or(0);
             let body = json!({"requests": [{
                 "entityTypes": ["event"],
                 "query": {"queryString": Kql::new().phrase(words).build()},
@@ -280,7 +295,12 @@ pub async fn run(
             let container = &resp.body["value"][0]["hitsContainers"][0];
             let hits = container.get("hits").and_then(Value::as_array).cloned().unwrap_or_default();
             for h in &hits {
-                events.push(event_hit(h["hitId"].as_str().unwrap_or_default(), &h["resource"], own, zone));
+                events.push(event_hit(
+                    h["hitId"].as_str().unwrap_or_default(),
+                    &h["resource"],
+                    own,
+                    zone,
+                ));
             }
             let more = container["moreResultsAvailable"].as_bool() == Some(true);
             ("search_api", more, more.then(|| json!({"from": from + hits.len() as u64})))
@@ -325,6 +345,51 @@ pub fn render(r: &CalendarSearchResult) -> String {
     out
 }
 
+#[rmcp::tool_router(router = calendar_router, vis = "pub(crate)")]
+impl super::Connector {
+    #[rmcp::tool(
+        name = "outlook_calendar_search",
+        description = "Search the signed-in user's Outlook calendar (or a calendar shared with them, with Calendars.Read.Shared) by keywords and/or a time window (default: the next 7 days). Recurring meetings are expanded. Times are in UTC and your mailbox time zone; events of your own calendar have m365:// URIs.",
+        annotations(
+            title = "Outlook calendar search",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = true
+        ),
+        output_schema = rmcp::handler::server::tool::schema_for_output::<CalendarSearchResult>()
+    )]
+    async fn outlook_calendar_search(
+        &self,
+        auth: super::Authenticated,
+        rmcp::handler::server::wrapper::Parameters(args): rmcp::handler::server::wrapper::Parameters<CalendarSearchParams>,
+    ) -> Result<CallToolResult, McpError> {
+        use super::mail::{answer, argument_names, begin_call, mailbox_zone};
+        let ctx = self.context();
+        let names = argument_names(
+            &args,
+            &[("cursor", args.cursor.is_some()), ("limit", args.limit.is_some())],
+        );
+        let call = begin_call!(ctx, auth, TOOL, names, args.query.as_deref());
+        let mut ids = Vec::new();
+        let zone = mailbox_zone(ctx, &auth.caller, &mut ids).await;
+        let now = ctx.clock.now();
+        let outcome = match check(&args, &zone, now) {
+            Err(e) => Err(e),
+            Ok(c) => {
+                let session = Session::new(
+                    ctx.provider.clone(),
+                    ctx.graph.clone(),
+                    auth.caller.clone(),
+                    scopes(&c),
+                );
+                run(&session, &ctx.cursor, &zone, &auth.challenge, now, &args, &mut ids).await
+            }
+        };
+        answer(call, ids, outcome, render)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,11 +402,18 @@ mod tests {
     #[test]
     fn a_window_uses_calendar_view_in_utc() {
         let zone = MailboxZone::resolve(Some("Pacific Standard Time"));
-        let p = CalendarSearchParams { start: Some("2024-05-01".into()), end: Some("2024-05-08".into()), ..Default::default() };
+        let p = CalendarSearchParams {
+            start: Some("2024-05-01".into()),
+            end: Some("2024-05-08".into()),
+            ..Default::default()
+        };
         let c = check(&p, &zone, now()).expect("valid");
         let req = view_request(&c, c.window.expect("window"));
-        let u = req.url(&url::Url::parse("https://graph.microsoft.com/v1.0").expect("base")).expect("url");
-        let pairs: Vec<(String, String)> = u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let u = req
+            .url(&url::Url::parse("https://graph.microsoft.com/v1.0").expect("base"))
+            .expect("url");
+        let pairs: Vec<(String, String)> =
+            u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
         assert_eq!(u.path(), "/v1.0/me/calendarView");
         // Midnight in Los Angeles (PDT, UTC-7) is 07:00 UTC.
         assert_eq!(pairs[0], ("startDateTime".into(), "2024-05-01T07:00:00Z".into()));
@@ -351,10 +423,19 @@ mod tests {
     #[test]
     fn keywords_alone_search_and_shared_calendars_need_a_window() {
         let zone = MailboxZone::utc();
-        let c = check(&CalendarSearchParams { query: Some("review".into()), ..Default::default() }, &zone, now()).expect("ok");
+        let c = check(
+            &CalendarSearchParams { query: Some("review".into()), ..Default::default() },
+            &zone,
+            now(),
+        )
+        .expect("ok");
         assert_eq!(c.window, None);
         let c = check(
-            &CalendarSearchParams { query: Some("review".into()), calendar_owner: Some("room@contoso.com".into()), ..Default::default() },
+            &CalendarSearchParams {
+                query: Some("review".into()),
+                calendar_owner: Some("room@contoso.com".into()),
+                ..Default::default()
+            },
             &zone,
             now(),
         )
@@ -362,7 +443,11 @@ mod tests {
         assert_eq!(c.window, Some((now(), now() + Duration::days(7))));
         assert!(scopes(&c).contains("Calendars.Read.Shared"));
         let err = check(
-            &CalendarSearchParams { start: Some("2024-05-08".into()), end: Some("2024-05-01".into()), ..Default::default() },
+            &CalendarSearchParams {
+                start: Some("2024-05-08".into()),
+                end: Some("2024-05-01".into()),
+                ..Default::default()
+            },
             &zone,
             now(),
         )

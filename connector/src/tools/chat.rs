@@ -111,7 +111,10 @@ pub fn check(p: &ChatSearchParams, zone: &MailboxZone) -> Result<Checked, McpErr
         limit: limit_arg(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?,
     };
     if c.words.is_none() && c.from.is_none() && c.after.is_none() && c.before.is_none() {
-        return Err(bad_arg("query", "is required unless `from`, `sent_after` or `sent_before` is given"));
+        return Err(bad_arg(
+            "query",
+            "is required unless `from`, `sent_after` or `sent_before` is given",
+        ));
     }
     if let (Some(a), Some(b)) = (c.after, c.before)
         && a >= b
@@ -152,9 +155,9 @@ fn chat_hit(h: &Value, zone: &MailboxZone) -> ChatHit {
     let r = &h["resource"];
     let channel = r["channelIdentity"].get("teamId").is_some_and(|t| !t.is_null());
     let uri = match (channel, r["chatId"].as_str(), r["id"].as_str()) {
-        (false, Some(chat), Some(id)) => Some(M365Uri::chat_message(chat, id))
-            .filter(M365Uri::is_valid)
-            .map(|u| u.to_string()),
+        (false, Some(chat), Some(id)) => {
+            Some(M365Uri::chat_message(chat, id)).filter(M365Uri::is_valid).map(|u| u.to_string())
+        }
         _ => None,
     };
     let (summary, _) = shaping::truncate_text(
@@ -239,6 +242,41 @@ pub fn render(r: &ChatSearchResult) -> String {
     out
 }
 
+#[rmcp::tool_router(router = chat_router, vis = "pub(crate)")]
+impl super::Connector {
+    #[rmcp::tool(
+        name = "chat_message_search",
+        description = "Search the signed-in user's Microsoft Teams chat messages by keywords, sender and sent dates (Microsoft Search). Returns pages with next_cursor; chat messages have m365:// URIs for read_resource (channel messages are listed without one).",
+        annotations(
+            title = "Teams chat search",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = true
+        ),
+        output_schema = rmcp::handler::server::tool::schema_for_output::<ChatSearchResult>()
+    )]
+    async fn chat_message_search(
+        &self,
+        auth: super::Authenticated,
+        rmcp::handler::server::wrapper::Parameters(args): rmcp::handler::server::wrapper::Parameters<ChatSearchParams>,
+    ) -> Result<CallToolResult, McpError> {
+        use super::mail::{answer, argument_names, begin_call, mailbox_zone};
+        let ctx = self.context();
+        let names = argument_names(
+            &args,
+            &[("cursor", args.cursor.is_some()), ("limit", args.limit.is_some())],
+        );
+        let call = begin_call!(ctx, auth, TOOL, names, args.query.as_deref());
+        let mut ids = Vec::new();
+        let zone = mailbox_zone(ctx, &auth.caller, &mut ids).await;
+        let session =
+            Session::new(ctx.provider.clone(), ctx.graph.clone(), auth.caller.clone(), scopes());
+        let outcome = run(&session, &ctx.cursor, &zone, &auth.challenge, &args, &mut ids).await;
+        answer(call, ids, outcome, render)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,7 +301,10 @@ mod tests {
         let chat = json!({"summary": "<c0>hi</c0>", "resource": {"id": "1657782060227", "chatId": "19:abc@thread.v2", "channelIdentity": {}, "createdDateTime": "2024-05-01T10:00:00Z"}});
         let channel = json!({"summary": "x", "resource": {"id": "1", "channelIdentity": {"teamId": "t", "channelId": "c"}}});
         let h = chat_hit(&chat, &zone);
-        assert_eq!(h.uri.as_deref(), Some("m365://chat/19%3Aabc%40thread.v2/message/1657782060227"));
+        assert_eq!(
+            h.uri.as_deref(),
+            Some("m365://chat/19%3Aabc%40thread.v2/message/1657782060227")
+        );
         assert_eq!(h.summary, "hi");
         assert_eq!(chat_hit(&channel, &zone).uri, None);
         assert!(check(&ChatSearchParams::default(), &zone).is_err());

@@ -83,18 +83,9 @@ impl CursorKey {
     }
 }
 
-/// The cursor key tools use. Until `ToolContext` carries the configured key
-/// (`tools.cursor_key`), a random per-process key is used: cursors then die with the process,
-/// which only costs a client a fresh search. Tools call this one function, so switching to
-/// the configured key is a one-line change here.
+/// The cursor key tools use: the one in the [`ToolContext`](crate::tools::ToolContext).
 pub fn context_key(ctx: &crate::tools::ToolContext) -> CursorKey {
-    static PROCESS_KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
-    let key = PROCESS_KEY.get_or_init(|| {
-        let mut key = [0u8; 32];
-        rand::fill(&mut key);
-        key
-    });
-    CursorKey::new(*key, ctx.clock.clone())
+    ctx.cursor.clone()
 }
 
 /// Who may use a cursor and for what: recomputed on every call from the caller and arguments.

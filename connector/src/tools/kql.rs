@@ -162,14 +162,20 @@ impl Kql {
     }
 
     /// `name>=2024-01-01T09:30:00Z`: an exact UTC instant, formatted here.
-    pub fn datetime(mut self, name: &'static str, op: DateOp, at: chrono::DateTime<chrono::Utc>) -> Self {
+    pub fn datetime(
+        mut self,
+        name: &'static str,
+        op: DateOp,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
         let op = match op {
             DateOp::Ge => ">=",
             DateOp::Le => "<=",
             DateOp::Gt => ">",
             DateOp::Lt => "<",
         };
-        self.parts.push(format!("{name}{op}{}", at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+        self.parts
+            .push(format!("{name}{op}{}", at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
         self
     }
 

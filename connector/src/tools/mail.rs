@@ -223,11 +223,11 @@ pub(crate) fn limit_arg(value: Option<u32>, default: u32, max: u32) -> Result<u3
 pub fn check(p: &EmailSearchParams, zone: &MailboxZone) -> Result<Checked, McpError> {
     let folder = match p.folder.as_deref().map(str::trim) {
         None => None,
-        Some(f) => Some(
-            FOLDERS.iter().copied().find(|k| k.eq_ignore_ascii_case(f)).ok_or_else(|| {
+        Some(f) => {
+            Some(FOLDERS.iter().copied().find(|k| k.eq_ignore_ascii_case(f)).ok_or_else(|| {
                 bad_arg("folder", format!("must be one of {}", FOLDERS.join(", ")))
-            })?,
-        ),
+            })?)
+        }
     };
     let c = Checked {
         query: text_arg("query", p.query.as_deref())?,
@@ -479,7 +479,9 @@ pub async fn run(
             has_more,
             returned: u32::try_from(messages.len()).unwrap_or(u32::MAX),
             total_estimate: None,
-            next_cursor: next_state.filter(|_| has_more).map(|s| Cursor::seal(cursors, &binding, s)),
+            next_cursor: next_state
+                .filter(|_| has_more)
+                .map(|s| Cursor::seal(cursors, &binding, s)),
         },
         messages,
         applied_filters,
@@ -538,6 +540,138 @@ pub fn render(r: &EmailSearchResult) -> String {
         out.push_str(")\n");
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------
+// Wiring shared by this helper's tools: the mailbox zone and the audit/answer protocol.
+// ---------------------------------------------------------------------------------------
+
+/// The caller's mailbox time zone from `/me/mailboxSettings` (its own OBO scope,
+/// `MailboxSettings.Read`). Best effort: on any failure times are shown in UTC with a note,
+/// and the tool itself still runs.
+pub(crate) async fn mailbox_zone(
+    ctx: &super::ToolContext,
+    caller: &crate::domain::Caller,
+    request_ids: &mut Vec<String>,
+) -> MailboxZone {
+    let session = ctx.session(caller, &["MailboxSettings.Read"]);
+    let req = GraphRequest::get(GraphPath::fixed("/me/mailboxSettings")).select(&["timeZone"]);
+    match session.get_json::<Value>(&req).await {
+        Ok(r) => {
+            request_ids.extend(r.request_id.clone());
+            MailboxZone::resolve(r.body.get("timeZone").and_then(Value::as_str))
+        }
+        Err(_) => MailboxZone {
+            note: Some("your mailbox time zone could not be read; times are shown in UTC".into()),
+            ..MailboxZone::utc()
+        },
+    }
+}
+
+/// Which arguments were set, for the audit record (names only, never values).
+pub(crate) fn argument_names(
+    args: &impl Serialize,
+    extra: &[(&'static str, bool)],
+) -> std::collections::BTreeMap<String, &'static str> {
+    let mut out = std::collections::BTreeMap::new();
+    if let Ok(Value::Object(map)) = serde_json::to_value(args) {
+        for (k, v) in map {
+            if !v.is_null() {
+                out.insert(k, "set");
+            }
+        }
+    }
+    for (k, on) in extra {
+        if *on {
+            out.insert((*k).to_owned(), "set");
+        }
+    }
+    out
+}
+
+/// Finishes an audited call with the tool's outcome: bad arguments stay protocol errors,
+/// Graph failures become `isError` results, success becomes text + structured content.
+pub(crate) fn answer<T: Serialize>(
+    mut call: super::Call<'_>,
+    request_ids: Vec<String>,
+    outcome: Result<Result<T, CallToolResult>, McpError>,
+    render: fn(&T) -> String,
+) -> Result<CallToolResult, McpError> {
+    call.graph_request_ids = request_ids;
+    let refused =
+        |message: String| Ok(CallToolResult::error(vec![rmcp::model::ContentBlock::text(message)]));
+    match outcome {
+        Err(e) => match call.finish("invalid_params", 400) {
+            Ok(()) => Err(e),
+            Err(message) => refused(message),
+        },
+        Ok(Err(result)) => match call.finish("graph_error", 502) {
+            Ok(()) => Ok(result),
+            Err(message) => refused(message),
+        },
+        Ok(Ok(value)) => match call.finish("ok", 200) {
+            Ok(()) => Ok(shaping::structured(render(&value), &value)),
+            Err(message) => refused(message),
+        },
+    }
+}
+
+/// Starts an audited call, or answers with the policy refusal.
+macro_rules! begin_call {
+    ($ctx:expr, $auth:expr, $tool:expr, $args:expr, $text:expr) => {
+        match $ctx.begin(&$auth.caller, $tool, $args, $text) {
+            Ok(call) => call,
+            Err(message) => {
+                return Ok(rmcp::model::CallToolResult::error(vec![
+                    rmcp::model::ContentBlock::text(message),
+                ]));
+            }
+        }
+    };
+}
+pub(crate) use begin_call;
+
+#[rmcp::tool_router(router = mail_router, vis = "pub(crate)")]
+impl super::Connector {
+    #[rmcp::tool(
+        name = "outlook_email_search",
+        description = "Search the signed-in user's Outlook mail (or a shared mailbox, with Mail.Read.Shared) by keywords, sender, recipient, received dates, folder and attachments. Returns pages with next_cursor; every message of your own mailbox has an m365:// URI for read_resource. Times are in UTC and your mailbox time zone.",
+        annotations(
+            title = "Outlook mail search",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = true
+        ),
+        output_schema = rmcp::handler::server::tool::schema_for_output::<EmailSearchResult>()
+    )]
+    async fn outlook_email_search(
+        &self,
+        auth: super::Authenticated,
+        rmcp::handler::server::wrapper::Parameters(args): rmcp::handler::server::wrapper::Parameters<EmailSearchParams>,
+    ) -> Result<CallToolResult, McpError> {
+        let ctx = self.context();
+        let names = argument_names(
+            &args,
+            &[("cursor", args.cursor.is_some()), ("limit", args.limit.is_some())],
+        );
+        let call = begin_call!(ctx, auth, TOOL, names, args.query.as_deref());
+        let mut ids = Vec::new();
+        let zone = mailbox_zone(ctx, &auth.caller, &mut ids).await;
+        let outcome = match check(&args, &zone) {
+            Err(e) => Err(e),
+            Ok(c) => {
+                let session = Session::new(
+                    ctx.provider.clone(),
+                    ctx.graph.clone(),
+                    auth.caller.clone(),
+                    scopes(&c),
+                );
+                run(&session, &ctx.cursor, &zone, &auth.challenge, &args, &mut ids).await
+            }
+        };
+        answer(call, ids, outcome, render)
+    }
 }
 
 #[cfg(test)]
@@ -628,7 +762,13 @@ mod tests {
             (EmailSearchParams { from: Some("nobody".into()), ..Default::default() }, "from"),
             (EmailSearchParams { folder: Some("../x".into()), ..Default::default() }, "folder"),
             (EmailSearchParams { limit: Some(100), ..Default::default() }, "limit"),
-            (EmailSearchParams { received_after: Some("yesterday".into()), ..Default::default() }, "received_after"),
+            (
+                EmailSearchParams {
+                    received_after: Some("yesterday".into()),
+                    ..Default::default()
+                },
+                "received_after",
+            ),
             (
                 EmailSearchParams {
                     received_after: Some("2024-02-01".into()),

@@ -19,6 +19,7 @@ pub mod me;
 pub mod odata;
 pub mod permissions;
 pub mod read;
+pub mod resources;
 pub mod shaping;
 pub mod sharepoint;
 pub mod timezone;
@@ -59,6 +60,8 @@ pub struct ToolContext {
     pub clock: Clock,
     /// Whether query text may be written to tool-call audit records.
     pub audit_query_text: bool,
+    /// Seals paging cursors (`tools.cursor_key`, else random per process).
+    pub cursor: cursor::CursorKey,
 }
 
 impl std::fmt::Debug for ToolContext {
@@ -192,7 +195,11 @@ pub struct Connector {
 
 impl Connector {
     pub fn new(ctx: Arc<ToolContext>) -> Self {
-        Self { ctx, tool_router: Self::me_router() }
+        Self { ctx, tool_router: Self::me_router() + Self::sharepoint_router() + Self::read_router()
+            + Self::mail_router()
+            + Self::calendar_router()
+            + Self::availability_router()
+            + Self::chat_router() }
     }
 
     pub fn context(&self) -> &ToolContext {
@@ -203,10 +210,27 @@ impl Connector {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for Connector {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_resources().build())
             .with_server_info(Implementation::new("m365-connector", env!("CARGO_PKG_VERSION")))
             .with_instructions(
                 "Read-only Microsoft 365 tools acting as the signed-in user. Nothing is ever changed.",
             )
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        _context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::ListResourceTemplatesResult, McpError> {
+        Ok(rmcp::model::ListResourceTemplatesResult::with_all_items(resources::templates()))
+    }
+
+    async fn read_resource(
+        &self,
+        request: rmcp::model::ReadResourceRequestParams,
+        context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::ReadResourceResponse, McpError> {
+        let auth = resources::authenticated(&context)?;
+        resources::read(&self.ctx, &auth, &request.uri).await.map(Into::into)
     }
 }

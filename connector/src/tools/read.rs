@@ -38,7 +38,7 @@ use super::{
 };
 use crate::{
     extract::{self, ExtractError, FileKind, Limits, Selection},
-    graph::{GraphError, GraphFailure, GraphPath, GraphRequest, Session},
+    graph::{GraphError, GraphFailure, GraphPath, GraphRequest},
 };
 
 /// Default and largest number of characters of text returned.

@@ -8,3 +8,6 @@ mod helpers;
 mod obo;
 mod policy;
 mod server;
+mod tools_read;
+mod tools_sharepoint;
+mod tools_support;
