@@ -17,6 +17,7 @@
 //! * [`logs`]: captures the process's tracing output so scenarios can grep it for secrets.
 //! * [`scenarios`]: the catalogue, one `async fn(&World) -> Result<()>` per scenario id.
 
+pub mod bench;
 pub mod logs;
 pub mod persona;
 pub mod scenarios;

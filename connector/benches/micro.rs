@@ -73,15 +73,81 @@ struct Words(u64);
 
 impl Words {
     const VOCABULARY: &'static [&'static str] = &[
-        "budget", "quarterly", "plan", "contoso", "sales", "hiring", "travel", "review",
-        "milestone", "owner", "forecast", "revenue", "region", "north", "south", "project",
-        "launch", "customer", "renewal", "contract", "invoice", "approval", "meeting", "agenda",
-        "summary", "risk", "mitigation", "schedule", "delivery", "vendor", "support", "ticket",
-        "escalation", "release", "roadmap", "design", "prototype", "feedback", "survey",
-        "training", "onboarding", "policy", "compliance", "audit", "security", "network",
-        "storage", "migration", "tenant", "license", "the", "and", "for", "with", "from", "of",
-        "to", "in", "on", "by", "team", "week", "month", "year", "target", "metric", "growth",
-        "cost", "saving", "headcount", "office", "remote", "workshop", "partner", "channel",
+        "budget",
+        "quarterly",
+        "plan",
+        "contoso",
+        "sales",
+        "hiring",
+        "travel",
+        "review",
+        "milestone",
+        "owner",
+        "forecast",
+        "revenue",
+        "region",
+        "north",
+        "south",
+        "project",
+        "launch",
+        "customer",
+        "renewal",
+        "contract",
+        "invoice",
+        "approval",
+        "meeting",
+        "agenda",
+        "summary",
+        "risk",
+        "mitigation",
+        "schedule",
+        "delivery",
+        "vendor",
+        "support",
+        "ticket",
+        "escalation",
+        "release",
+        "roadmap",
+        "design",
+        "prototype",
+        "feedback",
+        "survey",
+        "training",
+        "onboarding",
+        "policy",
+        "compliance",
+        "audit",
+        "security",
+        "network",
+        "storage",
+        "migration",
+        "tenant",
+        "license",
+        "the",
+        "and",
+        "for",
+        "with",
+        "from",
+        "of",
+        "to",
+        "in",
+        "on",
+        "by",
+        "team",
+        "week",
+        "month",
+        "year",
+        "target",
+        "metric",
+        "growth",
+        "cost",
+        "saving",
+        "headcount",
+        "office",
+        "remote",
+        "workshop",
+        "partner",
+        "channel",
     ];
 
     fn word(&mut self) -> &'static str {
@@ -128,11 +194,8 @@ fn token_validation(c: &mut Criterion) {
     let token = entra.user_token(tid, oid);
 
     // The production key store, filled once over HTTP; the timed loop finds the key cached.
-    let store = Arc::new(JwksKeyStore::new(
-        http_client(),
-        entra.jwks_uri(),
-        Duration::from_secs(300),
-    ));
+    let store =
+        Arc::new(JwksKeyStore::new(http_client(), entra.jwks_uri(), Duration::from_secs(300)));
     let loaded = rt.block_on(store.refresh()).expect("fake-entra serves its JWKS");
     assert!(loaded > 0, "the JWKS holds keys");
     let settings = EntraSettings {
@@ -170,9 +233,7 @@ fn token_validation(c: &mut Criterion) {
     validation.validate_aud = false;
     validation.required_spec_claims.clear();
     g.bench_function("rs256_verify_only", |b| {
-        b.iter(|| {
-            jsonwebtoken::decode::<Value>(black_box(&token), &key.key, &validation).is_ok()
-        })
+        b.iter(|| jsonwebtoken::decode::<Value>(black_box(&token), &key.key, &validation).is_ok())
     });
     g.finish();
     drop(entra);
@@ -221,7 +282,8 @@ fn token_cache(c: &mut Criterion) {
         Uuid::from_u128(7),
         ClientCredential::Secret(SecretString::from("TEST-ONLY-secret".to_owned())),
     );
-    let provider = TokenProvider::new(settings, http_client(), Clock::system(), Metrics::new().into());
+    let provider =
+        TokenProvider::new(settings, http_client(), Clock::system(), Metrics::new().into());
     let who = caller(tid, oid, "inbound.user.token");
     let scopes = ScopeSet::from_scp("Mail.Read");
     let first = rt.block_on(provider.graph_token(&who, &scopes, None)).expect("first exchange");
@@ -345,7 +407,11 @@ fn shape_mail_page(
             has_more: true,
             returned: messages.len() as u32,
             total_estimate: None,
-            next_cursor: Some(Cursor::seal(key, binding, json!({"next": "https://graph.microsoft.com/v1.0/me/messages?$skiptoken=abc"}))),
+            next_cursor: Some(Cursor::seal(
+                key,
+                binding,
+                json!({"next": "https://graph.microsoft.com/v1.0/me/messages?$skiptoken=abc"}),
+            )),
         },
         messages,
         applied_filters: vec![AppliedFilter::graph("query", "quarterly budget")],
@@ -406,19 +472,17 @@ fn pdf_1mb() -> Vec<u8> {
     about_one_mb(100, |n| {
         let mut w = Words(3);
         // 40 lines of ~80 characters: inside the writer's one-page-per-entry layout.
-        let pages: Vec<String> =
-            (0..n).map(|_| (0..40).map(|_| w.sentence(75)).collect::<Vec<_>>().join("\n")).collect();
+        let pages: Vec<String> = (0..n)
+            .map(|_| (0..40).map(|_| w.sentence(75)).collect::<Vec<_>>().join("\n"))
+            .collect();
         let refs: Vec<&str> = pages.iter().map(String::as_str).collect();
         office::pdf(&refs)
     })
 }
 
 fn extraction(c: &mut Criterion) {
-    let limits = Limits {
-        max_output_chars: usize::MAX,
-        max_pages_or_sheets: 100_000,
-        ..Limits::default()
-    };
+    let limits =
+        Limits { max_output_chars: usize::MAX, max_pages_or_sheets: 100_000, ..Limits::default() };
     let inputs = [
         ("docx", FileKind::Docx, docx_1mb()),
         ("xlsx", FileKind::Xlsx, xlsx_1mb()),

@@ -5,14 +5,11 @@
 //! this keeps the dependency tree lean. Label values must never carry tokens, user ids or
 //! content: only bounded vocabularies (tool names, status codes, reasons).
 
-use std::{
-    collections::BTreeMap,
-    fmt::Write as _,
-    sync::Mutex,
-};
+use std::{collections::BTreeMap, fmt::Write as _, sync::Mutex};
 
 /// Latency buckets in seconds, from sub-millisecond cache hits to multi-second Graph calls.
-const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+const BUCKETS: [f64; 12] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
 /// Well-known series names, so call sites and tests agree.
 pub mod names {
@@ -118,7 +115,8 @@ impl Metrics {
                     h.buckets[i]
                 );
             }
-            let _ = writeln!(out, "{name}_bucket{} {}", render_labels(labels, Some("+Inf")), h.count);
+            let _ =
+                writeln!(out, "{name}_bucket{} {}", render_labels(labels, Some("+Inf")), h.count);
             let _ = writeln!(out, "{name}_sum{} {}", render_labels(labels, None), h.sum);
             let _ = writeln!(out, "{name}_count{} {}", render_labels(labels, None), h.count);
         }
@@ -152,8 +150,14 @@ mod tests {
         let text = m.render();
         assert!(text.contains("# TYPE m365_obo_exchanges_total counter"));
         assert!(text.contains("m365_obo_exchanges_total{outcome=\"ok\"} 2"));
-        assert!(text.contains("m365_graph_request_duration_seconds_bucket{status=\"200\",le=\"0.005\"} 1"));
-        assert!(text.contains("m365_graph_request_duration_seconds_bucket{status=\"200\",le=\"0.0025\"} 0"));
+        assert!(
+            text.contains(
+                "m365_graph_request_duration_seconds_bucket{status=\"200\",le=\"0.005\"} 1"
+            )
+        );
+        assert!(text.contains(
+            "m365_graph_request_duration_seconds_bucket{status=\"200\",le=\"0.0025\"} 0"
+        ));
         assert!(text.contains("m365_graph_request_duration_seconds_count{status=\"200\"} 1"));
         assert_eq!(m.counter(names::OBO_EXCHANGES, &[("outcome", "ok")]), 2);
     }

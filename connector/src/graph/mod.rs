@@ -409,7 +409,13 @@ impl GraphClient {
                         return Ok(Raw {
                             status,
                             body,
-                            location: header_string(&headers, reqwest::header::LOCATION),
+                            // Not `header_string`: its 200-character cap would cut pre-authenticated
+                            // download URLs (real ones are longer) and break their signature.
+                            location: headers
+                                .get(reqwest::header::LOCATION)
+                                .and_then(|v| v.to_str().ok())
+                                .filter(|l| l.len() <= 8192)
+                                .map(str::to_owned),
                             content_type: header_string(&headers, reqwest::header::CONTENT_TYPE),
                             client_request_id,
                             request_id,

@@ -195,11 +195,16 @@ pub struct Connector {
 
 impl Connector {
     pub fn new(ctx: Arc<ToolContext>) -> Self {
-        Self { ctx, tool_router: Self::me_router() + Self::sharepoint_router() + Self::read_router()
-            + Self::mail_router()
-            + Self::calendar_router()
-            + Self::availability_router()
-            + Self::chat_router() }
+        Self {
+            ctx,
+            tool_router: Self::me_router()
+                + Self::sharepoint_router()
+                + Self::read_router()
+                + Self::mail_router()
+                + Self::calendar_router()
+                + Self::availability_router()
+                + Self::chat_router(),
+        }
     }
 
     pub fn context(&self) -> &ToolContext {

@@ -204,7 +204,9 @@ impl ReadOptions {
             selection.sheet = Some(sheet.clone());
         }
         if let Some(range) = &args.cell_range {
-            if range.len() > 32 || !range.chars().all(|c| c.is_ascii_alphanumeric() || c == ':' || c == '$') {
+            if range.len() > 32
+                || !range.chars().all(|c| c.is_ascii_alphanumeric() || c == ':' || c == '$')
+            {
                 return Err(invalid("cell_range", "must be an A1 range such as A1:D20"));
             }
             selection.cell_range = Some(range.clone());
@@ -284,7 +286,9 @@ impl Connector {
         match outcome {
             Ok(result) => Ok(structured(render(&result), &result)),
             Err(ReadError::Invalid(e)) => Err(e),
-            Err(ReadError::Refused(message)) => Ok(CallToolResult::error(vec![ContentBlock::text(message)])),
+            Err(ReadError::Refused(message)) => {
+                Ok(CallToolResult::error(vec![ContentBlock::text(message)]))
+            }
             Err(ReadError::Graph(failure)) => Ok(graph_failure(&failure, &auth.challenge)),
         }
     }
@@ -321,23 +325,30 @@ pub async fn read_target(
         LinkTarget::Uri(uri) => uri,
         LinkTarget::Share { share_id } => {
             let session = ctx.session(caller, &["Files.Read.All"]);
-            let req = GraphRequest::get(LinkTarget::share_path(&share_id))
-                .select(&["id", "name", "parentReference"]);
+            let req = GraphRequest::get(LinkTarget::share_path(&share_id)).select(&[
+                "id",
+                "name",
+                "parentReference",
+            ]);
             let resp = track(session.get_json::<Value>(&req).await, request_ids)?;
             let drive = resp.body.pointer("/parentReference/driveId").and_then(Value::as_str);
             let item = resp.body.get("id").and_then(Value::as_str);
             match (drive, item) {
-                (Some(d), Some(i)) if M365Uri::drive_item(d, i).is_valid() => M365Uri::drive_item(d, i),
+                (Some(d), Some(i)) if M365Uri::drive_item(d, i).is_valid() => {
+                    M365Uri::drive_item(d, i)
+                }
                 _ => return Err(ReadError::Graph(GraphFailure::new(GraphError::Decode))),
             }
         }
     };
     if let M365Uri::DriveItem { drive, .. } = &uri {
         let policy = ctx.policy.current();
-        let allowed = policy.enabled_tenant(&caller.tenant_id).is_none_or(|t| t.drives.allows(drive));
+        let allowed =
+            policy.enabled_tenant(&caller.tenant_id).is_none_or(|t| t.drives.allows(drive));
         if !allowed {
             return Err(ReadError::Refused(
-                "Your organization's connector policy does not allow reading from this drive.".into(),
+                "Your organization's connector policy does not allow reading from this drive."
+                    .into(),
             ));
         }
     }
@@ -360,7 +371,8 @@ pub async fn read_target(
     };
     match &uri {
         M365Uri::Mail { message, attachment: None } => {
-            read_mail(ctx, auth, message, &zone, options.max_chars, &mut result, request_ids).await?
+            read_mail(ctx, auth, message, &zone, options.max_chars, &mut result, request_ids)
+                .await?
         }
         M365Uri::Mail { attachment: Some(_), .. } => {
             let session = ctx.session(caller, &["Mail.Read"]);
@@ -386,8 +398,18 @@ pub async fn read_target(
             let session = ctx.session(caller, &["Calendars.Read"]);
             let req = GraphRequest::get(uri.graph_path())
                 .select(&[
-                    "id", "subject", "start", "end", "location", "organizer", "attendees",
-                    "body", "isAllDay", "isCancelled", "webLink", "showAs",
+                    "id",
+                    "subject",
+                    "start",
+                    "end",
+                    "location",
+                    "organizer",
+                    "attendees",
+                    "body",
+                    "isAllDay",
+                    "isCancelled",
+                    "webLink",
+                    "showAs",
                 ])
                 .prefer("outlook.body-content-type=\"text\"")
                 .prefer("outlook.timezone=\"UTC\"")
@@ -427,7 +449,9 @@ pub async fn read_target(
             let req = GraphRequest::get(uri.graph_path()).query("$expand", "fields");
             let body = track(session.get_json::<Value>(&req).await, request_ids)?.body;
             result.web_url = str_at(&body, "/webUrl");
-            if let Some(d) = str_at(&body, "/lastModifiedDateTime").and_then(|t| DateTimes::parse(&t, &zone)) {
+            if let Some(d) =
+                str_at(&body, "/lastModifiedDateTime").and_then(|t| DateTimes::parse(&t, &zone))
+            {
                 result.dates.insert("modified".into(), d);
             }
             let fields = body.get("fields").and_then(Value::as_object).cloned().unwrap_or_default();
@@ -435,16 +459,26 @@ pub async fn read_target(
             let text: Vec<String> = fields
                 .iter()
                 .filter(|(k, _)| !k.starts_with('@') && !k.starts_with('_'))
-                .map(|(k, v)| format!("{k}: {}", v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+                .map(|(k, v)| {
+                    format!(
+                        "{k}: {}",
+                        v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())
+                    )
+                })
                 .collect();
             set_text(&mut result, &text.join("\n"), options.max_chars);
             result.sources.push(SourceStatus::ok("list item"));
         }
         M365Uri::Chat { chat, message: Some(_) } => {
             let session = ctx.session(caller, &["Chat.Read"]);
-            let body = track(session.get_json::<Value>(&GraphRequest::get(uri.graph_path())).await, request_ids)?.body;
+            let body = track(
+                session.get_json::<Value>(&GraphRequest::get(uri.graph_path())).await,
+                request_ids,
+            )?
+            .body;
             let line = chat_line(chat, &body, &zone).await;
-            result.title = Some(format!("Message from {}", line.from.as_deref().unwrap_or("unknown sender")));
+            result.title =
+                Some(format!("Message from {}", line.from.as_deref().unwrap_or("unknown sender")));
             put(&mut result, "from", line.from.clone());
             if let Some(sent) = line.sent.clone() {
                 result.dates.insert("sent".into(), sent);
@@ -466,7 +500,14 @@ pub async fn read_target(
             }
             let text: Vec<String> = lines
                 .iter()
-                .map(|l| format!("{} ({}): {}", l.from.as_deref().unwrap_or("?"), l.sent.as_ref().map(|s| s.local.as_str()).unwrap_or("?"), l.text))
+                .map(|l| {
+                    format!(
+                        "{} ({}): {}",
+                        l.from.as_deref().unwrap_or("?"),
+                        l.sent.as_ref().map(|s| s.local.as_str()).unwrap_or("?"),
+                        l.text
+                    )
+                })
                 .collect();
             set_text(&mut result, &text.join("\n"), options.max_chars);
             if body.get("@odata.nextLink").is_some() {
@@ -491,8 +532,17 @@ async fn read_mail(
     let session = ctx.session(&auth.caller, &["Mail.Read"]);
     let req = GraphRequest::get(GraphPath::fixed("/me/messages").segment(message))
         .select(&[
-            "id", "subject", "from", "toRecipients", "ccRecipients", "receivedDateTime",
-            "sentDateTime", "body", "hasAttachments", "webLink", "importance",
+            "id",
+            "subject",
+            "from",
+            "toRecipients",
+            "ccRecipients",
+            "receivedDateTime",
+            "sentDateTime",
+            "body",
+            "hasAttachments",
+            "webLink",
+            "importance",
         ])
         .prefer("outlook.body-content-type=\"text\"")
         .prefer("IdType=\"ImmutableId\"");
@@ -501,8 +551,11 @@ async fn read_mail(
     result.web_url = str_at(&body, "/webLink");
     put(result, "from", address(body.pointer("/from")));
     for (key, field) in [("to", "toRecipients"), ("cc", "ccRecipients")] {
-        let list: Vec<String> =
-            body.get(field).and_then(Value::as_array).map(|a| a.iter().filter_map(|x| address(Some(x))).collect()).unwrap_or_default();
+        let list: Vec<String> = body
+            .get(field)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|x| address(Some(x))).collect())
+            .unwrap_or_default();
         put(result, key, (!list.is_empty()).then(|| list.join(", ")));
     }
     put(result, "importance", str_at(&body, "/importance").filter(|i| i != "normal"));
@@ -515,9 +568,11 @@ async fn read_mail(
     set_text(result, &text, max_chars);
     result.sources.push(SourceStatus::ok("message"));
     if body.get("hasAttachments").and_then(Value::as_bool) == Some(true) {
-        let req = GraphRequest::get(GraphPath::fixed("/me/messages").segment(message).then("attachments"))
-            .select(&["id", "name", "contentType", "size", "isInline"])
-            .prefer("IdType=\"ImmutableId\"");
+        let req = GraphRequest::get(
+            GraphPath::fixed("/me/messages").segment(message).then("attachments"),
+        )
+        .select(&["id", "name", "contentType", "size", "isInline"])
+        .prefer("IdType=\"ImmutableId\"");
         match session.get_json::<Value>(&req).await {
             Ok(resp) => {
                 request_ids.extend(resp.request_id);
@@ -563,7 +618,14 @@ async fn read_drive_item(
 ) -> Result<(), ReadError> {
     let session = ctx.session(&auth.caller, &["Files.Read.All"]);
     let req = GraphRequest::get(uri.graph_path()).select(&[
-        "id", "name", "size", "file", "folder", "webUrl", "lastModifiedDateTime", "lastModifiedBy",
+        "id",
+        "name",
+        "size",
+        "file",
+        "folder",
+        "webUrl",
+        "lastModifiedDateTime",
+        "lastModifiedBy",
         "parentReference",
     ]);
     let meta = track(session.get_json::<Value>(&req).await, request_ids)?.body;
@@ -571,13 +633,16 @@ async fn read_drive_item(
     result.title = Some(name.clone());
     result.web_url = str_at(&meta, "/webUrl");
     put(result, "modified_by", str_at(&meta, "/lastModifiedBy/user/displayName"));
-    if let Some(d) = str_at(&meta, "/lastModifiedDateTime").and_then(|t| DateTimes::parse(&t, zone)) {
+    if let Some(d) = str_at(&meta, "/lastModifiedDateTime").and_then(|t| DateTimes::parse(&t, zone))
+    {
         result.dates.insert("modified".into(), d);
     }
     if meta.get("folder").is_some() {
-        let req = GraphRequest::get(GraphPath::fixed("/drives").segment(drive).then("items").segment(item).then("children"))
-            .select(&["id", "name", "size", "folder", "file"])
-            .top(CHILDREN);
+        let req = GraphRequest::get(
+            GraphPath::fixed("/drives").segment(drive).then("items").segment(item).then("children"),
+        )
+        .select(&["id", "name", "size", "folder", "file"])
+        .top(CHILDREN);
         let children = track(session.get_json::<Value>(&req).await, request_ids)?.body;
         for c in children.get("value").and_then(Value::as_array).into_iter().flatten() {
             let Some(child_name) = str_at(c, "/name") else { continue };
@@ -615,7 +680,8 @@ async fn read_drive_item(
             result.web_url.as_deref().map(|u| format!(": {u}")).unwrap_or_default()
         )));
     }
-    let content_path = GraphPath::fixed("/drives").segment(drive).then("items").segment(item).then("content");
+    let content_path =
+        GraphPath::fixed("/drives").segment(drive).then("items").segment(item).then("content");
     let download = track(session.download(&content_path).await, request_ids)?;
     let content_type = mime.or(download.body.content_type.clone());
     extract_into(result, download.body.bytes, &name, content_type.as_deref(), options).await?;
@@ -664,7 +730,10 @@ async fn chat_line(chat: &str, m: &Value, zone: &MailboxZone) -> ChatLine {
     let html = str_at(m, "/body/contentType").is_none_or(|t| t.eq_ignore_ascii_case("html"));
     let text = if html { html_to_text(content).await } else { content };
     ChatLine {
-        uri: str_at(m, "/id").map(|id| M365Uri::chat_message(chat, id)).filter(M365Uri::is_valid).map(|u| u.to_string()),
+        uri: str_at(m, "/id")
+            .map(|id| M365Uri::chat_message(chat, id))
+            .filter(M365Uri::is_valid)
+            .map(|u| u.to_string()),
         from: str_at(m, "/from/user/displayName"),
         sent: str_at(m, "/createdDateTime").and_then(|t| DateTimes::parse(&t, zone)),
         text,
@@ -673,7 +742,9 @@ async fn chat_line(chat: &str, m: &Value, zone: &MailboxZone) -> ChatLine {
 
 async fn html_to_text(html: String) -> String {
     let limits = Limits { max_output_chars: LIMIT_MAX_CHARS as usize, ..Limits::default() };
-    match extract::extract_blocking(html.into_bytes(), FileKind::Html, Selection::all(), limits).await {
+    match extract::extract_blocking(html.into_bytes(), FileKind::Html, Selection::all(), limits)
+        .await
+    {
         Ok(e) => e.parts.into_iter().map(|p| p.text).collect::<Vec<_>>().join("\n"),
         Err(_) => String::new(),
     }
@@ -684,11 +755,13 @@ fn body_text(body: &Value) -> String {
 }
 
 fn set_text(result: &mut ReadResult, text: &str, max_chars: u32) {
-    let max_bytes = text.char_indices().nth(max_chars as usize).map(|(i, _)| i).unwrap_or(text.len());
+    let max_bytes =
+        text.char_indices().nth(max_chars as usize).map(|(i, _)| i).unwrap_or(text.len());
     let (cut, truncated) = truncate_text(text, max_bytes);
     result.text = cut;
     if truncated {
-        result.truncation = Truncation::because(format!("text cut at {max_chars} characters (max_chars)"));
+        result.truncation =
+            Truncation::because(format!("text cut at {max_chars} characters (max_chars)"));
     }
 }
 
@@ -792,9 +865,13 @@ mod tests {
     fn options_refuse_bad_selections() {
         let base = || ReadArgs { uri: "m365://event/AAA".into(), ..Default::default() };
         assert!(ReadOptions::from_args(&ReadArgs { pages: Some("a-b".into()), ..base() }).is_err());
-        assert!(ReadOptions::from_args(&ReadArgs { cell_range: Some("A1;DROP".into()), ..base() }).is_err());
+        assert!(
+            ReadOptions::from_args(&ReadArgs { cell_range: Some("A1;DROP".into()), ..base() })
+                .is_err()
+        );
         assert!(ReadOptions::from_args(&ReadArgs { max_chars: Some(0), ..base() }).is_err());
-        let ok = ReadOptions::from_args(&ReadArgs { pages: Some("1-2".into()), ..base() }).expect("ok");
+        let ok =
+            ReadOptions::from_args(&ReadArgs { pages: Some("1-2".into()), ..base() }).expect("ok");
         assert_eq!(ok.selection.pages, Some(1..=2));
     }
 }

@@ -37,9 +37,9 @@ pub fn authenticated(context: &RequestContext<RoleServer>) -> Result<Authenticat
     let challenge = parts
         .and_then(|p| p.extensions.get::<crate::auth::ChallengeSlot>().cloned())
         .unwrap_or_default();
-    caller
-        .map(|caller| Authenticated { caller, challenge })
-        .ok_or_else(|| McpError::internal_error("the request carries no authenticated caller", None))
+    caller.map(|caller| Authenticated { caller, challenge }).ok_or_else(|| {
+        McpError::internal_error("the request carries no authenticated caller", None)
+    })
 }
 
 /// One template per kind of `m365://` URI.
@@ -56,7 +56,9 @@ pub fn templates() -> Vec<ResourceTemplate> {
 
 fn describe(kind: ResourceKind) -> &'static str {
     match kind {
-        ResourceKind::Mail => "A mail message of the signed-in user, as text, with its attachments listed",
+        ResourceKind::Mail => {
+            "A mail message of the signed-in user, as text, with its attachments listed"
+        }
         ResourceKind::MailAttachment => "A file attached to a mail message, as text",
         ResourceKind::Event => "An event of the signed-in user's calendar",
         ResourceKind::DriveItem => "A OneDrive or SharePoint file as text, or a folder listing",
@@ -67,9 +69,16 @@ fn describe(kind: ResourceKind) -> &'static str {
 }
 
 /// `resources/read`: reads `uri` as the caller and returns its text rendering.
-pub async fn read(ctx: &ToolContext, auth: &Authenticated, uri: &str) -> Result<ReadResourceResult, McpError> {
+pub async fn read(
+    ctx: &ToolContext,
+    auth: &Authenticated,
+    uri: &str,
+) -> Result<ReadResourceResult, McpError> {
     let parsed = M365Uri::parse(uri).map_err(|e| {
-        McpError::resource_not_found(format!("not a readable m365:// URI: {e}"), Some(json!({"uri": truncate(uri)})))
+        McpError::resource_not_found(
+            format!("not a readable m365:// URI: {e}"),
+            Some(json!({"uri": truncate(uri)})),
+        )
     })?;
     let mut arguments = BTreeMap::new();
     arguments.insert("uri".to_owned(), parsed.kind().name());
@@ -77,7 +86,8 @@ pub async fn read(ctx: &ToolContext, auth: &Authenticated, uri: &str) -> Result<
         .begin(&auth.caller, "read_resource", arguments, None)
         .map_err(|message| McpError::invalid_request(message, None))?;
     let mut request_ids = Vec::new();
-    let options = ReadOptions { max_chars: super::read::DEFAULT_MAX_CHARS, ..ReadOptions::default() };
+    let options =
+        ReadOptions { max_chars: super::read::DEFAULT_MAX_CHARS, ..ReadOptions::default() };
     let outcome = read_target(ctx, auth, LinkTarget::Uri(parsed), &options, &mut request_ids).await;
     call.graph_request_ids = request_ids;
     let (label, status) = match &outcome {
@@ -88,7 +98,8 @@ pub async fn read(ctx: &ToolContext, auth: &Authenticated, uri: &str) -> Result<
     call.finish(label, status).map_err(|message| McpError::internal_error(message, None))?;
     match outcome {
         Ok(result) => Ok(ReadResourceResult::new(vec![
-            ResourceContents::text(render(&result), result.uri.clone()).with_mime_type("text/plain"),
+            ResourceContents::text(render(&result), result.uri.clone())
+                .with_mime_type("text/plain"),
         ])),
         Err(ReadError::Invalid(e)) => Err(e),
         Err(ReadError::Refused(message)) => Err(McpError::invalid_request(message, None)),
@@ -99,7 +110,10 @@ pub async fn read(ctx: &ToolContext, auth: &Authenticated, uri: &str) -> Result<
             if failure.error == GraphError::NotFound {
                 Err(McpError::resource_not_found(failure.user_message(), Some(json!({"uri": uri}))))
             } else {
-                Err(McpError::internal_error(failure.user_message(), Some(json!({"code": failure.error.code()}))))
+                Err(McpError::internal_error(
+                    failure.user_message(),
+                    Some(json!({"code": failure.error.code()})),
+                ))
             }
         }
     }

@@ -244,8 +244,10 @@ pub fn kql_phrase(text: &str) -> String {
 /// Free text as quoted KQL terms (`"budget" "q3"`), implicitly AND-ed: each word is its own
 /// quoted token, so `OR`, `NOT`, `path:` or `*` in user text are plain words, never operators.
 pub fn kql_terms(text: &str) -> String {
-    let cleaned: String =
-        text.chars().map(|c| if matches!(c, '"' | '\\') || c.is_control() { ' ' } else { c }).collect();
+    let cleaned: String = text
+        .chars()
+        .map(|c| if matches!(c, '"' | '\\') || c.is_control() { ' ' } else { c })
+        .collect();
     cleaned.split_whitespace().map(|w| format!("\"{w}\"")).collect::<Vec<_>>().join(" ")
 }
 

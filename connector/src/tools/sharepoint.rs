@@ -366,7 +366,9 @@ fn page_size(ctx: &ToolContext, caller: &Caller, limit: Option<u32>) -> Result<u
 /// The user-facing message when SharePoint access is refused (R01, R08).
 pub fn permission_message(failure: &GraphFailure) -> Option<String> {
     let consent = match &failure.error {
-        GraphError::Token(OboError::ConsentRequired { consent_url, .. }) => Some(consent_url.clone()),
+        GraphError::Token(OboError::ConsentRequired { consent_url, .. }) => {
+            Some(consent_url.clone())
+        }
         GraphError::Forbidden { .. } => None,
         _ => return None,
     };
@@ -412,7 +414,9 @@ async fn run(
     }
     let mut call = match ctx.begin(caller, tool, arguments, Some(query_text)) {
         Ok(call) => call,
-        Err(message) => return Ok(CallToolResult::error(vec![rmcp::model::ContentBlock::text(message)])),
+        Err(message) => {
+            return Ok(CallToolResult::error(vec![rmcp::model::ContentBlock::text(message)]));
+        }
     };
 
     let session = ctx.session(caller, &[SITES_READ_ALL]);
@@ -445,12 +449,15 @@ async fn run(
     let allowed_sites = policy.enabled_tenant(&caller.tenant_id).map(|t| t.sites.clone());
     let mut filters = plan.filters;
     if let Some(crate::policy::Allow::Only(_)) = &allowed_sites {
-        filters.push(AppliedFilter::connector("policy_sites", "sites allowed by your organization"));
+        filters
+            .push(AppliedFilter::connector("policy_sites", "sites allowed by your organization"));
     }
 
-    let container = response.body.pointer("/value/0/hitsContainers/0").cloned().unwrap_or(Value::Null);
+    let container =
+        response.body.pointer("/value/0/hitsContainers/0").cloned().unwrap_or(Value::Null);
     let hits = container.get("hits").and_then(Value::as_array).cloned().unwrap_or_default();
-    let graph_more = container.get("moreResultsAvailable").and_then(Value::as_bool).unwrap_or(false);
+    let graph_more =
+        container.get("moreResultsAvailable").and_then(Value::as_bool).unwrap_or(false);
     let total = container.get("total").and_then(Value::as_u64);
     let mut budget = ByteBudget::new(DEFAULT_RESULT_BUDGET);
     let mut items = Vec::new();
@@ -502,12 +509,7 @@ async fn run(
     let mut notes = Vec::new();
     notes.extend(zone.note.clone());
     let results = SharePointResults {
-        page: Page {
-            has_more,
-            returned: items.len() as u32,
-            total_estimate: total,
-            next_cursor,
-        },
+        page: Page { has_more, returned: items.len() as u32, total_estimate: total, next_cursor },
         items,
         sites,
         filters,
@@ -651,7 +653,8 @@ fn finish_failure(
     failure: &GraphFailure,
     auth: &Authenticated,
 ) -> Result<CallToolResult, McpError> {
-    let outcome = if failure.claims_challenge().is_some() { "claims_challenge" } else { "graph_error" };
+    let outcome =
+        if failure.claims_challenge().is_some() { "claims_challenge" } else { "graph_error" };
     let status = match &failure.error {
         GraphError::Forbidden { .. } | GraphError::Token(OboError::ConsentRequired { .. }) => 403,
         GraphError::NotFound => 404,
@@ -695,8 +698,14 @@ mod tests {
         let base = || SharePointSearchArgs { query: "x".into(), ..Default::default() };
         for args in [
             SharePointSearchArgs { site_url: Some("https://evil.com/sites/x".into()), ..base() },
-            SharePointSearchArgs { site_url: Some("http://contoso.sharepoint.com/x".into()), ..base() },
-            SharePointSearchArgs { site_url: Some("https://contoso.sharepoint.com/x\" OR x".into()), ..base() },
+            SharePointSearchArgs {
+                site_url: Some("http://contoso.sharepoint.com/x".into()),
+                ..base()
+            },
+            SharePointSearchArgs {
+                site_url: Some("https://contoso.sharepoint.com/x\" OR x".into()),
+                ..base()
+            },
             SharePointSearchArgs { file_types: Some(vec!["docx OR".into()]), ..base() },
             SharePointSearchArgs { modified_after: Some("yesterday".into()), ..base() },
             SharePointSearchArgs { query: " ".into(), ..Default::default() },

@@ -153,7 +153,10 @@ impl MailboxZone {
 /// The caller's mailbox time zone from `GET /me/mailboxSettings` (`MailboxSettings.Read`).
 /// When it cannot be read (permission not granted, Graph failing), UTC with a note: a time
 /// zone is presentation, never a reason to fail a search.
-pub async fn mailbox_zone(ctx: &crate::tools::ToolContext, caller: &crate::domain::Caller) -> MailboxZone {
+pub async fn mailbox_zone(
+    ctx: &crate::tools::ToolContext,
+    caller: &crate::domain::Caller,
+) -> MailboxZone {
     use crate::graph::{GraphPath, GraphRequest};
     let session = ctx.session(caller, &["MailboxSettings.Read"]);
     let req = GraphRequest::get(GraphPath::fixed("/me/mailboxSettings")).select(&["timeZone"]);

@@ -21,7 +21,10 @@ async fn s01_sharepoint_search_finds_the_budget_workbook_with_a_readable_uri() {
     assert!(names.contains(&"Q3 Budget.xlsx"), "{names:?}");
     let uri = content["items"][0]["uri"].as_str().expect("every hit has a uri");
     assert!(uri.starts_with("m365://drive/b%21"), "{uri}");
-    assert_json_snapshot!("s01_q3_budget", json!({"text": ToolsWorld::text(&result), "structured": redact(&content)}));
+    assert_json_snapshot!(
+        "s01_q3_budget",
+        json!({"text": ToolsWorld::text(&result), "structured": redact(&content)})
+    );
 }
 
 #[tokio::test]
@@ -60,7 +63,10 @@ async fn s01_paging_walks_to_the_end_and_cursors_are_bound_to_the_caller() {
         for item in content["items"].as_array().unwrap() {
             seen.push(item["uri"].clone());
         }
-        assert_eq!(content["page"]["returned"].as_u64().unwrap() as usize, content["items"].as_array().unwrap().len());
+        assert_eq!(
+            content["page"]["returned"].as_u64().unwrap() as usize,
+            content["items"].as_array().unwrap().len()
+        );
         match content["page"]["next_cursor"].as_str() {
             Some(c) => {
                 assert_eq!(content["page"]["has_more"], json!(true));
@@ -99,7 +105,10 @@ async fn s02_folder_search_returns_folders_with_their_path() {
     assert!(!items.is_empty());
     assert!(items.iter().all(|i| i["kind"] == "folder"));
     assert!(items.iter().any(|i| i["path"] == "Project Falcon"), "{items:?}");
-    assert_json_snapshot!("s02_specs", json!({"text": ToolsWorld::text(&result), "structured": redact(&content)}));
+    assert_json_snapshot!(
+        "s02_specs",
+        json!({"text": ToolsWorld::text(&result), "structured": redact(&content)})
+    );
 }
 
 #[tokio::test]
@@ -128,7 +137,12 @@ async fn r08_only_sites_selected_explains_that_sites_read_all_is_needed() {
     let connector = world.entra.connector_id();
     world
         .entra
-        .revoke_consent("contoso", connector, fake_entra::GrantResource::Graph, &["Sites.Read.All", "Files.Read.All"])
+        .revoke_consent(
+            "contoso",
+            connector,
+            fake_entra::GrantResource::Graph,
+            &["Sites.Read.All", "Files.Read.All"],
+        )
         .expect("revoked");
     world
         .entra

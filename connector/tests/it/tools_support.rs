@@ -109,7 +109,9 @@ impl ToolsWorld {
         let settings = Settings::from_raw(raw).expect("valid settings");
         let policy_path = dir.join("policy.toml");
         std::fs::write(&policy_path, &policy_text).expect("policy written");
-        let policy = Arc::new(PolicyStore::fixed(Policy::parse(&policy_text, &policy_path).expect("policy")));
+        let policy = Arc::new(PolicyStore::fixed(
+            Policy::parse(&policy_text, &policy_path).expect("policy"),
+        ));
         let shared = clock.clone();
         let deps = Dependencies {
             clock: Clock::from_fn(move || shared.now()),
@@ -147,12 +149,14 @@ impl ToolsWorld {
             .expect("request sent");
         let status = response.status();
         let text = response.text().await.expect("body");
-        serde_json::from_str(&text).unwrap_or_else(|_| json!({"http_status": status.as_u16(), "body": text}))
+        serde_json::from_str(&text)
+            .unwrap_or_else(|_| json!({"http_status": status.as_u16(), "body": text}))
     }
 
     /// `tools/call`; returns `result` or, for a protocol error, `{"error": …}`.
     pub async fn call_tool(&self, who: &Persona, name: &str, arguments: Value) -> Value {
-        let response = self.rpc(who, "tools/call", json!({"name": name, "arguments": arguments})).await;
+        let response =
+            self.rpc(who, "tools/call", json!({"name": name, "arguments": arguments})).await;
         match response.get("result") {
             Some(result) => result.clone(),
             None => json!({"error": response.get("error").cloned().unwrap_or(response)}),
@@ -163,7 +167,10 @@ impl ToolsWorld {
     pub async fn structured(&self, who: &Persona, name: &str, arguments: Value) -> Value {
         let result = self.call_tool(who, name, arguments).await;
         assert_ne!(result.get("isError"), Some(&json!(true)), "tool failed: {result:#}");
-        result.get("structuredContent").cloned().unwrap_or_else(|| panic!("no structuredContent: {result:#}"))
+        result
+            .get("structuredContent")
+            .cloned()
+            .unwrap_or_else(|| panic!("no structuredContent: {result:#}"))
     }
 
     /// The text of the first content block.
