@@ -137,6 +137,7 @@ pub async fn run(opts: &Options) -> Result<Outcome> {
             client_secret: secret.clone(),
             tenants: tenants.clone(),
             obo_max_reuse_secs: opts.obo_max_reuse_secs,
+            max_in_flight: (opts.callers + 64).max(256),
         },
         &http,
     )
@@ -175,6 +176,7 @@ pub async fn run(opts: &Options) -> Result<Outcome> {
             client_secret: secret.clone(),
             tenants,
             obo_max_reuse_secs: opts.obo_max_reuse_secs,
+            max_in_flight: (opts.callers + 64).max(256),
         },
         &http,
     )

@@ -190,6 +190,9 @@ pub struct ConnectorSetup<'a> {
     pub client_secret: String,
     pub tenants: Vec<(String, Uuid)>,
     pub obo_max_reuse_secs: u64,
+    /// `limits.max_in_flight`: above the caller count, so the bench measures cost, not
+    /// load shedding (the default of 256 would shed at 1,000 callers).
+    pub max_in_flight: usize,
 }
 
 fn random_key() -> String {
@@ -237,6 +240,7 @@ fsync = false
 
 [limits]
 request_timeout_secs = 30
+max_in_flight = {max_in_flight}
 per_caller_per_minute = 10000000
 per_caller_burst = 1000000
 shutdown_grace_secs = 1
@@ -249,6 +253,7 @@ cursor_key = "{cursor_key}"
         client_secret = setup.client_secret,
         graph_base = setup.graph_base,
         obo = setup.obo_max_reuse_secs,
+        max_in_flight = setup.max_in_flight,
         cache_key = random_key(),
         cursor_key = random_key(),
     );

@@ -158,3 +158,30 @@ async fn r08_only_sites_selected_explains_that_sites_read_all_is_needed() {
     assert!(text.contains("Sites.Read.All") && text.contains("Sites.Selected"), "{text}");
     assert!(world.graph_calls(&alex).iter().all(|c| !c.contains("/search/query")));
 }
+
+#[tokio::test]
+async fn cursors_expire_on_the_shared_clock() {
+    let world = ToolsWorld::start().await;
+    let megan = world.persona("megan@contoso.com");
+    let first = world
+        .structured(&megan, "sharepoint_search", json!({"query": "Contoso", "limit": 1}))
+        .await;
+    let cursor = first["page"]["next_cursor"].as_str().expect("a second page").to_owned();
+    world.clock.advance(std::time::Duration::from_secs(2 * 3600));
+    let megan = world.persona("megan@contoso.com");
+    let result = world
+        .call_tool(
+            &megan,
+            "sharepoint_search",
+            json!({"query": "Contoso", "limit": 1, "cursor": cursor}),
+        )
+        .await;
+    assert_eq!(result.pointer("/error/code"), Some(&json!(-32602)), "{result:#}");
+    assert!(
+        result
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .contains("expired")
+    );
+}

@@ -166,7 +166,12 @@ impl ToolsWorld {
     /// The structured content of a successful tool call (panics with the result otherwise).
     pub async fn structured(&self, who: &Persona, name: &str, arguments: Value) -> Value {
         let result = self.call_tool(who, name, arguments).await;
-        assert_ne!(result.get("isError"), Some(&json!(true)), "tool failed: {result:#}");
+        assert_ne!(
+            result.get("isError"),
+            Some(&json!(true)),
+            "{name} failed for {}: {result:#}",
+            who.upn
+        );
         result
             .get("structuredContent")
             .cloned()
