@@ -242,6 +242,7 @@ impl WorldBuilder {
                 config.cache_key.clone(),
                 config.cursor_key.clone(),
             ])),
+            snapshots: Mutex::new(Vec::new()),
         };
         world.wait_ready().await?;
         Ok(world)
@@ -278,6 +279,7 @@ jwks_refresh_floor_secs = 1
 [graph]
 base_url = "{graph_base}"
 download_hosts = ["127.0.0.1"]
+timeout_secs = 5
 max_retries = 3
 retry_budget_secs = 10
 
@@ -367,6 +369,8 @@ pub struct World {
     oauth: OAuthClient,
     /// Every secret and token this run handed out (D04 greps the logs for them).
     secrets: Arc<Mutex<Vec<String>>>,
+    /// Named tool outputs the S scenarios recorded for snapshot comparison.
+    snapshots: Mutex<Vec<(String, serde_json::Value)>>,
 }
 
 impl std::fmt::Debug for World {
@@ -485,6 +489,27 @@ impl World {
         s.push(tokens.access_token.clone());
         if let Some(r) = &tokens.refresh_token {
             s.push(r.clone());
+        }
+    }
+
+    /// Records a named value (a tool output) for snapshot comparison by the test suite.
+    pub fn record_snapshot(&self, name: &str, value: serde_json::Value) {
+        self.snapshots.lock().unwrap_or_else(|e| e.into_inner()).push((name.to_owned(), value));
+    }
+
+    /// The values recorded with [`World::record_snapshot`], in order.
+    pub fn snapshots(&self) -> Vec<(String, serde_json::Value)> {
+        self.snapshots.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The sealed blobs of the in-process connector's OBO token cache (`None` for a spawned
+    /// connector, whose memory is out of reach).
+    pub fn token_cache_blobs(&self) -> Option<Vec<Vec<u8>>> {
+        match &*self.running.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(Running::InProcess { state, .. }) => {
+                state.token_provider().map(|p| p.cache_snapshot_for_tests())
+            }
+            _ => None,
         }
     }
 

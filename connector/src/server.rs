@@ -96,6 +96,8 @@ pub struct AppState {
     pub audit: Arc<AuditLog>,
     pub keys: Arc<dyn KeyStore>,
     pub discovery_ok: AtomicBool,
+    /// The OBO token provider, set once the application is built (test inspection, T07).
+    token_provider: std::sync::OnceLock<TokenProvider>,
     http: reqwest::Client,
     in_flight: Arc<Semaphore>,
 }
@@ -179,6 +181,7 @@ impl Application {
             audit: audit.clone(),
             keys: keys.clone(),
             discovery_ok: AtomicBool::new(false),
+            token_provider: std::sync::OnceLock::new(),
             http: http.clone(),
             in_flight: Arc::new(Semaphore::new(settings.limits.max_in_flight)),
             settings: settings.clone(),
@@ -236,6 +239,7 @@ impl Application {
                 tracing::error!(error = %err, "Audit write failed for an OBO exchange");
             }
         }));
+        let _ = state.token_provider.set(provider.clone());
         let purge = provider.clone();
         policy.on_tenants_disabled(move |tenants| {
             for tid in tenants {
@@ -311,6 +315,12 @@ impl Application {
 }
 
 impl AppState {
+    /// The OBO token provider of the running application (for test inspection: its
+    /// [`TokenProvider::cache_snapshot_for_tests`]).
+    pub fn token_provider(&self) -> Option<&TokenProvider> {
+        self.token_provider.get()
+    }
+
     async fn load_discovery(&self) -> Result<(), String> {
         let url = self.settings.entra.discovery_url();
         let response = self
@@ -368,6 +378,7 @@ pub async fn check_reachability(settings: &Settings) -> Result<String, String> {
         audit: Arc::new(AuditLog::to_writer(std::io::sink(), Clock::system())),
         keys: Arc::new(JwksKeyStore::new(http.clone(), String::new(), Duration::from_secs(60))),
         discovery_ok: AtomicBool::new(false),
+        token_provider: std::sync::OnceLock::new(),
         http,
         in_flight: Arc::new(Semaphore::new(1)),
     };

@@ -1,14 +1,32 @@
 //! Throughput of fake-graph on this machine: requests/s for `GET /me/messages?$top=25` and the
 //! latency of searches over a 100,000-message generated mailbox. Run: `cargo bench -p fake-graph`.
+//!
+//! The GET load comes from a minimal HTTP/1.1 keep-alive client (one connection per task, no
+//! pool, no TLS) so that the client's own cost stays small next to the server's. It is measured
+//! twice: with the server in this process (one runtime for both), and with the server in a child
+//! process (this executable re-run with `FAKE_GRAPH_BENCH_ROLE=server`). For the child the bench
+//! also reads the server's CPU time from `/proc`, so it can report requests per server CPU-second:
+//! the server's capacity independent of how many cores the client took.
+//!
+//! Environment: `FAKE_GRAPH_BENCH_SECS` (GET phase length, default 5), `FAKE_GRAPH_BENCH_TASKS`
+//! (concurrent connections, default 16), `FAKE_GRAPH_BENCH_ONLY=get|search` (skip the rest).
 
 use std::{
+    io::{BufRead, BufReader, Write},
+    net::SocketAddr,
+    process::{Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use fake_graph::{CaeSync, FakeGraph};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as TokioBufReader},
+    net::TcpStream,
+};
 
 const MESSAGES: usize = 100_000;
+const ROLE_ENV: &str = "FAKE_GRAPH_BENCH_ROLE";
 const WORDS: &[&str] = &[
     "budget",
     "roadmap",
@@ -31,6 +49,7 @@ const WORDS: &[&str] = &[
     "benefits",
     "audit",
 ];
+const GET_PATH: &str = "/v1.0/me/messages?$top=25&$select=id,subject,from,receivedDateTime";
 
 fn big_world() -> (Arc<fixtures::World>, uuid::Uuid, uuid::Uuid) {
     let mut world = (*fixtures::standard_world()).clone();
@@ -67,73 +86,231 @@ fn big_world() -> (Arc<fixtures::World>, uuid::Uuid, uuid::Uuid) {
     (Arc::new(world), tid, owner)
 }
 
+/// fake-entra and fake-graph serving the big world, with a Mail.Read token for its owner.
+struct Served {
+    _entra: fake_entra::FakeEntra,
+    graph: FakeGraph,
+    token: String,
+}
+
+async fn serve() -> Served {
+    let built = Instant::now();
+    let (world, tid, oid) = big_world();
+    let entra = fake_entra::FakeEntra::builder().world(world.clone()).start().await;
+    let graph = FakeGraph::builder()
+        .world(world)
+        .entra(&entra.uri())
+        .cae_sync(CaeSync::Background(Duration::from_secs(1)))
+        .mailbox_concurrency(0)
+        .start()
+        .await
+        .expect("start");
+    eprintln!("world with {MESSAGES} messages indexed and served in {:?}", built.elapsed());
+    let token = entra.graph_token(tid, oid, &["User.Read", "Mail.Read"], false);
+    Served { _entra: entra, graph, token }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p) as usize]
 }
 
-fn main() {
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// User + system CPU seconds of a process so far (Linux `/proc/{pid}/stat`).
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// One keep-alive HTTP/1.1 connection sending the same GET; returns the responses read.
+async fn get_loop(addr: SocketAddr, request: Arc<Vec<u8>>, deadline: Instant) -> u64 {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = TokioBufReader::with_capacity(64 * 1024, rd);
+    let mut line = String::new();
+    let mut body = Vec::new();
+    let mut n = 0;
+    while Instant::now() < deadline {
+        wr.write_all(&request).await.expect("write");
+        line.clear();
+        rd.read_line(&mut line).await.expect("status line");
+        assert!(line.starts_with("HTTP/1.1 200"), "unexpected status: {line}");
+        let mut length = None;
+        loop {
+            line.clear();
+            rd.read_line(&mut line).await.expect("header");
+            let h = line.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse::<usize>().ok();
+            }
+        }
+        let length = length.expect("the server sends Content-Length for JSON bodies");
+        body.resize(length, 0);
+        rd.read_exact(&mut body).await.expect("body");
+        n += 1;
+    }
+    n
+}
+
+/// Drives `tasks` keep-alive connections for `secs`; returns (requests, elapsed seconds).
+async fn get_load(addr: SocketAddr, token: &str, tasks: u64, secs: u64) -> (u64, f64) {
+    let request = Arc::new(
+        format!(
+            "GET {GET_PATH} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+             Accept: application/json\r\n\r\n"
+        )
+        .into_bytes(),
+    );
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(secs);
+    let handles: Vec<_> =
+        (0..tasks).map(|_| tokio::spawn(get_loop(addr, request.clone(), deadline))).collect();
+    let mut total = 0;
+    for h in handles {
+        total += h.await.expect("task");
+    }
+    (total, start.elapsed().as_secs_f64())
+}
+
+async fn searches(base: &str, token: &str) {
+    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let search_url = format!("{base}/v1.0/search/query");
+    let mut lat = Vec::new();
+    for i in 0..200 {
+        let q = format!("{} {}", WORDS[i % WORDS.len()], WORDS[(i * 7 + 3) % WORDS.len()]);
+        let body = serde_json::json!({"requests":[{"entityTypes":["message"],"query":{"queryString": q},"from":0,"size":25}]});
+        let t0 = Instant::now();
+        let r = client.post(&search_url).bearer_auth(token).json(&body).send().await.expect("send");
+        assert!(r.status().is_success());
+        let _ = r.bytes().await;
+        lat.push(t0.elapsed());
+    }
+    lat.sort();
+    println!(
+        "POST /search/query (message, 2 terms, 100k mailbox): p50 {:?}, p95 {:?} (load average {})",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.95),
+        load_average()
+    );
+    let mut lat = Vec::new();
+    for i in 0..100 {
+        let u = format!("{base}/v1.0/me/messages?$search=\"{}\"&$top=25", WORDS[i % WORDS.len()]);
+        let t0 = Instant::now();
+        let r = client.get(&u).bearer_auth(token).send().await.expect("send");
+        assert!(r.status().is_success());
+        let _ = r.bytes().await;
+        lat.push(t0.elapsed());
+    }
+    lat.sort();
+    println!(
+        "GET /me/messages?$search (1 term, 100k mailbox): p50 {:?}, p95 {:?}",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.95)
+    );
+}
+
+/// Child role: serve, print `READY <addr> <token>`, stop when stdin closes.
+fn run_server() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let built = Instant::now();
-        let (world, tid, oid) = big_world();
-        let entra = fake_entra::FakeEntra::builder().world(world.clone()).start().await;
-        let graph = FakeGraph::builder().world(world).entra(&entra.uri()).cae_sync(CaeSync::Off).start().await.expect("start");
-        println!("world with {MESSAGES} messages indexed and served in {:?}", built.elapsed());
-        let token = entra.graph_token(tid, oid, &["User.Read", "Mail.Read"], false);
-        let client = reqwest::Client::builder().no_proxy().build().expect("client");
-        let url = format!("{}/v1.0/me/messages?$top=25&$select=id,subject,from,receivedDateTime", graph.uri());
-        graph.set_mailbox_concurrency(0);
-
-        // Simple GETs: 16 concurrent clients for 5 seconds.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..16)
-            .map(|_| {
-                let (client, url, token) = (client.clone(), url.clone(), token.clone());
-                tokio::spawn(async move {
-                    let mut n = 0u64;
-                    while Instant::now() < deadline {
-                        let r = client.get(&url).bearer_auth(&token).send().await.expect("send");
-                        assert!(r.status().is_success());
-                        let _ = r.bytes().await;
-                        n += 1;
-                    }
-                    n
-                })
-            })
-            .collect();
-        let mut total = 0;
-        for t in tasks {
-            total += t.await.expect("task");
-        }
-        let secs = start.elapsed().as_secs_f64();
-        println!("GET /me/messages?$top=25: {total} requests in {secs:.1} s = {:.0} requests/s (client and server share 2 cores)", total as f64 / secs);
-
-        // Searches, one at a time.
-        let search_url = format!("{}/v1.0/search/query", graph.uri());
-        let mut lat = Vec::new();
-        for i in 0..200 {
-            let q = format!("{} {}", WORDS[i % WORDS.len()], WORDS[(i * 7 + 3) % WORDS.len()]);
-            let body = serde_json::json!({"requests":[{"entityTypes":["message"],"query":{"queryString": q},"from":0,"size":25}]});
-            let t0 = Instant::now();
-            let r = client.post(&search_url).bearer_auth(&token).json(&body).send().await.expect("send");
-            assert!(r.status().is_success());
-            let _ = r.bytes().await;
-            lat.push(t0.elapsed());
-        }
-        lat.sort();
-        println!("POST /search/query (message, 2 terms, 100k mailbox): p50 {:?}, p95 {:?}", percentile(&lat, 0.5), percentile(&lat, 0.95));
-        let mut lat = Vec::new();
-        for i in 0..100 {
-            let u = format!("{}/v1.0/me/messages?$search=\"{}\"&$top=25", graph.uri(), WORDS[i % WORDS.len()]);
-            let t0 = Instant::now();
-            let r = client.get(&u).bearer_auth(&token).send().await.expect("send");
-            assert!(r.status().is_success());
-            let _ = r.bytes().await;
-            lat.push(t0.elapsed());
-        }
-        lat.sort();
-        println!("GET /me/messages?$search (1 term, 100k mailbox): p50 {:?}, p95 {:?}", percentile(&lat, 0.5), percentile(&lat, 0.95));
+        let served = serve().await;
+        println!("READY {} {}", served.graph.address(), served.token);
+        std::io::stdout().flush().expect("flush");
+        tokio::task::spawn_blocking(|| {
+            let mut sink = String::new();
+            while std::io::stdin().read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {}
+        })
+        .await
+        .expect("stdin watcher");
     });
+}
+
+fn main() {
+    if std::env::var(ROLE_ENV).as_deref() == Ok("server") {
+        return run_server();
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let secs = env_num("FAKE_GRAPH_BENCH_SECS", 5);
+    let tasks = env_num("FAKE_GRAPH_BENCH_TASKS", 16);
+    let only = std::env::var("FAKE_GRAPH_BENCH_ONLY").unwrap_or_default();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    println!("load average before: {}", load_average());
+
+    // 1. Server and load generator in one process (one runtime, two cores).
+    rt.block_on(async {
+        let served = serve().await;
+        if only != "search" {
+            let (n, s) = get_load(served.graph.address(), &served.token, tasks, secs).await;
+            println!(
+                "in-process  GET /me/messages?$top=25: {n} requests in {s:.1} s = {:.0} requests/s \
+                 ({tasks} keep-alive connections; load average {})",
+                n as f64 / s,
+                load_average()
+            );
+        }
+        if only != "get" {
+            searches(&served.graph.uri(), &served.token).await;
+        }
+    });
+    if only == "search" {
+        return;
+    }
+
+    // 2. Server in a child process; this process only generates load.
+    let exe = std::env::current_exe().expect("current exe");
+    let mut child = Command::new(exe)
+        .env(ROLE_ENV, "server")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the server process");
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().expect("child stdout"))
+        .read_line(&mut ready)
+        .expect("READY line");
+    let mut parts = ready.split_whitespace();
+    assert_eq!(parts.next(), Some("READY"), "server did not start: {ready}");
+    let addr: SocketAddr = parts.next().expect("addr").parse().expect("socket address");
+    let token = parts.next().expect("token").to_owned();
+    let pid = child.id().to_string();
+    let self_pid = std::process::id().to_string();
+    let (cpu0, own0) = (cpu_seconds(&pid), cpu_seconds(&self_pid));
+    let (n, s) = rt.block_on(get_load(addr, &token, tasks, secs));
+    let (cpu1, own1) = (cpu_seconds(&pid), cpu_seconds(&self_pid));
+    println!(
+        "two-process GET /me/messages?$top=25: {n} requests in {s:.1} s = {:.0} requests/s \
+         ({tasks} keep-alive connections; load average {})",
+        n as f64 / s,
+        load_average()
+    );
+    if let (Some(a), Some(b), Some(c), Some(d)) = (cpu0, cpu1, own0, own1) {
+        let server = b - a;
+        println!(
+            "  server used {server:.2} CPU-s ({:.0} µs/request = {:.0} requests per server CPU-second), \
+             load generator {:.2} CPU-s",
+            server * 1e6 / n as f64,
+            n as f64 / server.max(0.01),
+            d - c
+        );
+    }
+    drop(child.stdin.take());
+    let _ = child.wait();
 }

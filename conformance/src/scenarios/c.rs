@@ -39,26 +39,46 @@ async fn refusal(world: &World, upn: &str, extra: &[(&str, &str)]) -> Result<Ent
     }
 }
 
-/// The claims a client sends to step up when the challenge names none.
-const MFA_CLAIMS: &str = r#"{"access_token":{"amr":{"essential":true,"values":["mfa"]}}}"#;
-
 pub async fn c01_mfa_step_up(world: &World) -> Result<()> {
     let upn = Persona::Isaiah.upn();
+    // A token Entra minted without MFA (e.g. before the policy applied): the connector accepts
+    // it, but its OBO exchange meets Conditional Access and must be handed back as a claims
+    // challenge the client can satisfy.
+    let (tid, oid) = world.ids(upn)?;
+    let weak = world.session_with_token(upn, world.entra.user_token(tid, oid));
+    let r = weak.call_tool_http("get_me", json!({})).await?;
+    super::ensure_status(&r, 401, "OBO under an MFA policy")?;
+    ensure!(
+        r.challenge("error").as_deref() == Some("insufficient_claims"),
+        "expected error=\"insufficient_claims\": {:?}",
+        r.header("www-authenticate")
+    );
+    let claims = r
+        .challenge("claims")
+        .ok_or_else(|| anyhow!("the challenge has no claims: {:?}", r.header("www-authenticate")))?;
+    let json_claims = crate::session::decode_claims(&claims);
+    ensure!(
+        serde_json::from_str::<serde_json::Value>(&json_claims).is_ok(),
+        "the claims parameter is not base64 of JSON: {claims}"
+    );
+    ensure!(
+        world.graph.never_called_for(tid, oid),
+        "Graph was called although the exchange was refused"
+    );
+    // An interactive sign-in without the claims is refused too (AADSTS50076).
     let e = refusal(world, upn, &[]).await?;
     ensure!(
         e.error == "interaction_required" && e.has_code(50076),
         "expected an MFA challenge: {e}"
     );
-    let claims = e
-        .claims
-        .clone()
-        .map(|c| crate::session::decode_claims(&c))
-        .unwrap_or_else(|| MFA_CLAIMS.into());
+    // Step-up: authorize again with the challenge's claims.
     let isaiah = world
-        .try_sign_in(upn, &[("claims", &claims)])
+        .try_sign_in(upn, &[("claims", &json_claims)])
         .await
         .map_err(|e| anyhow!("step-up sign-in: {e}"))?;
     me_of(&isaiah.call_ok("get_me", json!({})).await?)?;
+    let found = isaiah.call_ok("outlook_email_search", json!({"query": "budget"})).await?;
+    ensure!(!found.is_error, "mail after step-up: {}", found.text);
     Ok(())
 }
 

@@ -4,7 +4,7 @@ use anyhow::{Result, ensure};
 use fake_entra::{BadToken, TokenSpec};
 use serde_json::json;
 
-use super::{me_of, scenario};
+use super::{me_of, scenario, structured_ok, uri_where};
 use crate::{Persona, World};
 
 pub fn scenarios() -> Vec<super::Scenario> {
@@ -21,23 +21,48 @@ pub fn scenarios() -> Vec<super::Scenario> {
             d04_audit_without_secrets
         ),
     ];
-    #[cfg(feature = "pending-tools")]
     v.push(scenario!(
         "D02",
         "no content caching: two reads, two Graph requests",
-        pending::d02_no_content_caching
+        d02_no_content_caching
     ));
     v.sort_by_key(|s| s.id);
     v
 }
 
+/// A plausible argument set for every tool, so a run touches every Graph path.
+pub fn sample_calls(uri: &str) -> Vec<(&'static str, serde_json::Value)> {
+    vec![
+        ("get_me", json!({})),
+        ("sharepoint_search", json!({"query": "budget", "file_types": ["xlsx", "pdf"]})),
+        ("sharepoint_folder_search", json!({"name": "Reports"})),
+        ("outlook_email_search", json!({"query": "budget", "has_attachments": true})),
+        ("outlook_email_search", json!({"from": "kim.akers@litware.com"})),
+        ("outlook_calendar_search", json!({"start": "2026-05-25", "end": "2026-06-08"})),
+        ("outlook_calendar_search", json!({"query": "sync"})),
+        (
+            "find_meeting_availability",
+            json!({"attendees": ["alex@contoso.com"], "duration_minutes": 30,
+                   "start": "2026-06-01", "end": "2026-06-03"}),
+        ),
+        ("chat_message_search", json!({"query": "budget"})),
+        ("read_resource", json!({"uri": uri})),
+    ]
+}
+
 pub async fn d01_no_mutating_request(world: &World) -> Result<()> {
     for p in [Persona::Adele, Persona::AdeleFabrikam, Persona::Megan] {
         let s = world.session(p).await?;
-        for tool in s.tool_names().await? {
-            let _ = s
-                .call_tool_http(&tool, json!({"query": "budget", "uri": "m365://me/profile"}))
-                .await?;
+        let tools = s.tool_names().await?;
+        let mail = structured_ok(&s, "outlook_email_search", json!({"query": "budget"})).await?;
+        let uri = uri_where(&mail, "messages", "subject", "budget")?;
+        let calls = sample_calls(&uri);
+        for tool in &tools {
+            ensure!(calls.iter().any(|(t, _)| t == tool), "no sample call for listed tool {tool}");
+        }
+        for (tool, args) in calls {
+            let out = s.call_ok(tool, args).await?;
+            ensure!(!out.is_error, "{tool} failed for {}: {}", s.upn, out.text);
         }
     }
     let m = world.graph.mutating_requests();
@@ -46,6 +71,16 @@ pub async fn d01_no_mutating_request(world: &World) -> Result<()> {
         "mutating Graph requests: {:?}",
         m.iter().map(|e| &e.request_uri).collect::<Vec<_>>()
     );
+    let methods: std::collections::BTreeSet<String> =
+        world.graph.journal().iter().map(|e| e.request_method.clone()).collect();
+    ensure!(methods.iter().all(|m| m == "GET" || m == "POST"), "unexpected methods {methods:?}");
+    for e in world.graph.journal().iter().filter(|e| e.request_method == "POST") {
+        ensure!(
+            e.path.ends_with("/search/query") || e.path.ends_with("/calendar/getSchedule"),
+            "a POST outside the read-only query endpoints: {}",
+            e.path
+        );
+    }
     Ok(())
 }
 
@@ -104,10 +139,10 @@ pub async fn d04_audit_without_secrets(world: &World) -> Result<()> {
     let lee = world.session(Persona::Lee).await?;
     for s in [&adele, &lee, &adele] {
         me_of(&s.call_ok("get_me", json!({})).await?)?;
-        #[cfg(feature = "pending-tools")]
-        {
-            s.call_ok("outlook_email_search", json!({"query": "budget"})).await?;
-            s.call_ok("sharepoint_search", json!({"query": "report"})).await?;
+            let mail = structured_ok(s, "outlook_email_search", json!({"query": "budget"})).await?;
+        let uri = uri_where(&mail, "messages", "subject", "budget")?;
+        for (tool, args) in sample_calls(&uri) {
+            s.call_ok(tool, args).await?;
         }
     }
     let (tid, oid) = world.ids(Persona::Adele.upn())?;
@@ -119,7 +154,14 @@ pub async fn d04_audit_without_secrets(world: &World) -> Result<()> {
 
     let records = world.audit_records();
     let calls: Vec<_> = records.iter().filter(|r| r["event"] == "tool_call").collect();
-    ensure!(calls.len() >= 3, "expected ≥ 3 tool_call audit records, found {}", calls.len());
+    ensure!(calls.len() >= 33, "expected ≥ 33 tool_call audit records, found {}", calls.len());
+    for tool in sample_calls("").iter().map(|(t, _)| *t) {
+        ensure!(calls.iter().any(|r| r["tool"] == json!(tool)), "no audit record for {tool}");
+    }
+    ensure!(
+        calls.iter().any(|r| r["graph_request_ids"].as_array().is_some_and(|a| !a.is_empty())),
+        "no audit record carries Graph request ids"
+    );
     for r in &calls {
         for field in ["tenant_id", "user_id", "tool", "graph_request_ids", "outcome", "latency_ms"]
         {
@@ -148,6 +190,7 @@ pub async fn d04_audit_without_secrets(world: &World) -> Result<()> {
     for c in content_strings(world) {
         ensure!(!logs.contains(&c), "fixture content appears in the logs: {c:.40}");
     }
+    ensure!(!super::contains_jwt(&logs), "a JWT (user or Graph token) appears in the logs");
     ensure!(
         !logs.to_lowercase().contains("authorization: bearer"),
         "an Authorization header was logged"
@@ -155,26 +198,27 @@ pub async fn d04_audit_without_secrets(world: &World) -> Result<()> {
     Ok(())
 }
 
-#[cfg(feature = "pending-tools")]
-mod pending {
-    use super::*;
-
-    pub async fn d02_no_content_caching(world: &World) -> Result<()> {
-        let s = world.session(Persona::Adele).await?;
-        let out = s.call_ok("outlook_email_search", json!({"query": "a"})).await?;
-        let uri = out.structured.unwrap_or_default()["results"][0]["uri"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let before = world.graph.requests_for_user(s.tenant_id, s.object_id).len();
-        s.call_ok("read_resource", json!({"uri": uri})).await?;
-        let mid = world.graph.requests_for_user(s.tenant_id, s.object_id).len();
-        s.call_ok("read_resource", json!({"uri": uri})).await?;
-        let after = world.graph.requests_for_user(s.tenant_id, s.object_id).len();
+pub async fn d02_no_content_caching(world: &World) -> Result<()> {
+    let s = world.session(Persona::Adele).await?;
+    let mail = structured_ok(&s, "outlook_email_search", json!({"query": "budget"})).await?;
+    let uri = uri_where(&mail, "messages", "subject", "budget")?;
+    let docs = structured_ok(&s, "sharepoint_search", json!({"query": "design"})).await?;
+    let file = uri_where(&docs, "items", "name", "Design.docx")?;
+    for uri in [uri, file] {
+        let count = || world.graph.requests_for_user(s.tenant_id, s.object_id).len();
+        let before = count();
+        let first = structured_ok(&s, "read_resource", json!({"uri": uri})).await?;
+        let mid = count();
+        let second = structured_ok(&s, "read_resource", json!({"uri": uri})).await?;
+        let after = count();
+        ensure!(mid > before, "the first read of {uri} made no Graph request");
         ensure!(
-            mid > before && after - mid == mid - before,
-            "the second read was served from a cache"
+            after - mid == mid - before,
+            "the second read of {uri} made {} Graph requests, the first {}: served from a cache",
+            after - mid,
+            mid - before
         );
-        Ok(())
+        ensure!(first["text"] == second["text"], "two reads of {uri} differ");
     }
+    Ok(())
 }

@@ -27,8 +27,7 @@ pub fn scenarios() -> Vec<super::Scenario> {
             f05_bad_requests
         ),
     ];
-    #[cfg(feature = "pending-tools")]
-    v.extend(pending::scenarios());
+    v.extend(graph_fault_scenarios());
     v.sort_by_key(|s| s.id);
     v
 }
@@ -48,7 +47,6 @@ pub async fn f03_entra_unavailable(world: &World) -> Result<()> {
     }
     let adele = world.session(Persona::Adele).await?;
     me_of(&adele.call_ok("get_me", json!({})).await?)?;
-    #[cfg(feature = "pending-tools")]
     {
         world.entra.add_fault(Fault::new(
             Endpoint::Token,
@@ -137,103 +135,199 @@ pub async fn f05_bad_requests(world: &World) -> Result<()> {
     Ok(())
 }
 
-#[cfg(feature = "pending-tools")]
-mod pending {
-    use fake_graph::{Fault as GFault, FaultRule, RetryAfter, ThrottleKind};
+use fake_graph::{Fault as GFault, FaultRule, RetryAfter, ThrottleKind};
 
-    use super::*;
-    use crate::scenarios::Scenario;
+use super::{Scenario, obo_exchanges, structured_ok};
 
-    pub fn scenarios() -> Vec<Scenario> {
-        vec![
-            scenario!(
-                "F01",
-                "429 with Retry-After is honoured, then reported past the budget",
-                f01_throttling
-            ),
-            scenario!(
-                "F02",
-                "Graph 5xx and timeouts: bounded retries, clear error, others unaffected",
-                f02_server_errors
-            ),
-            scenario!(
-                "F06",
-                "read_resource refuses foreign URIs without any outbound request",
-                f06_foreign_uris
-            ),
-            scenario!("F07", "OData/KQL metacharacters are escaped", f07_injection),
-        ]
+fn graph_fault_scenarios() -> Vec<Scenario> {
+    vec![
+        scenario!(
+            "F01",
+            "429 with Retry-After is honoured, then reported past the budget",
+            f01_throttling
+        ),
+        scenario!(
+            "F02",
+            "Graph 5xx and timeouts: bounded retries, clear error, others unaffected",
+            f02_server_errors
+        ),
+        scenario!(
+            "F06",
+            "read_resource refuses foreign URIs without any outbound request",
+            f06_foreign_uris
+        ),
+        scenario!("F07", "OData/KQL metacharacters are escaped", f07_injection),
+    ]
+}
+
+const MAIL: &str = "outlook_email_search";
+const MESSAGES: &str = "/v1.0/me/messages";
+
+fn throttle() -> GFault {
+    GFault::Throttle {
+        retry_after: RetryAfter::Seconds(1),
+        throttle: ThrottleKind::TooManyRequests,
     }
+}
 
-    pub async fn f01_throttling(world: &World) -> Result<()> {
-        let adele = world.session(Persona::Adele).await?;
+/// Requests of a user whose path starts with `prefix`.
+fn requests_to(world: &World, s: &crate::Session, prefix: &str) -> Vec<fake_graph::JournalEntry> {
+    world
+        .graph
+        .requests_for_user(s.tenant_id, s.object_id)
+        .into_iter()
+        .filter(|e| e.path.to_ascii_lowercase().starts_with(&prefix.to_ascii_lowercase()))
+        .collect()
+}
+
+pub async fn f01_throttling(world: &World) -> Result<()> {
+    let adele = world.session(Persona::Adele).await?;
+    // `from` makes the search an OData `$filter` on /me/messages.
+    let args = json!({"from": "kim.akers@litware.com"});
+    structured_ok(&adele, MAIL, args.clone()).await?;
+    let before = requests_to(world, &adele, MESSAGES).len();
+    world.graph.add_fault(
+        FaultRule::always(throttle()).path(MESSAGES).user(adele.tenant_id, adele.object_id).times(1),
+    );
+    let started = std::time::Instant::now();
+    let st = structured_ok(&adele, MAIL, args.clone()).await?;
+    ensure!(
+        st["messages"].as_array().is_some_and(|m| !m.is_empty()),
+        "no mail after a retry: {st}"
+    );
+    ensure!(started.elapsed() >= Duration::from_millis(900), "the connector did not wait");
+    let tries = requests_to(world, &adele, MESSAGES).len() - before;
+    ensure!(tries == 2, "expected one 429 and one retry, saw {tries} requests");
+    ensure!(world.graph.retry_violations().is_empty(), "the connector retried before Retry-After");
+    // Throttled for good: bounded retries, then a clear message.
+    world.graph.add_fault(
+        FaultRule::always(throttle()).path(MESSAGES).user(adele.tenant_id, adele.object_id),
+    );
+    let before = requests_to(world, &adele, MESSAGES).len();
+    let out = adele.call_ok(MAIL, args).await?;
+    ensure!(out.is_error, "a call throttled for good succeeded");
+    ensure!(out.text.to_lowercase().contains("throttl"), "the error does not say so: {}", out.text);
+    let tries = requests_to(world, &adele, MESSAGES).len() - before;
+    ensure!((2..=4).contains(&tries), "{tries} attempts: the retry budget is not bounded");
+    ensure!(world.graph.retry_violations().is_empty(), "the connector retried before Retry-After");
+    world.graph.clear_faults();
+    Ok(())
+}
+
+pub async fn f02_server_errors(world: &World) -> Result<()> {
+    let adele = world.session(Persona::Adele).await?;
+    let lee = world.session(Persona::Lee).await?;
+    let args = json!({"from": "kim.akers@litware.com"});
+    for (name, fault) in [
+        ("504", GFault::GatewayTimeout),
+        ("503", GFault::ServiceUnavailable { retry_after: RetryAfter::Absent }),
+        ("reset", GFault::ConnectionReset),
+    ] {
+        world.graph.clear_faults();
         world.graph.add_fault(
-            FaultRule::always(GFault::Throttle {
-                retry_after: RetryAfter::Seconds(1),
-                throttle: ThrottleKind::TooManyRequests,
-            })
+            FaultRule::always(fault).path(MESSAGES).user(adele.tenant_id, adele.object_id),
+        );
+        let before = requests_to(world, &adele, MESSAGES).len();
+        let out = adele.call_ok(MAIL, args.clone()).await?;
+        ensure!(out.is_error, "{name}: the failure was not reported: {}", out.text);
+        ensure!(!out.text.is_empty() && out.text.len() < 2000, "{name}: unclear error");
+        let tries = requests_to(world, &adele, MESSAGES).len() - before;
+        ensure!((1..=4).contains(&tries), "{name}: {tries} attempts: retries are not bounded");
+        let other = structured_ok(&lee, MAIL, args.clone()).await;
+        ensure!(other.is_ok(), "{name}: another user was affected: {other:?}");
+    }
+    // Timeouts: a Graph answer slower than the connector's timeout is an error, not a hang.
+    world.graph.clear_faults();
+    world.graph.add_fault(
+        FaultRule::always(GFault::Latency { millis: 60_000 })
+            .path(MESSAGES)
             .user(adele.tenant_id, adele.object_id)
             .times(1),
-        );
-        ensure!(!adele.call_ok("outlook_email_search", json!({"query": "a"})).await?.is_error);
+    );
+    let started = std::time::Instant::now();
+    let out = adele.call_ok(MAIL, args.clone()).await?;
+    ensure!(started.elapsed() < Duration::from_secs(25), "the connector waited for the slow answer");
+    let _ = out;
+    world.graph.clear_faults();
+    structured_ok(&adele, MAIL, args).await?;
+    Ok(())
+}
+
+pub async fn f06_foreign_uris(world: &World) -> Result<()> {
+    let adele = world.session(Persona::Adele).await?;
+    let entra_before = obo_exchanges(world, adele.tenant_id, adele.object_id);
+    let graph_before = world.graph.journal().len();
+    let downloads_before = world.graph.downloads().len();
+    for uri in [
+        "https://evil.example.com/x",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "file:///etc/passwd",
+        "m365://../../etc/passwd",
+        "m365://evil.example.com/drive/items/1",
+        "m365://drive/..%2F..%2Fetc/item/passwd",
+        "m365://mail/..%2F..%2Fusers%2Fdiego%40contoso.com%2Fmessages",
+        &format!("{}/v1.0/me/messages", world.graph.uri()),
+        "https://127.0.0.1:1/x",
+    ] {
+        let r = adele.call_tool_http("read_resource", json!({"uri": uri})).await?;
+        let refused = r
+            .json()
+            .is_ok_and(|v| !v["error"].is_null() || v["result"]["isError"] == json!(true));
+        ensure!(refused, "{uri} was not refused: {}", r.text);
+    }
+    ensure!(world.graph.journal().len() == graph_before, "fake-graph saw a request");
+    ensure!(world.graph.downloads().len() == downloads_before, "a download was made");
+    ensure!(
+        obo_exchanges(world, adele.tenant_id, adele.object_id) == entra_before,
+        "an OBO exchange was made for a refused URI"
+    );
+    Ok(())
+}
+
+pub async fn f07_injection(world: &World) -> Result<()> {
+    let adele = world.session(Persona::Adele).await?;
+    // OData: a folder-scoped search with a hostile query text, and hostile filter values.
+    for q in ["' or 1 eq 1 or '", "x') or (true", "%27 or 1 eq 1", "a\" OR from:*"] {
+        let r = adele
+            .call_tool_http(MAIL, json!({"query": q, "folder": "inbox", "received_after": "2026-01-01"}))
+            .await?;
+        ensure!(r.status == 200, "HTTP {}", r.status);
+        let r = adele.call_tool_http(MAIL, json!({"from": q})).await?;
+        let v = r.json()?;
         ensure!(
-            world.graph.retry_violations().is_empty(),
-            "the connector retried before Retry-After"
+            !v["error"].is_null() || v["result"]["isError"] == json!(true)
+                || v["result"]["structuredContent"]["messages"].as_array().is_some_and(Vec::is_empty),
+            "a hostile sender widened the filter: {}",
+            r.text.chars().take(300).collect::<String>()
         );
-        world.graph.add_fault(
-            FaultRule::always(GFault::Throttle {
-                retry_after: RetryAfter::Seconds(1),
-                throttle: ThrottleKind::TooManyRequests,
-            })
-            .user(adele.tenant_id, adele.object_id),
-        );
-        let out = adele.call_ok("outlook_email_search", json!({"query": "a"})).await?;
-        ensure!(out.is_error && out.text.to_lowercase().contains("throttl"), "{}", out.text);
-        Ok(())
     }
+    for e in world.graph.requests_for_user(adele.tenant_id, adele.object_id) {
+        let uri = percent_decode(&e.request_uri);
+        ensure!(!uri.contains("' or 1 eq 1 or '"), "unescaped OData value: {uri}");
+        ensure!(!uri.contains("') or (true"), "unescaped OData value: {uri}");
+    }
+    // KQL: quotes and operators in the text are plain words, so nothing extra matches.
+    let plain = structured_ok(&adele, "sharepoint_search", json!({"query": "zzqx"})).await?;
+    let hostile =
+        structured_ok(&adele, "sharepoint_search", json!({"query": "zzqx\" OR filetype:docx OR \""}))
+            .await?;
+    ensure!(
+        hostile["items"].as_array().map_or(0, Vec::len)
+            <= plain["items"].as_array().map_or(0, Vec::len),
+        "a KQL operator in the query widened the search: {hostile}"
+    );
+    let chat = structured_ok(&adele, "chat_message_search", json!({"query": "zzqx\" OR *"})).await?;
+    ensure!(
+        chat["messages"].as_array().is_none_or(Vec::is_empty),
+        "a KQL operator widened chat search: {chat}"
+    );
+    Ok(())
+}
 
-    pub async fn f02_server_errors(world: &World) -> Result<()> {
-        let adele = world.session(Persona::Adele).await?;
-        let lee = world.session(Persona::Lee).await?;
-        world.graph.add_fault(
-            FaultRule::always(GFault::GatewayTimeout).user(adele.tenant_id, adele.object_id),
-        );
-        let out = adele.call_ok("outlook_email_search", json!({"query": "a"})).await?;
-        ensure!(out.is_error, "a 504 was not reported");
-        let n = world.graph.requests_for_user(adele.tenant_id, adele.object_id).len();
-        ensure!(n <= 5, "{n} attempts: retries are not bounded");
-        ensure!(!lee.call_ok("outlook_email_search", json!({"query": "a"})).await?.is_error);
-        Ok(())
-    }
-
-    pub async fn f06_foreign_uris(world: &World) -> Result<()> {
-        let adele = world.session(Persona::Adele).await?;
-        let before = world.graph.journal().len();
-        for uri in [
-            "https://evil.example.com/x",
-            "http://169.254.169.254/latest/meta-data/",
-            "file:///etc/passwd",
-            "m365://../../etc/passwd",
-            "m365://evil.example.com/drive/items/1",
-        ] {
-            let r = adele.call_tool_http("read_resource", json!({"uri": uri})).await?;
-            let refused = r
-                .json()
-                .is_ok_and(|v| !v["error"].is_null() || v["result"]["isError"] == json!(true));
-            ensure!(refused, "{uri} was not refused");
-        }
-        ensure!(world.graph.journal().len() == before, "an outbound request was made");
-        Ok(())
-    }
-
-    pub async fn f07_injection(world: &World) -> Result<()> {
-        let adele = world.session(Persona::Adele).await?;
-        for q in ["' or 1 eq 1 or '", "a\" OR author:*", "x) or (true", "%27"] {
-            let _ = adele.call_ok("outlook_email_search", json!({"query": q, "sender": q})).await?;
-        }
-        for e in world.graph.journal() {
-            ensure!(!e.request_uri.contains(" or 1 eq 1"), "unescaped filter: {}", e.request_uri);
-        }
-        Ok(())
-    }
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(s.replace('+', "%2B").as_bytes())
+        .map(|(k, v)| if v.is_empty() { k.into_owned() } else { format!("{k}={v}") })
+        .collect::<Vec<_>>()
+        .join("&")
 }

@@ -1,9 +1,9 @@
 //! I — isolation and per-user permissions.
 
-use anyhow::{Result, ensure};
+use anyhow::{Result, anyhow, ensure};
 use serde_json::json;
 
-use super::{me_of, scenario};
+use super::{me_of, scenario, structured_ok, uri_where};
 use crate::{Persona, World, world::TenantRule};
 
 pub fn scenarios() -> Vec<super::Scenario> {
@@ -21,19 +21,30 @@ pub fn scenarios() -> Vec<super::Scenario> {
             i05_concurrent_callers
         ),
     ];
-    #[cfg(feature = "pending-tools")]
-    v.extend(pending::scenarios());
+    v.extend([
+        scenario!(
+            "I01",
+            "a user cannot read another tenant's resources by URI",
+            i01_cross_tenant_uri
+        ),
+        scenario!(
+            "I02",
+            "a user cannot read another user's mail, events or private files",
+            i02_other_users_mail
+        ),
+        scenario!("I03", "SharePoint results respect sharing", i03_sharing_respected),
+    ]);
     v.sort_by_key(|s| s.id);
     v
 }
 
 pub async fn i04_handles_bound_to_caller(world: &World) -> Result<()> {
     let adele = world.session(Persona::Adele).await?;
+    // No legacy MCP session id is minted (stateless), so there is none to steal.
     let init =
         adele.raw_post(crate::session::initialize_body().to_string().into_bytes(), &[]).await?;
     ensure!(init.status == 200, "initialize: HTTP {}", init.status);
     ensure!(init.header("mcp-session-id").is_none(), "the connector minted a session id");
-    // Another tenant's user presenting a session id gets only their own identity.
     let other = world.session(Persona::AdeleFabrikam).await?;
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "get_me", "arguments": {}}});
     let r = other
@@ -47,12 +58,45 @@ pub async fn i04_handles_bound_to_caller(world: &World) -> Result<()> {
             "identity crossed callers"
         );
     }
+    // A paging cursor works for its owner and no one else.
+    let args = json!({"query": "budget", "limit": 1});
+    let page = structured_ok(&adele, "outlook_email_search", args.clone()).await?;
+    let cursor = page["page"]["next_cursor"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no next_cursor on a one-item page: {page}"))?
+        .to_owned();
+    let mut next = args.clone();
+    next["cursor"] = json!(cursor);
+    structured_ok(&adele, "outlook_email_search", next.clone()).await?;
+    let diego = world.session(Persona::Diego).await?;
+    for (who, s) in [("another user", &diego), ("another tenant", &other)] {
+        let r = s.call_tool_http("outlook_email_search", next.clone()).await?;
+        let v = r.json()?;
+        ensure!(
+            v["error"]["code"] == json!(-32602),
+            "{who} used adele's cursor: HTTP {} {}",
+            r.status,
+            r.text.chars().take(300).collect::<String>()
+        );
+        ensure!(
+            v["error"]["message"].as_str().unwrap_or_default().contains("cursor"),
+            "the refusal does not name the cursor: {v}"
+        );
+    }
+    // The same caller cannot reuse it for another query either.
+    let mut twisted = next.clone();
+    twisted["query"] = json!("contract");
+    let r = adele.call_tool_http("outlook_email_search", twisted).await?;
+    ensure!(r.json()?["error"]["code"] == json!(-32602), "a cursor moved to another query");
     Ok(())
 }
 
 fn i05_setup() -> crate::WorldBuilder {
     World::builder().tenant_policy("tailspin", TenantRule { enabled: true, tools: None })
 }
+
+/// The first word of each organisation's display name, as it appears in its content.
+const TENANT_WORDS: [&str; 3] = ["Contoso", "Fabrikam", "Tailspin"];
 
 pub async fn i05_concurrent_callers(world: &World) -> Result<()> {
     let people = [
@@ -68,27 +112,31 @@ pub async fn i05_concurrent_callers(world: &World) -> Result<()> {
         Persona::Johanna,
     ];
     let mut sessions = Vec::new();
-    for round in 0..5 {
+    for _round in 0..5 {
         for p in people {
-            let _ = round;
             sessions.push(world.session(p).await?);
         }
     }
-    ensure!(sessions.len() >= 50);
+    let tenants: std::collections::BTreeSet<_> = sessions.iter().map(|s| s.tenant_id).collect();
+    ensure!(sessions.len() >= 50 && tenants.len() >= 3, "too few callers or tenants");
+    let word_of = |s: &crate::Session| -> &'static str {
+        match s.upn.rsplit('@').next().unwrap_or_default() {
+            "contoso.com" => "Contoso",
+            "fabrikam.com" => "Fabrikam",
+            _ => "Tailspin",
+        }
+    };
     let calls = sessions.iter().map(|s| async move {
         let mut seen = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..2 {
             seen.push(me_of(&s.call_ok("get_me", json!({})).await?)?);
         }
-        #[cfg(feature = "pending-tools")]
-        {
-            let out = s.call_ok("outlook_email_search", json!({"query": "a"})).await?;
-            ensure!(!out.is_error, "{}: {}", s.upn, out.text);
-        }
-        anyhow::Ok((s, seen))
+        let mail = structured_ok(s, "outlook_email_search", json!({"query": "budget"})).await?;
+        let docs = structured_ok(s, "sharepoint_search", json!({"query": "budget"})).await?;
+        anyhow::Ok((s, seen, mail, docs))
     });
     for r in futures::future::join_all(calls).await {
-        let (s, seen) = r?;
+        let (s, seen, mail, docs) = r?;
         for (tid, oid) in seen {
             ensure!(
                 tid == s.tenant_id.to_string() && oid == s.object_id.to_string(),
@@ -96,69 +144,111 @@ pub async fn i05_concurrent_callers(world: &World) -> Result<()> {
                 s.upn
             );
         }
+        let own = word_of(s);
+        let messages = mail["messages"].as_array().cloned().unwrap_or_default();
+        ensure!(!messages.is_empty(), "{} found no budget mail", s.upn);
+        for text in [mail.to_string(), docs.to_string()] {
+            for other in TENANT_WORDS.iter().filter(|w| **w != own) {
+                ensure!(
+                    !text.contains(&format!("{other} Q3")),
+                    "{} ({own}) received {other} content",
+                    s.upn
+                );
+            }
+        }
+        ensure!(
+            messages.iter().any(|m| m["subject"].as_str().is_some_and(|x| x.contains(own))),
+            "{}: no {own} mail in {mail}",
+            s.upn
+        );
     }
+    // Every Graph request ran as a user of the tenant whose token it carried.
     for e in world.graph.journal() {
-        ensure!(e.mutating.then_some(()).is_none(), "mutating Graph request");
+        ensure!(!e.mutating, "mutating Graph request {}", e.request_uri);
+        if let (Some(tid), Some(oid)) = (e.tenant_id, e.user_id) {
+            let owner = sessions.iter().find(|s| s.object_id == oid);
+            ensure!(owner.is_none_or(|s| s.tenant_id == tid), "Graph call crossed tenants");
+        }
     }
     Ok(())
 }
 
-#[cfg(feature = "pending-tools")]
-mod pending {
-    use super::*;
-    use crate::scenarios::Scenario;
-
-    pub fn scenarios() -> Vec<Scenario> {
-        vec![
-            scenario!(
-                "I01",
-                "a user cannot read another tenant's resources by URI",
-                i01_cross_tenant_uri
-            ),
-            scenario!("I02", "a user cannot read another user's mail", i02_other_users_mail),
-            scenario!("I03", "SharePoint results respect sharing", i03_sharing_respected),
-        ]
-    }
-
-    async fn first_uri(s: &crate::Session, tool: &str) -> Result<String> {
-        let out = s.call_ok(tool, json!({"query": "a"})).await?;
-        ensure!(!out.is_error, "{}", out.text);
-        let st = out.structured.unwrap_or_default();
-        st["results"][0]["uri"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow::anyhow!("no result uri"))
-    }
-
-    pub async fn i01_cross_tenant_uri(world: &World) -> Result<()> {
-        let a = world.session(Persona::Adele).await?;
-        let b = world.session(Persona::AdeleFabrikam).await?;
-        let uri = first_uri(&a, "sharepoint_search").await?;
+pub async fn i01_cross_tenant_uri(world: &World) -> Result<()> {
+    let a = world.session(Persona::Adele).await?;
+    let b = world.session(Persona::AdeleFabrikam).await?;
+    let docs = structured_ok(&a, "sharepoint_search", json!({"query": "budget"})).await?;
+    let doc = uri_where(&docs, "items", "name", "Q3 Budget")?;
+    let mail = structured_ok(&a, "outlook_email_search", json!({"query": "budget"})).await?;
+    let msg = uri_where(&mail, "messages", "subject", "budget")?;
+    for uri in [doc, msg] {
         let out = b.call_ok("read_resource", json!({"uri": uri})).await?;
-        ensure!(out.is_error, "fabrikam read a contoso resource");
-        Ok(())
+        ensure!(out.is_error, "fabrikam read contoso's {uri}: {}", out.text);
+        ensure!(!out.text.contains("Contoso"), "the refusal leaks contoso content: {}", out.text);
     }
+    ensure!(
+        world
+            .graph
+            .requests_for_user(b.tenant_id, b.object_id)
+            .iter()
+            .all(|e| e.response_status_code != 200 || e.tenant_id == Some(b.tenant_id)),
+        "Graph served fabrikam's adele outside her tenant"
+    );
+    Ok(())
+}
 
-    pub async fn i02_other_users_mail(world: &World) -> Result<()> {
-        let a = world.session(Persona::Adele).await?;
-        let d = world.session(Persona::Diego).await?;
-        let uri = first_uri(&a, "outlook_email_search").await?;
+pub async fn i02_other_users_mail(world: &World) -> Result<()> {
+    let a = world.session(Persona::Adele).await?;
+    let d = world.session(Persona::Diego).await?;
+    let mail = structured_ok(&a, "outlook_email_search", json!({"query": "budget"})).await?;
+    let msg = uri_where(&mail, "messages", "subject", "budget")?;
+    let cal = structured_ok(
+        &a,
+        "outlook_calendar_search",
+        json!({"start": "2026-05-25", "end": "2026-06-08"}),
+    )
+    .await?;
+    let event = cal["events"][0]["uri"]
+        .as_str()
+        .ok_or_else(|| anyhow!("adele has no event in the window: {cal}"))?
+        .to_owned();
+    let docs = structured_ok(&a, "sharepoint_search", json!({"query": "private notes"})).await?;
+    let private = uri_where(&docs, "items", "name", "Adele private notes")?;
+    for (what, uri) in [("mail", msg), ("event", event), ("private file", private)] {
+        structured_ok(&a, "read_resource", json!({"uri": uri})).await?;
         let out = d.call_ok("read_resource", json!({"uri": uri})).await?;
-        ensure!(out.is_error, "diego read adele's mail");
-        Ok(())
+        ensure!(out.is_error, "diego read adele's {what} {uri}: {}", out.text);
     }
+    Ok(())
+}
 
-    pub async fn i03_sharing_respected(world: &World) -> Result<()> {
-        let d = world.session(Persona::Diego).await?;
-        let out = d.call_ok("sharepoint_search", json!({"query": "a"})).await?;
-        ensure!(!out.is_error, "{}", out.text);
-        ensure!(
-            world
-                .graph
-                .journal()
-                .iter()
-                .all(|e| e.response_status_code != 403 || e.user_id != Some(d.object_id))
-        );
-        Ok(())
-    }
+async fn search(s: &crate::Session, q: &str) -> Result<serde_json::Value> {
+    structured_ok(s, "sharepoint_search", json!({"query": q})).await
+}
+
+pub async fn i03_sharing_respected(world: &World) -> Result<()> {
+    // Roadmap.pptx is shared with adele only, Q3 Budget.xlsx with the pilot group (alex, not
+    // diego), her private notes with no one; Design.docx with the whole tenant.
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let adele = world.session(Persona::Adele).await?;
+    let alex = world.session(Persona::Alex).await?;
+    let diego = world.session(Persona::Diego).await?;
+    let has = |v: &serde_json::Value, n: &str| names(v).iter().any(|x| x.contains(n));
+
+    ensure!(has(&search(&adele, "roadmap").await?, "Roadmap.pptx"), "adele lost her roadmap");
+    ensure!(!has(&search(&diego, "roadmap").await?, "Roadmap.pptx"), "diego sees the roadmap");
+    ensure!(has(&search(&alex, "budget").await?, "Q3 Budget"), "the pilot cannot see the budget");
+    ensure!(!has(&search(&diego, "budget").await?, "Q3 Budget"), "diego sees the pilot's budget");
+    ensure!(
+        !has(&search(&diego, "private notes").await?, "Adele private notes"),
+        "diego sees adele's private notes"
+    );
+    ensure!(has(&search(&diego, "design").await?, "Design.docx"), "tenant-wide file not visible");
+    Ok(())
 }

@@ -1,9 +1,6 @@
 //! The catalogue of `shared/spec/conformance.md`: one `async fn(&World) -> Result<()>` per
 //! scenario, registered with its id, the world it needs and whether it moves the clock. The
 //! test suite runs each by id ([`run_in_process`]); `m365-conformance` iterates [`all`].
-//!
-//! Scenarios that need tools the connector does not ship yet are compiled only with the
-//! `pending-tools` feature.
 
 mod a;
 mod c;
@@ -99,6 +96,76 @@ pub async fn run_in_process(id: &str) -> Result<()> {
 }
 
 // ─── Shared observations ────────────────────────────────────────────────────────────────
+
+/// Runs a scenario in process and returns the snapshots it recorded (the S scenarios).
+pub async fn run_in_process_with_snapshots(id: &str) -> Result<Vec<(String, serde_json::Value)>> {
+    let s = find(id).ok_or_else(|| anyhow!("no scenario {id}"))?;
+    let world = (s.setup)().start().await?;
+    let result = (s.run)(&world).await;
+    let snapshots = world.snapshots();
+    world.shutdown().await;
+    result.map_err(|e| e.context(format!("scenario {} ({})", s.id, s.name)))?;
+    Ok(snapshots)
+}
+
+/// Successful OBO exchanges of a user, counted per requested scope set.
+pub fn obo_exchanges_by_scopes(
+    world: &World,
+    tid: Uuid,
+    oid: Uuid,
+) -> std::collections::BTreeMap<Vec<String>, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in world.entra.journal() {
+        if e.grant.contains("jwt-bearer")
+            && e.tenant_id == Some(tid)
+            && e.user_id == Some(oid)
+            && e.issued()
+        {
+            let mut scopes: Vec<String> = e
+                .scopes
+                .iter()
+                .map(|s| s.rsplit('/').next().unwrap_or(s).to_owned())
+                .filter(|s| !s.eq_ignore_ascii_case("openid") && !s.eq_ignore_ascii_case("profile"))
+                .collect();
+            scopes.sort();
+            *out.entry(scopes).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// Calls a tool that must succeed and returns its structured content.
+pub async fn structured_ok(
+    s: &crate::Session,
+    tool: &str,
+    args: serde_json::Value,
+) -> Result<serde_json::Value> {
+    let out = s.call_ok(tool, args).await?;
+    ensure!(!out.is_error, "{tool} failed for {}: {}", s.upn, out.text);
+    out.structured.ok_or_else(|| anyhow!("{tool}: no structuredContent"))
+}
+
+/// The `uri` of the first entry of `field` whose `match_key` contains `needle`.
+pub fn uri_where(v: &serde_json::Value, field: &str, key: &str, needle: &str) -> Result<String> {
+    v[field]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|i| i[key].as_str().is_some_and(|x| x.contains(needle)))
+        .and_then(|i| i["uri"].as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("no {field} entry with {key} containing {needle:?} in {v}"))
+}
+
+/// JWT-shaped substrings (`eyJ….eyJ…`): any of these in a log or at rest is a leaked token.
+pub fn contains_jwt(text: &str) -> bool {
+    text.match_indices("eyJ").any(|(i, _)| {
+        let rest = &text[i..];
+        let head: String =
+            rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
+        head.len() >= 10 && rest[head.len()..].starts_with(".eyJ")
+    })
+}
 
 /// OBO exchanges fake-entra journalled for a user.
 pub fn obo_exchanges(world: &World, tid: Uuid, oid: Uuid) -> usize {

@@ -1,299 +1,343 @@
-//! R — revocation. R01–R05 run twice: OBO max reuse 0, and the default with the clock moved
-//! past the reuse age.
+//! R — revocation. R01–R05 run twice: OBO max reuse 0 (the very next call fails), and the
+//! default with the clock moved just past the reuse age (fails then, never later).
 
-use anyhow::{Result, ensure};
-use serde_json::json;
+use std::time::Duration;
 
-use super::{me_of, scenario};
-use crate::{Persona, World, world::TenantRule};
+use anyhow::{Result, anyhow, ensure};
+use fake_entra::GrantResource;
+use serde_json::{Value, json};
 
-pub fn scenarios() -> Vec<super::Scenario> {
-    let mut v = vec![scenario!(
-        "R07",
-        "a tool switched off for a tenant cannot be called",
-        r07_tool_switched_off_for_a_tenant
-    )];
-    #[cfg(feature = "pending-tools")]
-    v.extend(pending::scenarios());
+use super::{Scenario, ensure_status, me_of, scenario, structured_ok, uri_where};
+use crate::{Persona, Session, World, world::TenantRule};
+
+const SP: &str = "sharepoint_search";
+const FOLDERS: &str = "sharepoint_folder_search";
+const MAIL: &str = "outlook_email_search";
+const CAL: &str = "outlook_calendar_search";
+const CHAT: &str = "chat_message_search";
+const READ: &str = "read_resource";
+
+fn reuse_zero() -> crate::WorldBuilder {
+    World::builder().obo_max_reuse_secs(0)
+}
+
+pub fn scenarios() -> Vec<Scenario> {
+    let mut v = vec![
+        scenario!(
+            "R01/reuse-0",
+            "revoking Sites.Read.All blocks SharePoint",
+            clock = false,
+            setup = reuse_zero,
+            r01_zero
+        ),
+        scenario!(
+            "R01/default",
+            "revoking Sites.Read.All blocks SharePoint after the reuse age",
+            clock = true,
+            setup = World::builder,
+            r01_default
+        ),
+        scenario!(
+            "R02/reuse-0",
+            "revoking Mail.Read blocks mail",
+            clock = false,
+            setup = reuse_zero,
+            r02_zero
+        ),
+        scenario!(
+            "R02/default",
+            "revoking Mail.Read blocks mail after the reuse age",
+            clock = true,
+            setup = World::builder,
+            r02_default
+        ),
+        scenario!(
+            "R03/reuse-0",
+            "revoking Chat.Read blocks chat",
+            clock = false,
+            setup = reuse_zero,
+            r03_zero
+        ),
+        scenario!(
+            "R03/default",
+            "revoking Chat.Read blocks chat after the reuse age",
+            clock = true,
+            setup = World::builder,
+            r03_default
+        ),
+        scenario!(
+            "R04/reuse-0",
+            "revoking Files.Read blocks OneDrive files",
+            clock = false,
+            setup = reuse_zero,
+            r04_zero
+        ),
+        scenario!(
+            "R04/default",
+            "revoking Files.Read blocks files after the reuse age",
+            clock = true,
+            setup = World::builder,
+            r04_default
+        ),
+        scenario!(
+            "R05/reuse-0",
+            "revoking everything blocks everything",
+            clock = false,
+            setup = reuse_zero,
+            r05_zero
+        ),
+        scenario!(
+            "R05/default",
+            "revoking everything blocks everything after the reuse age",
+            clock = true,
+            setup = World::builder,
+            r05_default
+        ),
+        scenario!(
+            "R06",
+            "sessions revoked or user disabled: 401 asking for a fresh sign-in",
+            r06_identity_events
+        ),
+        scenario!(
+            "R07",
+            "a tool switched off for a tenant cannot be called",
+            r07_tool_switched_off_for_a_tenant
+        ),
+        scenario!(
+            "R08",
+            "Sites.Selected only: SharePoint explains it needs Sites.Read.All",
+            r08_sites_selected_only
+        ),
+    ];
     v.sort_by_key(|s| s.id);
     v
+}
+
+/// Revokes Graph `scopes` from the connector in Contoso. With the default reuse age the clock
+/// is first checked just before the age (calls may still be served from the cache), then
+/// moved one second past it.
+async fn revoke(world: &World, scopes: &[&str], after_age: bool) -> Result<()> {
+    world
+        .entra
+        .revoke_consent("contoso", world.entra.connector_id(), GrantResource::Graph, scopes)
+        .map_err(|e| anyhow!("revoke {scopes:?}: {e:?}"))?;
+    if after_age {
+        world.advance(Duration::from_secs(crate::world::DEFAULT_OBO_MAX_REUSE_SECS + 1));
+    }
+    Ok(())
+}
+
+/// The call fails as a tool error whose text names `permission`.
+async fn fails_naming(s: &Session, tool: &str, args: Value, permission: &str) -> Result<()> {
+    let out = s.call_ok(tool, args).await?;
+    ensure!(out.is_error, "{tool} still works after {permission} was revoked: {}", out.text);
+    ensure!(
+        out.text.contains(permission),
+        "{tool}: the error does not name {permission}: {}",
+        out.text
+    );
+    Ok(())
+}
+
+async fn works(s: &Session, tool: &str, args: Value) -> Result<Value> {
+    structured_ok(s, tool, args).await
+}
+
+async fn r01(world: &World, age: bool) -> Result<()> {
+    let adele = world.session(Persona::Adele).await?;
+    works(&adele, SP, json!({"query": "budget"})).await?;
+    works(&adele, FOLDERS, json!({"name": "Reports"})).await?;
+    revoke(world, &["Sites.Read.All"], age).await?;
+    fails_naming(&adele, SP, json!({"query": "budget"}), "Sites.Read.All").await?;
+    fails_naming(&adele, FOLDERS, json!({"name": "Reports"}), "Sites.Read.All").await?;
+    works(&adele, MAIL, json!({"query": "budget"})).await?;
+    let names = adele.tool_names().await?;
+    ensure!(
+        !names.iter().any(|n| n.starts_with("sharepoint")),
+        "SharePoint tools are still listed after Sites.Read.All was revoked: {names:?}"
+    );
+    ensure!(names.iter().any(|n| n == MAIL), "mail search vanished from the list: {names:?}");
+    Ok(())
+}
+async fn r01_zero(w: &World) -> Result<()> {
+    r01(w, false).await
+}
+async fn r01_default(w: &World) -> Result<()> {
+    r01(w, true).await
+}
+
+async fn r02(world: &World, age: bool) -> Result<()> {
+    let adele = world.session(Persona::Adele).await?;
+    let found = works(&adele, MAIL, json!({"query": "budget"})).await?;
+    let uri = uri_where(&found, "messages", "subject", "budget")?;
+    works(&adele, READ, json!({"uri": uri})).await?;
+    revoke(world, &["Mail.Read"], age).await?;
+    fails_naming(&adele, MAIL, json!({"query": "budget"}), "Mail.Read").await?;
+    fails_naming(&adele, READ, json!({"uri": uri}), "Mail.Read").await?;
+    works(&adele, CHAT, json!({"query": "budget"})).await?;
+    Ok(())
+}
+async fn r02_zero(w: &World) -> Result<()> {
+    r02(w, false).await
+}
+async fn r02_default(w: &World) -> Result<()> {
+    r02(w, true).await
+}
+
+async fn r03(world: &World, age: bool) -> Result<()> {
+    let adele = world.session(Persona::Adele).await?;
+    works(&adele, CHAT, json!({"query": "budget"})).await?;
+    revoke(world, &["Chat.Read"], age).await?;
+    fails_naming(&adele, CHAT, json!({"query": "budget"}), "Chat.Read").await?;
+    works(&adele, MAIL, json!({"query": "budget"})).await?;
+    Ok(())
+}
+async fn r03_zero(w: &World) -> Result<()> {
+    r03(w, false).await
+}
+async fn r03_default(w: &World) -> Result<()> {
+    r03(w, true).await
+}
+
+async fn r04(world: &World, age: bool) -> Result<()> {
+    let adele = world.session(Persona::Adele).await?;
+    let hits = works(&adele, SP, json!({"query": "private notes"})).await?;
+    let uri = uri_where(&hits, "items", "name", "private notes")?;
+    works(&adele, READ, json!({"uri": uri})).await?;
+    revoke(world, &["Files.Read", "Files.Read.All"], age).await?;
+    fails_naming(&adele, READ, json!({"uri": uri}), "Files.Read").await?;
+    works(&adele, MAIL, json!({"query": "budget"})).await?;
+    Ok(())
+}
+async fn r04_zero(w: &World) -> Result<()> {
+    r04(w, false).await
+}
+async fn r04_default(w: &World) -> Result<()> {
+    r04(w, true).await
+}
+
+async fn r05(world: &World, age: bool) -> Result<()> {
+    let adele = world.session(Persona::Adele).await?;
+    let found = works(&adele, MAIL, json!({"query": "budget"})).await?;
+    let uri = uri_where(&found, "messages", "subject", "budget")?;
+    world.entra.revoke_all_consent("contoso").map_err(|e| anyhow!("{e:?}"))?;
+    if age {
+        world.advance(Duration::from_secs(crate::world::DEFAULT_OBO_MAX_REUSE_SECS + 1));
+    }
+    // The signed-in session keeps its (still valid) token; Entra no longer lets the connector
+    // exchange it for anything.
+    for (tool, args) in [
+        (MAIL, json!({"query": "budget"})),
+        (SP, json!({"query": "budget"})),
+        (FOLDERS, json!({"name": "Reports"})),
+        (CHAT, json!({"query": "budget"})),
+        (CAL, json!({"start": "2026-05-01", "end": "2026-06-01"})),
+        (READ, json!({"uri": uri})),
+        ("get_me", json!({})),
+    ] {
+        let out = adele.call_ok(tool, args).await?;
+        ensure!(out.is_error, "{tool} works after every permission was revoked: {}", out.text);
+        let text = out.text.to_lowercase();
+        ensure!(
+            text.contains("consent") || text.contains("permission"),
+            "{tool}: the error does not say a permission is missing: {}",
+            out.text
+        );
+    }
+    Ok(())
+}
+async fn r05_zero(w: &World) -> Result<()> {
+    r05(w, false).await
+}
+async fn r05_default(w: &World) -> Result<()> {
+    r05(w, true).await
+}
+
+pub async fn r06_identity_events(world: &World) -> Result<()> {
+    for (p, disable) in [(Persona::Adele, false), (Persona::Megan, true)] {
+        let upn = p.upn();
+        let s = world.session(p).await?;
+        works(&s, MAIL, json!({"query": "budget"})).await?;
+        if disable {
+            world.entra.disable_user("contoso", upn).map_err(|e| anyhow!("{e:?}"))?;
+        } else {
+            world.entra.revoke_sessions("contoso", upn).map_err(|e| anyhow!("{e:?}"))?;
+        }
+        let before = world.graph.requests_for_user(s.tenant_id, s.object_id).len();
+        let r = s.call_tool_http(MAIL, json!({"query": "budget"})).await?;
+        ensure_status(&r, 401, &format!("{upn} after the identity event"))?;
+        ensure!(
+            r.challenge("error").as_deref() == Some("invalid_token"),
+            "{upn}: the 401 does not ask for a fresh sign-in: {:?}",
+            r.header("www-authenticate")
+        );
+        ensure!(
+            r.challenge("resource_metadata").is_some(),
+            "{upn}: the 401 does not say where to sign in: {:?}",
+            r.header("www-authenticate")
+        );
+        // Graph challenged the cached token (CAE) and nothing was served after it.
+        let after = world.graph.requests_for_user(s.tenant_id, s.object_id);
+        ensure!(
+            after[before..].iter().any(|e| e.response_status_code == 401),
+            "{upn}: fake-graph journalled no claims challenge"
+        );
+        ensure!(
+            after[before..].iter().all(|e| e.response_status_code != 200),
+            "{upn}: Graph served data after the identity event"
+        );
+        // The session cannot be refreshed silently: a fresh sign-in is needed.
+        ensure!(s.refresh().await.is_err(), "{upn}: the refresh token still works");
+        if disable {
+            ensure!(world.try_sign_in(upn, &[]).await.is_err(), "a disabled user signed in");
+        } else {
+            s.sign_in_again(&[]).await.map_err(|e| anyhow!("fresh sign-in of {upn}: {e}"))?;
+            works(&s, MAIL, json!({"query": "budget"})).await?;
+        }
+    }
+    Ok(())
 }
 
 pub async fn r07_tool_switched_off_for_a_tenant(world: &World) -> Result<()> {
     let adele = world.session(Persona::Adele).await?;
     let lee = world.session(Persona::Lee).await?;
     me_of(&adele.call_ok("get_me", json!({})).await?)?;
+    works(&adele, MAIL, json!({"query": "budget"})).await?;
     world
         .set_tenant_policy(
             "contoso",
-            TenantRule { enabled: true, tools: Some(vec!["read_resource".into()]) },
+            TenantRule { enabled: true, tools: Some(vec![READ.into(), "get_me".into()]) },
         )
         .await?;
-    let out = adele.call_ok("get_me", json!({})).await?;
-    ensure!(out.is_error, "get_me still works for contoso after it was switched off");
+    let out = adele.call_ok(MAIL, json!({"query": "budget"})).await?;
+    ensure!(out.is_error, "{MAIL} still works for contoso after it was switched off");
     ensure!(out.text.contains("not enabled"), "the refusal is not clear: {}", out.text);
-    #[cfg(feature = "pending-tools")]
-    {
-        let names = adele.tool_names().await?;
-        ensure!(!names.iter().any(|n| n == "get_me"), "tools/list still offers get_me: {names:?}");
-    }
-    me_of(&lee.call_ok("get_me", json!({})).await?)?;
-    ensure!(lee.tool_names().await?.iter().any(|n| n == "get_me"), "fabrikam lost get_me");
+    let names = adele.tool_names().await?;
+    ensure!(!names.iter().any(|n| n == MAIL), "tools/list still offers {MAIL}: {names:?}");
+    ensure!(names.iter().any(|n| n == "get_me"), "tools/list lost get_me: {names:?}");
+    me_of(&adele.call_ok("get_me", json!({})).await?)?;
+    works(&lee, MAIL, json!({"query": "budget"})).await?;
+    ensure!(lee.tool_names().await?.iter().any(|n| n == MAIL), "fabrikam lost {MAIL}");
     Ok(())
 }
 
-#[cfg(feature = "pending-tools")]
-mod pending {
-    use std::time::Duration;
-
-    use anyhow::anyhow;
-    use fake_entra::GrantResource;
-
-    use super::*;
-    use crate::scenarios::Scenario;
-
-    fn reuse_zero() -> crate::WorldBuilder {
-        World::builder().obo_max_reuse_secs(0)
-    }
-
-    pub fn scenarios() -> Vec<Scenario> {
-        vec![
-            scenario!(
-                "R01/reuse-0",
-                "revoking Sites.Read.All blocks SharePoint",
-                clock = false,
-                setup = reuse_zero,
-                r01_zero
-            ),
-            scenario!(
-                "R01/default",
-                "revoking Sites.Read.All blocks SharePoint after the reuse age",
-                clock = true,
-                setup = World::builder,
-                r01_default
-            ),
-            scenario!(
-                "R02/reuse-0",
-                "revoking Mail.Read blocks mail",
-                clock = false,
-                setup = reuse_zero,
-                r02_zero
-            ),
-            scenario!(
-                "R02/default",
-                "revoking Mail.Read blocks mail after the reuse age",
-                clock = true,
-                setup = World::builder,
-                r02_default
-            ),
-            scenario!(
-                "R03/reuse-0",
-                "revoking Chat.Read blocks chat",
-                clock = false,
-                setup = reuse_zero,
-                r03_zero
-            ),
-            scenario!(
-                "R03/default",
-                "revoking Chat.Read blocks chat after the reuse age",
-                clock = true,
-                setup = World::builder,
-                r03_default
-            ),
-            scenario!(
-                "R04/reuse-0",
-                "revoking Files.Read blocks OneDrive files",
-                clock = false,
-                setup = reuse_zero,
-                r04_zero
-            ),
-            scenario!(
-                "R04/default",
-                "revoking Files.Read blocks files after the reuse age",
-                clock = true,
-                setup = World::builder,
-                r04_default
-            ),
-            scenario!(
-                "R05/reuse-0",
-                "revoking everything blocks everything",
-                clock = false,
-                setup = reuse_zero,
-                r05_zero
-            ),
-            scenario!(
-                "R05/default",
-                "revoking everything blocks everything after the reuse age",
-                clock = true,
-                setup = World::builder,
-                r05_default
-            ),
-            scenario!(
-                "R06",
-                "sessions revoked or user disabled: 401 asking for a fresh sign-in",
-                r06_identity_events
-            ),
-            scenario!(
-                "R08",
-                "Sites.Selected only: SharePoint explains it needs Sites.Read.All",
-                r08_sites_selected_only
-            ),
-        ]
-    }
-
-    /// Revokes `scopes`, then checks that `tool` fails naming `name` — at once (reuse 0) or
-    /// once the clock passes the reuse age (default), never later.
-    async fn revoke(
-        world: &World,
-        scopes: &[&str],
-        tool: &str,
-        args: serde_json::Value,
-        name: &str,
-        after_age: bool,
-    ) -> Result<()> {
-        let adele = world.session(Persona::Adele).await?;
-        ensure!(
-            !adele.call_ok(tool, args.clone()).await?.is_error,
-            "{tool} fails before revocation"
-        );
-        world
-            .entra
-            .revoke_consent("contoso", world.entra.connector_id(), GrantResource::Graph, scopes)
-            .map_err(|e| anyhow!("{e:?}"))?;
-        if after_age {
-            world.advance(Duration::from_secs(crate::world::DEFAULT_OBO_MAX_REUSE_SECS + 1));
-        }
-        let out = adele.call_ok(tool, args).await?;
-        ensure!(out.is_error, "{tool} still works after revoking {scopes:?}");
-        ensure!(out.text.contains(name), "the error does not name {name}: {}", out.text);
-        Ok(())
-    }
-
-    const SP: &str = "sharepoint_search";
-    const MAIL: &str = "outlook_email_search";
-    const CHAT: &str = "chat_message_search";
-
-    async fn r01(world: &World, age: bool) -> Result<()> {
-        revoke(world, &["Sites.Read.All"], SP, json!({"query": "budget"}), "Sites.Read.All", age)
-            .await?;
-        let adele = world.session(Persona::Adele).await?;
-        let out = adele.call_ok("sharepoint_folder_search", json!({"query": "Finance"})).await?;
-        ensure!(out.is_error, "folder search still works");
-        ensure!(!adele.call_ok(MAIL, json!({"query": "budget"})).await?.is_error, "mail broke too");
-        let names = adele.tool_names().await?;
-        ensure!(
-            !names.iter().any(|n| n.starts_with("sharepoint")),
-            "SharePoint tools still listed: {names:?}"
-        );
-        Ok(())
-    }
-    async fn r01_zero(w: &World) -> Result<()> {
-        r01(w, false).await
-    }
-    async fn r01_default(w: &World) -> Result<()> {
-        r01(w, true).await
-    }
-    async fn r02_zero(w: &World) -> Result<()> {
-        revoke(w, &["Mail.Read"], MAIL, json!({"query": "budget"}), "Mail.Read", false).await
-    }
-    async fn r02_default(w: &World) -> Result<()> {
-        revoke(w, &["Mail.Read"], MAIL, json!({"query": "budget"}), "Mail.Read", true).await
-    }
-    async fn r03_zero(w: &World) -> Result<()> {
-        revoke(w, &["Chat.Read"], CHAT, json!({"query": "lunch"}), "Chat.Read", false).await
-    }
-    async fn r03_default(w: &World) -> Result<()> {
-        revoke(w, &["Chat.Read"], CHAT, json!({"query": "lunch"}), "Chat.Read", true).await
-    }
-    async fn r04(world: &World, age: bool) -> Result<()> {
-        let adele = world.session(Persona::Adele).await?;
-        let hits = adele.call_ok(SP, json!({"query": "report"})).await?;
-        let uri = hits
-            .structured
-            .as_ref()
-            .and_then(|s| s["results"][0]["uri"].as_str())
-            .unwrap_or("m365://me/drive/root")
-            .to_owned();
-        revoke(
-            world,
-            &["Files.Read", "Files.Read.All"],
-            "read_resource",
-            json!({"uri": uri}),
-            "Files.Read",
-            age,
-        )
-        .await
-    }
-    async fn r04_zero(w: &World) -> Result<()> {
-        r04(w, false).await
-    }
-    async fn r04_default(w: &World) -> Result<()> {
-        r04(w, true).await
-    }
-    async fn r05(world: &World, age: bool) -> Result<()> {
-        world.entra.revoke_all_consent("contoso").map_err(|e| anyhow!("{e:?}"))?;
-        if age {
-            world.advance(Duration::from_secs(crate::world::DEFAULT_OBO_MAX_REUSE_SECS + 1));
-        }
-        let adele = world.session_with_token(
-            Persona::Adele.upn(),
-            world
-                .entra
-                .user_token(world.ids(Persona::Adele.upn())?.0, world.ids(Persona::Adele.upn())?.1),
-        );
-        for (tool, args) in [
-            (MAIL, json!({"query": "x"})),
-            (SP, json!({"query": "x"})),
-            (CHAT, json!({"query": "x"})),
-        ] {
-            let out = adele.call_ok(tool, args).await?;
-            ensure!(out.is_error, "{tool} works after revoking every permission");
-        }
-        Ok(())
-    }
-    async fn r05_zero(w: &World) -> Result<()> {
-        r05(w, false).await
-    }
-    async fn r05_default(w: &World) -> Result<()> {
-        r05(w, true).await
-    }
-
-    pub async fn r06_identity_events(world: &World) -> Result<()> {
-        for (upn, disable) in [(Persona::Adele.upn(), false), (Persona::Megan.upn(), true)] {
-            let s = world.sign_in(upn).await?;
-            ensure!(!s.call_ok(MAIL, json!({"query": "budget"})).await?.is_error);
-            if disable {
-                world.entra.disable_user("contoso", upn).map_err(|e| anyhow!("{e:?}"))?;
-            } else {
-                world.entra.revoke_sessions("contoso", upn).map_err(|e| anyhow!("{e:?}"))?;
-            }
-            let r = s.call_tool_http(MAIL, json!({"query": "budget"})).await?;
-            ensure!(
-                r.status == 401,
-                "{upn}: expected 401 after the identity event, got {}",
-                r.status
-            );
-            ensure!(
-                r.challenge("error").is_some(),
-                "{upn}: the 401 does not ask for a fresh sign-in"
-            );
-        }
-        Ok(())
-    }
-
-    pub async fn r08_sites_selected_only(world: &World) -> Result<()> {
-        let id = world.entra.connector_id();
-        world
-            .entra
-            .revoke_consent("contoso", id, GrantResource::Graph, &["Sites.Read.All"])
-            .map_err(|e| anyhow!("{e:?}"))?;
-        world
-            .entra
-            .grant_consent("contoso", id, GrantResource::Graph, &["Sites.Selected"])
-            .map_err(|e| anyhow!("{e:?}"))?;
-        let adele = world.session(Persona::Adele).await?;
-        let out = adele.call_ok(SP, json!({"query": "budget"})).await?;
-        ensure!(out.is_error && out.text.contains("Sites.Read.All"), "{}", out.text);
-        Ok(())
-    }
+pub async fn r08_sites_selected_only(world: &World) -> Result<()> {
+    let id = world.entra.connector_id();
+    world
+        .entra
+        .revoke_consent("contoso", id, GrantResource::Graph, &["Sites.Read.All"])
+        .map_err(|e| anyhow!("{e:?}"))?;
+    world
+        .entra
+        .grant_consent("contoso", id, GrantResource::Graph, &["Sites.Selected"])
+        .map_err(|e| anyhow!("{e:?}"))?;
+    let adele = world.session(Persona::Adele).await?;
+    let out = adele.call_ok(SP, json!({"query": "budget"})).await?;
+    ensure!(out.is_error, "SharePoint search worked with Sites.Selected only: {}", out.text);
+    ensure!(
+        out.text.contains("Sites.Read.All") && out.text.contains("Sites.Selected"),
+        "the error does not explain that Sites.Selected cannot serve search: {}",
+        out.text
+    );
+    Ok(())
 }

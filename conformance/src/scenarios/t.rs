@@ -34,8 +34,7 @@ pub fn scenarios() -> Vec<super::Scenario> {
             t05_token_lifetime_policy
         ),
     ];
-    #[cfg(feature = "pending-tools")]
-    v.extend(pending::scenarios());
+    v.extend(obo_scenarios());
     v.sort_by_key(|s| s.id);
     v
 }
@@ -104,103 +103,179 @@ pub async fn t05_token_lifetime_policy(world: &World) -> Result<()> {
     Ok(())
 }
 
-/// Scenarios that need a tool performing an OBO exchange.
-#[cfg(feature = "pending-tools")]
-mod pending {
-    use super::*;
-    use crate::scenarios::{Scenario, obo_exchanges};
+// ─── Scenarios with OBO exchanges ──────────────────────────────────────────────────────
 
-    pub fn scenarios() -> Vec<Scenario> {
-        vec![
-            scenario!("T01", "many calls, one OBO exchange", t01_many_calls_one_exchange),
-            scenario!(
-                "T02",
-                "OBO token near expiry is renewed before use",
-                clock = true,
-                setup = World::builder,
-                t02_renewal_before_expiry
-            ),
-            scenario!(
-                "T06",
-                "100 concurrent first calls make one exchange",
-                t06_concurrent_first_calls
-            ),
-            scenario!(
-                "T07",
-                "the token cache at rest holds no plaintext token",
-                t07_no_plaintext_at_rest
-            ),
-            scenario!(
-                "T08",
-                "cache entries are keyed by tenant and user",
-                t08_cache_keyed_by_tenant_and_user
-            ),
-        ]
+use crate::scenarios::{Scenario, contains_jwt, obo_exchanges_by_scopes, structured_ok};
+
+fn obo_scenarios() -> Vec<Scenario> {
+    vec![
+        scenario!("T01", "many calls, one OBO exchange", t01_many_calls_one_exchange),
+        scenario!(
+            "T02",
+            "OBO token near expiry is renewed before use",
+            clock = true,
+            setup = World::builder,
+            t02_renewal_before_expiry
+        ),
+        scenario!("T06", "100 concurrent first calls make one exchange", t06_concurrent_first_calls),
+        scenario!(
+            "T07",
+            "the token cache at rest holds no plaintext token",
+            t07_no_plaintext_at_rest
+        ),
+        scenario!(
+            "T08",
+            "cache entries are keyed by tenant and user",
+            t08_cache_keyed_by_tenant_and_user
+        ),
+    ]
+}
+
+const MAIL: &str = "outlook_email_search";
+
+/// Every scope set the user's calls needed was exchanged exactly once.
+fn one_exchange_per_scope_set(world: &World, s: &crate::Session, what: &str) -> Result<()> {
+    let by = obo_exchanges_by_scopes(world, s.tenant_id, s.object_id);
+    ensure!(!by.is_empty(), "{what}: no OBO exchange at all");
+    for (scopes, n) in &by {
+        ensure!(*n == 1, "{what}: {n} OBO exchanges for {scopes:?} (expected one, then cache hits)");
     }
+    Ok(())
+}
 
-    const MAIL: &str = "outlook_email_search";
+pub async fn t01_many_calls_one_exchange(world: &World) -> Result<()> {
+    let adele = world.session(Persona::Adele).await?;
+    for _ in 0..10 {
+        structured_ok(&adele, MAIL, json!({"query": "budget"})).await?;
+    }
+    one_exchange_per_scope_set(world, &adele, "10 mail searches")?;
+    let hits = world
+        .audit_records()
+        .iter()
+        .filter(|r| r["event"] == "obo_exchange" && r["cache_hit"] == json!(true))
+        .count();
+    ensure!(hits >= 9, "the audit log shows {hits} OBO cache hits for 10 calls");
+    Ok(())
+}
 
-    pub async fn t01_many_calls_one_exchange(world: &World) -> Result<()> {
-        let adele = world.session(Persona::Adele).await?;
-        for _ in 0..10 {
-            ensure!(!adele.call_ok(MAIL, json!({"query": "budget"})).await?.is_error);
+pub async fn t02_renewal_before_expiry(world: &World) -> Result<()> {
+    let adele = world.session(Persona::Adele).await?;
+    structured_ok(&adele, MAIL, json!({"query": "budget"})).await?;
+    let first = obo_exchanges_by_scopes(world, adele.tenant_id, adele.object_id);
+    // Two hours in 4-minute steps: the OBO token (60–90 min) must be renewed before it
+    // expires, and no call may fail at the boundary. The user token is refreshed as a client
+    // does when the connector answers 401.
+    for _ in 0..30 {
+        world.advance(Duration::from_secs(240));
+        let probe = adele.call_tool_http(MAIL, json!({"query": "budget"})).await?;
+        if probe.status == 401 {
+            adele.refresh().await.map_err(|e| anyhow!("refresh: {e}"))?;
+        } else {
+            let out = crate::session::ToolOutcome::from_json(&probe.tool_result()?);
+            ensure!(!out.is_error, "a call failed near the OBO boundary: {}", out.text);
         }
-        let n = obo_exchanges(world, adele.tenant_id, adele.object_id);
-        ensure!(n == 1, "{n} OBO exchanges for 10 calls");
-        Ok(())
+        let out = adele.call_ok(MAIL, json!({"query": "budget"})).await?;
+        ensure!(!out.is_error, "a call failed at the OBO boundary: {}", out.text);
     }
+    let later = obo_exchanges_by_scopes(world, adele.tenant_id, adele.object_id);
+    let mail = |m: &std::collections::BTreeMap<Vec<String>, usize>| {
+        m.iter().filter(|(k, _)| k.iter().any(|s| s == "Mail.Read")).map(|(_, n)| *n).sum::<usize>()
+    };
+    ensure!(
+        mail(&later) > mail(&first),
+        "the Mail.Read token was never renewed over two hours ({} exchanges)",
+        mail(&later)
+    );
+    // Graph never saw an expired token: no 401 in its journal for her.
+    let rejected = world
+        .graph
+        .requests_for_user(adele.tenant_id, adele.object_id)
+        .iter()
+        .filter(|e| e.response_status_code == 401)
+        .count();
+    ensure!(rejected == 0, "Graph refused {rejected} requests: a stale OBO token was used");
+    Ok(())
+}
 
-    pub async fn t02_renewal_before_expiry(world: &World) -> Result<()> {
-        let adele = world.session(Persona::Adele).await?;
-        ensure!(!adele.call_ok(MAIL, json!({"query": "budget"})).await?.is_error);
-        for _ in 0..30 {
-            world.advance(Duration::from_secs(240));
-            if adele.call_tool_http(MAIL, json!({"query": "x"})).await?.status == 401 {
-                adele.refresh().await.map_err(|e| anyhow!("{e}"))?;
+pub async fn t06_concurrent_first_calls(world: &World) -> Result<()> {
+    let adele = world.session(Persona::Adele).await?;
+    let calls = (0..100).map(|_| adele.call_ok(MAIL, json!({"query": "budget"})));
+    for r in futures::future::join_all(calls).await {
+        let out = r?;
+        ensure!(!out.is_error, "{}", out.text);
+    }
+    one_exchange_per_scope_set(world, &adele, "100 concurrent first calls")
+}
+
+pub async fn t07_no_plaintext_at_rest(world: &World) -> Result<()> {
+    let adele = world.session(Persona::Adele).await?;
+    let lee = world.session(Persona::Lee).await?;
+    for s in [&adele, &lee] {
+        structured_ok(s, MAIL, json!({"query": "budget"})).await?;
+        structured_ok(s, "chat_message_search", json!({"query": "budget"})).await?;
+    }
+    let secrets = world.secrets();
+    // Nothing the connector writes to disk holds a token.
+    for entry in std::fs::read_dir(world.dir())? {
+        let path = entry?.path();
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned();
+        ensure!(!contains_jwt(&text), "{} holds a JWT", path.display());
+        for s in secrets.iter().filter(|s| s.len() >= 16) {
+            ensure!(!text.contains(s.as_str()), "{} holds a secret in plaintext", path.display());
+        }
+    }
+    // The cache itself: sealed blobs only.
+    if let Some(blobs) = world.token_cache_blobs() {
+        ensure!(blobs.len() >= 4, "expected ≥ 4 cached OBO tokens, found {}", blobs.len());
+        for blob in &blobs {
+            let text = String::from_utf8_lossy(blob);
+            ensure!(!contains_jwt(&text), "a cache entry holds a JWT in plaintext");
+            ensure!(!text.contains("eyJ0eX") && !text.contains("eyJhbG"), "a JWT header at rest");
+            for s in secrets.iter().filter(|s| s.len() >= 16) {
+                ensure!(
+                    !blob.windows(16).any(|w| s.as_bytes().windows(16).any(|t| t == w)),
+                    "a cache entry holds part of a token or secret in plaintext"
+                );
             }
-            let out = adele.call_ok(MAIL, json!({"query": "budget"})).await?;
-            ensure!(!out.is_error, "a call failed at the OBO boundary: {}", out.text);
-        }
-        Ok(())
-    }
-
-    pub async fn t06_concurrent_first_calls(world: &World) -> Result<()> {
-        let adele = world.session(Persona::Adele).await?;
-        let calls = (0..100).map(|_| adele.call_ok(MAIL, json!({"query": "budget"})));
-        for r in futures::future::join_all(calls).await {
-            ensure!(!r?.is_error);
-        }
-        let n = obo_exchanges(world, adele.tenant_id, adele.object_id);
-        ensure!(n == 1, "{n} OBO exchanges for 100 concurrent first calls");
-        Ok(())
-    }
-
-    pub async fn t07_no_plaintext_at_rest(world: &World) -> Result<()> {
-        let adele = world.session(Persona::Adele).await?;
-        ensure!(!adele.call_ok(MAIL, json!({"query": "budget"})).await?.is_error);
-        // Nothing the connector writes to disk holds a token.
-        for entry in std::fs::read_dir(world.dir())? {
-            let text = std::fs::read_to_string(entry?.path()).unwrap_or_default();
-            for s in world.secrets() {
-                ensure!(!text.contains(&s), "a token is stored in plaintext");
+            for marker in ["access_token", "expires_at", "Mail.Read", "Chat.Read"] {
+                ensure!(!text.contains(marker), "a cache entry is readable (`{marker}`)");
             }
         }
-        Ok(())
     }
+    Ok(())
+}
 
-    pub async fn t08_cache_keyed_by_tenant_and_user(world: &World) -> Result<()> {
-        let a = world.session(Persona::Adele).await?;
-        let b = world.session(Persona::AdeleFabrikam).await?;
-        for s in [&a, &b, &a, &b] {
-            ensure!(!s.call_ok(MAIL, json!({"query": "budget"})).await?.is_error);
-        }
-        ensure!(obo_exchanges(world, a.tenant_id, a.object_id) == 1);
-        ensure!(obo_exchanges(world, b.tenant_id, b.object_id) == 1);
-        for e in world.graph.journal() {
-            if e.user_id == Some(a.object_id) {
-                ensure!(e.tenant_id == Some(a.tenant_id), "a Graph call crossed tenants");
-            }
-        }
-        Ok(())
+pub async fn t08_cache_keyed_by_tenant_and_user(world: &World) -> Result<()> {
+    // Same display name in two tenants.
+    let a = world.session(Persona::Adele).await?;
+    let b = world.session(Persona::AdeleFabrikam).await?;
+    let mut seen = Vec::new();
+    for s in [&a, &b, &a, &b] {
+        let me = crate::scenarios::me_of(&s.call_ok("get_me", json!({})).await?)?;
+        ensure!(
+            me == (s.tenant_id.to_string(), s.object_id.to_string()),
+            "{} got {me:?}",
+            s.upn
+        );
+        let found = structured_ok(s, MAIL, json!({"query": "budget"})).await?;
+        seen.push((s, found));
     }
+    one_exchange_per_scope_set(world, &a, "contoso adele")?;
+    one_exchange_per_scope_set(world, &b, "fabrikam adele")?;
+    for (s, found) in seen {
+        let (own, other) =
+            if s.tenant_id == a.tenant_id { ("Contoso", "Fabrikam") } else { ("Fabrikam", "Contoso") };
+        let text = found.to_string();
+        ensure!(text.contains(own), "{} does not see their own mail: {text:.300}", s.upn);
+        ensure!(!text.contains(&format!("{other} Q3")), "{} sees the other tenant's mail", s.upn);
+    }
+    for e in world.graph.journal() {
+        if e.user_id == Some(a.object_id) {
+            ensure!(e.tenant_id == Some(a.tenant_id), "a Graph call crossed tenants");
+        }
+        if e.user_id == Some(b.object_id) {
+            ensure!(e.tenant_id == Some(b.tenant_id), "a Graph call crossed tenants");
+        }
+    }
+    Ok(())
 }

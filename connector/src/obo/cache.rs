@@ -180,6 +180,11 @@ pub trait TokenCache: Send + Sync + 'static {
     -> BoxFuture<'a, ()>;
     fn remove(&self, key: &TokenCacheKey);
     fn purge_tenant(&self, tenant: TenantId);
+    /// Every stored blob exactly as held at rest (sealed), for tests that check no token is
+    /// kept in plaintext (conformance T07). Stores that cannot enumerate return nothing.
+    fn snapshot(&self) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
 }
 
 /// The in-memory cache: bounded, with a per-entry time to live.
@@ -249,6 +254,10 @@ impl TokenCache for MokaTokenCache {
 
     fn purge_tenant(&self, tenant: TenantId) {
         let _ = self.inner.invalidate_entries_if(move |k, _| k.tenant == tenant);
+    }
+
+    fn snapshot(&self) -> Vec<Vec<u8>> {
+        self.inner.iter().map(|(_, (blob, _))| blob.as_ref().clone()).collect()
     }
 }
 

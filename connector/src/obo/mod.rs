@@ -342,6 +342,12 @@ impl TokenProvider {
         self.inner.cache.remove(&key);
     }
 
+    /// The cache's entries as stored at rest (sealed blobs, never plaintext): a test-only
+    /// inspection hook for conformance T07. Holds no key material and opens nothing.
+    pub fn cache_snapshot_for_tests(&self) -> Vec<Vec<u8>> {
+        self.inner.cache.snapshot()
+    }
+
     /// Drops every cached token of a tenant (tenant disabled by policy).
     pub fn purge_tenant(&self, tenant: TenantId) {
         self.inner.cache.purge_tenant(tenant);

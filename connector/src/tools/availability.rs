@@ -283,7 +283,6 @@ mod tool {
     use super::{Interval, Item, Request, Schedule, Status, WorkingHours, find_slots};
     use crate::{
         auth::ChallengeSlot,
-        domain::ScopeSet,
         graph::{GraphPath, GraphRequest, Session},
         tools::{
             kql::{self, Address},
@@ -422,9 +421,8 @@ mod tool {
         })
     }
 
-    pub fn scopes() -> ScopeSet {
-        ScopeSet::from_iter(["Calendars.Read", "User.ReadBasic.All", "User.Read"])
-    }
+    /// The Graph scopes a call needs (the time zone's permission is added by `access::open`).
+    pub const SCOPES: &[&str] = &["Calendars.Read", "User.ReadBasic.All", "User.Read"];
 
     /// The `/users` look-up for one attendee: an address by equality, a name by prefix.
     pub fn lookup_request(attendee: &str) -> GraphRequest {
@@ -660,18 +658,16 @@ mod tool {
             auth: crate::tools::Authenticated,
             rmcp::handler::server::wrapper::Parameters(args): rmcp::handler::server::wrapper::Parameters<AvailabilityParams>,
         ) -> Result<CallToolResult, McpError> {
-            use crate::tools::mail::{answer, argument_names, begin_call, mailbox_zone};
+            use crate::tools::mail::{answer, argument_names, begin_call};
             let ctx = self.context();
             let names = argument_names(&args, &[]);
             let call = begin_call!(ctx, auth, TOOL, names, None);
             let mut ids = Vec::new();
-            let zone = mailbox_zone(ctx, &auth.caller, &mut ids).await;
-            let session = Session::new(
-                ctx.provider.clone(),
-                ctx.graph.clone(),
-                auth.caller.clone(),
-                scopes(),
-            );
+            let (session, zone) =
+                match crate::tools::access::open(ctx, &auth, TOOL, SCOPES, &mut ids).await {
+                    Ok(opened) => opened,
+                    Err(result) => return answer(call, ids, Ok(Err(result)), render),
+                };
             let outcome = run(&session, &zone, &auth.challenge, &args, &mut ids).await;
             answer(call, ids, outcome, render)
         }

@@ -165,12 +165,14 @@ pub fn check(
     Ok(Checked { words, window, owner, limit: limit_arg(p.limit, DEFAULT_LIMIT, max)? })
 }
 
+/// The Graph scopes a call needs: another person's calendar needs `Calendars.Read.Shared`.
+pub fn scope_names(shared: bool) -> &'static [&'static str] {
+    if shared { &["Calendars.Read", "Calendars.Read.Shared"] } else { &["Calendars.Read"] }
+}
+
+/// The call's OBO scope set: [`scope_names`] plus the time zone's permission.
 pub fn scopes(c: &Checked) -> ScopeSet {
-    if c.owner.is_some() {
-        ScopeSet::from_iter(["Calendars.Read", "Calendars.Read.Shared"])
-    } else {
-        ScopeSet::from_iter(["Calendars.Read"])
-    }
+    super::permissions::with_zone(scope_names(c.owner.is_some()).iter().copied())
 }
 
 /// The calendarView request for a window.
@@ -364,7 +366,7 @@ impl super::Connector {
         auth: super::Authenticated,
         rmcp::handler::server::wrapper::Parameters(args): rmcp::handler::server::wrapper::Parameters<CalendarSearchParams>,
     ) -> Result<CallToolResult, McpError> {
-        use super::mail::{answer, argument_names, begin_call, mailbox_zone};
+        use super::mail::{answer, argument_names, begin_call};
         let ctx = self.context();
         let names = argument_names(
             &args,
@@ -372,19 +374,15 @@ impl super::Connector {
         );
         let call = begin_call!(ctx, auth, TOOL, names, args.query.as_deref());
         let mut ids = Vec::new();
-        let zone = mailbox_zone(ctx, &auth.caller, &mut ids).await;
+        let needs = scope_names(args.calendar_owner.is_some());
+        let (session, zone) = match super::access::open(ctx, &auth, TOOL, needs, &mut ids).await {
+            Ok(opened) => opened,
+            Err(result) => return answer(call, ids, Ok(Err(result)), render),
+        };
         let now = ctx.clock.now();
         let outcome = match check(&args, &zone, now) {
             Err(e) => Err(e),
-            Ok(c) => {
-                let session = Session::new(
-                    ctx.provider.clone(),
-                    ctx.graph.clone(),
-                    auth.caller.clone(),
-                    scopes(&c),
-                );
-                run(&session, &ctx.cursor, &zone, &auth.challenge, now, &args, &mut ids).await
-            }
+            Ok(_) => run(&session, &ctx.cursor, &zone, &auth.challenge, now, &args, &mut ids).await,
         };
         answer(call, ids, outcome, render)
     }

@@ -23,7 +23,6 @@ use super::{
 };
 use crate::{
     auth::ChallengeSlot,
-    domain::ScopeSet,
     graph::{GraphPath, GraphRequest, Session},
 };
 
@@ -124,9 +123,8 @@ pub fn check(p: &ChatSearchParams, zone: &MailboxZone) -> Result<Checked, McpErr
     Ok(c)
 }
 
-pub fn scopes() -> ScopeSet {
-    ScopeSet::from_iter(["Chat.Read"])
-}
+/// The Graph scopes a call needs (the time zone's permission is added by `access::open`).
+pub const SCOPES: &[&str] = &["Chat.Read"];
 
 /// The KQL and the filters it applies.
 pub fn query(c: &Checked) -> (String, Vec<AppliedFilter>) {
@@ -261,7 +259,7 @@ impl super::Connector {
         auth: super::Authenticated,
         rmcp::handler::server::wrapper::Parameters(args): rmcp::handler::server::wrapper::Parameters<ChatSearchParams>,
     ) -> Result<CallToolResult, McpError> {
-        use super::mail::{answer, argument_names, begin_call, mailbox_zone};
+        use super::mail::{answer, argument_names, begin_call};
         let ctx = self.context();
         let names = argument_names(
             &args,
@@ -269,9 +267,10 @@ impl super::Connector {
         );
         let call = begin_call!(ctx, auth, TOOL, names, args.query.as_deref());
         let mut ids = Vec::new();
-        let zone = mailbox_zone(ctx, &auth.caller, &mut ids).await;
-        let session =
-            Session::new(ctx.provider.clone(), ctx.graph.clone(), auth.caller.clone(), scopes());
+        let (session, zone) = match super::access::open(ctx, &auth, TOOL, SCOPES, &mut ids).await {
+            Ok(opened) => opened,
+            Err(result) => return answer(call, ids, Ok(Err(result)), render),
+        };
         let outcome = run(&session, &ctx.cursor, &zone, &auth.challenge, &args, &mut ids).await;
         answer(call, ids, outcome, render)
     }

@@ -249,12 +249,13 @@ pub fn check(p: &EmailSearchParams, zone: &MailboxZone) -> Result<Checked, McpEr
 }
 
 /// The Graph scopes a call needs: a shared mailbox needs `Mail.Read.Shared`.
+pub fn scope_names(shared: bool) -> &'static [&'static str] {
+    if shared { &["Mail.Read", "Mail.Read.Shared"] } else { &["Mail.Read"] }
+}
+
+/// The call's OBO scope set: [`scope_names`] plus the time zone's permission.
 pub fn scopes(c: &Checked) -> ScopeSet {
-    if c.mailbox.is_some() {
-        ScopeSet::from_iter(["Mail.Read", "Mail.Read.Shared"])
-    } else {
-        ScopeSet::from_iter(["Mail.Read"])
-    }
+    super::permissions::with_zone(scope_names(c.mailbox.is_some()).iter().copied())
 }
 
 fn messages_path(c: &Checked) -> GraphPath {
@@ -543,30 +544,8 @@ pub fn render(r: &EmailSearchResult) -> String {
 }
 
 // ---------------------------------------------------------------------------------------
-// Wiring shared by this helper's tools: the mailbox zone and the audit/answer protocol.
+// Wiring shared by the search tools: the audit/answer protocol.
 // ---------------------------------------------------------------------------------------
-
-/// The caller's mailbox time zone from `/me/mailboxSettings` (its own OBO scope,
-/// `MailboxSettings.Read`). Best effort: on any failure times are shown in UTC with a note,
-/// and the tool itself still runs.
-pub(crate) async fn mailbox_zone(
-    ctx: &super::ToolContext,
-    caller: &crate::domain::Caller,
-    request_ids: &mut Vec<String>,
-) -> MailboxZone {
-    let session = ctx.session(caller, &["MailboxSettings.Read"]);
-    let req = GraphRequest::get(GraphPath::fixed("/me/mailboxSettings")).select(&["timeZone"]);
-    match session.get_json::<Value>(&req).await {
-        Ok(r) => {
-            request_ids.extend(r.request_id.clone());
-            MailboxZone::resolve(r.body.get("timeZone").and_then(Value::as_str))
-        }
-        Err(_) => MailboxZone {
-            note: Some("your mailbox time zone could not be read; times are shown in UTC".into()),
-            ..MailboxZone::utc()
-        },
-    }
-}
 
 /// Which arguments were set, for the audit record (names only, never values).
 pub(crate) fn argument_names(
@@ -657,18 +636,14 @@ impl super::Connector {
         );
         let call = begin_call!(ctx, auth, TOOL, names, args.query.as_deref());
         let mut ids = Vec::new();
-        let zone = mailbox_zone(ctx, &auth.caller, &mut ids).await;
+        let needs = scope_names(args.mailbox.is_some());
+        let (session, zone) = match super::access::open(ctx, &auth, TOOL, needs, &mut ids).await {
+            Ok(opened) => opened,
+            Err(result) => return answer(call, ids, Ok(Err(result)), render),
+        };
         let outcome = match check(&args, &zone) {
             Err(e) => Err(e),
-            Ok(c) => {
-                let session = Session::new(
-                    ctx.provider.clone(),
-                    ctx.graph.clone(),
-                    auth.caller.clone(),
-                    scopes(&c),
-                );
-                run(&session, &ctx.cursor, &zone, &auth.challenge, &args, &mut ids).await
-            }
+            Ok(_) => run(&session, &ctx.cursor, &zone, &auth.challenge, &args, &mut ids).await,
         };
         answer(call, ids, outcome, render)
     }

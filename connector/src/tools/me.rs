@@ -1,11 +1,18 @@
 //! `get_me`: who the connector is acting as: identity from the validated token, profile from
-//! Graph `/me`, time zone from `/me/mailboxSettings` (best effort).
+//! Graph `/me`, time zone and working hours from `/me/mailboxSettings` (best effort), and the
+//! tools the tenant policy and the caller's granted permissions allow ([`super::access`]).
 
 use rmcp::{handler::server::wrapper::Json, schemars, tool, tool_router};
 use serde::{Deserialize, Serialize};
 
-use super::{Authenticated, Connector, failure_message};
-use crate::graph::{GraphPath, GraphRequest};
+use super::{
+    Authenticated, Connector, access, failure_message, permissions::ZONE_SCOPE,
+    timezone::MailboxZone,
+};
+use crate::{
+    graph::{GraphPath, GraphRequest},
+    obo::OboError,
+};
 
 /// The signed-in user as the connector sees them.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
@@ -21,11 +28,38 @@ pub struct Me {
     pub user_principal_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mail: Option<String>,
-    /// The mailbox time zone (Windows or IANA name), when readable.
+    /// The mailbox time zone as Exchange reports it (Windows or IANA name), when readable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub time_zone: Option<String>,
+    /// The IANA zone the tools show local times in (UTC when the mailbox zone is unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_zone_iana: Option<String>,
+    /// The mailbox working hours, when readable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_hours: Option<WorkingHours>,
     /// Tools the tenant policy allows for this user, or `["*"]` for all.
     pub allowed_tools: Vec<String>,
+    /// Tools this user can use now: allowed by the policy and served by the Microsoft Graph
+    /// permissions the organization granted. Absent when the grants could not be checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub available_tools: Option<Vec<String>>,
+    /// Why the time zone, working hours or available tools are missing, when they are.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// Working hours from the mailbox settings.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct WorkingHours {
+    /// Working days, lower-case English names (`monday`, …).
+    pub days_of_week: Vec<String>,
+    /// Start of the working day, local time (`HH:MM:SS`).
+    pub start_time: String,
+    /// End of the working day, local time (`HH:MM:SS`).
+    pub end_time: String,
+    /// The zone the working hours are expressed in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,13 +74,30 @@ struct GraphUser {
 #[serde(rename_all = "camelCase")]
 struct MailboxSettings {
     time_zone: Option<String>,
+    working_hours: Option<serde_json::Value>,
+}
+
+/// Graph's `workingHours` (`timeZone` is an object there) as [`WorkingHours`].
+fn working_hours(v: &serde_json::Value) -> Option<WorkingHours> {
+    let trim = |t: &str| t.split('.').next().unwrap_or(t).to_owned();
+    Some(WorkingHours {
+        days_of_week: v
+            .get("daysOfWeek")?
+            .as_array()?
+            .iter()
+            .filter_map(|d| d.as_str().map(str::to_owned))
+            .collect(),
+        start_time: trim(v.get("startTime")?.as_str()?),
+        end_time: trim(v.get("endTime")?.as_str()?),
+        time_zone: v.pointer("/timeZone/name").and_then(|n| n.as_str()).map(str::to_owned),
+    })
 }
 
 #[tool_router(router = me_router, vis = "pub(crate)")]
 impl Connector {
     #[tool(
         name = "get_me",
-        description = "Returns the signed-in user's identity (tenant id, user id, name, mail), time zone, and which tools the organization allows.",
+        description = "Returns the signed-in user's identity (tenant id, user id, name, mail), mailbox time zone and working hours, and which tools the organization's policy and granted permissions allow.",
         annotations(
             title = "Who am I",
             read_only_hint = true,
@@ -60,47 +111,98 @@ impl Connector {
         let caller = &auth.caller;
         let mut call = ctx.begin(caller, "get_me", Default::default(), None)?;
 
-        let profile = ctx.session(caller, &["User.Read"]);
+        let mut notes = Vec::new();
+        // One exchange for the profile and the mailbox settings; a tenant that did not grant
+        // MailboxSettings.Read still gets its profile (User.Read alone).
+        let both = ctx.session(caller, &["User.Read", ZONE_SCOPE]);
+        let profile = match ctx.provider.graph_token(caller, &both.scopes, None).await {
+            Err(OboError::ConsentRequired { .. }) => {
+                notes.push(format!(
+                    "the time zone and working hours need the {ZONE_SCOPE} permission, which your \
+                     organization has not granted to the connector"
+                ));
+                None
+            }
+            _ => Some(both),
+        };
+        let session = match &profile {
+            Some(s) => s.clone(),
+            None => ctx.session(caller, &["User.Read"]),
+        };
         let req = GraphRequest::get(GraphPath::fixed("/me")).select(&[
             "displayName",
             "userPrincipalName",
             "mail",
         ]);
-        let user = match profile.get_json::<GraphUser>(&req).await {
+        let user = match session.get_json::<GraphUser>(&req).await {
             Ok(r) => {
                 call.graph_request_ids.extend(r.request_id);
                 r.body
             }
             Err(failure) => {
-                let message = failure_message(&failure, &auth.challenge);
+                let scopes = session.scopes.clone();
+                let result = access::failure_result(ctx, &auth, "get_me", &scopes, &failure).await;
+                let message = result
+                    .content
+                    .first()
+                    .and_then(|c| c.as_text())
+                    .map(|t| t.text.clone())
+                    .unwrap_or_else(|| failure.user_message());
                 call.graph_request_ids.extend(failure.request_id.clone());
-                call.finish("graph_error", 502)?;
+                let outcome = if failure.claims_challenge().is_some() {
+                    "claims_challenge"
+                } else {
+                    "graph_error"
+                };
+                call.finish(outcome, 502)?;
                 return Err(message);
             }
         };
-        // The time zone is a convenience: a mailbox without settings (or a tenant that did not
-        // consent to MailboxSettings.Read) still gets an answer.
-        let settings = ctx.session(caller, &["MailboxSettings.Read"]);
-        let req = GraphRequest::get(GraphPath::fixed("/me/mailboxSettings")).select(&["timeZone"]);
-        let time_zone = match settings.get_json::<MailboxSettings>(&req).await {
-            Ok(r) => {
-                call.graph_request_ids.extend(r.request_id);
-                r.body.time_zone
-            }
-            Err(failure) => {
-                if failure.claims_challenge().is_some() {
-                    let message = failure_message(&failure, &auth.challenge);
-                    call.finish("claims_challenge", 401)?;
-                    return Err(message);
+        let mut time_zone = None;
+        let mut hours = None;
+        if let Some(settings) = &profile {
+            let req = GraphRequest::get(GraphPath::fixed("/me/mailboxSettings"))
+                .select(&["timeZone", "workingHours"]);
+            match settings.get_json::<MailboxSettings>(&req).await {
+                Ok(r) => {
+                    call.graph_request_ids.extend(r.request_id);
+                    time_zone = r.body.time_zone;
+                    hours = r.body.working_hours.as_ref().and_then(working_hours);
                 }
-                None
+                Err(failure) => {
+                    if failure.claims_challenge().is_some() {
+                        let message = failure_message(&failure, &auth.challenge);
+                        call.finish("claims_challenge", 401)?;
+                        return Err(message);
+                    }
+                    notes.push(format!(
+                        "the mailbox settings could not be read ({})",
+                        failure.error.code()
+                    ));
+                }
             }
+        }
+        let zone = time_zone.as_deref().map(|z| MailboxZone::resolve(Some(z)));
+        notes.extend(zone.as_ref().and_then(|z| z.note.clone()));
+        let policy = ctx.policy.current();
+        let allowed_tools = match policy.enabled_tenant(&caller.tenant_id).map(|t| t.tools.clone())
+        {
+            Some(crate::policy::Allow::Only(set)) => set.into_iter().collect(),
+            _ => vec![crate::policy::ANY.to_owned()],
         };
-        let allowed_tools =
-            match ctx.policy.current().enabled_tenant(&caller.tenant_id).map(|t| t.tools.clone()) {
-                Some(crate::policy::Allow::Only(set)) => set.into_iter().collect(),
-                _ => vec![crate::policy::ANY.to_owned()],
-            };
+        let listed: Vec<String> = self
+            .tool_router
+            .list_all()
+            .into_iter()
+            .map(|t| t.name.to_string())
+            .filter(|n| policy.tool_allowed(&caller.tenant_id, n))
+            .collect();
+        let listed: Vec<&str> = listed.iter().map(String::as_str).collect();
+        let available_tools =
+            access::granted_tools(ctx, caller, &listed).await.map(|s| s.into_iter().collect());
+        if available_tools.is_none() {
+            notes.push("the granted permissions could not be checked just now".into());
+        }
         let me = Me {
             tenant_id: caller.tenant_id.to_string(),
             user_id: caller.object_id.to_string(),
@@ -108,7 +210,11 @@ impl Connector {
             user_principal_name: user.user_principal_name,
             mail: user.mail,
             time_zone,
+            time_zone_iana: zone.map(|z| z.iana().to_owned()),
+            working_hours: hours,
             allowed_tools,
+            available_tools,
+            notes,
         };
         call.finish("ok", 200)?;
         Ok(Json(me))

@@ -8,7 +8,9 @@
 //! # Layout
 //! * [`me`] — `get_me`.
 //! * [`permissions`] — the Graph permissions each tool needs, the admin-consent URL.
+//! * [`access`] — which tools the granted permissions allow; each call's session and time zone.
 
+pub mod access;
 pub mod availability;
 pub mod calendar;
 pub mod chat;
@@ -220,6 +222,39 @@ impl ServerHandler for Connector {
             .with_instructions(
                 "Read-only Microsoft 365 tools acting as the signed-in user. Nothing is ever changed.",
             )
+    }
+
+    /// Only the tools the tenant policy allows and the caller's granted Graph permissions
+    /// serve (R01–R05, R07, R08). The answer depends on who asks, so caches must keep it
+    /// private (mcp.md §4.4).
+    async fn list_tools(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::ListToolsResult, McpError> {
+        let auth = resources::authenticated(&context)?;
+        let supports_cache_hints = context
+            .protocol_version()
+            .is_some_and(|version| version >= rmcp::model::ProtocolVersion::V_2026_07_28);
+        let policy = self.ctx.policy.current();
+        let mut tools: Vec<rmcp::model::Tool> = self
+            .tool_router
+            .list_all()
+            .into_iter()
+            .filter(|t| policy.tool_allowed(&auth.caller.tenant_id, &t.name))
+            .collect();
+        let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+        if let Some(granted) = access::granted_tools(&self.ctx, &auth.caller, &names).await {
+            tools.retain(|t| granted.contains(t.name.as_ref()));
+        }
+        Ok(rmcp::model::ListToolsResult {
+            result_type: Some(rmcp::model::ResultType::COMPLETE),
+            tools,
+            meta: None,
+            next_cursor: None,
+            ttl_ms: supports_cache_hints.then_some(0),
+            cache_scope: supports_cache_hints.then_some(rmcp::model::CacheScope::Private),
+        })
     }
 
     async fn list_resource_templates(

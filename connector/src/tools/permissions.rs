@@ -1,7 +1,7 @@
 //! The delegated Microsoft Graph permissions the connector requests, which tool needs each, and
 //! why: the source of `m365-connector permissions` and of the admin-consent URL.
 
-use crate::config::Settings;
+use crate::{config::Settings, domain::ScopeSet};
 
 /// The Graph resource prefix of delegated scopes in consent and token requests.
 pub const GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
@@ -15,13 +15,27 @@ pub struct Permission {
 }
 
 /// Every delegated Graph permission, least privilege first. Never a write permission and never
-/// `offline_access`: the connector holds no refresh tokens.
+/// `offline_access`: the connector holds no refresh tokens. Each lists every tool that uses it
+/// (a test checks this against [`TOOL_NEEDS`]).
 pub const PERMISSIONS: &[Permission] = &[
-    Permission { name: "User.Read", tools: &["get_me"], why: "read the signed-in user's profile" },
+    Permission {
+        name: "User.Read",
+        tools: &["get_me", "find_meeting_availability"],
+        why: "read the signed-in user's profile (and their own free/busy address)",
+    },
     Permission {
         name: "MailboxSettings.Read",
-        tools: &["get_me", "find_meeting_availability"],
-        why: "read the user's time zone and working hours",
+        tools: &[
+            "get_me",
+            "sharepoint_search",
+            "sharepoint_folder_search",
+            "outlook_email_search",
+            "outlook_calendar_search",
+            "find_meeting_availability",
+            "chat_message_search",
+            "read_resource",
+        ],
+        why: "read the user's time zone (every result shows local times) and working hours",
     },
     Permission {
         name: "Mail.Read",
@@ -29,9 +43,19 @@ pub const PERMISSIONS: &[Permission] = &[
         why: "search and read the user's mail",
     },
     Permission {
+        name: "Mail.Read.Shared",
+        tools: &["outlook_email_search"],
+        why: "search a shared mailbox the user can open (only when one is asked for)",
+    },
+    Permission {
         name: "Calendars.Read",
-        tools: &["outlook_calendar_search", "find_meeting_availability"],
-        why: "search the user's calendar and look up free/busy",
+        tools: &["outlook_calendar_search", "find_meeting_availability", "read_resource"],
+        why: "search and read the user's calendar and look up free/busy",
+    },
+    Permission {
+        name: "Calendars.Read.Shared",
+        tools: &["outlook_calendar_search"],
+        why: "search a shared calendar the user can open (only when one is asked for)",
     },
     Permission {
         name: "User.ReadBasic.All",
@@ -54,6 +78,53 @@ pub const PERMISSIONS: &[Permission] = &[
         why: "search SharePoint and OneDrive documents, pages and folders the user can access",
     },
 ];
+
+/// The mailbox time zone's permission. It is part of every tool's OBO scope set, so a call
+/// makes one token exchange, not one for its data and another for the time zone.
+pub const ZONE_SCOPE: &str = "MailboxSettings.Read";
+
+/// For each tool, the scope sets it calls Graph with (its OBO scope sets). A tool is offered
+/// in `tools/list` when at least one of them is granted: `read_resource` reads mail, events,
+/// chats or files, each with its own set, and stays useful while any one kind is readable.
+/// Optional extras (`Mail.Read.Shared` for a shared mailbox) are not listed here: they are
+/// asked for only by the calls that need them.
+pub const TOOL_NEEDS: &[(&str, &[&[&str]])] = &[
+    ("get_me", &[&["User.Read"]]),
+    ("sharepoint_search", &[&["Sites.Read.All", ZONE_SCOPE]]),
+    ("sharepoint_folder_search", &[&["Sites.Read.All", ZONE_SCOPE]]),
+    ("outlook_email_search", &[&["Mail.Read", ZONE_SCOPE]]),
+    ("outlook_calendar_search", &[&["Calendars.Read", ZONE_SCOPE]]),
+    (
+        "find_meeting_availability",
+        &[&["Calendars.Read", "User.ReadBasic.All", "User.Read", ZONE_SCOPE]],
+    ),
+    ("chat_message_search", &[&["Chat.Read", ZONE_SCOPE]]),
+    (
+        "read_resource",
+        &[
+            &["Mail.Read", ZONE_SCOPE],
+            &["Calendars.Read", ZONE_SCOPE],
+            &["Chat.Read", ZONE_SCOPE],
+            &["Files.Read.All", ZONE_SCOPE],
+            &["Sites.Read.All", ZONE_SCOPE],
+        ],
+    ),
+];
+
+/// The scope sets `tool` calls Graph with (empty for an unknown tool).
+pub fn tool_needs(tool: &str) -> &'static [&'static [&'static str]] {
+    TOOL_NEEDS.iter().find(|(t, _)| *t == tool).map_or(&[], |(_, needs)| needs)
+}
+
+/// `scopes` plus the mailbox time zone's permission: the OBO scope set of one tool call.
+pub fn with_zone<'a>(scopes: impl IntoIterator<Item = &'a str>) -> ScopeSet {
+    scopes.into_iter().chain([ZONE_SCOPE]).collect()
+}
+
+/// Whether `granted` allows `tool`: one of its scope sets is wholly granted.
+pub fn tool_granted(tool: &str, granted: &ScopeSet) -> bool {
+    tool_needs(tool).iter().any(|set| set.iter().all(|s| granted.contains(s)))
+}
 
 /// Human-readable table for `m365-connector permissions`.
 pub fn describe() -> String {
@@ -88,5 +159,46 @@ pub fn admin_consent_url(settings: &Settings, tenant: &str, redirect_uri: &str) 
             url.to_string()
         }
         Err(_) => base,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_permission_a_tool_uses_lists_that_tool_and_no_other() {
+        for (tool, needs) in TOOL_NEEDS {
+            for scope in needs.iter().flat_map(|set| set.iter()) {
+                let p = PERMISSIONS.iter().find(|p| p.name == *scope).expect(scope);
+                assert!(p.tools.contains(tool), "{scope} does not list {tool}");
+            }
+        }
+        // Asked for only when needed: a shared mailbox or calendar; get_me's time zone.
+        let optional = [
+            ("Mail.Read.Shared", "outlook_email_search"),
+            ("Calendars.Read.Shared", "outlook_calendar_search"),
+            (ZONE_SCOPE, "get_me"),
+        ];
+        for p in PERMISSIONS {
+            for tool in p.tools.iter().filter(|t| !optional.contains(&(p.name, **t))) {
+                assert!(
+                    tool_needs(tool).iter().any(|set| set.contains(&p.name)),
+                    "{} lists {tool}, which never asks for it",
+                    p.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_tool_is_granted_when_one_of_its_scope_sets_is() {
+        let mail_only = ScopeSet::from_iter(["mail.read", "MailboxSettings.Read"]);
+        assert!(tool_granted("outlook_email_search", &mail_only));
+        assert!(tool_granted("read_resource", &mail_only));
+        assert!(!tool_granted("sharepoint_search", &mail_only));
+        assert!(!tool_granted("get_me", &mail_only));
+        assert!(!tool_granted("no_such_tool", &mail_only));
+        assert!(with_zone(["Chat.Read"]).contains(ZONE_SCOPE));
     }
 }

@@ -6,9 +6,10 @@
 //!   network work**: a refused input is `invalid_params` naming `uri`, with zero egress (F06).
 //!   A SharePoint/OneDrive link is resolved through `GET /shares/u!…/driveItem` on the
 //!   configured Graph host; the link itself is never fetched.
-//! * Each kind asks OBO for exactly its scope (`graph.md` §9.7): mail `Mail.Read`, events
-//!   `Calendars.Read`, files `Files.Read.All` (so revoking it stops file reads, R04), list items
-//!   `Sites.Read.All`, chats `Chat.Read`. Mail and chats go through `/me` and the chat id only.
+//! * Each kind asks OBO for exactly its scope (`graph.md` §9.7), plus `MailboxSettings.Read`
+//!   for the time zone in the same exchange: mail `Mail.Read`, events `Calendars.Read`, files
+//!   `Files.Read.All` (so revoking it stops file reads, R04), list items `Sites.Read.All`,
+//!   chats `Chat.Read` ([`target_scope`]). Mail and chats go through `/me` and the chat id only.
 //! * Files: metadata first; folders return their children; a file above the size cap is
 //!   refused before download; text comes from [`crate::extract`] on the blocking pool with
 //!   page/slide/sheet selection. Nothing is cached: every read is fresh Graph traffic (D02).
@@ -32,14 +33,35 @@ use serde_json::{Value, json};
 
 use super::{
     Authenticated, Connector, ToolContext,
-    shaping::{DateTimes, SourceStatus, Truncation, graph_failure, structured, truncate_text},
+    permissions::with_zone,
+    shaping::{DateTimes, SourceStatus, Truncation, structured, truncate_text},
     timezone::{MailboxZone, mailbox_zone},
     uri::{LinkTarget, M365Uri, ResourceKind, parse_link},
 };
 use crate::{
+    domain::Caller,
     extract::{self, ExtractError, FileKind, Limits, Selection},
-    graph::{GraphError, GraphFailure, GraphPath, GraphRequest},
+    graph::{GraphError, GraphFailure, GraphPath, GraphRequest, Session},
 };
+
+/// The one Graph permission reading `target` needs (`graph.md` §9.7).
+pub fn target_scope(target: &LinkTarget) -> &'static str {
+    match target {
+        LinkTarget::Share { .. } => "Files.Read.All",
+        LinkTarget::Uri(uri) => match uri {
+            M365Uri::Mail { .. } => "Mail.Read",
+            M365Uri::Event { .. } => "Calendars.Read",
+            M365Uri::DriveItem { .. } => "Files.Read.All",
+            M365Uri::ListItem { .. } => "Sites.Read.All",
+            M365Uri::Chat { .. } => "Chat.Read",
+        },
+    }
+}
+
+/// A session for one kind's scope plus the time zone's: the read's one OBO scope set.
+fn kind_session(ctx: &ToolContext, caller: &Caller, scope: &str) -> Session {
+    Session::new(ctx.provider.clone(), ctx.graph.clone(), caller.clone(), with_zone([scope]))
+}
 
 /// Default and largest number of characters of text returned.
 pub const DEFAULT_MAX_CHARS: u32 = 40_000;
@@ -271,6 +293,7 @@ impl Connector {
             Err(message) => return Ok(CallToolResult::error(vec![ContentBlock::text(message)])),
         };
         let mut request_ids = Vec::new();
+        let scopes = with_zone([target_scope(&target)]);
         let outcome = read_target(ctx, &auth, target, &options, &mut request_ids).await;
         call.graph_request_ids = request_ids;
         let (status, label) = match &outcome {
@@ -289,7 +312,10 @@ impl Connector {
             Err(ReadError::Refused(message)) => {
                 Ok(CallToolResult::error(vec![ContentBlock::text(message)]))
             }
-            Err(ReadError::Graph(failure)) => Ok(graph_failure(&failure, &auth.challenge)),
+            Err(ReadError::Graph(failure)) => {
+                Ok(super::access::failure_result(ctx, &auth, "read_resource", &scopes, &failure)
+                    .await)
+            }
         }
     }
 }
@@ -321,10 +347,13 @@ pub async fn read_target(
     request_ids: &mut Vec<String>,
 ) -> Result<ReadResult, ReadError> {
     let caller = &auth.caller;
+    let zone = mailbox_zone(&kind_session(ctx, caller, target_scope(&target)), request_ids)
+        .await
+        .map_err(ReadError::Graph)?;
     let uri = match target {
         LinkTarget::Uri(uri) => uri,
         LinkTarget::Share { share_id } => {
-            let session = ctx.session(caller, &["Files.Read.All"]);
+            let session = kind_session(ctx, caller, "Files.Read.All");
             let req = GraphRequest::get(LinkTarget::share_path(&share_id)).select(&[
                 "id",
                 "name",
@@ -352,7 +381,6 @@ pub async fn read_target(
             ));
         }
     }
-    let zone = mailbox_zone(ctx, caller).await;
     let mut result = ReadResult {
         uri: uri.to_string(),
         kind: uri.kind(),
@@ -375,7 +403,7 @@ pub async fn read_target(
                 .await?
         }
         M365Uri::Mail { attachment: Some(_), .. } => {
-            let session = ctx.session(caller, &["Mail.Read"]);
+            let session = kind_session(ctx, caller, "Mail.Read");
             let req = GraphRequest::get(uri.graph_path()).prefer("IdType=\"ImmutableId\"");
             let body = track(session.get_json::<Value>(&req).await, request_ids)?.body;
             let name = str_at(&body, "/name").unwrap_or_else(|| "attachment".into());
@@ -395,7 +423,7 @@ pub async fn read_target(
             result.sources.push(SourceStatus::ok("attachment"));
         }
         M365Uri::Event { .. } => {
-            let session = ctx.session(caller, &["Calendars.Read"]);
+            let session = kind_session(ctx, caller, "Calendars.Read");
             let req = GraphRequest::get(uri.graph_path())
                 .select(&[
                     "id",
@@ -445,7 +473,7 @@ pub async fn read_target(
                 .await?
         }
         M365Uri::ListItem { .. } => {
-            let session = ctx.session(caller, &["Sites.Read.All"]);
+            let session = kind_session(ctx, caller, "Sites.Read.All");
             let req = GraphRequest::get(uri.graph_path()).query("$expand", "fields");
             let body = track(session.get_json::<Value>(&req).await, request_ids)?.body;
             result.web_url = str_at(&body, "/webUrl");
@@ -470,7 +498,7 @@ pub async fn read_target(
             result.sources.push(SourceStatus::ok("list item"));
         }
         M365Uri::Chat { chat, message: Some(_) } => {
-            let session = ctx.session(caller, &["Chat.Read"]);
+            let session = kind_session(ctx, caller, "Chat.Read");
             let body = track(
                 session.get_json::<Value>(&GraphRequest::get(uri.graph_path())).await,
                 request_ids,
@@ -488,7 +516,7 @@ pub async fn read_target(
             result.sources.push(SourceStatus::ok("chat message"));
         }
         M365Uri::Chat { chat, message: None } => {
-            let session = ctx.session(caller, &["Chat.Read"]);
+            let session = kind_session(ctx, caller, "Chat.Read");
             let req = GraphRequest::get(uri.graph_path()).top(CHAT_MESSAGES);
             let body = track(session.get_json::<Value>(&req).await, request_ids)?.body;
             let mut lines = Vec::new();
@@ -529,7 +557,7 @@ async fn read_mail(
     result: &mut ReadResult,
     request_ids: &mut Vec<String>,
 ) -> Result<(), ReadError> {
-    let session = ctx.session(&auth.caller, &["Mail.Read"]);
+    let session = kind_session(ctx, &auth.caller, "Mail.Read");
     let req = GraphRequest::get(GraphPath::fixed("/me/messages").segment(message))
         .select(&[
             "id",
@@ -616,7 +644,7 @@ async fn read_drive_item(
     result: &mut ReadResult,
     request_ids: &mut Vec<String>,
 ) -> Result<(), ReadError> {
-    let session = ctx.session(&auth.caller, &["Files.Read.All"]);
+    let session = kind_session(ctx, &auth.caller, "Files.Read.All");
     let req = GraphRequest::get(uri.graph_path()).select(&[
         "id",
         "name",

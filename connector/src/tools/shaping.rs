@@ -9,9 +9,10 @@
 //! * [`DateTimes`]: every instant in UTC and in the caller's mailbox time zone;
 //! * [`ByteBudget`] and [`Truncation`]: results stop at a byte budget and say so.
 //!
-//! Query text reaches Graph only through [`kql_phrase`] (one quoted KQL phrase) and
-//! [`odata_string`] (one OData literal), so user text can never change a filter's meaning
-//! (`graph.md` §7, conformance F07). [`check_text`] refuses oversized or control-laden input
+//! Query text reaches Graph only through [`super::kql::Kql`] (one quoted phrase, or plain
+//! words) and [`super::odata`] (one OData literal), both proptested against a KQL/OData parser,
+//! so user text can never change a filter's meaning (`graph.md` §7, conformance F07).
+//! [`check_text`] refuses oversized or control-laden input
 //! with `invalid_params` naming the field (`security.md` F4).
 //!
 //! [`graph_failure`] turns a Graph failure into the tool result the user sees and, for a
@@ -230,32 +231,6 @@ pub fn clean_summary(summary: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Free text as one quoted KQL phrase: `"` and `\` are dropped (KQL has no portable escape
-/// for them), whitespace is collapsed, so operators such as `OR`, `NOT` or `path:` in user
-/// text stay words of the phrase.
-pub fn kql_phrase(text: &str) -> String {
-    let cleaned: String = text
-        .chars()
-        .map(|c| if matches!(c, '"' | '\\') || c.is_control() { ' ' } else { c })
-        .collect();
-    format!("\"{}\"", cleaned.split_whitespace().collect::<Vec<_>>().join(" "))
-}
-
-/// Free text as quoted KQL terms (`"budget" "q3"`), implicitly AND-ed: each word is its own
-/// quoted token, so `OR`, `NOT`, `path:` or `*` in user text are plain words, never operators.
-pub fn kql_terms(text: &str) -> String {
-    let cleaned: String = text
-        .chars()
-        .map(|c| if matches!(c, '"' | '\\') || c.is_control() { ' ' } else { c })
-        .collect();
-    cleaned.split_whitespace().map(|w| format!("\"{w}\"")).collect::<Vec<_>>().join(" ")
-}
-
-/// A value as one OData string literal: single quotes, with `'` doubled.
-pub fn odata_string(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
-}
-
 /// Checks a free-text argument: not blank, at most `max` characters, no control characters.
 pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), McpError> {
     let bad = |why: String| {
@@ -306,8 +281,6 @@ pub fn structured<T: Serialize>(text: String, value: &T) -> CallToolResult {
 
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
-
     use super::*;
 
     #[test]
@@ -315,18 +288,6 @@ mod tests {
         assert_eq!(
             clean_summary("<c0>Contoso</c0> Detailed  Design <ddd/>"),
             "Contoso Detailed Design …"
-        );
-    }
-
-    #[test]
-    fn injection_attempts_stay_literal() {
-        assert_eq!(
-            kql_phrase("pizza\" OR from:ceo@contoso.com"),
-            "\"pizza OR from:ceo@contoso.com\""
-        );
-        assert_eq!(
-            odata_string("x' or 1 eq 1 or subject eq 'y"),
-            "'x'' or 1 eq 1 or subject eq ''y'"
         );
     }
 
@@ -356,33 +317,5 @@ mod tests {
         assert_eq!(d.utc, "2026-05-01T10:00:00Z");
         assert_eq!(d.local, "2026-05-01T19:00:00+09:00");
         assert_eq!(d.time_zone, "Asia/Tokyo");
-    }
-
-    proptest! {
-        /// A KQL phrase is one quoted token: no inner quote can close it.
-        #[test]
-        fn kql_phrases_are_one_token(text in "\\PC{0,64}") {
-            let p = kql_phrase(&text);
-            prop_assert!(p.starts_with('"') && p.ends_with('"'));
-            prop_assert!(!p[1..p.len() - 1].contains('"'));
-        }
-
-        /// Every KQL term is quoted, so no operator survives.
-        #[test]
-        fn kql_terms_are_all_quoted(text in "\\PC{0,64}") {
-            for term in kql_terms(&text).split(' ').filter(|t| !t.is_empty()) {
-                prop_assert!(term.len() >= 3 && term.starts_with('"') && term.ends_with('"'));
-                prop_assert!(!term[1..term.len() - 1].contains('"'));
-            }
-        }
-
-        /// An OData literal decodes back to the value and has no unpaired quote inside.
-        #[test]
-        fn odata_literals_round_trip(text in "\\PC{0,64}") {
-            let lit = odata_string(&text);
-            let inner = &lit[1..lit.len() - 1];
-            prop_assert_eq!(inner.replace("''", "'"), text);
-            prop_assert!(!inner.replace("''", "").contains('\''));
-        }
     }
 }

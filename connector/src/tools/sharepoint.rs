@@ -10,7 +10,7 @@
 //!   that carry Graph's `folder` facet (stated as a connector-applied filter).
 //!
 //! The KQL is built from typed arguments only: the free text becomes quoted terms
-//! ([`kql_terms`]), file types must be short alphanumerics, the site restriction must be an
+//! ([`Kql::terms`]: letters and digits, operator keywords lower-cased), file types must be short alphanumerics, the site restriction must be an
 //! `https://…sharepoint.com` URL without quotes, the date a real date. `path:` is a relevance
 //! filter, not a security boundary (`graph.md` §8.2); the tenant policy's site allow-list is
 //! enforced by the connector on the results.
@@ -33,17 +33,19 @@ use serde_json::{Value, json};
 use super::{
     Authenticated, Connector, ToolContext,
     cursor::{Cursor, CursorBinding, context_key},
+    kql::Kql,
+    permissions::with_zone,
     shaping::{
         AppliedFilter, ByteBudget, DEFAULT_RESULT_BUDGET, DateTimes, MAX_QUERY_CHARS, Page,
-        SourceStatus, Truncation, check_text, clean_summary, graph_failure, kql_terms,
-        refuse_filter, structured,
+        SourceStatus, Truncation, check_text, clean_summary, graph_failure, refuse_filter,
+        structured,
     },
     timezone::{MailboxZone, mailbox_zone},
     uri::M365Uri,
 };
 use crate::{
     domain::Caller,
-    graph::{GraphError, GraphFailure, GraphPath, GraphRequest},
+    graph::{GraphError, GraphFailure, GraphPath, GraphRequest, Session},
     obo::OboError,
 };
 
@@ -241,7 +243,7 @@ impl Connector {
 
 fn plan_documents(args: &SharePointSearchArgs) -> Result<Plan, McpError> {
     check_text("query", &args.query, MAX_QUERY_CHARS)?;
-    let mut kql = vec![kql_terms(&args.query), "isDocument=true".to_owned()];
+    let mut kql = vec![Kql::new().terms(&args.query).build(), "isDocument=true".to_owned()];
     let mut filters = vec![AppliedFilter::graph("documents_only", "isDocument=true")];
     if let Some(url) = &args.site_url {
         let url = site_restriction(url)?;
@@ -274,7 +276,7 @@ fn plan_documents(args: &SharePointSearchArgs) -> Result<Plan, McpError> {
 
 fn plan_folders(args: &FolderSearchArgs) -> Result<Plan, McpError> {
     check_text("name", &args.name, MAX_QUERY_CHARS)?;
-    let mut kql = vec![kql_terms(&args.name), "IsContainer:true".to_owned()];
+    let mut kql = vec![Kql::new().terms(&args.name).build(), "IsContainer:true".to_owned()];
     let mut filters = vec![
         AppliedFilter::graph("folders_only", "IsContainer:true"),
         AppliedFilter::connector("folder_facet", "hits without a folder facet removed"),
@@ -419,7 +421,12 @@ async fn run(
         }
     };
 
-    let session = ctx.session(caller, &[SITES_READ_ALL]);
+    let session = Session::new(
+        ctx.provider.clone(),
+        ctx.graph.clone(),
+        caller.clone(),
+        with_zone([SITES_READ_ALL]),
+    );
     let entity_types = match plan.mode {
         Mode::Documents => json!(["driveItem", "listItem"]),
         Mode::Folders => json!(["driveItem"]),
@@ -432,19 +439,26 @@ async fn run(
     }]});
     let req = match GraphRequest::query_post(GraphPath::fixed("/search/query"), body) {
         Ok(req) => req,
-        Err(error) => return finish_failure(call, &GraphFailure::new(error), auth),
+        Err(error) => {
+            return finish_failure(ctx, call, &session, &GraphFailure::new(error), auth).await;
+        }
     };
     let response = match session.post_json::<Value>(&req).await {
         Ok(response) => response,
         Err(failure) => {
             call.graph_request_ids.extend(failure.request_id.clone());
-            return finish_failure(call, &failure, auth);
+            return finish_failure(ctx, call, &session, &failure, auth).await;
         }
     };
     call.graph_request_ids.extend(response.request_id.clone());
     let mut sources = vec![SourceStatus::ok("search")];
 
-    let zone = mailbox_zone(ctx, caller).await;
+    // The zone after the search: the search's failure is the one worth reporting, and the
+    // token (same scope set) is a cache hit by now.
+    let zone = match mailbox_zone(&session, &mut call.graph_request_ids).await {
+        Ok(zone) => zone,
+        Err(failure) => return finish_failure(ctx, call, &session, &failure, auth).await,
+    };
     let policy = ctx.policy.current();
     let allowed_sites = policy.enabled_tenant(&caller.tenant_id).map(|t| t.sites.clone());
     let mut filters = plan.filters;
@@ -526,7 +540,7 @@ async fn run(
 
 /// The site query: the same keywords, without document-only restrictions.
 fn plan_site_query(binding_query: &Value) -> String {
-    kql_terms(binding_query.get("query").and_then(Value::as_str).unwrap_or_default())
+    Kql::new().terms(binding_query.get("query").and_then(Value::as_str).unwrap_or_default()).build()
 }
 
 async fn search_sites(
@@ -648,11 +662,14 @@ fn render(mode: Mode, r: &SharePointResults) -> String {
     out
 }
 
-fn finish_failure(
+async fn finish_failure(
+    ctx: &ToolContext,
     call: super::Call<'_>,
+    session: &Session,
     failure: &GraphFailure,
     auth: &Authenticated,
 ) -> Result<CallToolResult, McpError> {
+    let tool = call.tool;
     let outcome =
         if failure.claims_challenge().is_some() { "claims_challenge" } else { "graph_error" };
     let status = match &failure.error {
@@ -663,6 +680,9 @@ fn finish_failure(
     };
     if let Err(message) = call.finish(outcome, status) {
         return Ok(CallToolResult::error(vec![rmcp::model::ContentBlock::text(message)]));
+    }
+    if matches!(failure.error, GraphError::Token(OboError::ConsentRequired { .. })) {
+        return Ok(super::access::failure_result(ctx, auth, tool, &session.scopes, failure).await);
     }
     let mut result = graph_failure(failure, &auth.challenge);
     if let Some(message) = permission_message(failure) {
@@ -687,7 +707,7 @@ mod tests {
         let plan = plan_documents(&args).expect("valid");
         assert_eq!(
             plan.kql,
-            "\"budget\" \"OR\" \"path:\" \"https://evil\" isDocument=true \
+            "budget or path https evil isDocument=true \
              path:\"https://contoso.sharepoint.com/sites/Finance\" \
              (filetype:xlsx OR filetype:pdf) LastModifiedTime>=2026-01-02"
         );

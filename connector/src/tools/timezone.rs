@@ -150,25 +150,40 @@ impl MailboxZone {
     }
 }
 
-/// The caller's mailbox time zone from `GET /me/mailboxSettings` (`MailboxSettings.Read`).
-/// When it cannot be read (permission not granted, Graph failing), UTC with a note: a time
-/// zone is presentation, never a reason to fail a search.
+/// The caller's mailbox time zone from `GET /me/mailboxSettings`, read with the tool's own
+/// session: every tool's OBO scope set includes `MailboxSettings.Read`
+/// ([`super::permissions::with_zone`]), so the zone costs no token exchange of its own.
+///
+/// A token failure (consent missing, claims challenge, CA) is returned: the tool's own calls
+/// would fail the same way, and the caller explains it once. Any Graph failure (no mailbox,
+/// throttled) gives UTC with a note: a time zone is presentation, never a reason to fail.
 pub async fn mailbox_zone(
-    ctx: &crate::tools::ToolContext,
-    caller: &crate::domain::Caller,
-) -> MailboxZone {
-    use crate::graph::{GraphPath, GraphRequest};
-    let session = ctx.session(caller, &["MailboxSettings.Read"]);
+    session: &crate::graph::Session,
+    request_ids: &mut Vec<String>,
+) -> Result<MailboxZone, crate::graph::GraphFailure> {
+    use crate::graph::{GraphError, GraphPath, GraphRequest};
     let req = GraphRequest::get(GraphPath::fixed("/me/mailboxSettings")).select(&["timeZone"]);
     match session.get_json::<serde_json::Value>(&req).await {
-        Ok(resp) => MailboxZone::resolve(resp.body.get("timeZone").and_then(|v| v.as_str())),
-        Err(failure) => MailboxZone {
-            note: Some(format!(
-                "your mailbox time zone could not be read ({}); times are shown in UTC",
-                failure.error.code()
-            )),
-            ..MailboxZone::utc()
-        },
+        Ok(resp) => {
+            request_ids.extend(resp.request_id);
+            Ok(MailboxZone::resolve(resp.body.get("timeZone").and_then(|v| v.as_str())))
+        }
+        Err(failure)
+            if matches!(failure.error, GraphError::Token(_) | GraphError::Unauthorized)
+                || failure.claims_challenge().is_some() =>
+        {
+            Err(failure)
+        }
+        Err(failure) => {
+            request_ids.extend(failure.request_id.clone());
+            Ok(MailboxZone {
+                note: Some(format!(
+                    "your mailbox time zone could not be read ({}); times are shown in UTC",
+                    failure.error.code()
+                )),
+                ..MailboxZone::utc()
+            })
+        }
     }
 }
 

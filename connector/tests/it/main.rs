@@ -9,5 +9,6 @@ mod obo;
 mod policy;
 mod server;
 mod tools_read;
+mod tools_search;
 mod tools_sharepoint;
 mod tools_support;

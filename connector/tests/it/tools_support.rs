@@ -56,6 +56,12 @@ impl Drop for ToolsWorld {
 
 impl ToolsWorld {
     pub async fn start() -> Self {
+        Self::start_with_policy("").await
+    }
+
+    /// Like [`Self::start`], with `contoso_extra` (TOML lines, e.g. `tools = [...]`) added to
+    /// Contoso's policy entry.
+    pub async fn start_with_policy(contoso_extra: &str) -> Self {
         init_crypto();
         let world = fixtures::standard_world();
         let clock = fixtures::Clock::system();
@@ -73,7 +79,7 @@ impl ToolsWorld {
         let contoso = entra.tenant_id("contoso").expect("contoso");
         let fabrikam = entra.tenant_id("fabrikam").expect("fabrikam");
         let policy_text = format!(
-            "[[tenants]]\nid = \"{contoso}\"\nname = \"contoso\"\n[[tenants]]\nid = \"{fabrikam}\"\nname = \"fabrikam\"\n"
+            "[[tenants]]\nid = \"{contoso}\"\nname = \"contoso\"\n{contoso_extra}\n[[tenants]]\nid = \"{fabrikam}\"\nname = \"fabrikam\"\n"
         );
         let text = format!(
             r#"

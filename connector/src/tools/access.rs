@@ -1,0 +1,176 @@
+//! What the caller's granted Graph permissions allow: the tools `tools/list` offers, the
+//! session (and mailbox time zone) each call opens, and the message a call gets when a
+//! permission is missing.
+//!
+//! # Design
+//! Entra tells which delegated permissions a tenant granted only through token exchanges: an
+//! On-Behalf-Of request for scopes that are all granted succeeds (its `scope` lists them), and
+//! one asking for any scope that is not granted fails with `consent_required` (AADSTS65001).
+//! So [`granted_tools`] first asks for the union of every tool's scopes (one exchange when all
+//! are granted, the usual case); when that is refused for consent, it asks for each tool's own
+//! scope set ([`permissions::TOOL_NEEDS`]). Those are exactly the sets the calls use, so the
+//! tokens it obtains are the calls' cache hits. Any other failure (Conditional Access, Entra
+//! unreachable) says nothing about permissions: the list falls back to the policy alone and the
+//! calls report the error themselves.
+
+use std::collections::BTreeSet;
+
+use futures::future::join_all;
+use rmcp::model::{CallToolResult, ContentBlock};
+
+use super::{Authenticated, ToolContext, permissions, timezone::MailboxZone};
+use crate::{
+    domain::{Caller, ScopeSet},
+    graph::{GraphError, GraphFailure, Session},
+    obo::OboError,
+};
+
+/// The tools `caller`'s granted permissions allow, among `tools`; `None` when the grants could
+/// not be learned (a failure other than missing consent).
+pub async fn granted_tools(
+    ctx: &ToolContext,
+    caller: &Caller,
+    tools: &[&str],
+) -> Option<BTreeSet<String>> {
+    let sets: BTreeSet<Vec<&str>> = tools
+        .iter()
+        .flat_map(|t| permissions::tool_needs(t).iter())
+        .map(|set| {
+            let mut v = set.to_vec();
+            v.sort_unstable();
+            v
+        })
+        .collect();
+    let union: ScopeSet = sets.iter().flatten().copied().collect();
+    if union.is_empty() {
+        return Some(BTreeSet::new());
+    }
+    let granted = match ctx.provider.graph_token(caller, &union, None).await {
+        Ok(token) => token.scopes,
+        Err(OboError::ConsentRequired { .. }) => {
+            let outcomes = join_all(sets.iter().map(|set| {
+                let scopes: ScopeSet = set.iter().copied().collect();
+                async move { ctx.provider.graph_token(caller, &scopes, None).await }
+            }))
+            .await;
+            let mut granted = Vec::new();
+            for outcome in outcomes {
+                match outcome {
+                    Ok(token) => granted.extend(token.scopes.iter().map(str::to_owned)),
+                    // Not granted: its scopes stay out unless another set brings them.
+                    Err(OboError::ConsentRequired { .. }) => {}
+                    Err(_) => return None,
+                }
+            }
+            granted.into_iter().collect()
+        }
+        Err(_) => return None,
+    };
+    Some(
+        tools
+            .iter()
+            .filter(|t| permissions::tool_granted(t, &granted))
+            .map(|t| (*t).to_owned())
+            .collect(),
+    )
+}
+
+/// Opens `tool`'s Graph session with `scopes` plus the time zone's permission and reads the
+/// mailbox time zone with it: the call's one token exchange. A token failure becomes the
+/// call's `isError` result, naming the missing permission when consent is what is missing.
+pub async fn open(
+    ctx: &ToolContext,
+    auth: &Authenticated,
+    tool: &str,
+    scopes: &[&str],
+    request_ids: &mut Vec<String>,
+) -> Result<(Session, MailboxZone), CallToolResult> {
+    let scopes = permissions::with_zone(scopes.iter().copied());
+    let session =
+        Session::new(ctx.provider.clone(), ctx.graph.clone(), auth.caller.clone(), scopes);
+    match super::timezone::mailbox_zone(&session, request_ids).await {
+        Ok(zone) => Ok((session, zone)),
+        Err(failure) => Err(failure_result(ctx, auth, tool, &session.scopes, &failure).await),
+    }
+}
+
+/// A failed call's `isError` result. Missing consent is explained per permission (which ones
+/// are missing, what an administrator can do); a claims challenge is handed to the middleware.
+pub async fn failure_result(
+    ctx: &ToolContext,
+    auth: &Authenticated,
+    tool: &str,
+    scopes: &ScopeSet,
+    failure: &GraphFailure,
+) -> CallToolResult {
+    let text = match &failure.error {
+        GraphError::Token(OboError::ConsentRequired { consent_url, .. }) => {
+            let missing = missing_scopes(ctx, &auth.caller, scopes).await;
+            missing_permission_message(tool, &missing, consent_url)
+        }
+        _ => super::failure_message(failure, &auth.challenge),
+    };
+    CallToolResult::error(vec![ContentBlock::text(text)])
+}
+
+/// The scopes of `scopes` that are not granted, found one exchange per scope (a failure path
+/// only; granted ones are cache hits afterwards). When none can be singled out, all of them.
+pub async fn missing_scopes(ctx: &ToolContext, caller: &Caller, scopes: &ScopeSet) -> Vec<String> {
+    let outcomes = join_all(scopes.iter().map(|s| async move {
+        let one = ScopeSet::from_iter([s]);
+        (s, ctx.provider.graph_token(caller, &one, None).await)
+    }))
+    .await;
+    let missing: Vec<String> = outcomes
+        .into_iter()
+        .filter(|(_, r)| matches!(r, Err(OboError::ConsentRequired { .. })))
+        .map(|(s, _)| s.to_owned())
+        .collect();
+    if missing.is_empty() { scopes.iter().map(str::to_owned).collect() } else { missing }
+}
+
+/// "The tool `x` needs the Microsoft Graph permission … An administrator can grant …".
+pub fn missing_permission_message(tool: &str, missing: &[String], consent_url: &str) -> String {
+    let (noun, them) =
+        if missing.len() == 1 { ("permission", "it") } else { ("permissions", "them") };
+    let mut text = format!(
+        "The tool `{tool}` needs the delegated Microsoft Graph {noun} {}, which your organization \
+         has not granted to the connector.",
+        missing.join(", ")
+    );
+    if missing.iter().any(|m| m.eq_ignore_ascii_case("Sites.Read.All")) {
+        text.push_str(
+            " SharePoint search runs across the whole tenant, so a Sites.Selected grant (chosen \
+             sites only) cannot serve it.",
+        );
+    }
+    text.push_str(&format!(
+        " An administrator can grant {them} to the connector by opening {consent_url} (or in the \
+         Microsoft Entra admin center under Enterprise applications)."
+    ));
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_message_names_each_missing_permission_and_the_consent_url() {
+        let one = missing_permission_message(
+            "sharepoint_search",
+            &["Sites.Read.All".into()],
+            "https://login.example/t/v2.0/adminconsent?client_id=c",
+        );
+        assert!(one.contains("permission Sites.Read.All,"));
+        assert!(one.contains("Sites.Selected"));
+        assert!(one.contains("grant it to the connector by opening https://login.example/"));
+        let two = missing_permission_message(
+            "outlook_email_search",
+            &["Mail.Read".into(), "MailboxSettings.Read".into()],
+            "u",
+        );
+        assert!(two.contains("permissions Mail.Read, MailboxSettings.Read,"));
+        assert!(!two.contains("Sites.Selected"));
+    }
+}

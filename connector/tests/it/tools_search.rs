@@ -1,0 +1,304 @@
+//! The search tools against fake-graph on the standard world (S03–S06), reads of events and
+//! chat messages, and `tools/list` filtering by consent and policy (R01, R07, R08).
+
+use fake_entra::GrantResource;
+use insta::assert_json_snapshot;
+use serde_json::{Value, json};
+
+use crate::tools_support::{Persona, ToolsWorld, redact};
+
+/// Every page of a search, following `next_cursor` to the end.
+async fn all_pages(world: &ToolsWorld, who: &Persona, tool: &str, args: Value) -> Vec<Value> {
+    let mut pages = Vec::new();
+    let mut args = args;
+    loop {
+        let page = world.structured(who, tool, args.clone()).await;
+        let next = page.pointer("/page/next_cursor").and_then(Value::as_str).map(str::to_owned);
+        pages.push(page);
+        match next {
+            Some(cursor) => args["cursor"] = json!(cursor),
+            None => break,
+        }
+        assert!(pages.len() < 50, "paging does not end");
+    }
+    pages
+}
+
+/// The hits of a page, whatever the tool calls them.
+fn items(page: &Value) -> Vec<Value> {
+    ["items", "messages", "events"]
+        .iter()
+        .find_map(|k| page[*k].as_array().cloned())
+        .unwrap_or_default()
+}
+
+async fn tool_names(world: &ToolsWorld, who: &Persona) -> Vec<String> {
+    let response = world.rpc(who, "tools/list", json!({})).await;
+    let mut names: Vec<String> = response
+        .pointer("/result/tools")
+        .and_then(Value::as_array)
+        .unwrap_or_else(|| panic!("{response:#}"))
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn s03_mail_search_filters_by_sender_dates_folder_and_attachments() {
+    let world = ToolsWorld::start().await;
+    let adele = world.persona("adele@contoso.com");
+
+    let external = world
+        .structured(&adele, "outlook_email_search", json!({"from": "kim.akers@litware.com"}))
+        .await;
+    let hits = items(&external);
+    assert!(hits.iter().any(|i| i["subject"] == "Contract for review – Litware"), "{external:#}");
+    assert!(
+        hits.iter().all(|i| i.pointer("/from/address") == Some(&json!("kim.akers@litware.com"))),
+        "{external:#}"
+    );
+    assert_json_snapshot!("s03_mail_from_external", redact(&external));
+
+    let projects = world
+        .structured(
+            &adele,
+            "outlook_email_search",
+            json!({"folder": "inbox", "has_attachments": true, "limit": 5}),
+        )
+        .await;
+    assert!(!items(&projects).is_empty(), "{projects:#}");
+    assert!(items(&projects).iter().all(|i| i["has_attachments"] == true), "{projects:#}");
+    assert_json_snapshot!("s03_mail_inbox_with_attachments", redact(&projects));
+
+    let archive =
+        world.structured(&adele, "outlook_email_search", json!({"folder": "archive"})).await;
+    assert!(items(&archive).iter().any(|i| i["subject"] == "Welcome to Contoso"), "{archive:#}");
+
+    let dated = world
+        .structured(
+            &adele,
+            "outlook_email_search",
+            json!({"received_after": "2026-05-01", "received_before": "2026-06-01", "limit": 5}),
+        )
+        .await;
+    for item in items(&dated) {
+        let utc = item.pointer("/received/utc").and_then(Value::as_str).unwrap_or_default();
+        assert!(("2026-05-01".."2026-06-01").contains(&utc), "{item:#}");
+    }
+    assert_json_snapshot!("s03_mail_may", redact(&dated));
+}
+
+#[tokio::test]
+async fn s03_mail_search_pages_to_the_end_and_reads_the_hit() {
+    let world = ToolsWorld::start().await;
+    let adele = world.persona("adele@contoso.com");
+    let pages = all_pages(&world, &adele, "outlook_email_search", json!({"limit": 10})).await;
+    assert!(pages.len() > 1, "expected several pages");
+    let last = pages.last().unwrap();
+    assert_eq!(last.pointer("/page/has_more"), Some(&json!(false)), "{last:#}");
+    let all: Vec<Value> = pages.iter().flat_map(items).collect();
+    let mut uris: Vec<&str> = all.iter().filter_map(|i| i["uri"].as_str()).collect();
+    let count = uris.len();
+    uris.sort_unstable();
+    uris.dedup();
+    assert_eq!(uris.len(), count, "a message appeared on two pages");
+
+    // Reading a hit: the search must find it, or the test fails rather than passing vacuously.
+    let budget = world
+        .structured(&adele, "outlook_email_search", json!({"query": "Q3 budget review"}))
+        .await;
+    let uri = items(&budget)
+        .iter()
+        .find(|i| i["subject"] == "Contoso Q3 budget review")
+        .and_then(|i| i["uri"].as_str())
+        .unwrap_or_else(|| panic!("the budget mail is not found: {budget:#}"))
+        .to_owned();
+    let mail = world.structured(&adele, "read_resource", json!({"uri": uri})).await;
+    assert_eq!(mail["title"], "Contoso Q3 budget review");
+    assert!(mail["attachments"].as_array().is_some_and(|a| !a.is_empty()), "{mail:#}");
+    assert_json_snapshot!("s03_mail_read", redact(&mail));
+}
+
+#[tokio::test]
+async fn s04_calendar_search_shows_each_persona_their_local_times() {
+    let world = ToolsWorld::start().await;
+    let window = json!({"start": "2026-06-01T00:00:00Z", "end": "2026-06-08T00:00:00Z"});
+    let adele = world.persona("adele@contoso.com");
+    let diego = world.persona("diego@contoso.com");
+    let pacific = world.structured(&adele, "outlook_calendar_search", window.clone()).await;
+    let berlin = world.structured(&diego, "outlook_calendar_search", window).await;
+    let zone = |page: &Value| {
+        items(page)
+            .iter()
+            .find_map(|i| i.pointer("/start/time_zone").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_else(|| panic!("no event with a start: {page:#}"))
+    };
+    assert_eq!(zone(&pacific), "America/Los_Angeles");
+    assert_eq!(zone(&berlin), "Europe/Berlin");
+    for item in items(&pacific) {
+        let local = item.pointer("/start/local").and_then(Value::as_str).unwrap_or("-07:00");
+        assert!(local.ends_with("-07:00"), "{item:#}");
+    }
+    assert_json_snapshot!("s04_calendar_week_pacific", redact(&pacific));
+    assert_json_snapshot!("s04_calendar_week_berlin", redact(&berlin));
+
+    let sync =
+        world.structured(&adele, "outlook_calendar_search", json!({"query": "weekly sync"})).await;
+    assert!(
+        items(&sync).iter().all(|i| i["subject"].as_str().unwrap_or("").contains("weekly sync")),
+        "{sync:#}"
+    );
+    assert!(!items(&sync).is_empty(), "{sync:#}");
+    assert_json_snapshot!("s04_calendar_keywords", redact(&sync));
+
+    let event = items(&sync)
+        .iter()
+        .find_map(|i| i["uri"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no event uri: {sync:#}"));
+    let read = world.structured(&adele, "read_resource", json!({"uri": event})).await;
+    assert_eq!(read["kind"], "event");
+    assert_json_snapshot!("s04_event_read", redact(&read));
+}
+
+#[tokio::test]
+async fn s05_availability_uses_real_calendars_and_names_the_unresolvable() {
+    let world = ToolsWorld::start().await;
+    let adele = world.persona("adele@contoso.com");
+    let result = world
+        .structured(
+            &adele,
+            "find_meeting_availability",
+            json!({
+                "attendees": ["alex@contoso.com", "Megan", "nobody-here@contoso.com"],
+                "duration_minutes": 30,
+                "start": "2026-06-02T00:00:00Z",
+                "end": "2026-06-05T00:00:00Z"
+            }),
+        )
+        .await;
+    let statuses: Vec<(String, String)> = result["attendees"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{result:#}"))
+        .iter()
+        .map(|a| {
+            (
+                a["requested"].as_str().unwrap_or("").into(),
+                a["status"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    assert!(
+        statuses.contains(&("nobody-here@contoso.com".into(), "not_found".into())),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&("alex@contoso.com".into(), "resolved".into())), "{statuses:?}");
+    assert!(result["total_found"].as_u64().unwrap_or(0) > 0, "{result:#}");
+    assert_json_snapshot!("s05_availability", redact(&result));
+}
+
+#[tokio::test]
+async fn s06_chat_search_by_keywords_and_sender_pages_and_reads() {
+    let world = ToolsWorld::start().await;
+    let adele = world.persona("adele@contoso.com");
+    let budget =
+        world.structured(&adele, "chat_message_search", json!({"query": "Q3 budget"})).await;
+    assert!(!items(&budget).is_empty(), "{budget:#}");
+    assert_json_snapshot!("s06_chat_keywords", redact(&budget));
+
+    let from_alex =
+        world.structured(&adele, "chat_message_search", json!({"from": "alex@contoso.com"})).await;
+    assert!(!items(&from_alex).is_empty(), "{from_alex:#}");
+    for item in items(&from_alex) {
+        assert_eq!(item.pointer("/from/address"), Some(&json!("alex@contoso.com")), "{item:#}");
+    }
+    assert_json_snapshot!("s06_chat_from_alex", redact(&from_alex));
+
+    let pages =
+        all_pages(&world, &adele, "chat_message_search", json!({"query": "Contoso", "limit": 2}))
+            .await;
+    assert_eq!(pages.last().unwrap().pointer("/page/has_more"), Some(&json!(false)));
+
+    let uri = items(&budget)
+        .iter()
+        .find_map(|i| i["uri"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no chat message uri: {budget:#}"));
+    let read = world.structured(&adele, "read_resource", json!({"uri": uri})).await;
+    assert!(read["text"].as_str().is_some_and(|t| !t.is_empty()), "{read:#}");
+    assert_json_snapshot!("s06_chat_message_read", redact(&read));
+}
+
+#[tokio::test]
+async fn r01_revoked_sites_read_all_hides_and_explains_the_sharepoint_tools() {
+    let world = ToolsWorld::start().await;
+    let alex = world.persona("alex@contoso.com");
+    let before = tool_names(&world, &alex).await;
+    assert!(before.contains(&"sharepoint_search".to_owned()), "{before:?}");
+
+    world
+        .entra
+        .revoke_consent(
+            "contoso",
+            world.entra.connector_id(),
+            GrantResource::Graph,
+            &["Sites.Read.All"],
+        )
+        .expect("revoked");
+    // Past the OBO cache's reuse age, so the next exchange sees the change.
+    world.clock.advance(std::time::Duration::from_secs(600));
+    let alex = world.persona("alex@contoso.com");
+    let after = tool_names(&world, &alex).await;
+    assert!(!after.contains(&"sharepoint_search".to_owned()), "{after:?}");
+    assert!(!after.contains(&"sharepoint_folder_search".to_owned()), "{after:?}");
+    assert!(after.contains(&"outlook_email_search".to_owned()), "{after:?}");
+    assert!(after.contains(&"read_resource".to_owned()), "{after:?}");
+
+    let refused = world.call_tool(&alex, "sharepoint_search", json!({"query": "budget"})).await;
+    assert_eq!(refused["isError"], true, "{refused:#}");
+    let text = ToolsWorld::text(&refused);
+    assert!(text.contains("Sites.Read.All") && text.contains("adminconsent"), "{text}");
+    assert!(!text.contains("MailboxSettings.Read"), "only the missing one is named: {text}");
+    world.structured(&alex, "outlook_email_search", json!({"query": "budget"})).await;
+
+    let me = world.structured(&alex, "get_me", json!({})).await;
+    let available = me["available_tools"].as_array().expect("available_tools");
+    assert!(!available.contains(&json!("sharepoint_search")), "{me:#}");
+    assert!(available.contains(&json!("outlook_email_search")), "{me:#}");
+}
+
+#[tokio::test]
+async fn r07_a_tool_switched_off_by_policy_is_neither_listed_nor_callable() {
+    let world = ToolsWorld::start_with_policy(
+        "tools = [\"get_me\", \"outlook_email_search\", \"read_resource\"]",
+    )
+    .await;
+    let alex = world.persona("alex@contoso.com");
+    assert_eq!(
+        tool_names(&world, &alex).await,
+        ["get_me", "outlook_email_search", "read_resource"]
+    );
+    let refused = world.call_tool(&alex, "chat_message_search", json!({"query": "x"})).await;
+    assert_eq!(refused["isError"], true, "{refused:#}");
+    assert!(ToolsWorld::text(&refused).contains("not enabled"), "{refused:#}");
+
+    // Fabrikam's policy allows every tool.
+    let lee = world.persona("lee@fabrikam.com");
+    assert!(tool_names(&world, &lee).await.contains(&"chat_message_search".to_owned()));
+}
+
+#[tokio::test]
+async fn get_me_reports_zone_working_hours_and_available_tools() {
+    let world = ToolsWorld::start().await;
+    let diego = world.persona("diego@contoso.com");
+    let me = world.structured(&diego, "get_me", json!({})).await;
+    assert_eq!(me["time_zone"], "W. Europe Standard Time");
+    assert_eq!(me["time_zone_iana"], "Europe/Berlin");
+    assert!(me.pointer("/working_hours/start_time").is_some(), "{me:#}");
+    assert_eq!(me["available_tools"].as_array().map(Vec::len), Some(8), "{me:#}");
+    let mut me = me;
+    for volatile in ["tenant_id", "user_id"] {
+        me[volatile] = json!(format!("[{volatile}]"));
+    }
+    assert_json_snapshot!("get_me_diego", me);
+}
