@@ -159,6 +159,7 @@ pub fn histogram_svg(connector: &[Duration], direct: &[Duration]) -> String {
         (T + H - B) / 2.0,
         top * 100.0
     ));
+    let lx = W - R - 260.0;
     s.push_str(&format!(
         "<rect x=\"{lx}\" y=\"{T}\" width=\"12\" height=\"12\" fill=\"#d62728\" fill-opacity=\"0.5\"/><text x=\"{}\" y=\"{}\">through the connector (n={})</text>\n\
          <rect x=\"{lx}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"#1f77b4\" fill-opacity=\"0.5\"/><text x=\"{}\" y=\"{}\">direct to fake-graph (n={})</text>\n",
@@ -169,7 +170,6 @@ pub fn histogram_svg(connector: &[Duration], direct: &[Duration]) -> String {
         lx + 18.0,
         T + 28.0,
         direct.len(),
-        lx = W - R - 260.0,
     ));
     s.push_str("</svg>\n");
     s

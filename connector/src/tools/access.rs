@@ -75,9 +75,10 @@ pub async fn granted_tools(
     )
 }
 
-/// Opens `tool`'s Graph session with `scopes` plus the time zone's permission and reads the
-/// mailbox time zone with it: the call's one token exchange. A token failure becomes the
-/// call's `isError` result, naming the missing permission when consent is what is missing.
+/// Opens `tool`'s Graph session with `scopes` and reads the mailbox time zone. The session's
+/// token is obtained first (a cache hit after the first call), so a token failure becomes the
+/// call's `isError` result before any Graph request, naming the missing permission when consent
+/// is what is missing. The time zone never fails the call ([`super::timezone::mailbox_zone`]).
 pub async fn open(
     ctx: &ToolContext,
     auth: &Authenticated,
@@ -85,13 +86,15 @@ pub async fn open(
     scopes: &[&str],
     request_ids: &mut Vec<String>,
 ) -> Result<(Session, MailboxZone), CallToolResult> {
-    let scopes = permissions::with_zone(scopes.iter().copied());
+    let scopes: ScopeSet = scopes.iter().copied().collect();
+    if let Err(error) = ctx.provider.graph_token(&auth.caller, &scopes, None).await {
+        let failure = GraphFailure::new(GraphError::Token(error));
+        return Err(failure_result(ctx, auth, tool, &scopes, &failure).await);
+    }
     let session =
         Session::new(ctx.provider.clone(), ctx.graph.clone(), auth.caller.clone(), scopes);
-    match super::timezone::mailbox_zone(&session, request_ids).await {
-        Ok(zone) => Ok((session, zone)),
-        Err(failure) => Err(failure_result(ctx, auth, tool, &session.scopes, &failure).await),
-    }
+    let zone = super::timezone::mailbox_zone(ctx, &auth.caller, request_ids).await;
+    Ok((session, zone))
 }
 
 /// A failed call's `isError` result. Missing consent is explained per permission (which ones

@@ -35,7 +35,7 @@ pub const PERMISSIONS: &[Permission] = &[
             "chat_message_search",
             "read_resource",
         ],
-        why: "read the user's time zone (every result shows local times) and working hours",
+        why: "optional: show times in the user's mailbox time zone and working hours (UTC without it)",
     },
     Permission {
         name: "Mail.Read",
@@ -79,8 +79,9 @@ pub const PERMISSIONS: &[Permission] = &[
     },
 ];
 
-/// The mailbox time zone's permission. It is part of every tool's OBO scope set, so a call
-/// makes one token exchange, not one for its data and another for the time zone.
+/// The mailbox time zone's permission. It is optional for every tool: it is asked for in a
+/// scope set of its own (so revoking it never blocks a tool; times are then shown in UTC), and
+/// that token is cached like any other, so it costs an exchange only when the cache misses.
 pub const ZONE_SCOPE: &str = "MailboxSettings.Read";
 
 /// For each tool, the scope sets it calls Graph with (its OBO scope sets). A tool is offered
@@ -90,23 +91,23 @@ pub const ZONE_SCOPE: &str = "MailboxSettings.Read";
 /// asked for only by the calls that need them.
 pub const TOOL_NEEDS: &[(&str, &[&[&str]])] = &[
     ("get_me", &[&["User.Read"]]),
-    ("sharepoint_search", &[&["Sites.Read.All", ZONE_SCOPE]]),
-    ("sharepoint_folder_search", &[&["Sites.Read.All", ZONE_SCOPE]]),
-    ("outlook_email_search", &[&["Mail.Read", ZONE_SCOPE]]),
-    ("outlook_calendar_search", &[&["Calendars.Read", ZONE_SCOPE]]),
+    ("sharepoint_search", &[&["Sites.Read.All"]]),
+    ("sharepoint_folder_search", &[&["Sites.Read.All"]]),
+    ("outlook_email_search", &[&["Mail.Read"]]),
+    ("outlook_calendar_search", &[&["Calendars.Read"]]),
     (
         "find_meeting_availability",
-        &[&["Calendars.Read", "User.ReadBasic.All", "User.Read", ZONE_SCOPE]],
+        &[&["Calendars.Read", "User.ReadBasic.All", "User.Read"]],
     ),
-    ("chat_message_search", &[&["Chat.Read", ZONE_SCOPE]]),
+    ("chat_message_search", &[&["Chat.Read"]]),
     (
         "read_resource",
         &[
-            &["Mail.Read", ZONE_SCOPE],
-            &["Calendars.Read", ZONE_SCOPE],
-            &["Chat.Read", ZONE_SCOPE],
-            &["Files.Read.All", ZONE_SCOPE],
-            &["Sites.Read.All", ZONE_SCOPE],
+            &["Mail.Read"],
+            &["Calendars.Read"],
+            &["Chat.Read"],
+            &["Files.Read.All"],
+            &["Sites.Read.All"],
         ],
     ),
 ];
@@ -114,11 +115,6 @@ pub const TOOL_NEEDS: &[(&str, &[&[&str]])] = &[
 /// The scope sets `tool` calls Graph with (empty for an unknown tool).
 pub fn tool_needs(tool: &str) -> &'static [&'static [&'static str]] {
     TOOL_NEEDS.iter().find(|(t, _)| *t == tool).map_or(&[], |(_, needs)| needs)
-}
-
-/// `scopes` plus the mailbox time zone's permission: the OBO scope set of one tool call.
-pub fn with_zone<'a>(scopes: impl IntoIterator<Item = &'a str>) -> ScopeSet {
-    scopes.into_iter().chain([ZONE_SCOPE]).collect()
 }
 
 /// Whether `granted` allows `tool`: one of its scope sets is wholly granted.
@@ -174,14 +170,17 @@ mod tests {
                 assert!(p.tools.contains(tool), "{scope} does not list {tool}");
             }
         }
-        // Asked for only when needed: a shared mailbox or calendar; get_me's time zone.
+        // Asked for only when needed: a shared mailbox or calendar; the time zone (every tool).
         let optional = [
             ("Mail.Read.Shared", "outlook_email_search"),
             ("Calendars.Read.Shared", "outlook_calendar_search"),
-            (ZONE_SCOPE, "get_me"),
         ];
         for p in PERMISSIONS {
-            for tool in p.tools.iter().filter(|t| !optional.contains(&(p.name, **t))) {
+            for tool in p
+                .tools
+                .iter()
+                .filter(|t| !optional.contains(&(p.name, **t)) && p.name != ZONE_SCOPE)
+            {
                 assert!(
                     tool_needs(tool).iter().any(|set| set.contains(&p.name)),
                     "{} lists {tool}, which never asks for it",
@@ -193,12 +192,13 @@ mod tests {
 
     #[test]
     fn a_tool_is_granted_when_one_of_its_scope_sets_is() {
-        let mail_only = ScopeSet::from_iter(["mail.read", "MailboxSettings.Read"]);
+        let mail_only = ScopeSet::from_iter(["mail.read"]);
         assert!(tool_granted("outlook_email_search", &mail_only));
         assert!(tool_granted("read_resource", &mail_only));
         assert!(!tool_granted("sharepoint_search", &mail_only));
         assert!(!tool_granted("get_me", &mail_only));
         assert!(!tool_granted("no_such_tool", &mail_only));
-        assert!(with_zone(["Chat.Read"]).contains(ZONE_SCOPE));
+        // The time zone's permission is never required.
+        assert!(TOOL_NEEDS.iter().all(|(_, sets)| sets.iter().all(|s| !s.contains(&ZONE_SCOPE))));
     }
 }

@@ -33,13 +33,12 @@ use serde_json::{Value, json};
 
 use super::{
     Authenticated, Connector, ToolContext,
-    permissions::with_zone,
     shaping::{DateTimes, SourceStatus, Truncation, structured, truncate_text},
     timezone::{MailboxZone, mailbox_zone},
     uri::{LinkTarget, M365Uri, ResourceKind, parse_link},
 };
 use crate::{
-    domain::Caller,
+    domain::{Caller, ScopeSet},
     extract::{self, ExtractError, FileKind, Limits, Selection},
     graph::{GraphError, GraphFailure, GraphPath, GraphRequest, Session},
 };
@@ -58,9 +57,9 @@ pub fn target_scope(target: &LinkTarget) -> &'static str {
     }
 }
 
-/// A session for one kind's scope plus the time zone's: the read's one OBO scope set.
+/// A session for one kind's scope: the read's OBO scope set.
 fn kind_session(ctx: &ToolContext, caller: &Caller, scope: &str) -> Session {
-    Session::new(ctx.provider.clone(), ctx.graph.clone(), caller.clone(), with_zone([scope]))
+    ctx.session(caller, &[scope])
 }
 
 /// Default and largest number of characters of text returned.
@@ -293,7 +292,7 @@ impl Connector {
             Err(message) => return Ok(CallToolResult::error(vec![ContentBlock::text(message)])),
         };
         let mut request_ids = Vec::new();
-        let scopes = with_zone([target_scope(&target)]);
+        let scopes = ScopeSet::from_iter([target_scope(&target)]);
         let outcome = read_target(ctx, &auth, target, &options, &mut request_ids).await;
         call.graph_request_ids = request_ids;
         let (status, label) = match &outcome {
@@ -347,9 +346,7 @@ pub async fn read_target(
     request_ids: &mut Vec<String>,
 ) -> Result<ReadResult, ReadError> {
     let caller = &auth.caller;
-    let zone = mailbox_zone(&kind_session(ctx, caller, target_scope(&target)), request_ids)
-        .await
-        .map_err(ReadError::Graph)?;
+    let zone = mailbox_zone(ctx, caller, request_ids).await;
     let uri = match target {
         LinkTarget::Uri(uri) => uri,
         LinkTarget::Share { share_id } => {

@@ -34,7 +34,6 @@ use super::{
     Authenticated, Connector, ToolContext,
     cursor::{Cursor, CursorBinding, context_key},
     kql::Kql,
-    permissions::with_zone,
     shaping::{
         AppliedFilter, ByteBudget, DEFAULT_RESULT_BUDGET, DateTimes, MAX_QUERY_CHARS, Page,
         SourceStatus, Truncation, check_text, clean_summary, graph_failure, refuse_filter,
@@ -44,7 +43,7 @@ use super::{
     uri::M365Uri,
 };
 use crate::{
-    domain::Caller,
+    domain::{Caller, ScopeSet},
     graph::{GraphError, GraphFailure, GraphPath, GraphRequest, Session},
     obo::OboError,
 };
@@ -425,7 +424,7 @@ async fn run(
         ctx.provider.clone(),
         ctx.graph.clone(),
         caller.clone(),
-        with_zone([SITES_READ_ALL]),
+        ScopeSet::from_iter([SITES_READ_ALL]),
     );
     let entity_types = match plan.mode {
         Mode::Documents => json!(["driveItem", "listItem"]),
@@ -453,12 +452,8 @@ async fn run(
     call.graph_request_ids.extend(response.request_id.clone());
     let mut sources = vec![SourceStatus::ok("search")];
 
-    // The zone after the search: the search's failure is the one worth reporting, and the
-    // token (same scope set) is a cache hit by now.
-    let zone = match mailbox_zone(&session, &mut call.graph_request_ids).await {
-        Ok(zone) => zone,
-        Err(failure) => return finish_failure(ctx, call, &session, &failure, auth).await,
-    };
+    // The zone after the search: the search's failure is the one worth reporting.
+    let zone = mailbox_zone(ctx, caller, &mut call.graph_request_ids).await;
     let policy = ctx.policy.current();
     let allowed_sites = policy.enabled_tenant(&caller.tenant_id).map(|t| t.sites.clone());
     let mut filters = plan.filters;

@@ -150,39 +150,35 @@ impl MailboxZone {
     }
 }
 
-/// The caller's mailbox time zone from `GET /me/mailboxSettings`, read with the tool's own
-/// session: every tool's OBO scope set includes `MailboxSettings.Read`
-/// ([`super::permissions::with_zone`]), so the zone costs no token exchange of its own.
+/// The caller's mailbox time zone from `GET /me/mailboxSettings`, read with a token for
+/// `MailboxSettings.Read` alone ([`super::permissions::ZONE_SCOPE`]).
 ///
-/// A token failure (consent missing, claims challenge, CA) is returned: the tool's own calls
-/// would fail the same way, and the caller explains it once. Any Graph failure (no mailbox,
-/// throttled) gives UTC with a note: a time zone is presentation, never a reason to fail.
+/// Never fails: a time zone is presentation, never a reason to refuse a call. Without the
+/// permission, or when Graph cannot answer, times are shown in UTC with a note saying why. The
+/// token is cached per (tenant, user, scope set) like every OBO token, so this costs an
+/// exchange only on a cache miss; revoking the permission blocks no tool.
 pub async fn mailbox_zone(
-    session: &crate::graph::Session,
+    ctx: &super::ToolContext,
+    caller: &crate::domain::Caller,
     request_ids: &mut Vec<String>,
-) -> Result<MailboxZone, crate::graph::GraphFailure> {
-    use crate::graph::{GraphError, GraphPath, GraphRequest};
+) -> MailboxZone {
+    use crate::graph::{GraphPath, GraphRequest};
+    let session = ctx.session(caller, &[super::permissions::ZONE_SCOPE]);
     let req = GraphRequest::get(GraphPath::fixed("/me/mailboxSettings")).select(&["timeZone"]);
     match session.get_json::<serde_json::Value>(&req).await {
         Ok(resp) => {
             request_ids.extend(resp.request_id);
-            Ok(MailboxZone::resolve(resp.body.get("timeZone").and_then(|v| v.as_str())))
-        }
-        Err(failure)
-            if matches!(failure.error, GraphError::Token(_) | GraphError::Unauthorized)
-                || failure.claims_challenge().is_some() =>
-        {
-            Err(failure)
+            MailboxZone::resolve(resp.body.get("timeZone").and_then(|v| v.as_str()))
         }
         Err(failure) => {
             request_ids.extend(failure.request_id.clone());
-            Ok(MailboxZone {
+            MailboxZone {
                 note: Some(format!(
                     "your mailbox time zone could not be read ({}); times are shown in UTC",
                     failure.error.code()
                 )),
                 ..MailboxZone::utc()
-            })
+            }
         }
     }
 }
