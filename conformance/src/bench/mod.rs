@@ -314,9 +314,11 @@ pub async fn run(opts: &Options) -> Result<Outcome> {
     };
     let cache_hits = metric("m365_obo_cache_hits_total");
     let exchanges = metric("m365_obo_exchanges_total");
-    let hit_rate = if cache_hits + exchanges > 0.0 { cache_hits / (cache_hits + exchanges) } else { 0.0 };
+    let hit_rate =
+        if cache_hits + exchanges > 0.0 { cache_hits / (cache_hits + exchanges) } else { 0.0 };
     let cpu = cpu_after - cpu_before;
-    let cpu_per_1000 = if connector.calls > 0 { cpu / connector.calls as f64 * 1000.0 } else { 0.0 };
+    let cpu_per_1000 =
+        if connector.calls > 0 { cpu / connector.calls as f64 * 1000.0 } else { 0.0 };
     let rss_growth = hwm.saturating_sub(idle_rss);
     let per_caller_kib = rss_growth as f64 / opts.callers.max(1) as f64;
     let p50_ratio = ratio(connector.p50_ms, direct_side.p50_ms);
@@ -333,33 +335,144 @@ pub async fn run(opts: &Options) -> Result<Outcome> {
             "world",
             format!(
                 "{} tenants, {} users, {} messages, {} files, {} chat messages (generated in {:.1} s, fakes up in {:.1} s)",
-                counts.tenants, counts.users, counts.messages, counts.files, counts.chat_messages,
-                counts.generate_secs, fakes_secs
+                counts.tenants,
+                counts.users,
+                counts.messages,
+                counts.files,
+                counts.chat_messages,
+                counts.generate_secs,
+                fakes_secs
             ),
             "≥1,000 / 200,000 / 50,000 / 20,000",
-            Some(counts.users >= 1000 && counts.messages >= 200_000 && counts.files >= 50_000 && counts.chat_messages >= 20_000),
+            Some(
+                counts.users >= 1000
+                    && counts.messages >= 200_000
+                    && counts.files >= 50_000
+                    && counts.chat_messages >= 20_000,
+            ),
         ),
-        row("tool calls/s through the connector", format!("{:.0}", connector.calls_per_sec), "≥ 5,000", Some(connector.calls_per_sec >= 5000.0)),
-        row("Graph-equivalent calls/s direct", format!("{:.0}", direct_side.calls_per_sec), "", None),
-        row("throughput connector / direct", format!("{:.1} %", tput_ratio * 100.0), "≥ 70 %", Some(tput_ratio >= 0.70)),
-        row("p50 connector / direct", format!("{:.2} ms / {:.2} ms = {:.2}×", connector.p50_ms, direct_side.p50_ms, p50_ratio), "≤ 1.15× at 32 callers", c32.then_some(p50_ratio <= 1.15)),
-        row("p95 connector / direct", format!("{:.2} ms / {:.2} ms = {:.2}×", connector.p95_ms, direct_side.p95_ms, p95_ratio), "", None),
-        row("p99 connector / direct", format!("{:.2} ms / {:.2} ms = {:.2}×", connector.p99_ms, direct_side.p99_ms, p99_ratio), "", None),
-        row("tool calls (connector / direct replay)", format!("{} / {}", connector.calls, direct_side.calls), "", None),
-        row("errors through the connector", format!("{conn_errors} {error_kinds:?}"), "0", Some(conn_errors == 0)),
-        row("errors direct", format!("{direct_errors} {direct_error_kinds:?}"), "0", Some(direct_errors == 0)),
+        row(
+            "tool calls/s through the connector",
+            format!("{:.0}", connector.calls_per_sec),
+            "≥ 5,000",
+            Some(connector.calls_per_sec >= 5000.0),
+        ),
+        row(
+            "Graph-equivalent calls/s direct",
+            format!("{:.0}", direct_side.calls_per_sec),
+            "",
+            None,
+        ),
+        row(
+            "throughput connector / direct",
+            format!("{:.1} %", tput_ratio * 100.0),
+            "≥ 70 %",
+            Some(tput_ratio >= 0.70),
+        ),
+        row(
+            "p50 connector / direct",
+            format!(
+                "{:.2} ms / {:.2} ms = {:.2}×",
+                connector.p50_ms, direct_side.p50_ms, p50_ratio
+            ),
+            "≤ 1.15× at 32 callers",
+            c32.then_some(p50_ratio <= 1.15),
+        ),
+        row(
+            "p95 connector / direct",
+            format!(
+                "{:.2} ms / {:.2} ms = {:.2}×",
+                connector.p95_ms, direct_side.p95_ms, p95_ratio
+            ),
+            "",
+            None,
+        ),
+        row(
+            "p99 connector / direct",
+            format!(
+                "{:.2} ms / {:.2} ms = {:.2}×",
+                connector.p99_ms, direct_side.p99_ms, p99_ratio
+            ),
+            "",
+            None,
+        ),
+        row(
+            "tool calls (connector / direct replay)",
+            format!("{} / {}", connector.calls, direct_side.calls),
+            "",
+            None,
+        ),
+        row(
+            "errors through the connector",
+            format!("{conn_errors} {error_kinds:?}"),
+            "0",
+            Some(conn_errors == 0),
+        ),
+        row(
+            "errors direct",
+            format!("{direct_errors} {direct_error_kinds:?}"),
+            "0",
+            Some(direct_errors == 0),
+        ),
         row(
             "OBO exchanges per user (min / mean / max)",
-            format!("{obo_min} / {obo_mean:.2} / {obo_max} over {} scope set(s); {repeated_same_scopes} user×scope repeats; {obo_refused} refused", scope_sets.len()),
+            format!(
+                "{obo_min} / {obo_mean:.2} / {obo_max} over {} scope set(s); {repeated_same_scopes} user×scope repeats; {obo_refused} refused",
+                scope_sets.len()
+            ),
             "exactly 1 per user (per scope set) per max-reuse window",
-            Some(repeated_same_scopes == 0 && obo_min >= 1 && obo_refused == 0 && obo_max <= scope_sets.len().max(1)),
+            Some(
+                repeated_same_scopes == 0
+                    && obo_min >= 1
+                    && obo_refused == 0
+                    && obo_max <= scope_sets.len().max(1),
+            ),
         ),
-        row("OBO cache hit rate (/metrics)", format!("{:.2} % ({cache_hits:.0} hits, {exchanges:.0} exchanges)", hit_rate * 100.0), "", None),
-        row("connector peak RSS (VmHWM)", format!("{:.1} MiB (idle {:.1} MiB)", hwm as f64 / 1024.0, idle_rss as f64 / 1024.0), "", None),
-        row("RSS growth per concurrent caller", format!("{per_caller_kib:.1} KiB"), "≤ 64 KiB at 1,000 callers", c1000.then_some(per_caller_kib <= 64.0)),
-        row("connector CPU s per 1,000 calls", format!("{cpu_per_1000:.3} s ({cpu:.1} s total)"), "", None),
-        row("baseline Graph tokens", format!("{} utis: {} by our own OBO exchange, {} minted", token_stats.connector_utis, token_stats.obo_exchanged, token_stats.minted), "", None),
-        row("journal → call matching", format!("{} of {} entries matched; {} POSTs without a captured body; {} calls without Graph requests", match_stats.matched_entries, match_stats.journal_entries, match_stats.posts_without_body, match_stats.calls_without_graph_requests), "", None),
+        row(
+            "OBO cache hit rate (/metrics)",
+            format!("{:.2} % ({cache_hits:.0} hits, {exchanges:.0} exchanges)", hit_rate * 100.0),
+            "",
+            None,
+        ),
+        row(
+            "connector peak RSS (VmHWM)",
+            format!("{:.1} MiB (idle {:.1} MiB)", hwm as f64 / 1024.0, idle_rss as f64 / 1024.0),
+            "",
+            None,
+        ),
+        row(
+            "RSS growth per concurrent caller",
+            format!("{per_caller_kib:.1} KiB"),
+            "≤ 64 KiB at 1,000 callers",
+            c1000.then_some(per_caller_kib <= 64.0),
+        ),
+        row(
+            "connector CPU s per 1,000 calls",
+            format!("{cpu_per_1000:.3} s ({cpu:.1} s total)"),
+            "",
+            None,
+        ),
+        row(
+            "baseline Graph tokens",
+            format!(
+                "{} utis: {} by our own OBO exchange, {} minted",
+                token_stats.connector_utis, token_stats.obo_exchanged, token_stats.minted
+            ),
+            "",
+            None,
+        ),
+        row(
+            "journal → call matching",
+            format!(
+                "{} of {} entries matched; {} POSTs without a captured body; {} calls without Graph requests",
+                match_stats.matched_entries,
+                match_stats.journal_entries,
+                match_stats.posts_without_body,
+                match_stats.calls_without_graph_requests
+            ),
+            "",
+            None,
+        ),
         row("load average (/proc/loadavg at end)", load_avg.clone(), "", None),
     ];
     let markdown = format!(

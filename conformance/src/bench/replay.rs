@@ -159,12 +159,8 @@ pub async fn tokens(
             form.push(("claims", r#"{"access_token":{"xms_cc":{"values":["cp1"]}}}"#.to_owned()));
         }
         let exchanged = async {
-            let r = http
-                .post(entra.token_endpoint(&tid.to_string()))
-                .form(&form)
-                .send()
-                .await
-                .ok()?;
+            let r =
+                http.post(entra.token_endpoint(&tid.to_string())).form(&form).send().await.ok()?;
             if !r.status().is_success() {
                 return None;
             }

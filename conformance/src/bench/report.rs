@@ -39,7 +39,11 @@ impl Side {
             p50_ms: pct(0.50),
             p95_ms: pct(0.95),
             p99_ms: pct(0.99),
-            mean_ms: if n > 0 { latencies.iter().map(|d| ms(*d)).sum::<f64>() / n as f64 } else { 0.0 },
+            mean_ms: if n > 0 {
+                latencies.iter().map(|d| ms(*d)).sum::<f64>() / n as f64
+            } else {
+                0.0
+            },
             max_ms: latencies.last().map(|d| ms(*d)).unwrap_or(0.0),
         }
     }

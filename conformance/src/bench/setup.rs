@@ -165,7 +165,8 @@ impl ConnectorProcess {
 
     /// The child's stderr (for error reports; the connector never logs secrets).
     pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.join("connector.stderr.log")).unwrap_or_default();
+        let log =
+            std::fs::read_to_string(self.dir.join("connector.stderr.log")).unwrap_or_default();
         let start = log.len().saturating_sub(2000);
         log.get(start..).unwrap_or_default().to_owned()
     }

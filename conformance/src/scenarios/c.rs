@@ -53,9 +53,9 @@ pub async fn c01_mfa_step_up(world: &World) -> Result<()> {
         "expected error=\"insufficient_claims\": {:?}",
         r.header("www-authenticate")
     );
-    let claims = r
-        .challenge("claims")
-        .ok_or_else(|| anyhow!("the challenge has no claims: {:?}", r.header("www-authenticate")))?;
+    let claims = r.challenge("claims").ok_or_else(|| {
+        anyhow!("the challenge has no claims: {:?}", r.header("www-authenticate"))
+    })?;
     let json_claims = crate::session::decode_claims(&claims);
     ensure!(
         serde_json::from_str::<serde_json::Value>(&json_claims).is_ok(),

@@ -139,7 +139,7 @@ pub async fn d04_audit_without_secrets(world: &World) -> Result<()> {
     let lee = world.session(Persona::Lee).await?;
     for s in [&adele, &lee, &adele] {
         me_of(&s.call_ok("get_me", json!({})).await?)?;
-            let mail = structured_ok(s, "outlook_email_search", json!({"query": "budget"})).await?;
+        let mail = structured_ok(s, "outlook_email_search", json!({"query": "budget"})).await?;
         let uri = uri_where(&mail, "messages", "subject", "budget")?;
         for (tool, args) in sample_calls(&uri) {
             s.call_ok(tool, args).await?;

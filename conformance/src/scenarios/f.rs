@@ -187,7 +187,10 @@ pub async fn f01_throttling(world: &World) -> Result<()> {
     structured_ok(&adele, MAIL, args.clone()).await?;
     let before = requests_to(world, &adele, MESSAGES).len();
     world.graph.add_fault(
-        FaultRule::always(throttle()).path(MESSAGES).user(adele.tenant_id, adele.object_id).times(1),
+        FaultRule::always(throttle())
+            .path(MESSAGES)
+            .user(adele.tenant_id, adele.object_id)
+            .times(1),
     );
     let started = std::time::Instant::now();
     let st = structured_ok(&adele, MAIL, args.clone()).await?;
@@ -246,7 +249,10 @@ pub async fn f02_server_errors(world: &World) -> Result<()> {
     );
     let started = std::time::Instant::now();
     let out = adele.call_ok(MAIL, args.clone()).await?;
-    ensure!(started.elapsed() < Duration::from_secs(25), "the connector waited for the slow answer");
+    ensure!(
+        started.elapsed() < Duration::from_secs(25),
+        "the connector waited for the slow answer"
+    );
     let _ = out;
     world.graph.clear_faults();
     structured_ok(&adele, MAIL, args).await?;
@@ -271,9 +277,8 @@ pub async fn f06_foreign_uris(world: &World) -> Result<()> {
         "https://127.0.0.1:1/x",
     ] {
         let r = adele.call_tool_http("read_resource", json!({"uri": uri})).await?;
-        let refused = r
-            .json()
-            .is_ok_and(|v| !v["error"].is_null() || v["result"]["isError"] == json!(true));
+        let refused =
+            r.json().is_ok_and(|v| !v["error"].is_null() || v["result"]["isError"] == json!(true));
         ensure!(refused, "{uri} was not refused: {}", r.text);
     }
     ensure!(world.graph.journal().len() == graph_before, "fake-graph saw a request");
@@ -290,14 +295,20 @@ pub async fn f07_injection(world: &World) -> Result<()> {
     // OData: a folder-scoped search with a hostile query text, and hostile filter values.
     for q in ["' or 1 eq 1 or '", "x') or (true", "%27 or 1 eq 1", "a\" OR from:*"] {
         let r = adele
-            .call_tool_http(MAIL, json!({"query": q, "folder": "inbox", "received_after": "2026-01-01"}))
+            .call_tool_http(
+                MAIL,
+                json!({"query": q, "folder": "inbox", "received_after": "2026-01-01"}),
+            )
             .await?;
         ensure!(r.status == 200, "HTTP {}", r.status);
         let r = adele.call_tool_http(MAIL, json!({"from": q})).await?;
         let v = r.json()?;
         ensure!(
-            !v["error"].is_null() || v["result"]["isError"] == json!(true)
-                || v["result"]["structuredContent"]["messages"].as_array().is_some_and(Vec::is_empty),
+            !v["error"].is_null()
+                || v["result"]["isError"] == json!(true)
+                || v["result"]["structuredContent"]["messages"]
+                    .as_array()
+                    .is_some_and(Vec::is_empty),
             "a hostile sender widened the filter: {}",
             r.text.chars().take(300).collect::<String>()
         );
@@ -309,15 +320,19 @@ pub async fn f07_injection(world: &World) -> Result<()> {
     }
     // KQL: quotes and operators in the text are plain words, so nothing extra matches.
     let plain = structured_ok(&adele, "sharepoint_search", json!({"query": "zzqx"})).await?;
-    let hostile =
-        structured_ok(&adele, "sharepoint_search", json!({"query": "zzqx\" OR filetype:docx OR \""}))
-            .await?;
+    let hostile = structured_ok(
+        &adele,
+        "sharepoint_search",
+        json!({"query": "zzqx\" OR filetype:docx OR \""}),
+    )
+    .await?;
     ensure!(
         hostile["items"].as_array().map_or(0, Vec::len)
             <= plain["items"].as_array().map_or(0, Vec::len),
         "a KQL operator in the query widened the search: {hostile}"
     );
-    let chat = structured_ok(&adele, "chat_message_search", json!({"query": "zzqx\" OR *"})).await?;
+    let chat =
+        structured_ok(&adele, "chat_message_search", json!({"query": "zzqx\" OR *"})).await?;
     ensure!(
         chat["messages"].as_array().is_none_or(Vec::is_empty),
         "a KQL operator widened chat search: {chat}"

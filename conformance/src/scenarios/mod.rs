@@ -161,8 +161,10 @@ pub fn uri_where(v: &serde_json::Value, field: &str, key: &str, needle: &str) ->
 pub fn contains_jwt(text: &str) -> bool {
     text.match_indices("eyJ").any(|(i, _)| {
         let rest = &text[i..];
-        let head: String =
-            rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
+        let head: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
         head.len() >= 10 && rest[head.len()..].starts_with(".eyJ")
     })
 }

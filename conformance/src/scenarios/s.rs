@@ -39,7 +39,10 @@ async fn snap(world: &World, s: &Session, name: &str, tool: &str, args: Value) -
     let out = s.call_ok(tool, args.clone()).await?;
     ensure!(!out.is_error, "{tool} {args} failed for {}: {}", s.upn, out.text);
     let st = out.structured.clone().ok_or_else(|| anyhow!("{tool}: no structuredContent"))?;
-    world.record_snapshot(name, json!({"tool": tool, "arguments": args, "text": out.text, "structured": st}));
+    world.record_snapshot(
+        name,
+        json!({"tool": tool, "arguments": args, "text": out.text, "structured": st}),
+    );
     Ok(st)
 }
 
@@ -103,8 +106,8 @@ async fn all_pages(
 
 pub async fn s01_sharepoint_search(world: &World) -> Result<()> {
     let adele = world.session(Persona::Adele).await?;
-    let budget = snap(world, &adele, "s01_budget", "sharepoint_search", json!({"query": "budget"}))
-        .await?;
+    let budget =
+        snap(world, &adele, "s01_budget", "sharepoint_search", json!({"query": "budget"})).await?;
     uris_are(&budget, "items", "m365://drive/")?;
     ensure!(
         strings(&budget, "items", "name").iter().any(|n| n == "Q3 Budget.xlsx"),
@@ -158,7 +161,8 @@ pub async fn s01_sharepoint_search(world: &World) -> Result<()> {
 pub async fn s02_folder_search(world: &World) -> Result<()> {
     let alex = world.session(Persona::Alex).await?;
     let specs =
-        snap(world, &alex, "s02_specs", "sharepoint_folder_search", json!({"name": "Specs"})).await?;
+        snap(world, &alex, "s02_specs", "sharepoint_folder_search", json!({"name": "Specs"}))
+            .await?;
     uris_are(&specs, "items", "m365://drive/")?;
     ensure!(list(&specs, "items").iter().all(|i| i["kind"] == "folder"), "non-folders: {specs}");
     let spec = list(&specs, "items")
@@ -180,7 +184,8 @@ pub async fn s02_folder_search(world: &World) -> Result<()> {
     );
     // Folder contents through read_resource.
     let uri = uri_where(&reports, "items", "name", "Reports")?;
-    let read = snap(world, &megan, "s02_reports_read", "read_resource", json!({"uri": uri})).await?;
+    let read =
+        snap(world, &megan, "s02_reports_read", "read_resource", json!({"uri": uri})).await?;
     ensure!(
         strings(&read, "children", "name").iter().any(|n| n == "2026"),
         "the folder's children are not listed: {read}"
@@ -194,7 +199,8 @@ pub async fn s03_email_search(world: &World) -> Result<()> {
     let zone = connector::tools::timezone::MailboxZone::resolve(me["time_zone"].as_str());
     let zone = zone.iana().to_owned();
     let budget =
-        snap(world, &adele, "s03_budget", "outlook_email_search", json!({"query": "budget"})).await?;
+        snap(world, &adele, "s03_budget", "outlook_email_search", json!({"query": "budget"}))
+            .await?;
     uris_are(&budget, "messages", "m365://mail/")?;
     ensure!(
         strings(&budget, "messages", "subject").iter().any(|s| s == "Contoso Q3 budget review"),
@@ -215,7 +221,9 @@ pub async fn s03_email_search(world: &World) -> Result<()> {
     ensure!(!from.is_empty(), "no mail from kim.akers@litware.com");
     for m in from {
         ensure!(
-            m["from"]["address"].as_str().is_some_and(|a| a.eq_ignore_ascii_case("kim.akers@litware.com")),
+            m["from"]["address"]
+                .as_str()
+                .is_some_and(|a| a.eq_ignore_ascii_case("kim.akers@litware.com")),
             "sender filter leaked: {m}"
         );
     }
@@ -271,8 +279,9 @@ pub async fn s04_calendar_search(world: &World) -> Result<()> {
     for (p, label) in [(Persona::Adele, "adele"), (Persona::Lee, "lee")] {
         let s = world.session(p).await?;
         let me = structured_ok(&s, "get_me", json!({})).await?;
-        let zone =
-            connector::tools::timezone::MailboxZone::resolve(me["time_zone"].as_str()).iana().to_owned();
+        let zone = connector::tools::timezone::MailboxZone::resolve(me["time_zone"].as_str())
+            .iana()
+            .to_owned();
         let week = snap(
             world,
             &s,
@@ -307,7 +316,9 @@ pub async fn s04_calendar_search(world: &World) -> Result<()> {
             last = start;
         }
         ensure!(
-            list(&week, "events").iter().any(|e| e["subject"].as_str().is_some_and(|x| x.contains("weekly sync"))),
+            list(&week, "events")
+                .iter()
+                .any(|e| e["subject"].as_str().is_some_and(|x| x.contains("weekly sync"))),
             "{label}: the weekly sync is missing in {week}"
         );
         // The same window given with an explicit offset.
@@ -393,9 +404,12 @@ async fn graph_schedules(
         }
         let wh = &info["workingHours"];
         let time = |k: &str| {
-            wh[k].as_str().and_then(|t| NaiveTime::parse_from_str(t.split('.').next()?, "%H:%M:%S").ok())
+            wh[k]
+                .as_str()
+                .and_then(|t| NaiveTime::parse_from_str(t.split('.').next()?, "%H:%M:%S").ok())
         };
-        let zone = connector::tools::timezone::MailboxZone::resolve(wh["timeZone"]["name"].as_str());
+        let zone =
+            connector::tools::timezone::MailboxZone::resolve(wh["timeZone"]["name"].as_str());
         let days: Vec<Weekday> =
             list(wh, "daysOfWeek").iter().filter_map(|d| d.as_str()?.parse().ok()).collect();
         let hours = match (time("startTime"), time("endTime")) {
@@ -486,13 +500,22 @@ fn cases(n: u32) -> Result<Vec<AvailabilityCase>> {
     );
     let mut runner = TestRunner::new_with_rng(
         Config { cases: n, ..Config::default() },
-        proptest::test_runner::TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha),
+        proptest::test_runner::TestRng::deterministic_rng(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+        ),
     );
     let mut out = Vec::new();
     for _ in 0..n {
         let tree = strategy.new_tree(&mut runner).map_err(|e| anyhow!("proptest: {e}"))?;
         let (first_day, days, minutes, step, attendees, working_hours_only) = tree.current();
-        out.push(AvailabilityCase { first_day, days, minutes, step, attendees, working_hours_only });
+        out.push(AvailabilityCase {
+            first_day,
+            days,
+            minutes,
+            step,
+            attendees,
+            working_hours_only,
+        });
     }
     Ok(out)
 }
@@ -564,11 +587,13 @@ pub async fn s05_meeting_availability(world: &World) -> Result<()> {
         let slots = list(&out, "slots");
         ensure!(slots.len() == expected.len().min(20), "{case:?}: {} slots listed", slots.len());
         for (slot, (at, tentative)) in slots.iter().zip(&expected) {
-            let got = DateTime::parse_from_rfc3339(slot["start"]["utc"].as_str().unwrap_or_default())
-                .map_err(|e| anyhow!("slot start: {e}"))?;
+            let got =
+                DateTime::parse_from_rfc3339(slot["start"]["utc"].as_str().unwrap_or_default())
+                    .map_err(|e| anyhow!("slot start: {e}"))?;
             ensure!(got == *at, "{case:?}: slot {slot} where the oracle ranks {at}");
-            let end_at = DateTime::parse_from_rfc3339(slot["end"]["utc"].as_str().unwrap_or_default())
-                .map_err(|e| anyhow!("slot end: {e}"))?;
+            let end_at =
+                DateTime::parse_from_rfc3339(slot["end"]["utc"].as_str().unwrap_or_default())
+                    .map_err(|e| anyhow!("slot end: {e}"))?;
             ensure!(end_at == *at + Duration::minutes(i64::from(case.minutes)), "slot length");
             let mut conflicts: Vec<String> = list(slot, "tentative_conflicts")
                 .iter()
@@ -602,7 +627,8 @@ pub async fn s05_meeting_availability(world: &World) -> Result<()> {
 pub async fn s06_chat_search(world: &World) -> Result<()> {
     let adele = world.session(Persona::Adele).await?;
     let budget =
-        snap(world, &adele, "s06_budget", "chat_message_search", json!({"query": "budget"})).await?;
+        snap(world, &adele, "s06_budget", "chat_message_search", json!({"query": "budget"}))
+            .await?;
     ensure!(!list(&budget, "messages").is_empty(), "no chat message about the budget: {budget}");
     for m in list(&budget, "messages") {
         if m["source"] == "chat" {
@@ -622,7 +648,9 @@ pub async fn s06_chat_search(world: &World) -> Result<()> {
     .await?;
     for m in list(&from, "messages") {
         ensure!(
-            m["from"]["address"].as_str().is_some_and(|a| a.eq_ignore_ascii_case("alex@contoso.com")),
+            m["from"]["address"]
+                .as_str()
+                .is_some_and(|a| a.eq_ignore_ascii_case("alex@contoso.com")),
             "sender filter leaked: {m}"
         );
     }
@@ -650,7 +678,10 @@ pub async fn s07_read_resource(world: &World) -> Result<()> {
     let uri = uri_where(&mail, "messages", "subject", "Q3 budget review")?;
     let read = snap(world, &adele, "s07_mail", "read_resource", json!({"uri": uri})).await?;
     ensure!(read["kind"] == "mail", "not a mail: {}", read["kind"]);
-    ensure!(!read["text"].as_str().unwrap_or_default().contains("<html"), "HTML body not converted");
+    ensure!(
+        !read["text"].as_str().unwrap_or_default().contains("<html"),
+        "HTML body not converted"
+    );
     let attachment = uri_where(&read, "attachments", "name", "Q3 Budget.xlsx")?;
     let xlsx_att =
         snap(world, &adele, "s07_mail_attachment", "read_resource", json!({"uri": attachment}))

@@ -117,7 +117,11 @@ fn obo_scenarios() -> Vec<Scenario> {
             setup = World::builder,
             t02_renewal_before_expiry
         ),
-        scenario!("T06", "100 concurrent first calls make one exchange", t06_concurrent_first_calls),
+        scenario!(
+            "T06",
+            "100 concurrent first calls make one exchange",
+            t06_concurrent_first_calls
+        ),
         scenario!(
             "T07",
             "the token cache at rest holds no plaintext token",
@@ -138,7 +142,10 @@ fn one_exchange_per_scope_set(world: &World, s: &crate::Session, what: &str) -> 
     let by = obo_exchanges_by_scopes(world, s.tenant_id, s.object_id);
     ensure!(!by.is_empty(), "{what}: no OBO exchange at all");
     for (scopes, n) in &by {
-        ensure!(*n == 1, "{what}: {n} OBO exchanges for {scopes:?} (expected one, then cache hits)");
+        ensure!(
+            *n == 1,
+            "{what}: {n} OBO exchanges for {scopes:?} (expected one, then cache hits)"
+        );
     }
     Ok(())
 }
@@ -252,19 +259,18 @@ pub async fn t08_cache_keyed_by_tenant_and_user(world: &World) -> Result<()> {
     let mut seen = Vec::new();
     for s in [&a, &b, &a, &b] {
         let me = crate::scenarios::me_of(&s.call_ok("get_me", json!({})).await?)?;
-        ensure!(
-            me == (s.tenant_id.to_string(), s.object_id.to_string()),
-            "{} got {me:?}",
-            s.upn
-        );
+        ensure!(me == (s.tenant_id.to_string(), s.object_id.to_string()), "{} got {me:?}", s.upn);
         let found = structured_ok(s, MAIL, json!({"query": "budget"})).await?;
         seen.push((s, found));
     }
     one_exchange_per_scope_set(world, &a, "contoso adele")?;
     one_exchange_per_scope_set(world, &b, "fabrikam adele")?;
     for (s, found) in seen {
-        let (own, other) =
-            if s.tenant_id == a.tenant_id { ("Contoso", "Fabrikam") } else { ("Fabrikam", "Contoso") };
+        let (own, other) = if s.tenant_id == a.tenant_id {
+            ("Contoso", "Fabrikam")
+        } else {
+            ("Fabrikam", "Contoso")
+        };
         let text = found.to_string();
         ensure!(text.contains(own), "{} does not see their own mail: {text:.300}", s.upn);
         ensure!(!text.contains(&format!("{other} Q3")), "{} sees the other tenant's mail", s.upn);

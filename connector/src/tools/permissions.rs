@@ -95,10 +95,7 @@ pub const TOOL_NEEDS: &[(&str, &[&[&str]])] = &[
     ("sharepoint_folder_search", &[&["Sites.Read.All"]]),
     ("outlook_email_search", &[&["Mail.Read"]]),
     ("outlook_calendar_search", &[&["Calendars.Read"]]),
-    (
-        "find_meeting_availability",
-        &[&["Calendars.Read", "User.ReadBasic.All", "User.Read"]],
-    ),
+    ("find_meeting_availability", &[&["Calendars.Read", "User.ReadBasic.All", "User.Read"]]),
     ("chat_message_search", &[&["Chat.Read"]]),
     (
         "read_resource",

@@ -302,3 +302,30 @@ async fn get_me_reports_zone_working_hours_and_available_tools() {
     }
     assert_json_snapshot!("get_me_diego", me);
 }
+
+/// The mailbox time zone is presentation: losing its permission must block no tool, only turn
+/// local times into UTC with a note.
+#[tokio::test]
+async fn revoking_mailbox_settings_read_keeps_every_tool_and_falls_back_to_utc() {
+    let world = ToolsWorld::start().await;
+    let alex = world.persona("alex@contoso.com");
+    let before = tool_names(&world, &alex).await;
+
+    world
+        .entra
+        .revoke_consent(
+            "contoso",
+            world.entra.connector_id(),
+            GrantResource::Graph,
+            &["MailboxSettings.Read"],
+        )
+        .expect("revoked");
+    world.clock.advance(std::time::Duration::from_secs(600));
+    let alex = world.persona("alex@contoso.com");
+    assert_eq!(tool_names(&world, &alex).await, before);
+
+    let result = world.call_tool(&alex, "outlook_email_search", json!({"query": "budget"})).await;
+    assert_ne!(result["isError"], true, "{result:#}");
+    let note = result["structuredContent"]["time_zone_note"].as_str().unwrap_or_default();
+    assert!(note.contains("UTC"), "the UTC fallback is said: {result:#}");
+}
