@@ -11,8 +11,10 @@ use tracing_subscriber::{EnvFilter, fmt::MakeWriter};
 
 static BUFFER: LazyLock<Mutex<Vec<u8>>> = LazyLock::new(|| Mutex::new(Vec::new()));
 static INSTALLED: LazyLock<bool> = LazyLock::new(|| {
-    let filter =
-        EnvFilter::try_from_env("TEST_LOG_FILTER").unwrap_or_else(|_| EnvFilter::new("debug"));
+    // Everything at debug, except rmcp's own message dumps (it logs whole JSON-RPC
+    // responses at debug): the connector ships with `info`, where rmcp prints no bodies.
+    let filter = EnvFilter::try_from_env("TEST_LOG_FILTER")
+        .unwrap_or_else(|_| EnvFilter::new("debug,rmcp=info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(Capture)

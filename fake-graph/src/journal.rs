@@ -3,7 +3,7 @@
 //! One entry per request that reached `/v1.0/…`, with the caller's identity from its token
 //! (never the token itself). Tests query it to prove what the connector did — and did not — do.
 
-use std::sync::Mutex;
+use std::{collections::VecDeque, sync::Mutex};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -42,23 +42,39 @@ pub struct JournalEntry {
     pub fault: Option<String>,
 }
 
-/// The journal: append-only until [`Journal::clear`].
+/// Entries per journal chunk: appends never move earlier entries (no large reallocations on
+/// the request path).
+const CHUNK: usize = 4096;
+/// Most entries kept (about 250 MB at worst); beyond it the oldest chunk is dropped, so a
+/// long-running benchmark cannot grow the journal without bound.
+const MAX_ENTRIES: usize = 1 << 20;
+
+/// The journal: append-only until [`Journal::clear`] (or until [`MAX_ENTRIES`] is exceeded).
 #[derive(Default)]
 pub struct Journal {
-    entries: Mutex<Vec<JournalEntry>>,
+    chunks: Mutex<VecDeque<Vec<JournalEntry>>>,
 }
 
 impl Journal {
     pub fn push(&self, entry: JournalEntry) {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
+        let mut chunks = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+        if chunks.back().is_none_or(|c| c.len() >= CHUNK) {
+            if chunks.len() * CHUNK >= MAX_ENTRIES {
+                chunks.pop_front();
+            }
+            chunks.push_back(Vec::with_capacity(CHUNK));
+        }
+        if let Some(last) = chunks.back_mut() {
+            last.push(entry);
+        }
     }
 
     pub fn entries(&self) -> Vec<JournalEntry> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.filter(|_| true)
     }
 
     pub fn clear(&self) {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.chunks.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// Requests made with tokens of this user.
@@ -77,10 +93,11 @@ impl Journal {
     }
 
     pub fn filter(&self, keep: impl Fn(&JournalEntry) -> bool) -> Vec<JournalEntry> {
-        self.entries
+        self.chunks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
+            .flatten()
             .filter(|e| keep(e))
             .cloned()
             .collect()

@@ -474,7 +474,22 @@ pub fn apply_select(value: Value, select: &[String]) -> Value {
 
 /// Renders a Graph date-time (`2024-05-01T09:00:00Z`).
 pub fn dt(d: DateTime<Utc>) -> String {
-    d.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    use chrono::{Datelike, Timelike};
+    // Hand-formatted: chrono's `format` re-parses the pattern on every call, and list pages
+    // render several dates per item. Years outside 0..=9999 and leap
+    // seconds keep chrono's own rendering.
+    if !(0..=9999).contains(&d.year()) || d.nanosecond() >= 1_000_000_000 {
+        return d.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    }
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        d.year(),
+        d.month(),
+        d.day(),
+        d.hour(),
+        d.minute(),
+        d.second()
+    )
 }
 
 #[cfg(test)]
@@ -504,6 +519,15 @@ mod tests {
             f.paths(),
             vec!["receiveddatetime".to_owned(), "from/emailaddress/address".to_owned()]
         );
+    }
+
+    #[test]
+    fn dates_render_like_chrono() {
+        for s in ["2024-05-01T09:00:00Z", "0999-12-31T23:59:59Z", "2024-02-29T00:00:07Z"] {
+            let d = DateTime::parse_from_rfc3339(s).expect("date").with_timezone(&Utc);
+            assert_eq!(dt(d), d.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+            assert_eq!(dt(d), s);
+        }
     }
 
     #[test]

@@ -188,7 +188,14 @@ pub async fn d04_audit_without_secrets(world: &World) -> Result<()> {
         );
     }
     for c in content_strings(world) {
-        ensure!(!logs.contains(&c), "fixture content appears in the logs: {c:.40}");
+        if let Some(line) = logs.lines().find(|l| l.contains(&c)) {
+            let masked = line.replace(&c, "[CONTENT]");
+            return Err(anyhow::anyhow!(
+                "fixture content ({} chars) appears in the logs: {:.300}",
+                c.len(),
+                masked
+            ));
+        }
     }
     ensure!(!super::contains_jwt(&logs), "a JWT (user or Graph token) appears in the logs");
     ensure!(

@@ -116,11 +116,7 @@ pub fn obo_exchanges_by_scopes(
 ) -> std::collections::BTreeMap<Vec<String>, usize> {
     let mut out = std::collections::BTreeMap::new();
     for e in world.entra.journal() {
-        if e.grant.contains("jwt-bearer")
-            && e.tenant_id == Some(tid)
-            && e.user_id == Some(oid)
-            && e.issued()
-        {
+        if is_obo(&e) && e.tenant_id == Some(tid) && e.user_id == Some(oid) && e.issued() {
             let mut scopes: Vec<String> = e
                 .scopes
                 .iter()
@@ -169,15 +165,18 @@ pub fn contains_jwt(text: &str) -> bool {
     })
 }
 
+/// fake-entra journals the On-Behalf-Of grant as `on_behalf_of`.
+fn is_obo(e: &fake_entra::JournalEntry) -> bool {
+    e.grant == "on_behalf_of" || e.grant.contains("jwt-bearer")
+}
+
 /// OBO exchanges fake-entra journalled for a user.
 pub fn obo_exchanges(world: &World, tid: Uuid, oid: Uuid) -> usize {
     world
         .entra
         .journal()
         .iter()
-        .filter(|e| {
-            e.grant.contains("jwt-bearer") && e.tenant_id == Some(tid) && e.user_id == Some(oid)
-        })
+        .filter(|e| is_obo(e) && e.tenant_id == Some(tid) && e.user_id == Some(oid))
         .count()
 }
 

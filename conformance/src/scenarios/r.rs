@@ -258,6 +258,13 @@ pub async fn r06_identity_events(world: &World) -> Result<()> {
         let upn = p.upn();
         let s = world.session(p).await?;
         works(&s, MAIL, json!({"query": "budget"})).await?;
+        // Tokens are stamped in whole seconds: let the event fall after the cached token's
+        // second, as it would in real time.
+        if world.controls_clock() {
+            world.advance(Duration::from_secs(2));
+        } else {
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
         if disable {
             world.entra.disable_user("contoso", upn).map_err(|e| anyhow!("{e:?}"))?;
         } else {
@@ -266,11 +273,16 @@ pub async fn r06_identity_events(world: &World) -> Result<()> {
         let before = world.graph.requests_for_user(s.tenant_id, s.object_id).len();
         let r = s.call_tool_http(MAIL, json!({"query": "budget"})).await?;
         ensure_status(&r, 401, &format!("{upn} after the identity event"))?;
+        // Either a plain "sign in again" or Graph's CAE claims, which only a fresh
+        // interactive sign-in satisfies.
+        let error = r.challenge("error").unwrap_or_default();
         ensure!(
-            r.challenge("error").as_deref() == Some("invalid_token"),
+            error == "invalid_token"
+                || (error == "insufficient_claims" && r.challenge("claims").is_some()),
             "{upn}: the 401 does not ask for a fresh sign-in: {:?}",
             r.header("www-authenticate")
         );
+        let claims = r.challenge("claims").map(|c| crate::session::decode_claims(&c));
         ensure!(
             r.challenge("resource_metadata").is_some(),
             "{upn}: the 401 does not say where to sign in: {:?}",
@@ -291,7 +303,9 @@ pub async fn r06_identity_events(world: &World) -> Result<()> {
         if disable {
             ensure!(world.try_sign_in(upn, &[]).await.is_err(), "a disabled user signed in");
         } else {
-            s.sign_in_again(&[]).await.map_err(|e| anyhow!("fresh sign-in of {upn}: {e}"))?;
+            let extra: Vec<(&str, &str)> =
+                claims.as_deref().map(|c| vec![("claims", c)]).unwrap_or_default();
+            s.sign_in_again(&extra).await.map_err(|e| anyhow!("fresh sign-in of {upn}: {e}"))?;
             works(&s, MAIL, json!({"query": "budget"})).await?;
         }
     }

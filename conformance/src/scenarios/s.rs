@@ -105,7 +105,8 @@ async fn all_pages(
 }
 
 pub async fn s01_sharepoint_search(world: &World) -> Result<()> {
-    let adele = world.session(Persona::Adele).await?;
+    // Alex: pilot group member (the Q3 budget is shared with the pilot group).
+    let adele = world.session(Persona::Alex).await?;
     let budget =
         snap(world, &adele, "s01_budget", "sharepoint_search", json!({"query": "budget"})).await?;
     uris_are(&budget, "items", "m365://drive/")?;
@@ -116,9 +117,9 @@ pub async fn s01_sharepoint_search(world: &World) -> Result<()> {
     let docx = snap(
         world,
         &adele,
-        "s01_falcon_docx",
+        "s01_design_docx",
         "sharepoint_search",
-        json!({"query": "falcon", "file_types": ["docx"]}),
+        json!({"query": "design", "file_types": ["docx"]}),
     )
     .await?;
     let names = strings(&docx, "items", "name");
@@ -146,7 +147,7 @@ pub async fn s01_sharepoint_search(world: &World) -> Result<()> {
         &adele,
         "s01_paged",
         "sharepoint_search",
-        json!({"query": "contoso", "limit": 3}),
+        json!({"query": "budget", "limit": 2}),
     )
     .await?;
     let mut seen = BTreeSet::new();
@@ -451,7 +452,8 @@ fn oracle(
     let mut t = start;
     while t + Duration::minutes(minutes) <= end {
         let local = t.with_timezone(&organizer);
-        let on_grid = local.second() == 0 && (local.hour() * 60 + local.minute()) % step == 0;
+        let on_grid =
+            local.second() == 0 && (local.hour() * 60 + local.minute()).is_multiple_of(step);
         let slot_end = t + Duration::minutes(minutes);
         if on_grid
             && schedules.iter().all(|s| {
@@ -638,36 +640,53 @@ pub async fn s06_chat_search(world: &World) -> Result<()> {
             );
         }
     }
+    // Her one-on-one message about the budget (to Alex) is found by sender and by date.
     let from = snap(
         world,
         &adele,
-        "s06_from_alex",
+        "s06_from_adele",
         "chat_message_search",
-        json!({"query": "budget", "from": "alex@contoso.com"}),
+        json!({"query": "budget", "from": "adele@contoso.com"}),
     )
     .await?;
+    ensure!(!list(&from, "messages").is_empty(), "the sender filter lost her message: {from}");
     for m in list(&from, "messages") {
         ensure!(
             m["from"]["address"]
                 .as_str()
-                .is_some_and(|a| a.eq_ignore_ascii_case("alex@contoso.com")),
+                .is_some_and(|a| a.eq_ignore_ascii_case("adele@contoso.com")),
             "sender filter leaked: {m}"
         );
     }
+    let none = structured_ok(
+        &adele,
+        "chat_message_search",
+        json!({"query": "budget", "from": "diego@contoso.com"}),
+    )
+    .await?;
+    ensure!(list(&none, "messages").is_empty(), "sender filter ignored: {none}");
     let dated = snap(
         world,
         &adele,
         "s06_sent_after",
         "chat_message_search",
-        json!({"query": "planning", "sent_after": "2026-01-01"}),
+        json!({"query": "budget", "sent_after": "2026-01-01"}),
     )
     .await?;
+    ensure!(!list(&dated, "messages").is_empty(), "the date filter lost her message: {dated}");
     for m in list(&dated, "messages") {
         ensure!(
             m["sent"]["utc"].as_str().unwrap_or_default() >= "2026-01-01",
             "date filter leaked: {m}"
         );
     }
+    let before = structured_ok(
+        &adele,
+        "chat_message_search",
+        json!({"query": "budget", "sent_before": "2026-01-01"}),
+    )
+    .await?;
+    ensure!(list(&before, "messages").is_empty(), "sent_before ignored: {before}");
     Ok(())
 }
 
@@ -712,15 +731,12 @@ pub async fn s07_read_resource(world: &World) -> Result<()> {
         read["text"].as_str().is_some_and(|t| t.contains("Project Falcon")),
         "Design.docx text: {read}"
     );
-    let xlsx = find("budget", "Q3 Budget.xlsx").await?;
-    let read = snap(
-        world,
-        &adele,
-        "s07_xlsx_opex",
-        "read_resource",
-        json!({"uri": xlsx, "sheet": "Opex"}),
-    )
-    .await?;
+    let alex = world.session(Persona::Alex).await?;
+    let hits = structured_ok(&alex, "sharepoint_search", json!({"query": "budget"})).await?;
+    let xlsx = uri_where(&hits, "items", "name", "Q3 Budget.xlsx")?;
+    let read =
+        snap(world, &alex, "s07_xlsx_opex", "read_resource", json!({"uri": xlsx, "sheet": "Opex"}))
+            .await?;
     ensure!(read["text"].as_str().is_some_and(|t| !t.is_empty()), "empty Opex sheet: {read}");
     let pptx = find("roadmap", "Roadmap.pptx").await?;
     let read = snap(world, &adele, "s07_pptx", "read_resource", json!({"uri": pptx})).await?;

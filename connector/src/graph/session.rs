@@ -107,7 +107,19 @@ impl Session {
             GraphError::ClaimsChallenge { claims } => {
                 // Retrying with the same token would loop: drop it and satisfy the challenge.
                 self.provider.evict(&self.caller, &self.scopes);
-                let token = self.token(Some(claims)).await?;
+                let token = match self.token(Some(claims)).await {
+                    Ok(token) => token,
+                    // The user's own sign-in is no longer good enough (sessions revoked,
+                    // account disabled): hand Graph's challenge to the client, whose fresh
+                    // sign-in with these claims is the only way on (R06).
+                    Err(f) if needs_fresh_sign_in(&f) => {
+                        return Err(GraphFailure {
+                            error: GraphError::ClaimsChallenge { claims: claims.clone() },
+                            ..failure
+                        });
+                    }
+                    Err(f) => return Err(f),
+                };
                 let second = call(token).await;
                 if second.as_ref().is_err_and(|f| f.claims_challenge().is_some()) {
                     self.provider.evict(&self.caller, &self.scopes);
@@ -121,4 +133,18 @@ impl Session {
             _ => Err(failure),
         }
     }
+}
+
+/// A failed re-exchange that only a new interactive sign-in can fix and that brought no
+/// claims of its own.
+fn needs_fresh_sign_in(failure: &GraphFailure) -> bool {
+    use crate::obo::OboError;
+    matches!(
+        &failure.error,
+        GraphError::Token(
+            OboError::SignInAgain { .. }
+                | OboError::AssertionRejected { .. }
+                | OboError::AccountDisabled
+        )
+    )
 }
