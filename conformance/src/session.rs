@@ -114,8 +114,32 @@ pub async fn raw_post(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let r = req.body(body).send().await.context("POST /mcp")?;
+    // A pooled connection the server closed (e.g. after refusing an oversized body) fails
+    // the next request before anything is sent; clients retry that once on a new connection.
+    let retry = req.try_clone();
+    let r = match req.body(body.clone()).send().await {
+        Ok(r) => r,
+        Err(e) if error_chain(&e).contains("connection closed before message completed") => {
+            match retry {
+                Some(again) => again.body(body).send().await.context("POST /mcp (retried)")?,
+                None => return Err(anyhow::Error::new(e).context("POST /mcp")),
+            }
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("POST /mcp")),
+    };
     RawResponse::read(r).await
+}
+
+/// An error and its sources, as one line.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
 }
 
 /// A tool call's result as plain data.

@@ -435,9 +435,7 @@ pub fn list(ctx: &Ctx<'_>, user: &str, folder: Option<&str>) -> GraphResult {
             .iter()
             .skip(offset)
             .take(top)
-            .map(|i| {
-                odata::apply_select(message_json(&mb.messages[*i as usize], &r, &select), &select)
-            })
+            .map(|i| message_json(&mb.messages[*i as usize], &r, &select))
             .collect();
         let more = offset + top < mbi.by_received_desc.len();
         return Ok(page_response(ctx, owner, page, more.then_some(offset + top), &r));
@@ -448,7 +446,7 @@ pub fn list(ctx: &Ctx<'_>, user: &str, folder: Option<&str>) -> GraphResult {
         .iter()
         .skip(offset)
         .take(top)
-        .map(|i| odata::apply_select(message_json(&mb.messages[*i as usize], &r, &select), &select))
+        .map(|i| message_json(&mb.messages[*i as usize], &r, &select))
         .collect();
     let more = offset + top < ordered.len();
     Ok(page_response(ctx, owner, page, more.then_some(offset + top), &r))
@@ -461,14 +459,23 @@ fn page_response(
     next: Option<usize>,
     r: &Render,
 ) -> axum::response::Response {
-    let mut body = json!({
-        "@odata.context": format!("https://graph.microsoft.com/v1.0/$metadata#users('{}')/messages", owner.oid),
-        "value": page,
-    });
+    // Built as a map rather than with `json!`, which would deep-copy the page via `to_value`.
+    let mut body = Map::new();
+    body.insert(
+        "@odata.context".to_owned(),
+        Value::String(format!(
+            "https://graph.microsoft.com/v1.0/$metadata#users('{}')/messages",
+            owner.oid
+        )),
+    );
+    body.insert("value".to_owned(), Value::Array(page));
     if let Some(n) = next {
-        body["@odata.nextLink"] = json!(ctx.query.next_link(ctx.base(), ctx.path, n));
+        body.insert(
+            "@odata.nextLink".to_owned(),
+            Value::String(ctx.query.next_link(ctx.base(), ctx.path, n)),
+        );
     }
-    applied(json(body), &r.applied())
+    applied(json(Value::Object(body)), &r.applied())
 }
 
 fn find<'a>(
