@@ -4,6 +4,12 @@
 use tracing::Subscriber;
 use tracing_subscriber::{EnvFilter, fmt::MakeWriter, layer::SubscriberExt as _};
 
+/// Libraries that log whole HTTP or JSON-RPC bodies at `debug` or `trace` (rmcp logs every
+/// response, hyper and reqwest log bodies and headers). Whatever `RUST_LOG` says, they are held
+/// at `info`, so turning on debug logging can never put returned content or an
+/// `Authorization` header into the logs.
+const CONTENT_BEARING_TARGETS: [&str; 5] = ["rmcp", "hyper", "hyper_util", "reqwest", "h2"];
+
 /// Composes the subscriber. `filter` is an `EnvFilter` directive used when `RUST_LOG` is unset.
 pub fn get_subscriber<Sink>(
     filter: &str,
@@ -13,7 +19,13 @@ pub fn get_subscriber<Sink>(
 where
     Sink: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let env_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+    let mut env_filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+    for target in CONTENT_BEARING_TARGETS {
+        if let Ok(directive) = format!("{target}=info").parse() {
+            env_filter = env_filter.add_directive(directive);
+        }
+    }
     let registry = tracing_subscriber::registry().with(env_filter);
     if json {
         Box::new(registry.with(tracing_subscriber::fmt::layer().json().with_writer(sink)))
@@ -25,4 +37,39 @@ where
 /// Installs the subscriber as the global default. Call once; later calls are ignored.
 pub fn init_subscriber(subscriber: Box<dyn Subscriber + Send + Sync>) {
     let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn debug_logging_never_lets_libraries_that_log_bodies_through() {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = get_subscriber("debug", false, move || sink.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::debug!(target: "rmcp::service", "response body: the quarterly numbers");
+            tracing::debug!(target: "connector::server", "our own debug line");
+        });
+        let text = String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|p| p.into_inner()))
+            .into_owned();
+        assert!(text.contains("our own debug line"), "{text}");
+        assert!(!text.contains("quarterly numbers"), "{text}");
+    }
 }
