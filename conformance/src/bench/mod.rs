@@ -271,6 +271,7 @@ pub async fn run(opts: &Options) -> Result<Outcome> {
     // 5. Baseline.
     eprintln!("replaying the identical Graph requests direct …");
     let journal = graph.journal();
+    let graph_by_path = replay::by_path(&journal);
     let (groups, match_stats) = replay::group(&records, &oids, &journal, &bodies);
     let utis: BTreeSet<String> = groups
         .iter()
@@ -475,8 +476,27 @@ pub async fn run(opts: &Options) -> Result<Outcome> {
         ),
         row("load average (/proc/loadavg at end)", load_avg.clone(), "", None),
     ];
+    let mut shapes: Vec<(String, f64, f64, u64)> = graph_by_path
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    let n = v["count"].as_u64().unwrap_or(0);
+                    let mean = v["mean_ms"].as_f64().unwrap_or(0.0);
+                    (k.clone(), mean * n as f64, mean, n)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    shapes.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut hot = String::from(
+        "\n| Graph request (connector run) | count | fake-graph mean handling ms |\n|---|---|---|\n",
+    );
+    for (k, _, mean, n) in shapes.iter().take(8) {
+        hot.push_str(&format!("| `{k}` | {n} | {mean:.1} |\n"));
+    }
     let markdown = format!(
-        "{}\nTool mix: {}\n\nInbound tokens: fake-entra `user_token(tid, oid)` (no interactive sign-in). Baseline tokens: {}.\nDirect replay sends each call's Graph requests sequentially with the same concurrency; connector-side OBO and audit costs are included only on the connector side.\n",
+        "{}{hot}\nTool mix: {}\n\nInbound tokens: fake-entra `user_token(tid, oid)` (no interactive sign-in). Baseline tokens: {}.\nDirect replay sends each call's Graph requests sequentially with the same concurrency; connector-side OBO and audit costs are included only on the connector side.\n",
         report::markdown("m365-bench: connector vs. direct Graph", &rows),
         per_tool.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
         token_stats.method
@@ -503,6 +523,7 @@ pub async fn run(opts: &Options) -> Result<Outcome> {
         "cpu": {"secs": cpu, "secs_per_1000_calls": cpu_per_1000},
         "baseline_tokens": token_stats,
         "matching": match_stats,
+        "graph_by_path": graph_by_path,
         "loadavg": load_avg,
         "connector_log_tail_on_error": if conn_errors > 0 { Value::String(connector_log_tail) } else { Value::Null },
     });

@@ -29,6 +29,8 @@ pub struct ReplayRequest {
     pub uri: String,
     pub uti: Option<String>,
     pub body: Option<Bytes>,
+    /// The status fake-graph gave the connector: the replay expects the same.
+    pub status: u16,
 }
 
 /// The requests of one connector tool call.
@@ -94,6 +96,7 @@ pub fn group(
                     uri: e.request_uri.clone(),
                     uti: e.sign_in_activity_id.clone(),
                     body,
+                    status: e.response_status_code,
                 });
                 next += 1;
             }
@@ -193,6 +196,37 @@ pub async fn tokens(
     Ok((out, stats))
 }
 
+/// Graph requests of the connector run by path shape: count, non-2xx/3xx, fake-graph's own
+/// mean handling time. Shows where the physical limit itself is spent.
+pub fn by_path(journal: &[JournalEntry]) -> serde_json::Value {
+    let mut acc: std::collections::BTreeMap<String, (u64, u64, u64)> = Default::default();
+    for e in journal {
+        let shape: Vec<String> = e
+            .path
+            .split('/')
+            .map(|seg| {
+                let idish = seg.len() >= 16
+                    || seg.contains(['!', ':', '@', '='])
+                    || (seg.len() >= 8 && seg.chars().any(|c| c.is_ascii_digit()));
+                if idish { "{id}".to_owned() } else { seg.to_owned() }
+            })
+            .collect();
+        let key = format!("{} {}", e.request_method, shape.join("/"));
+        let a = acc.entry(key).or_default();
+        a.0 += 1;
+        if e.response_status_code >= 400 {
+            a.1 += 1;
+        }
+        a.2 += e.duration_ms;
+    }
+    acc.into_iter()
+        .map(|(k, (n, bad, ms))| {
+            (k, serde_json::json!({"count": n, "status_ge_400": bad, "mean_ms": ms as f64 / n as f64}))
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
 /// One replayed call.
 #[derive(Debug, Clone)]
 pub struct DirectRecord {
@@ -232,8 +266,12 @@ pub async fn run(
                         Ok(resp) => {
                             let status = resp.status().as_u16();
                             let _ = resp.bytes().await;
-                            if status >= 400 && error.is_none() {
-                                error = Some(format!("http {status}"));
+                            // A redirect the client followed counts as the 302 it began as;
+                            // otherwise any status other than the connector's is an error.
+                            let same = status == r.status
+                                || (r.status / 100 == 3 && status / 100 == 2);
+                            if !same && error.is_none() {
+                                error = Some(format!("http {status} (connector saw {})", r.status));
                             }
                         }
                         Err(_) => error = Some("transport".to_owned()),
