@@ -46,8 +46,8 @@ async def check(mcp_url: str, token: str, mode: str) -> list[str]:
             if mail.is_error or not mail.structured_content:
                 failures.append(f"[{mode}] outlook_email_search failed: {mail.content}")
                 return failures
-            items = mail.structured_content.get("items") or mail.structured_content.get("results") or []
-            print(f"[{mode}] outlook_email_search returned {len(items)} items")
+            items = mail.structured_content.get("messages") or []
+            print(f"[{mode}] outlook_email_search returned {len(items)} messages")
             uri = next((i.get("uri") for i in items if isinstance(i, dict) and i.get("uri")), None)
             if uri is None:
                 failures.append(f"[{mode}] no m365:// URI in the mail results")
