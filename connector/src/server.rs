@@ -295,22 +295,66 @@ impl Application {
             );
         }
         let grace = settings.limits.shutdown_grace;
-        let stopping = CancellationToken::new();
-        let stop_signal = stopping.clone();
-        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("Shutting down: draining in-flight calls");
-            stop_signal.cancel();
-        });
-        let result = tokio::select! {
-            r = server => r,
-            () = async { stopping.cancelled().await; tokio::time::sleep(grace).await } => {
-                tracing::warn!("Drain deadline reached; dropping remaining calls");
-                Ok(())
-            }
-        };
+        let header_timeout = settings.limits.header_timeout;
+        serve_connections(listener, router, header_timeout, grace, shutdown).await;
         background.cancel();
-        result
+        Ok(())
+    }
+}
+
+/// The accept loop. `axum::serve` sets no hyper timer, so it cannot bound how long a client
+/// takes to send its request head; this loop does (`header_timeout`), which stops slow-header
+/// (slowloris) connections from pinning sockets. On shutdown it stops accepting, lets in-flight
+/// requests finish for up to `grace`, then drops what remains.
+async fn serve_connections(
+    listener: TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    grace: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::{
+        rt::{TokioExecutor, TokioIo, TokioTimer},
+        server::{conn::auto::Builder, graceful::GracefulShutdown},
+        service::TowerToHyperService,
+    };
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _peer)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "Accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let service = TowerToHyperService::new(router.clone());
+                let connection = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    // A client that hangs up or times out is not an error worth logging.
+                    let _ = connection.await;
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("Shutting down: draining in-flight calls");
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!("Drain deadline reached; dropping remaining calls");
+        }
     }
 }
 

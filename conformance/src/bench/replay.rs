@@ -268,8 +268,8 @@ pub async fn run(
                             let _ = resp.bytes().await;
                             // A redirect the client followed counts as the 302 it began as;
                             // otherwise any status other than the connector's is an error.
-                            let same = status == r.status
-                                || (r.status / 100 == 3 && status / 100 == 2);
+                            let same =
+                                status == r.status || (r.status / 100 == 3 && status / 100 == 2);
                             if !same && error.is_none() {
                                 error = Some(format!("http {status} (connector saw {})", r.status));
                             }

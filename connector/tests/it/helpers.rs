@@ -279,6 +279,7 @@ pub fn raw_settings(
         per_caller_per_minute = {per_minute}
         per_caller_burst = {burst}
         shutdown_grace_secs = 5
+        header_timeout_secs = 1
         "#,
         graph = graph,
         origins = serde_json::to_string(&o.allowed_origins).unwrap(),

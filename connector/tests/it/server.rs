@@ -215,3 +215,19 @@ async fn graceful_shutdown_stops_accepting() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(app.http.get(app.url("/healthz")).send().await.is_err());
 }
+
+/// A client that never finishes its request head (slowloris) is cut off after the header
+/// timeout (1 s in the test settings) instead of holding the socket forever.
+#[tokio::test]
+async fn a_request_head_that_never_completes_is_cut_off() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let app = spawn_app().await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
+    stream.write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n").await.expect("write");
+    let mut rest = Vec::new();
+    let closed =
+        tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut rest))
+            .await;
+    assert!(closed.is_ok(), "the connection is still open after 10 s");
+}
