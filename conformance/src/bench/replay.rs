@@ -259,6 +259,12 @@ pub async fn run(
                     if let Some(t) = r.uti.as_ref().and_then(|u| tokens.get(u)) {
                         req = req.bearer_auth(t);
                     }
+                    // The journal keeps no request headers. The connector asks Outlook for
+                    // immutable ids, so the ids in its later paths are immutable ones: replay
+                    // that preference, or those paths answer 404 directly.
+                    if is_outlook_item_path(&r.uri) {
+                        req = req.header("prefer", "IdType=\"ImmutableId\"");
+                    }
                     if let Some(b) = &r.body {
                         req = req.header("content-type", "application/json").body(b.clone());
                     }
@@ -287,4 +293,10 @@ pub async fn run(
         all.extend(t.await.context("replay task")?);
     }
     Ok((all, started.elapsed()))
+}
+
+/// Paths whose ids the connector obtained with `Prefer: IdType="ImmutableId"`.
+fn is_outlook_item_path(uri: &str) -> bool {
+    let path = uri.split('?').next().unwrap_or(uri);
+    ["/messages", "/events", "/calendarView", "/mailFolders"].iter().any(|p| path.contains(p))
 }
