@@ -329,3 +329,29 @@ async fn revoking_mailbox_settings_read_keeps_every_tool_and_falls_back_to_utc()
     let note = result["structuredContent"]["time_zone_note"].as_str().unwrap_or_default();
     assert!(note.contains("UTC"), "the UTC fallback is said: {result:#}");
 }
+
+/// Adele's mailbox and calendar are shared with Alex (fixtures); Diego has no access to either.
+/// A shared search asks Graph for `/users/{owner}/…` with `Mail.Read.Shared` /
+/// `Calendars.Read.Shared`, and Graph decides who may read.
+#[tokio::test]
+async fn a_shared_mailbox_and_calendar_are_searchable_only_by_their_delegate() {
+    let world = ToolsWorld::start().await;
+    let alex = world.persona("alex@contoso.com");
+    let diego = world.persona("diego@contoso.com");
+
+    let shared_mail = json!({"mailbox": "adele@contoso.com", "received_after": "2025-01-01"});
+    let mail = world.structured(&alex, "outlook_email_search", shared_mail.clone()).await;
+    assert!(!items(&mail).is_empty(), "Alex reads Adele's shared mailbox: {mail:#}");
+    let refused = world.call_tool(&diego, "outlook_email_search", shared_mail).await;
+    assert_eq!(refused["isError"], true, "Diego has no access to Adele's mailbox: {refused:#}");
+
+    let shared_calendar = json!({
+        "calendar_owner": "adele@contoso.com",
+        "start": "2026-06-01T00:00:00Z",
+        "end": "2026-06-08T00:00:00Z",
+    });
+    let week = world.structured(&alex, "outlook_calendar_search", shared_calendar.clone()).await;
+    assert!(!items(&week).is_empty(), "Alex reads Adele's shared calendar: {week:#}");
+    let refused = world.call_tool(&diego, "outlook_calendar_search", shared_calendar).await;
+    assert_eq!(refused["isError"], true, "Diego has no access to Adele's calendar: {refused:#}");
+}
