@@ -29,14 +29,18 @@ impl SearchText {
     }
 
     /// Whole-token (or `prefix*`) match of a single lower-case token.
+    ///
+    /// Equivalent to searching for `" token "` (or `" token"`), but without building that needle:
+    /// this runs once per document per term in every search scan, so it must not allocate.
     pub fn has_token(&self, token: &str, prefix: bool) -> bool {
-        let mut needle = String::with_capacity(token.len() + 2);
-        needle.push(' ');
-        needle.push_str(token);
-        if !prefix {
-            needle.push(' ');
+        if token.is_empty() {
+            // `" "` always occurs (the text starts with a space); `"  "` never does.
+            return prefix;
         }
-        self.0.contains(&needle)
+        let hay = self.0.as_bytes();
+        self.0.match_indices(token).any(|(i, _)| {
+            i > 0 && hay[i - 1] == b' ' && (prefix || hay.get(i + token.len()) == Some(&b' '))
+        })
     }
 
     /// Consecutive tokens.
@@ -44,8 +48,32 @@ impl SearchText {
         if tokens.is_empty() {
             return false;
         }
-        let needle = format!(" {} ", tokens.join(" "));
-        self.0.contains(&needle)
+        if tokens.iter().any(String::is_empty) {
+            // Never produced by `tokenize`; keep the exact needle semantics for it anyway.
+            let needle = format!(" {} ", tokens.join(" "));
+            return self.0.contains(&needle);
+        }
+        // Equivalent to searching for `" t1 t2 … tn "` without building it (hot path).
+        let hay = self.0.as_bytes();
+        self.0.match_indices(tokens[0].as_str()).any(|(start, _)| {
+            if start == 0 || hay[start - 1] != b' ' {
+                return false;
+            }
+            let mut pos = start;
+            for (n, t) in tokens.iter().enumerate() {
+                if n > 0 {
+                    if hay.get(pos) != Some(&b' ') {
+                        return false;
+                    }
+                    pos += 1;
+                }
+                if !hay[pos..].starts_with(t.as_bytes()) {
+                    return false;
+                }
+                pos += t.len();
+            }
+            hay.get(pos) == Some(&b' ')
+        })
     }
 }
 
@@ -535,5 +563,38 @@ mod tests {
     fn summary_marks_hits() {
         let s = summary("The quarterly Budget review", &[("budget".into(), false)]);
         assert_eq!(s, "The quarterly <c0>Budget</c0> review");
+    }
+
+    #[test]
+    fn token_and_phrase_matching_equal_the_needle_search() {
+        let texts =
+            ["", "budget", "Q3 budget-review budgets", "the budget the review", "a ab abc b"];
+        let probes: [&[&str]; 9] = [
+            &["budget"],
+            &["budg"],
+            &["review"],
+            &["a"],
+            &["ab", "abc"],
+            &["abc", "b"],
+            &["the", "review"],
+            &["budget", "review"],
+            &["b", "a"],
+        ];
+        for text in texts {
+            let st = SearchText::new(text);
+            for probe in probes {
+                let tokens: Vec<String> = probe.iter().map(|t| (*t).to_owned()).collect();
+                for prefix in [false, true] {
+                    let needle = format!(" {}{}", tokens[0], if prefix { "" } else { " " });
+                    assert_eq!(
+                        st.has_token(&tokens[0], prefix),
+                        st.0.contains(&needle),
+                        "{text:?}"
+                    );
+                }
+                let needle = format!(" {} ", tokens.join(" "));
+                assert_eq!(st.has_phrase(&tokens), st.0.contains(&needle), "{text:?} {probe:?}");
+            }
+        }
     }
 }

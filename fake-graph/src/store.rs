@@ -53,6 +53,17 @@ pub struct DriveIndex {
     pub items: HashMap<String, usize>,
     pub children: HashMap<String, Vec<usize>>,
     pub root: Option<usize>,
+    /// Per-item search data, same positions as the drive's items: built once here so a
+    /// `/search/query` scan neither decodes file bytes nor lower-cases text per request.
+    pub search: Vec<ItemSearch>,
+}
+
+/// What `/search/query` matches a drive item against.
+pub struct ItemSearch {
+    /// Tokenised `"{name} {file text} {author}"`.
+    pub text: SearchText,
+    /// Display name of the creating user (empty when unknown).
+    pub author: String,
 }
 
 impl Store {
@@ -140,11 +151,30 @@ fn index_tenant(pos: usize, t: &Tenant) -> TenantIndex {
     for (i, c) in t.content.calendars.iter().enumerate() {
         idx.calendars.insert(c.owner, i);
     }
+    // First user with the oid wins, as a linear search over `users` would find.
+    let mut author_of: HashMap<Uuid, &str> = HashMap::with_capacity(t.users.len());
+    for u in &t.users {
+        author_of.entry(u.oid).or_insert(u.display_name.as_str());
+    }
     for (i, d) in t.content.drives.iter().enumerate() {
-        let mut di =
-            DriveIndex { pos: i, items: HashMap::new(), children: HashMap::new(), root: None };
+        let mut di = DriveIndex {
+            pos: i,
+            items: HashMap::with_capacity(d.items.len()),
+            children: HashMap::new(),
+            root: None,
+            search: Vec::with_capacity(d.items.len()),
+        };
         for (j, item) in d.items.iter().enumerate() {
             di.items.insert(item.id.clone(), j);
+            let author =
+                author_of.get(&item.created_by).map(|n| (*n).to_owned()).unwrap_or_default();
+            let text = SearchText::new(&format!(
+                "{} {} {}",
+                item.name,
+                crate::routes::files::file_text(item),
+                author
+            ));
+            di.search.push(ItemSearch { text, author });
             match &item.parent_id {
                 Some(parent) => di.children.entry(parent.clone()).or_default().push(j),
                 None => di.root = Some(j),

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use fixtures::{DriveItem, Event, Site};
+use fixtures::{Drive, DriveItem, Event, Site};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -18,6 +18,7 @@ use crate::{
     error::{GraphError, GraphResult},
     kql::{self, Expr, KqlDoc, PropValue, SearchText},
     routes::{files, mail},
+    store::DriveIndex,
     trimming,
 };
 
@@ -163,7 +164,7 @@ pub fn query(ctx: &Ctx<'_>) -> GraphResult {
         "message" => message_hits(ctx, &expr, from, size)?,
         "event" => window(event_hits(ctx, &expr)?, from, size),
         "chatmessage" => window(chat_hits(ctx, &expr)?, from, size),
-        _ => window(sharepoint_hits(ctx, &expr, &unique)?, from, size),
+        _ => sharepoint_hits(ctx, &expr, &unique, from, size)?,
     };
     let terms = expr.highlight_terms();
     let page: Vec<Value> = hits
@@ -424,13 +425,13 @@ fn chat_hits(ctx: &Ctx<'_>, expr: &Expr) -> Result<Vec<Hit>, GraphError> {
 
 struct DriveDoc<'a> {
     item: &'a DriveItem,
-    text: SearchText,
-    author: String,
+    text: &'a SearchText,
+    author: &'a str,
 }
 
 impl KqlDoc for DriveDoc<'_> {
     fn text(&self) -> &SearchText {
-        &self.text
+        self.text
     }
     fn prop(&self, name: &str) -> PropValue {
         let it = self.item;
@@ -443,7 +444,7 @@ impl KqlDoc for DriveDoc<'_> {
             "path" => PropValue::Url(it.web_url.clone()),
             "iscontainer" => PropValue::Bool(it.is_folder),
             "isdocument" => PropValue::Bool(!it.is_folder),
-            "author" | "createdby" | "modifiedby" => PropValue::Text(SearchText::new(&self.author)),
+            "author" | "createdby" | "modifiedby" => PropValue::Text(SearchText::new(self.author)),
             "lastmodifiedtime" | "lastmodified" | "write" => PropValue::Date(it.modified),
             "created" => PropValue::Date(it.created),
             _ => PropValue::Unknown,
@@ -472,57 +473,38 @@ impl KqlDoc for SiteDoc<'_> {
     }
 }
 
+/// A SharePoint search match, rendered only if it lands on the requested page.
+enum Found<'a> {
+    Item(&'a Drive, &'a DriveIndex, &'a DriveItem),
+    Site(&'a Site),
+}
+
+/// The total and the `[from, from + size)` page of driveItem/listItem/site hits. Matching runs
+/// over the per-item text precomputed in the store index; JSON is built for the page only.
 fn sharepoint_hits(
     ctx: &Ctx<'_>,
     expr: &Expr,
     kinds: &HashSet<&str>,
-) -> Result<Vec<Hit>, GraphError> {
+    from: usize,
+    size: usize,
+) -> Result<(usize, Vec<Hit>), GraphError> {
     let (tenant, idx) = ctx.tenant()?;
     let viewer = ctx.viewer();
     let terms = expr.highlight_terms();
     let score = |text: &SearchText| terms.iter().filter(|(t, p)| text.has_token(t, *p)).count();
-    let mut scored: Vec<(usize, chrono::DateTime<chrono::Utc>, Hit)> = Vec::new();
+    let mut scored: Vec<(usize, chrono::DateTime<chrono::Utc>, Found<'_>)> = Vec::new();
     let want_items = kinds.contains("driveitem") || kinds.contains("listitem");
     if want_items {
         for d in &tenant.content.drives {
             let Some(di) = idx.drives.get(&d.id) else { continue };
-            for it in d.items.iter().filter(|i| i.parent_id.is_some()) {
-                let author = tenant
-                    .users
-                    .iter()
-                    .find(|u| u.oid == it.created_by)
-                    .map(|u| u.display_name.clone())
-                    .unwrap_or_default();
-                let text =
-                    SearchText::new(&format!("{} {} {}", it.name, files::file_text(it), author));
-                let doc = DriveDoc { item: it, text, author };
+            for (it, search) in
+                d.items.iter().zip(&di.search).filter(|(i, _)| i.parent_id.is_some())
+            {
+                let doc = DriveDoc { item: it, text: &search.text, author: &search.author };
                 if !expr.matches(&doc) || !trimming::can_see_item(&viewer, tenant, idx, d, di, it) {
                     continue;
                 }
-                let as_list_item = !kinds.contains("driveitem");
-                let mut resource = files::item_json(ctx, tenant, d, di, it);
-                if let Value::Object(map) = &mut resource {
-                    map.remove("@microsoft.graph.downloadUrl");
-                    map.remove("eTag");
-                    map.remove("cTag");
-                }
-                resource["@odata.type"] = json!(if as_list_item {
-                    "#microsoft.graph.listItem"
-                } else {
-                    "#microsoft.graph.driveItem"
-                });
-                let s = score(&doc.text);
-                scored.push((
-                    s,
-                    it.modified,
-                    Hit {
-                        hit_id: STANDARD.encode(
-                            &Sha256::digest(format!("{}|{}", d.id, it.id).as_bytes())[..20],
-                        ),
-                        summary_text: format!("{} {}", it.name, files::file_text(it)),
-                        resource,
-                    },
-                ));
+                scored.push((score(doc.text), it.modified, Found::Item(d, di, it)));
             }
         }
     }
@@ -536,23 +518,53 @@ fn sharepoint_hits(
             scored.push((
                 score(&doc.text),
                 chrono::DateTime::<chrono::Utc>::MIN_UTC,
-                Hit {
-                    hit_id: s.id.clone(),
-                    summary_text: format!("{} {}", s.display_name, s.description),
-                    resource: json!({
-                        "@odata.type": "#microsoft.graph.site",
-                        "id": s.id,
-                        "createdDateTime": "2019-06-10T06:37:43Z",
-                        "description": s.description,
-                        "lastModifiedDateTime": "2020-08-30T06:41:56Z",
-                        "name": s.name,
-                        "displayName": s.display_name,
-                        "webUrl": s.web_url,
-                    }),
-                },
+                Found::Site(s),
             ));
         }
     }
+    // Stable sort: equal keys keep scan order (drives, then sites).
     scored.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
-    Ok(scored.into_iter().map(|(_, _, h)| h).collect())
+    let total = scored.len();
+    let as_list_item = !kinds.contains("driveitem");
+    let page = scored
+        .into_iter()
+        .skip(from)
+        .take(size)
+        .map(|(_, _, found)| match found {
+            Found::Item(d, di, it) => {
+                let mut resource = files::item_json(ctx, tenant, d, di, it);
+                if let Value::Object(map) = &mut resource {
+                    map.remove("@microsoft.graph.downloadUrl");
+                    map.remove("eTag");
+                    map.remove("cTag");
+                }
+                resource["@odata.type"] = json!(if as_list_item {
+                    "#microsoft.graph.listItem"
+                } else {
+                    "#microsoft.graph.driveItem"
+                });
+                Hit {
+                    hit_id: STANDARD
+                        .encode(&Sha256::digest(format!("{}|{}", d.id, it.id).as_bytes())[..20]),
+                    summary_text: format!("{} {}", it.name, files::file_text(it)),
+                    resource,
+                }
+            }
+            Found::Site(s) => Hit {
+                hit_id: s.id.clone(),
+                summary_text: format!("{} {}", s.display_name, s.description),
+                resource: json!({
+                    "@odata.type": "#microsoft.graph.site",
+                    "id": s.id,
+                    "createdDateTime": "2019-06-10T06:37:43Z",
+                    "description": s.description,
+                    "lastModifiedDateTime": "2020-08-30T06:41:56Z",
+                    "name": s.name,
+                    "displayName": s.display_name,
+                    "webUrl": s.web_url,
+                }),
+            },
+        })
+        .collect();
+    Ok((total, page))
 }

@@ -124,3 +124,42 @@ async fn event_and_chat_hits_have_graphs_quirks() {
     assert_eq!(chat["@odata.type"], "microsoft.graph.chatMessage");
     assert!(chat["chatId"].is_string());
 }
+
+#[tokio::test]
+async fn drive_item_search_follows_world_edits() {
+    let w = TestWorld::start().await;
+    let megan = w.token("contoso", "megan", ALL);
+    let names = |r: &crate::helpers::Resp| -> Vec<String> {
+        container(r)["hits"]
+            .as_array()
+            .map(|h| {
+                h.iter().filter_map(|h| h["resource"]["name"].as_str().map(str::to_owned)).collect()
+            })
+            .unwrap_or_default()
+    };
+    // Rename the file, and drop an earlier leaf file of the same drive so positions shift.
+    let renamed = w.graph.edit_world(|world| {
+        let t = world.tenants.iter_mut().find(|t| t.name == "contoso").expect("contoso");
+        for d in &mut t.content.drives {
+            let Some(pos) = d.items.iter().position(|i| i.name == "Contract.pdf") else { continue };
+            d.items[pos].name = "Zebrafish Terms.pdf".into();
+            let parents: Vec<String> = d.items.iter().filter_map(|i| i.parent_id.clone()).collect();
+            if let Some(earlier) =
+                d.items[..pos].iter().position(|i| !i.is_folder && !parents.contains(&i.id))
+            {
+                d.items.remove(earlier);
+            }
+            return true;
+        }
+        false
+    });
+    assert!(renamed, "the standard world has Contract.pdf");
+    let r = w.post(&megan, "/v1.0/search/query", req(&["driveItem"], "zebrafish", 0, 25)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(names(&r), ["Zebrafish Terms.pdf"]);
+    assert_eq!(container(&r)["total"], 1);
+    let r = w
+        .post(&megan, "/v1.0/search/query", req(&["driveItem"], "filename:Contract.pdf", 0, 25))
+        .await;
+    assert_eq!(container(&r)["total"], 0, "{}", r.body);
+}
