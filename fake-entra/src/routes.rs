@@ -195,19 +195,31 @@ fn seg_and_issuer(s: &Shared, t: TenantRef) -> (String, String) {
     }
 }
 
+/// The tenant a metadata request (discovery, keys) names, after any scripted fault for that
+/// endpoint: an unknown tenant or a fault is the finished response.
+async fn tenant_for_metadata(
+    s: &AppState,
+    tenant: &str,
+    endpoint: Endpoint,
+    headers: &HeaderMap,
+) -> Result<TenantRef, Response> {
+    let resolved = resolve_tenant(&s.lock().dir, tenant);
+    let t = resolved.map_err(|e| e.render(s.now(), headers))?;
+    match apply_fault(s, endpoint, t.id(), None, headers).await {
+        Some(fault) => Err(fault),
+        None => Ok(t),
+    }
+}
+
 async fn discovery_v2(
     State(s): State<AppState>,
     Path(tenant): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let resolved = resolve_tenant(&s.lock().dir, &tenant);
-    let t = match resolved {
+    let t = match tenant_for_metadata(&s, &tenant, Endpoint::Discovery, &headers).await {
         Ok(t) => t,
-        Err(e) => return e.render(s.now(), &headers),
+        Err(response) => return response,
     };
-    if let Some(r) = apply_fault(&s, Endpoint::Discovery, t.id(), None, &headers).await {
-        return r;
-    }
     let (seg, issuer) = seg_and_issuer(&s, t);
     let b = &s.base;
     let mut doc = json!({
@@ -249,14 +261,10 @@ async fn discovery_v1(
     Path(tenant): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let resolved = resolve_tenant(&s.lock().dir, &tenant);
-    let t = match resolved {
+    let t = match tenant_for_metadata(&s, &tenant, Endpoint::Discovery, &headers).await {
         Ok(t) => t,
-        Err(e) => return e.render(s.now(), &headers),
+        Err(response) => return response,
     };
-    if let Some(r) = apply_fault(&s, Endpoint::Discovery, t.id(), None, &headers).await {
-        return r;
-    }
     let (seg, _) = seg_and_issuer(&s, t);
     let issuer = match t.id() {
         Some(tid) => format!("{}/{tid}/", crate::tokens::V1_ISSUER_HOST),
@@ -297,14 +305,10 @@ async fn keys(
     Path(tenant): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let resolved = resolve_tenant(&s.lock().dir, &tenant);
-    let t = match resolved {
+    let t = match tenant_for_metadata(&s, &tenant, Endpoint::Keys, &headers).await {
         Ok(t) => t,
-        Err(e) => return e.render(s.now(), &headers),
+        Err(response) => return response,
     };
-    if let Some(r) = apply_fault(&s, Endpoint::Keys, t.id(), None, &headers).await {
-        return r;
-    }
     let (_, issuer) = seg_and_issuer(&s, t);
     let keys: Vec<_> = s.lock().keys.published().map(|k| k.jwk(&issuer)).collect();
     discovery_headers(axum::Json(json!({ "keys": keys })).into_response())
