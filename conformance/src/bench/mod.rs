@@ -23,7 +23,7 @@ pub mod setup;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -45,7 +45,8 @@ use self::{
 /// The bench's knobs (the binary's flags).
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub callers: usize,
+    /// One run per entry, in order, over the same world and fakes (a sweep).
+    pub callers: Vec<usize>,
     pub seconds: u64,
     pub size: WorldSize,
     pub out: PathBuf,
@@ -53,15 +54,37 @@ pub struct Options {
     pub obo_max_reuse_secs: u64,
 }
 
-/// What a run produced.
+/// What one measured step (one caller count) produced.
 pub struct Outcome {
+    pub callers: usize,
     pub json: Value,
     pub markdown: String,
     pub svg: String,
 }
 
-/// Runs the whole bench; writes `bench.json`, `bench.md` and `latency.svg` into `out`.
-pub async fn run(opts: &Options) -> Result<Outcome> {
+/// Everything the measured steps share: the world, both fakes, the clients, the callers'
+/// tokens and the calibrated call templates.
+struct Prepared {
+    counts: setup::WorldCounts,
+    fakes_secs: f64,
+    tenants: Vec<(String, uuid::Uuid)>,
+    client_id: String,
+    secret: String,
+    entra: FakeEntra,
+    graph: FakeGraph,
+    http: reqwest::Client,
+    direct_http: reqwest::Client,
+    tokens: Vec<String>,
+    oids: Vec<uuid::Uuid>,
+    templates: Vec<load::Template>,
+    bodies: HashMap<usize, Vec<Bytes>>,
+    calibration_errors: BTreeMap<String, String>,
+}
+
+/// Runs the whole bench: one world, then one measured step per entry of `opts.callers`.
+/// A single step writes `bench.json`, `bench.md` and `latency.svg` into `out`; a sweep writes
+/// them into `out/callers-C/` and adds `sweep.md` and `sweep.json` with one row per step.
+pub async fn run(opts: &Options) -> Result<Vec<Outcome>> {
     crate::install_crypto();
     if !opts.connector_bin.is_file() {
         return Err(anyhow!(
@@ -69,7 +92,74 @@ pub async fn run(opts: &Options) -> Result<Outcome> {
             opts.connector_bin.display()
         ));
     }
+    let most = opts.callers.iter().copied().max().ok_or_else(|| anyhow!("no caller counts"))?;
+    let prepared = prepare(opts, most).await?;
+    let mut outcomes = Vec::with_capacity(opts.callers.len());
+    for &callers in &opts.callers {
+        let out = if opts.callers.len() == 1 {
+            opts.out.clone()
+        } else {
+            opts.out.join(format!("callers-{callers}"))
+        };
+        let outcome = measure(&prepared, opts, callers, &out).await?;
+        eprintln!("{callers} callers: done, written to {}", out.display());
+        outcomes.push(outcome);
+    }
+    if outcomes.len() > 1 {
+        let (markdown, json) = sweep_summary(&outcomes, opts, &prepared);
+        std::fs::create_dir_all(&opts.out)
+            .with_context(|| format!("create {}", opts.out.display()))?;
+        std::fs::write(opts.out.join("sweep.md"), &markdown)?;
+        std::fs::write(opts.out.join("sweep.json"), serde_json::to_string_pretty(&json)?)?;
+    }
+    Ok(outcomes)
+}
 
+/// One row per step: the figures the issue's targets are about.
+fn sweep_summary(outcomes: &[Outcome], opts: &Options, p: &Prepared) -> (String, Value) {
+    let mut md = format!(
+        "## m365-bench sweep: {} s per step; {} tenants, {} users, {} messages, {} files, {} chat messages\n\n\
+         | callers | calls/s connector | calls/s direct | connector / direct | p50 connector / direct (ms) | p50 ratio | p99 connector / direct (ms) | errors | OBO exchanges per user (max) | peak RSS MiB | RSS KiB per caller | CPU s per 1,000 calls |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        opts.seconds,
+        p.counts.tenants,
+        p.counts.users,
+        p.counts.messages,
+        p.counts.files,
+        p.counts.chat_messages
+    );
+    let mut rows = Vec::new();
+    for o in outcomes {
+        let j = &o.json;
+        let f = |ptr: &str| j.pointer(ptr).and_then(Value::as_f64).unwrap_or(f64::NAN);
+        md.push_str(&format!(
+            "| {} | {:.0} | {:.0} | {:.1} % | {:.1} / {:.1} | {:.2}× | {:.1} / {:.1} | {} | {} | {:.1} | {:.1} | {:.2} |\n",
+            o.callers,
+            f("/connector/calls_per_sec"),
+            f("/direct/calls_per_sec"),
+            f("/ratios/throughput") * 100.0,
+            f("/connector/p50_ms"),
+            f("/direct/p50_ms"),
+            f("/ratios/p50"),
+            f("/connector/p99_ms"),
+            f("/direct/p99_ms"),
+            f("/connector/errors"),
+            f("/obo/per_user_max"),
+            f("/rss/peak_kib") / 1024.0,
+            f("/rss/growth_per_caller_kib"),
+            f("/cpu/secs_per_1000_calls"),
+        ));
+        rows.push(json!({
+            "callers": o.callers,
+            "connector": j["connector"], "direct": j["direct"], "ratios": j["ratios"],
+            "obo": j["obo"], "rss": j["rss"], "cpu": j["cpu"], "loadavg": j["loadavg"],
+        }));
+    }
+    (md, json!({"seconds": opts.seconds, "world": p.counts, "steps": rows}))
+}
+
+/// The world, the fakes, the tokens of `most` callers and the calibration.
+async fn prepare(opts: &Options, most: usize) -> Result<Prepared> {
     // 1. The world.
     eprintln!("generating the tenant set …");
     let (world, counts) = setup::generate(&opts.size);
@@ -77,7 +167,7 @@ pub async fn run(opts: &Options) -> Result<Outcome> {
         "generated {} users, {} messages, {} files, {} chat messages in {:.1} s",
         counts.users, counts.messages, counts.files, counts.chat_messages, counts.generate_secs
     );
-    let users = setup::pick_users(&world, opts.callers)?;
+    let users = setup::pick_users(&world, most)?;
     let tenants: Vec<(String, uuid::Uuid)> =
         world.tenants.iter().map(|t| (t.name.clone(), t.id)).collect();
     let client_id = world.apps.connector.app_id.to_string();
@@ -108,14 +198,14 @@ pub async fn run(opts: &Options) -> Result<Outcome> {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
-        .pool_max_idle_per_host(opts.callers + 16)
+        .pool_max_idle_per_host(most + 16)
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(60))
         .build()?;
     // Direct Graph calls follow `/content` redirects to the download URL, as the connector does.
     let direct_http = reqwest::Client::builder()
         .no_proxy()
-        .pool_max_idle_per_host(opts.callers + 16)
+        .pool_max_idle_per_host(most + 16)
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(60))
         .build()?;
@@ -137,7 +227,7 @@ pub async fn run(opts: &Options) -> Result<Outcome> {
             client_secret: secret.clone(),
             tenants: tenants.clone(),
             obo_max_reuse_secs: opts.obo_max_reuse_secs,
-            max_in_flight: (opts.callers + 64).max(256),
+            max_in_flight: (most + 64).max(256),
         },
         &http,
     )
@@ -163,6 +253,44 @@ pub async fn run(opts: &Options) -> Result<Outcome> {
     }
     drop(calib);
     drop(proxy);
+    Ok(Prepared {
+        counts,
+        fakes_secs,
+        tenants,
+        client_id,
+        secret,
+        entra,
+        graph,
+        http,
+        direct_http,
+        tokens,
+        oids,
+        templates,
+        bodies,
+        calibration_errors,
+    })
+}
+
+/// One measured step: a fresh connector (empty caches), `callers` callers, then the replay.
+async fn measure(p: &Prepared, opts: &Options, callers: usize, out: &Path) -> Result<Outcome> {
+    let Prepared {
+        counts,
+        fakes_secs,
+        tenants,
+        client_id,
+        secret,
+        entra,
+        graph,
+        http,
+        direct_http,
+        templates,
+        bodies,
+        calibration_errors,
+        ..
+    } = p;
+    let (counts, fakes_secs) = (counts.clone(), *fakes_secs);
+    let tokens = &p.tokens[..callers];
+    let oids = &p.oids[..callers];
     entra.clear_journal();
     graph.clear_journal();
 
@@ -174,11 +302,11 @@ pub async fn run(opts: &Options) -> Result<Outcome> {
             graph_base: format!("{}/v1.0", graph.uri()),
             client_id: client_id.clone(),
             client_secret: secret.clone(),
-            tenants,
+            tenants: tenants.clone(),
             obo_max_reuse_secs: opts.obo_max_reuse_secs,
-            max_in_flight: (opts.callers + 64).max(256),
+            max_in_flight: (callers + 64).max(256),
         },
-        &http,
+        http,
     )
     .await?;
     let pid = conn.pid();
@@ -186,7 +314,7 @@ pub async fn run(opts: &Options) -> Result<Outcome> {
     let cpu_before = procfs::cpu_secs(pid).unwrap_or(0.0);
     eprintln!(
         "load: {} callers for {} s over {} templates of {:?}",
-        opts.callers,
+        callers,
         opts.seconds,
         templates.len(),
         templates.iter().map(|t| t.tool).collect::<BTreeSet<_>>()
@@ -207,11 +335,11 @@ pub async fn run(opts: &Options) -> Result<Outcome> {
         })
     };
 
-    let templates = Arc::new(templates);
+    let templates = Arc::new(templates.clone());
     let load_started = Instant::now();
     let deadline = load_started + Duration::from_secs(opts.seconds);
     let url = conn.mcp_url();
-    let mut tasks = Vec::with_capacity(opts.callers);
+    let mut tasks = Vec::with_capacity(callers);
     for (i, token) in tokens.iter().enumerate() {
         tasks.push(tokio::spawn(load::run_caller(
             i,
@@ -222,7 +350,7 @@ pub async fn run(opts: &Options) -> Result<Outcome> {
             deadline,
         )));
     }
-    let mut records = Vec::with_capacity(opts.callers);
+    let mut records = Vec::with_capacity(callers);
     for t in tasks {
         records.push(t.await.context("caller task")?);
     }
@@ -272,16 +400,16 @@ pub async fn run(opts: &Options) -> Result<Outcome> {
     eprintln!("replaying the identical Graph requests direct …");
     let journal = graph.journal();
     let graph_by_path = replay::by_path(&journal);
-    let (groups, match_stats) = replay::group(&records, &oids, &journal, &bodies);
+    let (groups, match_stats) = replay::group(&records, oids, &journal, bodies);
     let utis: BTreeSet<String> = groups
         .iter()
         .flatten()
         .flat_map(|c| c.requests.iter().filter_map(|r| r.uti.clone()))
         .collect();
     let (graph_tokens, token_stats) =
-        replay::tokens(&direct_http, &entra, &entra_journal, utis, &client_id, &secret).await?;
+        replay::tokens(direct_http, entra, &entra_journal, utis, client_id, secret).await?;
     let (direct, direct_wall) =
-        replay::run(&direct_http, &graph.uri(), groups, Arc::new(graph_tokens)).await?;
+        replay::run(direct_http, &graph.uri(), groups, Arc::new(graph_tokens)).await?;
 
     // 6. Numbers.
     let flat: Vec<&load::CallRecord> = records.iter().flatten().collect();
@@ -321,17 +449,17 @@ pub async fn run(opts: &Options) -> Result<Outcome> {
     let cpu_per_1000 =
         if connector.calls > 0 { cpu / connector.calls as f64 * 1000.0 } else { 0.0 };
     let rss_growth = hwm.saturating_sub(idle_rss);
-    let per_caller_kib = rss_growth as f64 / opts.callers.max(1) as f64;
+    let per_caller_kib = rss_growth as f64 / callers.max(1) as f64;
     let p50_ratio = ratio(connector.p50_ms, direct_side.p50_ms);
     let p95_ratio = ratio(connector.p95_ms, direct_side.p95_ms);
     let p99_ratio = ratio(connector.p99_ms, direct_side.p99_ms);
     let tput_ratio = ratio(connector.calls_per_sec, direct_side.calls_per_sec);
     let load_avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned();
 
-    let c32 = opts.callers == 32;
-    let c1000 = opts.callers >= 1000;
+    let c32 = callers == 32;
+    let c1000 = callers >= 1000;
     let rows = vec![
-        row("callers × seconds", format!("{} × {}", opts.callers, opts.seconds), "", None),
+        row("callers × seconds", format!("{} × {}", callers, opts.seconds), "", None),
         row(
             "world",
             format!(
@@ -502,7 +630,7 @@ pub async fn run(opts: &Options) -> Result<Outcome> {
         token_stats.method
     );
     let json = json!({
-        "callers": opts.callers,
+        "callers": callers,
         "seconds": opts.seconds,
         "active_callers": active_users,
         "world": counts,
@@ -527,11 +655,11 @@ pub async fn run(opts: &Options) -> Result<Outcome> {
         "loadavg": load_avg,
         "connector_log_tail_on_error": if conn_errors > 0 { Value::String(connector_log_tail) } else { Value::Null },
     });
-    std::fs::create_dir_all(&opts.out).with_context(|| format!("create {}", opts.out.display()))?;
-    std::fs::write(opts.out.join("bench.json"), serde_json::to_string_pretty(&json)?)?;
-    std::fs::write(opts.out.join("bench.md"), &markdown)?;
-    std::fs::write(opts.out.join("latency.svg"), &svg)?;
-    Ok(Outcome { json, markdown, svg })
+    std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
+    std::fs::write(out.join("bench.json"), serde_json::to_string_pretty(&json)?)?;
+    std::fs::write(out.join("bench.md"), &markdown)?;
+    std::fs::write(out.join("latency.svg"), &svg)?;
+    Ok(Outcome { callers, json, markdown, svg })
 }
 
 fn ratio(a: f64, b: f64) -> f64 {

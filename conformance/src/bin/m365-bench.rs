@@ -10,9 +10,10 @@ use conformance::bench::{Options, run, setup::WorldSize};
 #[derive(Parser)]
 #[command(name = "m365-bench", about = "Benchmark the connector against direct Graph calls")]
 struct Cli {
-    /// Concurrent callers, each signed in as a different user (e.g. 1, 8, 32, 128, 1000).
-    #[arg(long, default_value_t = 32)]
-    callers: usize,
+    /// Concurrent callers, each signed in as a different user. A comma-separated list
+    /// (e.g. `1,8,32,128,1000`) runs one measured step per count over the same world.
+    #[arg(long, value_delimiter = ',', default_value = "32")]
+    callers: Vec<usize>,
     /// Length of the load phase.
     #[arg(long, default_value_t = 20)]
     seconds: u64,
@@ -47,7 +48,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.callers == 0 || cli.seconds == 0 || cli.tenants == 0 {
+    if cli.callers.contains(&0) || cli.seconds == 0 || cli.tenants == 0 {
         eprintln!("error: --callers, --seconds and --tenants must be at least 1");
         return ExitCode::from(2);
     }
@@ -70,8 +71,16 @@ async fn main() -> ExitCode {
         obo_max_reuse_secs: cli.obo_max_reuse_secs,
     };
     match run(&opts).await {
-        Ok(outcome) => {
-            println!("{}", outcome.markdown);
+        Ok(outcomes) => {
+            for outcome in &outcomes {
+                println!("{}", outcome.markdown);
+            }
+            if outcomes.len() > 1 {
+                match std::fs::read_to_string(opts.out.join("sweep.md")) {
+                    Ok(sweep) => println!("{sweep}"),
+                    Err(e) => eprintln!("warning: sweep.md unreadable: {e}"),
+                }
+            }
             println!("(JSON, Markdown and SVG written to {})", opts.out.display());
             ExitCode::SUCCESS
         }
