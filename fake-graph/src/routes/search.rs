@@ -1,5 +1,5 @@
 //! Microsoft Search: `POST /search/query` for `message`, `event`, `chatMessage`, `driveItem`,
-//! `listItem`, `site` (graph.md §6). Validation first (one request, allowed entity mixes, size
+//! `listItem`, `list`, `drive`, `site` (graph.md §6). Validation first (one request, allowed entity mixes, size
 //! caps, `from = 0` first, no sorting or aggregations where Graph refuses them), then the KQL
 //! query runs over what the caller may see — trimming happens before paging, so `total` and
 //! `moreResultsAvailable` never count hidden items.
@@ -473,13 +473,62 @@ impl KqlDoc for SiteDoc<'_> {
     }
 }
 
+/// A drive (`drive` hits) or a site's document library (`list` hits).
+struct LibraryDoc<'a> {
+    drive: &'a Drive,
+    /// The library's name (`drive`) or title and URL name (`list`).
+    text: SearchText,
+    content_class: &'static str,
+}
+
+impl KqlDoc for LibraryDoc<'_> {
+    fn text(&self) -> &SearchText {
+        &self.text
+    }
+    fn prop(&self, name: &str) -> PropValue {
+        match name {
+            "title" | "filename" => PropValue::Text(SearchText::new(&self.drive.name)),
+            "path" => PropValue::Url(self.drive.web_url.clone()),
+            "iscontainer" => PropValue::Bool(true),
+            "isdocument" => PropValue::Bool(false),
+            "contentclass" => PropValue::Keyword(self.content_class.into()),
+            "lastmodifiedtime" | "lastmodified" | "write" => {
+                PropValue::Date(drive_dates(self.drive).1)
+            }
+            "created" => PropValue::Date(drive_dates(self.drive).0),
+            _ => PropValue::Unknown,
+        }
+    }
+}
+
+/// A drive's creation and last-modification times: the model stores none, so they are taken
+/// from its items (as `GET /drives/{id}` does).
+fn drive_dates(d: &Drive) -> (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) {
+    let created = d.items.iter().map(|i| i.created).min().unwrap_or_default();
+    let modified = d.items.iter().map(|i| i.modified).max().unwrap_or_default();
+    (created, modified)
+}
+
+/// The URL name of a library (`Shared Documents`), from the last segment of its web URL.
+fn library_url_name(d: &Drive) -> String {
+    let last = d.web_url.trim_end_matches('/').rsplit('/').next().unwrap_or(&d.name);
+    percent_encoding::percent_decode_str(last).decode_utf8_lossy().into_owned()
+}
+
+/// A library's list id: a GUID, derived stably from the drive because the model stores none.
+fn list_id(d: &Drive) -> String {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("list:{}", d.id).as_bytes()).to_string()
+}
+
 /// A SharePoint search match, rendered only if it lands on the requested page.
 enum Found<'a> {
     Item(&'a Drive, &'a DriveIndex, &'a DriveItem),
     Site(&'a Site),
+    Drive(&'a Drive),
+    List(&'a Drive),
 }
 
-/// The total and the `[from, from + size)` page of driveItem/listItem/site hits. Matching runs
+/// The total and the `[from, from + size)` page of driveItem/listItem/site/drive/list hits. Matching runs
 /// over the per-item text precomputed in the store index; JSON is built for the page only.
 fn sharepoint_hits(
     ctx: &Ctx<'_>,
@@ -522,7 +571,43 @@ fn sharepoint_hits(
             ));
         }
     }
-    // Stable sort: equal keys keep scan order (drives, then sites).
+    // `drive` hits: the OneDrives and libraries the caller can open. Graph only finds a drive
+    // by a term of its name ("`*` is not supported"), so a match also needs a name term.
+    if kinds.contains("drive") {
+        for d in tenant
+            .content
+            .drives
+            .iter()
+            .filter(|d| trimming::can_see_drive(&viewer, tenant, idx, d))
+        {
+            let doc = LibraryDoc {
+                drive: d,
+                text: SearchText::new(&d.name),
+                content_class: "STS_List_DocumentLibrary",
+            };
+            let named = terms.iter().any(|(t, p)| doc.text.has_token(t, *p));
+            if !named || !expr.matches(&doc) {
+                continue;
+            }
+            scored.push((score(&doc.text), drive_dates(d).1, Found::Drive(d)));
+        }
+    }
+    // `list` hits: the document libraries of the sites the caller is a member of (OneDrives
+    // are drives, not site lists, here).
+    if kinds.contains("list") {
+        for d in tenant.content.drives.iter().filter(|d| {
+            d.drive_type == fixtures::DriveType::DocumentLibrary
+                && trimming::can_see_drive(&viewer, tenant, idx, d)
+        }) {
+            let text = SearchText::new(&format!("{} {}", d.name, library_url_name(d)));
+            let doc = LibraryDoc { drive: d, text, content_class: "STS_List_DocumentLibrary" };
+            if !expr.matches(&doc) {
+                continue;
+            }
+            scored.push((score(&doc.text), drive_dates(d).1, Found::List(d)));
+        }
+    }
+    // Stable sort: equal keys keep scan order (drive items, sites, drives, lists).
     scored.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
     let total = scored.len();
     let as_list_item = !kinds.contains("driveitem");
@@ -564,6 +649,45 @@ fn sharepoint_hits(
                     "webUrl": s.web_url,
                 }),
             },
+            Found::Drive(d) => {
+                let (created, modified) = drive_dates(d);
+                Hit {
+                    hit_id: d.id.clone(),
+                    summary_text: d.name.clone(),
+                    resource: json!({
+                        "@odata.type": "#microsoft.graph.drive",
+                        "id": d.id,
+                        "createdDateTime": crate::odata::dt(created),
+                        "lastModifiedDateTime": crate::odata::dt(modified),
+                        "description": "",
+                        "name": d.name,
+                        "webUrl": d.web_url,
+                        "driveType": match d.drive_type {
+                            fixtures::DriveType::Business => "business",
+                            fixtures::DriveType::DocumentLibrary => "documentLibrary",
+                        },
+                    }),
+                }
+            }
+            Found::List(d) => {
+                let id = list_id(d);
+                Hit {
+                    hit_id: id.clone(),
+                    summary_text: String::new(),
+                    resource: json!({
+                        "@odata.type": "#microsoft.graph.list",
+                        "id": id,
+                        "displayName": d.name,
+                        "name": library_url_name(d),
+                        "description": "",
+                        "createdDateTime": crate::odata::dt(drive_dates(d).0),
+                        "lastModifiedDateTime": crate::odata::dt(drive_dates(d).1),
+                        "webUrl": format!("{}/Forms/AllItems.aspx", d.web_url),
+                        "parentReference": {"siteId": files::site_id_of(d)},
+                        "list": {"template": "documentLibrary", "hidden": false, "contentTypesEnabled": false},
+                    }),
+                }
+            }
         })
         .collect();
     Ok((total, page))

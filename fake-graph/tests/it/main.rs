@@ -6,6 +6,8 @@ mod control;
 mod files;
 mod helpers;
 mod mail;
+mod meeting_times;
 mod search;
+mod search_libraries;
 mod shapes;
 mod teams;
