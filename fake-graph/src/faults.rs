@@ -189,8 +189,8 @@ pub type RetryKey = (Uuid, Uuid, String, String, String);
 /// The fault engine of one server.
 pub struct Faults {
     rules: Mutex<Vec<ActiveRule>>,
-    /// In-flight Outlook requests per (app id, mailbox owner).
-    in_flight: Mutex<HashMap<(String, Uuid), u32>>,
+    /// In-flight Outlook requests per mailbox owner and app id.
+    in_flight: Mutex<HashMap<Uuid, HashMap<String, u32>>>,
     /// Outlook's concurrent-request limit per (app, mailbox); 0 disables it.
     pub mailbox_concurrency: AtomicU64,
     /// Earliest time each (tenant, user, app, method, path) may come back after a throttle.
@@ -247,20 +247,31 @@ impl Faults {
     }
 
     /// Takes an Outlook concurrency slot; `None` when the limit is reached.
-    pub fn enter_mailbox(&self, app: &str, mailbox: Uuid) -> Option<MailboxSlot<'_>> {
+    pub fn enter_mailbox<'a>(&'a self, app: &'a str, mailbox: Uuid) -> Option<MailboxSlot<'a>> {
         let limit = self.mailbox_concurrency.load(Ordering::Relaxed);
         let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        let n = map.entry((app.to_owned(), mailbox)).or_insert(0);
+        let per_app = map.entry(mailbox).or_default();
+        // Looked up by `&str`: the app id is copied only the first time it is seen.
+        if !per_app.contains_key(app) {
+            per_app.insert(app.to_owned(), 0);
+        }
+        let n = per_app.get_mut(app)?;
         if limit > 0 && u64::from(*n) >= limit {
             return None;
         }
         *n += 1;
-        Some(MailboxSlot { faults: self, key: (app.to_owned(), mailbox) })
+        Some(MailboxSlot { faults: self, app, mailbox })
     }
 
     /// Records that this caller was told to wait until `until`.
     pub fn record_throttle(&self, key: RetryKey, until: DateTime<Utc>) {
         self.not_before.lock().unwrap_or_else(|e| e.into_inner()).insert(key, until);
+    }
+
+    /// Whether any caller was told to wait (cheap pre-check: most requests skip building a
+    /// [`RetryKey`]).
+    pub fn holding_off(&self) -> bool {
+        !self.not_before.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
     }
 
     /// Whether this request comes back before its `Retry-After` elapsed (and forgets the mark).
@@ -284,13 +295,14 @@ impl Faults {
 /// An occupied Outlook concurrency slot; released on drop.
 pub struct MailboxSlot<'a> {
     faults: &'a Faults,
-    key: (String, Uuid),
+    app: &'a str,
+    mailbox: Uuid,
 }
 
 impl Drop for MailboxSlot<'_> {
     fn drop(&mut self) {
         let mut map = self.faults.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(&self.key) {
+        if let Some(n) = map.get_mut(&self.mailbox).and_then(|m| m.get_mut(self.app)) {
             *n = n.saturating_sub(1);
         }
     }

@@ -26,6 +26,7 @@
 //! * [`odata`]: `$filter`, `$orderby`, `$select`, `$top`, paging links.
 //! * [`kql`]: the KQL subset of `/search/query` and `$search`.
 //! * `store`: the world and its per-tenant indexes.
+//! * `wire`: JSON written straight into response buffers (list hot paths).
 
 pub mod auth;
 pub mod control;
@@ -37,6 +38,7 @@ pub mod odata;
 pub mod routes;
 mod store;
 pub mod trimming;
+mod wire;
 
 use std::{
     net::SocketAddr,
@@ -440,26 +442,33 @@ struct Outcome {
 async fn pipeline(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let started = Instant::now();
     let now = shared.clock.now();
-    let request_id = Uuid::new_v4().to_string();
+    let request_id = new_request_id();
     let client_request_id = req
         .headers()
         .get("client-request-id")
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 200)
-        .map(str::to_owned)
-        .unwrap_or_else(|| request_id.clone());
+        .map(str::to_owned);
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let request_uri =
-        req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| path.clone());
-    let mutating = is_mutating(&method, &path);
+    // One owned copy of the URI serves the handlers (as `path`) and the journal.
+    let path = req.uri().path();
+    let (request_uri, own_path) = match req.uri().path_and_query().map(|p| p.as_str()) {
+        Some(pq) if pq.starts_with(path) => (pq.to_owned(), None),
+        Some(pq) => (pq.to_owned(), Some(path.to_owned())),
+        None => (path.to_owned(), None),
+    };
+    let path = own_path.as_deref().unwrap_or(&request_uri[..path.len()]);
+    let mutating = is_mutating(&method, path);
 
-    let outcome = handle(&shared, req, now, &method, &path, mutating).await;
+    let outcome = handle(&shared, req, now, &method, path, mutating).await;
     let Outcome { mut response, caller, fault, violation, post } = outcome;
 
     // Render parked errors with the request's ids.
+    let mut id_buf = uuid::Uuid::encode_buffer();
+    let request_id_str: &str = request_id.hyphenated().encode_lower(&mut id_buf);
     if let Some(err) = response.extensions_mut().remove::<GraphError>() {
-        let body = err.body(now, &request_id, &client_request_id);
+        let client_id = client_request_id.as_deref().unwrap_or(request_id_str);
+        let body = err.body(now, request_id_str, client_id);
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         *response.body_mut() = Body::from(bytes);
         response
@@ -468,11 +477,16 @@ async fn pipeline(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         response.headers_mut().remove(header::CONTENT_LENGTH);
     }
     let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
+    if let Ok(v) = HeaderValue::from_str(request_id_str) {
+        // Without a client id the request id is echoed: the same value, shared.
+        let client = match &client_request_id {
+            None => Some(v.clone()),
+            Some(c) => HeaderValue::from_str(c).ok(),
+        };
         headers.insert("request-id", v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&client_request_id) {
-        headers.insert("client-request-id", v);
+        if let Some(c) = client {
+            headers.insert("client-request-id", c);
+        }
     }
     headers.insert(
         "x-ms-ags-diagnostic",
@@ -486,17 +500,13 @@ async fn pipeline(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         Some(Fault::ConnectionReset) => reset(response),
         _ => response,
     };
-    shared.journal.push(JournalEntry {
+    shared.journal.push(journal::Record {
         time: now,
-        request_method: method.to_string(),
+        method,
         request_uri,
-        path,
-        tenant_id: caller.as_ref().map(|c| c.tid),
-        user_id: caller.as_ref().map(|c| c.oid),
-        app_id: caller.as_ref().map(|c| c.app_id.clone()),
-        sign_in_activity_id: caller.as_ref().map(|c| c.uti.clone()),
-        scopes: caller.as_ref().map(|c| c.scp.clone()),
-        response_status_code: status,
+        path: own_path,
+        caller,
+        status,
         duration_ms: started.elapsed().as_millis() as u64,
         request_id,
         client_request_id,
@@ -505,6 +515,12 @@ async fn pipeline(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         fault,
     });
     response
+}
+
+/// A random (v4) request id. Drawn from the thread-local generator: `Uuid::new_v4` asks the
+/// operating system for every id, a system call per request.
+fn new_request_id() -> Uuid {
+    uuid::Builder::from_random_bytes(rand::random::<[u8; 16]>()).into_uuid()
 }
 
 async fn handle(
@@ -522,9 +538,8 @@ async fn handle(
         violation: false,
         post: None,
     };
-    let auth_header =
-        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let caller = match shared.auth.authenticate(auth_header.as_deref(), now).await {
+    let auth_header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let caller = match shared.auth.authenticate(auth_header, now).await {
         Ok(c) => c,
         Err(e) => {
             out.response = e.into_response();
@@ -540,14 +555,18 @@ async fn handle(
         return out;
     }
 
-    let key = (
-        caller.tid,
-        caller.oid,
-        caller.app_id.clone(),
-        method.to_string(),
-        path.to_ascii_lowercase(),
-    );
-    out.violation = shared.faults.violates_retry_after(&key, now);
+    // The key owns three strings: build it only when some caller is being held off.
+    let retry_key = || {
+        (
+            caller.tid,
+            caller.oid,
+            caller.app_id.clone(),
+            method.to_string(),
+            path.to_ascii_lowercase(),
+        )
+    };
+    out.violation =
+        shared.faults.holding_off() && shared.faults.violates_retry_after(&retry_key(), now);
     if out.violation && shared.rethrottle_early_retries {
         let (err, _) =
             faults::throttle_error(ThrottleKind::TooManyRequests, &RetryAfter::Seconds(1), now);
@@ -583,7 +602,7 @@ async fn handle(
         if let Some((err, delay)) = answer {
             if !delay.is_zero() {
                 let until = now + chrono::Duration::milliseconds(delay.as_millis() as i64);
-                shared.faults.record_throttle(key, until);
+                shared.faults.record_throttle(retry_key(), until);
             }
             out.response = err.into_response();
             return out;
@@ -600,7 +619,8 @@ async fn handle(
         return out;
     }
 
-    let _slot = match routes::outlook_mailbox(path, &caller, &shared.read()) {
+    let segs = routes::Segments::parse(path);
+    let _slot = match routes::outlook_mailbox(&segs, &caller, &shared.read()) {
         Some(owner) => match shared.faults.enter_mailbox(&caller.app_id, owner) {
             Some(slot) => Some(slot),
             None => {
@@ -631,8 +651,16 @@ async fn handle(
             return out;
         }
     };
-    out.response =
-        routes::dispatch(shared, &caller, &parts.method, &parts.uri, &parts.headers, &body, now);
+    out.response = routes::dispatch(
+        shared,
+        &caller,
+        &parts.method,
+        &parts.uri,
+        &segs,
+        &parts.headers,
+        &body,
+        now,
+    );
     out
 }
 

@@ -428,7 +428,15 @@ impl Query {
 
     /// The next-page link: every original option except paging, plus `$skiptoken`.
     pub fn next_link(&self, base: &str, path: &str, offset: usize) -> String {
-        let mut ser = url::form_urlencoded::Serializer::new(String::new());
+        // Written into one string sized for the usual case (every byte of the options encoded
+        // as itself or as `%XX`), instead of encoding into a second string and copying it.
+        let options: usize = self.pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+        let mut link = String::with_capacity(base.len() + path.len() + options * 2 + 40);
+        link.push_str(base);
+        link.push_str(path);
+        link.push('?');
+        let start = link.len();
+        let mut ser = url::form_urlencoded::Serializer::for_suffix(link, start);
         for (k, v) in &self.pairs {
             if k.eq_ignore_ascii_case("$skiptoken") || k.eq_ignore_ascii_case("$skip") {
                 continue;
@@ -436,7 +444,7 @@ impl Query {
             ser.append_pair(k, v);
         }
         ser.append_pair("$skiptoken", &encode_skiptoken(offset));
-        format!("{base}{path}?{}", ser.finish())
+        ser.finish()
     }
 }
 
@@ -474,22 +482,10 @@ pub fn apply_select(value: Value, select: &[String]) -> Value {
 
 /// Renders a Graph date-time (`2024-05-01T09:00:00Z`).
 pub fn dt(d: DateTime<Utc>) -> String {
-    use chrono::{Datelike, Timelike};
-    // Hand-formatted: chrono's `format` re-parses the pattern on every call, and list pages
-    // render several dates per item. Years outside 0..=9999 and leap
-    // seconds keep chrono's own rendering.
-    if !(0..=9999).contains(&d.year()) || d.nanosecond() >= 1_000_000_000 {
-        return d.format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    }
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        d.year(),
-        d.month(),
-        d.day(),
-        d.hour(),
-        d.minute(),
-        d.second()
-    )
+    let mut out = Vec::with_capacity(20);
+    crate::wire::push_dt(&mut out, d);
+    // `push_dt` writes ASCII only.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]

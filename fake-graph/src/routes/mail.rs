@@ -12,6 +12,7 @@ use crate::{
     kql::{self, KqlDoc, PropValue, SearchText},
     odata::{self, FVal, Fields},
     store::MailboxIndex,
+    wire::JsonBuf,
 };
 
 /// Most results a messages `$search` returns (graph.md §5.3).
@@ -200,6 +201,122 @@ pub fn message_json(m: &Message, r: &Render, select: &[String]) -> Value {
         v.insert("body".to_owned(), json!({"contentType": kind, "content": content}));
     }
     Value::Object(v)
+}
+
+/// Writes one message of a list page: the same bytes as `serde_json::to_vec(&message_json(..))`
+/// (the unit tests compare them) without building the `Value` tree.
+fn write_message(b: &mut JsonBuf, m: &Message, r: &Render, wanted: &[bool; MESSAGE_FIELDS.len()]) {
+    b.open_obj();
+    for ((key, write), want) in MESSAGE_FIELDS.iter().zip(wanted) {
+        if *want && (r.bodies || !matches!(*key, "body" | "bodyPreview")) {
+            b.key(key);
+            write(b, m, r);
+        }
+    }
+    b.close_obj();
+}
+
+/// Which of [`MESSAGE_FIELDS`] a `$select` keeps (all when empty; `id` and annotations always),
+/// worked out once per page rather than per message.
+fn wanted_fields(select: &[String]) -> [bool; MESSAGE_FIELDS.len()] {
+    let mut wanted = [true; MESSAGE_FIELDS.len()];
+    if !select.is_empty() {
+        for ((key, _), want) in MESSAGE_FIELDS.iter().zip(wanted.iter_mut()) {
+            *want = *key == "id"
+                || key.starts_with('@')
+                || select.iter().any(|s| s.eq_ignore_ascii_case(key));
+        }
+    }
+    wanted
+}
+
+type FieldWriter = fn(&mut JsonBuf, &Message, &Render);
+
+/// The message properties of [`message_json`], in the order a `Value` object serialises them
+/// (byte order of the keys; a unit test checks it), each with its writer.
+const MESSAGE_FIELDS: [(&str, FieldWriter); 29] = [
+    ("@odata.etag", |b, m, _| {
+        b.raw("\"W/\\\"CQAAABYAAAD");
+        for c in m.immutable_id.bytes().filter(u8::is_ascii_alphanumeric).take(8) {
+            b.out.push(c);
+        }
+        b.raw("\\\"\"");
+    }),
+    ("bccRecipients", |b, _, _| b.raw("[]")),
+    ("body", |b, m, r| {
+        b.open_obj();
+        b.key("content");
+        match (m.body_type, r.text) {
+            (_, true) => b.string(&plain_body(m)),
+            (BodyType::Html, false) => b.string(&m.body),
+            (BodyType::Text, false) => b.string(&text_to_html(&m.body)),
+        }
+        b.key("contentType");
+        b.string(if r.text { "text" } else { "html" });
+        b.close_obj();
+    }),
+    ("bodyPreview", |b, m, _| b.string(&preview(m))),
+    ("categories", |b, m, _| b.value(&m.categories)),
+    ("ccRecipients", |b, m, _| write_addrs(b, &m.cc)),
+    ("changeKey", |b, _, _| b.raw("\"CQAAABYAAAD\"")),
+    ("conversationId", |b, m, _| b.string(&m.conversation_id)),
+    ("createdDateTime", |b, m, _| b.date(m.received)),
+    ("flag", |b, m, _| {
+        b.open_obj();
+        b.key("flagStatus");
+        b.string(&m.flag);
+        b.close_obj();
+    }),
+    ("from", |b, m, _| write_addr(b, &m.from)),
+    ("hasAttachments", |b, m, _| b.bool(!m.attachments.is_empty())),
+    ("id", |b, m, r| b.string(message_id(m, r.immutable))),
+    ("importance", |b, m, _| b.string(&m.importance)),
+    ("inferenceClassification", |b, _, _| b.raw("\"focused\"")),
+    ("internetMessageId", |b, m, _| b.string(&m.internet_message_id)),
+    ("isDeliveryReceiptRequested", |b, _, _| b.bool(false)),
+    ("isDraft", |b, _, _| b.bool(false)),
+    ("isRead", |b, m, _| b.bool(m.is_read)),
+    ("isReadReceiptRequested", |b, _, _| b.bool(false)),
+    ("lastModifiedDateTime", |b, m, _| b.date(m.received)),
+    ("parentFolderId", |b, m, _| b.string(&m.folder_id)),
+    ("receivedDateTime", |b, m, _| b.date(m.received)),
+    ("replyTo", |b, _, _| b.raw("[]")),
+    ("sender", |b, m, _| write_addr(b, &m.from)),
+    ("sentDateTime", |b, m, _| b.date(m.sent)),
+    ("subject", |b, m, _| b.string(&m.subject)),
+    ("toRecipients", |b, m, _| write_addrs(b, &m.to)),
+    ("webLink", |b, m, r| {
+        // Percent-encoded ids hold only ASCII letters, digits and `%XX`: nothing to escape.
+        b.raw("\"https://outlook.office365.com/owa/?ItemID=");
+        for part in percent_encoding::utf8_percent_encode(
+            message_id(m, r.immutable),
+            percent_encoding::NON_ALPHANUMERIC,
+        ) {
+            b.raw(part);
+        }
+        b.raw("&exvsurl=1&viewmodel=ReadMessageItem\"");
+    }),
+];
+
+fn write_addr(b: &mut JsonBuf, a: &fixtures::EmailAddress) {
+    b.open_obj();
+    b.key("emailAddress");
+    b.open_obj();
+    b.key("address");
+    b.string(&a.address);
+    b.key("name");
+    b.string(&a.name);
+    b.close_obj();
+    b.close_obj();
+}
+
+fn write_addrs(b: &mut JsonBuf, list: &[fixtures::EmailAddress]) {
+    b.open_arr();
+    for a in list {
+        b.elem();
+        write_addr(b, a);
+    }
+    b.close_arr();
 }
 
 struct MsgFields<'a>(&'a Message);
@@ -428,54 +545,47 @@ pub fn list(ctx: &Ctx<'_>, user: &str, folder: Option<&str>) -> GraphResult {
             .collect()
     } else {
         // The hot path: no filter, default order; only the page is touched.
-        let r = Render::new(ctx);
-        let select = q.select();
-        let page: Vec<Value> = mbi
-            .by_received_desc
-            .iter()
-            .skip(offset)
-            .take(top)
-            .map(|i| message_json(&mb.messages[*i as usize], &r, &select))
-            .collect();
-        let more = offset + top < mbi.by_received_desc.len();
-        return Ok(page_response(ctx, owner, page, more.then_some(offset + top), &r));
+        let all = &mbi.by_received_desc;
+        let page = &all[offset.min(all.len())..offset.saturating_add(top).min(all.len())];
+        let more = offset.saturating_add(top) < all.len();
+        return Ok(page_response(ctx, owner, mb, page, more.then_some(offset + top)));
     };
-    let r = Render::new(ctx);
-    let select = q.select();
-    let page: Vec<Value> = ordered
-        .iter()
-        .skip(offset)
-        .take(top)
-        .map(|i| message_json(&mb.messages[*i as usize], &r, &select))
-        .collect();
-    let more = offset + top < ordered.len();
-    Ok(page_response(ctx, owner, page, more.then_some(offset + top), &r))
+    let page = &ordered[offset.min(ordered.len())..offset.saturating_add(top).min(ordered.len())];
+    let more = offset.saturating_add(top) < ordered.len();
+    Ok(page_response(ctx, owner, mb, page, more.then_some(offset + top)))
 }
 
+/// A page of messages, written straight into the response body (no `Value` tree: see `wire`).
 fn page_response(
     ctx: &Ctx<'_>,
     owner: &User,
-    page: Vec<Value>,
+    mb: &Mailbox,
+    page: &[u32],
     next: Option<usize>,
-    r: &Render,
 ) -> axum::response::Response {
-    // Built as a map rather than with `json!`, which would deep-copy the page via `to_value`.
-    let mut body = Map::new();
-    body.insert(
-        "@odata.context".to_owned(),
-        Value::String(format!(
-            "https://graph.microsoft.com/v1.0/$metadata#users('{}')/messages",
-            owner.oid
-        )),
-    );
-    body.insert("value".to_owned(), Value::Array(page));
+    let r = Render::new(ctx);
+    let wanted = wanted_fields(&ctx.query.select());
+    let mut b = JsonBuf::with_capacity(1024 + page.len() * 512);
+    // Keys in `Value` order: "@odata.context" < "@odata.nextLink" < "value".
+    b.open_obj();
+    b.key("@odata.context");
+    b.string(&format!(
+        "https://graph.microsoft.com/v1.0/$metadata#users('{}')/messages",
+        owner.oid
+    ));
     if let Some(n) = next {
-        body.insert(
-            "@odata.nextLink".to_owned(),
-            Value::String(ctx.query.next_link(ctx.base(), ctx.path, n)),
-        );
+        b.key("@odata.nextLink");
+        b.string(&ctx.query.next_link(ctx.base(), ctx.path, n));
     }
-    applied(json(Value::Object(body)), &r.applied())
+    b.key("value");
+    b.open_arr();
+    for i in page {
+        b.elem();
+        write_message(&mut b, &mb.messages[*i as usize], &r, &wanted);
+    }
+    b.close_arr();
+    b.close_obj();
+    applied(b.into_response(), &r.applied())
 }
 
 fn find<'a>(
@@ -583,4 +693,55 @@ pub fn folder(ctx: &Ctx<'_>, user: &str, id: &str) -> GraphResult {
     ctx.caller.require(&perms::MAIL_FOLDERS)?;
     let f = resolve_folder(mb, id).ok_or_else(GraphError::outlook_not_found)?;
     Ok(json(odata::apply_select(folder_json(mb, f), &ctx.query.select())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_fields_are_in_value_key_order() {
+        let keys: Vec<&str> = MESSAGE_FIELDS.iter().map(|(k, _)| *k).collect();
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        assert_eq!(keys, sorted);
+    }
+
+    #[test]
+    fn written_messages_equal_the_value_tree() {
+        let world = fixtures::standard_world();
+        let selects: Vec<Vec<String>> = [
+            &[][..],
+            &["id", "subject", "from", "receivedDateTime"][..],
+            &["BODY", "bodyPreview", "webLink", "toRecipients", "ccRecipients"][..],
+            &["categories", "flag", "isRead", "sender", "hasAttachments", "nonsense"][..],
+        ]
+        .iter()
+        .map(|s| s.iter().map(|x| (*x).to_owned()).collect())
+        .collect();
+        let mut checked = 0;
+        for m in world.tenants.iter().flat_map(|t| &t.content.mailboxes).flat_map(|b| &b.messages) {
+            for bits in 0..8u8 {
+                let r = Render {
+                    bodies: bits & 1 != 0,
+                    immutable: bits & 2 != 0,
+                    text: bits & 4 != 0,
+                    html: false,
+                };
+                for select in &selects {
+                    let mut b = JsonBuf::with_capacity(256);
+                    write_message(&mut b, m, &r, &wanted_fields(select));
+                    let expected = serde_json::to_vec(&message_json(m, &r, select)).unwrap();
+                    assert_eq!(
+                        String::from_utf8(b.out).unwrap(),
+                        String::from_utf8(expected).unwrap(),
+                        "message {} with {select:?}",
+                        m.id
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 100, "the standard world has messages to compare ({checked})");
+    }
 }

@@ -9,7 +9,7 @@ pub mod search;
 pub mod teams;
 pub mod users;
 
-use std::sync::Arc;
+use std::{borrow::Cow, sync::Arc};
 
 use axum::{
     http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header},
@@ -106,17 +106,47 @@ pub fn applied(mut r: Response, prefs: &[String]) -> Response {
     r
 }
 
-fn segments(path: &str) -> Vec<String> {
-    path.split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
-        .collect()
+/// A request path split into percent-decoded segments, with the lower-case forms the routes
+/// match on. Parsed once per request and shared by the concurrency check and the dispatcher;
+/// segments that need no decoding or case folding (the usual case) borrow from the path.
+pub struct Segments<'a> {
+    raw: Vec<Cow<'a, str>>,
+    lower: Vec<Cow<'a, str>>,
+}
+
+impl<'a> Segments<'a> {
+    pub fn parse(path: &'a str) -> Self {
+        let raw: Vec<Cow<'a, str>> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy())
+            .collect();
+        let lower = raw
+            .iter()
+            .map(|s| {
+                if s.bytes().any(|b| b.is_ascii_uppercase()) {
+                    Cow::Owned(s.to_ascii_lowercase())
+                } else {
+                    s.clone()
+                }
+            })
+            .collect();
+        Self { raw, lower }
+    }
+
+    /// The lower-case segments, for matching against route patterns.
+    fn lower(&self) -> Vec<&str> {
+        self.lower.iter().map(|s| s.as_ref()).collect()
+    }
+
+    /// Segment `i` as received (decoded, case kept): ids are case-sensitive.
+    fn raw(&self, i: usize) -> &str {
+        self.raw.get(i).map(|s| s.as_ref()).unwrap_or("")
+    }
 }
 
 /// The mailbox owner an Outlook request addresses (for the concurrency limit), if any.
-pub fn outlook_mailbox(path: &str, caller: &Caller, store: &Store) -> Option<Uuid> {
-    let segs = segments(path);
-    let lower: Vec<String> = segs.iter().map(|s| s.to_ascii_lowercase()).collect();
+pub fn outlook_mailbox(segs: &Segments<'_>, caller: &Caller, store: &Store) -> Option<Uuid> {
     let outlook = |s: &str| {
         matches!(
             s,
@@ -129,21 +159,23 @@ pub fn outlook_mailbox(path: &str, caller: &Caller, store: &Store) -> Option<Uui
                 | "findmeetingtimes"
         )
     };
-    match lower.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match segs.lower().as_slice() {
         ["v1.0", "me", s, ..] if outlook(s) => Some(caller.oid),
         ["v1.0", "users", _, s, ..] if outlook(s) => {
-            store.user(caller.tid, &segs[2]).map(|u| u.oid)
+            store.user(caller.tid, segs.raw(2)).map(|u| u.oid)
         }
         _ => None,
     }
 }
 
 /// Routes one authenticated, non-mutating request.
+#[allow(clippy::too_many_arguments)]
 pub fn dispatch(
     shared: &Arc<Shared>,
     caller: &Caller,
     method: &Method,
     uri: &Uri,
+    segs: &Segments<'_>,
     headers: &HeaderMap,
     body: &[u8],
     now: DateTime<Utc>,
@@ -161,47 +193,46 @@ pub fn dispatch(
         body,
         now,
     };
-    let segs = segments(uri.path());
-    let lower: Vec<String> = segs.iter().map(|s| s.to_ascii_lowercase()).collect();
-    let l: Vec<&str> = lower.iter().map(String::as_str).collect();
-    let s = |i: usize| segs[i].as_str();
+    let l = segs.lower();
+    let s = |i: usize| segs.raw(i);
     let get = *method == Method::GET;
     let post = *method == Method::POST;
-    let me = caller.oid.to_string();
+    let mut me_buf = Uuid::encode_buffer();
+    let me: &str = caller.oid.hyphenated().encode_lower(&mut me_buf);
     let result = match l.as_slice() {
-        ["v1.0", "me"] if get => users::get_user(&ctx, &me, true),
+        ["v1.0", "me"] if get => users::get_user(&ctx, me, true),
         ["v1.0", "users"] if get => users::list_users(&ctx),
         ["v1.0", "users", _] if get => users::get_user(&ctx, s(2), false),
-        ["v1.0", "me", "mailboxsettings"] if get => users::mailbox_settings(&ctx, &me),
+        ["v1.0", "me", "mailboxsettings"] if get => users::mailbox_settings(&ctx, me),
         ["v1.0", "users", _, "mailboxsettings"] if get => users::mailbox_settings(&ctx, s(2)),
 
-        ["v1.0", "me", "messages"] if get => mail::list(&ctx, &me, None),
+        ["v1.0", "me", "messages"] if get => mail::list(&ctx, me, None),
         ["v1.0", "users", _, "messages"] if get => mail::list(&ctx, s(2), None),
-        ["v1.0", "me", "messages", _] if get => mail::get(&ctx, &me, s(3)),
+        ["v1.0", "me", "messages", _] if get => mail::get(&ctx, me, s(3)),
         ["v1.0", "users", _, "messages", _] if get => mail::get(&ctx, s(2), s(4)),
         ["v1.0", "me", "messages", _, "attachments"] if get => {
-            mail::attachments(&ctx, &me, s(3), None)
+            mail::attachments(&ctx, me, s(3), None)
         }
         ["v1.0", "me", "messages", _, "attachments", _] if get => {
-            mail::attachments(&ctx, &me, s(3), Some(s(5)))
+            mail::attachments(&ctx, me, s(3), Some(s(5)))
         }
         ["v1.0", "users", _, "messages", _, "attachments"] if get => {
             mail::attachments(&ctx, s(2), s(4), None)
         }
-        ["v1.0", "me", "mailfolders"] if get => mail::folders(&ctx, &me),
+        ["v1.0", "me", "mailfolders"] if get => mail::folders(&ctx, me),
         ["v1.0", "users", _, "mailfolders"] if get => mail::folders(&ctx, s(2)),
-        ["v1.0", "me", "mailfolders", _] if get => mail::folder(&ctx, &me, s(3)),
-        ["v1.0", "me", "mailfolders", _, "messages"] if get => mail::list(&ctx, &me, Some(s(3))),
+        ["v1.0", "me", "mailfolders", _] if get => mail::folder(&ctx, me, s(3)),
+        ["v1.0", "me", "mailfolders", _, "messages"] if get => mail::list(&ctx, me, Some(s(3))),
         ["v1.0", "users", _, "mailfolders", _, "messages"] if get => {
             mail::list(&ctx, s(2), Some(s(4)))
         }
 
-        ["v1.0", "me", "calendarview"] if get => calendar::calendar_view(&ctx, &me),
-        ["v1.0", "me", "calendar", "calendarview"] if get => calendar::calendar_view(&ctx, &me),
+        ["v1.0", "me", "calendarview"] if get => calendar::calendar_view(&ctx, me),
+        ["v1.0", "me", "calendar", "calendarview"] if get => calendar::calendar_view(&ctx, me),
         ["v1.0", "users", _, "calendarview"] if get => calendar::calendar_view(&ctx, s(2)),
-        ["v1.0", "me", "events"] if get => calendar::list_events(&ctx, &me),
+        ["v1.0", "me", "events"] if get => calendar::list_events(&ctx, me),
         ["v1.0", "users", _, "events"] if get => calendar::list_events(&ctx, s(2)),
-        ["v1.0", "me", "events", _] if get => calendar::get_event(&ctx, &me, s(3)),
+        ["v1.0", "me", "events", _] if get => calendar::get_event(&ctx, me, s(3)),
         ["v1.0", "me", "calendar", "getschedule"] if post => calendar::get_schedule(&ctx),
         ["v1.0", "users", _, "calendar", "getschedule"] if post => calendar::get_schedule(&ctx),
         ["v1.0", "me", "findmeetingtimes"] if post => calendar::find_meeting_times(&ctx),
