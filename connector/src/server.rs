@@ -246,7 +246,10 @@ impl Application {
                 purge.purge_tenant(*tid);
             }
         });
+        // Mailbox settings are reused no longer than an OBO token would be.
+        let settings_ttl = crate::tools::timezone::SETTINGS_TTL.min(provider.settings().max_reuse);
         let tool_ctx = Arc::new(ToolContext {
+            settings: crate::tools::timezone::SettingsCache::new(settings_ttl, 100_000),
             provider,
             graph,
             policy: policy.clone(),
@@ -335,6 +338,9 @@ async fn serve_connections(
                         continue;
                     }
                 };
+                // Without it, the tail segment of a response larger than one write waits for
+                // the client's delayed ACK (Nagle), up to 40 ms on Linux.
+                let _ = stream.set_nodelay(true);
                 let service = TowerToHyperService::new(router.clone());
                 let connection = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), service)

@@ -178,7 +178,15 @@ struct Inner {
     cache: Arc<dyn TokenCache>,
     inflight: Mutex<HashMap<TokenCacheKey, Inflight>>,
     observer: Option<Observer>,
+    /// Bounds exchanges in flight at Entra (see [`MAX_CONCURRENT_EXCHANGES`]).
+    exchanges: Arc<tokio::sync::Semaphore>,
 }
+
+/// Exchanges sent to Entra at once. A burst of first calls (a thousand users signing in
+/// together) otherwise opens a connection per exchange and waits in Entra's own queue, where
+/// each request's HTTP timeout runs; here they wait in a fair (FIFO) queue instead, whose wait
+/// the request timeout bounds, with one connection per slot.
+pub const MAX_CONCURRENT_EXCHANGES: usize = 64;
 
 impl fmt::Debug for TokenProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -213,6 +221,7 @@ impl TokenProvider {
             cache: Arc::new(MokaTokenCache::default()),
             inflight: Mutex::new(HashMap::new()),
             observer: None,
+            exchanges: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_EXCHANGES)),
         };
         Self { inner: Arc::new(inner) }
     }
@@ -238,6 +247,7 @@ impl TokenProvider {
                 cache: shared.cache.clone(),
                 inflight: Mutex::new(HashMap::new()),
                 observer: shared.observer.clone(),
+                exchanges: shared.exchanges.clone(),
             },
         };
         let mut inner = old;
@@ -502,6 +512,8 @@ impl Inner {
         }
         let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let request_id = Uuid::new_v4();
+        // Never closed, so `acquire` cannot fail; without a permit the exchange still runs.
+        let slot = self.exchanges.acquire().await.ok();
         let response = self
             .http
             .post(&endpoint)
@@ -519,6 +531,7 @@ impl Inner {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| crate::graph::retry::parse_retry_after(v, Utc::now()));
         let body = read_capped(response).await?;
+        drop(slot);
         if (200..300).contains(&status) {
             let parsed: TokenResponse = serde_json::from_slice(&body)
                 .map_err(|_| OboError::Internal("unreadable token response"))?;

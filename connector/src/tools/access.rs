@@ -86,14 +86,36 @@ pub async fn open(
     scopes: &[&str],
     request_ids: &mut Vec<String>,
 ) -> Result<(Session, MailboxZone), CallToolResult> {
+    use super::timezone;
     let scopes: ScopeSet = scopes.iter().copied().collect();
-    if let Err(error) = ctx.provider.graph_token(&auth.caller, &scopes, None).await {
+    let key = crate::graph::MailboxKey::from(&auth.caller);
+    let cached = ctx.settings.get(key, ctx.clock.now()).await;
+    // A first call needs two exchanges (the tool's scopes, and MailboxSettings.Read for the
+    // zone): run them side by side rather than one after the other. The settings request
+    // itself still waits for the tool's token, so a refused call sends nothing to Graph.
+    let zone_session = cached.is_none().then(|| timezone::zone_session(ctx, &auth.caller));
+    let zone_token = async {
+        match &zone_session {
+            Some(s) => Some(ctx.provider.graph_token(&auth.caller, &s.scopes, None).await),
+            None => None,
+        }
+    };
+    let (tool_token, zone_token) =
+        futures::join!(ctx.provider.graph_token(&auth.caller, &scopes, None), zone_token);
+    if let Err(error) = tool_token {
         let failure = GraphFailure::new(GraphError::Token(error));
         return Err(failure_result(ctx, auth, tool, &scopes, &failure).await);
     }
     let session =
         Session::new(ctx.provider.clone(), ctx.graph.clone(), auth.caller.clone(), scopes);
-    let zone = super::timezone::mailbox_zone(ctx, &auth.caller, request_ids).await;
+    let zone = match (cached, zone_session, zone_token) {
+        (Some(hit), _, _) => hit.zone.clone(),
+        (None, _, Some(Err(error))) => {
+            timezone::unreadable(&GraphFailure::new(GraphError::Token(error)))
+        }
+        (None, Some(zone_session), _) => timezone::read_zone(ctx, &zone_session, request_ids).await,
+        (None, None, _) => timezone::mailbox_zone(ctx, &auth.caller, request_ids).await,
+    };
     Ok((session, zone))
 }
 

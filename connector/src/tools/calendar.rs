@@ -289,13 +289,13 @@ pub async fn run(
             let req = GraphRequest::query_post(GraphPath::fixed("/search/query"), body)
                 .map_err(|e| McpError::internal_error(e.to_string(), None))?
                 .prefer("IdType=\"ImmutableId\"");
-            let resp = match session.post_json::<Value>(&req).await {
+            let mut resp = match session.post_json::<Value>(&req).await {
                 Ok(r) => r,
                 Err(f) => return Ok(Err(shaping::graph_failure(&f, challenge))),
             };
             request_ids.extend(resp.request_id.clone());
+            let hits = shaping::take_hits(&mut resp.body);
             let container = &resp.body["value"][0]["hitsContainers"][0];
-            let hits = container.get("hits").and_then(Value::as_array).cloned().unwrap_or_default();
             for h in &hits {
                 events.push(event_hit(
                     h["hitId"].as_str().unwrap_or_default(),

@@ -507,12 +507,15 @@ pub(crate) async fn odata_page(
         }
         None => first,
     };
-    let resp = match session.get_json::<Value>(&req).await {
+    let mut resp = match session.get_json::<Value>(&req).await {
         Ok(r) => r,
         Err(f) => return Ok(Err(shaping::graph_failure(&f, challenge))),
     };
     request_ids.extend(resp.request_id.clone());
-    let items = resp.body.get("value").and_then(Value::as_array).cloned().unwrap_or_default();
+    let items = match resp.body.get_mut("value").map(Value::take) {
+        Some(Value::Array(items)) => items,
+        _ => Vec::new(),
+    };
     let next = resp.body.get("@odata.nextLink").and_then(Value::as_str).map(str::to_owned);
     Ok(Ok((items, next)))
 }

@@ -6,8 +6,9 @@ use rmcp::{handler::server::wrapper::Json, schemars, tool, tool_router};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Authenticated, Connector, access, failure_message, permissions::ZONE_SCOPE,
-    timezone::MailboxZone,
+    Authenticated, Connector, access, failure_message,
+    permissions::ZONE_SCOPE,
+    timezone::{MailboxSettings, MailboxZone, SETTINGS_SELECT},
 };
 use crate::{
     graph::{GraphPath, GraphRequest},
@@ -68,13 +69,6 @@ struct GraphUser {
     display_name: Option<String>,
     user_principal_name: Option<String>,
     mail: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MailboxSettings {
-    time_zone: Option<String>,
-    working_hours: Option<serde_json::Value>,
 }
 
 /// Graph's `workingHours` (`timeZone` is an object there) as [`WorkingHours`].
@@ -160,14 +154,23 @@ impl Connector {
         };
         let mut time_zone = None;
         let mut hours = None;
-        if let Some(settings) = &profile {
-            let req = GraphRequest::get(GraphPath::fixed("/me/mailboxSettings"))
-                .select(&["timeZone", "workingHours"]);
+        let key = crate::graph::MailboxKey::from(caller);
+        let cached = match &profile {
+            Some(_) => ctx.settings.get(key, ctx.clock.now()).await,
+            None => None,
+        };
+        if let Some(hit) = cached {
+            time_zone = hit.settings.time_zone.clone();
+            hours = hit.settings.working_hours.as_ref().and_then(working_hours);
+        } else if let Some(settings) = &profile {
+            let req =
+                GraphRequest::get(GraphPath::fixed("/me/mailboxSettings")).select(SETTINGS_SELECT);
             match settings.get_json::<MailboxSettings>(&req).await {
                 Ok(r) => {
                     call.graph_request_ids.extend(r.request_id);
-                    time_zone = r.body.time_zone;
-                    hours = r.body.working_hours.as_ref().and_then(working_hours);
+                    let entry = ctx.settings.insert(key, r.body, ctx.clock.now()).await;
+                    time_zone = entry.settings.time_zone.clone();
+                    hours = entry.settings.working_hours.as_ref().and_then(working_hours);
                 }
                 Err(failure) => {
                     if failure.claims_challenge().is_some() {

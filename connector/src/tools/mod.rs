@@ -64,6 +64,8 @@ pub struct ToolContext {
     pub audit_query_text: bool,
     /// Seals paging cursors (`tools.cursor_key`, else random per process).
     pub cursor: cursor::CursorKey,
+    /// Mailbox settings (time zone, working hours) per (tenant, user), briefly.
+    pub settings: timezone::SettingsCache,
 }
 
 impl std::fmt::Debug for ToolContext {
@@ -192,21 +194,30 @@ impl Call<'_> {
 #[derive(Clone)]
 pub struct Connector {
     ctx: Arc<ToolContext>,
-    tool_router: ToolRouter<Self>,
+    tool_router: Arc<ToolRouter<Self>>,
 }
+
+/// The tool router (routes, names, JSON schemas), built once per process: stateless mode makes
+/// a [`Connector`] per request, and rebuilding the schemas each time was a measurable share of
+/// a call's CPU. It holds no per-caller state; `tools/list` still filters per caller.
+static TOOL_ROUTER: std::sync::OnceLock<Arc<ToolRouter<Connector>>> = std::sync::OnceLock::new();
 
 impl Connector {
     pub fn new(ctx: Arc<ToolContext>) -> Self {
-        Self {
-            ctx,
-            tool_router: Self::me_router()
-                + Self::sharepoint_router()
-                + Self::read_router()
-                + Self::mail_router()
-                + Self::calendar_router()
-                + Self::availability_router()
-                + Self::chat_router(),
-        }
+        let tool_router = TOOL_ROUTER
+            .get_or_init(|| {
+                Arc::new(
+                    Self::me_router()
+                        + Self::sharepoint_router()
+                        + Self::read_router()
+                        + Self::mail_router()
+                        + Self::calendar_router()
+                        + Self::availability_router()
+                        + Self::chat_router(),
+                )
+            })
+            .clone();
+        Self { ctx, tool_router }
     }
 
     pub fn context(&self) -> &ToolContext {

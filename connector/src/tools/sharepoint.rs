@@ -36,8 +36,8 @@ use super::{
     kql::Kql,
     shaping::{
         AppliedFilter, ByteBudget, DEFAULT_RESULT_BUDGET, DateTimes, MAX_QUERY_CHARS, Page,
-        SourceStatus, Truncation, check_text, clean_summary, graph_failure, refuse_filter,
-        structured,
+        SearchAnswer, SearchHit, SourceStatus, Truncation, check_text, clean_summary,
+        graph_failure, lenient, refuse_filter, structured, take_hits,
     },
     timezone::{MailboxZone, mailbox_zone},
     uri::M365Uri,
@@ -442,7 +442,7 @@ async fn run(
             return finish_failure(ctx, call, &session, &GraphFailure::new(error), auth).await;
         }
     };
-    let response = match session.post_json::<Value>(&req).await {
+    let response = match session.post_json::<SearchAnswer<DriveResource>>(&req).await {
         Ok(response) => response,
         Err(failure) => {
             call.graph_request_ids.extend(failure.request_id.clone());
@@ -462,12 +462,10 @@ async fn run(
             .push(AppliedFilter::connector("policy_sites", "sites allowed by your organization"));
     }
 
-    let container =
-        response.body.pointer("/value/0/hitsContainers/0").cloned().unwrap_or(Value::Null);
-    let hits = container.get("hits").and_then(Value::as_array).cloned().unwrap_or_default();
-    let graph_more =
-        container.get("moreResultsAvailable").and_then(Value::as_bool).unwrap_or(false);
-    let total = container.get("total").and_then(Value::as_u64);
+    let (hits, graph_more, total) = match response.body.into_first_container() {
+        Some(c) => (c.hits, c.more_results_available.unwrap_or(false), c.total),
+        None => (Vec::new(), false, None),
+    };
     let mut budget = ByteBudget::new(DEFAULT_RESULT_BUDGET);
     let mut items = Vec::new();
     let mut consumed = 0u64;
@@ -549,13 +547,8 @@ async fn search_sites(
         "size": SITE_HITS,
     }]});
     let req = GraphRequest::query_post(GraphPath::fixed("/search/query"), body)?;
-    let response = session.post_json::<Value>(&req).await?;
-    let hits = response
-        .body
-        .pointer("/value/0/hitsContainers/0/hits")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let mut response = session.post_json::<Value>(&req).await?;
+    let hits = take_hits(&mut response.body);
     let sites = hits
         .iter()
         .filter_map(|h| {
@@ -572,27 +565,74 @@ async fn search_sites(
     Ok((sites, response.request_id))
 }
 
+/// The fields of a search hit's `driveItem` resource that [`drive_hit`] reads.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DriveResource {
+    #[serde(default, deserialize_with = "lenient::string")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    id: Option<String>,
+    /// Graph's `folder` facet: present on folders, whatever it holds.
+    #[serde(default, deserialize_with = "lenient::present")]
+    folder: bool,
+    #[serde(default)]
+    parent_reference: Option<ParentReference>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    web_url: Option<String>,
+    #[serde(default, deserialize_with = "lenient::u64")]
+    size: Option<u64>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    last_modified_date_time: Option<String>,
+    #[serde(default)]
+    last_modified_by: Option<IdentitySet>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ParentReference {
+    #[serde(default, deserialize_with = "lenient::string")]
+    drive_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    path: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    site_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct IdentitySet {
+    #[serde(default)]
+    user: Option<Identity>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Identity {
+    #[serde(default, deserialize_with = "lenient::string")]
+    display_name: Option<String>,
+}
+
 /// One search hit as a [`DriveHit`]; `None` for hits that are not drive items.
-fn drive_hit(hit: &Value, zone: &MailboxZone) -> Option<DriveHit> {
-    let r = hit.get("resource")?;
-    let text = |p: &str| r.pointer(p).and_then(Value::as_str).map(str::to_owned);
-    let name = text("/name")?;
-    let kind = if r.get("folder").is_some() {
+fn drive_hit(hit: &SearchHit<DriveResource>, zone: &MailboxZone) -> Option<DriveHit> {
+    let r = hit.resource.as_ref()?;
+    let name = r.name.clone()?;
+    let kind = if r.folder {
         "folder"
     } else if name.to_ascii_lowercase().ends_with(".aspx") {
         "page"
     } else {
         "file"
     };
-    let uri = match (text("/parentReference/driveId"), text("/id")) {
+    let parent = r.parent_reference.as_ref();
+    let uri = match (parent.and_then(|p| p.drive_id.as_deref()), r.id.as_deref()) {
         (Some(drive), Some(item)) => {
-            let uri = M365Uri::drive_item(drive, item);
+            let uri = M365Uri::drive_item(drive.to_owned(), item.to_owned());
             uri.is_valid().then(|| uri.to_string())
         }
         _ => None,
     };
-    let path = text("/parentReference/path").map(|p| {
-        let rel = p.split_once("root:").map(|(_, rest)| rest).unwrap_or(&p);
+    let path = parent.and_then(|p| p.path.as_deref()).map(|p| {
+        let rel = p.split_once("root:").map(|(_, rest)| rest).unwrap_or(p);
         rel.trim_start_matches('/').to_owned()
     });
     Some(DriveHit {
@@ -600,16 +640,16 @@ fn drive_hit(hit: &Value, zone: &MailboxZone) -> Option<DriveHit> {
         name,
         kind,
         path: path.filter(|p| !p.is_empty()),
-        site_id: text("/parentReference/siteId"),
-        web_url: text("/webUrl"),
-        size: r.get("size").and_then(Value::as_u64).filter(|_| kind != "folder"),
-        modified: text("/lastModifiedDateTime").and_then(|t| DateTimes::parse(&t, zone)),
-        modified_by: text("/lastModifiedBy/user/displayName"),
-        summary: hit
-            .get("summary")
-            .and_then(Value::as_str)
-            .map(clean_summary)
-            .filter(|s| !s.is_empty()),
+        site_id: parent.and_then(|p| p.site_id.clone()),
+        web_url: r.web_url.clone(),
+        size: r.size.filter(|_| kind != "folder"),
+        modified: r.last_modified_date_time.as_deref().and_then(|t| DateTimes::parse(t, zone)),
+        modified_by: r
+            .last_modified_by
+            .as_ref()
+            .and_then(|b| b.user.as_ref())
+            .and_then(|u| u.display_name.clone()),
+        summary: hit.summary.as_deref().map(clean_summary).filter(|s| !s.is_empty()),
     })
 }
 
@@ -689,6 +729,52 @@ async fn finish_failure(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drive_hits_decode_leniently_from_a_search_answer() {
+        let body = json!({"value": [{"hitsContainers": [{
+            "moreResultsAvailable": true,
+            "total": 7,
+            "hits": [
+                {"hitId": "1", "summary": "<c0>Budget</c0> plan", "resource": {
+                    "@odata.type": "#microsoft.graph.driveItem",
+                    "id": "01ITEM", "name": "Budget.xlsx", "size": 1234,
+                    "webUrl": "https://contoso.sharepoint.com/x",
+                    "lastModifiedDateTime": "2026-06-01T16:00:00Z",
+                    "lastModifiedBy": {"user": {"displayName": "Megan"}},
+                    "parentReference": {"driveId": "b!drive", "siteId": "site-1",
+                        "path": "/drives/b!drive/root:/Finance"},
+                    "fields": {"ignored": [1, 2, {"deep": null}]}
+                }},
+                {"hitId": "2", "resource": {"name": "Plans", "folder": null, "size": 9,
+                    "webUrl": 42, "parentReference": {"driveId": 7}}},
+                {"hitId": "3", "summary": null, "resource": null}
+            ]
+        }]}]});
+        let answer: SearchAnswer<DriveResource> =
+            serde_json::from_value(body).expect("a search answer");
+        let container = answer.into_first_container().expect("a container");
+        assert_eq!((container.more_results_available, container.total), (Some(true), Some(7)));
+        let zone = MailboxZone::resolve(Some("Pacific Standard Time"));
+        let hits: Vec<Option<DriveHit>> =
+            container.hits.iter().map(|h| drive_hit(h, &zone)).collect();
+        let file = hits[0].as_ref().expect("a file");
+        assert_eq!((file.name.as_str(), file.kind), ("Budget.xlsx", "file"));
+        assert_eq!(file.path.as_deref(), Some("Finance"));
+        assert_eq!(file.size, Some(1234));
+        assert_eq!(file.modified_by.as_deref(), Some("Megan"));
+        assert_eq!(file.site_id.as_deref(), Some("site-1"));
+        assert!(file.uri.as_deref().is_some_and(|u| u.starts_with("m365://drive/")));
+        assert_eq!(file.summary.as_deref(), Some("Budget plan"));
+        // A `folder` facet counts even when null; mistyped fields are absent, not errors.
+        let folder = hits[1].as_ref().expect("a folder");
+        assert_eq!(folder.kind, "folder");
+        assert_eq!(
+            (folder.size, folder.web_url.as_deref(), folder.uri.as_deref()),
+            (None, None, None)
+        );
+        assert!(hits[2].is_none());
+    }
 
     #[test]
     fn the_kql_is_built_from_typed_arguments_only() {

@@ -7,9 +7,19 @@
 //! Windows names go through a table of the common zones (the CLDR `windowsZones` "001"
 //! territory mappings). An unknown or empty name falls back to UTC **with a note** that the
 //! tools put in their results, so the model never presents UTC times as local ones silently.
+//!
+//! The mailbox settings (zone and working hours) are settings metadata, not content: they are
+//! cached per (tenant, user) in a [`SettingsCache`] for a short window (at most five minutes,
+//! never longer than the OBO reuse window), so a tool call does not cost a second Graph round
+//! trip. Only successful reads are cached; a failure is asked again on the next call.
+
+use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use serde::Deserialize;
+
+use crate::graph::MailboxKey;
 
 /// Windows zone name → IANA zone (CLDR windowsZones, territory 001).
 const WINDOWS_TO_IANA: &[(&str, &str)] = &[
@@ -150,8 +160,83 @@ impl MailboxZone {
     }
 }
 
+/// What `GET /me/mailboxSettings?$select=timeZone,workingHours` answers.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MailboxSettings {
+    pub time_zone: Option<String>,
+    /// Graph's `workingHours` object, shaped by `get_me`.
+    pub working_hours: Option<serde_json::Value>,
+}
+
+/// The fields [`mailbox_zone`] and `get_me` read (one request serves both, and the cache).
+pub const SETTINGS_SELECT: &[&str] = &["timeZone", "workingHours"];
+
+/// A cached read of a caller's mailbox settings, with its zone resolved once.
+#[derive(Debug)]
+pub struct CachedSettings {
+    pub settings: MailboxSettings,
+    pub zone: MailboxZone,
+    fetched_at: DateTime<Utc>,
+}
+
+/// Mailbox settings per (tenant, user) for at most `ttl`. Entries are dropped by moka after
+/// `ttl` of wall time (bounding memory) and refused once `ttl` has passed on the connector's
+/// [`crate::clock::Clock`] (bounding staleness, also under a test clock).
+#[derive(Clone)]
+pub struct SettingsCache {
+    inner: moka::future::Cache<MailboxKey, Arc<CachedSettings>>,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for SettingsCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SettingsCache").field("ttl", &self.ttl).finish_non_exhaustive()
+    }
+}
+
+/// The longest the settings are reused.
+pub const SETTINGS_TTL: Duration = Duration::from_secs(300);
+
+impl SettingsCache {
+    /// A cache keeping entries for `ttl` (zero disables it), at most `max_entries` of them.
+    pub fn new(ttl: Duration, max_entries: u64) -> Self {
+        let inner = moka::future::Cache::builder()
+            .max_capacity(max_entries)
+            .time_to_live(ttl.max(Duration::from_millis(1)))
+            .build();
+        Self { inner, ttl }
+    }
+
+    /// The cached settings of `key`, when read less than `ttl` before `now`.
+    pub async fn get(&self, key: MailboxKey, now: DateTime<Utc>) -> Option<Arc<CachedSettings>> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let entry = self.inner.get(&key).await?;
+        let age = (now - entry.fetched_at).to_std().unwrap_or_default();
+        (age < self.ttl).then_some(entry)
+    }
+
+    /// Stores a successful read and returns it.
+    pub async fn insert(
+        &self,
+        key: MailboxKey,
+        settings: MailboxSettings,
+        now: DateTime<Utc>,
+    ) -> Arc<CachedSettings> {
+        let zone = MailboxZone::resolve(settings.time_zone.as_deref());
+        let entry = Arc::new(CachedSettings { settings, zone, fetched_at: now });
+        if !self.ttl.is_zero() {
+            self.inner.insert(key, entry.clone()).await;
+        }
+        entry
+    }
+}
+
 /// The caller's mailbox time zone from `GET /me/mailboxSettings`, read with a token for
-/// `MailboxSettings.Read` alone ([`super::permissions::ZONE_SCOPE`]).
+/// `MailboxSettings.Read` alone ([`super::permissions::ZONE_SCOPE`]), or from the
+/// [`SettingsCache`].
 ///
 /// Never fails: a time zone is presentation, never a reason to refuse a call. Without the
 /// permission, or when Graph cannot answer, times are shown in UTC with a note saying why. The
@@ -162,24 +247,49 @@ pub async fn mailbox_zone(
     caller: &crate::domain::Caller,
     request_ids: &mut Vec<String>,
 ) -> MailboxZone {
+    if let Some(hit) = ctx.settings.get(MailboxKey::from(caller), ctx.clock.now()).await {
+        return hit.zone.clone();
+    }
+    read_zone(ctx, &zone_session(ctx, caller), request_ids).await
+}
+
+/// The session the mailbox settings are read with: `MailboxSettings.Read` alone.
+pub fn zone_session(
+    ctx: &super::ToolContext,
+    caller: &crate::domain::Caller,
+) -> crate::graph::Session {
+    ctx.session(caller, &[super::permissions::ZONE_SCOPE])
+}
+
+/// Reads the settings from Graph with `session` (see [`zone_session`]) and caches a success.
+pub async fn read_zone(
+    ctx: &super::ToolContext,
+    session: &crate::graph::Session,
+    request_ids: &mut Vec<String>,
+) -> MailboxZone {
     use crate::graph::{GraphPath, GraphRequest};
-    let session = ctx.session(caller, &[super::permissions::ZONE_SCOPE]);
-    let req = GraphRequest::get(GraphPath::fixed("/me/mailboxSettings")).select(&["timeZone"]);
-    match session.get_json::<serde_json::Value>(&req).await {
+    let req = GraphRequest::get(GraphPath::fixed("/me/mailboxSettings")).select(SETTINGS_SELECT);
+    match session.get_json::<MailboxSettings>(&req).await {
         Ok(resp) => {
             request_ids.extend(resp.request_id);
-            MailboxZone::resolve(resp.body.get("timeZone").and_then(|v| v.as_str()))
+            let key = MailboxKey::from(&session.caller);
+            ctx.settings.insert(key, resp.body, ctx.clock.now()).await.zone.clone()
         }
         Err(failure) => {
             request_ids.extend(failure.request_id.clone());
-            MailboxZone {
-                note: Some(format!(
-                    "your mailbox time zone could not be read ({}); times are shown in UTC",
-                    failure.error.code()
-                )),
-                ..MailboxZone::utc()
-            }
+            unreadable(&failure)
         }
+    }
+}
+
+/// UTC, with a note saying why the mailbox zone could not be read.
+pub fn unreadable(failure: &crate::graph::GraphFailure) -> MailboxZone {
+    MailboxZone {
+        note: Some(format!(
+            "your mailbox time zone could not be read ({}); times are shown in UTC",
+            failure.error.code()
+        )),
+        ..MailboxZone::utc()
     }
 }
 
@@ -215,6 +325,38 @@ mod tests {
         for (w, iana) in WINDOWS_TO_IANA {
             assert!(iana.parse::<Tz>().is_ok(), "{w} → {iana}");
         }
+    }
+
+    fn key() -> MailboxKey {
+        MailboxKey {
+            tenant: crate::domain::TenantId::from(uuid::Uuid::from_u128(1)),
+            user: crate::domain::ObjectId::from(uuid::Uuid::from_u128(2)),
+        }
+    }
+
+    fn settings(zone: &str) -> MailboxSettings {
+        MailboxSettings { time_zone: Some(zone.into()), working_hours: None }
+    }
+
+    #[tokio::test]
+    async fn settings_are_reused_within_the_window_only() {
+        let cache = SettingsCache::new(Duration::from_secs(300), 10);
+        let t0 = DateTime::parse_from_rfc3339("2026-06-01T16:00:00Z").expect("t").to_utc();
+        assert!(cache.get(key(), t0).await.is_none());
+        let stored = cache.insert(key(), settings("Pacific Standard Time"), t0).await;
+        assert_eq!(stored.zone.iana(), "America/Los_Angeles");
+        let hit = cache.get(key(), t0 + chrono::Duration::seconds(299)).await.expect("hit");
+        assert_eq!(hit.zone.iana(), "America/Los_Angeles");
+        assert!(cache.get(key(), t0 + chrono::Duration::seconds(300)).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_zero_window_caches_nothing() {
+        let cache = SettingsCache::new(Duration::ZERO, 10);
+        let t0 = DateTime::parse_from_rfc3339("2026-06-01T16:00:00Z").expect("t").to_utc();
+        let stored = cache.insert(key(), settings("Tokyo Standard Time"), t0).await;
+        assert_eq!(stored.zone.iana(), "Asia/Tokyo");
+        assert!(cache.get(key(), t0).await.is_none());
     }
 
     #[test]

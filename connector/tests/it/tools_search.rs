@@ -303,6 +303,30 @@ async fn get_me_reports_zone_working_hours_and_available_tools() {
     assert_json_snapshot!("get_me_diego", me);
 }
 
+/// The mailbox settings are read once per user and reused by the next calls (and by `get_me`)
+/// for a few minutes; past that window they are read again.
+#[tokio::test]
+async fn mailbox_settings_are_read_once_per_user_within_the_reuse_window() {
+    let world = ToolsWorld::start().await;
+    let alex = world.persona("alex@contoso.com");
+    let settings_reads =
+        || world.graph_calls(&alex).iter().filter(|c| c.ends_with("/me/mailboxSettings")).count();
+    for query in ["budget", "forecast"] {
+        let result = world.call_tool(&alex, "outlook_email_search", json!({"query": query})).await;
+        assert_ne!(result["isError"], true, "{result:#}");
+    }
+    let me = world.structured(&alex, "get_me", json!({})).await;
+    assert!(me["time_zone"].is_string(), "{me:#}");
+    assert!(me.pointer("/working_hours/start_time").is_some(), "{me:#}");
+    assert_eq!(settings_reads(), 1, "{:?}", world.graph_calls(&alex));
+
+    world.clock.advance(std::time::Duration::from_secs(301));
+    let alex = world.persona("alex@contoso.com");
+    let result = world.call_tool(&alex, "outlook_email_search", json!({"query": "budget"})).await;
+    assert_ne!(result["isError"], true, "{result:#}");
+    assert_eq!(settings_reads(), 2, "{:?}", world.graph_calls(&alex));
+}
+
 /// The mailbox time zone is presentation: losing its permission must block no tool, only turn
 /// local times into UTC with a note.
 #[tokio::test]
