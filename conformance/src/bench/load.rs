@@ -97,7 +97,10 @@ pub fn call_body(id: u64, tool: &str, args: &Value) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The outcome of one call: `Ok(result)` or an error category.
+/// The outcome of one call: `Ok(body)` (the JSON-RPC response, unparsed beyond the error
+/// check) or an error category. Parse the body with [`result_of`] only when its content is
+/// needed: a full `Value` tree per call would make the load generator a noticeable share of
+/// the connector side's CPU, and the direct replay does not parse its bodies either.
 pub async fn call(
     http: &reqwest::Client,
     url: &str,
@@ -105,7 +108,7 @@ pub async fn call(
     id: u64,
     tool: &str,
     args: &Value,
-) -> Result<Value, String> {
+) -> Result<Vec<u8>, String> {
     let r = http
         .post(url)
         .header("content-type", "application/json")
@@ -117,27 +120,52 @@ pub async fn call(
         .await
         .map_err(|e| format!("transport: {}", short(&e.to_string())))?;
     let status = r.status().as_u16();
-    let text = r.text().await.map_err(|_| "body read".to_owned())?;
+    let body = r.bytes().await.map_err(|_| "body read".to_owned())?;
     if status != 200 {
         return Err(format!("http {status}"));
     }
-    let v: Value = serde_json::from_str(&text)
-        .ok()
-        .or_else(|| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("data:"))
-                .and_then(|d| serde_json::from_str(d.trim()).ok())
-        })
-        .ok_or_else(|| "unparsable body".to_owned())?;
-    if let Some(e) = v.get("error") {
-        let code = e.get("code").and_then(Value::as_i64).unwrap_or(0);
-        return Err(format!("jsonrpc {code}"));
+    let json = json_of(&body).ok_or_else(|| "unparsable body".to_owned())?.to_vec();
+    // Only the fields that decide success are read; everything else is skipped unallocated.
+    #[derive(serde::Deserialize)]
+    struct Head {
+        error: Option<ErrorHead>,
+        result: Option<ResultHead>,
     }
-    let result = v.get("result").cloned().unwrap_or(Value::Null);
-    if result.get("isError").and_then(Value::as_bool).unwrap_or(false) {
+    #[derive(serde::Deserialize)]
+    struct ErrorHead {
+        #[serde(default)]
+        code: i64,
+    }
+    #[derive(serde::Deserialize)]
+    struct ResultHead {
+        #[serde(rename = "isError", default)]
+        is_error: bool,
+    }
+    let head: Head = serde_json::from_slice(&json).map_err(|_| "unparsable body".to_owned())?;
+    if let Some(e) = head.error {
+        return Err(format!("jsonrpc {}", e.code));
+    }
+    if head.result.is_some_and(|r| r.is_error) {
         return Err(format!("tool error ({tool})"));
     }
-    Ok(result)
+    Ok(json)
+}
+
+/// The JSON text of a response body: the body itself, or the first SSE `data:` line.
+fn json_of(body: &[u8]) -> Option<&[u8]> {
+    let trimmed = body.trim_ascii_start();
+    if trimmed.starts_with(b"{") {
+        return Some(trimmed);
+    }
+    body.split(|b| *b == b'\n').find_map(|line| line.strip_prefix(b"data:")).map(<[u8]>::trim_ascii)
+}
+
+/// The `result` of a successful call's body (from [`call`]), parsed.
+pub fn result_of(body: &[u8]) -> Value {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|mut v| v.get_mut("result").map(Value::take))
+        .unwrap_or(Value::Null)
 }
 
 fn short(s: &str) -> String {
@@ -218,10 +246,10 @@ pub async fn run_caller(
         let latency = began.elapsed();
         let end = Utc::now();
         let error = match outcome {
-            Ok(result) => {
+            Ok(body) => {
                 if tool != "read_resource" && found.len() < 64 {
                     let mut more = Vec::new();
-                    uris(&result, &mut more);
+                    uris(&result_of(&body), &mut more);
                     more.truncate(8);
                     found.extend(more);
                 }
@@ -232,4 +260,27 @@ pub async fn run_caller(
         records.push(CallRecord { caller, template: index, tool, start, end, latency, error });
     }
     records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_of_reads_plain_and_sse_bodies() {
+        let plain = br#"  {"jsonrpc":"2.0","id":1,"result":{}}"#;
+        assert_eq!(json_of(plain), Some(&br#"{"jsonrpc":"2.0","id":1,"result":{}}"#[..]));
+        let sse = b"event: message\ndata: {\"id\":2}\n\n";
+        assert_eq!(json_of(sse), Some(&b"{\"id\":2}"[..]));
+        assert_eq!(json_of(b"event: ping\n\n"), None);
+    }
+
+    #[test]
+    fn result_of_takes_the_result_and_finds_its_uris() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"result":{"structuredContent":{"items":[{"uri":"m365://mail/a"},{"uri":"https://x"}]}}}"#;
+        let mut found = Vec::new();
+        uris(&result_of(body), &mut found);
+        assert_eq!(found, vec!["m365://mail/a".to_owned()]);
+        assert_eq!(result_of(b"not json"), Value::Null);
+    }
 }
