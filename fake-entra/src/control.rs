@@ -103,9 +103,26 @@ pub(crate) fn set_user_enabled(
     Ok(())
 }
 
+/// The first instant of the clock's next millisecond. Tokens carry their issue time in
+/// milliseconds and a revocation covers tokens issued strictly before it; starting it on a
+/// fresh millisecond revokes a token minted just before the call (same millisecond, which
+/// fast signing makes common) and spares one minted just after. The clock follows the system
+/// time, so this waits under a millisecond; the bound guards against a clock stepped back.
+fn next_millisecond(s: &Shared) -> chrono::DateTime<chrono::Utc> {
+    let start = s.now().timestamp_millis();
+    for _ in 0..100 {
+        let now = s.now();
+        if now.timestamp_millis() > start {
+            return now;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(50));
+    }
+    s.now()
+}
+
 pub(crate) fn revoke(s: &Shared, t: &str, u: &str, kind: EventType) -> Result<(), ControlError> {
     let (tid, oid) = user_ids(s, t, u)?;
-    let now = s.now();
+    let now = next_millisecond(s);
     s.lock().revoked_at.insert((tid, oid), now);
     push_event(s, kind, tid, oid);
     Ok(())

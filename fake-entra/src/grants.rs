@@ -55,6 +55,25 @@ pub struct TokenResponse {
     pub client_info: Option<String>,
 }
 
+/// A token response whose tokens are not signed yet. The grants build it under the state
+/// lock; [`token`] signs after releasing the lock, so concurrent requests sign on all cores
+/// instead of queueing on the mutex (an RS256 signature is the most expensive step).
+struct Issued {
+    /// The response with `access_token` (and `id_token`) still empty.
+    resp: TokenResponse,
+    access: tokens::Unsigned,
+    id: Option<tokens::Unsigned>,
+}
+
+impl Issued {
+    fn sign(self) -> TokenResponse {
+        let Self { mut resp, access, id } = self;
+        resp.access_token = access.sign();
+        resp.id_token = id.map(|t| t.sign());
+        resp
+    }
+}
+
 /// What the journal records about a request while it is processed.
 #[derive(Default)]
 struct Trail {
@@ -121,8 +140,8 @@ pub(crate) async fn token(
     });
     drop(inner);
     match result {
-        Ok(body) => {
-            let mut resp = axum::Json(body).into_response();
+        Ok(issued) => {
+            let mut resp = axum::Json(issued.sign()).into_response();
             let h = resp.headers_mut();
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, no-cache"));
             if let Ok(v) = HeaderValue::from_str(&error::correlation_id(&headers)) {
@@ -155,7 +174,7 @@ fn handle(
     basic: Option<(String, String)>,
     trail: &mut Trail,
     now: DateTime<Utc>,
-) -> Result<TokenResponse, AadError> {
+) -> Result<Issued, AadError> {
     let grant = p
         .get("grant_type")
         .map(String::as_str)
@@ -318,12 +337,12 @@ fn issue_user_tokens(
     cp1: bool,
     trail: &mut Trail,
     now: DateTime<Utc>,
-) -> Result<TokenResponse, AadError> {
+) -> Result<Issued, AadError> {
     let user = inner.dir.tenant_by_id(tid).and_then(|t| t.user(oid)).cloned().ok_or_else(|| {
         AadError::new("invalid_grant", 50034, "The user account does not exist in the directory.")
     })?;
     let uti = tokens::new_uti();
-    let (access_token, lifetime, scope) = match resource {
+    let (access, lifetime, scope) = match resource {
         Some(Resource::Graph) => {
             let life = if cp1 { cae_lifetime(inner) } else { access_lifetime(inner, tid) };
             let claims = tokens::graph_user_claims(
@@ -343,7 +362,7 @@ fn issue_user_tokens(
                 .map(|g| qualify(&inner.dir, resource, g))
                 .collect::<Vec<_>>()
                 .join(" ");
-            (tokens::sign(inner.keys.active(), &claims, true, true), life, scope)
+            (tokens::Unsigned::new(inner.keys.active(), claims, true, true), life, scope)
         }
         _ => {
             let life = access_lifetime(inner, tid);
@@ -365,7 +384,7 @@ fn issue_user_tokens(
                 .map(|g| qualify(&inner.dir, resource, g))
                 .collect::<Vec<_>>()
                 .join(" ");
-            (tokens::sign(inner.keys.active(), &claims, false, false), life, scope)
+            (tokens::Unsigned::new(inner.keys.active(), claims, false, false), life, scope)
         }
     };
     let mut resp = TokenResponse {
@@ -373,7 +392,7 @@ fn issue_user_tokens(
         scope,
         expires_in: lifetime,
         ext_expires_in: lifetime,
-        access_token,
+        access_token: String::new(),
         refresh_token: None,
         id_token: None,
         client_info: None,
@@ -405,6 +424,7 @@ fn issue_user_tokens(
         );
         resp.refresh_token = Some(rt);
     }
+    let mut id = None;
     if let Some(nonce) = id_token {
         let life = 3600;
         let claims = tokens::id_token_claims(
@@ -416,14 +436,14 @@ fn issue_user_tokens(
             ctx,
             Times::new(now, life),
         );
-        resp.id_token = Some(tokens::sign(inner.keys.active(), &claims, false, false));
+        id = Some(tokens::Unsigned::new(inner.keys.active(), claims, false, false));
     }
     if client_info {
         resp.client_info =
             Some(URL_SAFE_NO_PAD.encode(format!("{{\"uid\":\"{oid}\",\"utid\":\"{tid}\"}}")));
     }
     trail.uti = Some(uti);
-    Ok(resp)
+    Ok(Issued { resp, access, id })
 }
 
 /// User-state checks shared by every delegated grant: enabled, not revoked since `issued`.
@@ -484,7 +504,7 @@ fn authorization_code(
     p: &HashMap<String, String>,
     trail: &mut Trail,
     now: DateTime<Utc>,
-) -> Result<TokenResponse, AadError> {
+) -> Result<Issued, AadError> {
     let code = p.get("code").ok_or_else(|| error::missing_param("code"))?;
     let Some(record) = inner.codes.get_mut(code) else {
         return Err(AadError::new(
@@ -587,7 +607,7 @@ fn refresh(
     p: &HashMap<String, String>,
     trail: &mut Trail,
     now: DateTime<Utc>,
-) -> Result<TokenResponse, AadError> {
+) -> Result<Issued, AadError> {
     let rt = p.get("refresh_token").ok_or_else(|| error::missing_param("refresh_token"))?;
     let Some(grant) = inner.refresh.get(rt).cloned() else {
         return Err(AadError::new(
@@ -658,7 +678,7 @@ fn refresh(
     )?;
     // The new refresh token carries the original issue time (revocation compares with it)
     // but a fresh inactivity window.
-    if let Some(new_rt) = &resp.refresh_token
+    if let Some(new_rt) = &resp.resp.refresh_token
         && let Some(g) = inner.refresh.get_mut(new_rt)
     {
         g.issued = grant.issued;
@@ -674,7 +694,7 @@ fn client_credentials(
     p: &HashMap<String, String>,
     trail: &mut Trail,
     now: DateTime<Utc>,
-) -> Result<TokenResponse, AadError> {
+) -> Result<Issued, AadError> {
     let Some(tid) = t.id().filter(|_| matches!(t, TenantRef::Tenant(_))) else {
         return Err(AadError::new(
             "invalid_request",
@@ -724,15 +744,19 @@ fn client_credentials(
         &uti,
     );
     trail.uti = Some(uti);
-    Ok(TokenResponse {
-        token_type: "Bearer".into(),
-        scope: raw.clone(),
-        expires_in: life,
-        ext_expires_in: life,
-        access_token: tokens::sign(inner.keys.active(), &claims, graph, graph),
-        refresh_token: None,
-        id_token: None,
-        client_info: None,
+    Ok(Issued {
+        resp: TokenResponse {
+            token_type: "Bearer".into(),
+            scope: raw.clone(),
+            expires_in: life,
+            ext_expires_in: life,
+            access_token: String::new(),
+            refresh_token: None,
+            id_token: None,
+            client_info: None,
+        },
+        access: tokens::Unsigned::new(inner.keys.active(), claims, graph, graph),
+        id: None,
     })
 }
 
@@ -754,7 +778,7 @@ fn on_behalf_of(
     p: &HashMap<String, String>,
     trail: &mut Trail,
     now: DateTime<Utc>,
-) -> Result<TokenResponse, AadError> {
+) -> Result<Issued, AadError> {
     let assertion = p.get("assertion").ok_or_else(|| error::missing_param("assertion"))?;
     let raw_scope = p.get("scope").ok_or_else(|| error::missing_param("scope"))?;
     let (cp1, _) = parse_claims(p.get("claims").map(String::as_str));
@@ -920,7 +944,7 @@ fn on_behalf_of(
         now,
     )
     .map(|mut r| {
-        r.ext_expires_in = r.expires_in;
+        r.resp.ext_expires_in = r.resp.expires_in;
         r
     })
 }

@@ -10,6 +10,13 @@
 //! signed with it carries a `kid` the JWKS does not list yet — conformance A09), `Published`
 //! (in the JWKS, not signing), `Active` (in the JWKS and signing). Retired keys are dropped
 //! from the JWKS but kept so tests can still mint with them.
+//!
+//! Signing goes through `ring`, with the private key parsed once at load: jsonwebtoken's
+//! `rust_crypto` backend re-parses the DER and signs with the pure-Rust `rsa` crate, about
+//! three times slower, which dominated the fake's CPU under m365-bench's OBO load
+//! (`benches/sign.rs` measures both).
+
+use std::sync::Arc;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, jwk::Jwk};
@@ -50,7 +57,8 @@ pub enum KeyState {
 #[derive(Clone)]
 pub struct SigningKey {
     pub kid: String,
-    pub(crate) encoding: EncodingKey,
+    /// The private key, parsed once; shared because clones of the ring share keys.
+    signer: Arc<ring::rsa::KeyPair>,
     pub(crate) decoding: DecodingKey,
     /// Base64url modulus and exponent, as published in the JWKS.
     pub n: String,
@@ -72,8 +80,12 @@ impl std::fmt::Debug for SigningKey {
 pub enum KeyError {
     #[error("not an RSA private key in PEM form: {0}")]
     Pem(String),
+    #[error("RSA key refused for RS256 signing (ring needs 2048 to 8192 bits): {0}")]
+    Unsupported(String),
     #[error("RSA key generation failed: {0}")]
     Generate(String),
+    #[error("RS256 signing failed: {0}")]
+    Sign(String),
 }
 
 impl SigningKey {
@@ -89,13 +101,16 @@ impl SigningKey {
         };
         let decoding =
             DecodingKey::from_rsa_components(&n, &e).map_err(|e| KeyError::Pem(e.to_string()))?;
+        // jsonwebtoken keeps an RSA key as its PKCS#1 DER, whatever the PEM's wrapping.
+        let signer = ring::rsa::KeyPair::from_der(encoding.as_bytes())
+            .map_err(|e| KeyError::Unsupported(e.to_string()))?;
         // Entra's kid is the base64url SHA-1 thumbprint of the certificate; we have no
         // certificate, so the thumbprint is taken over the modulus. Same length and alphabet.
         let modulus = URL_SAFE_NO_PAD.decode(&n).map_err(|e| KeyError::Pem(e.to_string()))?;
         let kid = URL_SAFE_NO_PAD.encode(Sha1::digest(&modulus));
         let public_material =
             format!("{{\"kty\":\"RSA\",\"n\":\"{n}\",\"e\":\"{e}\"}}").into_bytes();
-        Ok(Self { kid, encoding, decoding, n, e, public_material, state })
+        Ok(Self { kid, signer: Arc::new(signer), decoding, n, e, public_material, state })
     }
 
     /// Generates a fresh RSA-2048 key (slow).
@@ -108,6 +123,21 @@ impl SigningKey {
             .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
             .map_err(|e| KeyError::Generate(e.to_string()))?;
         Self::from_pem(&pem, state)
+    }
+
+    /// The RS256 (RSASSA-PKCS1-v1_5 with SHA-256) signature of `message`.
+    pub(crate) fn sign_rs256(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let mut signature = vec![0; self.signer.public().modulus_len()];
+        // PKCS#1 v1.5 padding is deterministic: ring takes an RNG but does not draw from it.
+        self.signer
+            .sign(
+                &ring::signature::RSA_PKCS1_SHA256,
+                &ring::rand::SystemRandom::new(),
+                message,
+                &mut signature,
+            )
+            .map_err(|e| KeyError::Sign(e.to_string()))?;
+        Ok(signature)
     }
 
     /// The JWKS entry, with the given `issuer` member.

@@ -283,7 +283,10 @@ impl FakeEntra {
             Times::new(now, life),
             &tokens::new_uti(),
         );
-        tokens::sign(inner.keys.active(), &claims, true, true)
+        // Sign outside the state lock (the signature is the slow part).
+        let key = inner.keys.active().clone();
+        drop(inner);
+        tokens::sign(&key, &claims, true, true)
     }
 
     /// Mints a token from a [`TokenSpec`], good or deliberately bad.
@@ -363,12 +366,10 @@ impl FakeEntra {
                 m.insert(k.clone(), v.clone());
             }
         }
-        tokens::encode_with_defect(
-            &claims,
-            inner.keys.active(),
-            inner.keys.pending(),
-            spec.bad.as_ref(),
-        )
+        // Sign outside the state lock (the signature is the slow part).
+        let (active, pending) = (inner.keys.active().clone(), inner.keys.pending().cloned());
+        drop(inner);
+        tokens::encode_with_defect(&claims, &active, pending.as_ref(), spec.bad.as_ref())
     }
 
     /// Runs `/authorize` (with `login_hint`) + PKCE S256 + code redemption through the

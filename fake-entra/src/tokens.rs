@@ -59,9 +59,39 @@ pub fn sign(key: &SigningKey, claims: &Value, v1: bool, graph_nonce: bool) -> St
     if graph_nonce {
         header.nonce = Some(URL_SAFE_NO_PAD.encode(Sha256::digest(Uuid::new_v4().as_bytes())));
     }
-    // Encoding a JSON value with a valid RSA key cannot fail; an empty string would be
-    // refused by any verifier, which is the safe outcome if it ever did.
-    jsonwebtoken::encode(&header, claims, &key.encoding).unwrap_or_default()
+    // The JWS is assembled here (what jsonwebtoken::encode does: base64url of the header's
+    // and the claims' JSON) so the signature comes from the key parsed once, not re-parsed.
+    // Serialising JSON values and signing with a loaded key cannot fail; an empty string
+    // would be refused by any verifier, which is the safe outcome if it ever did.
+    let (Ok(header), Ok(claims)) = (serde_json::to_vec(&header), serde_json::to_vec(claims)) else {
+        return String::new();
+    };
+    let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(claims));
+    match key.sign_rs256(message.as_bytes()) {
+        Ok(signature) => format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature)),
+        Err(_) => String::new(),
+    }
+}
+
+/// A token with final claims, signed later: the grants build it under the state lock and the
+/// handler signs after releasing it. Holds its own copy of the key (the private half is
+/// shared), so a key rotation in between does not change what it is signed with.
+pub(crate) struct Unsigned {
+    key: SigningKey,
+    claims: Value,
+    v1: bool,
+    graph_nonce: bool,
+}
+
+impl Unsigned {
+    pub(crate) fn new(key: &SigningKey, claims: Value, v1: bool, graph_nonce: bool) -> Self {
+        Self { key: key.clone(), claims, v1, graph_nonce }
+    }
+
+    /// The compact JWS ([`sign`]).
+    pub(crate) fn sign(&self) -> String {
+        sign(&self.key, &self.claims, self.v1, self.graph_nonce)
+    }
 }
 
 /// Times of a token.

@@ -1,4 +1,6 @@
-use fake_entra::{BadToken, TokenSpec};
+use fake_entra::{BadToken, Keys, TokenSpec, keys::KeyRing, tokens};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, jwk::Jwk};
+use serde_json::{Value, json};
 
 use crate::helpers::*;
 
@@ -91,4 +93,57 @@ async fn unpublished_key_token_validates_after_rotation() {
     assert_eq!(new, pending);
     t.validate_v2(&token).await.expect("valid after rotation");
     assert_eq!(t.entra.active_kid(), new);
+}
+
+/// The fake assembles its JWS itself and signs with `ring`; the result must be exactly what
+/// jsonwebtoken's own encoder produces from the same PEM (RS256 is deterministic).
+#[test]
+fn signing_matches_jsonwebtoken_byte_for_byte() {
+    let ring = KeyRing::load(&Keys::TestKeys).expect("test keys");
+    let pems = [
+        include_str!("../../src/test_keys/key1.pem"),
+        include_str!("../../src/test_keys/key2.pem"),
+        include_str!("../../src/test_keys/key3.pem"),
+    ];
+    let claims = json!({"aud": "api://x", "scp": "access_as_user", "n": 1, "é": "ünïcode"});
+    for (key, pem) in ring.all().iter().zip(pems) {
+        let encoding = EncodingKey::from_rsa_pem(pem.as_bytes()).expect("pem");
+        for v1 in [false, true] {
+            let mut header = Header::new(Algorithm::RS256);
+            header.typ = Some("JWT".into());
+            header.kid = Some(key.kid.clone());
+            header.x5t = v1.then(|| key.kid.clone());
+            let expected = jsonwebtoken::encode(&header, &claims, &encoding).expect("encode");
+            assert_eq!(tokens::sign(key, &claims, v1, false), expected, "kid {}", key.kid);
+        }
+    }
+}
+
+/// An OBO-shaped Graph token (v1 header with `x5t` and `nonce`) verifies with jsonwebtoken's
+/// `decode` against the JWK the fake publishes, and carries exactly the expected header.
+#[tokio::test]
+async fn graph_token_verifies_against_the_published_jwk() {
+    let t = spawn().await;
+    let (tid, oid) = t.persona("adele@contoso.com");
+    let token = t.entra.graph_token(tid, oid, &["Mail.Read", "User.Read"], true);
+    let header = segment(&token, 0);
+    let mut names: Vec<&str> =
+        header.as_object().expect("header object").keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["alg", "kid", "nonce", "typ", "x5t"]);
+    assert_eq!((header["alg"].as_str(), header["typ"].as_str()), (Some("RS256"), Some("JWT")));
+
+    let (_, jwks) = t.get_json("/common/discovery/v2.0/keys").await;
+    let published = jwks["keys"]
+        .as_array()
+        .and_then(|ks| ks.iter().find(|k| k["kid"] == header["kid"]))
+        .expect("the signing kid is published");
+    let jwk: Jwk = serde_json::from_value(published.clone()).expect("a JWK");
+    let key = DecodingKey::from_jwk(&jwk).expect("an RSA JWK");
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_audience(&[tokens::GRAPH_AUDIENCE]);
+    validation.set_issuer(&[format!("{}/{tid}/", tokens::V1_ISSUER_HOST)]);
+    let claims = jsonwebtoken::decode::<Value>(&token, &key, &validation).expect("verifies").claims;
+    assert_eq!(claims, segment(&token, 1));
+    assert_eq!(claims["oid"], oid.to_string());
 }
