@@ -1,6 +1,8 @@
 //! Throughput of fake-graph on this machine: requests/s for `GET /me/messages?$top=25` and the
-//! latency of searches over a 100,000-message generated mailbox and (driveItem search) a OneDrive
-//! with 55,000 extra text files. Run: `cargo bench -p fake-graph`.
+//! latency of `/search/query` for every Outlook/Teams/files entity type: a 100,000-message
+//! generated mailbox, a OneDrive with 55,000 extra text files, 5,000 extra events and 21,000
+//! extra chat messages (the m365-bench world's size). Also prints the heap size of the search
+//! indexes. Run: `cargo bench -p fake-graph`.
 //!
 //! The GET load comes from a minimal HTTP/1.1 keep-alive client (one connection per task, no
 //! pool, no TLS) so that the client's own cost stays small next to the server's. It is measured
@@ -29,6 +31,10 @@ use tokio::{
 const MESSAGES: usize = 100_000;
 /// Text files added to the mailbox owner's OneDrive for the driveItem search phase.
 const DRIVE_ITEMS: usize = 55_000;
+/// Events added to the mailbox owner's calendar for the event search phase.
+const EVENTS: usize = 5_000;
+/// Messages added, round-robin, to the chats of the mailbox owner for the chatMessage phase.
+const CHAT_MESSAGES: usize = 21_000;
 const ROLE_ENV: &str = "FAKE_GRAPH_BENCH_ROLE";
 const WORDS: &[&str] = &[
     "budget",
@@ -116,6 +122,30 @@ fn big_world() -> (Arc<fixtures::World>, uuid::Uuid, uuid::Uuid) {
         );
         drive.items.push(it);
     }
+    let w = |n: u64| WORDS[(n % WORDS.len() as u64) as usize];
+    let calendar =
+        tenant.content.calendars.iter_mut().find(|c| c.owner == owner).expect("calendar");
+    let template = calendar.events[0].clone();
+    for i in 0..EVENTS {
+        let mut e = template.clone();
+        e.id = format!("AAMkEvent{i:08}=");
+        e.subject = format!("{} {} sync {i}", w(next()), w(next()));
+        e.body_preview = format!("Agenda: the {} and the {}.", w(next()), w(next()));
+        e.start -= chrono::Duration::hours(i as i64);
+        e.end -= chrono::Duration::hours(i as i64);
+        calendar.events.push(e);
+    }
+    let mut chats: Vec<&mut fixtures::Chat> =
+        tenant.content.chats.iter_mut().filter(|c| c.members.contains(&owner)).collect();
+    let template = chats[0].messages[0].clone();
+    let n = chats.len();
+    for i in 0..CHAT_MESSAGES {
+        let mut m = template.clone();
+        m.id = format!("{}", 1_600_000_000_000u64 + i as u64);
+        m.body = format!("<p>Can we talk about the {} and the {}? ({i})</p>", w(next()), w(next()));
+        m.created -= chrono::Duration::minutes(i as i64);
+        chats[i % n].messages.push(m);
+    }
     (Arc::new(world), tid, owner)
 }
 
@@ -129,6 +159,11 @@ struct Served {
 async fn serve() -> Served {
     let built = Instant::now();
     let (world, tid, oid) = big_world();
+    let index_bytes = fake_graph::search_index_bytes(&world);
+    eprintln!(
+        "search indexes (text + postings, every tenant): {:.1} MiB",
+        index_bytes as f64 / 1048576.0
+    );
     let entra = fake_entra::FakeEntra::builder().world(world.clone()).start().await;
     let graph = FakeGraph::builder()
         .world(world)
@@ -139,7 +174,12 @@ async fn serve() -> Served {
         .await
         .expect("start");
     eprintln!("world with {MESSAGES} messages indexed and served in {:?}", built.elapsed());
-    let token = entra.graph_token(tid, oid, &["User.Read", "Mail.Read", "Files.Read.All"], false);
+    let token = entra.graph_token(
+        tid,
+        oid,
+        &["User.Read", "Mail.Read", "Files.Read.All", "Calendars.Read", "Chat.Read"],
+        false,
+    );
     Served { _entra: entra, graph, token }
 }
 
@@ -223,43 +263,44 @@ async fn get_load(addr: SocketAddr, token: &str, tasks: u64, secs: u64) -> (u64,
     (total, start.elapsed().as_secs_f64())
 }
 
-async fn searches(base: &str, token: &str) {
-    let client = reqwest::Client::builder().no_proxy().build().expect("client");
-    let search_url = format!("{base}/v1.0/search/query");
+/// `n` two-term `/search/query` requests for `entity`; prints p50/p95.
+async fn search_phase(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    entity: &str,
+    n: usize,
+    what: &str,
+) {
     let mut lat = Vec::new();
-    for i in 0..50 {
+    for i in 0..n {
         let q = format!("{} {}", WORDS[i % WORDS.len()], WORDS[(i * 7 + 3) % WORDS.len()]);
-        let body = serde_json::json!({"requests":[{"entityTypes":["driveItem"],"query":{"queryString": q},"from":0,"size":25}]});
+        let body = serde_json::json!({"requests":[{"entityTypes":[entity],"query":{"queryString": q},"from":0,"size":25}]});
         let t0 = Instant::now();
-        let r = client.post(&search_url).bearer_auth(token).json(&body).send().await.expect("send");
-        assert!(r.status().is_success(), "driveItem search failed: {}", r.status());
+        let r = client.post(url).bearer_auth(token).json(&body).send().await.expect("send");
+        assert!(r.status().is_success(), "{entity} search failed: {}", r.status());
         let _ = r.bytes().await.expect("body");
         lat.push(t0.elapsed());
     }
     lat.sort();
     println!(
-        "POST /search/query (driveItem, 2 terms, {DRIVE_ITEMS} extra OneDrive files): p50 {:?}, p95 {:?} (load average {})",
+        "POST /search/query ({entity}, 2 terms, {what}): p50 {:?}, p95 {:?} (load average {})",
         percentile(&lat, 0.5),
         percentile(&lat, 0.95),
         load_average()
     );
-    let mut lat = Vec::new();
-    for i in 0..200 {
-        let q = format!("{} {}", WORDS[i % WORDS.len()], WORDS[(i * 7 + 3) % WORDS.len()]);
-        let body = serde_json::json!({"requests":[{"entityTypes":["message"],"query":{"queryString": q},"from":0,"size":25}]});
-        let t0 = Instant::now();
-        let r = client.post(&search_url).bearer_auth(token).json(&body).send().await.expect("send");
-        assert!(r.status().is_success());
-        let _ = r.bytes().await;
-        lat.push(t0.elapsed());
-    }
-    lat.sort();
-    println!(
-        "POST /search/query (message, 2 terms, 100k mailbox): p50 {:?}, p95 {:?} (load average {})",
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.95),
-        load_average()
-    );
+}
+
+async fn searches(base: &str, token: &str) {
+    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let url = format!("{base}/v1.0/search/query");
+    let files = format!("{DRIVE_ITEMS} extra OneDrive files");
+    search_phase(&client, &url, token, "driveItem", 100, &files).await;
+    search_phase(&client, &url, token, "message", 200, "100k mailbox").await;
+    let events = format!("{EVENTS} extra events");
+    search_phase(&client, &url, token, "event", 200, &events).await;
+    let chats = format!("{CHAT_MESSAGES} extra chat messages");
+    search_phase(&client, &url, token, "chatMessage", 200, &chats).await;
     let mut lat = Vec::new();
     for i in 0..100 {
         let u = format!("{base}/v1.0/me/messages?$search=\"{}\"&$top=25", WORDS[i % WORDS.len()]);

@@ -6,6 +6,8 @@
 //! Property names are case-insensitive; a property a document does not know matches nothing
 //! (Graph: a restriction on a non-queryable property matches nothing).
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 
 /// Lower-cased, tokenised text: `" tok1 tok2 … "`, so term and phrase matching are substring
@@ -22,6 +24,11 @@ impl SearchText {
             out.push(' ');
         }
         Self(out)
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.0.capacity()
     }
 
     pub fn tokens(&self) -> impl Iterator<Item = &str> {
@@ -137,6 +144,10 @@ pub trait KqlDoc {
     fn text(&self) -> &SearchText;
     /// Value of a property restriction (`name` is lower case).
     fn prop(&self, name: &str) -> PropValue;
+    /// The same value, borrowed where the document holds it ready (hot search scans).
+    fn prop_ref(&self, name: &str) -> PropRef<'_> {
+        PropRef::Owned(self.prop(name))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -486,6 +497,391 @@ fn date_matches(d: DateTime<Utc>, op: Op, value: &str) -> bool {
         Op::Le => d < end,
         Op::Lt => d < start,
     }
+}
+
+/// A property value borrowed from the document, so that evaluating a restriction over many
+/// documents allocates nothing; `Owned` wraps [`KqlDoc::prop`] for documents that build values.
+pub enum PropRef<'a> {
+    Text(&'a SearchText),
+    Url(&'a str),
+    Keyword(&'a str),
+    Owned(PropValue),
+}
+
+/// A query compiled once per request: restriction values are tokenised, lower-cased and parsed
+/// (dates) up front, so [`Query::matches`] does no per-document allocation. It gives exactly the
+/// answers of [`Expr::matches`] (the reference evaluator, kept for `$search` and as the oracle of
+/// the differential tests).
+#[derive(Debug, Clone)]
+pub struct Query {
+    root: Node,
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    All,
+    /// One whole token, or a `token*` prefix.
+    Token(String, bool),
+    /// Consecutive tokens (an empty list matches nothing).
+    Phrase(Vec<String>),
+    And(Vec<Node>),
+    Or(Vec<Node>),
+    Not(Box<Node>),
+    Prop {
+        name: String,
+        op: Op,
+        test: Box<PropTest>,
+    },
+}
+
+/// Every reading of a restriction value, prepared once; which one applies depends on the kind of
+/// value the document gives for the property.
+#[derive(Debug, Clone)]
+struct PropTest {
+    text: TextTest,
+    /// `value` without a trailing `*` (URL prefix/equality, ASCII case-insensitive).
+    url: String,
+    /// `value` without leading dots (keyword equality).
+    keyword: String,
+    boolean: Option<bool>,
+    date: DateTest,
+}
+
+#[derive(Debug, Clone)]
+enum TextTest {
+    Never,
+    Token(String, bool),
+    Phrase(Vec<String>),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum DateTest {
+    Never,
+    /// `a..b`: the operator is ignored.
+    Between(DateTime<Utc>, DateTime<Utc>),
+    /// One day or instant `[start, end)`, compared with the operator.
+    At(DateTime<Utc>, DateTime<Utc>),
+}
+
+impl Query {
+    pub fn new(expr: &Expr) -> Self {
+        Self { root: compile(expr) }
+    }
+
+    pub fn matches(&self, doc: &dyn KqlDoc) -> bool {
+        eval(&self.root, doc)
+    }
+}
+
+fn term_node(tokens: &[String], prefix: bool) -> Node {
+    if tokens.len() == 1 {
+        Node::Token(tokens[0].clone(), prefix)
+    } else {
+        Node::Phrase(tokens.to_vec())
+    }
+}
+
+fn compile(expr: &Expr) -> Node {
+    match expr {
+        Expr::All => Node::All,
+        Expr::Term { tokens, prefix } => term_node(tokens, *prefix),
+        Expr::Phrase(tokens) => Node::Phrase(tokens.clone()),
+        Expr::And(parts) => Node::And(parts.iter().map(compile).collect()),
+        Expr::Or(parts) => Node::Or(parts.iter().map(compile).collect()),
+        Expr::Not(inner) => Node::Not(Box::new(compile(inner))),
+        Expr::Prop { name, op, value } => {
+            let prefix = value.ends_with('*');
+            let tokens = tokenize(value.trim_end_matches('*'));
+            let text = match tokens.len() {
+                0 => TextTest::Never,
+                1 => TextTest::Token(tokens[0].clone(), prefix),
+                _ => TextTest::Phrase(tokens),
+            };
+            let boolean = match value.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => Some(true),
+                "false" | "0" | "no" => Some(false),
+                _ => None,
+            };
+            let date = match value.split_once("..") {
+                Some((a, b)) => match (parse_date_range(a), parse_date_range(b)) {
+                    (Some((start, _)), Some((_, end))) => DateTest::Between(start, end),
+                    _ => DateTest::Never,
+                },
+                None => match parse_date_range(value) {
+                    Some((start, end)) => DateTest::At(start, end),
+                    None => DateTest::Never,
+                },
+            };
+            Node::Prop {
+                name: name.clone(),
+                op: *op,
+                test: Box::new(PropTest {
+                    text,
+                    url: value.trim_end_matches('*').to_owned(),
+                    keyword: value.trim_start_matches('.').to_owned(),
+                    boolean,
+                    date,
+                }),
+            }
+        }
+    }
+}
+
+fn eval(node: &Node, doc: &dyn KqlDoc) -> bool {
+    match node {
+        Node::All => true,
+        Node::Token(t, prefix) => doc.text().has_token(t, *prefix),
+        Node::Phrase(tokens) => doc.text().has_phrase(tokens),
+        Node::And(parts) => parts.iter().all(|p| eval(p, doc)),
+        Node::Or(parts) => parts.iter().any(|p| eval(p, doc)),
+        Node::Not(inner) => !eval(inner, doc),
+        Node::Prop { name, op, test } => match doc.prop_ref(name) {
+            PropRef::Text(text) => text_test(text, *op, test),
+            PropRef::Url(url) => url_test(url, *op, test),
+            PropRef::Keyword(k) => keyword_test(k, *op, test),
+            PropRef::Owned(value) => match &value {
+                PropValue::Unknown => false,
+                PropValue::Text(text) => text_test(text, *op, test),
+                PropValue::Url(url) => url_test(url, *op, test),
+                PropValue::Keyword(k) => keyword_test(k, *op, test),
+                PropValue::Bool(b) => match (test.boolean, op) {
+                    (None, _) => false,
+                    (Some(want), Op::Colon | Op::Eq) => *b == want,
+                    (Some(want), Op::Ne) => *b != want,
+                    _ => false,
+                },
+                PropValue::Date(d) => match test.date {
+                    DateTest::Never => false,
+                    DateTest::Between(start, end) => *d >= start && *d < end,
+                    DateTest::At(start, end) => match op {
+                        Op::Colon | Op::Eq => *d >= start && *d < end,
+                        Op::Ne => *d < start || *d >= end,
+                        Op::Ge => *d >= start,
+                        Op::Gt => *d >= end,
+                        Op::Le => *d < end,
+                        Op::Lt => *d < start,
+                    },
+                },
+            },
+        },
+    }
+}
+
+fn text_test(text: &SearchText, op: Op, test: &PropTest) -> bool {
+    let hit = match &test.text {
+        TextTest::Never => false,
+        TextTest::Token(t, prefix) => text.has_token(t, *prefix),
+        TextTest::Phrase(tokens) => text.has_phrase(tokens),
+    };
+    match op {
+        Op::Colon | Op::Eq => hit,
+        Op::Ne => !hit,
+        _ => false,
+    }
+}
+
+fn url_test(url: &str, op: Op, test: &PropTest) -> bool {
+    // ASCII lower-casing keeps byte lengths, so these equal comparing lower-cased copies.
+    let want = test.url.as_bytes();
+    let eq = url.eq_ignore_ascii_case(&test.url);
+    match op {
+        Op::Colon => {
+            url.len() >= want.len() && url.as_bytes()[..want.len()].eq_ignore_ascii_case(want)
+        }
+        Op::Eq => eq,
+        Op::Ne => !eq,
+        _ => false,
+    }
+}
+
+fn keyword_test(k: &str, op: Op, test: &PropTest) -> bool {
+    let eq = k.eq_ignore_ascii_case(&test.keyword);
+    match op {
+        Op::Colon | Op::Eq => eq,
+        Op::Ne => !eq,
+        _ => false,
+    }
+}
+
+/// An inverted index over one collection of documents: token → ascending document positions.
+///
+/// It narrows a query to candidates ([`PostingIndex::candidates`]); the candidates are then
+/// verified with [`Query::matches`], so the index only ever has to give a superset of the matches.
+#[derive(Debug, Default)]
+pub struct PostingIndex {
+    postings: HashMap<Box<str>, Vec<u32>>,
+    /// The tokens in sorted order, for `prefix*` terms.
+    vocab: Vec<Box<str>>,
+}
+
+impl PostingIndex {
+    /// Indexes documents in position order.
+    pub fn build<'a>(texts: impl IntoIterator<Item = &'a SearchText>) -> Self {
+        let mut postings: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+        for (pos, text) in texts.into_iter().enumerate() {
+            let pos = pos as u32;
+            for token in text.tokens() {
+                match postings.get_mut(token) {
+                    Some(list) => {
+                        if list.last() != Some(&pos) {
+                            list.push(pos);
+                        }
+                    }
+                    None => {
+                        postings.insert(token.into(), vec![pos]);
+                    }
+                }
+            }
+        }
+        for list in postings.values_mut() {
+            list.shrink_to_fit();
+        }
+        let mut vocab: Vec<Box<str>> = postings.keys().cloned().collect();
+        vocab.sort_unstable();
+        Self { postings, vocab }
+    }
+
+    /// The positions of the documents containing `token`.
+    pub fn get(&self, token: &str) -> Option<&Vec<u32>> {
+        self.postings.get(token)
+    }
+
+    /// Approximate heap bytes held (keys, lists, table slots).
+    pub fn heap_bytes(&self) -> usize {
+        let slot = std::mem::size_of::<(Box<str>, Vec<u32>)>() + 1;
+        self.postings.iter().map(|(k, v)| 2 * k.len() + 4 * v.capacity()).sum::<usize>()
+            + self.postings.capacity() * slot
+            + self.vocab.capacity() * std::mem::size_of::<Box<str>>()
+    }
+
+    fn token(&self, token: &str, prefix: bool) -> Option<Vec<u32>> {
+        if !prefix {
+            return Some(self.get(token).cloned().unwrap_or_default());
+        }
+        if token.is_empty() {
+            return None;
+        }
+        let start = self.vocab.partition_point(|t| &**t < token);
+        let mut out: Vec<u32> = Vec::new();
+        let mut lists = 0;
+        for t in self.vocab[start..].iter().take_while(|t| t.starts_with(token)) {
+            out.extend_from_slice(&self.postings[t]);
+            lists += 1;
+        }
+        if lists > 1 {
+            out.sort_unstable();
+            out.dedup();
+        }
+        Some(out)
+    }
+
+    fn phrase(&self, tokens: &[String]) -> Option<Vec<u32>> {
+        if tokens.iter().any(String::is_empty) {
+            return None;
+        }
+        let mut lists: Vec<&[u32]> = Vec::with_capacity(tokens.len());
+        for t in tokens {
+            lists.push(self.get(t).map(Vec::as_slice).unwrap_or(&[]));
+        }
+        lists.sort_by_key(|l| l.len());
+        let Some((first, rest)) = lists.split_first() else { return Some(Vec::new()) };
+        Some(rest.iter().fold(first.to_vec(), |acc, l| intersect(&acc, l)))
+    }
+
+    /// A superset of the positions `query` matches, ascending; `None` when the index cannot
+    /// narrow it (every document is a candidate). `in_text(name)` says whether the text of the
+    /// property `name` is part of the indexed text (so `name:term` can use the postings).
+    pub fn candidates(&self, query: &Query, in_text: &dyn Fn(&str) -> bool) -> Option<Vec<u32>> {
+        self.node(&query.root, in_text)
+    }
+
+    /// Whether [`PostingIndex::candidates`] gives exactly the matches of `query` (no need to
+    /// verify them): only terms of one token (`term`, `term*`) combined by AND and OR.
+    pub fn is_exact(query: &Query) -> bool {
+        fn exact(node: &Node) -> bool {
+            match node {
+                Node::Token(t, _) => !t.is_empty(),
+                Node::And(parts) | Node::Or(parts) => !parts.is_empty() && parts.iter().all(exact),
+                _ => false,
+            }
+        }
+        exact(&query.root)
+    }
+
+    fn node(&self, node: &Node, in_text: &dyn Fn(&str) -> bool) -> Option<Vec<u32>> {
+        match node {
+            Node::All | Node::Not(_) => None,
+            Node::Token(t, prefix) => self.token(t, *prefix),
+            Node::Phrase(tokens) => self.phrase(tokens),
+            Node::And(parts) => {
+                let mut sets: Vec<Vec<u32>> =
+                    parts.iter().filter_map(|p| self.node(p, in_text)).collect();
+                sets.sort_by_key(Vec::len);
+                let mut it = sets.into_iter();
+                let first = it.next()?;
+                Some(it.fold(first, |acc, s| intersect(&acc, &s)))
+            }
+            Node::Or(parts) => {
+                let mut out = Vec::new();
+                for p in parts {
+                    out = union(&out, &self.node(p, in_text)?);
+                }
+                Some(out)
+            }
+            Node::Prop { name, op: Op::Colon | Op::Eq, test } if in_text(name) => {
+                match &test.text {
+                    TextTest::Never => Some(Vec::new()),
+                    TextTest::Token(t, prefix) => self.token(t, *prefix),
+                    TextTest::Phrase(tokens) => self.phrase(tokens),
+                }
+            }
+            Node::Prop { .. } => None,
+        }
+    }
+}
+
+/// Intersection of two ascending lists.
+pub fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::with_capacity(a.len().min(b.len()));
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Union of two ascending lists.
+pub fn union(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
 }
 
 /// A hit summary: up to ~30 words around the first matching word, hit terms in `<c0>…</c0>`,

@@ -61,6 +61,7 @@ pub use auth::{CaeEvent, Caller};
 pub use error::{GraphError, Service};
 pub use faults::{Fault, FaultMatch, FaultRule, RetryAfter, ThrottleKind};
 pub use journal::JournalEntry;
+pub use store::search_index_bytes;
 
 use crate::{auth::Auth, faults::Faults, journal::Journal, store::Store};
 

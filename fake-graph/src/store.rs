@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use fixtures::{Drive, DriveItem, Tenant, User, World};
 use uuid::Uuid;
 
-use crate::kql::SearchText;
+use crate::kql::{PostingIndex, SearchText};
 
 /// The world plus indexes, behind one `RwLock` in the server state.
 pub struct Store {
@@ -34,6 +34,46 @@ pub struct TenantIndex {
     pub sites: HashMap<String, usize>,
     pub chats: HashMap<String, usize>,
     pub teams: HashMap<String, usize>,
+    /// Search data of each calendar, same positions as `content.calendars`.
+    pub calendar_search: Vec<TextIndex>,
+    /// Search data of each chat's messages, same positions as `content.chats`.
+    pub chat_search: Vec<ChatSearch>,
+    /// Search data of each channel's messages: `[team position][channel position]`.
+    pub channel_search: Vec<Vec<ChatSearch>>,
+}
+
+/// Per-document search text plus its inverted index (same positions as the documents).
+#[derive(Default)]
+pub struct TextIndex {
+    pub text: Vec<SearchText>,
+    pub postings: PostingIndex,
+}
+
+impl TextIndex {
+    fn new(text: Vec<SearchText>) -> Self {
+        let postings = PostingIndex::build(&text);
+        Self { text, postings }
+    }
+
+    /// Approximate heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.text.iter().map(SearchText::heap_bytes).sum::<usize>() + self.postings.heap_bytes()
+    }
+}
+
+/// Chat or channel messages prepared for search: the plain-text bodies (the hit summaries)
+/// and their index.
+#[derive(Default)]
+pub struct ChatSearch {
+    pub plain: Vec<String>,
+    pub index: TextIndex,
+}
+
+fn chat_search(messages: &[fixtures::ChatMessage]) -> ChatSearch {
+    let plain: Vec<String> =
+        messages.iter().map(|m| crate::routes::mail::html_to_text(&m.body)).collect();
+    let text = plain.iter().map(|p| SearchText::new(p)).collect();
+    ChatSearch { plain, index: TextIndex::new(text) }
 }
 
 pub struct MailboxIndex {
@@ -42,10 +82,12 @@ pub struct MailboxIndex {
     pub by_received_desc: Vec<u32>,
     pub by_id: HashMap<String, u32>,
     pub by_immutable_id: HashMap<String, u32>,
+    /// Position → rank in newest-`sent`-first order (ties by position): search hit order.
+    pub sent_rank: Vec<u32>,
     /// Per-message searchable text, same positions as the messages.
     pub text: Vec<SearchText>,
     /// Inverted index: token → message positions (ascending), used to narrow KQL scans.
-    pub postings: HashMap<String, Vec<u32>>,
+    pub postings: PostingIndex,
 }
 
 pub struct DriveIndex {
@@ -56,6 +98,8 @@ pub struct DriveIndex {
     /// Per-item search data, same positions as the drive's items: built once here so a
     /// `/search/query` scan neither decodes file bytes nor lower-cases text per request.
     pub search: Vec<ItemSearch>,
+    /// Inverted index over `search[..].text`.
+    pub postings: PostingIndex,
 }
 
 /// What `/search/query` matches a drive item against.
@@ -64,6 +108,12 @@ pub struct ItemSearch {
     pub text: SearchText,
     /// Display name of the creating user (empty when unknown).
     pub author: String,
+    /// Tokenised name (`filename:`), and the author's (`author:`): built here so that
+    /// restrictions allocate nothing per item.
+    pub name: SearchText,
+    pub author_text: SearchText,
+    /// The extension after the last dot (empty without one).
+    pub ext: String,
 }
 
 impl Store {
@@ -130,6 +180,50 @@ impl Store {
     }
 }
 
+/// Heap bytes of the search data (per-document text and postings) the store builds for `world`:
+/// reported by the throughput bench.
+pub fn search_index_bytes(world: &World) -> usize {
+    world.tenants.iter().enumerate().map(|(pos, t)| index_tenant(pos, t).search_bytes()).sum()
+}
+
+impl TenantIndex {
+    fn search_bytes(&self) -> usize {
+        let mail: usize = self
+            .mailboxes
+            .values()
+            .map(|m| {
+                m.text.iter().map(SearchText::heap_bytes).sum::<usize>()
+                    + m.postings.heap_bytes()
+                    + 4 * m.sent_rank.capacity()
+            })
+            .sum();
+        let drives: usize = self
+            .drives
+            .values()
+            .map(|d| {
+                d.search
+                    .iter()
+                    .map(|s| {
+                        s.text.heap_bytes()
+                            + s.name.heap_bytes()
+                            + s.author_text.heap_bytes()
+                            + s.author.capacity()
+                            + s.ext.capacity()
+                    })
+                    .sum::<usize>()
+                    + d.postings.heap_bytes()
+            })
+            .sum();
+        let chats = |c: &ChatSearch| {
+            c.plain.iter().map(String::capacity).sum::<usize>() + c.index.heap_bytes()
+        };
+        mail + drives
+            + self.calendar_search.iter().map(TextIndex::heap_bytes).sum::<usize>()
+            + self.chat_search.iter().map(chats).sum::<usize>()
+            + self.channel_search.iter().flatten().map(chats).sum::<usize>()
+    }
+}
+
 fn index_tenant(pos: usize, t: &Tenant) -> TenantIndex {
     let mut idx = TenantIndex { pos, ..TenantIndex::default() };
     let group_ids: HashMap<String, Uuid> =
@@ -150,6 +244,22 @@ fn index_tenant(pos: usize, t: &Tenant) -> TenantIndex {
     }
     for (i, c) in t.content.calendars.iter().enumerate() {
         idx.calendars.insert(c.owner, i);
+        // The text `event` search matches (subject, preview, location, organiser).
+        let text = c
+            .events
+            .iter()
+            .map(|e| {
+                SearchText::new(&format!(
+                    "{} {} {} {} {}",
+                    e.subject,
+                    e.body_preview,
+                    e.location.as_deref().unwrap_or(""),
+                    e.organizer.name,
+                    e.organizer.address
+                ))
+            })
+            .collect();
+        idx.calendar_search.push(TextIndex::new(text));
     }
     // First user with the oid wins, as a linear search over `users` would find.
     let mut author_of: HashMap<Uuid, &str> = HashMap::with_capacity(t.users.len());
@@ -163,6 +273,7 @@ fn index_tenant(pos: usize, t: &Tenant) -> TenantIndex {
             children: HashMap::new(),
             root: None,
             search: Vec::with_capacity(d.items.len()),
+            postings: PostingIndex::default(),
         };
         for (j, item) in d.items.iter().enumerate() {
             di.items.insert(item.id.clone(), j);
@@ -174,7 +285,9 @@ fn index_tenant(pos: usize, t: &Tenant) -> TenantIndex {
                 crate::routes::files::file_text(item),
                 author
             ));
-            di.search.push(ItemSearch { text, author });
+            let ext = item.name.rsplit_once('.').map(|(_, e)| e.to_owned()).unwrap_or_default();
+            let (name, author_text) = (SearchText::new(&item.name), SearchText::new(&author));
+            di.search.push(ItemSearch { text, author, name, author_text, ext });
             match &item.parent_id {
                 Some(parent) => di.children.entry(parent.clone()).or_default().push(j),
                 None => di.root = Some(j),
@@ -183,6 +296,7 @@ fn index_tenant(pos: usize, t: &Tenant) -> TenantIndex {
         if let (fixtures::DriveType::Business, Some(owner)) = (d.drive_type, d.owner) {
             idx.onedrive_by_owner.insert(owner, d.id.clone());
         }
+        di.postings = PostingIndex::build(di.search.iter().map(|s| &s.text));
         idx.drives.insert(d.id.clone(), di);
     }
     for (i, s) in t.content.sites.iter().enumerate() {
@@ -190,9 +304,11 @@ fn index_tenant(pos: usize, t: &Tenant) -> TenantIndex {
     }
     for (i, c) in t.content.chats.iter().enumerate() {
         idx.chats.insert(c.id.clone(), i);
+        idx.chat_search.push(chat_search(&c.messages));
     }
     for (i, team) in t.content.teams.iter().enumerate() {
         idx.teams.insert(team.id.to_string(), i);
+        idx.channel_search.push(team.channels.iter().map(|c| chat_search(&c.messages)).collect());
     }
     idx
 }
@@ -203,7 +319,6 @@ fn index_mailbox(pos: usize, mb: &fixtures::Mailbox) -> MailboxIndex {
     let mut by_id = HashMap::with_capacity(mb.messages.len());
     let mut by_immutable_id = HashMap::with_capacity(mb.messages.len());
     let mut text = Vec::with_capacity(mb.messages.len());
-    let mut postings: HashMap<String, Vec<u32>> = HashMap::new();
     for (i, m) in mb.messages.iter().enumerate() {
         by_id.insert(m.id.clone(), i as u32);
         by_immutable_id.insert(m.immutable_id.clone(), i as u32);
@@ -216,14 +331,15 @@ fn index_mailbox(pos: usize, mb: &fixtures::Mailbox) -> MailboxIndex {
             full.push_str(&a.name);
             full.push(' ');
         }
-        let st = SearchText::new(&full);
-        for token in st.tokens() {
-            let list = postings.entry(token.to_owned()).or_default();
-            if list.last() != Some(&(i as u32)) {
-                list.push(i as u32);
-            }
-        }
-        text.push(st);
+        text.push(SearchText::new(&full));
     }
-    MailboxIndex { pos, by_received_desc: order, by_id, by_immutable_id, text, postings }
+    let postings = PostingIndex::build(&text);
+    let mut by_sent: Vec<u32> = (0..mb.messages.len() as u32).collect();
+    // Stable, so equal times keep position order.
+    by_sent.sort_by(|a, b| mb.messages[*b as usize].sent.cmp(&mb.messages[*a as usize].sent));
+    let mut sent_rank = vec![0; by_sent.len()];
+    for (rank, pos) in by_sent.into_iter().enumerate() {
+        sent_rank[pos as usize] = rank as u32;
+    }
+    MailboxIndex { pos, by_received_desc: order, by_id, by_immutable_id, sent_rank, text, postings }
 }

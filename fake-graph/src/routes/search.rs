@@ -3,6 +3,11 @@
 //! caps, `from = 0` first, no sorting or aggregations where Graph refuses them), then the KQL
 //! query runs over what the caller may see — trimming happens before paging, so `total` and
 //! `moreResultsAvailable` never count hidden items.
+//!
+//! Matching never scans: each collection (a mailbox, a calendar, a chat or channel, a drive) has
+//! an inverted index in the store; the query gives candidate positions from the postings
+//! ([`PostingIndex::candidates`]), which are verified with the compiled [`Query`] in position
+//! order, so the hits, their order and the totals equal a full scan's.
 
 use std::collections::HashSet;
 
@@ -16,9 +21,9 @@ use super::{Ctx, json};
 use crate::{
     auth::perms,
     error::{GraphError, GraphResult},
-    kql::{self, Expr, KqlDoc, PropValue, SearchText},
+    kql::{self, Expr, KqlDoc, PostingIndex, PropRef, PropValue, Query, SearchText},
     routes::{files, mail},
-    store::DriveIndex,
+    store::{DriveIndex, ItemSearch},
     trimming,
 };
 
@@ -162,8 +167,8 @@ pub fn query(ctx: &Ctx<'_>) -> GraphResult {
     // Hits are built lazily so that only the requested page is rendered.
     let (total_matches, hits) = match kind.as_str() {
         "message" => message_hits(ctx, &expr, from, size)?,
-        "event" => window(event_hits(ctx, &expr)?, from, size),
-        "chatmessage" => window(chat_hits(ctx, &expr)?, from, size),
+        "event" => event_hits(ctx, &expr, from, size)?,
+        "chatmessage" => chat_hits(ctx, &expr, from, size)?,
         _ => sharepoint_hits(ctx, &expr, &unique, from, size)?,
     };
     let terms = expr.highlight_terms();
@@ -196,12 +201,6 @@ struct Hit {
     resource: Value,
 }
 
-/// The total and the `[from, from + size)` window of a hit list.
-fn window(hits: Vec<Hit>, from: usize, size: usize) -> (usize, Vec<Hit>) {
-    let total = hits.len();
-    (total, hits.into_iter().skip(from).take(size).collect())
-}
-
 fn message_hits(
     ctx: &Ctx<'_>,
     expr: &Expr,
@@ -212,7 +211,12 @@ fn message_hits(
     let Some(mbi) = idx.mailboxes.get(&ctx.caller.oid) else { return Ok((0, Vec::new())) };
     let (tenant, _) = ctx.tenant()?;
     let mb = &tenant.content.mailboxes[mbi.pos];
-    let positions = mail::search_mailbox(mb, mbi, expr);
+    let query = Query::new(expr);
+    let mut positions = matching(&mbi.postings, mb.messages.len(), &query, &message_in_text, |i| {
+        query.matches(&mail::MsgDoc { m: &mb.messages[i as usize], text: &mbi.text[i as usize] })
+    });
+    // Newest `sent` first, equal times in position order (the scan's stable sort), by rank.
+    positions.sort_unstable_by_key(|i| mbi.sent_rank[*i as usize]);
     let immutable = ctx.prefs.immutable_id;
     let total = positions.len();
     Ok((total, positions
@@ -244,14 +248,51 @@ fn message_hits(
         .collect()))
 }
 
+/// The positions (ascending) of the documents `query` matches: the index's candidates, or every
+/// position when it cannot narrow the query, verified by `is_match`.
+fn matching(
+    index: &PostingIndex,
+    len: usize,
+    query: &Query,
+    in_text: &dyn Fn(&str) -> bool,
+    mut is_match: impl FnMut(u32) -> bool,
+) -> Vec<u32> {
+    match index.candidates(query, in_text) {
+        Some(candidates) if PostingIndex::is_exact(query) => candidates,
+        Some(candidates) => candidates.into_iter().filter(|i| is_match(*i)).collect(),
+        None => (0..len as u32).filter(|i| is_match(*i)).collect(),
+    }
+}
+
+/// Message properties whose tokens are all in the indexed message text (subject, sender,
+/// attachment names): `name:term` on them can use the postings. `body` is not (the index holds
+/// the raw body, the property its plain text).
+fn message_in_text(name: &str) -> bool {
+    matches!(name, "from" | "subject" | "attachment" | "attachmentnames")
+}
+
+/// Event properties inside the indexed event text.
+fn event_in_text(name: &str) -> bool {
+    matches!(name, "subject" | "title" | "organizer" | "from" | "location")
+}
+
+/// Drive item properties inside the indexed item text (name, file text, author).
+fn item_in_text(name: &str) -> bool {
+    matches!(name, "filename" | "title" | "author" | "createdby" | "modifiedby")
+}
+
+fn none_in_text(_: &str) -> bool {
+    false
+}
+
 struct EventDoc<'a> {
     e: &'a Event,
-    text: SearchText,
+    text: &'a SearchText,
 }
 
 impl KqlDoc for EventDoc<'_> {
     fn text(&self) -> &SearchText {
-        &self.text
+        self.text
     }
     fn prop(&self, name: &str) -> PropValue {
         match name {
@@ -287,27 +328,32 @@ fn pascal(s: &str) -> String {
     }
 }
 
-fn event_hits(ctx: &Ctx<'_>, expr: &Expr) -> Result<Vec<Hit>, GraphError> {
+/// The total and the `[from, from + size)` page of event hits, latest start first.
+fn event_hits(
+    ctx: &Ctx<'_>,
+    expr: &Expr,
+    from: usize,
+    size: usize,
+) -> Result<(usize, Vec<Hit>), GraphError> {
     let (tenant, idx) = ctx.tenant()?;
-    let Some(pos) = idx.calendars.get(&ctx.caller.oid) else { return Ok(Vec::new()) };
-    let mut events: Vec<&Event> = tenant.content.calendars[*pos]
-        .events
-        .iter()
-        .filter(|e| {
-            let text = SearchText::new(&format!(
-                "{} {} {} {} {}",
-                e.subject,
-                e.body_preview,
-                e.location.as_deref().unwrap_or(""),
-                e.organizer.name,
-                e.organizer.address
-            ));
-            expr.matches(&EventDoc { e, text })
+    let Some(pos) = idx.calendars.get(&ctx.caller.oid) else { return Ok((0, Vec::new())) };
+    let all = &tenant.content.calendars[*pos].events;
+    let search = &idx.calendar_search[*pos];
+    let query = Query::new(expr);
+    let mut events: Vec<&Event> =
+        matching(&search.postings, all.len(), &query, &event_in_text, |i| {
+            let e = &all[i as usize];
+            query.matches(&EventDoc { e, text: &search.text[i as usize] })
         })
+        .into_iter()
+        .map(|i| &all[i as usize])
         .collect();
     events.sort_by_key(|e| std::cmp::Reverse(e.start));
-    Ok(events
+    let total = events.len();
+    let page = events
         .into_iter()
+        .skip(from)
+        .take(size)
         .map(|e| Hit {
             hit_id: e.id.clone(),
             summary_text: format!("{} {}", e.subject, e.body_preview),
@@ -323,23 +369,25 @@ fn event_hits(ctx: &Ctx<'_>, expr: &Expr) -> Result<Vec<Hit>, GraphError> {
                 "type": match e.event_type.as_str() { "singleInstance" => "Single".to_owned(), other => pascal(other) },
             }),
         })
-        .collect())
+        .collect();
+    Ok((total, page))
 }
 
-struct ChatDoc {
-    text: SearchText,
-    from: String,
+struct ChatDoc<'a> {
+    text: &'a SearchText,
+    /// The sender's display name and mail.
+    from: (&'a str, &'a str),
     created: chrono::DateTime<chrono::Utc>,
     mentioned: bool,
 }
 
-impl KqlDoc for ChatDoc {
+impl KqlDoc for ChatDoc<'_> {
     fn text(&self) -> &SearchText {
-        &self.text
+        self.text
     }
     fn prop(&self, name: &str) -> PropValue {
         match name {
-            "from" => PropValue::Text(SearchText::new(&self.from)),
+            "from" => PropValue::Text(SearchText::new(&format!("{} {}", self.from.0, self.from.1))),
             "sent" | "created" => PropValue::Date(self.created),
             "ismentioned" => PropValue::Bool(self.mentioned),
             "hasattachment" | "hasattachments" => PropValue::Bool(false),
@@ -353,40 +401,88 @@ fn exchange_like_id(parts: &str) -> String {
     format!("AAMkA{}", STANDARD.encode(&digest[..30]))
 }
 
-fn chat_hits(ctx: &Ctx<'_>, expr: &Expr) -> Result<Vec<Hit>, GraphError> {
-    let (tenant, _) = ctx.tenant()?;
+/// A chat or channel message that matched, rendered only if it lands on the page.
+struct ChatFound<'a> {
+    message: &'a fixtures::ChatMessage,
+    plain: &'a str,
+    chat_id: Option<&'a str>,
+    /// (team id, channel id) for channel messages.
+    channel: Option<(uuid::Uuid, &'a str)>,
+}
+
+/// The total and the `[from, from + size)` page of chat and channel message hits, newest first.
+fn chat_hits(
+    ctx: &Ctx<'_>,
+    expr: &Expr,
+    from: usize,
+    size: usize,
+) -> Result<(usize, Vec<Hit>), GraphError> {
+    let (tenant, idx) = ctx.tenant()?;
     let me = ctx.caller.oid;
     let person = |oid: uuid::Uuid| {
-        tenant
-            .users
-            .iter()
-            .find(|u| u.oid == oid)
-            .map(|u| (u.display_name.clone(), u.mail.clone()))
+        idx.users_by_oid
+            .get(&oid)
+            .map(|p| (tenant.users[*p].display_name.as_str(), tenant.users[*p].mail.as_str()))
             .unwrap_or_default()
     };
-    let mut found: Vec<(chrono::DateTime<chrono::Utc>, Hit)> = Vec::new();
-    let mut consider = |m: &fixtures::ChatMessage,
-                        chat_id: Option<&str>,
-                        channel: Option<(String, String)>| {
-        let (name, mail) = person(m.from);
-        let body = mail::html_to_text(&m.body);
-        let doc = ChatDoc {
-            text: SearchText::new(&body),
-            from: format!("{name} {mail}"),
-            created: m.created,
-            mentioned: m.mentions.contains(&me),
-        };
-        if !expr.matches(&doc) {
-            return;
+    let query = Query::new(expr);
+    type Source<'a> = (
+        &'a [fixtures::ChatMessage],
+        &'a crate::store::ChatSearch,
+        Option<&'a str>,
+        Option<(uuid::Uuid, &'a str)>,
+    );
+    let mut sources: Vec<Source<'_>> = Vec::new();
+    for (pos, chat) in
+        tenant.content.chats.iter().enumerate().filter(|(_, c)| c.members.contains(&me))
+    {
+        sources.push((&chat.messages, &idx.chat_search[pos], Some(&chat.id), None));
+    }
+    for (t, team) in
+        tenant.content.teams.iter().enumerate().filter(|(_, t)| t.members.contains(&me))
+    {
+        for (pos, c) in team
+            .channels
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.membership_type != "private" || c.members.contains(&me))
+        {
+            sources.push((&c.messages, &idx.channel_search[t][pos], None, Some((team.id, &c.id))));
         }
-        let hit = Hit {
+    }
+    let mut found: Vec<ChatFound<'_>> = Vec::new();
+    for (messages, search, chat_id, channel) in sources {
+        let hits = matching(&search.index.postings, messages.len(), &query, &none_in_text, |i| {
+            let m = &messages[i as usize];
+            query.matches(&ChatDoc {
+                text: &search.index.text[i as usize],
+                from: person(m.from),
+                created: m.created,
+                mentioned: m.mentions.contains(&me),
+            })
+        });
+        found.extend(hits.into_iter().map(|i| ChatFound {
+            message: &messages[i as usize],
+            plain: &search.plain[i as usize],
+            chat_id,
+            channel,
+        }));
+    }
+    // Stable: equal times keep scan order (chats, then channels; positions ascending).
+    found.sort_by_key(|f| std::cmp::Reverse(f.message.created));
+    let total = found.len();
+    let render = |f: ChatFound<'_>| {
+        let m = f.message;
+        let (name, mail) = person(m.from);
+        let (chat_id, channel) = (f.chat_id, f.channel.map(|(t, c)| (t.to_string(), c)));
+        Hit {
             hit_id: exchange_like_id(&format!(
                 "{}|{}|{}",
                 chat_id.unwrap_or(""),
-                channel.as_ref().map(|c| c.1.as_str()).unwrap_or(""),
+                channel.as_ref().map(|c| c.1).unwrap_or(""),
                 m.id
             )),
-            summary_text: body,
+            summary_text: f.plain.to_owned(),
             resource: json!({
                 "@odata.type": "microsoft.graph.chatMessage",
                 "id": m.id,
@@ -400,51 +496,47 @@ fn chat_hits(ctx: &Ctx<'_>, expr: &Expr) -> Result<Vec<Hit>, GraphError> {
                 "etag": m.id,
                 "chatId": chat_id,
             }),
-        };
-        found.push((m.created, hit));
+        }
     };
-    for chat in tenant.content.chats.iter().filter(|c| c.members.contains(&me)) {
-        for m in &chat.messages {
-            consider(m, Some(&chat.id), None);
-        }
-    }
-    for team in tenant.content.teams.iter().filter(|t| t.members.contains(&me)) {
-        for c in team
-            .channels
-            .iter()
-            .filter(|c| c.membership_type != "private" || c.members.contains(&me))
-        {
-            for m in &c.messages {
-                consider(m, None, Some((team.id.to_string(), c.id.clone())));
-            }
-        }
-    }
-    found.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
-    Ok(found.into_iter().map(|(_, h)| h).collect())
+    Ok((total, found.into_iter().skip(from).take(size).map(render).collect()))
 }
 
 struct DriveDoc<'a> {
     item: &'a DriveItem,
-    text: &'a SearchText,
-    author: &'a str,
+    search: &'a ItemSearch,
 }
 
 impl KqlDoc for DriveDoc<'_> {
     fn text(&self) -> &SearchText {
-        self.text
+        &self.search.text
+    }
+    fn prop_ref(&self, name: &str) -> PropRef<'_> {
+        let it = self.item;
+        match name {
+            "filename" | "title" => PropRef::Text(&self.search.name),
+            "filetype" | "fileextension" => {
+                PropRef::Keyword(if it.is_folder { "" } else { &self.search.ext })
+            }
+            "path" => PropRef::Url(&it.web_url),
+            "author" | "createdby" | "modifiedby" => PropRef::Text(&self.search.author_text),
+            _ => PropRef::Owned(self.prop(name)),
+        }
     }
     fn prop(&self, name: &str) -> PropValue {
         let it = self.item;
-        let ext = it.name.rsplit_once('.').map(|(_, e)| e.to_owned()).unwrap_or_default();
         match name {
-            "filename" | "title" => PropValue::Text(SearchText::new(&it.name)),
-            "filetype" | "fileextension" => {
-                PropValue::Keyword(if it.is_folder { String::new() } else { ext })
-            }
+            "filename" | "title" => PropValue::Text(self.search.name.clone()),
+            "filetype" | "fileextension" => PropValue::Keyword(if it.is_folder {
+                String::new()
+            } else {
+                self.search.ext.clone()
+            }),
             "path" => PropValue::Url(it.web_url.clone()),
             "iscontainer" => PropValue::Bool(it.is_folder),
             "isdocument" => PropValue::Bool(!it.is_folder),
-            "author" | "createdby" | "modifiedby" => PropValue::Text(SearchText::new(self.author)),
+            "author" | "createdby" | "modifiedby" => {
+                PropValue::Text(self.search.author_text.clone())
+            }
             "lastmodifiedtime" | "lastmodified" | "write" => PropValue::Date(it.modified),
             "created" => PropValue::Date(it.created),
             _ => PropValue::Unknown,
@@ -520,6 +612,28 @@ fn list_id(d: &Drive) -> String {
     uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("list:{}", d.id).as_bytes()).to_string()
 }
 
+/// The positions (ascending) of the items of drive `d` that match and the viewer may see (the
+/// root is never a hit).
+fn drive_item_hits(
+    query: &Query,
+    viewer: &trimming::Viewer<'_>,
+    tenant: &fixtures::Tenant,
+    idx: &crate::store::TenantIndex,
+    d: &Drive,
+    di: &DriveIndex,
+) -> Vec<u32> {
+    // A drive the viewer can open shows every item: trimming is then one check per drive.
+    let whole = trimming::can_see_drive(viewer, tenant, idx, d);
+    let mut hits = matching(&di.postings, d.items.len(), query, &item_in_text, |i| {
+        query.matches(&DriveDoc { item: &d.items[i as usize], search: &di.search[i as usize] })
+    });
+    hits.retain(|i| {
+        let it = &d.items[*i as usize];
+        it.parent_id.is_some() && (whole || trimming::can_see_item(viewer, tenant, idx, d, di, it))
+    });
+    hits
+}
+
 /// A SharePoint search match, rendered only if it lands on the requested page.
 enum Found<'a> {
     Item(&'a Drive, &'a DriveIndex, &'a DriveItem),
@@ -544,16 +658,16 @@ fn sharepoint_hits(
     let mut scored: Vec<(usize, chrono::DateTime<chrono::Utc>, Found<'_>)> = Vec::new();
     let want_items = kinds.contains("driveitem") || kinds.contains("listitem");
     if want_items {
+        let query = Query::new(expr);
         for d in &tenant.content.drives {
             let Some(di) = idx.drives.get(&d.id) else { continue };
-            for (it, search) in
-                d.items.iter().zip(&di.search).filter(|(i, _)| i.parent_id.is_some())
-            {
-                let doc = DriveDoc { item: it, text: &search.text, author: &search.author };
-                if !expr.matches(&doc) || !trimming::can_see_item(&viewer, tenant, idx, d, di, it) {
-                    continue;
-                }
-                scored.push((score(doc.text), it.modified, Found::Item(d, di, it)));
+            for i in drive_item_hits(&query, &viewer, tenant, idx, d, di) {
+                let it = &d.items[i as usize];
+                scored.push((
+                    score(&di.search[i as usize].text),
+                    it.modified,
+                    Found::Item(d, di, it),
+                ));
             }
         }
     }
@@ -691,4 +805,296 @@ fn sharepoint_hits(
         })
         .collect();
     Ok((total, page))
+}
+
+/// Differential tests: the indexed search (postings + compiled [`Query`]) against the reference
+/// full scan ([`Expr::matches`] over every document, texts built as the scan built them) on the
+/// standard fixture world, for random KQL queries.
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::store::Store;
+
+    fn store() -> &'static Store {
+        static STORE: std::sync::OnceLock<Store> = std::sync::OnceLock::new();
+        STORE.get_or_init(|| Store::new((*fixtures::standard_world()).clone()))
+    }
+
+    /// Words that occur in the world (and a few that do not), for queries that hit.
+    fn vocabulary() -> Vec<String> {
+        let mut words: Vec<String> = Vec::new();
+        for t in &store().world.tenants {
+            for mb in t.content.mailboxes.iter().take(2) {
+                for m in mb.messages.iter().take(5) {
+                    words.extend(tokenize_all(&format!("{} {}", m.subject, m.from.name)));
+                }
+            }
+            for d in t.content.drives.iter().take(3) {
+                for it in d.items.iter().take(8) {
+                    words.extend(tokenize_all(&it.name));
+                }
+            }
+            for c in t.content.chats.iter().take(3) {
+                for m in c.messages.iter().take(3) {
+                    words.extend(tokenize_all(&mail::html_to_text(&m.body)));
+                }
+            }
+            for c in t.content.calendars.iter().take(2) {
+                for e in c.events.iter().take(5) {
+                    words.extend(tokenize_all(&format!("{} {}", e.subject, e.organizer.name)));
+                }
+            }
+        }
+        words.extend(["zzzz".to_owned(), "the".to_owned(), "a".to_owned()]);
+        words.sort();
+        words.dedup();
+        words
+    }
+
+    fn tokenize_all(s: &str) -> Vec<String> {
+        kql::tokenize(s)
+    }
+
+    fn atom(words: Vec<String>) -> impl Strategy<Value = String> {
+        let w = proptest::sample::select(words);
+        let props = proptest::sample::select(vec![
+            "subject",
+            "from",
+            "to",
+            "body",
+            "attachment",
+            "filename",
+            "title",
+            "author",
+            "organizer",
+            "location",
+            "participants",
+            "createdby",
+        ]);
+        let fixed = proptest::sample::select(vec![
+            "isread:true",
+            "hasattachment:false",
+            "iscontainer:false",
+            "isdocument:true",
+            "filetype:docx",
+            "filetype:.txt",
+            "fileextension<>pdf",
+            "received>=2024-06-01",
+            "sent<2025-01-01",
+            "created:2023-01-01..2026-12-31",
+            "start>2024-01-01",
+            "lastmodifiedtime<=07/23/2026",
+            "ismentioned:yes",
+            "path:https://contoso.sharepoint.com/sites",
+            "path:\"https://contoso-my.sharepoint.com/personal\"",
+            "importance:high",
+            "*",
+        ]);
+        prop_oneof![
+            4 => w.clone(),
+            2 => (w.clone(), 1usize..4).prop_map(|(w, n)| {
+                let cut: String = w.chars().take(n).collect();
+                format!("{cut}*")
+            }),
+            1 => (w.clone(), w.clone()).prop_map(|(a, b)| format!("\"{a} {b}\"")),
+            2 => (props.clone(), w.clone(), proptest::sample::select(vec![":", "=", "<>"]))
+                .prop_map(|(p, w, op)| format!("{p}{op}{w}")),
+            1 => (props, w.clone(), 1usize..3).prop_map(|(p, w, n)| {
+                let cut: String = w.chars().take(n).collect();
+                format!("{p}:{cut}*")
+            }),
+            1 => fixed.prop_map(str::to_owned),
+        ]
+    }
+
+    fn query_text() -> impl Strategy<Value = String> {
+        atom(vocabulary()).prop_recursive(3, 12, 3, |inner| {
+            prop_oneof![
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} {b}")),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} AND {b}")),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} OR {b})")),
+                inner.clone().prop_map(|a| format!("NOT {a}")),
+                (inner.clone(), inner).prop_map(|(a, b)| format!("{a} -{b}")),
+            ]
+        })
+    }
+
+    fn scan(len: usize, is_match: impl Fn(usize) -> bool) -> Vec<u32> {
+        (0..len).filter(|i| is_match(*i)).map(|i| i as u32).collect()
+    }
+
+    /// Every collection of every tenant: indexed positions equal the scan's.
+    fn check(expr: &Expr) -> Result<(), TestCaseError> {
+        let store = store();
+        let query = Query::new(expr);
+        for tenant in &store.world.tenants {
+            let Some((_, idx)) = store.tenant(tenant.id) else { continue };
+            for mb in &tenant.content.mailboxes {
+                let mbi = &idx.mailboxes[&mb.owner];
+                let doc = |i: usize| mail::MsgDoc { m: &mb.messages[i], text: &mbi.text[i] };
+                let want = scan(mb.messages.len(), |i| expr.matches(&doc(i)));
+                let mut got =
+                    matching(&mbi.postings, mb.messages.len(), &query, &message_in_text, |i| {
+                        query.matches(&doc(i as usize))
+                    });
+                prop_assert_eq!(&got, &want, "messages");
+                // Hit order: the rank sort equals the scan's stable sort by `sent`.
+                let mut stable = want.clone();
+                stable.sort_by(|a, b| {
+                    mb.messages[*b as usize].sent.cmp(&mb.messages[*a as usize].sent)
+                });
+                got.sort_unstable_by_key(|i| mbi.sent_rank[*i as usize]);
+                prop_assert_eq!(got, stable, "message order");
+            }
+            for (pos, cal) in tenant.content.calendars.iter().enumerate() {
+                let search = &idx.calendar_search[pos];
+                let want = scan(cal.events.len(), |i| {
+                    let e = &cal.events[i];
+                    let text = SearchText::new(&format!(
+                        "{} {} {} {} {}",
+                        e.subject,
+                        e.body_preview,
+                        e.location.as_deref().unwrap_or(""),
+                        e.organizer.name,
+                        e.organizer.address
+                    ));
+                    expr.matches(&EventDoc { e, text: &text })
+                });
+                let got =
+                    matching(&search.postings, cal.events.len(), &query, &event_in_text, |i| {
+                        query.matches(&EventDoc {
+                            e: &cal.events[i as usize],
+                            text: &search.text[i as usize],
+                        })
+                    });
+                prop_assert_eq!(got, want, "events");
+            }
+            let person = |oid: uuid::Uuid| {
+                tenant
+                    .users
+                    .iter()
+                    .find(|u| u.oid == oid)
+                    .map(|u| (u.display_name.as_str(), u.mail.as_str()))
+                    .unwrap_or_default()
+            };
+            let mut chats: Vec<(&[fixtures::ChatMessage], &crate::store::ChatSearch)> = tenant
+                .content
+                .chats
+                .iter()
+                .zip(&idx.chat_search)
+                .map(|(c, s)| (c.messages.as_slice(), s))
+                .collect();
+            for (team, search) in tenant.content.teams.iter().zip(&idx.channel_search) {
+                for (c, s) in team.channels.iter().zip(search) {
+                    chats.push((c.messages.as_slice(), s));
+                }
+            }
+            let me = tenant.users.first().map(|u| u.oid).unwrap_or_default();
+            for (messages, search) in chats {
+                let doc = |i: usize, text: &SearchText| {
+                    let m = &messages[i];
+                    expr.matches(&ChatDoc {
+                        text,
+                        from: person(m.from),
+                        created: m.created,
+                        mentioned: m.mentions.contains(&me),
+                    })
+                };
+                let want = scan(messages.len(), |i| {
+                    doc(i, &SearchText::new(&mail::html_to_text(&messages[i].body)))
+                });
+                let got =
+                    matching(&search.index.postings, messages.len(), &query, &none_in_text, |i| {
+                        let m = &messages[i as usize];
+                        query.matches(&ChatDoc {
+                            text: &search.index.text[i as usize],
+                            from: person(m.from),
+                            created: m.created,
+                            mentioned: m.mentions.contains(&me),
+                        })
+                    });
+                prop_assert_eq!(got, want, "chat messages");
+            }
+            for d in &tenant.content.drives {
+                let di = &idx.drives[&d.id];
+                let doc = |i: usize| DriveDoc { item: &d.items[i], search: &di.search[i] };
+                // Trimmed for a few viewers, as the scan trimmed (after matching, per item).
+                for u in tenant.users.iter().take(4) {
+                    let viewer =
+                        trimming::Viewer { oid: u.oid, groups: store.groups_of(tenant.id, u.oid) };
+                    let want = scan(d.items.len(), |i| {
+                        let it = &d.items[i];
+                        it.parent_id.is_some()
+                            && expr.matches(&doc(i))
+                            && trimming::can_see_item(&viewer, tenant, idx, d, di, it)
+                    });
+                    let got = drive_item_hits(&query, &viewer, tenant, idx, d, di);
+                    prop_assert_eq!(got, want, "drive items");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+        #[test]
+        fn indexed_search_equals_the_full_scan(q in query_text()) {
+            // Queries the parser refuses never reach matching.
+            if let Ok(expr) = kql::parse(&q) {
+                check(&expr)?;
+            }
+        }
+    }
+
+    #[test]
+    fn every_kind_of_term_equals_the_full_scan() {
+        for q in [
+            "budget",
+            "bud*",
+            "\"quarterly budget\"",
+            "filename:report author:adele",
+            "path:https://contoso.sharepoint.com",
+            "subject:budget OR from:megan",
+            "NOT budget",
+            "*",
+            "organizer:adele location:room",
+            "a* AND (the OR zzzz)",
+        ] {
+            let expr = kql::parse(q).expect("parses");
+            check(&expr).unwrap_or_else(|e| panic!("{q}: {e}"));
+        }
+    }
+
+    #[test]
+    fn every_text_restriction_equals_the_full_scan() {
+        let words = vocabulary();
+        let props = [
+            "subject",
+            "from",
+            "to",
+            "cc",
+            "body",
+            "attachment",
+            "participants",
+            "filename",
+            "title",
+            "author",
+            "createdby",
+            "organizer",
+            "attendees",
+            "location",
+        ];
+        for p in props {
+            for w in words.iter().step_by(words.len() / 25 + 1) {
+                for q in [format!("{p}:{w}"), format!("{p}={w}*")] {
+                    let expr = kql::parse(&q).expect("parses");
+                    check(&expr).unwrap_or_else(|e| panic!("{q}: {e}"));
+                }
+            }
+        }
+    }
 }
