@@ -235,7 +235,8 @@ pub async fn t07_no_plaintext_at_rest(world: &World) -> Result<()> {
     }
     // The cache itself: sealed blobs only.
     if let Some(blobs) = world.token_cache_blobs() {
-        ensure!(blobs.len() >= 4, "expected ≥ 4 cached OBO tokens, found {}", blobs.len());
+        // At least one sealed Graph token per user (one exchange serves all of a user's tools).
+        ensure!(blobs.len() >= 2, "expected ≥ 2 cached OBO tokens, found {}", blobs.len());
         for blob in &blobs {
             let text = String::from_utf8_lossy(blob);
             ensure!(!contains_jwt(&text), "a cache entry holds a JWT in plaintext");
