@@ -227,6 +227,7 @@ impl Application {
             clock.clone(),
             metrics.clone(),
         )
+        .with_union(crate::tools::permissions::union_scopes())
         .with_observer(Arc::new(move |e: &OboEvent| {
             let event = AuditEvent::OboExchange {
                 tenant_id: e.tenant,

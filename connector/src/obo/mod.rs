@@ -9,6 +9,14 @@
 //!   `now < min(exp − renew_before, issued_at + max_reuse, inbound exp)`; `max_reuse = 0`
 //!   exchanges on every call (`entra.md` §7.6). Concurrent misses for one key share one
 //!   exchange, run in its own task so a cancelled caller does not cancel the others.
+//! * One exchange per user: with a *union* scope set configured ([`TokenProvider::with_union`],
+//!   every scope the tools need), a request for scopes inside it is served by one token for the
+//!   whole union, exchanged on the first miss and reused by every tool until it ages out. When
+//!   Entra refuses the union for consent (the tenant granted only part of it), the provider
+//!   exchanges each request's own scopes as before and remembers that refusal for the user for
+//!   the reuse window, so a partly consented tenant does not pay a failing union exchange on
+//!   every call. A revoked permission is seen when the union token ages out: the next union
+//!   exchange is refused and the per-scope exchanges refuse exactly the tools that need it.
 //!
 //! # Layout
 //! * [`cache`]: typed cache keys, the AES-256-GCM envelope with key rotation, the
@@ -180,6 +188,22 @@ struct Inner {
     observer: Option<Observer>,
     /// Bounds exchanges in flight at Entra (see [`MAX_CONCURRENT_EXCHANGES`]).
     exchanges: Arc<tokio::sync::Semaphore>,
+    /// The scope set exchanged once for every request inside it (see the module docs).
+    union: Option<ScopeSet>,
+    /// Users whose union exchange Entra refused for consent: until when (connector clock,
+    /// Unix seconds) their requests go straight to per-scope exchanges, and the refusal.
+    refused: moka::future::Cache<(TenantId, ObjectId), Arc<(i64, OboError)>>,
+}
+
+/// Users remembered as refused the union at once; beyond it the oldest are forgotten (and pay
+/// one more failing union exchange).
+const MAX_REFUSED_USERS: u64 = 100_000;
+
+fn refused_cache() -> moka::future::Cache<(TenantId, ObjectId), Arc<(i64, OboError)>> {
+    moka::future::Cache::builder()
+        .max_capacity(MAX_REFUSED_USERS)
+        .support_invalidation_closures()
+        .build()
 }
 
 /// Exchanges sent to Entra at once. A burst of first calls (a thousand users signing in
@@ -222,6 +246,8 @@ impl TokenProvider {
             inflight: Mutex::new(HashMap::new()),
             observer: None,
             exchanges: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_EXCHANGES)),
+            union: None,
+            refused: refused_cache(),
         };
         Self { inner: Arc::new(inner) }
     }
@@ -236,6 +262,13 @@ impl TokenProvider {
         self.rebuild(|inner| inner.observer = Some(observer))
     }
 
+    /// Serves every request for scopes inside `union` with one token for all of `union` (see
+    /// the module docs). Call before first use.
+    pub fn with_union(self, union: ScopeSet) -> Self {
+        let union = (!union.is_empty() && check_scopes(&union).is_ok()).then_some(union);
+        self.rebuild(|inner| inner.union = union)
+    }
+
     fn rebuild(self, change: impl FnOnce(&mut Inner)) -> Self {
         let old = match Arc::try_unwrap(self.inner) {
             Ok(inner) => inner,
@@ -248,11 +281,18 @@ impl TokenProvider {
                 inflight: Mutex::new(HashMap::new()),
                 observer: shared.observer.clone(),
                 exchanges: shared.exchanges.clone(),
+                union: shared.union.clone(),
+                refused: refused_cache(),
             },
         };
         let mut inner = old;
         change(&mut inner);
         Self { inner: Arc::new(inner) }
+    }
+
+    /// The scope set one token per user is exchanged for, when configured.
+    pub fn union(&self) -> Option<&ScopeSet> {
+        self.inner.union.as_ref()
     }
 
     pub fn settings(&self) -> &OboSettings {
@@ -273,7 +313,10 @@ impl TokenProvider {
             user: caller.object_id,
             scopes: scopes.clone(),
         };
-        let (result, from_cache, coalesced) = self.obtain(&key, caller, claims).await;
+        let (result, from_cache, coalesced) = match self.union_for(scopes) {
+            Some(union) => self.via_union(&key, union, caller, claims).await,
+            None => self.obtain(&key, caller, claims).await,
+        };
         let event = OboEvent {
             tenant: key.tenant,
             user: key.user,
@@ -289,6 +332,51 @@ impl TokenProvider {
             observer(&event);
         }
         result
+    }
+
+    /// The union that serves `scopes`, when one is configured, tokens are reused at all, and
+    /// `scopes` lies inside it.
+    fn union_for(&self, scopes: &ScopeSet) -> Option<&ScopeSet> {
+        let union = self.inner.union.as_ref()?;
+        let reused = !self.inner.settings.max_reuse.is_zero();
+        (reused && !scopes.is_empty() && scopes.iter().all(|s| union.contains(s))).then_some(union)
+    }
+
+    /// `key.scopes` served by the union token; per-scope exchange when the union is refused.
+    async fn via_union(
+        &self,
+        key: &TokenCacheKey,
+        union: &ScopeSet,
+        caller: &Caller,
+        claims: Option<&str>,
+    ) -> (Result<GraphToken, OboError>, bool, bool) {
+        let user = (key.tenant, key.user);
+        let now = self.inner.clock.unix_seconds();
+        if let Some(refusal) = self.inner.refused.get(&user).await.filter(|r| now < r.0) {
+            if key.scopes == *union {
+                // Asking again within the window would be refused again: answer as Entra did.
+                return (Err(refusal.1.clone()), true, false);
+            }
+            return self.obtain(key, caller, claims).await;
+        }
+        let union_key = TokenCacheKey { scopes: union.clone(), ..key.clone() };
+        let (result, from_cache, coalesced) = self.obtain(&union_key, caller, claims).await;
+        match result {
+            Ok(token) if key.scopes.iter().all(|s| token.scopes.contains(s)) => {
+                (Ok(token), from_cache, coalesced)
+            }
+            // Granted, but without some of these scopes: ask for them on their own.
+            Ok(_) => self.obtain(key, caller, claims).await,
+            Err(error) if refuses_scopes(&error) => {
+                let until = now.saturating_add(secs(self.inner.settings.max_reuse));
+                self.inner.refused.insert(user, Arc::new((until, error.clone()))).await;
+                if key.scopes == *union {
+                    return (Err(error), from_cache, coalesced);
+                }
+                self.obtain(key, caller, claims).await
+            }
+            Err(error) => (Err(error), from_cache, coalesced),
+        }
     }
 
     async fn obtain(
@@ -349,6 +437,10 @@ impl TokenProvider {
             user: caller.object_id,
             scopes: scopes.clone(),
         };
+        if let Some(union) = self.union_for(scopes) {
+            // The union token may be the one that served these scopes.
+            self.inner.cache.remove(&TokenCacheKey { scopes: union.clone(), ..key.clone() });
+        }
         self.inner.cache.remove(&key);
     }
 
@@ -361,6 +453,19 @@ impl TokenProvider {
     /// Drops every cached token of a tenant (tenant disabled by policy).
     pub fn purge_tenant(&self, tenant: TenantId) {
         self.inner.cache.purge_tenant(tenant);
+        let _ = self.inner.refused.invalidate_entries_if(move |user, _| user.0 == tenant);
+    }
+}
+
+/// Whether Entra refused the requested scopes themselves (some not granted, or one unknown),
+/// so that a smaller request may still succeed.
+fn refuses_scopes(error: &OboError) -> bool {
+    match error {
+        OboError::ConsentRequired { .. } => true,
+        OboError::Misconfigured { error, .. } | OboError::Rejected { error, .. } => {
+            error == "invalid_scope"
+        }
+        _ => false,
     }
 }
 

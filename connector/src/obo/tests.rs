@@ -497,3 +497,86 @@ fn token_endpoint_and_consent_url_follow_the_authority() {
     );
     assert!(!format!("{s:?}").contains("test-only-client-secret"));
 }
+
+/// A token endpoint that grants any request without `Chat.Read` and refuses the others for
+/// consent, recording each request's scopes.
+async fn partly_consented(server: &MockServer) {
+    let consent = ResponseTemplate::new(400).set_body_json(serde_json::json!({
+        "error": "invalid_grant", "error_codes": [65001], "suberror": "consent_required"}));
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .and(wiremock::matchers::body_string_contains("Chat.Read"))
+        .respond_with(consent)
+        .with_priority(1)
+        .mount(server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(|req: &Request| {
+            let scope = form(req).get("scope").cloned().unwrap_or_default();
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "token_type": "Bearer", "scope": scope, "expires_in": 3600,
+                "access_token": format!("token-for-{}", scope.len())}))
+        })
+        .mount(server)
+        .await;
+}
+
+async fn requested(server: &MockServer) -> Vec<String> {
+    let requests = server.received_requests().await.unwrap_or_default();
+    requests.iter().map(|r| form(r).get("scope").cloned().unwrap_or_default()).collect()
+}
+
+#[tokio::test]
+async fn scopes_inside_the_union_are_served_by_one_union_token_and_evicted_with_it() {
+    // Arrange
+    let server = MockServer::start().await;
+    partly_consented(&server).await;
+    let (clock, _t) = TestClock::new();
+    let p = provider(settings(&server, secret()), clock)
+        .with_union(ScopeSet::from_scp("Mail.Read User.Read Files.Read.All"));
+    // Act
+    let mail = p.graph_token(&caller(), &ScopeSet::from_scp("Mail.Read"), None).await;
+    let user = p.graph_token(&caller(), &ScopeSet::from_scp("user.read"), None).await;
+    let outside = p.graph_token(&caller(), &ScopeSet::from_scp("Calendars.Read"), None).await;
+    p.evict(&caller(), &ScopeSet::from_scp("Mail.Read"));
+    let again = p.graph_token(&caller(), &ScopeSet::from_scp("Files.Read.All"), None).await;
+    // Assert
+    assert_eq!(mail.expect("mail").expose(), user.expect("user").expose());
+    assert!(outside.is_ok() && again.is_ok());
+    let seen = requested(&server).await;
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen[0].contains("Files.Read.All") && seen[0].contains("Mail.Read"), "{seen:?}");
+    assert_eq!(seen[1], "https://graph.microsoft.com/Calendars.Read");
+    assert_eq!(seen[2], seen[0], "the evicted union is exchanged again");
+}
+
+#[tokio::test]
+async fn a_refused_union_falls_back_per_scope_set_and_is_retried_after_the_reuse_window() {
+    // Arrange
+    let server = MockServer::start().await;
+    partly_consented(&server).await;
+    let (clock, t) = TestClock::new();
+    let union = ScopeSet::from_scp("Mail.Read User.Read Chat.Read");
+    let p = provider(settings(&server, secret()), clock).with_union(union.clone());
+    let mail = ScopeSet::from_scp("Mail.Read");
+    // Act
+    let first = p.graph_token(&caller(), &mail, None).await;
+    let chat = p.graph_token(&caller(), &ScopeSet::from_scp("Chat.Read"), None).await;
+    let whole = p.graph_token(&caller(), &union, None).await;
+    let cached = p.graph_token(&caller(), &mail, None).await;
+    let within = requested(&server).await.len();
+    t.advance(301);
+    let later = p.graph_token(&caller(), &mail, None).await;
+    // Assert
+    assert!(first.is_ok() && cached.is_ok() && later.is_ok());
+    assert!(matches!(chat, Err(OboError::ConsentRequired { .. })), "{chat:?}");
+    // The whole union is answered with the remembered refusal, without asking again.
+    assert!(matches!(whole, Err(OboError::ConsentRequired { .. })), "{whole:?}");
+    let seen = requested(&server).await;
+    // union (refused), Mail.Read, Chat.Read (refused); then, after the window: the union
+    // (refused again) and Mail.Read anew (its token also aged out).
+    assert_eq!(within, 3, "{seen:?}");
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert_eq!(seen[3], seen[0]);
+}

@@ -6,10 +6,10 @@
 //! Entra tells which delegated permissions a tenant granted only through token exchanges: an
 //! On-Behalf-Of request for scopes that are all granted succeeds (its `scope` lists them), and
 //! one asking for any scope that is not granted fails with `consent_required` (AADSTS65001).
-//! So [`granted_tools`] first asks for the union of every tool's scopes (one exchange when all
-//! are granted, the usual case); when that is refused for consent, it asks for each tool's own
-//! scope set ([`permissions::TOOL_NEEDS`]). Those are exactly the sets the calls use, so the
-//! tokens it obtains are the calls' cache hits. Any other failure (Conditional Access, Entra
+//! So [`granted_tools`] first asks for the union of every tool's scopes (the one token every
+//! call shares, see [`crate::obo`]); when that is refused for consent, it asks for each tool's
+//! own scope set ([`permissions::TOOL_NEEDS`]). Those are exactly the sets the calls then use,
+//! so the tokens it obtains are the calls' cache hits. Any other failure (Conditional Access, Entra
 //! unreachable) says nothing about permissions: the list falls back to the policy alone and the
 //! calls report the error themselves.
 
@@ -41,9 +41,15 @@ pub async fn granted_tools(
             v
         })
         .collect();
-    let union: ScopeSet = sets.iter().flatten().copied().collect();
+    let mut union: ScopeSet = sets.iter().flatten().copied().collect();
     if union.is_empty() {
         return Some(BTreeSet::new());
+    }
+    // Ask for the provider's own union when it covers these tools: it is the token the calls
+    // share (a cache hit after the first), and a refusal of it is remembered, where a refusal
+    // of a smaller set would be asked again on every list.
+    if let Some(all) = ctx.provider.union().filter(|all| union.iter().all(|s| all.contains(s))) {
+        union = all.clone();
     }
     let granted = match ctx.provider.graph_token(caller, &union, None).await {
         Ok(token) => token.scopes,
@@ -90,9 +96,11 @@ pub async fn open(
     let scopes: ScopeSet = scopes.iter().copied().collect();
     let key = crate::graph::MailboxKey::from(&auth.caller);
     let cached = ctx.settings.get(key, ctx.clock.now()).await;
-    // A first call needs two exchanges (the tool's scopes, and MailboxSettings.Read for the
-    // zone): run them side by side rather than one after the other. The settings request
-    // itself still waits for the tool's token, so a refused call sends nothing to Graph.
+    // Both tokens are usually the one union token (one exchange, shared by single flight);
+    // in a partly consented tenant they are two exchanges (the tool's scopes, and
+    // MailboxSettings.Read for the zone): run them side by side rather than one after the
+    // other. The settings request still waits for the tool's token, so a refused call sends
+    // nothing to Graph.
     let zone_session = cached.is_none().then(|| timezone::zone_session(ctx, &auth.caller));
     let zone_token = async {
         match &zone_session {

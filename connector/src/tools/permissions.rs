@@ -79,9 +79,10 @@ pub const PERMISSIONS: &[Permission] = &[
     },
 ];
 
-/// The mailbox time zone's permission. It is optional for every tool: it is asked for in a
-/// scope set of its own (so revoking it never blocks a tool; times are then shown in UTC), and
-/// that token is cached like any other, so it costs an exchange only when the cache misses.
+/// The mailbox time zone's permission. It is optional for every tool: it is part of the union
+/// token every call shares ([`union_scopes`]), and when a tenant has not granted it (the union
+/// is refused) it is asked for in a scope set of its own, so revoking it never blocks a tool;
+/// times are then shown in UTC.
 pub const ZONE_SCOPE: &str = "MailboxSettings.Read";
 
 /// For each tool, the scope sets it calls Graph with (its OBO scope sets). A tool is offered
@@ -112,6 +113,17 @@ pub const TOOL_NEEDS: &[(&str, &[&[&str]])] = &[
 /// The scope sets `tool` calls Graph with (empty for an unknown tool).
 pub fn tool_needs(tool: &str) -> &'static [&'static [&'static str]] {
     TOOL_NEEDS.iter().find(|(t, _)| *t == tool).map_or(&[], |(_, needs)| needs)
+}
+
+/// Every scope the tools need plus the optional [`ZONE_SCOPE`]: the set one On-Behalf-Of token
+/// per user is exchanged for and shared by every tool (see [`crate::obo`]). The optional
+/// shared-mailbox extras stay out: they are asked for only by the calls that need them.
+pub fn union_scopes() -> ScopeSet {
+    TOOL_NEEDS
+        .iter()
+        .flat_map(|(_, sets)| sets.iter().flat_map(|set| set.iter().copied()))
+        .chain([ZONE_SCOPE])
+        .collect()
 }
 
 /// Whether `granted` allows `tool`: one of its scope sets is wholly granted.

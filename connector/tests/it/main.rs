@@ -6,6 +6,7 @@ mod config;
 mod graph;
 mod helpers;
 mod obo;
+mod obo_union;
 mod policy;
 mod server;
 mod tools_read;
