@@ -196,9 +196,10 @@ impl AuditLog {
         body.insert("seq".into(), Value::from(seq));
         body.insert("prev".into(), Value::from(chain.prev.clone()));
         body.insert("time".into(), Value::from(self.clock.now().to_rfc3339()));
-        let hash = record_hash(&body);
+        // The canonical form is the record without `hash`: hash it before inserting.
+        let hash = sha256_hex(&serde_json::to_vec(&body)?);
         body.insert("hash".into(), Value::from(hash));
-        let mut line = serde_json::to_string(&Value::Object(body))?;
+        let mut line = serde_json::to_string(&body)?;
         let digest = sha256_hex(line.as_bytes());
         line.push('\n');
         chain.sink.write_all(line.as_bytes())?;
@@ -225,10 +226,12 @@ fn record_hash(body: &Map<String, Value>) -> String {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(bytes);
     let mut out = String::with_capacity(64);
     for b in digest.iter() {
-        out.push_str(&format!("{b:02x}"));
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
     }
     out
 }
@@ -283,6 +286,14 @@ pub fn verify(path: &Path) -> Result<Verdict, std::io::Error> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn digests_are_lowercase_hex_sha256() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 
     #[test]
     fn argument_shapes_keep_keys_and_types_only() {
