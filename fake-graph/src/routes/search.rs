@@ -207,9 +207,8 @@ fn message_hits(
     from: usize,
     size: usize,
 ) -> Result<(usize, Vec<Hit>), GraphError> {
-    let (_, idx) = ctx.tenant()?;
+    let (tenant, idx) = ctx.tenant()?;
     let Some(mbi) = idx.mailboxes.get(&ctx.caller.oid) else { return Ok((0, Vec::new())) };
-    let (tenant, _) = ctx.tenant()?;
     let mb = &tenant.content.mailboxes[mbi.pos];
     let query = Query::new(expr);
     let mut positions = matching(&mbi.postings, mb.messages.len(), &query, &message_in_text, |i| {
