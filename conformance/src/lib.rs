@@ -5,7 +5,8 @@
 //! HTTP statuses and headers, both fakes' journals, the connector's audit log and `/metrics`.
 //!
 //! The same scenario bodies run in the `cargo test` suite (connector in-process, one shared
-//! controllable clock) and in the `m365-conformance` binary (connector spawned from a binary).
+//! controllable clock) and in the `m365-conformance` binary (connector spawned from a binary; a
+//! scenario that moves the clock runs that child under libfaketime).
 //!
 //! # Layout
 //! * [`world`]: [`World`] and [`WorldBuilder`]: the three services wired together, torn down
@@ -15,7 +16,9 @@
 //!   HTTP access for protocol-level checks.
 //! * [`persona`]: the fixture personas by name.
 //! * [`logs`]: captures the process's tracing output so scenarios can grep it for secrets.
-//! * [`scenarios`]: the catalogue, one `async fn(&World) -> Result<()>` per scenario id.
+//! * [`scenarios`]: the catalogue, one `async fn(&World) -> Result<()>` per scenario id, and
+//!   the promise each scenario family proves.
+//! * [`snapshots`]: the S scenarios' committed snapshots, compared by the gate binary.
 
 pub mod bench;
 pub mod logs;
@@ -23,6 +26,7 @@ pub mod persona;
 pub mod scenarios;
 pub mod session;
 pub mod signin;
+pub mod snapshots;
 pub mod world;
 
 pub use persona::Persona;

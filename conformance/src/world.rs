@@ -37,9 +37,46 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum ConnectorMode {
     /// `Application::build` in this process, sharing the fakes' clock.
     InProcess,
-    /// `BIN serve --config FILE` as a child process (system clock).
+    /// `BIN serve --config FILE` as a child process. It keeps the system clock unless the
+    /// world is built [`WorldBuilder::with_moving_clock`], which runs it under libfaketime.
     Binary(PathBuf),
 }
+
+/// Where Debian's `libfaketime` package puts the preload library, most likely first.
+const LIBFAKETIME_CANDIDATES: [&str; 4] = [
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/faketime/libfaketime.so.1",
+    "/usr/local/lib/faketime/libfaketime.so.1",
+];
+
+/// The libfaketime preload library: `$CONFORMANCE_LIBFAKETIME` when set, else the first of the
+/// usual install paths that exists. A spawned connector follows the world's clock through it.
+pub fn libfaketime() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("CONFORMANCE_LIBFAKETIME") {
+        let path = PathBuf::from(path);
+        if path.is_file() {
+            return Ok(path);
+        }
+        bail!("CONFORMANCE_LIBFAKETIME={} is not a file", path.display());
+    }
+    // The multiarch directory of this build first, then the generic candidates.
+    let arch = format!("/usr/lib/{}-linux-gnu/faketime/libfaketime.so.1", std::env::consts::ARCH);
+    std::iter::once(arch.as_str())
+        .chain(LIBFAKETIME_CANDIDATES)
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            anyhow!(
+                "libfaketime is not installed: scenarios that move the clock run the connector \
+                 binary under it (install the Debian package `faketime`: \
+                 `apt-get install -y faketime`, or set CONFORMANCE_LIBFAKETIME to libfaketime.so.1)"
+            )
+        })
+}
+
+/// The file libfaketime reads the child's clock offset from, on every clock read.
+const FAKETIME_FILE: &str = "faketime";
 
 /// One tenant's entry in the connector's policy file.
 #[derive(Debug, Clone)]
@@ -59,6 +96,8 @@ pub struct WorldBuilder {
     entra_listen: Option<SocketAddr>,
     graph_listen: Option<SocketAddr>,
     connector_port: Option<u16>,
+    /// A spawned connector follows [`World::advance`] (libfaketime).
+    moving_clock: bool,
 }
 
 impl Default for WorldBuilder {
@@ -76,6 +115,7 @@ impl Default for WorldBuilder {
             entra_listen: None,
             graph_listen: None,
             connector_port: None,
+            moving_clock: false,
         }
     }
 }
@@ -98,6 +138,13 @@ impl WorldBuilder {
     /// A token lifetime policy for a tenant, set in fake-entra before anyone signs in.
     pub fn token_lifetime(mut self, tenant: &str, policy: TokenLifetimePolicy) -> Self {
         self.lifetimes.push((tenant.to_owned(), policy));
+        self
+    }
+    /// The scenario moves the clock: a spawned connector runs under libfaketime reading the
+    /// world's offset from a file, so it sees the time the fakes see. Starting fails when
+    /// libfaketime is missing (no silent fallback to the system clock).
+    pub fn with_moving_clock(mut self) -> Self {
+        self.moving_clock = true;
         self
     }
     /// Fixed addresses (the sandbox); random loopback ports otherwise.
@@ -202,16 +249,34 @@ impl WorldBuilder {
                 drop(std_listener);
                 let stderr_path = dir.join("connector.stderr.log");
                 let stderr = std::fs::File::create(&stderr_path)?;
-                let child = std::process::Command::new(bin)
+                let mut command = std::process::Command::new(bin);
+                command
                     .arg("serve")
                     .arg("--config")
                     .arg(&config_path)
                     .stdout(stderr.try_clone()?)
                     .stderr(stderr)
                     .env_remove("M365_CONFIG")
-                    .spawn()
-                    .with_context(|| format!("spawn {}", bin.display()))?;
-                Running::Child { child, stderr_path }
+                    .env_remove("LD_PRELOAD")
+                    .env_remove("FAKETIME");
+                let faketime = if self.moving_clock {
+                    let library = libfaketime()?;
+                    let file = dir.join(FAKETIME_FILE);
+                    std::fs::write(&file, faketime_offset(&clock))
+                        .with_context(|| format!("write {}", file.display()))?;
+                    // Only the wall clock moves: tokio's timers (monotonic) stay real, and
+                    // the file is read on every call so an advance is seen at once.
+                    command
+                        .env("LD_PRELOAD", library)
+                        .env("FAKETIME_TIMESTAMP_FILE", &file)
+                        .env("FAKETIME_NO_CACHE", "1")
+                        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+                    Some(file)
+                } else {
+                    None
+                };
+                let child = command.spawn().with_context(|| format!("spawn {}", bin.display()))?;
+                Running::Child { child, stderr_path, faketime }
             }
         };
 
@@ -350,7 +415,17 @@ enum Running {
     Child {
         child: std::process::Child,
         stderr_path: PathBuf,
+        /// libfaketime's offset file when the child follows the world's clock.
+        faketime: Option<PathBuf>,
     },
+}
+
+/// The clock's offset in libfaketime's relative format (`+SECONDS`, fractions allowed).
+fn faketime_offset(clock: &fixtures::Clock) -> String {
+    let ms = clock.offset().num_milliseconds();
+    let sign = if ms < 0 { '-' } else { '+' };
+    let ms = ms.unsigned_abs();
+    format!("{sign}{}.{:03}\n", ms / 1000, ms % 1000)
 }
 
 /// The running test world.
@@ -408,17 +483,28 @@ impl World {
         &self.oauth
     }
 
-    /// True when the connector shares the fakes' clock (in-process), so `advance` moves it too.
+    /// True when the connector follows the fakes' clock, so `advance` moves it too:
+    /// in-process (shared clock) or a child under libfaketime.
     pub fn controls_clock(&self) -> bool {
         matches!(
             &*self.running.lock().unwrap_or_else(|e| e.into_inner()),
-            Some(Running::InProcess { .. })
+            Some(Running::InProcess { .. } | Running::Child { faketime: Some(_), .. })
         )
     }
 
-    /// Moves the shared clock forward.
-    pub fn advance(&self, by: Duration) {
+    /// Moves the shared clock forward (and a libfaketime child's with it).
+    pub fn advance(&self, by: Duration) -> Result<()> {
         self.clock.advance(by);
+        if let Some(Running::Child { faketime: Some(file), .. }) =
+            &*self.running.lock().unwrap_or_else(|e| e.into_inner())
+        {
+            // Write then rename, so the child never reads a half-written offset.
+            let tmp = file.with_extension("tmp");
+            std::fs::write(&tmp, faketime_offset(&self.clock))
+                .and_then(|()| std::fs::rename(&tmp, file))
+                .with_context(|| format!("move the connector's clock ({})", file.display()))?;
+        }
+        Ok(())
     }
 
     /// `(tid, oid)` of a persona.
@@ -621,7 +707,7 @@ impl World {
             {
                 return Ok(());
             }
-            if let Some(Running::Child { child, stderr_path }) =
+            if let Some(Running::Child { child, stderr_path, .. }) =
                 &mut *self.running.lock().unwrap_or_else(|e| e.into_inner())
                 && let Ok(Some(status)) = child.try_wait()
             {

@@ -1,12 +1,17 @@
 //! `m365-conformance --connector-bin PATH [--filter ID…] [--junit FILE]`: runs the catalogue
-//! against a connector binary (spawned per scenario, configured against in-process fakes) and
-//! ends with `N passed, N failed`. Scenarios that move the shared clock are skipped: a child
-//! process keeps the system clock.
+//! against a connector binary (spawned per scenario, configured against in-process fakes),
+//! prints one line per scenario, a table of the promises proven, and ends with
+//! `N passed, N failed`. Nothing is skipped: a scenario that moves the clock runs the binary
+//! under libfaketime (and fails if it is not installed); the S scenarios' outputs are compared
+//! with the committed insta snapshots.
 
 use std::{path::PathBuf, process::ExitCode, time::Instant};
 
 use clap::Parser;
-use conformance::{ConnectorMode, scenarios};
+use conformance::{
+    ConnectorMode,
+    scenarios::{self, Promise},
+};
 
 #[derive(Parser)]
 #[command(
@@ -23,16 +28,30 @@ struct Cli {
     /// Write a JUnit XML report here.
     #[arg(long)]
     junit: Option<PathBuf>,
+    /// The committed S-scenario snapshots (default: the source tree this binary was built from).
+    #[arg(long)]
+    snapshots: Option<PathBuf>,
 }
 
 enum Verdict {
     Pass,
     Fail(String),
-    Skip(&'static str),
 }
 
 fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// One row per promise: how many of its scenarios ran and passed.
+fn promise_table(cases: &[(&str, &str, Promise, f64, Verdict)]) -> String {
+    let mut out = format!("\n{:<18} {:>4} {:>7}\n", "promise", "run", "passed");
+    for promise in Promise::ALL {
+        let of: Vec<_> = cases.iter().filter(|c| c.2 == promise).collect();
+        let ok = of.iter().filter(|c| matches!(c.4, Verdict::Pass)).count();
+        out.push_str(&format!("{:<18} {:>4} {:>7}\n", promise.label(), of.len(), ok));
+    }
+    out.push('\n');
+    out
 }
 
 #[tokio::main]
@@ -53,22 +72,37 @@ async fn main() -> ExitCode {
                     .any(|f| s.id.to_ascii_uppercase().starts_with(&f.to_ascii_uppercase()))
         })
         .collect();
-    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let snapshot_dir = cli.snapshots.clone().unwrap_or_else(conformance::snapshots::default_dir);
+    if selected.iter().any(|s| s.needs_clock)
+        && let Err(e) = conformance::world::libfaketime()
+    {
+        // Every scenario that moves the clock will fail with this; say it once up front.
+        eprintln!("error: {e:#}");
+    }
+    let (mut passed, mut failed) = (0, 0);
     let mut cases = Vec::new();
     for s in selected {
         let started = Instant::now();
-        let verdict = if s.needs_clock {
-            Verdict::Skip("moves the shared clock, which a spawned connector does not follow")
-        } else {
-            match (s.setup)().mode(ConnectorMode::Binary(cli.connector_bin.clone())).start().await {
-                Err(e) => Verdict::Fail(format!("world did not start: {e:#}")),
-                Ok(world) => {
-                    let r = (s.run)(&world).await;
-                    world.shutdown().await;
-                    match r {
-                        Ok(()) => Verdict::Pass,
-                        Err(e) => Verdict::Fail(format!("{e:#}")),
+        let mut builder = (s.setup)().mode(ConnectorMode::Binary(cli.connector_bin.clone()));
+        if s.needs_clock {
+            builder = builder.with_moving_clock();
+        }
+        let verdict = match builder.start().await {
+            Err(e) => Verdict::Fail(format!("world did not start: {e:#}")),
+            Ok(world) => {
+                let r = (s.run)(&world).await;
+                let recorded = world.snapshots();
+                world.shutdown().await;
+                let r = r.and_then(|()| {
+                    if s.is_snapshot() {
+                        conformance::snapshots::compare(&snapshot_dir, s.id, &recorded)
+                    } else {
+                        Ok(())
                     }
+                });
+                match r {
+                    Ok(()) => Verdict::Pass,
+                    Err(e) => Verdict::Fail(format!("{e:#}")),
                 }
             }
         };
@@ -82,19 +116,15 @@ async fn main() -> ExitCode {
                 failed += 1;
                 println!("FAIL {} {}: {why}", s.id, s.name);
             }
-            Verdict::Skip(why) => {
-                skipped += 1;
-                println!("SKIP {} {}: {why}", s.id, s.name);
-            }
         }
-        cases.push((s.id, s.name, secs, verdict));
+        cases.push((s.id, s.name, s.promise(), secs, verdict));
     }
     if let Some(path) = &cli.junit {
         let mut xml = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"m365-conformance\" tests=\"{}\" failures=\"{failed}\" skipped=\"{skipped}\">\n",
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"m365-conformance\" tests=\"{}\" failures=\"{failed}\" skipped=\"0\">\n",
             cases.len()
         );
-        for (id, name, secs, v) in &cases {
+        for (id, name, _, secs, v) in &cases {
             xml.push_str(&format!(
                 "  <testcase classname=\"conformance\" name=\"{} {}\" time=\"{secs:.3}\"",
                 xml_escape(id),
@@ -104,8 +134,6 @@ async fn main() -> ExitCode {
                 Verdict::Pass => xml.push_str("/>\n"),
                 Verdict::Fail(why) => xml
                     .push_str(&format!("><failure message=\"{}\"/></testcase>\n", xml_escape(why))),
-                Verdict::Skip(why) => xml
-                    .push_str(&format!("><skipped message=\"{}\"/></testcase>\n", xml_escape(why))),
             }
         }
         xml.push_str("</testsuite>\n");
@@ -114,6 +142,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    print!("{}", promise_table(&cases));
     println!("{passed} passed, {failed} failed");
     if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

@@ -29,7 +29,7 @@ pub struct Scenario {
     /// Id plus variant, e.g. `A05` or `R01/reuse-0`.
     pub id: &'static str,
     pub name: &'static str,
-    /// Moves the shared clock: needs an in-process connector.
+    /// Moves the shared clock: a spawned connector runs under libfaketime.
     pub needs_clock: bool,
     /// The world this scenario runs in.
     pub setup: fn() -> WorldBuilder,
@@ -79,6 +79,72 @@ pub fn all() -> Vec<Scenario> {
     v.extend(f::scenarios());
     v.extend(s::scenarios());
     v
+}
+
+/// The promises of the mission the gate reports on; every scenario proves exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Promise {
+    TenantIsolation,
+    Revocation,
+    TokenExpiry,
+    ReadOnly,
+    Audit,
+    Protocol,
+}
+
+impl Promise {
+    /// In the order the gate's table lists them.
+    pub const ALL: [Promise; 6] = [
+        Promise::TenantIsolation,
+        Promise::Revocation,
+        Promise::TokenExpiry,
+        Promise::ReadOnly,
+        Promise::Audit,
+        Promise::Protocol,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Promise::TenantIsolation => "tenant isolation",
+            Promise::Revocation => "revocation",
+            Promise::TokenExpiry => "token expiry",
+            Promise::ReadOnly => "read-only",
+            Promise::Audit => "audit",
+            Promise::Protocol => "protocol",
+        }
+    }
+}
+
+impl Scenario {
+    /// An S scenario: its recorded outputs are compared with committed snapshots.
+    pub fn is_snapshot(&self) -> bool {
+        self.id.starts_with('S')
+    }
+
+    /// The promise this scenario proves: by family, with the exceptions a family holds
+    /// (documented in ARCHITECTURE.md, "Release gate").
+    pub fn promise(&self) -> Promise {
+        let number = self.id.get(..3).unwrap_or(self.id);
+        match number {
+            // Inbound tokens: time claims are expiry; discovery, scope and the happy path
+            // are protocol; every forged or foreign token is a door into someone's tenant.
+            "A03" | "A04" => Promise::TokenExpiry,
+            "A01" | "A02" | "A08" => Promise::Protocol,
+            // Organisation: a tenant switched off while sessions are live is a revocation.
+            "O04" => Promise::Revocation,
+            // Tokens over time: the cache key is an isolation rule.
+            "T08" => Promise::TenantIsolation,
+            // Read-only and data flow: D04 is the audit trail.
+            "D04" => Promise::Audit,
+            _ => match number.as_bytes().first() {
+                Some(b'A' | b'O' | b'I') => Promise::TenantIsolation,
+                Some(b'R' | b'C') => Promise::Revocation,
+                Some(b'T') => Promise::TokenExpiry,
+                Some(b'D') => Promise::ReadOnly,
+                _ => Promise::Protocol,
+            },
+        }
+    }
 }
 
 /// The scenario with this id.

@@ -122,7 +122,7 @@ async fn revoke(world: &World, scopes: &[&str], after_age: bool) -> Result<()> {
         .revoke_consent("contoso", world.entra.connector_id(), GrantResource::Graph, scopes)
         .map_err(|e| anyhow!("revoke {scopes:?}: {e:?}"))?;
     if after_age {
-        world.advance(Duration::from_secs(crate::world::DEFAULT_OBO_MAX_REUSE_SECS + 1));
+        world.advance(Duration::from_secs(crate::world::DEFAULT_OBO_MAX_REUSE_SECS + 1))?;
     }
     Ok(())
 }
@@ -222,7 +222,7 @@ async fn r05(world: &World, age: bool) -> Result<()> {
     let uri = uri_where(&found, "messages", "subject", "budget")?;
     world.entra.revoke_all_consent("contoso").map_err(|e| anyhow!("{e:?}"))?;
     if age {
-        world.advance(Duration::from_secs(crate::world::DEFAULT_OBO_MAX_REUSE_SECS + 1));
+        world.advance(Duration::from_secs(crate::world::DEFAULT_OBO_MAX_REUSE_SECS + 1))?;
     }
     // The signed-in session keeps its (still valid) token; Entra no longer lets the connector
     // exchange it for anything.
@@ -261,7 +261,7 @@ pub async fn r06_identity_events(world: &World) -> Result<()> {
         // Tokens are stamped in whole seconds: let the event fall after the cached token's
         // second, as it would in real time.
         if world.controls_clock() {
-            world.advance(Duration::from_secs(2));
+            world.advance(Duration::from_secs(2))?;
         } else {
             tokio::time::sleep(Duration::from_millis(1100)).await;
         }

@@ -49,7 +49,7 @@ pub async fn t03_expired_token_refresh_and_continue(world: &World) -> Result<()>
     let adele = world.session(Persona::Adele).await?;
     me_of(&adele.call_ok("get_me", json!({})).await?)?;
     let life = u64::try_from(adele.expires_in().max(0))?;
-    world.advance(Duration::from_secs(life) + PAST_LEEWAY);
+    world.advance(Duration::from_secs(life) + PAST_LEEWAY)?;
     let r = adele.call_tool_http("get_me", json!({})).await?;
     ensure_status(&r, 401, "expired token")?;
     ensure!(
@@ -64,7 +64,7 @@ pub async fn t03_expired_token_refresh_and_continue(world: &World) -> Result<()>
 
 pub async fn t04_idle_refresh_token_is_refused(world: &World) -> Result<()> {
     let adele = world.session(Persona::Adele).await?;
-    world.advance(Duration::from_secs(91 * 24 * 3600));
+    world.advance(Duration::from_secs(91 * 24 * 3600))?;
     match adele.refresh().await {
         Ok(()) => return Err(anyhow!("a refresh token idle for 91 days was accepted")),
         Err(e) => {
@@ -91,7 +91,7 @@ pub async fn t05_token_lifetime_policy(world: &World) -> Result<()> {
     ensure!(life == 600, "token lifetime is {life} s, the policy says 600");
     me_of(&adele.call_ok("get_me", json!({})).await?)?;
     if world.controls_clock() {
-        world.advance(Duration::from_secs(600) + PAST_LEEWAY);
+        world.advance(Duration::from_secs(600) + PAST_LEEWAY)?;
         let r = adele.call_tool_http("get_me", json!({})).await?;
         ensure_status(&r, 401, "token past the policy's lifetime")?;
     }
@@ -173,7 +173,7 @@ pub async fn t02_renewal_before_expiry(world: &World) -> Result<()> {
     // expires, and no call may fail at the boundary. The user token is refreshed as a client
     // does when the connector answers 401.
     for _ in 0..30 {
-        world.advance(Duration::from_secs(240));
+        world.advance(Duration::from_secs(240))?;
         let probe = adele.call_tool_http(MAIL, json!({"query": "budget"})).await?;
         if probe.status == 401 {
             adele.refresh().await.map_err(|e| anyhow!("refresh: {e}"))?;
