@@ -15,12 +15,14 @@
 //! * [`session`]: [`Session`], a signed-in persona with an rmcp Streamable HTTP client and raw
 //!   HTTP access for protocol-level checks.
 //! * [`persona`]: the fixture personas by name.
+//! * [`canary`]: a loopback listener that must receive nothing (SSRF evidence).
 //! * [`logs`]: captures the process's tracing output so scenarios can grep it for secrets.
 //! * [`scenarios`]: the catalogue, one `async fn(&World) -> Result<()>` per scenario id, and
 //!   the promise each scenario family proves.
 //! * [`snapshots`]: the S scenarios' committed snapshots, compared by the gate binary.
 
 pub mod bench;
+pub mod canary;
 pub mod logs;
 pub mod persona;
 pub mod scenarios;
@@ -31,7 +33,7 @@ pub mod world;
 
 pub use persona::Persona;
 pub use session::{RawResponse, Session};
-pub use world::{ConnectorMode, World, WorldBuilder};
+pub use world::{ConnectorMode, KeyIssuer, World, WorldBuilder};
 
 /// Installs the ring crypto provider reqwest needs (idempotent).
 pub fn install_crypto() {

@@ -98,6 +98,20 @@ pub struct WorldBuilder {
     connector_port: Option<u16>,
     /// A spawned connector follows [`World::advance`] (libfaketime).
     moving_clock: bool,
+    /// What fake-entra's JWKS says each key's `issuer` is, set before the connector starts.
+    jwks_issuer: KeyIssuer,
+}
+
+/// The `issuer` fake-entra's published keys carry (defence-in-depth scenarios, A07).
+#[derive(Debug, Clone, Copy, Default)]
+pub enum KeyIssuer {
+    /// As Entra publishes them.
+    #[default]
+    AsEntra,
+    /// No `issuer` member: the connector's issuer-per-`tid` rule stands alone.
+    Omitted,
+    /// Every key is valid for this tenant (short name) only.
+    Tenant(&'static str),
 }
 
 impl Default for WorldBuilder {
@@ -116,6 +130,7 @@ impl Default for WorldBuilder {
             graph_listen: None,
             connector_port: None,
             moving_clock: false,
+            jwks_issuer: KeyIssuer::AsEntra,
         }
     }
 }
@@ -147,6 +162,11 @@ impl WorldBuilder {
         self.moving_clock = true;
         self
     }
+    /// What fake-entra's JWKS says each key's `issuer` is.
+    pub fn key_issuer(mut self, issuer: KeyIssuer) -> Self {
+        self.jwks_issuer = issuer;
+        self
+    }
     /// Fixed addresses (the sandbox); random loopback ports otherwise.
     pub fn ports(mut self, entra: Option<u16>, graph: Option<u16>, connector: Option<u16>) -> Self {
         self.entra_listen = entra.map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
@@ -168,6 +188,14 @@ impl WorldBuilder {
             eb = eb.listen(a);
         }
         let entra = eb.try_start().await.map_err(|e| anyhow!("fake-entra: {e}"))?;
+        match self.jwks_issuer {
+            KeyIssuer::AsEntra => {}
+            KeyIssuer::Omitted => entra.set_jwks_issuer(fake_entra::JwksIssuer::Omitted),
+            KeyIssuer::Tenant(name) => {
+                let tid = entra.tenant_id(name).ok_or_else(|| anyhow!("unknown tenant {name}"))?;
+                entra.set_jwks_issuer(fake_entra::JwksIssuer::Tenant(tid));
+            }
+        }
         for (tenant, p) in &self.lifetimes {
             entra
                 .set_token_lifetime(tenant, p.clone())

@@ -53,7 +53,8 @@ pub use grants::TokenResponse;
 pub use journal::{EventFeed, EventType, IdentityEvent, JournalEntry};
 pub use keys::{KeyState, Keys};
 pub use routes::paths;
-pub use tokens::{BadToken, TokenSpec};
+pub use state::JwksIssuer;
+pub use tokens::{BadToken, HeaderTrick, TokenSpec};
 
 use crate::{
     journal::EventType as Ev,
@@ -154,6 +155,7 @@ impl FakeEntraBuilder {
             faults: vec![],
             rng: self.seed.unwrap_or_else(|| Uuid::new_v4().as_u64_pair().0),
             advertise_pkce: self.advertise_pkce,
+            jwks_issuer: JwksIssuer::default(),
         };
         let shared = Shared::new(inner, self.clock.unwrap_or_default(), base);
         let router = routes::router(shared.clone());
@@ -310,7 +312,14 @@ impl FakeEntra {
                 times = Times::new(now - chrono::Duration::seconds(life + 3600), life);
             }
             Some(BadToken::FutureNbf) => {
-                times = Times::new(now + chrono::Duration::hours(1), life);
+                times.nbf = times.iat + 1800;
+            }
+            Some(BadToken::FutureIat) => {
+                times.iat += 1800;
+            }
+            Some(BadToken::IatAfterExp) => {
+                times.iat += 30;
+                times.exp = times.nbf + 10;
             }
             _ => {}
         }
@@ -596,6 +605,17 @@ impl FakeEntra {
         policy: TokenLifetimePolicy,
     ) -> Result<(), ControlError> {
         control::set_token_lifetime(&self.shared, tenant, policy)
+    }
+
+    /// What the published keys say their `issuer` is (defence-in-depth scenarios).
+    pub fn set_jwks_issuer(&self, issuer: JwksIssuer) {
+        self.shared.lock().jwks_issuer = issuer;
+    }
+
+    /// How many times the JWKS was served (every `…/discovery/v2.0/keys` request that got
+    /// keys), from the journal.
+    pub fn jwks_fetches(&self) -> usize {
+        self.shared.lock().journal.iter().filter(|e| e.endpoint == "keys").count()
     }
 
     /// Publishes a new key, makes it active and retires the old active key; the new kid.

@@ -309,8 +309,47 @@ async fn keys(
         Ok(t) => t,
         Err(response) => return response,
     };
-    let (_, issuer) = seg_and_issuer(&s, t);
-    let keys: Vec<_> = s.lock().keys.published().map(|k| k.jwk(&issuer)).collect();
+    let (_, metadata_issuer) = seg_and_issuer(&s, t);
+    let now = s.now();
+    let keys: Vec<_> = {
+        let mut inner = s.lock();
+        let issuer = match inner.jwks_issuer {
+            crate::state::JwksIssuer::AsMetadata => Some(metadata_issuer),
+            crate::state::JwksIssuer::Omitted => None,
+            crate::state::JwksIssuer::Tenant(tid) => Some(s.issuer_v2(tid)),
+        };
+        let keys = inner
+            .keys
+            .published()
+            .map(|k| {
+                let mut jwk = k.jwk(issuer.as_deref().unwrap_or_default());
+                if issuer.is_none()
+                    && let Some(m) = jwk.as_object_mut()
+                {
+                    m.remove("issuer");
+                }
+                jwk
+            })
+            .collect();
+        // Journalled so a scenario can count fetches (a flood of unknown kids must not
+        // become a flood of JWKS requests).
+        let seq = inner.journal.len() as u64 + 1;
+        inner.journal.push(JournalEntry {
+            seq,
+            time: now,
+            endpoint: "keys".into(),
+            grant: "keys".into(),
+            client_id: None,
+            tenant_id: t.id(),
+            user_id: None,
+            scopes: vec![],
+            uti: None,
+            error_code: None,
+            error: None,
+            cp1: false,
+        });
+        keys
+    };
     discovery_headers(axum::Json(json!({ "keys": keys })).into_response())
 }
 

@@ -264,6 +264,23 @@ pub(crate) struct Inner {
     pub rng: u64,
     /// Add `code_challenge_methods_supported` to discovery (Entra omits it).
     pub advertise_pkce: bool,
+    /// The `issuer` the JWKS gives each key.
+    pub jwks_issuer: JwksIssuer,
+}
+
+/// The `issuer` member of every published key (Entra adds one; its validators check it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum JwksIssuer {
+    /// As Entra: the issuer of the metadata document asked for (the `{tenantid}` template on
+    /// `common`/`organizations`, the tenant's own issuer on a tenant path).
+    #[default]
+    AsMetadata,
+    /// No `issuer` member: only the validator's own issuer-per-`tid` rule protects it.
+    Omitted,
+    /// The concrete v2 issuer of this tenant on every key, on every path: the keys sign
+    /// for that tenant alone, so a token of another tenant signed with them must be refused
+    /// by the key's issuer rule.
+    Tenant(uuid::Uuid),
 }
 
 impl Inner {

@@ -292,8 +292,17 @@ pub enum BadToken {
     UnpublishedKey,
     /// `exp` in the past (one hour ago).
     Expired,
-    /// `nbf` (and `iat`) one hour in the future.
+    /// `nbf` 30 minutes ahead; `iat` now and `exp` a normal lifetime away (only the
+    /// not-before rule refuses it).
     FutureNbf,
+    /// `iat` 30 minutes ahead; `nbf` now and `exp` a normal lifetime away (only the
+    /// issued-at rule refuses it).
+    FutureIat,
+    /// `iat` 30 s ahead (inside a clock-skew leeway of a minute) and `exp` 10 s ahead:
+    /// neither expired nor issued in the future, but issued after it expires.
+    IatAfterExp,
+    /// A header trick (RFC 8725 §3.10–3.11, RFC 7515 §4.1): see [`HeaderTrick`].
+    Header(HeaderTrick),
     /// `alg: none` and an empty signature.
     AlgNone,
     /// HS256 with the published RSA public key (its JWK JSON) as the HMAC secret.
@@ -308,6 +317,24 @@ pub enum BadToken {
     TamperedPayload,
     /// An ID token of the connector (aud = connector, no `scp`).
     IdToken,
+}
+
+/// A JOSE header that a validator must not trust or must refuse (reference/security.md §1.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderTrick {
+    /// Signed by the active published key, but the header names no `kid`.
+    MissingKid,
+    /// Signed by the active published key with this `typ` instead of `JWT`.
+    Typ(String),
+    /// Signed by the active published key; `crit` names an extension nobody understands
+    /// (and the header carries it).
+    UnknownCrit,
+    /// Signed by an attacker key (unknown `kid`) whose public JWK is embedded as `jwk`.
+    EmbeddedJwk,
+    /// Signed by an attacker key (unknown `kid`) with `jku` pointing at this URL.
+    Jku(String),
+    /// Signed by an attacker key (unknown `kid`) with `x5u` pointing at this URL.
+    X5u(String),
 }
 
 /// What to mint: a user token for the connector by default, with overrides.
@@ -440,6 +467,7 @@ pub(crate) fn encode_with_defect(
                 Err(_) => String::new(),
             }
         }
+        Some(BadToken::Header(trick)) => sign_with_trick(active, claims, trick),
         Some(BadToken::TamperedPayload) => {
             let good = sign(active, claims, false, false);
             let mut parts = good.splitn(3, '.');
@@ -452,6 +480,51 @@ pub(crate) fn encode_with_defect(
             format!("{h}.{}.{s}", URL_SAFE_NO_PAD.encode(tampered.to_string()))
         }
         _ => sign(active, claims, false, false),
+    }
+}
+
+/// Signs `claims` under a header built from `trick` (see [`HeaderTrick`]).
+fn sign_with_trick(active: &SigningKey, claims: &Value, trick: &HeaderTrick) -> String {
+    let attacker = || {
+        let mut k = attacker_key();
+        k.kid = URL_SAFE_NO_PAD.encode(Sha256::digest(b"attacker-kid"))[..27].to_string();
+        k
+    };
+    let (key, header) = match trick {
+        HeaderTrick::MissingKid => (active.clone(), json!({"typ": "JWT", "alg": "RS256"})),
+        HeaderTrick::Typ(typ) => {
+            (active.clone(), json!({"typ": typ, "alg": "RS256", "kid": active.kid}))
+        }
+        HeaderTrick::UnknownCrit => (
+            active.clone(),
+            json!({"typ": "JWT", "alg": "RS256", "kid": active.kid,
+                   "crit": ["urn:example:must-understand"], "urn:example:must-understand": true}),
+        ),
+        HeaderTrick::EmbeddedJwk => {
+            let k = attacker();
+            let jwk = json!({"kty": "RSA", "use": "sig", "kid": k.kid, "n": k.n, "e": k.e});
+            let header = json!({"typ": "JWT", "alg": "RS256", "kid": k.kid, "jwk": jwk});
+            (k, header)
+        }
+        HeaderTrick::Jku(url) => {
+            let k = attacker();
+            let header = json!({"typ": "JWT", "alg": "RS256", "kid": k.kid, "jku": url});
+            (k, header)
+        }
+        HeaderTrick::X5u(url) => {
+            let k = attacker();
+            let header = json!({"typ": "JWT", "alg": "RS256", "kid": k.kid, "x5u": url});
+            (k, header)
+        }
+    };
+    let message = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    match key.sign_rs256(message.as_bytes()) {
+        Ok(signature) => format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature)),
+        Err(_) => String::new(),
     }
 }
 
