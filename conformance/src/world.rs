@@ -100,6 +100,8 @@ pub struct WorldBuilder {
     moving_clock: bool,
     /// What fake-entra's JWKS says each key's `issuer` is, set before the connector starts.
     jwks_issuer: KeyIssuer,
+    /// fake-entra issues ordinary (not 20–28 h CAE) Graph tokens to cp1 clients.
+    no_cae_tokens: bool,
 }
 
 /// The `issuer` fake-entra's published keys carry (defence-in-depth scenarios, A07).
@@ -131,6 +133,7 @@ impl Default for WorldBuilder {
             connector_port: None,
             moving_clock: false,
             jwks_issuer: KeyIssuer::AsEntra,
+            no_cae_tokens: false,
         }
     }
 }
@@ -167,6 +170,12 @@ impl WorldBuilder {
         self.jwks_issuer = issuer;
         self
     }
+    /// OBO hands out Graph tokens of the tenant's ordinary lifetime even though the connector
+    /// declares `cp1` (CAE disabled), so the connector's renewal margin is reachable.
+    pub fn without_cae_tokens(mut self) -> Self {
+        self.no_cae_tokens = true;
+        self
+    }
     /// Fixed addresses (the sandbox); random loopback ports otherwise.
     pub fn ports(mut self, entra: Option<u16>, graph: Option<u16>, connector: Option<u16>) -> Self {
         self.entra_listen = entra.map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
@@ -195,6 +204,9 @@ impl WorldBuilder {
                 let tid = entra.tenant_id(name).ok_or_else(|| anyhow!("unknown tenant {name}"))?;
                 entra.set_jwks_issuer(fake_entra::JwksIssuer::Tenant(tid));
             }
+        }
+        if self.no_cae_tokens {
+            entra.set_cae_tokens(false);
         }
         for (tenant, p) in &self.lifetimes {
             entra

@@ -344,7 +344,11 @@ fn issue_user_tokens(
     let uti = tokens::new_uti();
     let (access, lifetime, scope) = match resource {
         Some(Resource::Graph) => {
-            let life = if cp1 { cae_lifetime(inner) } else { access_lifetime(inner, tid) };
+            // Long-lived CAE tokens only where the tenant issues them; otherwise a cp1 client
+            // gets an ordinary token (and no `xms_cc`), as under a CA policy disabling CAE.
+            let cae = cp1 && inner.cae_tokens;
+            let life = if cae { cae_lifetime(inner) } else { access_lifetime(inner, tid) };
+            let cp1 = cae;
             let claims = tokens::graph_user_claims(
                 tid,
                 &user,

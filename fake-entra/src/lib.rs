@@ -156,6 +156,7 @@ impl FakeEntraBuilder {
             rng: self.seed.unwrap_or_else(|| Uuid::new_v4().as_u64_pair().0),
             advertise_pkce: self.advertise_pkce,
             jwks_issuer: JwksIssuer::default(),
+            cae_tokens: true,
         };
         let shared = Shared::new(inner, self.clock.unwrap_or_default(), base);
         let router = routes::router(shared.clone());
@@ -610,6 +611,12 @@ impl FakeEntra {
     /// What the published keys say their `issuer` is (defence-in-depth scenarios).
     pub fn set_jwks_issuer(&self, issuer: JwksIssuer) {
         self.shared.lock().jwks_issuer = issuer;
+    }
+
+    /// On (default), a client declaring `cp1` gets 20–28 h CAE Graph tokens from OBO; off,
+    /// it gets the tenant's ordinary access-token lifetime, as where CAE is disabled.
+    pub fn set_cae_tokens(&self, on: bool) {
+        self.shared.lock().cae_tokens = on;
     }
 
     /// How many times the JWKS was served (every `…/discovery/v2.0/keys` request that got

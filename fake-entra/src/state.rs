@@ -266,6 +266,8 @@ pub(crate) struct Inner {
     pub advertise_pkce: bool,
     /// The `issuer` the JWKS gives each key.
     pub jwks_issuer: JwksIssuer,
+    /// A cp1 client gets long-lived (20–28 h) CAE Graph tokens; off, ordinary ones.
+    pub cae_tokens: bool,
 }
 
 /// The `issuer` member of every published key (Entra adds one; its validators check it).

@@ -114,7 +114,7 @@ fn obo_scenarios() -> Vec<Scenario> {
             "T02",
             "OBO token near expiry is renewed before use",
             clock = true,
-            setup = World::builder,
+            setup = t02_setup,
             t02_renewal_before_expiry
         ),
         scenario!(
@@ -165,38 +165,88 @@ pub async fn t01_many_calls_one_exchange(world: &World) -> Result<()> {
     Ok(())
 }
 
+/// The OBO renewal margin of the connector's default configuration (`obo.renew_before_secs`).
+const RENEW_BEFORE_SECS: i64 = 300;
+/// The Graph token's lifetime in T02 (Contoso's token lifetime policy, CAE off).
+const T02_GRAPH_TOKEN_SECS: i64 = 3600;
+/// How far T02 moves the clock between calls.
+const T02_STEP_SECS: i64 = 240;
+
+/// Only the renewal margin can trigger the re-exchange: the reuse age is a day, the user
+/// token (minted) lives six hours, and the Graph token one hour (no long-lived CAE token).
+fn t02_setup() -> crate::WorldBuilder {
+    World::builder().obo_max_reuse_secs(24 * 3600).without_cae_tokens().token_lifetime(
+        "contoso",
+        TokenLifetimePolicy {
+            access_token_minutes: Some(u32::try_from(T02_GRAPH_TOKEN_SECS / 60).unwrap_or(60)),
+            refresh_token_max_inactive_days: 90,
+        },
+    )
+}
+
+/// The OBO exchanges fake-entra issued for a user: (clock time, `uti`).
+fn issued_exchanges(
+    world: &World,
+    s: &crate::Session,
+) -> Vec<(chrono::DateTime<chrono::Utc>, String)> {
+    world
+        .entra
+        .journal()
+        .into_iter()
+        .filter(|e| {
+            e.grant == "on_behalf_of"
+                && e.tenant_id == Some(s.tenant_id)
+                && e.user_id == Some(s.object_id)
+                && e.issued()
+        })
+        .filter_map(|e| Some((e.time, e.uti?)))
+        .collect()
+}
+
 pub async fn t02_renewal_before_expiry(world: &World) -> Result<()> {
-    let adele = world.session(Persona::Adele).await?;
+    let (tid, oid) = world.ids(Persona::Adele.upn())?;
+    let token = world.mint(&fake_entra::TokenSpec::user(tid, oid).lifetime_secs(6 * 3600));
+    let adele = world.session_with_token(Persona::Adele.upn(), token);
     structured_ok(&adele, MAIL, json!({"query": "budget"})).await?;
-    let first = obo_exchanges_by_scopes(world, adele.tenant_id, adele.object_id);
-    // Two hours in 4-minute steps: the OBO token (60–90 min) must be renewed before it
-    // expires, and no call may fail at the boundary. The user token is refreshed as a client
-    // does when the connector answers 401.
+    let first = issued_exchanges(world, &adele);
+    ensure!(first.len() == 1, "expected one OBO exchange for the first call, got {}", first.len());
+    let (mut issued_at, mut uti) = first[0].clone();
+    let mut renewals = 0;
+    // Two hours in 4-minute steps. Each Graph token must be used until the first call at or
+    // after `exp − renew_before`, renewed by that call (before `exp`), and never after.
     for _ in 0..30 {
-        world.advance(Duration::from_secs(240))?;
-        let probe = adele.call_tool_http(MAIL, json!({"query": "budget"})).await?;
-        if probe.status == 401 {
-            adele.refresh().await.map_err(|e| anyhow!("refresh: {e}"))?;
-        } else {
-            let out = crate::session::ToolOutcome::from_json(&probe.tool_result()?);
-            ensure!(!out.is_error, "a call failed near the OBO boundary: {}", out.text);
-        }
+        world.advance(Duration::from_secs(T02_STEP_SECS.unsigned_abs()))?;
+        let now = world.clock.now();
         let out = adele.call_ok(MAIL, json!({"query": "budget"})).await?;
-        ensure!(!out.is_error, "a call failed at the OBO boundary: {}", out.text);
+        ensure!(!out.is_error, "a call failed near the OBO boundary: {}", out.text);
+        let exchanges = issued_exchanges(world, &adele);
+        let age = (now - issued_at).num_seconds();
+        let due = age >= T02_GRAPH_TOKEN_SECS - RENEW_BEFORE_SECS;
+        let renewed = exchanges.len() > renewals + 1;
+        ensure!(
+            renewed == due,
+            "at {age} s into a {T02_GRAPH_TOKEN_SECS} s Graph token: renewed = {renewed}, \
+             expected {due} (renew {RENEW_BEFORE_SECS} s before expiry, not earlier, not later)"
+        );
+        // The request this call made carried the token in force: the old one until the
+        // boundary, the fresh one from it.
+        if renewed {
+            renewals += 1;
+            (issued_at, uti) = exchanges[renewals].clone();
+        }
+        let last = world
+            .graph
+            .requests_for_user(tid, oid)
+            .last()
+            .and_then(|e| e.sign_in_activity_id.clone())
+            .unwrap_or_default();
+        ensure!(last == uti, "Graph saw token {last} at {age} s; the one in force is {uti}");
     }
-    let later = obo_exchanges_by_scopes(world, adele.tenant_id, adele.object_id);
-    let mail = |m: &std::collections::BTreeMap<Vec<String>, usize>| {
-        m.iter().filter(|(k, _)| k.iter().any(|s| s == "Mail.Read")).map(|(_, n)| *n).sum::<usize>()
-    };
-    ensure!(
-        mail(&later) > mail(&first),
-        "the Mail.Read token was never renewed over two hours ({} exchanges)",
-        mail(&later)
-    );
+    ensure!(renewals >= 2, "two hours of one-hour Graph tokens made {renewals} renewals");
     // Graph never saw an expired token: no 401 in its journal for her.
     let rejected = world
         .graph
-        .requests_for_user(adele.tenant_id, adele.object_id)
+        .requests_for_user(tid, oid)
         .iter()
         .filter(|e| e.response_status_code == 401)
         .count();
