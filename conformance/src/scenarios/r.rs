@@ -113,17 +113,91 @@ pub fn scenarios() -> Vec<Scenario> {
     v
 }
 
-/// Revokes Graph `scopes` from the connector in Contoso. With the default reuse age the clock
-/// is first checked just before the age (calls may still be served from the cache), then
-/// moved one second past it.
-async fn revoke(world: &World, scopes: &[&str], after_age: bool) -> Result<()> {
+/// Revokes Graph `scopes` from the connector in Contoso. With the default reuse age, moves
+/// the clock to the boundary with journal evidence: five seconds before the age the probe
+/// call is still served by the Graph token already in force (no OBO exchange, Graph sees that
+/// token's `uti`); one second past it, the next call makes a fresh exchange (which Entra now
+/// refuses) and the old token is never used again.
+async fn revoke(
+    world: &World,
+    s: &Session,
+    scopes: &[&str],
+    age: bool,
+    probe: (&str, Value),
+) -> Result<()> {
     world
         .entra
         .revoke_consent("contoso", world.entra.connector_id(), GrantResource::Graph, scopes)
         .map_err(|e| anyhow!("revoke {scopes:?}: {e:?}"))?;
-    if after_age {
-        world.advance(Duration::from_secs(crate::world::DEFAULT_OBO_MAX_REUSE_SECS + 1))?;
+    if age {
+        to_the_boundary(world, s, probe).await?;
     }
+    Ok(())
+}
+
+/// OBO exchanges (issued or refused) fake-entra journalled for a user: (clock time, uti).
+fn exchanges(world: &World, s: &Session) -> Vec<(chrono::DateTime<chrono::Utc>, Option<String>)> {
+    world
+        .entra
+        .journal()
+        .into_iter()
+        .filter(|e| {
+            e.grant == "on_behalf_of"
+                && e.tenant_id == Some(s.tenant_id)
+                && e.user_id == Some(s.object_id)
+        })
+        .map(|e| (e.time, e.uti))
+        .collect()
+}
+
+async fn to_the_boundary(world: &World, s: &Session, (tool, args): (&str, Value)) -> Result<()> {
+    let before = exchanges(world, s);
+    let (issued, old_uti) = before
+        .iter()
+        .rev()
+        .find_map(|(t, u)| u.clone().map(|u| (*t, u)))
+        .ok_or_else(|| anyhow!("no OBO token was issued before the revocation"))?;
+    let age = chrono::Duration::seconds(
+        i64::try_from(crate::world::DEFAULT_OBO_MAX_REUSE_SECS).unwrap_or(i64::MAX),
+    );
+    let step = |target: chrono::DateTime<chrono::Utc>| {
+        (target - world.clock.now()).to_std().unwrap_or(Duration::ZERO)
+    };
+    world.advance(step(issued + age - chrono::Duration::seconds(5)))?;
+    let out = s.call_ok(tool, args.clone()).await?;
+    ensure!(
+        !out.is_error,
+        "{tool} failed 5 s before the reuse age: the cached token was not used: {}",
+        out.text
+    );
+    ensure!(
+        exchanges(world, s).len() == before.len(),
+        "{tool} 5 s before the reuse age made an OBO exchange (the age is {age})"
+    );
+    let last = world.graph.requests_for_user(s.tenant_id, s.object_id);
+    let last = last.last().and_then(|e| e.sign_in_activity_id.clone()).unwrap_or_default();
+    ensure!(last == old_uti, "5 s before the age Graph saw token {last}, not {old_uti}");
+    let boundary = issued + age;
+    world.advance(step(boundary + chrono::Duration::seconds(1)))?;
+    let graph_before = world.graph.requests_for_user(s.tenant_id, s.object_id).len();
+    let out = s.call_ok(tool, args).await?;
+    let fresh: Vec<_> = exchanges(world, s)
+        .into_iter()
+        .skip(before.len())
+        .filter(|(t, _)| *t >= boundary)
+        .collect();
+    ensure!(
+        !fresh.is_empty(),
+        "{tool} past the reuse age made no fresh OBO exchange (answered: {})",
+        out.text.chars().take(200).collect::<String>()
+    );
+    let reused = world
+        .graph
+        .requests_for_user(s.tenant_id, s.object_id)
+        .into_iter()
+        .skip(graph_before)
+        .any(|e| e.sign_in_activity_id.as_deref() == Some(old_uti.as_str()));
+    ensure!(!reused, "Graph saw the old token {old_uti} after the reuse age");
     Ok(())
 }
 
@@ -147,7 +221,7 @@ async fn r01(world: &World, age: bool) -> Result<()> {
     let adele = world.session(Persona::Adele).await?;
     works(&adele, SP, json!({"query": "budget"})).await?;
     works(&adele, FOLDERS, json!({"name": "Reports"})).await?;
-    revoke(world, &["Sites.Read.All"], age).await?;
+    revoke(world, &adele, &["Sites.Read.All"], age, (SP, json!({"query": "budget"}))).await?;
     fails_naming(&adele, SP, json!({"query": "budget"}), "Sites.Read.All").await?;
     fails_naming(&adele, FOLDERS, json!({"name": "Reports"}), "Sites.Read.All").await?;
     works(&adele, MAIL, json!({"query": "budget"})).await?;
@@ -171,7 +245,7 @@ async fn r02(world: &World, age: bool) -> Result<()> {
     let found = works(&adele, MAIL, json!({"query": "budget"})).await?;
     let uri = uri_where(&found, "messages", "subject", "budget")?;
     works(&adele, READ, json!({"uri": uri})).await?;
-    revoke(world, &["Mail.Read"], age).await?;
+    revoke(world, &adele, &["Mail.Read"], age, (MAIL, json!({"query": "budget"}))).await?;
     fails_naming(&adele, MAIL, json!({"query": "budget"}), "Mail.Read").await?;
     fails_naming(&adele, READ, json!({"uri": uri}), "Mail.Read").await?;
     works(&adele, CHAT, json!({"query": "budget"})).await?;
@@ -187,7 +261,7 @@ async fn r02_default(w: &World) -> Result<()> {
 async fn r03(world: &World, age: bool) -> Result<()> {
     let adele = world.session(Persona::Adele).await?;
     works(&adele, CHAT, json!({"query": "budget"})).await?;
-    revoke(world, &["Chat.Read"], age).await?;
+    revoke(world, &adele, &["Chat.Read"], age, (CHAT, json!({"query": "budget"}))).await?;
     fails_naming(&adele, CHAT, json!({"query": "budget"}), "Chat.Read").await?;
     works(&adele, MAIL, json!({"query": "budget"})).await?;
     Ok(())
@@ -204,7 +278,8 @@ async fn r04(world: &World, age: bool) -> Result<()> {
     let hits = works(&adele, SP, json!({"query": "private notes"})).await?;
     let uri = uri_where(&hits, "items", "name", "private notes")?;
     works(&adele, READ, json!({"uri": uri})).await?;
-    revoke(world, &["Files.Read", "Files.Read.All"], age).await?;
+    revoke(world, &adele, &["Files.Read", "Files.Read.All"], age, (READ, json!({"uri": uri})))
+        .await?;
     fails_naming(&adele, READ, json!({"uri": uri}), "Files.Read").await?;
     works(&adele, MAIL, json!({"query": "budget"})).await?;
     Ok(())
@@ -222,7 +297,7 @@ async fn r05(world: &World, age: bool) -> Result<()> {
     let uri = uri_where(&found, "messages", "subject", "budget")?;
     world.entra.revoke_all_consent("contoso").map_err(|e| anyhow!("{e:?}"))?;
     if age {
-        world.advance(Duration::from_secs(crate::world::DEFAULT_OBO_MAX_REUSE_SECS + 1))?;
+        to_the_boundary(world, &adele, (MAIL, json!({"query": "budget"}))).await?;
     }
     // The signed-in session keeps its (still valid) token; Entra no longer lets the connector
     // exchange it for anything.
