@@ -247,6 +247,7 @@ pub async fn f02_server_errors(world: &World) -> Result<()> {
         let out = adele.call_ok(MAIL, args.clone()).await?;
         ensure!(out.is_error, "{name}: the failure was not reported: {}", out.text);
         ensure!(!out.text.is_empty() && out.text.len() < 2000, "{name}: unclear error");
+        ensure_graph_unavailable_text(name, &out.text)?;
         let tries = requests_to(world, &adele, MESSAGES).len() - before;
         ensure!((1..=4).contains(&tries), "{name}: {tries} attempts: retries are not bounded");
         let other = structured_ok(&lee, MAIL, args.clone()).await;
@@ -266,9 +267,39 @@ pub async fn f02_server_errors(world: &World) -> Result<()> {
         started.elapsed() < Duration::from_secs(25),
         "the connector waited for the slow answer"
     );
-    let _ = out;
+    ensure!(out.is_error, "timeout: the failure was not reported: {}", out.text);
+    ensure_graph_unavailable_text("timeout", &out.text)?;
     world.graph.clear_faults();
     structured_ok(&adele, MAIL, args).await?;
+    Ok(())
+}
+
+/// The client is told Microsoft 365 (Graph) failed and that trying later may help, without
+/// raw internals (status lines, stack traces, URLs of the backend).
+fn ensure_graph_unavailable_text(what: &str, text: &str) -> Result<()> {
+    let lower = text.to_lowercase();
+    ensure!(
+        [
+            "unavailable",
+            "could not be reached",
+            "timed out",
+            "timeout",
+            "did not respond",
+            "failed",
+            "error"
+        ]
+        .iter()
+        .any(|w| lower.contains(w)),
+        "{what}: the error does not say the service failed: {text}"
+    );
+    ensure!(
+        ["try again", "retry", "later"].iter().any(|w| lower.contains(w)),
+        "{what}: the error does not say whether to try again: {text}"
+    );
+    ensure!(
+        !lower.contains("127.0.0.1") && !lower.contains("/v1.0/") && !lower.contains("panicked"),
+        "{what}: the error leaks internals: {text}"
+    );
     Ok(())
 }
 
@@ -277,7 +308,16 @@ pub async fn f06_foreign_uris(world: &World) -> Result<()> {
     let entra_before = obo_exchanges(world, adele.tenant_id, adele.object_id);
     let graph_before = world.graph.journal().len();
     let downloads_before = world.graph.downloads().len();
+    // A listener of our own on loopback: a connector that fetched a pasted URL directly
+    // would connect to it (the other hosts below do not exist or do not answer).
+    let canary = crate::canary::Canary::start().await?;
+    let canary_http = canary.url("/x");
+    let canary_m365 = format!("m365://{}/drive/items/1", canary.authority());
+    let canary_https = format!("https://{}/latest/meta-data/", canary.authority());
     for uri in [
+        canary_http.as_str(),
+        canary_m365.as_str(),
+        canary_https.as_str(),
         "https://evil.example.com/x",
         "http://169.254.169.254/latest/meta-data/",
         "http://metadata.google.internal/computeMetadata/v1/",
@@ -294,6 +334,12 @@ pub async fn f06_foreign_uris(world: &World) -> Result<()> {
             r.json().is_ok_and(|v| !v["error"].is_null() || v["result"]["isError"] == json!(true));
         ensure!(refused, "{uri} was not refused: {}", r.text);
     }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ensure!(
+        canary.connections() == 0,
+        "the connector connected to a pasted URL ({} connections to the canary)",
+        canary.connections()
+    );
     ensure!(world.graph.journal().len() == graph_before, "fake-graph saw a request");
     ensure!(world.graph.downloads().len() == downloads_before, "a download was made");
     ensure!(
