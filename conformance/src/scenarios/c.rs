@@ -4,7 +4,7 @@ use anyhow::{Result, anyhow, ensure};
 use fixtures::{CaControl, CaPolicy, CaScope};
 use serde_json::json;
 
-use super::{ensure_untouched, me_of, scenario};
+use super::{ensure_untouched, me_of, refused_at_obo, scenario};
 use crate::{Persona, World, signin::EntraError};
 
 pub fn scenarios() -> Vec<super::Scenario> {
@@ -87,7 +87,10 @@ pub async fn c02_non_compliant_device_gets_no_data(world: &World) -> Result<()> 
     let e = refusal(world, upn, &[]).await?;
     ensure!(e.has_code(53000), "expected AADSTS53000: {e}");
     let (tid, oid) = world.ids(upn)?;
-    ensure_untouched(world, tid, oid)
+    ensure_untouched(world, tid, oid)?;
+    // A token from the same device issued before the policy applied: refused at OBO.
+    let early = world.session_with_token(upn, world.mint(&fake_entra::TokenSpec::user(tid, oid)));
+    refused_at_obo(world, &early, 53000, &["Conditional Access", "compliant"]).await
 }
 
 pub async fn c03_ip_range_restriction(world: &World) -> Result<()> {
@@ -96,6 +99,9 @@ pub async fn c03_ip_range_restriction(world: &World) -> Result<()> {
     ensure!(e.has_code(53003), "expected AADSTS53003: {e}");
     let (tid, oid) = world.ids(upn)?;
     ensure_untouched(world, tid, oid)?;
+    // A token from outside the range issued before the policy applied: refused at OBO.
+    let early = world.session_with_token(upn, world.mint(&fake_entra::TokenSpec::user(tid, oid)));
+    refused_at_obo(world, &early, 53003, &["Conditional Access", "network location"]).await?;
     // From the office network she gets in.
     let joni =
         world.try_sign_in(upn, &[("fake_ip", "10.20.4.2")]).await.map_err(|e| anyhow!("{e}"))?;
@@ -105,8 +111,9 @@ pub async fn c03_ip_range_restriction(world: &World) -> Result<()> {
 
 pub async fn c04_group_scoped_policy(world: &World) -> Result<()> {
     // The fixture policy targets "MFA Required": Isaiah is challenged, Adele is not.
+    // (Adele signing in below is the "is not" half; she makes no call before the new
+    // policy, so no Graph token of hers is cached when it arrives.)
     refusal(world, Persona::Isaiah.upn(), &[]).await?;
-    me_of(&world.session(Persona::Adele).await?.call_ok("get_me", json!({})).await?)?;
     // A new policy on "Sales" catches Adele and leaves Diego (not in Sales) alone.
     let policy = CaPolicy {
         id: uuid::Uuid::new_v4(),
@@ -115,9 +122,28 @@ pub async fn c04_group_scoped_policy(world: &World) -> Result<()> {
         applies_to: CaScope::Groups { groups: vec!["Sales".into()] },
         control: CaControl::RequireMfa,
     };
+    // Adele and Diego signed in before the policy was added; neither has called yet.
+    let adele = world.session(Persona::Adele).await?;
+    let diego = world.session(Persona::Diego).await?;
     world.entra.add_ca_policy("contoso", policy).map_err(|e| anyhow!("{e:?}"))?;
     let e = refusal(world, Persona::Adele.upn(), &[]).await?;
     ensure!(e.has_code(50076), "expected MFA for Sales: {e}");
+    // Adele's earlier token meets the policy at the OBO exchange: a claims challenge for her
+    // client, no data. Diego's is unaffected.
+    let graph_before = world.graph.requests_for_user(adele.tenant_id, adele.object_id).len();
+    let r = adele.call_tool_http("get_me", json!({})).await?;
+    super::ensure_status(&r, 401, "Adele's pre-policy token under MFA for Sales")?;
+    ensure!(
+        r.challenge("error").as_deref() == Some("insufficient_claims")
+            && r.challenge("claims").is_some(),
+        "expected a claims challenge: {:?}",
+        r.header("www-authenticate")
+    );
+    ensure!(
+        world.graph.requests_for_user(adele.tenant_id, adele.object_id).len() == graph_before,
+        "Graph was called for Adele although the policy blocks her"
+    );
+    me_of(&diego.call_ok("get_me", json!({})).await?)?;
     me_of(&world.session(Persona::Diego).await?.call_ok("get_me", json!({})).await?)?;
     Ok(())
 }

@@ -282,6 +282,7 @@ fn ensure_graph_unavailable_text(what: &str, text: &str) -> Result<()> {
         [
             "unavailable",
             "could not be reached",
+            "did not answer",
             "timed out",
             "timeout",
             "did not respond",

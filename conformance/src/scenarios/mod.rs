@@ -253,6 +253,42 @@ pub fn ensure_untouched(world: &World, tid: Uuid, oid: Uuid) -> Result<()> {
     Ok(())
 }
 
+/// A user whose token was issued before an Entra-side change calls `get_me`: the connector's
+/// OBO exchange is refused with AADSTS`code` (fake-entra's journal), the client gets a tool
+/// error whose text contains every one of `says` (case-insensitive), and Graph never sees a
+/// request for the user.
+pub async fn refused_at_obo(
+    world: &World,
+    s: &crate::Session,
+    code: u32,
+    says: &[&str],
+) -> Result<()> {
+    let out = s.call_ok("get_me", serde_json::json!({})).await?;
+    ensure!(out.is_error, "{}: served although Entra refuses AADSTS{code}: {}", s.upn, out.text);
+    let text = out.text.to_lowercase();
+    for word in says {
+        ensure!(
+            text.contains(&word.to_lowercase()),
+            "{}: the error for AADSTS{code} does not say {word:?}: {}",
+            s.upn,
+            out.text
+        );
+    }
+    let refused = world.entra.journal().into_iter().any(|e| {
+        is_obo(&e)
+            && e.tenant_id == Some(s.tenant_id)
+            && e.user_id == Some(s.object_id)
+            && e.error_code == Some(code)
+    });
+    ensure!(refused, "{}: fake-entra journalled no OBO refusal AADSTS{code}", s.upn);
+    ensure!(
+        world.graph.never_called_for(s.tenant_id, s.object_id),
+        "{}: Graph was called although the exchange was refused",
+        s.upn
+    );
+    Ok(())
+}
+
 /// Asserts a raw answer is `status` and returns its text for further checks.
 pub fn ensure_status(r: &crate::RawResponse, status: u16, what: &str) -> Result<()> {
     ensure!(

@@ -3,7 +3,7 @@
 use anyhow::{Result, anyhow, ensure};
 use serde_json::json;
 
-use super::{ensure_status, ensure_untouched, me_of, scenario};
+use super::{ensure_status, ensure_untouched, me_of, refused_at_obo, scenario};
 use crate::{Persona, World, world::TenantRule};
 
 pub fn scenarios() -> Vec<super::Scenario> {
@@ -46,11 +46,19 @@ pub async fn o02_no_admin_consent(world: &World) -> Result<()> {
         "the message does not say what to do: {err}"
     );
     let (tid, oid) = world.ids(upn)?;
-    ensure_untouched(world, tid, oid)
+    ensure_untouched(world, tid, oid)?;
+    // A token Entra issued anyway (consent withdrawn after sign-in): the connector meets the
+    // refusal at its OBO exchange and tells the user an administrator must consent.
+    let nancy = world.session_with_token(upn, world.mint(&fake_entra::TokenSpec::user(tid, oid)));
+    refused_at_obo(world, &nancy, 65001, &["administrator", "consent"]).await
 }
 
 pub async fn o03_assignment_required(world: &World) -> Result<()> {
+    // Diego signed in before assignment became required: his token is valid, but the
+    // connector's OBO exchange is refused and he is told he is not assigned.
+    let early = world.session(Persona::Diego).await?;
     world.entra.set_assignment_required("contoso", true).map_err(|e| anyhow!("{e:?}"))?;
+    refused_at_obo(world, &early, 50105, &["not assigned"]).await?;
     let refused = world.try_sign_in(Persona::Diego.upn(), &[]).await;
     match refused {
         Ok(_) => return Err(anyhow!("diego is outside the pilot but signed in")),
@@ -63,8 +71,6 @@ pub async fn o03_assignment_required(world: &World) -> Result<()> {
         let s = world.session(p).await?;
         me_of(&s.call_ok("get_me", json!({})).await?)?;
     }
-    let (tid, oid) = world.ids(Persona::Diego.upn())?;
-    ensure_untouched(world, tid, oid)?;
     // Widen: assign a group Diego belongs to.
     world.entra.assign("contoso", "All Company").map_err(|e| anyhow!("{e:?}"))?;
     let diego = world.session(Persona::Diego).await?;
