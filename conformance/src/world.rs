@@ -102,6 +102,8 @@ pub struct WorldBuilder {
     jwks_issuer: KeyIssuer,
     /// fake-entra issues ordinary (not 20–28 h CAE) Graph tokens to cp1 clients.
     no_cae_tokens: bool,
+    /// The fixture world with the same-`oid` twin tenant ([`fixtures::with_twin_tenant`]).
+    twin_tenant: bool,
 }
 
 /// The `issuer` fake-entra's published keys carry (defence-in-depth scenarios, A07).
@@ -134,6 +136,7 @@ impl Default for WorldBuilder {
             moving_clock: false,
             jwks_issuer: KeyIssuer::AsEntra,
             no_cae_tokens: false,
+            twin_tenant: false,
         }
     }
 }
@@ -176,6 +179,14 @@ impl WorldBuilder {
         self.no_cae_tokens = true;
         self
     }
+    /// Adds Wingtip Toys, whose one user has Contoso Adele's object id, enabled in the
+    /// connector's policy ([`fixtures::with_twin_tenant`]).
+    pub fn with_twin_tenant(mut self) -> Self {
+        self.twin_tenant = true;
+        self.policy
+            .insert(fixtures::TWIN_TENANT.to_owned(), TenantRule { enabled: true, tools: None });
+        self
+    }
     /// Fixed addresses (the sandbox); random loopback ports otherwise.
     pub fn ports(mut self, entra: Option<u16>, graph: Option<u16>, connector: Option<u16>) -> Self {
         self.entra_listen = entra.map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
@@ -190,7 +201,11 @@ impl WorldBuilder {
         if matches!(self.mode, ConnectorMode::InProcess) {
             crate::logs::install();
         }
-        let fixtures = fixtures::standard_world();
+        let fixtures = if self.twin_tenant {
+            fixtures::with_twin_tenant()
+        } else {
+            fixtures::standard_world()
+        };
         let clock = fixtures::Clock::system();
         let mut eb = FakeEntra::builder().world(fixtures.clone()).clock(clock.clone());
         if let Some(a) = self.entra_listen {

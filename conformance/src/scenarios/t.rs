@@ -132,6 +132,13 @@ fn obo_scenarios() -> Vec<Scenario> {
             "cache entries are keyed by tenant and user",
             t08_cache_keyed_by_tenant_and_user
         ),
+        scenario!(
+            "T08/same-oid",
+            "two tenants, one object id: nothing crosses between them",
+            clock = false,
+            setup = twin_world,
+            t08_same_oid_in_two_tenants
+        ),
     ]
 }
 
@@ -336,5 +343,76 @@ pub async fn t08_cache_keyed_by_tenant_and_user(world: &World) -> Result<()> {
             ensure!(e.tenant_id == Some(b.tenant_id), "a Graph call crossed tenants");
         }
     }
+    Ok(())
+}
+
+fn twin_world() -> crate::WorldBuilder {
+    World::builder().with_twin_tenant()
+}
+
+/// The Graph requests journalled since `before` all ran as `s` (tenant and user).
+fn graph_ran_as(world: &World, s: &crate::Session, before: usize, what: &str) -> Result<usize> {
+    let journal = world.graph.journal();
+    let slice = journal.get(before..).unwrap_or_default();
+    ensure!(!slice.is_empty(), "{what}: no Graph request");
+    for e in slice {
+        ensure!(
+            e.tenant_id == Some(s.tenant_id) && e.user_id == Some(s.object_id),
+            "{what}: Graph request {} ran as {:?}/{:?}; the caller is {}/{}",
+            e.request_uri,
+            e.tenant_id,
+            e.user_id,
+            s.tenant_id,
+            s.object_id
+        );
+    }
+    Ok(journal.len())
+}
+
+/// Contoso's Adele and Wingtip's Adele share an object id. Interleaved calls each get their
+/// own identity and content, each Graph request runs in the caller's tenant, each tenant makes
+/// its own OBO exchange (the token cache is keyed by tenant too), and a paging cursor of one
+/// is refused to the other.
+pub async fn t08_same_oid_in_two_tenants(world: &World) -> Result<()> {
+    let contoso = world.session(Persona::Adele).await?;
+    let wingtip = world.sign_in(fixtures::TWIN_UPN).await?;
+    ensure!(
+        contoso.object_id == wingtip.object_id && contoso.tenant_id != wingtip.tenant_id,
+        "the twin does not share Adele's object id"
+    );
+    let mut journal = world.graph.journal().len();
+    for (s, own, other) in [
+        (&contoso, "Contoso", "Wingtip"),
+        (&wingtip, "Wingtip", "Contoso"),
+        (&contoso, "Contoso", "Wingtip"),
+        (&wingtip, "Wingtip", "Contoso"),
+    ] {
+        let me = crate::scenarios::me_of(&s.call_ok("get_me", json!({})).await?)?;
+        ensure!(me == (s.tenant_id.to_string(), s.object_id.to_string()), "{} got {me:?}", s.upn);
+        journal = graph_ran_as(world, s, journal, &format!("get_me of {}", s.upn))?;
+        let found = structured_ok(s, MAIL, json!({"query": "budget"})).await?;
+        journal = graph_ran_as(world, s, journal, &format!("mail search of {}", s.upn))?;
+        let text = found.to_string();
+        ensure!(text.contains(own), "{} does not see their own mail: {text:.300}", s.upn);
+        ensure!(!text.contains(&format!("{other} Q3")), "{} sees {other}'s mail", s.upn);
+    }
+    one_exchange_per_scope_set(world, &contoso, "contoso adele")?;
+    one_exchange_per_scope_set(world, &wingtip, "wingtip adele")?;
+    // A cursor sealed for one Adele is refused to the other.
+    let args = json!({"folder": "inbox", "limit": 1});
+    let page = structured_ok(&contoso, MAIL, args.clone()).await?;
+    let cursor = page["page"]["next_cursor"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no next_cursor on a one-item page: {page}"))?
+        .to_owned();
+    let mut next = args;
+    next["cursor"] = json!(cursor);
+    let r = wingtip.call_tool_http(MAIL, next).await?;
+    ensure!(
+        r.json()?["error"]["code"] == json!(-32602),
+        "Wingtip's Adele used Contoso's Adele's cursor: HTTP {} {}",
+        r.status,
+        r.text.chars().take(300).collect::<String>()
+    );
     Ok(())
 }

@@ -8,3 +8,4 @@ conformance_test!(t05_token_lifetime_policy_is_honoured, "T05");
 conformance_test!(t06_concurrent_first_calls_make_one_exchange, "T06");
 conformance_test!(t07_token_cache_at_rest_holds_no_plaintext, "T07");
 conformance_test!(t08_cache_entries_are_keyed_by_tenant_and_user, "T08");
+conformance_test!(t08_same_oid_two_tenants_nothing_crosses, "T08/same-oid");
