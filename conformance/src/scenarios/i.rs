@@ -3,7 +3,7 @@
 use anyhow::{Result, anyhow, ensure};
 use serde_json::json;
 
-use super::{me_of, scenario, structured_ok, uri_where};
+use super::{ensure_ran_as, graph_since, me_of, scenario, structured_ok, uri_where};
 use crate::{Persona, World, world::TenantRule};
 
 pub fn scenarios() -> Vec<super::Scenario> {
@@ -182,18 +182,25 @@ pub async fn i01_cross_tenant_uri(world: &World) -> Result<()> {
     let mail = structured_ok(&a, "outlook_email_search", json!({"query": "budget"})).await?;
     let msg = uri_where(&mail, "messages", "subject", "budget")?;
     for uri in [doc, msg] {
+        let before = world.graph.journal().len();
         let out = b.call_ok("read_resource", json!({"uri": uri})).await?;
         ensure!(out.is_error, "fabrikam read contoso's {uri}: {}", out.text);
         ensure!(!out.text.contains("Contoso"), "the refusal leaks contoso content: {}", out.text);
+        // Whatever the connector asked Graph for this read, it asked as Fabrikam's Adele in
+        // Fabrikam, and nothing was served.
+        let requests = graph_since(world, before);
+        ensure_ran_as(&requests, &b, &format!("fabrikam reading {uri}"))?;
+        ensure!(
+            requests
+                .iter()
+                .all(|e| own_settings(e) || !(200..300).contains(&e.response_status_code)),
+            "Graph served fabrikam's adele a request for contoso's {uri}: {:?}",
+            requests
+                .iter()
+                .map(|e| (e.request_uri.clone(), e.response_status_code))
+                .collect::<Vec<_>>()
+        );
     }
-    ensure!(
-        world
-            .graph
-            .requests_for_user(b.tenant_id, b.object_id)
-            .iter()
-            .all(|e| e.response_status_code != 200 || e.tenant_id == Some(b.tenant_id)),
-        "Graph served fabrikam's adele outside her tenant"
-    );
     Ok(())
 }
 
@@ -215,15 +222,41 @@ pub async fn i02_other_users_mail(world: &World) -> Result<()> {
     let docs = structured_ok(&a, "sharepoint_search", json!({"query": "private notes"})).await?;
     let private = uri_where(&docs, "items", "name", "Adele private notes")?;
     for (what, uri) in [("mail", msg), ("event", event), ("private file", private)] {
+        let before = world.graph.journal().len();
         structured_ok(&a, "read_resource", json!({"uri": uri})).await?;
+        ensure_ran_as(&graph_since(world, before), &a, &format!("adele reading her {what}"))?;
+        let before = world.graph.journal().len();
         let out = d.call_ok("read_resource", json!({"uri": uri})).await?;
         ensure!(out.is_error, "diego read adele's {what} {uri}: {}", out.text);
+        let requests = graph_since(world, before);
+        ensure_ran_as(&requests, &d, &format!("diego reading adele's {what}"))?;
+        ensure!(
+            requests
+                .iter()
+                .all(|e| own_settings(e) || !(200..300).contains(&e.response_status_code)),
+            "Graph served diego a request for adele's {what}: {:?}",
+            requests
+                .iter()
+                .map(|e| (e.request_uri.clone(), e.response_status_code))
+                .collect::<Vec<_>>()
+        );
     }
     Ok(())
 }
 
-async fn search(s: &crate::Session, q: &str) -> Result<serde_json::Value> {
-    structured_ok(s, "sharepoint_search", json!({"query": q})).await
+/// The caller's own mailbox settings (time zone for dates), read on every tool call.
+fn own_settings(e: &fake_graph::JournalEntry) -> bool {
+    e.path == "/v1.0/me/mailboxSettings"
+}
+
+/// A SharePoint search whose every Graph request must run as the searching user.
+async fn search(world: &World, s: &crate::Session, q: &str) -> Result<serde_json::Value> {
+    let before = world.graph.journal().len();
+    let found = structured_ok(s, "sharepoint_search", json!({"query": q})).await?;
+    let requests = graph_since(world, before);
+    ensure!(!requests.is_empty(), "{} searching {q:?}: no Graph request", s.upn);
+    ensure_ran_as(&requests, s, &format!("{} searching {q:?}", s.upn))?;
+    Ok(found)
 }
 
 pub async fn i03_sharing_respected(world: &World) -> Result<()> {
@@ -242,14 +275,29 @@ pub async fn i03_sharing_respected(world: &World) -> Result<()> {
     let diego = world.session(Persona::Diego).await?;
     let has = |v: &serde_json::Value, n: &str| names(v).iter().any(|x| x.contains(n));
 
-    ensure!(has(&search(&adele, "roadmap").await?, "Roadmap.pptx"), "adele lost her roadmap");
-    ensure!(!has(&search(&diego, "roadmap").await?, "Roadmap.pptx"), "diego sees the roadmap");
-    ensure!(has(&search(&alex, "budget").await?, "Q3 Budget"), "the pilot cannot see the budget");
-    ensure!(!has(&search(&diego, "budget").await?, "Q3 Budget"), "diego sees the pilot's budget");
     ensure!(
-        !has(&search(&diego, "private notes").await?, "Adele private notes"),
+        has(&search(world, &adele, "roadmap").await?, "Roadmap.pptx"),
+        "adele lost her roadmap"
+    );
+    ensure!(
+        !has(&search(world, &diego, "roadmap").await?, "Roadmap.pptx"),
+        "diego sees the roadmap"
+    );
+    ensure!(
+        has(&search(world, &alex, "budget").await?, "Q3 Budget"),
+        "the pilot cannot see the budget"
+    );
+    ensure!(
+        !has(&search(world, &diego, "budget").await?, "Q3 Budget"),
+        "diego sees the pilot's budget"
+    );
+    ensure!(
+        !has(&search(world, &diego, "private notes").await?, "Adele private notes"),
         "diego sees adele's private notes"
     );
-    ensure!(has(&search(&diego, "design").await?, "Design.docx"), "tenant-wide file not visible");
+    ensure!(
+        has(&search(world, &diego, "design").await?, "Design.docx"),
+        "tenant-wide file not visible"
+    );
     Ok(())
 }

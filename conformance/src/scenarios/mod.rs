@@ -289,6 +289,34 @@ pub async fn refused_at_obo(
     Ok(())
 }
 
+/// The Graph requests fake-graph journalled from index `before` on (calls run one at a time
+/// in these scenarios, so this is what the calls since then caused).
+pub fn graph_since(world: &World, before: usize) -> Vec<fake_graph::JournalEntry> {
+    world.graph.journal().into_iter().skip(before).collect()
+}
+
+/// Every one of `requests` ran in the caller's tenant as the caller (per-request evidence of
+/// isolation: a request made with another tenant's or user's token shows here).
+pub fn ensure_ran_as(
+    requests: &[fake_graph::JournalEntry],
+    s: &crate::Session,
+    what: &str,
+) -> Result<()> {
+    for e in requests {
+        ensure!(
+            e.tenant_id == Some(s.tenant_id) && e.user_id == Some(s.object_id),
+            "{what}: Graph request {} ran as {:?}/{:?}; the caller is {} ({}/{})",
+            e.request_uri,
+            e.tenant_id,
+            e.user_id,
+            s.upn,
+            s.tenant_id,
+            s.object_id
+        );
+    }
+    Ok(())
+}
+
 /// Asserts a raw answer is `status` and returns its text for further checks.
 pub fn ensure_status(r: &crate::RawResponse, status: u16, what: &str) -> Result<()> {
     ensure!(
