@@ -81,6 +81,9 @@ async fn main() -> ExitCode {
     }
     let (mut passed, mut failed) = (0, 0);
     let mut cases = Vec::new();
+    // D01 over the whole run: every Graph request of every scenario (error, retry and CAE
+    // paths included) is a read.
+    let (mut graph_requests, mut not_reads) = (0usize, Vec::new());
     for s in selected {
         let started = Instant::now();
         let mut builder = (s.setup)().mode(ConnectorMode::Binary(cli.connector_bin.clone()));
@@ -92,6 +95,13 @@ async fn main() -> ExitCode {
             Ok(world) => {
                 let r = (s.run)(&world).await;
                 let recorded = world.snapshots();
+                let journal = world.graph.journal();
+                graph_requests += journal.len();
+                not_reads.extend(
+                    scenarios::read_only_violations(&journal)
+                        .into_iter()
+                        .map(|v| format!("{}: {v}", s.id)),
+                );
                 world.shutdown().await;
                 let r = r.and_then(|()| {
                     if s.is_snapshot() {
@@ -118,6 +128,29 @@ async fn main() -> ExitCode {
             }
         }
         cases.push((s.id, s.name, s.promise(), secs, verdict));
+    }
+    if cases.len() > 1 {
+        // Only meaningful over more than one scenario; a filtered run of one is that
+        // scenario's own business.
+        let verdict = if not_reads.is_empty() {
+            passed += 1;
+            println!(
+                "PASS D01/whole-run every Graph request of the run is a read ({graph_requests} requests)"
+            );
+            Verdict::Pass
+        } else {
+            failed += 1;
+            let why = format!("Graph requests that are not reads: {not_reads:?}");
+            println!("FAIL D01/whole-run every Graph request of the run is a read: {why}");
+            Verdict::Fail(why)
+        };
+        cases.push((
+            "D01/whole-run",
+            "every Graph request of the run is a read",
+            Promise::ReadOnly,
+            0.0,
+            verdict,
+        ));
     }
     if let Some(path) = &cli.junit {
         let mut xml = format!(

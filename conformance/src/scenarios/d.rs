@@ -65,23 +65,27 @@ pub async fn d01_no_mutating_request(world: &World) -> Result<()> {
             ensure!(!out.is_error, "{tool} failed for {}: {}", s.upn, out.text);
         }
     }
-    let m = world.graph.mutating_requests();
-    ensure!(
-        m.is_empty(),
-        "mutating Graph requests: {:?}",
-        m.iter().map(|e| &e.request_uri).collect::<Vec<_>>()
-    );
-    let methods: std::collections::BTreeSet<String> =
-        world.graph.journal().iter().map(|e| e.request_method.clone()).collect();
-    ensure!(methods.iter().all(|m| m == "GET" || m == "POST"), "unexpected methods {methods:?}");
-    for e in world.graph.journal().iter().filter(|e| e.request_method == "POST") {
-        ensure!(
-            e.path.ends_with("/search/query") || e.path.ends_with("/calendar/getSchedule"),
-            "a POST outside the read-only query endpoints: {}",
-            e.path
-        );
-    }
+    let violations = read_only_violations(&world.graph.journal());
+    ensure!(violations.is_empty(), "Graph requests that are not reads: {violations:?}");
     Ok(())
+}
+
+/// What in a fake-graph journal is not a read: requests fake-graph flags as mutating, any
+/// method but GET and POST, and a POST outside the read-only query endpoints (search, free/
+/// busy). The gate applies this to the journal of every scenario it runs (D01 over the whole
+/// run, error, retry and CAE paths included).
+pub fn read_only_violations(journal: &[fake_graph::JournalEntry]) -> Vec<String> {
+    journal
+        .iter()
+        .filter(|e| {
+            e.mutating
+                || !(e.request_method == "GET"
+                    || (e.request_method == "POST"
+                        && (e.path.ends_with("/search/query")
+                            || e.path.ends_with("/calendar/getSchedule"))))
+        })
+        .map(|e| format!("{} {}", e.request_method, e.request_uri))
+        .collect()
 }
 
 pub async fn d03_tools_are_read_only(world: &World) -> Result<()> {
@@ -211,8 +215,8 @@ pub async fn d02_no_content_caching(world: &World) -> Result<()> {
     let uri = uri_where(&mail, "messages", "subject", "budget")?;
     let docs = structured_ok(&s, "sharepoint_search", json!({"query": "design"})).await?;
     let file = uri_where(&docs, "items", "name", "Design.docx")?;
-    for uri in [uri, file] {
-        let count = || world.graph.requests_for_user(s.tenant_id, s.object_id).len();
+    let count = || world.graph.requests_for_user(s.tenant_id, s.object_id).len();
+    for uri in [uri.clone(), file.clone()] {
         let before = count();
         let first = structured_ok(&s, "read_resource", json!({"uri": uri})).await?;
         let mid = count();
@@ -227,5 +231,56 @@ pub async fn d02_no_content_caching(world: &World) -> Result<()> {
         );
         ensure!(first["text"] == second["text"], "two reads of {uri} differ");
     }
+    // Search responses are not cached either: the same search twice costs the same Graph
+    // requests, and content removed in between is gone from the second answer.
+    for (tool, args) in [
+        ("outlook_email_search", json!({"query": "budget"})),
+        ("sharepoint_search", json!({"query": "design"})),
+        ("chat_message_search", json!({"query": "budget"})),
+        ("outlook_calendar_search", json!({"start": "2026-05-25", "end": "2026-06-08"})),
+    ] {
+        let before = count();
+        structured_ok(&s, tool, args.clone()).await?;
+        let mid = count();
+        structured_ok(&s, tool, args).await?;
+        let after = count();
+        ensure!(mid > before, "{tool}: the first search made no Graph request");
+        ensure!(
+            after - mid == mid - before,
+            "{tool}: the second search made {} Graph requests, the first {}: served from a cache",
+            after - mid,
+            mid - before
+        );
+    }
+    let message_id = uri
+        .strip_prefix("m365://mail/")
+        .map(|id| percent_encoding::percent_decode_str(id).decode_utf8_lossy().into_owned())
+        .ok_or_else(|| anyhow::anyhow!("not a mail URI: {uri}"))?;
+    ensure!(
+        world.graph.delete_message(s.tenant_id, s.object_id, &message_id),
+        "fake-graph has no message {message_id}"
+    );
+    let again = structured_ok(&s, "outlook_email_search", json!({"query": "budget"})).await?;
+    ensure!(
+        !again.to_string().contains(&uri),
+        "a deleted message is still in the search answer: served from a cache"
+    );
+    let (drive, item) = file
+        .strip_prefix("m365://drive/")
+        .and_then(|rest| rest.split_once("/item/"))
+        .map(|(d, i)| {
+            let d = percent_encoding::percent_decode_str(d).decode_utf8_lossy().into_owned();
+            (d, i.to_owned())
+        })
+        .ok_or_else(|| anyhow::anyhow!("not a drive item URI: {file}"))?;
+    ensure!(
+        world.graph.delete_drive_item(s.tenant_id, &drive, &item),
+        "fake-graph has no drive item {drive}/{item}"
+    );
+    let again = structured_ok(&s, "sharepoint_search", json!({"query": "design"})).await?;
+    ensure!(
+        !again.to_string().contains(&file),
+        "a deleted file is still in the search answer: served from a cache"
+    );
     Ok(())
 }

@@ -20,6 +20,8 @@ use uuid::Uuid;
 
 use crate::{World, WorldBuilder};
 
+pub use d::read_only_violations;
+
 /// The scenario body type.
 pub type ScenarioFn = fn(&World) -> BoxFuture<'_, Result<()>>;
 
