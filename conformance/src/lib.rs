@@ -14,6 +14,8 @@
 //! * [`signin`]: the discovery-driven OAuth client (PKCE S256, refresh, step-up with `claims`).
 //! * [`session`]: [`Session`], a signed-in persona with an rmcp Streamable HTTP client and raw
 //!   HTTP access for protocol-level checks.
+//! * [`signing_proxy`]: TEST ONLY, loopback only: a second MCP URL that signs every request
+//!   as one persona, for clients that cannot send a bearer token.
 //! * [`persona`]: the fixture personas by name.
 //! * [`canary`]: a loopback listener that must receive nothing (SSRF evidence).
 //! * [`logs`]: captures the process's tracing output so scenarios can grep it for secrets.
@@ -28,6 +30,7 @@ pub mod persona;
 pub mod scenarios;
 pub mod session;
 pub mod signin;
+pub mod signing_proxy;
 pub mod snapshots;
 pub mod world;
 

@@ -33,11 +33,27 @@ struct Cli {
     /// (CI's Python client check) can drive the sandbox without parsing its output.
     #[arg(long)]
     ready_file: Option<std::path::PathBuf>,
+    /// TEST ONLY, off by default: also serve a second MCP URL on this loopback address
+    /// (e.g. 127.0.0.1:0) that signs EVERY request as the `--as` persona, for MCP clients
+    /// that cannot send a bearer token (the official conformance suite). Anyone who can reach
+    /// it acts as that persona, so any non-loopback address is refused.
+    #[arg(long, value_name = "LOOPBACK_ADDR")]
+    signing_proxy_listen: Option<std::net::SocketAddr>,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(addr) = cli.signing_proxy_listen
+        && !addr.ip().is_loopback()
+    {
+        eprintln!(
+            "error: --signing-proxy-listen {addr}: the signing proxy signs every request as \
+             {}, so it listens on loopback only (127.0.0.1 or ::1)",
+            cli.persona
+        );
+        return ExitCode::from(2);
+    }
     let mode = match &cli.connector_bin {
         Some(p) => ConnectorMode::Binary(p.clone()),
         None => ConnectorMode::InProcess,
@@ -68,14 +84,49 @@ async fn main() -> ExitCode {
     for p in Persona::ALL {
         println!("  {:<28} {p:?}", p.upn());
     }
+    let mut _proxy = None;
     match world.sign_in(&cli.persona).await {
         Ok(s) => {
             let token = s.token();
+            let mut signed_url = None;
+            if let Some(addr) = cli.signing_proxy_listen {
+                let proxied = match world.sign_in(&cli.persona).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        eprintln!("error: sign-in for the signing proxy: {e:#}");
+                        world.shutdown().await;
+                        return ExitCode::FAILURE;
+                    }
+                };
+                match conformance::signing_proxy::SigningProxy::start(
+                    addr,
+                    world.mcp_url(),
+                    proxied,
+                )
+                .await
+                {
+                    Ok(p) => {
+                        println!(
+                            "TEST ONLY signing proxy (every request acts as {}): {}",
+                            cli.persona,
+                            p.url()
+                        );
+                        signed_url = Some(p.url());
+                        _proxy = Some(p);
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        world.shutdown().await;
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
             if let Some(path) = &cli.ready_file {
                 let ready = serde_json::json!({
                     "mcp_url": world.mcp_url(),
                     "token": token,
                     "persona": cli.persona,
+                    "signed_mcp_url": signed_url,
                 });
                 if let Err(e) = std::fs::write(path, ready.to_string()) {
                     eprintln!("error: cannot write the ready file {}: {e}", path.display());
