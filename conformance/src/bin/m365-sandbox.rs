@@ -140,7 +140,7 @@ async fn main() -> ExitCode {
                 s.expires_in()
             );
             println!(
-                "Try:\n  npx @modelcontextprotocol/inspector --cli {} --transport http --method tools/list --header \"Authorization: Bearer {token}\"",
+                "Try (Node 22 comes from npm; the Inspector needs it):\n  npx -y -p node@22 -p @modelcontextprotocol/inspector@2.12 mcp-inspector --cli {} --transport http --method tools/list --header \"Authorization: Bearer {token}\"",
                 world.mcp_url()
             );
         }
