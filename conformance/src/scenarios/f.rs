@@ -378,6 +378,47 @@ pub async fn f07_injection(world: &World) -> Result<()> {
         ensure!(!uri.contains("' or 1 eq 1 or '"), "unescaped OData value: {uri}");
         ensure!(!uri.contains("') or (true"), "unescaped OData value: {uri}");
     }
+    // The one OData escape: a quote inside a string literal is doubled. A sender address may
+    // hold an apostrophe, and an attendee name is matched by prefix: both reach `$filter`.
+    let before = world.graph.journal().len();
+    let out = adele.call_ok(MAIL, json!({"from": "o'brien@contoso.com"})).await?;
+    ensure!(!out.is_error, "a sender address with an apostrophe failed: {}", out.text);
+    let filters: Vec<String> = super::graph_since(world, before)
+        .iter()
+        .map(|e| percent_decode(&e.request_uri))
+        .filter(|u| u.contains("$filter"))
+        .collect();
+    ensure!(
+        !filters.is_empty() && filters.iter().all(|u| u.contains("'o''brien@contoso.com'")),
+        "the apostrophe of a sender address was not doubled in $filter: {filters:?}"
+    );
+    let before = world.graph.journal().len();
+    let hostile = "Alex' or startswith(displayName,'";
+    let out = adele
+        .call_ok(
+            "find_meeting_availability",
+            json!({"attendees": [hostile], "duration_minutes": 30,
+                   "start": "2026-06-01", "end": "2026-06-03"}),
+        )
+        .await?;
+    let filters: Vec<String> = super::graph_since(world, before)
+        .iter()
+        .map(|e| percent_decode(&e.request_uri))
+        .filter(|u| u.contains("$filter"))
+        .collect();
+    ensure!(
+        // (the query string writes a space as `+`)
+        !filters.is_empty()
+            && filters
+                .iter()
+                .all(|u| u.replace('+', " ").contains("'Alex'' or startswith(displayName,'''")),
+        "an attendee name was not one OData literal: {filters:?}"
+    );
+    ensure!(
+        !out.text.contains("alex@contoso.com"),
+        "a hostile attendee name resolved to Alex: {}",
+        out.text
+    );
     // KQL: quotes and operators in the text are plain words, so nothing extra matches.
     let plain = structured_ok(&adele, "sharepoint_search", json!({"query": "zzqx"})).await?;
     let hostile = structured_ok(
