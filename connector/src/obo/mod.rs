@@ -308,11 +308,7 @@ impl TokenProvider {
         scopes: &ScopeSet,
         claims: Option<&str>,
     ) -> Result<GraphToken, OboError> {
-        let key = TokenCacheKey {
-            tenant: caller.tenant_id,
-            user: caller.object_id,
-            scopes: scopes.clone(),
-        };
+        let key = TokenCacheKey::for_caller(caller, scopes.clone());
         let (result, from_cache, coalesced) = match self.union_for(scopes) {
             Some(union) => self.via_union(&key, union, caller, claims).await,
             None => self.obtain(&key, caller, claims).await,
@@ -432,11 +428,7 @@ impl TokenProvider {
 
     /// Drops the cached token of `caller` for `scopes` (after a Graph 401 or claims challenge).
     pub fn evict(&self, caller: &Caller, scopes: &ScopeSet) {
-        let key = TokenCacheKey {
-            tenant: caller.tenant_id,
-            user: caller.object_id,
-            scopes: scopes.clone(),
-        };
+        let key = TokenCacheKey::for_caller(caller, scopes.clone());
         if let Some(union) = self.union_for(scopes) {
             // The union token may be the one that served these scopes.
             self.inner.cache.remove(&TokenCacheKey { scopes: union.clone(), ..key.clone() });

@@ -327,6 +327,44 @@ async fn cache_entries_are_separate_per_tenant_user_and_scope_set_and_can_be_evi
     p.graph_token(&b, &scopes(), None).await.expect("b still cached");
 }
 
+#[tokio::test]
+async fn a_cached_token_serves_only_the_sign_in_that_obtained_it() {
+    // Sign-in A and sign-in B of the same user: Entra evaluates Conditional Access for each
+    // at the OBO step, so B must not ride on A's Graph token; each sign-in still makes one
+    // exchange however many calls it serves, and concurrent first calls of one sign-in share it.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(ok_body("t", 3600).set_delay(std::time::Duration::from_millis(50)))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let (clock, _) = TestClock::new();
+    let p = provider(settings(&server, secret()), clock);
+    let sign_in_a = caller();
+    let sign_in_b = Caller {
+        assertion: UserAssertion::new(assertion_with_exp(Utc::now().timestamp() + 7_200)),
+        ..caller()
+    };
+    assert_ne!(sign_in_a.assertion.expose(), sign_in_b.assertion.expose());
+    let wanted = scopes();
+    let calls =
+        [&sign_in_a, &sign_in_b, &sign_in_a, &sign_in_b].map(|c| p.graph_token(c, &wanted, None));
+    for token in futures::future::join_all(calls).await {
+        token.expect("token");
+    }
+    for c in [&sign_in_a, &sign_in_b] {
+        p.graph_token(c, &scopes(), None).await.expect("cached");
+    }
+    let reqs = server.received_requests().await.expect("recorded");
+    let mut assertions: Vec<String> = reqs.iter().map(|r| form(r)["assertion"].clone()).collect();
+    assertions.sort();
+    let mut expected =
+        vec![sign_in_a.assertion.expose().to_owned(), sign_in_b.assertion.expose().to_owned()];
+    expected.sort();
+    assert_eq!(assertions, expected, "one exchange per sign-in, each with its own assertion");
+}
+
 /// A store that keeps every blob, to look at what is at rest.
 #[derive(Default)]
 struct Recording(Mutex<HashMap<TokenCacheKey, Vec<u8>>>);
@@ -377,8 +415,7 @@ async fn the_store_holds_no_plaintext_token_and_a_swapped_blob_is_a_miss() {
         }
     }
     // Move a's blob under b's key: it must not open, so b exchanges again.
-    let key =
-        |c: &Caller| TokenCacheKey { tenant: c.tenant_id, user: c.object_id, scopes: scopes() };
+    let key = |c: &Caller| TokenCacheKey::for_caller(c, scopes());
     let blob_a = store.0.lock().expect("lock")[&key(&a)].clone();
     store.0.lock().expect("lock").insert(key(&b), blob_a);
     p.graph_token(&b, &scopes(), None).await.expect("exchanged again");
