@@ -302,6 +302,7 @@ mod tool {
 
     /// Arguments of `find_meeting_availability`.
     #[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
+    #[serde(deny_unknown_fields)]
     pub struct AvailabilityParams {
         /// Attendees: email addresses or display names (resolved in your directory). You
         /// are included automatically.

@@ -33,6 +33,7 @@ const MAX_LIMIT: u32 = 25;
 
 /// Arguments of `chat_message_search`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ChatSearchParams {
     /// Words to find in Teams chat messages (matched as one phrase).
     #[serde(default)]
@@ -266,6 +267,8 @@ impl super::Connector {
             &[("cursor", args.cursor.is_some()), ("limit", args.limit.is_some())],
         );
         let call = begin_call!(ctx, auth, TOOL, names, args.query.as_deref());
+        let limit = ctx.capped_limit(&auth.caller, args.limit, DEFAULT_LIMIT, MAX_LIMIT);
+        let args = ChatSearchParams { limit, ..args };
         let mut ids = Vec::new();
         let (session, zone) = match super::access::open(ctx, &auth, TOOL, SCOPES, &mut ids).await {
             Ok(opened) => opened,

@@ -62,6 +62,7 @@ const FOLDERS: &[&str] = &["inbox", "sentitems", "drafts", "deleteditems", "arch
 
 /// Arguments of `outlook_email_search`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct EmailSearchParams {
     /// Words to find in subject, body, sender and attachments. Matched as one phrase in your
     /// own mailbox; as all of the words in a folder or a shared mailbox.
@@ -638,6 +639,8 @@ impl super::Connector {
             &[("cursor", args.cursor.is_some()), ("limit", args.limit.is_some())],
         );
         let call = begin_call!(ctx, auth, TOOL, names, args.query.as_deref());
+        let limit = ctx.capped_limit(&auth.caller, args.limit, DEFAULT_LIMIT, MAX_LIMIT);
+        let args = EmailSearchParams { limit, ..args };
         let mut ids = Vec::new();
         let needs = scope_names(args.mailbox.is_some());
         let (session, zone) = match super::access::open(ctx, &auth, TOOL, needs, &mut ids).await {

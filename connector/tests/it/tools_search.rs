@@ -379,3 +379,62 @@ async fn a_shared_mailbox_and_calendar_are_searchable_only_by_their_delegate() {
     let refused = world.call_tool(&diego, "outlook_calendar_search", shared_calendar).await;
     assert_eq!(refused["isError"], true, "Diego has no access to Adele's calendar: {refused:#}");
 }
+
+#[tokio::test]
+async fn an_argument_a_tool_does_not_know_is_refused_naming_it_and_the_valid_ones() {
+    // `{"sender": ...}` must not be ignored into "the latest mail, unfiltered".
+    let world = ToolsWorld::start().await;
+    let adele = world.persona("adele@contoso.com");
+    for (tool, args, unknown, valid) in [
+        ("outlook_email_search", json!({"sender": "nobody@contoso.com"}), "sender", "from"),
+        (
+            "outlook_calendar_search",
+            json!({"query": "budget", "organiser": "x"}),
+            "organiser",
+            "start",
+        ),
+        ("chat_message_search", json!({"query": "budget", "chat": "x"}), "chat", "query"),
+        (
+            "find_meeting_availability",
+            json!({"attendees": ["alex@contoso.com"], "length": 30}),
+            "length",
+            "attendees",
+        ),
+        ("sharepoint_search", json!({"query": "budget", "site": "x"}), "site", "query"),
+        ("read_resource", json!({"url": "x"}), "url", "uri"),
+    ] {
+        let result = world.call_tool(&adele, tool, args.clone()).await;
+        // A tool execution error the model can correct (MCP: input validation errors are tool
+        // results), never a silently ignored argument.
+        assert_eq!(result.get("isError"), Some(&json!(true)), "{tool} {args}: {result:#}");
+        let message = result.pointer("/content/0/text").and_then(Value::as_str).unwrap_or_default();
+        assert!(message.contains(&format!("unknown field `{unknown}`")), "{tool}: {message}");
+        assert!(message.contains(&format!("`{valid}`")), "{tool}: lists valid fields: {message}");
+    }
+    assert!(world.graph_calls(&adele).is_empty(), "a refused call reached Graph");
+}
+
+#[tokio::test]
+async fn the_tenant_max_results_caps_every_search_tool() {
+    let calls = [
+        ("outlook_email_search", json!({}), "/messages"),
+        ("outlook_email_search", json!({"limit": 20}), "/messages"),
+        ("outlook_calendar_search", json!({"start": "2026-01-01", "end": "2026-12-31"}), "/events"),
+        ("chat_message_search", json!({"query": "the"}), "/messages"),
+    ];
+    let open = ToolsWorld::start().await;
+    let adele = open.persona("adele@contoso.com");
+    for (tool, args, list) in &calls {
+        let page = open.structured(&adele, tool, args.clone()).await;
+        let n = page.pointer(list).and_then(Value::as_array).map_or(0, Vec::len);
+        assert!(n > 2, "{tool}: the fixture needs more than 2 hits to show the cap ({n})");
+    }
+    let capped = ToolsWorld::start_with_policy("max_results = 2").await;
+    let adele = capped.persona("adele@contoso.com");
+    for (tool, args, list) in &calls {
+        let page = capped.structured(&adele, tool, args.clone()).await;
+        let n = page.pointer(list).and_then(Value::as_array).map_or(0, Vec::len);
+        assert_eq!(n, 2, "{tool} {args}: {page:#}");
+        assert_eq!(page.pointer("/page/has_more"), Some(&json!(true)), "{tool}: {page:#}");
+    }
+}
