@@ -478,6 +478,42 @@ async fn entra_errors_reach_the_caller_mapped() {
 }
 
 #[tokio::test]
+async fn after_entra_throttles_a_user_it_is_not_asked_again_until_retry_after() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "30")
+                .set_body_json(serde_json::json!({"error":"Server overload"})),
+        )
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(ok_body("after the cool-down", 3600))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let (clock, time) = TestClock::new();
+    let p = provider(settings(&server, secret()), clock);
+    let (joni, other) = (caller(), caller_for(TID, "00000000-0000-0000-0000-0000000000b2"));
+    p.graph_token(&joni, &scopes(), None).await.expect_err("throttled");
+    time.advance(10);
+    // Within Retry-After: answered locally, with the time left.
+    let err = p.graph_token(&joni, &scopes(), None).await.expect_err("cooling down");
+    assert!(matches!(err, OboError::Throttled { .. }), "{err:?}");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(20)));
+    assert_eq!(server.received_requests().await.expect("recorded").len(), 1);
+    // Other users are not held back; after Retry-After the user's exchange goes to Entra.
+    p.graph_token(&other, &scopes(), None).await.expect("another user");
+    time.advance(21);
+    p.graph_token(&joni, &scopes(), None).await.expect("after Retry-After");
+}
+
+#[tokio::test]
 async fn an_unreachable_entra_is_reported_as_such() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
