@@ -38,7 +38,8 @@ pub struct ChatSearchParams {
     /// Words to find in Teams chat messages (matched as one phrase).
     #[serde(default)]
     pub query: Option<String>,
-    /// Only messages from this sender (email address).
+    /// Only messages from this sender: an email address, or a colleague's name (looked up in
+    /// your organization's directory; an ambiguous name is refused with the candidates).
     #[serde(default)]
     pub from: Option<String>,
     /// Only messages sent at or after: `YYYY-MM-DD` (your mailbox time zone) or RFC 3339.
@@ -274,6 +275,14 @@ impl super::Connector {
             Ok(opened) => opened,
             Err(result) => return answer(call, ids, Ok(Err(result)), render),
         };
+        let mut args = args;
+        match super::mail::resolve_person_arg(ctx, &auth, TOOL, "from", args.from.take(), &mut ids)
+            .await
+        {
+            Ok(Ok(address)) => args.from = address,
+            Ok(Err(result)) => return answer(call, ids, Ok(Err(result)), render),
+            Err(e) => return answer(call, ids, Err(e), render),
+        }
         let outcome = run(&session, &ctx.cursor, &zone, &auth.challenge, &args, &mut ids).await;
         answer(call, ids, outcome, render)
     }

@@ -438,3 +438,29 @@ async fn the_tenant_max_results_caps_every_search_tool() {
         assert_eq!(page.pointer("/page/has_more"), Some(&json!(true)), "{tool}: {page:#}");
     }
 }
+
+#[tokio::test]
+async fn from_and_to_accept_a_colleagues_name_and_report_ambiguity() {
+    let world = ToolsWorld::start().await;
+    let adele = world.persona("adele@contoso.com");
+    for (tool, field, name, address) in [
+        ("outlook_email_search", "from", "Megan Bowen", "megan@contoso.com"),
+        ("outlook_email_search", "to", "Alex Wilber", "alex@contoso.com"),
+        ("chat_message_search", "from", "Megan Bowen", "megan@contoso.com"),
+    ] {
+        let by_address = world.structured(&adele, tool, json!({field: address})).await;
+        let by_name = world.structured(&adele, tool, json!({field: name})).await;
+        let (a, n) = (items(&by_address), items(&by_name));
+        assert_eq!(n, a, "{tool} {field}={name:?} differs from {address}");
+        assert!(!a.is_empty(), "{tool} {field}={address}: the fixture needs a hit");
+    }
+    for (name, expected) in [("A", "several people"), ("Nobody Atall", "matches no one")] {
+        let refused = world.call_tool(&adele, "outlook_email_search", json!({"from": name})).await;
+        assert_eq!(refused.pointer("/error/code"), Some(&json!(-32602)), "{name}: {refused:#}");
+        let message = refused.pointer("/error/message").and_then(Value::as_str).unwrap_or("");
+        assert!(message.contains(expected) && message.contains("`from`"), "{message}");
+        if name == "A" {
+            assert!(message.contains("adele@contoso.com"), "lists the candidates: {message}");
+        }
+    }
+}
