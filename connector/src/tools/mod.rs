@@ -22,6 +22,7 @@ pub mod odata;
 pub mod permissions;
 pub mod read;
 pub mod resources;
+pub mod schema;
 pub mod shaping;
 pub mod sharepoint;
 pub mod timezone;
@@ -227,15 +228,20 @@ impl Connector {
     pub fn new(ctx: Arc<ToolContext>) -> Self {
         let tool_router = TOOL_ROUTER
             .get_or_init(|| {
-                Arc::new(
-                    Self::me_router()
-                        + Self::sharepoint_router()
-                        + Self::read_router()
-                        + Self::mail_router()
-                        + Self::calendar_router()
-                        + Self::availability_router()
-                        + Self::chat_router(),
-                )
+                let mut router = Self::me_router()
+                    + Self::sharepoint_router()
+                    + Self::read_router()
+                    + Self::mail_router()
+                    + Self::calendar_router()
+                    + Self::availability_router()
+                    + Self::chat_router();
+                for route in router.map.values_mut() {
+                    schema::make_portable(Arc::make_mut(&mut route.attr.input_schema));
+                    if let Some(output) = route.attr.output_schema.as_mut() {
+                        schema::make_portable(Arc::make_mut(output));
+                    }
+                }
+                Arc::new(router)
             })
             .clone();
         Self { ctx, tool_router }

@@ -464,3 +464,41 @@ async fn from_and_to_accept_a_colleagues_name_and_report_ambiguity() {
         }
     }
 }
+
+#[tokio::test]
+async fn tool_schemas_use_only_the_portable_subset() {
+    // What `@modelcontextprotocol/inspector --strict` flags as schema portability warnings:
+    // `type` arrays (nullable fields) and formats JSON Schema does not define (`uint32`).
+    fn walk(v: &Value, path: &str, problems: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if m.get("type").is_some_and(Value::is_array) {
+                    problems.push(format!("{path}: type array {}", m["type"]));
+                }
+                if let Some(f) = m.get("format").and_then(Value::as_str)
+                    && !["date-time", "date", "uri", "email"].contains(&f)
+                {
+                    problems.push(format!("{path}: format {f}"));
+                }
+                for (k, x) in m {
+                    walk(x, &format!("{path}.{k}"), problems);
+                }
+            }
+            Value::Array(a) => {
+                a.iter().enumerate().for_each(|(i, x)| walk(x, &format!("{path}[{i}]"), problems))
+            }
+            _ => {}
+        }
+    }
+    let world = ToolsWorld::start().await;
+    let adele = world.persona("adele@contoso.com");
+    let response = world.rpc(&adele, "tools/list", json!({})).await;
+    let tools =
+        response.pointer("/result/tools").and_then(Value::as_array).cloned().unwrap_or_default();
+    assert_eq!(tools.len(), 8, "{response:#}");
+    let mut problems = Vec::new();
+    for t in &tools {
+        walk(t, t["name"].as_str().unwrap_or("?"), &mut problems);
+    }
+    assert!(problems.is_empty(), "{} portability problems: {problems:#?}", problems.len());
+}
