@@ -663,6 +663,10 @@ mod tool {
             let ctx = self.context();
             let names = argument_names(&args, &[]);
             let call = begin_call!(ctx, auth, TOOL, names, None);
+            // Arguments are checked before any token or Graph work; again in the mailbox zone.
+            if let Err(e) = check(&args, &crate::tools::timezone::MailboxZone::utc()) {
+                return answer(call, Vec::new(), Err(e), render);
+            }
             let mut ids = Vec::new();
             let (session, zone) =
                 match crate::tools::access::open(ctx, &auth, TOOL, SCOPES, &mut ids).await {

@@ -376,6 +376,10 @@ impl super::Connector {
         let call = begin_call!(ctx, auth, TOOL, names, args.query.as_deref());
         let limit = ctx.capped_limit(&auth.caller, args.limit, DEFAULT_LIMIT, MAX_LIMIT);
         let args = CalendarSearchParams { limit, ..args };
+        // Arguments are checked before any token or Graph work; again in the mailbox zone.
+        if let Err(e) = check(&args, &MailboxZone::utc(), ctx.clock.now()) {
+            return answer(call, Vec::new(), Err(e), render);
+        }
         let mut ids = Vec::new();
         let needs = scope_names(args.calendar_owner.is_some());
         let (session, zone) = match super::access::open(ctx, &auth, TOOL, needs, &mut ids).await {

@@ -270,6 +270,14 @@ impl super::Connector {
         let call = begin_call!(ctx, auth, TOOL, names, args.query.as_deref());
         let limit = ctx.capped_limit(&auth.caller, args.limit, DEFAULT_LIMIT, MAX_LIMIT);
         let args = ChatSearchParams { limit, ..args };
+        // Arguments are checked before any token or Graph work; again in the mailbox zone.
+        let precheck = ChatSearchParams {
+            from: args.from.as_ref().map(|_| super::mail::PRECHECK_ADDRESS.to_owned()),
+            ..args.clone()
+        };
+        if let Err(e) = check(&precheck, &MailboxZone::utc()) {
+            return answer(call, Vec::new(), Err(e), render);
+        }
         let mut ids = Vec::new();
         let (session, zone) = match super::access::open(ctx, &auth, TOOL, SCOPES, &mut ids).await {
             Ok(opened) => opened,

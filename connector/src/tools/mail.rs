@@ -192,6 +192,9 @@ pub(crate) fn address_arg(field: &str, value: Option<&str>) -> Result<Option<Add
     value.map(|v| Address::parse(v).map_err(|e| bad_arg(field, e))).transpose()
 }
 
+/// Stands in for a person's name while the other arguments are checked before the look-up.
+pub(crate) const PRECHECK_ADDRESS: &str = "name.lookup@example.invalid";
+
 /// Longest name looked up in the directory for a `from`/`to` argument.
 const MAX_NAME_LEN: usize = 128;
 
@@ -711,6 +714,17 @@ impl super::Connector {
         let call = begin_call!(ctx, auth, TOOL, names, args.query.as_deref());
         let limit = ctx.capped_limit(&auth.caller, args.limit, DEFAULT_LIMIT, MAX_LIMIT);
         let args = EmailSearchParams { limit, ..args };
+        // Every argument is checked before any token or Graph work (a bad argument must not
+        // cost an exchange); dates are checked again in the mailbox zone once it is known.
+        // Names in `from`/`to` are looked up later; here they stand in as an address.
+        let precheck = EmailSearchParams {
+            from: args.from.as_ref().map(|_| PRECHECK_ADDRESS.to_owned()),
+            to: args.to.as_ref().map(|_| PRECHECK_ADDRESS.to_owned()),
+            ..args.clone()
+        };
+        if let Err(e) = check(&precheck, &MailboxZone::utc()) {
+            return answer(call, Vec::new(), Err(e), render);
+        }
         let mut ids = Vec::new();
         let needs = scope_names(args.mailbox.is_some());
         let (session, zone) = match super::access::open(ctx, &auth, TOOL, needs, &mut ids).await {

@@ -502,3 +502,41 @@ async fn tool_schemas_use_only_the_portable_subset() {
     }
     assert!(problems.is_empty(), "{} portability problems: {problems:#?}", problems.len());
 }
+
+#[tokio::test]
+async fn a_bad_argument_costs_no_token_exchange_and_no_graph_call() {
+    let world = ToolsWorld::start().await;
+    let adele = world.persona("adele@contoso.com");
+    for (tool, args, field) in [
+        ("outlook_email_search", json!({"received_after": "last week"}), "received_after"),
+        ("outlook_email_search", json!({"from": "Megan", "folder": "attic"}), "folder"),
+        ("outlook_calendar_search", json!({"start": "2026-05-02", "end": "2026-05-01"}), "end"),
+        ("chat_message_search", json!({"query": "x", "sent_after": "yesterday"}), "sent_after"),
+        (
+            "find_meeting_availability",
+            json!({"attendees": ["alex@contoso.com"], "duration_minutes": 0,
+                   "start": "2026-05-01", "end": "2026-05-02"}),
+            "duration_minutes",
+        ),
+    ] {
+        let refused = world.call_tool(&adele, tool, args.clone()).await;
+        assert_eq!(
+            refused.pointer("/error/code"),
+            Some(&json!(-32602)),
+            "{tool} {args}: {refused:#}"
+        );
+        let message = refused.pointer("/error/message").and_then(Value::as_str).unwrap_or("");
+        assert!(message.contains(&format!("`{field}`")), "{tool}: {message}");
+    }
+    let exchanges = world
+        .entra
+        .journal()
+        .iter()
+        .filter(|e| {
+            (e.grant == "on_behalf_of" || e.grant.contains("jwt-bearer"))
+                && e.user_id == Some(adele.oid)
+        })
+        .count();
+    assert_eq!(exchanges, 0, "a refused argument cost an OBO exchange");
+    assert!(world.graph_calls(&adele).is_empty(), "{:?}", world.graph_calls(&adele));
+}
