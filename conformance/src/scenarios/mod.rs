@@ -136,8 +136,10 @@ impl Scenario {
             "O04" => Promise::Revocation,
             // Tokens over time: the cache key is an isolation rule.
             "T08" => Promise::TenantIsolation,
-            // Read-only and data flow: D04 is the audit trail.
+            // Read-only and data flow: D04 is the audit trail; D05 (content fenced as
+            // untrusted data) is about what the client receives.
             "D04" => Promise::Audit,
+            "D05" => Promise::Protocol,
             _ => match number.as_bytes().first() {
                 Some(b'A' | b'O' | b'I') => Promise::TenantIsolation,
                 Some(b'R' | b'C') => Promise::Revocation,

@@ -30,3 +30,23 @@ fn every_registered_scenario_has_a_unique_id() {
     ids.dedup();
     assert_eq!(ids.len(), all.len());
 }
+
+#[test]
+fn every_promise_of_the_gate_table_is_proven_by_some_scenario() {
+    use conformance::scenarios::Promise;
+    let all = conformance::scenarios::all();
+    for promise in Promise::ALL {
+        assert!(
+            all.iter().any(|s| s.promise() == promise),
+            "no scenario proves {}",
+            promise.label()
+        );
+    }
+    let of = |id: &str| all.iter().find(|s| s.id == id).map(|s| s.promise());
+    assert_eq!(of("A03"), Some(Promise::TokenExpiry));
+    assert_eq!(of("A07"), Some(Promise::TenantIsolation));
+    assert_eq!(of("O04"), Some(Promise::Revocation));
+    assert_eq!(of("T08"), Some(Promise::TenantIsolation));
+    assert_eq!(of("D04"), Some(Promise::Audit));
+    assert_eq!(of("S01"), Some(Promise::Protocol));
+}
