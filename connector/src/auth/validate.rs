@@ -34,6 +34,8 @@ pub enum Rejection {
     Malformed,
     #[error("unsupported algorithm")]
     Algorithm,
+    #[error("not an access token (typ)")]
+    TokenType,
     #[error("unknown signing key")]
     UnknownKey,
     #[error("signing keys unavailable")]
@@ -88,6 +90,7 @@ impl Rejection {
             Self::Missing => "missing",
             Self::Malformed => "malformed",
             Self::Algorithm => "algorithm",
+            Self::TokenType => "typ",
             Self::UnknownKey => "unknown_kid",
             Self::KeysUnavailable => "keys_unavailable",
             Self::Signature => "signature",
@@ -122,6 +125,7 @@ impl Rejection {
             Self::Missing => "a bearer token is required".into(),
             Self::Malformed => "the token is not a well-formed JWT".into(),
             Self::Algorithm => "the token must be signed with RS256".into(),
+            Self::TokenType => "the token's `typ` header is not JWT: it is not an access token".into(),
             Self::UnknownKey => "the token is signed with an unknown key".into(),
             Self::KeysUnavailable => "the signing keys cannot be fetched right now; retry later".into(),
             Self::Signature => "the token signature is invalid".into(),
@@ -326,6 +330,12 @@ impl Validator {
             jsonwebtoken::decode_header(token).map_err(|_| (Rejection::Malformed, None))?;
         if header.alg != Algorithm::RS256 {
             return Err((Rejection::Algorithm, None));
+        }
+        // Entra access tokens say `typ: JWT` (or nothing). Another type (`logout+jwt`,
+        // `JWE`, …) is a different kind of token signed by the same key: refusing it keeps one
+        // kind of Entra-signed JWT from being replayed as another (RFC 8725 §3.11).
+        if header.typ.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("JWT")) {
+            return Err((Rejection::TokenType, None));
         }
         let kid = header.kid.ok_or((Rejection::MissingClaim("kid"), None))?;
         let key = self.key(&kid).await?;
