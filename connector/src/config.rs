@@ -204,7 +204,7 @@ impl Default for RawAudit {
             hmac_key: None,
             trusted_proxies: Vec::new(),
             refusal_interval_secs: 60,
-            refusals_per_peer: 30,
+            refusals_per_peer: 300,
         }
     }
 }

@@ -233,7 +233,10 @@ async fn authorize_and_run(
         auth.metrics.inc(names::TOKENS_REJECTED, &[("reason", Rejection::Missing.reason())]);
         return auth.refuse(&Rejection::Missing);
     }
-    if let Some(wait) = auth.refusals.peer_over_budget(trace.peer) {
+    // A peer over its refusal budget gets 429 before its token is checked, unless the token
+    // verified before (a caller behind the same address as a flood keeps working).
+    let known = token.as_ref().is_ok_and(|t| auth.validator.verified_before(t));
+    if !known && let Some(wait) = auth.refusals.peer_over_budget(trace.peer) {
         auth.metrics.inc(names::TOKENS_REJECTED, &[("reason", refusals::PEER_OVER_BUDGET)]);
         let opened = auth.refusals.token_refused(
             trace.peer,
