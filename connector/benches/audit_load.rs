@@ -307,6 +307,12 @@ fn main() {
     let bytes_after_flood = audit_bytes(&dir);
     let during: Vec<Value> = audit_records(&dir);
     let refusal_records_during = during.iter().filter(|r| r["event"] == "token_refused").count();
+    // Records are compact JSON with sorted keys: re-serializing gives the line back.
+    let refusal_bytes_during: usize = during
+        .iter()
+        .filter(|r| r["event"] == "token_refused")
+        .map(|r| r.to_string().len() + 1)
+        .sum();
 
     // Shut down: the aggregation windows close and their counts are written.
     stop.cancel();
@@ -345,7 +351,7 @@ fn main() {
         flood_total as f64 / flood_elapsed.as_secs_f64()
     );
     println!(
-        "Audit log: {} bytes before the flood, {} after it (+{} bytes); {refusal_records_during} token_refused records during the flood, {refusal_records} after shutdown (budget: one per (peer, reason) per {} s, {budget} refusals per peer per window before 429)",
+        "Audit log: {} bytes before the flood, {} after it (+{} bytes, of which {refusal_bytes_during} bytes in {refusal_records_during} token_refused records, the rest the valid client's tool_call records); {refusal_records} token_refused records after shutdown (budget: one per (peer, reason) per {} s, {budget} refusals per peer per window before 429)",
         bytes_before,
         bytes_after_flood,
         bytes_after_flood.saturating_sub(bytes_before),
