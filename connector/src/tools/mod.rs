@@ -300,6 +300,11 @@ impl ServerHandler for Connector {
             })
             .await;
         let Some(result) = result else {
+            // Nobody waits for the answer, but what the call did before (an OBO exchange) is
+            // still recorded.
+            if let Err(e) = trace.commit(&self.ctx.audit).await {
+                tracing::error!(error = %e, "Audit write failed for a cancelled call");
+            }
             return Err(McpError::internal_error("the request was cancelled", None));
         };
         if trace.calls_begun() == 0
@@ -371,9 +376,15 @@ impl ServerHandler for Connector {
             .filter(|t| policy.tool_allowed(&auth.caller.tenant_id, &t.name))
             .collect();
         let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+        let trace = request_trace(&context);
         let granted =
-            request_trace(&context).scope(access::granted_tools(&self.ctx, &auth.caller, &names));
-        if let Some(granted) = granted.await {
+            trace.clone().scope(access::granted_tools(&self.ctx, &auth.caller, &names)).await;
+        // Checking the grants may have exchanged a token: its record goes down first.
+        if let Err(e) = trace.commit(&self.ctx.audit).await {
+            tracing::error!(error = %e, "Audit write failed; failing tools/list");
+            return Err(McpError::internal_error(AUDIT_FAILED, None));
+        }
+        if let Some(granted) = granted {
             tools.retain(|t| granted.contains(t.name.as_ref()));
         }
         Ok(rmcp::model::ListToolsResult {

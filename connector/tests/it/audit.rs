@@ -503,3 +503,99 @@ async fn a_call_cut_off_by_the_request_timeout_is_audited_as_timeout() {
     let call = wait_for_call(&app).await;
     assert_eq!(call["outcome"], "timeout", "{call}");
 }
+
+#[tokio::test]
+async fn an_exchange_made_while_listing_tools_is_recorded_before_the_answer() {
+    let app = spawn_app().await;
+    // Entra grants every scope the tools need, so listing the tools makes one exchange.
+    let granted: Vec<String> = connector::tools::permissions::union_scopes()
+        .iter()
+        .map(|s| format!("https://graph.microsoft.com/{s}"))
+        .collect();
+    Mock::given(method("POST"))
+        .and(path(format!("/{CONTOSO}/oauth2/v2.0/token")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "token_type": "Bearer",
+            "scope": granted.join(" "),
+            "expires_in": 3599,
+            "access_token": "graph-access-token-for-adele",
+        })))
+        .with_priority(1)
+        .mount(&app.entra)
+        .await;
+    let token = app.token(CONTOSO, ADELE);
+    let body = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {}});
+    let response = app
+        .http
+        .post(app.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2025-06-18")
+        .bearer_auth(&token)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let request_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let text = response.text().await.unwrap();
+    let exchanges = events(&app, "obo_exchange");
+    assert_eq!(exchanges.len(), 1, "{:#?} {text}", app.audit_lines());
+    assert_eq!(exchanges[0]["request_id"], request_id);
+}
+
+#[test]
+fn audit_settings_are_validated_naming_the_setting() {
+    let dir = temp_dir();
+    let addr = "127.0.0.1:1".parse().unwrap();
+    let refused = |edit: fn(&mut connector::config::RawSettings)| {
+        let mut raw = raw_settings(
+            "http://127.0.0.1:2",
+            "http://127.0.0.1:3",
+            addr,
+            &dir,
+            &Options::default(),
+        );
+        edit(&mut raw);
+        connector::config::Settings::from_raw(raw).unwrap_err().to_string()
+    };
+    let e = refused(|r| r.audit.trusted_proxies = vec!["proxy.internal".into()]);
+    assert!(e.contains("audit.trusted_proxies") && e.contains("proxy.internal"), "{e}");
+    let e = refused(|r| r.audit.hmac_key = Some("c2hvcnQ=".to_owned().into()));
+    assert!(e.contains("audit.hmac_key") && e.contains("32"), "{e}");
+    let e = refused(|r| r.audit.rotate_bytes = 10);
+    assert!(e.contains("audit.rotate_bytes"), "{e}");
+    let e = refused(|r| r.audit.refusal_interval_secs = 0);
+    assert!(e.contains("audit.refusal_interval_secs"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_verify_command_checks_a_directory_and_takes_the_key_from_the_environment() {
+    let dir = temp_dir();
+    let key_text = base64_of(&[5u8; 32]);
+    let key = Key32::from_base64(&key_text).unwrap();
+    let options = WriterOptions {
+        key: Some(key),
+        rotate_bytes: 64 * 1024,
+        ..options(&dir.join("audit.jsonl"))
+    };
+    write_records(options, 300).await;
+    let bin = env!("CARGO_BIN_EXE_m365-connector");
+    let run = |key: Option<&str>| {
+        let mut command = std::process::Command::new(bin);
+        command.args(["audit", "verify"]).arg(&dir).env_remove("M365_AUDIT__HMAC_KEY");
+        if let Some(k) = key {
+            command.env("M365_AUDIT__HMAC_KEY", k);
+        }
+        command.output().unwrap()
+    };
+    let good = run(Some(&key_text));
+    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
+    let out = String::from_utf8_lossy(&good.stdout);
+    assert!(out.contains("OK: 300 records in ") && out.contains("segments, keyed"), "{out}");
+    let without = run(None);
+    assert!(!without.status.success());
+    assert!(String::from_utf8_lossy(&without.stderr).contains("keyed"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
