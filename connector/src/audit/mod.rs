@@ -283,6 +283,26 @@ impl AuditLog {
     /// Queues one record and waits until it is written (and fsynced, if configured). Returns
     /// its `seq`. An error means the record is not durable: the caller must fail.
     pub async fn record(&self, event: &AuditEvent) -> Result<u64, AuditError> {
+        let committed = self.submit(event).await?;
+        Self::committed(committed).await
+    }
+
+    /// Queues several records, then waits for all of them (they usually share one commit).
+    pub async fn record_all(&self, events: &[AuditEvent]) -> Result<(), AuditError> {
+        let mut waiting = Vec::with_capacity(events.len());
+        for event in events {
+            waiting.push(self.submit(event).await?);
+        }
+        for committed in waiting {
+            Self::committed(committed).await?;
+        }
+        Ok(())
+    }
+
+    async fn submit(
+        &self,
+        event: &AuditEvent,
+    ) -> Result<oneshot::Receiver<Result<u64, Arc<str>>>, AuditError> {
         let mut body = match serde_json::to_value(event)? {
             Value::Object(m) => m,
             _ => Map::new(),
@@ -290,6 +310,12 @@ impl AuditLog {
         body.insert("time".into(), Value::from(self.clock.now().to_rfc3339()));
         let (done, committed) = oneshot::channel();
         self.queue.send(Submission { body, done }).await.map_err(|_| AuditError::Stopped)?;
+        Ok(committed)
+    }
+
+    async fn committed(
+        committed: oneshot::Receiver<Result<u64, Arc<str>>>,
+    ) -> Result<u64, AuditError> {
         match committed.await {
             Ok(Ok(seq)) => Ok(seq),
             Ok(Err(message)) => Err(AuditError::Commit(message)),
@@ -406,10 +432,10 @@ impl RequestTrace {
     /// once this succeeds.
     pub async fn commit(&self, log: &AuditLog) -> Result<(), AuditError> {
         let events = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
-        for event in &events {
-            log.record(event).await?;
+        if events.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        log.record_all(&events).await
     }
 
     /// Whether an unfinished call is abandoned by the timeout rather than the client.
