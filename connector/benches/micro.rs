@@ -296,7 +296,7 @@ fn token_cache(c: &mut Criterion) {
 
     // The envelope alone: AES-256-GCM open of an entry of the same size.
     let keys = CacheKeys::ephemeral();
-    let key = TokenCacheKey { tenant: TenantId::from(tid), user: ObjectId::from(oid), scopes };
+    let key = TokenCacheKey::for_caller(&who, scopes);
     let entry = serde_json::to_vec(&json!({
         "token": graph_token, "scope": "Mail.Read", "expires_at": 1_780_003_600_i64,
         "use_until": 1_780_000_300_i64,

@@ -132,6 +132,33 @@ impl UserAssertion {
     }
 }
 
+/// SHA-256 of an inbound assertion: binds a cached Graph token to the sign-in it was obtained
+/// with (MSAL keys its OBO cache the same way). Entra evaluates Conditional Access at the OBO
+/// step, so a token earned by one sign-in (office network, MFA, compliant device) must never
+/// serve another sign-in of the same user. The digest is not reversible, so it may appear in
+/// cache keys and associated data; it is never logged.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AssertionHash([u8; 32]);
+
+impl AssertionHash {
+    pub fn of(assertion: &UserAssertion) -> Self {
+        use sha2::{Digest, Sha256};
+        Self(Sha256::digest(assertion.expose().as_bytes()).into())
+    }
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AssertionHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AssertionHash(..)")
+    }
+}
+
 impl fmt::Debug for UserAssertion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("UserAssertion([redacted])")

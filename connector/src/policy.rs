@@ -1,7 +1,10 @@
 //! Per-tenant policy: which tenants are enabled, which tools each may use, result limits and
-//! allowed sites/drives. Loaded from a TOML file and reloaded when it changes (mtime poll) or
-//! on SIGHUP; a change acts on the next call. A reload that fails to parse keeps the previous
-//! policy (a typo must not open or close the door for everyone).
+//! allowed sites/drives. Loaded from a TOML file and reloaded when its content changes (a
+//! SHA-256 of the bytes, polled) or on SIGHUP; a change acts on the next call. A polled change
+//! is applied only once the same content has been read on two consecutive polls, so a file
+//! caught half-written (which may well parse: a tenant list cut short) is never applied; the
+//! whole file is parsed before anything is swapped. A reload that fails to parse keeps the
+//! previous policy (a typo must not open or close the door for everyone).
 //!
 //! ```toml
 //! [defaults]
@@ -21,7 +24,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
     sync::{Arc, RwLock},
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
 use serde::Deserialize;
@@ -113,6 +116,58 @@ impl Allow {
     }
 }
 
+impl TenantPolicy {
+    /// Whether content of SharePoint site `site_id` may be read. Graph site ids are
+    /// `host,siteCollectionId,webId`; a policy entry may name the whole id, the site collection
+    /// id or the host name, so `contoso.sharepoint.com` allows every site on that host.
+    pub fn site_allowed(&self, site_id: &str) -> bool {
+        match &self.sites {
+            Allow::Any => true,
+            Allow::Only(set) => {
+                let mut parts = site_id.split(',');
+                let host = parts.next().unwrap_or_default();
+                let collection = parts.next();
+                set.iter().any(|entry| {
+                    entry.eq_ignore_ascii_case(site_id)
+                        || entry.eq_ignore_ascii_case(host)
+                        || collection.is_some_and(|c| entry.eq_ignore_ascii_case(c))
+                })
+            }
+        }
+    }
+
+    /// Whether content in `drive`, on site `site` (`None`: not known), may be read. An unknown
+    /// site is refused whenever `sites` is restricted: the policy cannot be checked, so the
+    /// answer is no.
+    pub fn content_allowed(&self, drive: Option<&str>, site: Option<&str>) -> Result<(), Withheld> {
+        if let Some(drive) = drive
+            && !self.drives.allows(drive)
+        {
+            return Err(Withheld::Drive);
+        }
+        match (&self.sites, site) {
+            (Allow::Any, _) => Ok(()),
+            (Allow::Only(_), None) => Err(Withheld::SiteUnknown),
+            (Allow::Only(_), Some(site)) if self.site_allowed(site) => Ok(()),
+            (Allow::Only(_), Some(_)) => Err(Withheld::Site),
+        }
+    }
+}
+
+/// Why the tenant policy withholds a piece of content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Withheld {
+    #[error("Your organization's connector policy does not allow reading from this drive.")]
+    Drive,
+    #[error("Your organization's connector policy does not allow reading from this site.")]
+    Site,
+    #[error(
+        "Your organization's connector policy restricts which sites may be read, and the site \
+         this item belongs to could not be determined, so it is withheld."
+    )]
+    SiteUnknown,
+}
+
 /// The whole policy, immutable once loaded; a reload swaps in a new one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
@@ -196,7 +251,11 @@ type Listener = Box<dyn Fn(&[TenantId]) + Send + Sync>;
 pub struct PolicyStore {
     path: PathBuf,
     current: RwLock<Arc<Policy>>,
-    stamp: RwLock<Option<SystemTime>>,
+    /// SHA-256 of the file content in force.
+    applied: RwLock<Option<ContentHash>>,
+    /// Content read by the last poll that differed from `applied`: applied when the next poll
+    /// reads it again unchanged.
+    settling: RwLock<Option<ContentHash>>,
     on_disable: RwLock<Vec<Listener>>,
 }
 
@@ -220,7 +279,8 @@ impl PolicyStore {
         Ok(Self {
             path: path.to_owned(),
             current: RwLock::new(Arc::new(policy)),
-            stamp: RwLock::new(mtime(path)),
+            applied: RwLock::new(content_hash(path).ok()),
+            settling: RwLock::new(None),
             on_disable: RwLock::new(Vec::new()),
         })
     }
@@ -230,7 +290,8 @@ impl PolicyStore {
         Self {
             path: PathBuf::new(),
             current: RwLock::new(Arc::new(policy)),
-            stamp: RwLock::new(None),
+            applied: RwLock::new(None),
+            settling: RwLock::new(None),
             on_disable: RwLock::new(Vec::new()),
         }
     }
@@ -265,21 +326,45 @@ impl PolicyStore {
         Reload::Applied { disabled }
     }
 
-    /// Re-reads the file unconditionally (SIGHUP).
+    /// Re-reads the file unconditionally (SIGHUP: the operator says the file is complete).
     pub fn reload(&self) -> Result<Reload, PolicyError> {
-        let stamp = mtime(&self.path);
-        let next = Policy::load(&self.path)?;
-        *self.stamp.write().unwrap_or_else(|p| p.into_inner()) = stamp;
-        Ok(self.replace(next))
+        let text = self.read()?;
+        self.apply(&text)
     }
 
-    /// Re-reads the file if its modification time changed since the last load.
+    /// Re-reads the file when its content changed and has stayed the same for one poll.
     pub fn reload_if_changed(&self) -> Result<Reload, PolicyError> {
-        let stamp = mtime(&self.path);
-        if stamp == *self.stamp.read().unwrap_or_else(|p| p.into_inner()) {
+        let text = self.read()?;
+        let hash = hash_of(&text);
+        if *self.applied.read().unwrap_or_else(|p| p.into_inner()) == Some(hash) {
+            *self.settling.write().unwrap_or_else(|p| p.into_inner()) = None;
             return Ok(Reload::Unchanged);
         }
-        self.reload()
+        let settled = {
+            let mut settling = self.settling.write().unwrap_or_else(|p| p.into_inner());
+            let settled = *settling == Some(hash);
+            *settling = Some(hash);
+            settled
+        };
+        if !settled {
+            return Ok(Reload::Unchanged);
+        }
+        self.apply(&text)
+    }
+
+    fn read(&self) -> Result<Vec<u8>, PolicyError> {
+        std::fs::read(&self.path)
+            .map_err(|source| PolicyError::Read { path: self.path.clone(), source })
+    }
+
+    /// Parses all of `text`, then swaps it in; a refused text changes nothing.
+    fn apply(&self, text: &[u8]) -> Result<Reload, PolicyError> {
+        let bad = |reason: String| PolicyError::Invalid { path: self.path.clone(), reason };
+        let text = std::str::from_utf8(text).map_err(|_| bad("the file is not UTF-8".into()))?;
+        let next = Policy::parse(text, &self.path)?;
+        *self.applied.write().unwrap_or_else(|p| p.into_inner()) = Some(hash_of(text.as_bytes()));
+        *self.settling.write().unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(self.replace(next))
     }
 
     /// Polls the file every `every` and reloads on SIGHUP (Unix) until `stop` fires.
@@ -324,8 +409,15 @@ impl PolicyStore {
     }
 }
 
-fn mtime(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+type ContentHash = [u8; 32];
+
+fn hash_of(bytes: &[u8]) -> ContentHash {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+fn content_hash(path: &Path) -> std::io::Result<ContentHash> {
+    std::fs::read(path).map(|b| hash_of(&b))
 }
 
 #[cfg(test)]
@@ -358,6 +450,36 @@ mod tests {
         assert!(!p.tool_allowed(&contoso, "outlook_email_search"));
         assert!(!p.is_enabled(&tailspin));
         assert_eq!(p.enabled_tenant(&contoso).unwrap().max_results, DEFAULT_MAX_RESULTS);
+    }
+
+    #[test]
+    fn content_is_allowed_by_drive_and_by_site_id_collection_or_host() {
+        let p = parse(&format!(
+            r#"
+            [[tenants]]
+            id = "{CONTOSO}"
+            sites = ["contoso.sharepoint.com", "11111111-1111-1111-1111-111111111111"]
+            drives = ["b!finance"]
+            "#
+        ))
+        .unwrap();
+        let t = p.enabled_tenant(&TenantId::parse(CONTOSO).unwrap()).unwrap();
+        let site = "contoso.sharepoint.com,aaaaaaaa-0000-0000-0000-000000000000,b";
+        assert!(t.site_allowed(site));
+        assert!(t.site_allowed("contoso-my.sharepoint.com,11111111-1111-1111-1111-111111111111,c"));
+        assert!(
+            !t.site_allowed("contoso-my.sharepoint.com,22222222-0000-0000-0000-000000000000,c")
+        );
+        assert_eq!(t.content_allowed(Some("b!finance"), Some(site)), Ok(()));
+        assert_eq!(t.content_allowed(Some("b!other"), Some(site)), Err(Withheld::Drive));
+        assert_eq!(t.content_allowed(Some("b!finance"), None), Err(Withheld::SiteUnknown));
+        assert_eq!(
+            t.content_allowed(None, Some("fabrikam.sharepoint.com,x,y")),
+            Err(Withheld::Site)
+        );
+        let open = parse(&format!("[[tenants]]\nid = \"{CONTOSO}\"")).unwrap();
+        let t = open.enabled_tenant(&TenantId::parse(CONTOSO).unwrap()).unwrap();
+        assert_eq!(t.content_allowed(Some("b!any"), None), Ok(()));
     }
 
     #[test]

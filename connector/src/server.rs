@@ -525,7 +525,7 @@ fn router(
 }
 
 async fn prm(State(state): State<Arc<AppState>>) -> Response {
-    let doc = ProtectedResourceMetadata::build(&state.settings, &state.policy.current());
+    let doc = ProtectedResourceMetadata::build(&state.settings);
     ([(header::CACHE_CONTROL, "max-age=300")], axum::Json(doc)).into_response()
 }
 

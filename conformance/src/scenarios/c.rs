@@ -29,6 +29,11 @@ pub fn scenarios() -> Vec<super::Scenario> {
             "a policy scoped to a group affects only that group",
             c04_group_scoped_policy
         ),
+        scenario!(
+            "C05",
+            "a Graph token earned by one sign-in does not serve another (CA per sign-in)",
+            c05_cached_token_bound_to_its_sign_in
+        ),
     ]
 }
 
@@ -119,5 +124,47 @@ pub async fn c04_group_scoped_policy(world: &World) -> Result<()> {
     let e = refusal(world, Persona::Adele.upn(), &[]).await?;
     ensure!(e.has_code(50076), "expected MFA for Sales: {e}");
     me_of(&world.session(Persona::Diego).await?.call_ok("get_me", json!({})).await?)?;
+    Ok(())
+}
+
+/// Joni may reach Graph only from the office network. Sign-in A comes from inside it and earns
+/// a Graph token the connector caches; sign-in B (same user, a token from outside the range,
+/// well within the reuse age) must meet Conditional Access itself at the OBO step, not ride on
+/// A's cached token (`issues` 11 §3).
+pub async fn c05_cached_token_bound_to_its_sign_in(world: &World) -> Result<()> {
+    let upn = Persona::Joni.upn();
+    let (tid, oid) = world.ids(upn)?;
+    let inside = fake_entra::TokenSpec::user(tid, oid).ip("10.20.4.2");
+    let a = world.session_with_token(upn, world.entra.mint(&inside));
+    me_of(&a.call_ok("get_me", json!({})).await?)?;
+    let mail = a.call_ok("outlook_email_search", json!({"query": "budget"})).await?;
+    ensure!(!mail.is_error, "sign-in A from the office network: {}", mail.text);
+    let exchanges = super::obo_exchanges(world, tid, oid);
+    let graph_before = world.graph.requests_for_user(tid, oid).len();
+
+    let outside = fake_entra::TokenSpec::user(tid, oid).ip("203.0.113.7");
+    let b = world.session_with_token(upn, world.entra.mint(&outside));
+    for (tool, args) in
+        [("get_me", json!({})), ("outlook_email_search", json!({"query": "budget"}))]
+    {
+        let out = b.call_ok(tool, args).await?;
+        ensure!(out.is_error, "{tool}: sign-in B from outside the range was served: {}", out.text);
+        ensure!(
+            out.text.contains("Conditional Access"),
+            "{tool}: the refusal does not name Conditional Access: {}",
+            out.text
+        );
+    }
+    ensure!(
+        super::obo_exchanges(world, tid, oid) > exchanges,
+        "sign-in B never reached Entra: it was served from sign-in A's cached Graph token"
+    );
+    ensure!(
+        world.graph.requests_for_user(tid, oid).len() == graph_before,
+        "Graph was called for sign-in B although Conditional Access blocks it"
+    );
+    // Sign-in A keeps working from its own cached token.
+    let again = a.call_ok("outlook_email_search", json!({"query": "budget"})).await?;
+    ensure!(!again.is_error, "sign-in A after B was refused: {}", again.text);
     Ok(())
 }

@@ -22,6 +22,11 @@ pub fn scenarios() -> Vec<super::Scenario> {
         ),
     ];
     v.push(scenario!(
+        "D05",
+        "returned content is fenced and marked as untrusted third-party data",
+        d05_content_marked_untrusted
+    ));
+    v.push(scenario!(
         "D02",
         "no content caching: two reads, two Graph requests",
         d02_no_content_caching
@@ -241,6 +246,40 @@ pub async fn d02_no_content_caching(world: &World) -> Result<()> {
             mid - before
         );
         ensure!(first["text"] == second["text"], "two reads of {uri} differ");
+    }
+    Ok(())
+}
+
+/// A mail, a chat and a file reach the model as quoted third-party data (`security.md` J2):
+/// the text is fenced and labelled, the result carries the untrusted-content `_meta` marker, and
+/// a closing fence inside the content cannot end the fence early.
+pub async fn d05_content_marked_untrusted(world: &World) -> Result<()> {
+    let adele = world.session(Persona::Adele).await?;
+    let found = structured_ok(&adele, "outlook_email_search", json!({"query": "budget"})).await?;
+    let uri = uri_where(&found, "messages", "subject", "budget")?;
+    for (tool, args) in [
+        ("outlook_email_search", json!({"query": "budget"})),
+        ("chat_message_search", json!({"query": "budget"})),
+        ("sharepoint_search", json!({"query": "budget"})),
+        ("read_resource", json!({"uri": uri})),
+    ] {
+        let result = adele.call_tool_http(tool, args).await?.tool_result()?;
+        ensure!(result["isError"] != json!(true), "{tool} failed: {result}");
+        ensure!(
+            result.pointer("/_meta/m365-connector~1untrusted-content") == Some(&json!(true)),
+            "{tool}: the result is not marked as untrusted content: {:?}",
+            result.get("_meta")
+        );
+        let text = result.pointer("/content/0/text").and_then(|t| t.as_str()).unwrap_or_default();
+        ensure!(
+            text.contains("not instructions") && text.contains("<untrusted-m365-content>"),
+            "{tool}: the text is not labelled as third-party data: {text:.200}"
+        );
+        ensure!(
+            text.trim_end().ends_with("</untrusted-m365-content>")
+                && text.matches("</untrusted-m365-content>").count() == 1,
+            "{tool}: the fence does not close exactly once at the end"
+        );
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! Entra's signing keys: fetched from the tenant-independent JWKS, cached, refreshed on a
 //! schedule and on an unknown `kid` (at most once per floor interval), kept while the endpoint
-//! is down (last known good).
+//! is down (last known good) for at most [`DEFAULT_MAX_STALE`]: a key set older than that is
+//! not trusted (Entra may have rolled a compromised key), so tokens get 503 until a refresh
+//! succeeds.
 
 use std::{
     collections::HashMap,
@@ -14,6 +16,10 @@ use tokio::time::Instant;
 
 /// Longest `kid` looked up; `kid` is untrusted input.
 pub const MAX_KID_LEN: usize = 128;
+/// How long last-known-good keys stand in while every refresh fails.
+pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(3600);
+/// Largest JWKS document read; the body is streamed and cut off past it.
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
 
 /// One entry of Entra's JWKS. `Jwk` alone would drop the per-key `issuer`.
 #[derive(serde::Deserialize)]
@@ -49,7 +55,8 @@ pub enum KeyError {
     /// The keys are known and fresh enough, and none has this `kid`: the token is invalid.
     #[error("no signing key has this kid")]
     UnknownKid,
-    /// The key set could not be fetched and the `kid` is not cached: the token is undecidable.
+    /// The key set could not be fetched and the `kid` is not cached, or the cached set is
+    /// older than the staleness cap: the token is undecidable.
     #[error("the signing keys are unavailable")]
     Unavailable,
 }
@@ -67,6 +74,8 @@ pub trait KeyStore: Send + Sync {
 struct Cache {
     keys: HashMap<String, SigningKey>,
     loaded: bool,
+    /// When the keys were last fetched successfully.
+    loaded_at: Option<Instant>,
     /// When the last fetch was attempted (successful or not); bounds on-demand refreshes.
     last_attempt: Option<Instant>,
     last_attempt_failed: bool,
@@ -77,6 +86,7 @@ pub struct JwksKeyStore {
     http: reqwest::Client,
     url: String,
     floor: Duration,
+    max_stale: Duration,
     cache: Mutex<Cache>,
     /// Serialises fetches so a burst of unknown `kid`s makes one request, not many.
     fetching: tokio::sync::Mutex<()>,
@@ -88,9 +98,11 @@ impl JwksKeyStore {
             http,
             url,
             floor,
+            max_stale: DEFAULT_MAX_STALE,
             cache: Mutex::new(Cache {
                 keys: HashMap::new(),
                 loaded: false,
+                loaded_at: None,
                 last_attempt: None,
                 last_attempt_failed: false,
             }),
@@ -98,8 +110,21 @@ impl JwksKeyStore {
         }
     }
 
+    /// How long last-known-good keys may be used while refreshes fail.
+    pub fn with_max_stale(mut self, max_stale: Duration) -> Self {
+        self.max_stale = max_stale;
+        self
+    }
+
+    /// The cached key, unless the whole set has gone stale.
     fn cached(&self, kid: &str) -> Option<SigningKey> {
-        self.lock().keys.get(kid).cloned()
+        let cache = self.lock();
+        let fresh = cache.loaded_at.is_some_and(|t| t.elapsed() <= self.max_stale);
+        if fresh { cache.keys.get(kid).cloned() } else { None }
+    }
+
+    fn is_stale(&self) -> bool {
+        self.lock().loaded_at.is_none_or(|t| t.elapsed() > self.max_stale)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
@@ -115,6 +140,7 @@ impl JwksKeyStore {
                 let n = keys.len();
                 cache.keys = keys;
                 cache.loaded = true;
+                cache.loaded_at = Some(Instant::now());
                 cache.last_attempt_failed = false;
                 Ok(n)
             }
@@ -136,9 +162,19 @@ impl JwksKeyStore {
         if !response.status().is_success() {
             return Err(format!("JWKS endpoint answered {}", response.status()));
         }
-        let bytes = response.bytes().await.map_err(|e| format!("JWKS body unreadable: {e}"))?;
-        if bytes.len() > 1024 * 1024 {
-            return Err("JWKS document larger than 1 MiB".into());
+        let too_large = || "JWKS document larger than 1 MiB".to_owned();
+        if response.content_length().is_some_and(|n| n > MAX_JWKS_BYTES as u64) {
+            return Err(too_large());
+        }
+        let mut response = response;
+        let mut bytes = Vec::new();
+        while let Some(chunk) =
+            response.chunk().await.map_err(|e| format!("JWKS body unreadable: {e}"))?
+        {
+            if bytes.len() + chunk.len() > MAX_JWKS_BYTES {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
         }
         let set: EntraJwkSet =
             serde_json::from_slice(&bytes).map_err(|e| format!("JWKS is not valid JSON: {e}"))?;
@@ -181,6 +217,9 @@ impl KeyStore for JwksKeyStore {
             if let Some(k) = self.cached(kid) {
                 return Ok(k);
             }
+            if self.is_stale() {
+                return Err(KeyError::Unavailable);
+            }
             let cache = self.lock();
             if !cache.loaded || cache.last_attempt_failed {
                 Err(KeyError::Unavailable)
@@ -218,5 +257,66 @@ pub async fn refresh_periodically(
         if let Err(e) = store.refresh().await {
             tracing::warn!(error = %e, "Scheduled signing-key refresh failed; keeping the cached keys");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use rsa::{pkcs8::DecodePrivateKey, traits::PublicKeyParts};
+    use wiremock::{Mock, MockServer, ResponseTemplate, matchers::method};
+
+    use super::*;
+
+    const TEST_KEY_PEM: &str = include_str!("../../../fake-entra/src/test_keys/key1.pem");
+
+    fn jwks(kid: &str) -> serde_json::Value {
+        let key = rsa::PrivateKey::from_pkcs8_pem(TEST_KEY_PEM).expect("test key");
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        serde_json::json!({"keys": [{
+            "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
+            "n": b64(&key.n_bytes()), "e": b64(&key.e_bytes()),
+        }]})
+    }
+
+    async fn store_over(server: &MockServer, max_stale: Duration) -> JwksKeyStore {
+        crate::server::install_crypto();
+        JwksKeyStore::new(reqwest::Client::new(), format!("{}/keys", server.uri()), Duration::ZERO)
+            .with_max_stale(max_stale)
+    }
+
+    #[tokio::test]
+    async fn last_known_good_keys_stand_in_only_up_to_the_staleness_cap() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(jwks("k1")))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET")).respond_with(ResponseTemplate::new(500)).mount(&server).await;
+        let store = store_over(&server, Duration::from_millis(300)).await;
+        store.refresh().await.expect("first load");
+        // Entra's JWKS is down from now on: the cached key still works for a while...
+        assert!(store.refresh().await.is_err());
+        assert!(store.key("k1").await.is_ok());
+        // ...and not once the set is older than the cap.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(store.key("k1").await.err(), Some(KeyError::Unavailable));
+        assert_eq!(store.key("k2").await.err(), Some(KeyError::Unavailable));
+    }
+
+    #[tokio::test]
+    async fn an_oversized_jwks_is_refused_even_without_a_content_length() {
+        let server = MockServer::start().await;
+        let mut big = jwks("k1");
+        big["padding"] = serde_json::json!("x".repeat(MAX_JWKS_BYTES));
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(big))
+            .mount(&server)
+            .await;
+        let store = store_over(&server, DEFAULT_MAX_STALE).await;
+        let error = store.refresh().await.expect_err("refused");
+        assert!(error.contains("larger than 1 MiB"), "{error}");
+        assert!(!store.is_ready());
     }
 }

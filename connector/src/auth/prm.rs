@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::{config::Settings, policy::Policy};
+use crate::config::Settings;
 
 /// The metadata document.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -16,17 +16,16 @@ pub struct ProtectedResourceMetadata {
 }
 
 impl ProtectedResourceMetadata {
-    /// Builds the document: one authorization server per enabled tenant
-    /// (`{authority}/{tid}/v2.0`, a concrete issuer clients can check), the one scope the
-    /// connector needs (no `offline_access`: scope minimisation), header bearer only.
-    pub fn build(settings: &Settings, policy: &Policy) -> Self {
+    /// Builds the document: the multi-tenant work-and-school authority
+    /// (`{authority}/organizations/v2.0`), the one scope the connector needs (no
+    /// `offline_access`: scope minimisation), header bearer only. The document is served
+    /// without authentication, so it names no tenant: listing each enabled tenant's issuer
+    /// would let anyone enumerate the operator's customers. The user's own tenant is decided at
+    /// sign-in, and the tenant policy still refuses every tenant it does not enable.
+    pub fn build(settings: &Settings) -> Self {
         Self {
             resource: settings.server.resource.to_string(),
-            authorization_servers: policy
-                .enabled_tenants()
-                .iter()
-                .map(|tid| settings.entra.issuer_for(&tid.to_string()))
-                .collect(),
+            authorization_servers: vec![settings.entra.issuer_for("organizations")],
             scopes_supported: vec![settings.entra.qualified_scope()],
             bearer_methods_supported: vec!["header".into()],
             resource_name: settings.server.resource_name.clone(),

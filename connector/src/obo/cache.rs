@@ -14,7 +14,7 @@ use aes_gcm::{
 use futures::future::BoxFuture;
 use zeroize::Zeroizing;
 
-use crate::domain::{ObjectId, ScopeSet, TenantId};
+use crate::domain::{AssertionHash, Caller, ObjectId, ScopeSet, TenantId};
 
 const ENVELOPE_VERSION: u8 = 1;
 const NONCE_LEN: usize = 12;
@@ -152,22 +152,41 @@ fn unreachable_key() -> EncryptionKey {
 #[error("token cache entry could not be sealed or opened")]
 pub struct SealError;
 
-/// A cache entry's identity: tenant, user and requested scope set. Typed, so no crafted
-/// string can collide with another user's key (`security.md` D5).
+/// A cache entry's identity: tenant, user, the sign-in (hash of the inbound assertion) and
+/// the requested scope set. Typed, so no crafted string can collide with another user's key
+/// (`security.md` D5). The assertion hash keeps a Graph token obtained under one sign-in's
+/// Conditional Access evaluation from serving another sign-in of the same user.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TokenCacheKey {
     pub tenant: TenantId,
     pub user: ObjectId,
+    pub assertion: AssertionHash,
     pub scopes: ScopeSet,
 }
 
 impl TokenCacheKey {
+    /// The key of `caller`'s own sign-in for `scopes`.
+    pub fn for_caller(caller: &Caller, scopes: ScopeSet) -> Self {
+        Self {
+            tenant: caller.tenant_id,
+            user: caller.object_id,
+            assertion: AssertionHash::of(&caller.assertion),
+            scopes,
+        }
+    }
+
     /// The canonical byte form: AEAD associated data and the key for external stores.
-    /// GUIDs have a fixed width and the scope list is JSON, so the form is unambiguous.
+    /// GUIDs and the hex digest have fixed widths and the scope list is JSON, so the form is
+    /// unambiguous.
     pub fn canonical(&self) -> String {
+        use std::fmt::Write;
         let scopes: Vec<&str> = self.scopes.iter().collect();
         let scopes = serde_json::to_string(&scopes).unwrap_or_default();
-        format!("obo/v1/{}/{}/{}", self.tenant, self.user, scopes)
+        let mut sign_in = String::with_capacity(64);
+        for b in self.assertion.as_bytes() {
+            let _ = write!(sign_in, "{b:02x}");
+        }
+        format!("obo/v2/{}/{}/{}/{}", self.tenant, self.user, sign_in, scopes)
     }
 }
 
@@ -269,6 +288,7 @@ mod tests {
         TokenCacheKey {
             tenant: TenantId::from(uuid::Uuid::from_u128(t)),
             user: ObjectId::from(uuid::Uuid::from_u128(u)),
+            assertion: AssertionHash::from_bytes([7; 32]),
             scopes: ScopeSet::from_scp(scopes),
         }
     }
@@ -298,6 +318,11 @@ mod tests {
         let blob = keys.seal(&key(1, 2, "Mail.Read"), b"token").expect("seal");
         assert_eq!(keys.open(&key(1, 3, "Mail.Read"), &blob), Err(SealError));
         assert_eq!(keys.open(&key(4, 2, "Mail.Read"), &blob), Err(SealError));
+        let other_sign_in = TokenCacheKey {
+            assertion: AssertionHash::from_bytes([8; 32]),
+            ..key(1, 2, "Mail.Read")
+        };
+        assert_eq!(keys.open(&other_sign_in, &blob), Err(SealError));
         assert_eq!(keys.open(&key(1, 2, "Mail.Read User.Read"), &blob), Err(SealError));
     }
 

@@ -57,7 +57,9 @@ pub enum OboError {
     /// HTTP 429/503, `temporarily_unavailable`, AADSTS50196/90055. The user sees "try again
     /// later", with the delay when Entra gave one.
     #[error("Entra ID is throttling ({code:?})")]
-    Throttled { code: Option<u32>, retry_after: Option<Duration> },
+    /// `rate_limited`: Entra throttled this client or user (HTTP 429, AADSTS50196 request loop),
+    /// so asking again before `retry_after` only prolongs it; otherwise Entra is unavailable.
+    Throttled { code: Option<u32>, retry_after: Option<Duration>, rate_limited: bool },
     /// Connection failure or timeout talking to Entra. The user sees "try again later".
     #[error("Entra ID unreachable")]
     Unreachable,
@@ -202,7 +204,11 @@ pub(crate) fn map_entra_error(
         || has(50196)
         || has(90055)
     {
-        return OboError::Throttled { code, retry_after };
+        return OboError::Throttled {
+            code,
+            retry_after,
+            rate_limited: status == 429 || has(50196),
+        };
     }
     if let Some(claims) = body.claims.as_deref().filter(|c| !c.trim().is_empty()) {
         // Only JSON is passed on: it becomes a header value at the tool layer.

@@ -193,7 +193,16 @@ struct Inner {
     /// Users whose union exchange Entra refused for consent: until when (connector clock,
     /// Unix seconds) their requests go straight to per-scope exchanges, and the refusal.
     refused: moka::future::Cache<(TenantId, ObjectId), Arc<(i64, OboError)>>,
+    /// Users Entra rate-limited (429, AADSTS50196 request loop; not a 503 outage): until when (connector clock, Unix
+    /// seconds) their exchanges are answered with the throttling error without asking Entra
+    /// again, and that error. Asking during the cool-down only prolongs the throttling.
+    throttled: moka::future::Cache<(TenantId, ObjectId), Arc<(i64, OboError)>>,
 }
+
+/// Cool-down after a throttling answer without `Retry-After`.
+const DEFAULT_THROTTLE_COOLDOWN: Duration = Duration::from_secs(5);
+/// Longest cool-down honoured, whatever `Retry-After` says.
+const MAX_THROTTLE_COOLDOWN: Duration = Duration::from_secs(600);
 
 /// Users remembered as refused the union at once; beyond it the oldest are forgotten (and pay
 /// one more failing union exchange).
@@ -248,6 +257,7 @@ impl TokenProvider {
             exchanges: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_EXCHANGES)),
             union: None,
             refused: refused_cache(),
+            throttled: refused_cache(),
         };
         Self { inner: Arc::new(inner) }
     }
@@ -283,6 +293,7 @@ impl TokenProvider {
                 exchanges: shared.exchanges.clone(),
                 union: shared.union.clone(),
                 refused: refused_cache(),
+                throttled: refused_cache(),
             },
         };
         let mut inner = old;
@@ -308,11 +319,7 @@ impl TokenProvider {
         scopes: &ScopeSet,
         claims: Option<&str>,
     ) -> Result<GraphToken, OboError> {
-        let key = TokenCacheKey {
-            tenant: caller.tenant_id,
-            user: caller.object_id,
-            scopes: scopes.clone(),
-        };
+        let key = TokenCacheKey::for_caller(caller, scopes.clone());
         let (result, from_cache, coalesced) = match self.union_for(scopes) {
             Some(union) => self.via_union(&key, union, caller, claims).await,
             None => self.obtain(&key, caller, claims).await,
@@ -432,11 +439,7 @@ impl TokenProvider {
 
     /// Drops the cached token of `caller` for `scopes` (after a Graph 401 or claims challenge).
     pub fn evict(&self, caller: &Caller, scopes: &ScopeSet) {
-        let key = TokenCacheKey {
-            tenant: caller.tenant_id,
-            user: caller.object_id,
-            scopes: scopes.clone(),
-        };
+        let key = TokenCacheKey::for_caller(caller, scopes.clone());
         if let Some(union) = self.union_for(scopes) {
             // The union token may be the one that served these scopes.
             self.inner.cache.remove(&TokenCacheKey { scopes: union.clone(), ..key.clone() });
@@ -454,6 +457,7 @@ impl TokenProvider {
     pub fn purge_tenant(&self, tenant: TenantId) {
         self.inner.cache.purge_tenant(tenant);
         let _ = self.inner.refused.invalidate_entries_if(move |user, _| user.0 == tenant);
+        let _ = self.inner.throttled.invalidate_entries_if(move |user, _| user.0 == tenant);
     }
 }
 
@@ -526,7 +530,25 @@ impl Inner {
         claims: Option<&str>,
     ) -> Result<GraphToken, OboError> {
         let issued_at = self.clock.unix_seconds();
+        let user = (key.tenant, key.user);
+        if let Some(cooling) = self.throttled.get(&user).await.filter(|t| issued_at < t.0) {
+            let OboError::Throttled { code, rate_limited, .. } = &cooling.1 else {
+                return Err(cooling.1.clone());
+            };
+            let left = u64::try_from(cooling.0 - issued_at).unwrap_or(1);
+            self.metrics.inc(names::OBO_EXCHANGES, &[("outcome", "throttled_cooldown")]);
+            return Err(OboError::Throttled {
+                code: *code,
+                rate_limited: *rate_limited,
+                retry_after: Some(Duration::from_secs(left)),
+            });
+        }
         let result = self.exchange(key, caller, claims).await;
+        if let Err(error @ OboError::Throttled { retry_after, rate_limited: true, .. }) = &result {
+            let wait = retry_after.unwrap_or(DEFAULT_THROTTLE_COOLDOWN).min(MAX_THROTTLE_COOLDOWN);
+            let until = self.clock.unix_seconds().saturating_add(secs(wait).max(1));
+            self.throttled.insert(user, Arc::new((until, error.clone()))).await;
+        }
         let outcome = match &result {
             Ok(_) => "ok".to_owned(),
             Err(e) => e.code().split(':').next().unwrap_or("error").to_owned(),

@@ -327,6 +327,44 @@ async fn cache_entries_are_separate_per_tenant_user_and_scope_set_and_can_be_evi
     p.graph_token(&b, &scopes(), None).await.expect("b still cached");
 }
 
+#[tokio::test]
+async fn a_cached_token_serves_only_the_sign_in_that_obtained_it() {
+    // Sign-in A and sign-in B of the same user: Entra evaluates Conditional Access for each
+    // at the OBO step, so B must not ride on A's Graph token; each sign-in still makes one
+    // exchange however many calls it serves, and concurrent first calls of one sign-in share it.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(ok_body("t", 3600).set_delay(std::time::Duration::from_millis(50)))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let (clock, _) = TestClock::new();
+    let p = provider(settings(&server, secret()), clock);
+    let sign_in_a = caller();
+    let sign_in_b = Caller {
+        assertion: UserAssertion::new(assertion_with_exp(Utc::now().timestamp() + 7_200)),
+        ..caller()
+    };
+    assert_ne!(sign_in_a.assertion.expose(), sign_in_b.assertion.expose());
+    let wanted = scopes();
+    let calls =
+        [&sign_in_a, &sign_in_b, &sign_in_a, &sign_in_b].map(|c| p.graph_token(c, &wanted, None));
+    for token in futures::future::join_all(calls).await {
+        token.expect("token");
+    }
+    for c in [&sign_in_a, &sign_in_b] {
+        p.graph_token(c, &scopes(), None).await.expect("cached");
+    }
+    let reqs = server.received_requests().await.expect("recorded");
+    let mut assertions: Vec<String> = reqs.iter().map(|r| form(r)["assertion"].clone()).collect();
+    assertions.sort();
+    let mut expected =
+        vec![sign_in_a.assertion.expose().to_owned(), sign_in_b.assertion.expose().to_owned()];
+    expected.sort();
+    assert_eq!(assertions, expected, "one exchange per sign-in, each with its own assertion");
+}
+
 /// A store that keeps every blob, to look at what is at rest.
 #[derive(Default)]
 struct Recording(Mutex<HashMap<TokenCacheKey, Vec<u8>>>);
@@ -377,8 +415,7 @@ async fn the_store_holds_no_plaintext_token_and_a_swapped_blob_is_a_miss() {
         }
     }
     // Move a's blob under b's key: it must not open, so b exchanges again.
-    let key =
-        |c: &Caller| TokenCacheKey { tenant: c.tenant_id, user: c.object_id, scopes: scopes() };
+    let key = |c: &Caller| TokenCacheKey::for_caller(c, scopes());
     let blob_a = store.0.lock().expect("lock")[&key(&a)].clone();
     store.0.lock().expect("lock").insert(key(&b), blob_a);
     p.graph_token(&b, &scopes(), None).await.expect("exchanged again");
@@ -438,6 +475,42 @@ async fn entra_errors_reach_the_caller_mapped() {
     let p = provider(settings(&server, secret()), clock);
     let err = p.graph_token(&caller(), &scopes(), None).await.expect_err("throttled");
     assert_eq!(err.retry_after(), Some(Duration::from_secs(60)));
+}
+
+#[tokio::test]
+async fn after_entra_throttles_a_user_it_is_not_asked_again_until_retry_after() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "30")
+                .set_body_json(serde_json::json!({"error":"Server overload"})),
+        )
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(ok_body("after the cool-down", 3600))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let (clock, time) = TestClock::new();
+    let p = provider(settings(&server, secret()), clock);
+    let (joni, other) = (caller(), caller_for(TID, "00000000-0000-0000-0000-0000000000b2"));
+    p.graph_token(&joni, &scopes(), None).await.expect_err("throttled");
+    time.advance(10);
+    // Within Retry-After: answered locally, with the time left.
+    let err = p.graph_token(&joni, &scopes(), None).await.expect_err("cooling down");
+    assert!(matches!(err, OboError::Throttled { .. }), "{err:?}");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(20)));
+    assert_eq!(server.received_requests().await.expect("recorded").len(), 1);
+    // Other users are not held back; after Retry-After the user's exchange goes to Entra.
+    p.graph_token(&other, &scopes(), None).await.expect("another user");
+    time.advance(21);
+    p.graph_token(&joni, &scopes(), None).await.expect("after Retry-After");
 }
 
 #[tokio::test]

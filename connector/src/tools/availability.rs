@@ -302,6 +302,7 @@ mod tool {
 
     /// Arguments of `find_meeting_availability`.
     #[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
+    #[serde(deny_unknown_fields)]
     pub struct AvailabilityParams {
         /// Attendees: email addresses or display names (resolved in your directory). You
         /// are included automatically.
@@ -662,6 +663,10 @@ mod tool {
             let ctx = self.context();
             let names = argument_names(&args, &[]);
             let call = begin_call!(ctx, auth, TOOL, names, None);
+            // Arguments are checked before any token or Graph work; again in the mailbox zone.
+            if let Err(e) = check(&args, &crate::tools::timezone::MailboxZone::utc()) {
+                return answer(call, Vec::new(), Err(e), render);
+            }
             let mut ids = Vec::new();
             let (session, zone) =
                 match crate::tools::access::open(ctx, &auth, TOOL, SCOPES, &mut ids).await {

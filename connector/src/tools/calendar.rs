@@ -51,6 +51,7 @@ const SELECT: &[&str] = &[
 
 /// Arguments of `outlook_calendar_search`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CalendarSearchParams {
     /// Words to find in the subject, location or description.
     #[serde(default)]
@@ -373,6 +374,12 @@ impl super::Connector {
             &[("cursor", args.cursor.is_some()), ("limit", args.limit.is_some())],
         );
         let call = begin_call!(ctx, auth, TOOL, names, args.query.as_deref());
+        let limit = ctx.capped_limit(&auth.caller, args.limit, DEFAULT_LIMIT, MAX_LIMIT);
+        let args = CalendarSearchParams { limit, ..args };
+        // Arguments are checked before any token or Graph work; again in the mailbox zone.
+        if let Err(e) = check(&args, &MailboxZone::utc(), ctx.clock.now()) {
+            return answer(call, Vec::new(), Err(e), render);
+        }
         let mut ids = Vec::new();
         let needs = scope_names(args.calendar_owner.is_some());
         let (session, zone) = match super::access::open(ctx, &auth, TOOL, needs, &mut ids).await {

@@ -33,11 +33,13 @@ const MAX_LIMIT: u32 = 25;
 
 /// Arguments of `chat_message_search`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ChatSearchParams {
     /// Words to find in Teams chat messages (matched as one phrase).
     #[serde(default)]
     pub query: Option<String>,
-    /// Only messages from this sender (email address).
+    /// Only messages from this sender: an email address, or a colleague's name (looked up in
+    /// your organization's directory; an ambiguous name is refused with the candidates).
     #[serde(default)]
     pub from: Option<String>,
     /// Only messages sent at or after: `YYYY-MM-DD` (your mailbox time zone) or RFC 3339.
@@ -266,11 +268,29 @@ impl super::Connector {
             &[("cursor", args.cursor.is_some()), ("limit", args.limit.is_some())],
         );
         let call = begin_call!(ctx, auth, TOOL, names, args.query.as_deref());
+        let limit = ctx.capped_limit(&auth.caller, args.limit, DEFAULT_LIMIT, MAX_LIMIT);
+        let args = ChatSearchParams { limit, ..args };
+        // Arguments are checked before any token or Graph work; again in the mailbox zone.
+        let precheck = ChatSearchParams {
+            from: args.from.as_ref().map(|_| super::mail::PRECHECK_ADDRESS.to_owned()),
+            ..args.clone()
+        };
+        if let Err(e) = check(&precheck, &MailboxZone::utc()) {
+            return answer(call, Vec::new(), Err(e), render);
+        }
         let mut ids = Vec::new();
         let (session, zone) = match super::access::open(ctx, &auth, TOOL, SCOPES, &mut ids).await {
             Ok(opened) => opened,
             Err(result) => return answer(call, ids, Ok(Err(result)), render),
         };
+        let mut args = args;
+        match super::mail::resolve_person_arg(ctx, &auth, TOOL, "from", args.from.take(), &mut ids)
+            .await
+        {
+            Ok(Ok(address)) => args.from = address,
+            Ok(Err(result)) => return answer(call, ids, Ok(Err(result)), render),
+            Err(e) => return answer(call, ids, Err(e), render),
+        }
         let outcome = run(&session, &ctx.cursor, &zone, &auth.challenge, &args, &mut ids).await;
         answer(call, ids, outcome, render)
     }

@@ -62,15 +62,17 @@ const FOLDERS: &[&str] = &["inbox", "sentitems", "drafts", "deleteditems", "arch
 
 /// Arguments of `outlook_email_search`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct EmailSearchParams {
     /// Words to find in subject, body, sender and attachments. Matched as one phrase in your
     /// own mailbox; as all of the words in a folder or a shared mailbox.
     #[serde(default)]
     pub query: Option<String>,
-    /// Only mail from this sender (email address).
+    /// Only mail from this sender: an email address, or a colleague's name (looked up in your
+    /// organization's directory; an ambiguous name is refused with the candidates).
     #[serde(default)]
     pub from: Option<String>,
-    /// Only mail sent to this recipient (email address, To or Cc).
+    /// Only mail sent to this recipient (To or Cc): an email address, or a colleague's name.
     #[serde(default)]
     pub to: Option<String>,
     /// Only mail received at or after this time: `YYYY-MM-DD` (midnight in your mailbox time
@@ -188,6 +190,78 @@ pub(crate) fn text_arg(field: &str, value: Option<&str>) -> Result<Option<String
 /// An address argument, validated.
 pub(crate) fn address_arg(field: &str, value: Option<&str>) -> Result<Option<Address>, McpError> {
     value.map(|v| Address::parse(v).map_err(|e| bad_arg(field, e))).transpose()
+}
+
+/// Stands in for a person's name while the other arguments are checked before the look-up.
+pub(crate) const PRECHECK_ADDRESS: &str = "name.lookup@example.invalid";
+
+/// Longest name looked up in the directory for a `from`/`to` argument.
+const MAX_NAME_LEN: usize = 128;
+
+/// A `from`/`to` argument as an address: an email address as given, or a person's name looked
+/// up in the caller's directory (`/users`, needs `User.ReadBasic.All`), since that is how people
+/// ask ("mail from Megan"). No match or several are argument errors that name the candidates,
+/// so the model can ask the user instead of guessing. Request ids go to `request_ids`.
+pub(crate) async fn resolve_person_arg(
+    ctx: &super::ToolContext,
+    auth: &super::Authenticated,
+    tool: &str,
+    field: &str,
+    value: Option<String>,
+    request_ids: &mut Vec<String>,
+) -> Result<Result<Option<String>, CallToolResult>, McpError> {
+    let Some(raw) = value else { return Ok(Ok(None)) };
+    let name = raw.trim();
+    if Address::parse(name).is_ok() {
+        return Ok(Ok(Some(name.to_owned())));
+    }
+    if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(bad_arg(
+            field,
+            format!(
+                "must be an email address or a person's name (at most {MAX_NAME_LEN} characters)"
+            ),
+        ));
+    }
+    const SCOPE: &str = "User.ReadBasic.All";
+    let session = ctx.session(&auth.caller, &[SCOPE]);
+    let req = super::availability::lookup_request(name);
+    let found = match session.get_json::<Value>(&req).await {
+        Ok(found) => {
+            request_ids.extend(found.request_id);
+            found.body
+        }
+        Err(failure) => {
+            request_ids.extend(failure.request_id.clone());
+            let scopes = ScopeSet::from_iter([SCOPE]);
+            return Ok(
+                Err(super::access::failure_result(ctx, auth, tool, &scopes, &failure).await),
+            );
+        }
+    };
+    let address = |u: &Value| {
+        u["mail"].as_str().or(u["userPrincipalName"].as_str()).unwrap_or_default().to_owned()
+    };
+    match found["value"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        [] => Err(bad_arg(
+            field,
+            "matches no one in your organization's directory; give their email address",
+        )),
+        [one] => Ok(Ok(Some(address(one)))),
+        many => {
+            let listed: Vec<String> = many
+                .iter()
+                .map(|u| format!("{} <{}>", u["displayName"].as_str().unwrap_or("?"), address(u)))
+                .collect();
+            Err(bad_arg(
+                field,
+                format!(
+                    "matches several people: {}; give the email address of the one you mean",
+                    listed.join(", ")
+                ),
+            ))
+        }
+    }
 }
 
 /// A time bound: `YYYY-MM-DD` is midnight in `zone`; otherwise RFC 3339.
@@ -638,12 +712,34 @@ impl super::Connector {
             &[("cursor", args.cursor.is_some()), ("limit", args.limit.is_some())],
         );
         let call = begin_call!(ctx, auth, TOOL, names, args.query.as_deref());
+        let limit = ctx.capped_limit(&auth.caller, args.limit, DEFAULT_LIMIT, MAX_LIMIT);
+        let args = EmailSearchParams { limit, ..args };
+        // Every argument is checked before any token or Graph work (a bad argument must not
+        // cost an exchange); dates are checked again in the mailbox zone once it is known.
+        // Names in `from`/`to` are looked up later; here they stand in as an address.
+        let precheck = EmailSearchParams {
+            from: args.from.as_ref().map(|_| PRECHECK_ADDRESS.to_owned()),
+            to: args.to.as_ref().map(|_| PRECHECK_ADDRESS.to_owned()),
+            ..args.clone()
+        };
+        if let Err(e) = check(&precheck, &MailboxZone::utc()) {
+            return answer(call, Vec::new(), Err(e), render);
+        }
         let mut ids = Vec::new();
         let needs = scope_names(args.mailbox.is_some());
         let (session, zone) = match super::access::open(ctx, &auth, TOOL, needs, &mut ids).await {
             Ok(opened) => opened,
             Err(result) => return answer(call, ids, Ok(Err(result)), render),
         };
+        let mut args = args;
+        for field in ["from", "to"] {
+            let slot = if field == "from" { &mut args.from } else { &mut args.to };
+            match resolve_person_arg(ctx, &auth, TOOL, field, slot.take(), &mut ids).await {
+                Ok(Ok(address)) => *slot = address,
+                Ok(Err(result)) => return answer(call, ids, Ok(Err(result)), render),
+                Err(e) => return answer(call, ids, Err(e), render),
+            }
+        }
         let outcome = match check(&args, &zone) {
             Err(e) => Err(e),
             Ok(_) => run(&session, &ctx.cursor, &zone, &auth.challenge, &args, &mut ids).await,

@@ -24,6 +24,7 @@ pub mod odata;
 pub mod permissions;
 pub mod read;
 pub mod resources;
+pub mod schema;
 pub mod shaping;
 pub mod sharepoint;
 pub mod timezone;
@@ -152,6 +153,27 @@ impl ToolContext {
 }
 
 impl ToolContext {
+    /// The page size a call asked for (`None`: the tool's `default`), capped by the tenant's
+    /// `max_results`. Requests outside `1..=max` are passed through for the tool's own check to
+    /// refuse with its message; `None` stays `None` when the default is within the cap.
+    pub fn capped_limit(
+        &self,
+        caller: &Caller,
+        requested: Option<u32>,
+        default: u32,
+        max: u32,
+    ) -> Option<u32> {
+        // A tenant the policy does not enable gets the smallest page; `begin` refuses it anyway.
+        let cap =
+            self.policy.current().enabled_tenant(&caller.tenant_id).map_or(1, |t| t.max_results);
+        match requested {
+            Some(n) if (1..=max).contains(&n) => Some(n.min(cap)),
+            Some(n) => Some(n),
+            None if default > cap => Some(cap),
+            None => None,
+        }
+    }
+
     /// A Graph session acting as `caller` with exactly `scopes` (short names).
     pub fn session(&self, caller: &Caller, scopes: &[&str]) -> Session {
         Session::new(
@@ -254,15 +276,20 @@ impl Connector {
     pub fn new(ctx: Arc<ToolContext>) -> Self {
         let tool_router = TOOL_ROUTER
             .get_or_init(|| {
-                Arc::new(
-                    Self::me_router()
-                        + Self::sharepoint_router()
-                        + Self::read_router()
-                        + Self::mail_router()
-                        + Self::calendar_router()
-                        + Self::availability_router()
-                        + Self::chat_router(),
-                )
+                let mut router = Self::me_router()
+                    + Self::sharepoint_router()
+                    + Self::read_router()
+                    + Self::mail_router()
+                    + Self::calendar_router()
+                    + Self::availability_router()
+                    + Self::chat_router();
+                for route in router.map.values_mut() {
+                    schema::make_portable(Arc::make_mut(&mut route.attr.input_schema));
+                    if let Some(output) = route.attr.output_schema.as_mut() {
+                        schema::make_portable(Arc::make_mut(output));
+                    }
+                }
+                Arc::new(router)
             })
             .clone();
         Self { ctx, tool_router }

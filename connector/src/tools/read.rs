@@ -41,6 +41,7 @@ use crate::{
     domain::{Caller, ScopeSet},
     extract::{self, ExtractError, FileKind, Limits, Selection},
     graph::{GraphError, GraphFailure, GraphPath, GraphRequest, Session},
+    policy::{TenantPolicy, Withheld},
 };
 
 /// The one Graph permission reading `target` needs (`graph.md` §9.7).
@@ -346,6 +347,30 @@ pub async fn read_target(
     request_ids: &mut Vec<String>,
 ) -> Result<ReadResult, ReadError> {
     let caller = &auth.caller;
+    // The tenant's policy first: a kind of item whose tool is off, or a site outside the
+    // allowed ones, costs no token exchange and no Graph call.
+    let policy = ctx.policy.current();
+    let Some(rules) = policy.enabled_tenant(&caller.tenant_id) else {
+        return Err(ReadError::Refused(
+            "The Microsoft 365 connector is not enabled for your organization.".into(),
+        ));
+    };
+    let kind = match &target {
+        LinkTarget::Share { .. } => ResourceKind::DriveItem,
+        LinkTarget::Uri(uri) => uri.kind(),
+    };
+    kind_enabled(rules, kind).map_err(ReadError::Refused)?;
+    match &target {
+        LinkTarget::Uri(M365Uri::DriveItem { drive, .. }) if !rules.drives.allows(drive) => {
+            return Err(ReadError::Refused(Withheld::Drive.to_string()));
+        }
+        LinkTarget::Uri(M365Uri::ListItem { site, .. }) => rules
+            .content_allowed(None, Some(site))
+            .map_err(|w| ReadError::Refused(w.to_string()))?,
+        _ => {}
+    }
+    let rules = rules.clone();
+    drop(policy);
     let zone = mailbox_zone(ctx, caller, request_ids).await;
     let uri = match target {
         LinkTarget::Uri(uri) => uri,
@@ -367,16 +392,11 @@ pub async fn read_target(
             }
         }
     };
-    if let M365Uri::DriveItem { drive, .. } = &uri {
-        let policy = ctx.policy.current();
-        let allowed =
-            policy.enabled_tenant(&caller.tenant_id).is_none_or(|t| t.drives.allows(drive));
-        if !allowed {
-            return Err(ReadError::Refused(
-                "Your organization's connector policy does not allow reading from this drive."
-                    .into(),
-            ));
-        }
+    if let M365Uri::DriveItem { drive, .. } = &uri
+        && !rules.drives.allows(drive)
+    {
+        // A pasted link resolved to a drive the policy does not allow.
+        return Err(ReadError::Refused(Withheld::Drive.to_string()));
     }
     let mut result = ReadResult {
         uri: uri.to_string(),
@@ -466,8 +486,8 @@ pub async fn read_target(
             result.sources.push(SourceStatus::ok("event"));
         }
         M365Uri::DriveItem { drive, item } => {
-            read_drive_item(ctx, auth, &uri, drive, item, &zone, options, &mut result, request_ids)
-                .await?
+            let place = DrivePlace { uri: &uri, drive, item, rules: &rules };
+            read_drive_item(ctx, auth, place, &zone, options, &mut result, request_ids).await?
         }
         M365Uri::ListItem { .. } => {
             let session = kind_session(ctx, caller, "Sites.Read.All");
@@ -630,17 +650,52 @@ async fn read_mail(
 }
 
 #[allow(clippy::too_many_arguments)]
+/// A drive item to read and the tenant rules its site is checked against.
+struct DrivePlace<'a> {
+    uri: &'a M365Uri,
+    drive: &'a str,
+    item: &'a str,
+    rules: &'a TenantPolicy,
+}
+
+/// The tool whose switch governs reading items of `kind` by URI or link: switching off mail
+/// search for a tenant also stops reading its mail through `read_resource`. Drive and list
+/// items stay readable while either SharePoint tool is on.
+const KIND_TOOLS: &[(ResourceKind, &[&str], &str)] = &[
+    (ResourceKind::Mail, &["outlook_email_search"], "mail"),
+    (ResourceKind::MailAttachment, &["outlook_email_search"], "mail attachments"),
+    (ResourceKind::Event, &["outlook_calendar_search"], "calendar events"),
+    (ResourceKind::Chat, &["chat_message_search"], "Teams chats"),
+    (ResourceKind::ChatMessage, &["chat_message_search"], "Teams chat messages"),
+    (ResourceKind::DriveItem, &["sharepoint_search", "sharepoint_folder_search"], "files"),
+    (ResourceKind::ListItem, &["sharepoint_search", "sharepoint_folder_search"], "list items"),
+];
+
+/// `Err(message naming the tool that is off)` when the tenant's policy switched off every tool
+/// that governs `kind`.
+fn kind_enabled(rules: &TenantPolicy, kind: ResourceKind) -> Result<(), String> {
+    let Some((_, tools, what)) = KIND_TOOLS.iter().find(|(k, _, _)| *k == kind) else {
+        return Ok(());
+    };
+    if tools.iter().any(|t| rules.tools.allows(t)) {
+        return Ok(());
+    }
+    Err(format!(
+        "Reading {what} is not enabled for your organization: its connector policy switches off {}.",
+        tools.join(" and ")
+    ))
+}
+
 async fn read_drive_item(
     ctx: &ToolContext,
     auth: &Authenticated,
-    uri: &M365Uri,
-    drive: &str,
-    item: &str,
+    place: DrivePlace<'_>,
     zone: &MailboxZone,
     options: &ReadOptions,
     result: &mut ReadResult,
     request_ids: &mut Vec<String>,
 ) -> Result<(), ReadError> {
+    let DrivePlace { uri, drive, item, .. } = place;
     let session = kind_session(ctx, &auth.caller, "Files.Read.All");
     let req = GraphRequest::get(uri.graph_path()).select(&[
         "id",
@@ -654,6 +709,11 @@ async fn read_drive_item(
         "parentReference",
     ]);
     let meta = track(session.get_json::<Value>(&req).await, request_ids)?.body;
+    // The site is known only now: check it before any content or child is read.
+    place
+        .rules
+        .content_allowed(Some(drive), str_at(&meta, "/parentReference/siteId").as_deref())
+        .map_err(|w| ReadError::Refused(w.to_string()))?;
     let name = str_at(&meta, "/name").unwrap_or_default();
     result.title = Some(name.clone());
     result.web_url = str_at(&meta, "/webUrl");

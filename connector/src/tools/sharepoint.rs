@@ -455,12 +455,23 @@ async fn run(
     // The zone after the search: the search's failure is the one worth reporting.
     let zone = mailbox_zone(ctx, caller, &mut call.graph_request_ids).await;
     let policy = ctx.policy.current();
-    let allowed_sites = policy.enabled_tenant(&caller.tenant_id).map(|t| t.sites.clone());
+    // A tenant the policy no longer lists or enables reads nothing (never "no restriction").
+    let Some(rules) = policy.enabled_tenant(&caller.tenant_id).cloned() else {
+        let message = "The Microsoft 365 connector is not enabled for your organization.";
+        let _ = call.finish("refused", 403);
+        return Ok(CallToolResult::error(vec![rmcp::model::ContentBlock::text(message)]));
+    };
+    drop(policy);
     let mut filters = plan.filters;
-    if let Some(crate::policy::Allow::Only(_)) = &allowed_sites {
+    if let crate::policy::Allow::Only(_) = &rules.sites {
         filters
             .push(AppliedFilter::connector("policy_sites", "sites allowed by your organization"));
     }
+    if let crate::policy::Allow::Only(_) = &rules.drives {
+        filters
+            .push(AppliedFilter::connector("policy_drives", "drives allowed by your organization"));
+    }
+    let mut site_unknown = 0usize;
 
     let (hits, graph_more, total) = match response.body.into_first_container() {
         Some(c) => (c.hits, c.more_results_available.unwrap_or(false), c.total),
@@ -478,11 +489,15 @@ async fn run(
             consumed += 1;
             continue;
         }
-        if let (Some(crate::policy::Allow::Only(_)), Some(site)) = (&allowed_sites, &item.site_id)
-            && !allowed_sites.as_ref().is_some_and(|a| a.allows(site))
-        {
-            consumed += 1;
-            continue;
+        let drive =
+            hit.resource.as_ref().and_then(|r| r.parent_reference.as_ref()?.drive_id.as_deref());
+        match rules.content_allowed(drive, item.site_id.as_deref()) {
+            Ok(()) => {}
+            Err(withheld) => {
+                site_unknown += usize::from(withheld == crate::policy::Withheld::SiteUnknown);
+                consumed += 1;
+                continue;
+            }
         }
         if !budget.admit(&item) {
             break;
@@ -501,7 +516,7 @@ async fn run(
             Ok((found, request_id)) => {
                 call.graph_request_ids.extend(request_id);
                 sources.push(SourceStatus::ok("site search"));
-                sites = found;
+                sites = found.into_iter().filter(|s| rules.site_allowed(&s.site_id)).collect();
             }
             Err(failure) => {
                 call.graph_request_ids.extend(failure.request_id.clone());
@@ -515,6 +530,14 @@ async fn run(
 
     let mut notes = Vec::new();
     notes.extend(zone.note.clone());
+    if site_unknown > 0 {
+        notes.push(format!(
+            "{site_unknown} result{} withheld: your organization restricts which sites may be \
+             read and Graph did not say which site {} to",
+            if site_unknown == 1 { " was" } else { "s were" },
+            if site_unknown == 1 { "it belongs" } else { "they belong" }
+        ));
+    }
     let results = SharePointResults {
         page: Page { has_more, returned: items.len() as u32, total_estimate: total, next_cursor },
         items,

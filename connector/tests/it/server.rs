@@ -23,11 +23,12 @@ async fn protected_resource_metadata_is_served_at_both_well_known_paths() {
         assert_eq!(response.status(), 200, "{p}");
         let doc: Value = response.json().await.unwrap();
         assert_eq!(doc["resource"], app.url("/mcp"));
-        // One authorization server per enabled tenant, in tenant-id order; Tailspin is disabled.
-        assert_eq!(
-            doc["authorization_servers"],
-            json!([app.issuer(FABRIKAM), app.issuer(CONTOSO)])
-        );
+        // The multi-tenant authority: an unauthenticated document must not enumerate the
+        // enabled tenants (customers) by their issuers.
+        assert_eq!(doc["authorization_servers"], json!([app.issuer("organizations")]));
+        for tenant in [CONTOSO, FABRIKAM] {
+            assert!(!doc.to_string().contains(tenant), "the PRM names tenant {tenant}: {doc}");
+        }
         assert_eq!(doc["scopes_supported"], json!([format!("api://{CLIENT_ID}/access_as_user")]));
         assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
         assert!(doc["resource_name"].is_string());

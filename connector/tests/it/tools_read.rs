@@ -170,3 +170,70 @@ async fn mcp_resources_list_templates_and_read_m365_uris() {
     let code = missing.pointer("/error/code").and_then(Value::as_i64);
     assert!(matches!(code, Some(-32602 | -32002)), "{missing:#}");
 }
+
+/// A URI, its site and its browser link, found by search in a world with an open policy (the
+/// fixture ids are the same in every world).
+async fn design_docx() -> (String, String, String, String) {
+    let world = ToolsWorld::start().await;
+    let alex = world.persona("alex@contoso.com");
+    let content = world.structured(&alex, "sharepoint_search", json!({"query": "Design"})).await;
+    let hit = content["items"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["name"] == "Design.docx"))
+        .cloned()
+        .unwrap_or_else(|| panic!("{content:#}"));
+    let mail = world.structured(&alex, "outlook_email_search", json!({})).await;
+    let mail_uri = mail.pointer("/messages/0/uri").and_then(Value::as_str).unwrap_or_default();
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    (text(&hit["uri"]), text(&hit["site_id"]), text(&hit["web_url"]), mail_uri.to_owned())
+}
+
+#[tokio::test]
+async fn site_and_drive_policy_holds_on_every_path_to_content() {
+    let (uri, site, link, _) = design_docx().await;
+    assert!(!site.is_empty() && !link.is_empty());
+    let host = site.split(',').next().unwrap_or_default().to_owned();
+    // The file's own site allowed by host name: every path reads it.
+    let world = ToolsWorld::start_with_policy(&format!("sites = [\"{host}\"]")).await;
+    let alex = world.persona("alex@contoso.com");
+    world.structured(&alex, "read_resource", json!({"uri": uri})).await;
+
+    // Another site only: search withholds it, the URI and the pasted link are refused before
+    // any content is read.
+    let world = ToolsWorld::start_with_policy("sites = [\"elsewhere.sharepoint.com\"]").await;
+    let alex = world.persona("alex@contoso.com");
+    let found = world.structured(&alex, "sharepoint_search", json!({"query": "Design"})).await;
+    assert_eq!(found["items"], json!([]), "{found:#}");
+    for target in [&uri, &link] {
+        let refused = world.call_tool(&alex, "read_resource", json!({"uri": target})).await;
+        assert_eq!(refused["isError"], true, "{target}: {refused:#}");
+        assert!(ToolsWorld::text(&refused).contains("this site"), "{refused:#}");
+    }
+    let calls = world.graph_calls(&alex);
+    assert!(!calls.iter().any(|c| c.contains("/content") || c.contains("/children")), "{calls:#?}");
+
+    // A drive list without this drive: refused before any Graph call for the item.
+    let world = ToolsWorld::start_with_policy("drives = [\"b!some-other-drive\"]").await;
+    let alex = world.persona("alex@contoso.com");
+    let refused = world.call_tool(&alex, "read_resource", json!({"uri": uri})).await;
+    assert!(ToolsWorld::text(&refused).contains("this drive"), "{refused:#}");
+    assert!(world.graph_calls(&alex).iter().all(|c| !c.contains("/drives/")));
+    let found = world.structured(&alex, "sharepoint_search", json!({"query": "Design"})).await;
+    assert_eq!(found["items"], json!([]), "{found:#}");
+}
+
+#[tokio::test]
+async fn switching_a_search_tool_off_stops_reading_its_items_by_uri() {
+    let (_, _, _, mail_uri) = design_docx().await;
+    assert!(mail_uri.starts_with("m365://mail/"), "{mail_uri}");
+    let world = ToolsWorld::start_with_policy(
+        "tools = [\"get_me\", \"read_resource\", \"sharepoint_search\"]",
+    )
+    .await;
+    let alex = world.persona("alex@contoso.com");
+    let refused = world.call_tool(&alex, "read_resource", json!({"uri": mail_uri})).await;
+    assert_eq!(refused["isError"], true, "{refused:#}");
+    let text = ToolsWorld::text(&refused);
+    assert!(text.contains("outlook_email_search"), "names the tool that is off: {text}");
+    assert!(world.graph_calls(&alex).is_empty(), "the refusal cost Graph calls");
+}

@@ -379,3 +379,164 @@ async fn a_shared_mailbox_and_calendar_are_searchable_only_by_their_delegate() {
     let refused = world.call_tool(&diego, "outlook_calendar_search", shared_calendar).await;
     assert_eq!(refused["isError"], true, "Diego has no access to Adele's calendar: {refused:#}");
 }
+
+#[tokio::test]
+async fn an_argument_a_tool_does_not_know_is_refused_naming_it_and_the_valid_ones() {
+    // `{"sender": ...}` must not be ignored into "the latest mail, unfiltered".
+    let world = ToolsWorld::start().await;
+    let adele = world.persona("adele@contoso.com");
+    for (tool, args, unknown, valid) in [
+        ("outlook_email_search", json!({"sender": "nobody@contoso.com"}), "sender", "from"),
+        (
+            "outlook_calendar_search",
+            json!({"query": "budget", "organiser": "x"}),
+            "organiser",
+            "start",
+        ),
+        ("chat_message_search", json!({"query": "budget", "chat": "x"}), "chat", "query"),
+        (
+            "find_meeting_availability",
+            json!({"attendees": ["alex@contoso.com"], "length": 30}),
+            "length",
+            "attendees",
+        ),
+        ("sharepoint_search", json!({"query": "budget", "site": "x"}), "site", "query"),
+        ("read_resource", json!({"url": "x"}), "url", "uri"),
+    ] {
+        let result = world.call_tool(&adele, tool, args.clone()).await;
+        // A tool execution error the model can correct (MCP: input validation errors are tool
+        // results), never a silently ignored argument.
+        assert_eq!(result.get("isError"), Some(&json!(true)), "{tool} {args}: {result:#}");
+        let message = result.pointer("/content/0/text").and_then(Value::as_str).unwrap_or_default();
+        assert!(message.contains(&format!("unknown field `{unknown}`")), "{tool}: {message}");
+        assert!(message.contains(&format!("`{valid}`")), "{tool}: lists valid fields: {message}");
+    }
+    assert!(world.graph_calls(&adele).is_empty(), "a refused call reached Graph");
+}
+
+#[tokio::test]
+async fn the_tenant_max_results_caps_every_search_tool() {
+    let calls = [
+        ("outlook_email_search", json!({}), "/messages"),
+        ("outlook_email_search", json!({"limit": 20}), "/messages"),
+        ("outlook_calendar_search", json!({"start": "2026-01-01", "end": "2026-12-31"}), "/events"),
+        ("chat_message_search", json!({"query": "the"}), "/messages"),
+    ];
+    let open = ToolsWorld::start().await;
+    let adele = open.persona("adele@contoso.com");
+    for (tool, args, list) in &calls {
+        let page = open.structured(&adele, tool, args.clone()).await;
+        let n = page.pointer(list).and_then(Value::as_array).map_or(0, Vec::len);
+        assert!(n > 2, "{tool}: the fixture needs more than 2 hits to show the cap ({n})");
+    }
+    let capped = ToolsWorld::start_with_policy("max_results = 2").await;
+    let adele = capped.persona("adele@contoso.com");
+    for (tool, args, list) in &calls {
+        let page = capped.structured(&adele, tool, args.clone()).await;
+        let n = page.pointer(list).and_then(Value::as_array).map_or(0, Vec::len);
+        assert_eq!(n, 2, "{tool} {args}: {page:#}");
+        assert_eq!(page.pointer("/page/has_more"), Some(&json!(true)), "{tool}: {page:#}");
+    }
+}
+
+#[tokio::test]
+async fn from_and_to_accept_a_colleagues_name_and_report_ambiguity() {
+    let world = ToolsWorld::start().await;
+    let adele = world.persona("adele@contoso.com");
+    for (tool, field, name, address) in [
+        ("outlook_email_search", "from", "Megan Bowen", "megan@contoso.com"),
+        ("outlook_email_search", "to", "Alex Wilber", "alex@contoso.com"),
+        ("chat_message_search", "from", "Megan Bowen", "megan@contoso.com"),
+    ] {
+        let by_address = world.structured(&adele, tool, json!({field: address})).await;
+        let by_name = world.structured(&adele, tool, json!({field: name})).await;
+        let (a, n) = (items(&by_address), items(&by_name));
+        assert_eq!(n, a, "{tool} {field}={name:?} differs from {address}");
+        assert!(!a.is_empty(), "{tool} {field}={address}: the fixture needs a hit");
+    }
+    for (name, expected) in [("A", "several people"), ("Nobody Atall", "matches no one")] {
+        let refused = world.call_tool(&adele, "outlook_email_search", json!({"from": name})).await;
+        assert_eq!(refused.pointer("/error/code"), Some(&json!(-32602)), "{name}: {refused:#}");
+        let message = refused.pointer("/error/message").and_then(Value::as_str).unwrap_or("");
+        assert!(message.contains(expected) && message.contains("`from`"), "{message}");
+        if name == "A" {
+            assert!(message.contains("adele@contoso.com"), "lists the candidates: {message}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn tool_schemas_use_only_the_portable_subset() {
+    // What `@modelcontextprotocol/inspector --strict` flags as schema portability warnings:
+    // `type` arrays (nullable fields) and formats JSON Schema does not define (`uint32`).
+    fn walk(v: &Value, path: &str, problems: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if m.get("type").is_some_and(Value::is_array) {
+                    problems.push(format!("{path}: type array {}", m["type"]));
+                }
+                if let Some(f) = m.get("format").and_then(Value::as_str)
+                    && !["date-time", "date", "uri", "email"].contains(&f)
+                {
+                    problems.push(format!("{path}: format {f}"));
+                }
+                for (k, x) in m {
+                    walk(x, &format!("{path}.{k}"), problems);
+                }
+            }
+            Value::Array(a) => {
+                a.iter().enumerate().for_each(|(i, x)| walk(x, &format!("{path}[{i}]"), problems))
+            }
+            _ => {}
+        }
+    }
+    let world = ToolsWorld::start().await;
+    let adele = world.persona("adele@contoso.com");
+    let response = world.rpc(&adele, "tools/list", json!({})).await;
+    let tools =
+        response.pointer("/result/tools").and_then(Value::as_array).cloned().unwrap_or_default();
+    assert_eq!(tools.len(), 8, "{response:#}");
+    let mut problems = Vec::new();
+    for t in &tools {
+        walk(t, t["name"].as_str().unwrap_or("?"), &mut problems);
+    }
+    assert!(problems.is_empty(), "{} portability problems: {problems:#?}", problems.len());
+}
+
+#[tokio::test]
+async fn a_bad_argument_costs_no_token_exchange_and_no_graph_call() {
+    let world = ToolsWorld::start().await;
+    let adele = world.persona("adele@contoso.com");
+    for (tool, args, field) in [
+        ("outlook_email_search", json!({"received_after": "last week"}), "received_after"),
+        ("outlook_email_search", json!({"from": "Megan", "folder": "attic"}), "folder"),
+        ("outlook_calendar_search", json!({"start": "2026-05-02", "end": "2026-05-01"}), "end"),
+        ("chat_message_search", json!({"query": "x", "sent_after": "yesterday"}), "sent_after"),
+        (
+            "find_meeting_availability",
+            json!({"attendees": ["alex@contoso.com"], "duration_minutes": 0,
+                   "start": "2026-05-01", "end": "2026-05-02"}),
+            "duration_minutes",
+        ),
+    ] {
+        let refused = world.call_tool(&adele, tool, args.clone()).await;
+        assert_eq!(
+            refused.pointer("/error/code"),
+            Some(&json!(-32602)),
+            "{tool} {args}: {refused:#}"
+        );
+        let message = refused.pointer("/error/message").and_then(Value::as_str).unwrap_or("");
+        assert!(message.contains(&format!("`{field}`")), "{tool}: {message}");
+    }
+    let exchanges = world
+        .entra
+        .journal()
+        .iter()
+        .filter(|e| {
+            (e.grant == "on_behalf_of" || e.grant.contains("jwt-bearer"))
+                && e.user_id == Some(adele.oid)
+        })
+        .count();
+    assert_eq!(exchanges, 0, "a refused argument cost an OBO exchange");
+    assert!(world.graph_calls(&adele).is_empty(), "{:?}", world.graph_calls(&adele));
+}
