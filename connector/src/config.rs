@@ -175,15 +175,37 @@ impl Default for RawPolicy {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawAudit {
+    /// The first segment; later ones are numbered next to it (`audit.000002.jsonl`, ...).
     pub path: PathBuf,
     pub fsync: bool,
     /// Record search query text in tool-call records (off by default: it is user content).
     pub include_query_text: bool,
+    /// A segment is closed once it reaches this size; the chain continues in the next one.
+    pub rotate_bytes: u64,
+    /// base64 32-byte key: chain records with HMAC-SHA256 so that nobody without the key can
+    /// rewrite or truncate-and-extend the log unnoticed.
+    #[serde(deserialize_with = "lenient_secret")]
+    pub hmac_key: Option<SecretString>,
+    /// Proxies (addresses or CIDR blocks) whose `Forwarded` / `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+    /// Refusals before authentication are aggregated per (peer, reason) over this interval.
+    pub refusal_interval_secs: u64,
+    /// Refused tokens a peer may send per interval before it gets 429 without token checks.
+    pub refusals_per_peer: u32,
 }
 
 impl Default for RawAudit {
     fn default() -> Self {
-        Self { path: PathBuf::from("audit.jsonl"), fsync: true, include_query_text: false }
+        Self {
+            path: PathBuf::from("audit.jsonl"),
+            fsync: true,
+            include_query_text: false,
+            rotate_bytes: 64 * 1024 * 1024,
+            hmac_key: None,
+            trusted_proxies: Vec::new(),
+            refusal_interval_secs: 60,
+            refusals_per_peer: 300,
+        }
     }
 }
 
@@ -392,6 +414,24 @@ pub struct AuditConfig {
     pub path: PathBuf,
     pub fsync: bool,
     pub include_query_text: bool,
+    pub rotate_bytes: u64,
+    pub hmac_key: Option<Key32>,
+    pub trusted_proxies: crate::audit::peer::TrustedProxies,
+    pub refusal_interval: Duration,
+    pub refusals_per_peer: u32,
+}
+
+impl AuditConfig {
+    /// How the writer keeps the log on disk.
+    pub fn writer_options(&self) -> crate::audit::WriterOptions {
+        crate::audit::WriterOptions {
+            path: self.path.clone(),
+            fsync: self.fsync,
+            rotate_bytes: self.rotate_bytes,
+            key: self.hmac_key.clone(),
+            faults: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -656,6 +696,28 @@ impl Settings {
         if raw.policy.poll_secs == 0 {
             return Err(invalid("policy.poll_secs", "must be positive"));
         }
+        let a = raw.audit;
+        if a.rotate_bytes < 64 * 1024 {
+            return Err(invalid("audit.rotate_bytes", "must be at least 65536 (64 KiB)"));
+        }
+        if a.refusal_interval_secs == 0 || a.refusal_interval_secs > 3600 {
+            return Err(invalid("audit.refusal_interval_secs", "must be between 1 and 3600"));
+        }
+        if a.refusals_per_peer == 0 {
+            return Err(invalid("audit.refusals_per_peer", "must be positive"));
+        }
+        let hmac_key = a
+            .hmac_key
+            .map(|k| {
+                Key32::from_base64(k.expose_secret()).map_err(|r| invalid("audit.hmac_key", r))
+            })
+            .transpose()?;
+        let trusted_proxies = a
+            .trusted_proxies
+            .iter()
+            .map(|t| crate::audit::peer::IpBlock::parse(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|r| invalid("audit.trusted_proxies", r))?;
 
         Ok(Settings {
             server: ServerSettings {
@@ -695,9 +757,14 @@ impl Settings {
                 poll: Duration::from_secs(raw.policy.poll_secs),
             },
             audit: AuditConfig {
-                path: raw.audit.path,
-                fsync: raw.audit.fsync,
-                include_query_text: raw.audit.include_query_text,
+                path: a.path,
+                fsync: a.fsync,
+                include_query_text: a.include_query_text,
+                rotate_bytes: a.rotate_bytes,
+                hmac_key,
+                trusted_proxies: crate::audit::peer::TrustedProxies::new(trusted_proxies),
+                refusal_interval: Duration::from_secs(a.refusal_interval_secs),
+                refusals_per_peer: a.refusals_per_peer,
             },
             limits: Limits {
                 max_body_bytes: l.max_body_bytes,

@@ -66,8 +66,15 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Verify the hash chain of an audit file; report the first broken record.
-    Verify { file: PathBuf },
+    /// Verify the hash chain of an audit log: a directory (every log in it, all segments) or
+    /// one segment's file (its whole log). Reports the first broken record and torn writes.
+    /// A keyed log (`audit.hmac_key`) needs the key: in `M365_AUDIT__HMAC_KEY` or a file.
+    Verify {
+        path: PathBuf,
+        /// A file holding the base64 HMAC key (never pass the key itself on the command line).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
 }
 
 fn load(cli: &Cli) -> Result<Settings, String> {
@@ -120,16 +127,47 @@ async fn run(cli: Cli) -> Result<(), String> {
             print!("{}", permissions::describe());
             Ok(())
         }
-        Command::Audit { command: AuditCommand::Verify { file } } => {
-            match audit::verify(file).map_err(|e| format!("cannot read {}: {e}", file.display()))? {
-                Verdict::Ok { records } => {
-                    println!("OK: {records} records");
+        Command::Audit { command: AuditCommand::Verify { path, key_file } } => {
+            let key = audit_key(key_file.as_deref())?;
+            let verdict = audit::verify(path, key.as_ref())
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            match verdict {
+                Verdict::Ok(report) => {
+                    for (segment, bytes) in &report.torn {
+                        println!(
+                            "torn write: {} ends with {bytes} bytes of an unfinished record (a crash); the chain continues after it",
+                            segment.display()
+                        );
+                    }
+                    println!(
+                        "OK: {} records in {} segments{}",
+                        report.records,
+                        report.segments,
+                        if key.is_some() { ", keyed" } else { "" }
+                    );
                     Ok(())
                 }
-                Verdict::Broken { line, reason } => Err(format!("line {line}: {reason}")),
+                Verdict::Broken { file, line, reason } => {
+                    Err(format!("{} line {line}: {reason}", file.display()))
+                }
             }
         }
     }
+}
+
+/// The audit HMAC key: from `--key-file`, else `M365_AUDIT__HMAC_KEY`, else none.
+fn audit_key(file: Option<&std::path::Path>) -> Result<Option<connector::config::Key32>, String> {
+    let text = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the key file {}: {e}", path.display()))?,
+        None => match std::env::var("M365_AUDIT__HMAC_KEY") {
+            Ok(k) => k,
+            Err(_) => return Ok(None),
+        },
+    };
+    connector::config::Key32::from_base64(&text)
+        .map(Some)
+        .map_err(|reason| format!("audit key: {reason}"))
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -7,8 +7,9 @@
 //! drains in-flight calls.
 //!
 //! Layers in front of `/mcp`, outermost first: Host/Origin allow-lists (403), the global
-//! in-flight cap (fast 503), the body limit (413), the request timeout, the auth middleware
-//! (401/403/503, per-caller 429), then rmcp.
+//! in-flight cap (fast 503), the body limit (413), the auth middleware (request id and peer,
+//! per-peer 429 for floods of refused tokens, 401/403/503, per-caller 429, the request timeout),
+//! then rmcp.
 
 use std::{
     future::Future,
@@ -33,10 +34,14 @@ use rmcp::transport::streamable_http_server::{
 };
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
-use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
+use tower::ServiceExt as _;
+use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::{
-    audit::{AuditError, AuditEvent, AuditLog},
+    audit::{
+        AuditError, AuditEvent, AuditLog, Outcome, RequestTrace, peer::ConnectedPeer,
+        refusals::Refusals,
+    },
     auth::{
         self, AuthState, JwksKeyStore, KeyStore, Validator, prm::ProtectedResourceMetadata,
         rate_limit::RateLimiter,
@@ -98,6 +103,8 @@ pub struct AppState {
     pub discovery_ok: AtomicBool,
     /// The OBO token provider, set once the application is built (test inspection, T07).
     token_provider: std::sync::OnceLock<TokenProvider>,
+    /// The auth middleware's state (its refusal aggregation is flushed in the background).
+    auth: std::sync::OnceLock<Arc<AuthState>>,
     http: reqwest::Client,
     in_flight: Arc<Semaphore>,
 }
@@ -147,9 +154,7 @@ impl Application {
         };
         let audit = match deps.audit {
             Some(a) => a,
-            None => {
-                Arc::new(AuditLog::open(&settings.audit.path, settings.audit.fsync, clock.clone())?)
-            }
+            None => Arc::new(AuditLog::open(settings.audit.writer_options(), clock.clone())?),
         };
         let keys: Arc<dyn KeyStore> = match deps.key_store {
             Some(k) => k,
@@ -182,6 +187,7 @@ impl Application {
             keys: keys.clone(),
             discovery_ok: AtomicBool::new(false),
             token_provider: std::sync::OnceLock::new(),
+            auth: std::sync::OnceLock::new(),
             http: http.clone(),
             in_flight: Arc::new(Semaphore::new(settings.limits.max_in_flight)),
             settings: settings.clone(),
@@ -212,7 +218,14 @@ impl Application {
                 settings.limits.per_caller_burst,
             ),
             retry_after: settings.entra.jwks_refresh_floor,
+            refusals: Refusals::new(
+                settings.audit.refusal_interval,
+                settings.audit.refusals_per_peer,
+            ),
+            trusted_proxies: settings.audit.trusted_proxies.clone(),
+            request_timeout: settings.limits.request_timeout,
         });
+        let _ = state.auth.set(auth_state.clone());
         let graph_settings = settings.graph_settings();
         let graph_http = match deps.graph_http {
             Some(h) => h,
@@ -229,15 +242,25 @@ impl Application {
         )
         .with_union(crate::tools::permissions::union_scopes())
         .with_observer(Arc::new(move |e: &OboEvent| {
-            let event = AuditEvent::OboExchange {
-                tenant_id: e.tenant,
-                user_id: e.user,
-                outcome: if e.error_code.is_none() { "ok".into() } else { "error".into() },
-                error_code: e.error_code.clone(),
-                cache_hit: e.from_cache,
-            };
-            if let Err(err) = obo_audit.record(event) {
-                tracing::error!(error = %err, "Audit write failed for an OBO exchange");
+            // Called in the task of the call that asked for the token: the call's record says
+            // where the token came from; only a real exchange gets a record of its own.
+            let trace = RequestTrace::current();
+            if let Some(trace) = &trace {
+                trace.note_obo(e.from_cache, e.coalesced, e.error_code.as_deref());
+            }
+            if !e.from_cache && !e.coalesced {
+                let event = AuditEvent::OboExchange {
+                    tenant_id: e.tenant,
+                    user_id: e.user,
+                    outcome: if e.error_code.is_none() { Outcome::Ok } else { Outcome::Error },
+                    error_code: e.error_code.clone(),
+                    request_id: trace.as_ref().map(|t| t.request_id.clone()),
+                };
+                // Committed with the call's own record, before the answer leaves.
+                match &trace {
+                    Some(trace) => trace.push(event),
+                    None => obo_audit.record_detached(event),
+                }
             }
         }));
         let _ = state.token_provider.set(provider.clone());
@@ -298,10 +321,17 @@ impl Application {
                 state.policy.clone().watch(settings.policy.poll, background.child_token()),
             );
         }
+        let refusals_flushed = state.auth.get().cloned().map(|auth| {
+            tokio::spawn(auth::flush_refusals_periodically(auth, background.child_token()))
+        });
         let grace = settings.limits.shutdown_grace;
         let header_timeout = settings.limits.header_timeout;
         serve_connections(listener, router, header_timeout, grace, shutdown).await;
         background.cancel();
+        // The last aggregated refusal counts are written before the process may exit.
+        if let Some(flushed) = refusals_flushed {
+            let _ = flushed.await;
+        }
         Ok(())
     }
 }
@@ -330,8 +360,8 @@ async fn serve_connections(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _peer)) => stream,
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
                         tracing::warn!(error = %e, "Accepting a connection failed");
@@ -342,7 +372,9 @@ async fn serve_connections(
                 // Without it, the tail segment of a response larger than one write waits for
                 // the client's delayed ACK (Nagle), up to 40 ms on Linux.
                 let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(router.clone());
+                // Every request learns its TCP peer (audit records, per-peer refusal budgets).
+                let service =
+                    TowerToHyperService::new(router.clone().map_request(with_peer(peer)));
                 let connection = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .into_owned();
@@ -362,6 +394,14 @@ async fn serve_connections(
         () = tokio::time::sleep(grace) => {
             tracing::warn!("Drain deadline reached; dropping remaining calls");
         }
+    }
+}
+
+/// Tags a request with the TCP peer of its connection.
+fn with_peer<B>(peer: SocketAddr) -> impl Fn(http::Request<B>) -> http::Request<B> + Clone {
+    move |mut req| {
+        req.extensions_mut().insert(ConnectedPeer(peer));
+        req
     }
 }
 
@@ -430,6 +470,7 @@ pub async fn check_reachability(settings: &Settings) -> Result<String, String> {
         keys: Arc::new(JwksKeyStore::new(http.clone(), String::new(), Duration::from_secs(60))),
         discovery_ok: AtomicBool::new(false),
         token_provider: std::sync::OnceLock::new(),
+        auth: std::sync::OnceLock::new(),
         http,
         in_flight: Arc::new(Semaphore::new(1)),
     };
@@ -463,11 +504,9 @@ fn router(
     );
     let mcp_routes = Router::new()
         .nest_service(MCP_PATH, mcp)
+        // The request timeout is applied inside `require_caller`, which knows the request's
+        // audit trace: a call cut off by it is recorded as `timeout`, not `cancelled`.
         .layer(middleware::from_fn_with_state(auth_state, auth::require_caller))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            s.limits.request_timeout,
-        ))
         .layer(RequestBodyLimitLayer::new(s.limits.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), shed));
     let guarded = Router::new()

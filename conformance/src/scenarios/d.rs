@@ -172,8 +172,17 @@ pub async fn d04_audit_without_secrets(world: &World) -> Result<()> {
         "no audit record carries Graph request ids"
     );
     for r in &calls {
-        for field in ["tenant_id", "user_id", "tool", "graph_request_ids", "outcome", "latency_ms"]
-        {
+        for field in [
+            "tenant_id",
+            "user_id",
+            "tool",
+            "graph_request_ids",
+            "outcome",
+            "status",
+            "latency_ms",
+            "request_id",
+            "obo",
+        ] {
             ensure!(!r[field].is_null(), "audit record lacks {field}: {r}");
         }
     }
@@ -183,8 +192,14 @@ pub async fn d04_audit_without_secrets(world: &World) -> Result<()> {
         "no audit record for lee's call"
     );
     ensure!(
-        records.iter().any(|r| r["event"] == "token_refused"),
-        "the forged token left no audit record"
+        records.iter().any(|r| r["event"] == "token_refused"
+            && !r["peer"].is_null()
+            && r["request_id"].as_str().is_some_and(|id| !id.is_empty())),
+        "the forged token left no audit record with its peer and request id"
+    );
+    ensure!(
+        records.iter().all(|r| r["event"] != "token_accepted"),
+        "accepted tokens belong in the call's record, not a record per request"
     );
 
     let logs = world.all_logs();

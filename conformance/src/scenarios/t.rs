@@ -165,7 +165,7 @@ pub async fn t01_many_calls_one_exchange(world: &World) -> Result<()> {
     let hits = world
         .audit_records()
         .iter()
-        .filter(|r| r["event"] == "obo_exchange" && r["cache_hit"] == json!(true))
+        .filter(|r| r["event"] == "tool_call" && r["obo"] == json!("cache_hit"))
         .count();
     ensure!(hits >= 9, "the audit log shows {hits} OBO cache hits for 10 calls");
     Ok(())

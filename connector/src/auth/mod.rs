@@ -8,6 +8,9 @@
 //! * [`validate`] — the claim rules, [`Rejection`] reasons and how each is answered.
 //! * [`rate_limit`] — per-caller token buckets keyed by the validated `(tid, oid)`.
 //! * [`prm`] — the RFC 9728 metadata document.
+//!
+//! Refusals are audited through [`crate::audit::refusals`]: aggregated per (peer, reason), and a
+//! peer over its refusal budget gets 429 before its token is looked at.
 
 pub mod challenge;
 pub mod jwks;
@@ -31,8 +34,14 @@ pub use challenge::{Challenge, parse_bearer};
 pub use jwks::{JwksKeyStore, KeyError, KeyStore, SigningKey};
 pub use validate::{Answer, CLOCK_SKEW_LEEWAY, Rejection, Validator};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::{
-    audit::{AuditEvent, AuditLog},
+    audit::{
+        AuditLog, RequestTrace,
+        peer::{ConnectedPeer, TrustedProxies},
+        refusals::{self, Refusals},
+    },
     metrics::{Metrics, names},
 };
 use rate_limit::RateLimiter;
@@ -63,6 +72,12 @@ pub struct AuthState {
     pub rate_limiter: RateLimiter,
     /// `Retry-After` for 503 answers (the JWKS refresh floor).
     pub retry_after: Duration,
+    /// Per-peer refusal budgets and aggregated refusal records.
+    pub refusals: Refusals,
+    /// Whose `Forwarded` / `X-Forwarded-For` headers name the client.
+    pub trusted_proxies: TrustedProxies,
+    /// Whole-request bound; a call still running then is cancelled and audited `timeout`.
+    pub request_timeout: Duration,
 }
 
 impl AuthState {
@@ -153,13 +168,55 @@ fn audit_unavailable() -> Response {
         .into_response()
 }
 
-/// The axum middleware in front of `/mcp`: validates the bearer token, applies the per-caller
-/// rate limit, audits, and hands the [`Caller`](crate::domain::Caller) and a [`ChallengeSlot`]
-/// to rmcp through the request extensions.
+fn too_many_requests(wait: Duration, description: &'static str) -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, wait.as_secs().max(1).to_string())],
+        axum::Json(serde_json::json!({
+            "error": "rate_limited",
+            "error_description": description,
+        })),
+    )
+        .into_response()
+}
+
+/// Response header carrying the id audit records of this request are filed under.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The axum middleware in front of `/mcp`: attributes the request to a peer and a request id,
+/// answers floods of refused tokens with 429 before checking them, validates the bearer
+/// token, applies the per-caller rate limit, audits refusals (aggregated), bounds the request
+/// by the request timeout, and hands the [`Caller`](crate::domain::Caller), a
+/// [`ChallengeSlot`] and the [`RequestTrace`] to rmcp through the request extensions.
 pub async fn require_caller(
     State(auth): State<Arc<AuthState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectedPeer>()
+        .map(|p| auth.trusted_proxies.client_address(p.0.ip(), req.headers()));
+    let deadline = tokio::time::Instant::now() + auth.request_timeout;
+    let trace = Arc::new(RequestTrace::new(RequestTrace::new_request_id(), peer, Some(deadline)));
+    let request_id = HeaderValue::from_str(&trace.request_id).ok();
+    let mut response =
+        match tokio::time::timeout_at(deadline, authorize_and_run(&auth, req, next, trace)).await {
+            Ok(response) => response,
+            // Dropping the inner future cancels the call; its audit record says `timeout`.
+            Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        };
+    if let Some(id) = request_id {
+        response.headers_mut().insert(REQUEST_ID_HEADER, id);
+    }
+    response
+}
+
+async fn authorize_and_run(
+    auth: &AuthState,
     mut req: Request,
     next: Next,
+    trace: Arc<RequestTrace>,
 ) -> Response {
     let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
     let token = match (values.next(), values.next()) {
@@ -171,6 +228,31 @@ pub async fn require_caller(
             _ => Err(Rejection::Malformed),
         },
     };
+    // A client without a token is discovering how to sign in: answer, don't count.
+    if matches!(token, Err(Rejection::Missing)) {
+        auth.metrics.inc(names::TOKENS_REJECTED, &[("reason", Rejection::Missing.reason())]);
+        return auth.refuse(&Rejection::Missing);
+    }
+    // A peer over its refusal budget gets 429 before its token is checked, unless the token
+    // verified before (a caller behind the same address as a flood keeps working).
+    let known = token.as_ref().is_ok_and(|t| auth.validator.verified_before(t));
+    if !known && let Some(wait) = auth.refusals.peer_over_budget(trace.peer) {
+        auth.metrics.inc(names::TOKENS_REJECTED, &[("reason", refusals::PEER_OVER_BUDGET)]);
+        let opened = auth.refusals.token_refused(
+            trace.peer,
+            refusals::PEER_OVER_BUDGET,
+            &trace.request_id,
+            None,
+            false,
+        );
+        if let Some(event) = opened
+            && let Err(e) = auth.audit.record(&event).await
+        {
+            tracing::error!(error = %e, "Audit write failed");
+            return audit_unavailable();
+        }
+        return too_many_requests(wait, "too many refused tokens from this address; retry later");
+    }
     let result = match token {
         Ok(t) => auth.validator.validate(&t).await,
         Err(r) => Err((r, None)),
@@ -180,49 +262,67 @@ pub async fn require_caller(
         Err((rejection, who)) => {
             auth.metrics.inc(names::TOKENS_REJECTED, &[("reason", rejection.reason())]);
             tracing::info!(reason = rejection.reason(), "Refused an inbound token");
-            if rejection != Rejection::Missing {
-                let (tenant_id, user_id) = match who {
-                    Some((t, o)) => (Some(t), o),
-                    None => (None, None),
-                };
-                let event =
-                    AuditEvent::TokenRefused { reason: rejection.reason(), tenant_id, user_id };
-                if let Err(e) = auth.audit.record(event) {
-                    tracing::error!(error = %e, "Audit write failed");
-                    return audit_unavailable();
-                }
+            // The connector failing to check tokens is not the peer's fault.
+            let charge = rejection.answer() != Answer::Unavailable;
+            let opened = auth.refusals.token_refused(
+                trace.peer,
+                rejection.reason(),
+                &trace.request_id,
+                who,
+                charge,
+            );
+            if let Some(event) = opened
+                && let Err(e) = auth.audit.record(&event).await
+            {
+                tracing::error!(error = %e, "Audit write failed");
+                return audit_unavailable();
             }
             return auth.refuse(&rejection);
         }
     };
     if let Err(wait) = auth.rate_limiter.check(caller.tenant_id, caller.object_id) {
         auth.metrics.inc(names::TOKENS_REJECTED, &[("reason", "rate_limited")]);
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, wait.as_secs().max(1).to_string())],
-            axum::Json(serde_json::json!({
-                "error": "rate_limited",
-                "error_description": "too many requests from this user; retry later",
-            })),
-        )
-            .into_response();
-    }
-    let accepted = AuditEvent::TokenAccepted {
-        tenant_id: caller.tenant_id,
-        user_id: caller.object_id,
-        client_id: caller.client_id.to_string(),
-        token_id: caller.token_id.clone(),
-    };
-    if let Err(e) = auth.audit.record(accepted) {
-        tracing::error!(error = %e, "Audit write failed");
-        return audit_unavailable();
+        let opened = auth.refusals.rate_limited(
+            caller.tenant_id,
+            caller.object_id,
+            trace.peer,
+            &trace.request_id,
+        );
+        if let Some(event) = opened
+            && let Err(e) = auth.audit.record(&event).await
+        {
+            tracing::error!(error = %e, "Audit write failed");
+            return audit_unavailable();
+        }
+        return too_many_requests(wait, "too many requests from this user; retry later");
     }
     let slot = ChallengeSlot::default();
     req.extensions_mut().insert(caller);
     req.extensions_mut().insert(slot.clone());
+    req.extensions_mut().insert(trace);
     let response = next.run(req).await;
     match slot.claims() {
         Some(claims) => auth.claims_challenge(claims),
         None => response,
+    }
+}
+
+/// Writes the aggregated refusal records of closed windows every quarter interval, and all
+/// of them when `stop` fires (so a shutdown loses no count).
+pub async fn flush_refusals_periodically(auth: Arc<AuthState>, stop: CancellationToken) {
+    let period = (auth.refusals.interval() / 4).max(Duration::from_millis(10));
+    loop {
+        let all = tokio::select! {
+            () = stop.cancelled() => true,
+            () = tokio::time::sleep(period) => false,
+        };
+        for event in auth.refusals.flush(all) {
+            if let Err(e) = auth.audit.record(&event).await {
+                tracing::error!(error = %e, "Audit write failed for aggregated refusals");
+            }
+        }
+        if all {
+            return;
+        }
     }
 }

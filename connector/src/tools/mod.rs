@@ -3,7 +3,9 @@
 //! Each tool module contributes its own `#[tool_router(router = …)]`; [`Connector::new`] adds
 //! them together with `+`. Every tool reads the validated caller through [`Authenticated`]
 //! (the auth middleware put it in the HTTP request extensions), checks the tenant policy, and
-//! writes one audit record before answering (fail closed: no record, no answer).
+//! writes one audit record before answering (fail closed: no record, no answer). The record is
+//! committed by [`Connector::call_tool`] inside the request's [`RequestTrace`]; a call dropped
+//! unfinished records itself as `cancelled` or `timeout`.
 //!
 //! # Layout
 //! * [`me`] — `get_me`.
@@ -41,7 +43,7 @@ use rmcp::{
 };
 
 use crate::{
-    audit::{AuditEvent, AuditLog},
+    audit::{AuditEvent, AuditLog, OboUse, Outcome, RequestTrace, argument_shape},
     auth::ChallengeSlot,
     clock::Clock,
     domain::{Caller, ScopeSet},
@@ -95,7 +97,9 @@ impl<C: AsRequestContext> FromContextPart<C> for Authenticated {
     }
 }
 
-/// An in-progress tool call: admitted by policy, finished by an audit record.
+/// An in-progress tool call: admitted by policy, finished by an audit record. Dropped
+/// unfinished (client gone, request timeout), it still writes its record: `cancelled` or
+/// `timeout`.
 pub struct Call<'a> {
     ctx: &'a ToolContext,
     caller: &'a Caller,
@@ -104,6 +108,9 @@ pub struct Call<'a> {
     query_text: Option<String>,
     started: Instant,
     pub graph_request_ids: Vec<String>,
+    /// The HTTP request this call serves (request id, peer, Graph token use).
+    trace: Option<Arc<RequestTrace>>,
+    finished: bool,
 }
 
 /// Text of the tool error returned when the audit record cannot be written.
@@ -120,6 +127,10 @@ impl ToolContext {
         arguments: BTreeMap<String, &'static str>,
         query_text: Option<&str>,
     ) -> Result<Call<'a>, String> {
+        let trace = RequestTrace::current();
+        if let Some(t) = &trace {
+            t.call_begun();
+        }
         let call = Call {
             ctx: self,
             caller,
@@ -128,6 +139,8 @@ impl ToolContext {
             query_text: query_text.filter(|_| self.audit_query_text).map(str::to_owned),
             started: Instant::now(),
             graph_request_ids: Vec::new(),
+            trace,
+            finished: false,
         };
         if !self.policy.current().tool_allowed(&caller.tenant_id, tool) {
             call.finish("policy_refused", 403)?;
@@ -182,34 +195,69 @@ pub fn failure_message(failure: &GraphFailure, slot: &ChallengeSlot) -> String {
 }
 
 impl Call<'_> {
-    /// Writes the tool-call audit record. An error here must fail the call (the message is
-    /// [`AUDIT_FAILED`]), so no content leaves without its record.
-    pub fn finish(self, outcome: &'static str, status: u16) -> Result<(), String> {
+    /// Finishes the call: its audit record is committed before the answer leaves (by
+    /// [`Connector::call_tool`]; a failed commit turns the answer into [`AUDIT_FAILED`]).
+    pub fn finish(mut self, outcome: impl Into<Outcome>, status: u16) -> Result<(), String> {
+        self.finished = true;
+        let outcome = outcome.into();
+        let event = self.record(outcome, status);
+        match &self.trace {
+            Some(trace) => trace.push(event),
+            // Outside a request scope (never from rmcp): nobody can wait for the commit.
+            None => self.ctx.audit.record_detached(event),
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, outcome: Outcome, status: u16) -> AuditEvent {
         let latency = self.started.elapsed();
-        self.ctx.metrics.inc(names::TOOL_CALLS, &[("tool", self.tool), ("outcome", outcome)]);
+        let label = outcome.as_str();
+        self.ctx.metrics.inc(names::TOOL_CALLS, &[("tool", self.tool), ("outcome", label)]);
         self.ctx.metrics.observe(
             names::TOOL_LATENCY,
             &[("tool", self.tool)],
             latency.as_secs_f64(),
         );
-        self.ctx
-            .audit
-            .record(AuditEvent::ToolCall {
-                tenant_id: self.caller.tenant_id,
-                user_id: self.caller.object_id,
-                tool: self.tool.to_owned(),
-                arguments: self.arguments,
-                query_text: self.query_text,
-                graph_request_ids: self.graph_request_ids,
-                outcome,
-                status,
-                latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
-            })
-            .map_err(|e| {
-                tracing::error!(error = %e, tool = self.tool, "Audit write failed; failing the call");
-                AUDIT_FAILED.to_owned()
-            })
+        let (obo, obo_error) = self.trace.as_ref().map_or((OboUse::None, None), |t| t.obo());
+        AuditEvent::ToolCall {
+            tenant_id: self.caller.tenant_id,
+            user_id: self.caller.object_id,
+            client_id: self.caller.client_id.to_string(),
+            token_id: self.caller.token_id.clone(),
+            request_id: self.trace.as_ref().map(|t| t.request_id.clone()).unwrap_or_default(),
+            peer: self.trace.as_ref().and_then(|t| t.peer),
+            tool: self.tool.to_owned(),
+            arguments: std::mem::take(&mut self.arguments),
+            query_text: self.query_text.take(),
+            obo,
+            obo_error,
+            graph_request_ids: std::mem::take(&mut self.graph_request_ids),
+            outcome,
+            status,
+            latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+        }
     }
+}
+
+impl Drop for Call<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let outcome = self.trace.as_ref().map_or(Outcome::Cancelled, |t| t.abandoned_outcome());
+        let status = if outcome == Outcome::Timeout { 504 } else { 499 };
+        let event = self.record(outcome, status);
+        self.ctx.audit.record_detached(event);
+    }
+}
+
+/// The audit trace the auth middleware attached to this MCP request.
+fn request_trace(context: &rmcp::service::RequestContext<rmcp::RoleServer>) -> Arc<RequestTrace> {
+    context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|p| p.extensions.get::<Arc<RequestTrace>>().cloned())
+        .unwrap_or_else(|| Arc::new(RequestTrace::new(RequestTrace::new_request_id(), None, None)))
 }
 
 /// The MCP server handler. Cheap to clone; built per request by rmcp in stateless mode.
@@ -254,6 +302,79 @@ impl Connector {
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for Connector {
+    /// Every call runs inside its request's audit trace and is answered only once its record
+    /// is committed. A call the client abandons is cut off (its record says `cancelled`), and
+    /// arguments refused before the tool ran are audited here.
+    async fn call_tool(
+        &self,
+        request: rmcp::model::CallToolRequestParams,
+        context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::CallToolResponse, McpError> {
+        let trace = request_trace(&context);
+        let cancelled = context.ct.clone();
+        let known_tool = self.tool_router.has_route(request.name.as_ref());
+        let tool = if known_tool { request.name.to_string() } else { "(unknown)".to_owned() };
+        let arguments = argument_shape(request.arguments.as_ref());
+        let caller = resources::authenticated(&context).ok().map(|a| a.caller);
+        let tcc = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
+        let result = trace
+            .clone()
+            .scope(async {
+                tokio::select! {
+                    result = self.tool_router.call(tcc) => Some(result),
+                    () = cancelled.cancelled() => None,
+                }
+            })
+            .await;
+        let Some(result) = result else {
+            // Nobody waits for the answer, but what the call did before (an OBO exchange) is
+            // still recorded.
+            if let Err(e) = trace.commit(&self.ctx.audit).await {
+                tracing::error!(error = %e, "Audit write failed for a cancelled call");
+            }
+            return Err(McpError::internal_error("the request was cancelled", None));
+        };
+        if trace.calls_begun() == 0
+            && let Some(caller) = &caller
+        {
+            // Refused while parsing the arguments (rmcp answers those as tool errors, or as
+            // protocol errors for unknown tools): the tool never began its call.
+            let refused = match &result {
+                Err(_) => true,
+                Ok(rmcp::model::CallToolResponse::Complete(r)) => r.is_error == Some(true),
+                Ok(_) => false,
+            };
+            let (outcome, status) =
+                if refused { (Outcome::InvalidParams, 400) } else { (Outcome::Ok, 200) };
+            let (obo, obo_error) = trace.obo();
+            trace.push(AuditEvent::ToolCall {
+                tenant_id: caller.tenant_id,
+                user_id: caller.object_id,
+                client_id: caller.client_id.to_string(),
+                token_id: caller.token_id.clone(),
+                request_id: trace.request_id.clone(),
+                peer: trace.peer,
+                tool,
+                arguments,
+                query_text: None,
+                obo,
+                obo_error,
+                graph_request_ids: Vec::new(),
+                outcome,
+                status,
+                latency_ms: 0,
+            });
+        }
+        if let Err(e) = trace.commit(&self.ctx.audit).await {
+            tracing::error!(error = %e, "Audit write failed; failing the call");
+            return Ok(rmcp::model::CallToolResult::error(vec![rmcp::model::ContentBlock::text(
+                AUDIT_FAILED,
+            )])
+            .into());
+        }
+        result
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_resources().build())
             .with_server_info(Implementation::new("m365-connector", env!("CARGO_PKG_VERSION")))
@@ -282,7 +403,15 @@ impl ServerHandler for Connector {
             .filter(|t| policy.tool_allowed(&auth.caller.tenant_id, &t.name))
             .collect();
         let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
-        if let Some(granted) = access::granted_tools(&self.ctx, &auth.caller, &names).await {
+        let trace = request_trace(&context);
+        let granted =
+            trace.clone().scope(access::granted_tools(&self.ctx, &auth.caller, &names)).await;
+        // Checking the grants may have exchanged a token: its record goes down first.
+        if let Err(e) = trace.commit(&self.ctx.audit).await {
+            tracing::error!(error = %e, "Audit write failed; failing tools/list");
+            return Err(McpError::internal_error(AUDIT_FAILED, None));
+        }
+        if let Some(granted) = granted {
             tools.retain(|t| granted.contains(t.name.as_ref()));
         }
         Ok(rmcp::model::ListToolsResult {
@@ -309,6 +438,12 @@ impl ServerHandler for Connector {
         context: rmcp::service::RequestContext<rmcp::RoleServer>,
     ) -> Result<rmcp::model::ReadResourceResponse, McpError> {
         let auth = resources::authenticated(&context)?;
-        resources::read(&self.ctx, &auth, &request.uri).await.map(Into::into)
+        let trace = request_trace(&context);
+        let result = trace.clone().scope(resources::read(&self.ctx, &auth, &request.uri)).await;
+        if let Err(e) = trace.commit(&self.ctx.audit).await {
+            tracing::error!(error = %e, "Audit write failed; failing the read");
+            return Err(McpError::internal_error(AUDIT_FAILED, None));
+        }
+        result.map(Into::into)
     }
 }

@@ -129,6 +129,8 @@ pub struct Options {
     pub burst: u32,
     pub jwks_floor_secs: u64,
     pub mount_entra: bool,
+    /// Last edits to the settings before validation (audit options, timeouts).
+    pub edit: fn(&mut RawSettings),
 }
 
 impl Default for Options {
@@ -143,6 +145,7 @@ impl Default for Options {
             burst: 100,
             jwks_floor_secs: 60,
             mount_entra: true,
+            edit: |_| {},
         }
     }
 }
@@ -316,8 +319,9 @@ pub async fn spawn_app_with(o: Options) -> TestApp {
     let dir = temp_dir();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let settings = Settings::from_raw(raw_settings(&entra.uri(), &graph.uri(), addr, &dir, &o))
-        .expect("valid test settings");
+    let mut raw = raw_settings(&entra.uri(), &graph.uri(), addr, &dir, &o);
+    (o.edit)(&mut raw);
+    let settings = Settings::from_raw(raw).expect("valid test settings");
     let policy_path = dir.join("policy.toml");
     std::fs::write(&policy_path, &o.policy).unwrap();
     let policy = if o.policy_file {

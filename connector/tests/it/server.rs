@@ -180,11 +180,15 @@ async fn an_mcp_client_lists_tools_and_calls_get_me_through_the_auth_middleware(
     assert_eq!(call["outcome"], "ok");
     assert_eq!(call["user_id"], ADELE);
     assert_eq!(call["graph_request_ids"], json!(["graph-req-me"]));
+    assert_eq!(call["token_id"], "AbCdEf123");
+    assert_eq!(call["peer"], "127.0.0.1");
     assert!(app.audit_lines().iter().any(|l| l["event"] == "obo_exchange" && l["outcome"] == "ok"));
-    assert_eq!(
-        connector::audit::verify(&app.audit_path).unwrap(),
-        connector::audit::Verdict::Ok { records: app.audit_lines().len() as u64 }
-    );
+    match connector::audit::verify(&app.audit_path, None).unwrap() {
+        connector::audit::Verdict::Ok(report) => {
+            assert_eq!(report.records, app.audit_lines().len() as u64)
+        }
+        broken => panic!("{broken:?}"),
+    }
 }
 
 #[tokio::test]

@@ -1,0 +1,165 @@
+//! Segment files of one audit log and what their tails say.
+//!
+//! The log configured as `dir/audit.jsonl` is the sequence `audit.jsonl` (segment 1),
+//! `audit.000002.jsonl`, `audit.000003.jsonl`, ... The chain runs through them in that order.
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
+
+use serde_json::Value;
+
+use super::sha256_hex;
+
+/// The path of segment `index` (1-based) of the log whose first segment is `base`.
+pub fn segment_path(base: &Path, index: u32) -> PathBuf {
+    if index <= 1 {
+        return base.to_owned();
+    }
+    let (stem, ext) = stem_and_ext(base);
+    let name = match ext {
+        Some(ext) => format!("{stem}.{index:06}.{ext}"),
+        None => format!("{stem}.{index:06}"),
+    };
+    base.with_file_name(name)
+}
+
+fn stem_and_ext(base: &Path) -> (String, Option<String>) {
+    let stem = base.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let ext = base.extension().map(|e| e.to_string_lossy().into_owned());
+    (stem, ext)
+}
+
+/// The segment index `name` has in the log whose first segment is named `base_name`.
+fn index_of(name: &str, base: &Path) -> Option<u32> {
+    let (stem, ext) = stem_and_ext(base);
+    if base.file_name().is_some_and(|b| b.to_string_lossy() == name) {
+        return Some(1);
+    }
+    let rest = name.strip_prefix(&stem)?.strip_prefix('.')?;
+    let digits = match &ext {
+        Some(ext) => rest.strip_suffix(ext.as_str())?.strip_suffix('.')?,
+        None => rest,
+    };
+    if digits.len() != 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().filter(|i| *i >= 2)
+}
+
+/// The existing segments of the log whose first segment is `base`, in chain order.
+pub fn list(base: &Path) -> io::Result<Vec<(u32, PathBuf)>> {
+    let dir = match base.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        if let Some(i) = index_of(&name.to_string_lossy(), base) {
+            out.push((i, dir.join(name)));
+        }
+    }
+    out.sort_by_key(|(i, _)| *i);
+    Ok(out)
+}
+
+/// The first segments (`x.jsonl` with no `x.NNNNNN.jsonl` form) of every log in `dir`.
+pub fn logs_in(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut bases = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        let Some(stem) = name.strip_suffix(".jsonl") else { continue };
+        // `audit.000002.jsonl` belongs to `audit.jsonl`.
+        let base = match stem.rsplit_once('.') {
+            Some((s, digits))
+                if digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                dir.join(format!("{s}.jsonl"))
+            }
+            _ => path.clone(),
+        };
+        if !bases.contains(&base) {
+            bases.push(base);
+        }
+    }
+    bases.sort();
+    Ok(bases)
+}
+
+/// The last good record of a segment and whatever follows it.
+#[derive(Debug, Default)]
+pub struct Tail {
+    /// `seq` and line digest of the last complete, parseable record.
+    pub last: Option<(u64, String)>,
+    /// Bytes after the last good record (a torn write), 0 when the segment ends cleanly.
+    pub torn_bytes: u64,
+    pub len: u64,
+}
+
+/// Reads a segment's tail. A final line without its newline, or a final line that is not a
+/// record, is a torn write.
+pub fn tail(path: &Path) -> io::Result<Tail> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Tail::default()),
+        Err(e) => return Err(e),
+    };
+    let len = bytes.len() as u64;
+    let mut end = bytes.len();
+    // Walk back over lines until one parses as a record.
+    while end > 0 {
+        let complete_end = if bytes[end - 1] == b'\n' {
+            end - 1
+        } else {
+            // A trailing partial line: skip to the previous newline.
+            match bytes[..end].iter().rposition(|b| *b == b'\n') {
+                Some(nl) => {
+                    end = nl + 1;
+                    continue;
+                }
+                None => break,
+            }
+        };
+        let start = bytes[..complete_end].iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let line = &bytes[start..complete_end];
+        let seq = serde_json::from_slice::<Value>(line)
+            .ok()
+            .and_then(|v| v.get("seq").and_then(Value::as_u64));
+        if let Some(seq) = seq {
+            return Ok(Tail {
+                last: Some((seq, sha256_hex(line))),
+                torn_bytes: len - end as u64,
+                len,
+            });
+        }
+        end = start;
+    }
+    Ok(Tail { last: None, torn_bytes: len - end as u64, len })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_numbered_after_the_first() {
+        let base = Path::new("/var/log/m365/audit.jsonl");
+        assert_eq!(segment_path(base, 1), base);
+        assert_eq!(segment_path(base, 2), Path::new("/var/log/m365/audit.000002.jsonl"));
+        assert_eq!(index_of("audit.000002.jsonl", base), Some(2));
+        assert_eq!(index_of("audit.jsonl", base), Some(1));
+        assert_eq!(index_of("audit.2.jsonl", base), None);
+        assert_eq!(index_of("other.000002.jsonl", base), None);
+    }
+}
