@@ -14,9 +14,12 @@
 //! ```
 //!
 //! # Layout
+//! Modules depend downwards only: the pipeline (this file) on `routes`, `routes` on the store and
+//! the helpers, the store on `kql` and `text`; nothing imports back from `routes`.
 //! * [`FakeGraph`], [`FakeGraphBuilder`] (this file): start on `127.0.0.1:0`, `uri()`, the
 //!   request pipeline (ids, auth, CAE, faults, read-only guard, journal), control methods.
-//! * [`routes`]: the `/v1.0` API, one module per workload, dispatched on path segments.
+//! * [`routes`]: the `/v1.0` API, one module per workload (`calendar`, `meeting_times`, `mail`,
+//!   `files`, `search`, `teams`, `users`), dispatched on path segments.
 //! * [`auth`]: token validation, the permission table, CAE.
 //! * [`trimming`]: who may see which drive item, site, chat.
 //! * [`error`]: Graph's error envelope and per-service codes.
@@ -24,7 +27,9 @@
 //! * [`journal`]: the request journal (activity-log columns).
 //! * [`control`]: the `/_fake/…` HTTP control API mirroring the handle's methods.
 //! * [`odata`]: `$filter`, `$orderby`, `$select`, `$top`, paging links.
-//! * [`kql`]: the KQL subset of `/search/query` and `$search`.
+//! * [`kql`]: the KQL subset of `/search/query` and `$search`: `lex`, `parse`, `eval` (the
+//!   compiled query), `index` (postings), `highlight`; the scan oracle in tests only.
+//! * [`text`]: plain text out of HTML bodies and files, for indexes, previews and summaries.
 //! * `store`: the world and its per-tenant indexes.
 //! * `wire`: JSON written straight into response buffers (list hot paths).
 
@@ -37,6 +42,7 @@ pub mod kql;
 pub mod odata;
 pub mod routes;
 mod store;
+pub mod text;
 pub mod trimming;
 mod wire;
 

@@ -12,6 +12,7 @@ use crate::{
     kql::{self, KqlDoc, PropValue, SearchText},
     odata::{self, FVal, Fields},
     store::MailboxIndex,
+    text::plain_body,
     wire::JsonBuf,
 };
 
@@ -80,29 +81,6 @@ impl Render {
     }
 }
 
-pub fn html_to_text(html: &str) -> String {
-    let mut out = String::with_capacity(html.len());
-    let mut in_tag = false;
-    for c in html.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' if in_tag => {
-                in_tag = false;
-                out.push(' ');
-            }
-            _ if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    let out = out
-        .replace("&nbsp;", " ")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&amp;", "&");
-    out.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 fn text_to_html(text: &str) -> String {
     let escaped = text
         .replace('&', "&amp;")
@@ -112,13 +90,6 @@ fn text_to_html(text: &str) -> String {
     format!(
         "<html><head>\r\n<meta http-equiv=\"Content-Type\" content=\"text/html; charset=utf-8\"></head><body>{escaped}</body></html>"
     )
-}
-
-pub fn plain_body(m: &Message) -> String {
-    match m.body_type {
-        BodyType::Text => m.body.clone(),
-        BodyType::Html => html_to_text(&m.body),
-    }
 }
 
 /// Graph's `bodyPreview`: the first 255 characters of the text, whitespace collapsed.
@@ -396,42 +367,21 @@ impl KqlDoc for MsgDoc<'_> {
     }
 }
 
-/// Message positions matching a KQL query, newest sent first.
+/// Message positions matching a KQL query, newest sent first (equal times in position order).
 pub fn search_mailbox(mb: &Mailbox, mbi: &MailboxIndex, expr: &kql::Expr) -> Vec<u32> {
-    let required = expr.required_tokens();
-    let mut candidates: Option<Vec<u32>> = None;
-    for t in &required {
-        let list = mbi.postings.get(t).map(Vec::as_slice).unwrap_or(&[]);
-        candidates = Some(match candidates {
-            None => list.to_vec(),
-            Some(c) => intersect(&c, list),
-        });
-    }
-    let pool: Vec<u32> = candidates.unwrap_or_else(|| (0..mb.messages.len() as u32).collect());
-    let mut hits: Vec<u32> = pool
-        .into_iter()
-        .filter(|i| {
-            expr.matches(&MsgDoc { m: &mb.messages[*i as usize], text: &mbi.text[*i as usize] })
-        })
-        .collect();
-    hits.sort_by(|a, b| mb.messages[*b as usize].sent.cmp(&mb.messages[*a as usize].sent));
+    let query = kql::Query::new(expr);
+    let mut hits = mbi.postings.matching(mb.messages.len(), &query, &message_in_text, |i| {
+        query.matches(&MsgDoc { m: &mb.messages[i as usize], text: &mbi.text[i as usize] })
+    });
+    hits.sort_unstable_by_key(|i| mbi.sent_rank[*i as usize]);
     hits
 }
 
-fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
-    let (mut i, mut j, mut out) = (0, 0, Vec::new());
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                out.push(a[i]);
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    out
+/// Message properties whose tokens are all in the indexed message text (subject, sender,
+/// attachment names): `name:term` on them can use the postings. `body` is not (the index holds
+/// the raw body, the property its plain text).
+pub fn message_in_text(name: &str) -> bool {
+    matches!(name, "from" | "subject" | "attachment" | "attachmentnames")
 }
 
 fn resolve_folder<'a>(mb: &'a Mailbox, key: &str) -> Option<&'a fixtures::MailFolder> {

@@ -6,7 +6,7 @@
 //!
 //! Matching never scans: each collection (a mailbox, a calendar, a chat or channel, a drive) has
 //! an inverted index in the store; the query gives candidate positions from the postings
-//! ([`PostingIndex::candidates`]), which are verified with the compiled [`Query`] in position
+//! ([`kql::PostingIndex::candidates`]), which are verified with the compiled [`Query`] in position
 //! order, so the hits, their order and the totals equal a full scan's.
 
 use std::collections::HashSet;
@@ -21,10 +21,10 @@ use super::{Ctx, json};
 use crate::{
     auth::perms,
     error::{GraphError, GraphResult},
-    kql::{self, Expr, KqlDoc, PostingIndex, PropRef, PropValue, Query, SearchText},
+    kql::{self, Expr, KqlDoc, PropRef, PropValue, Query, SearchText},
     routes::{files, mail},
     store::{DriveIndex, ItemSearch},
-    trimming,
+    text, trimming,
 };
 
 #[derive(Deserialize)]
@@ -211,9 +211,11 @@ fn message_hits(
     let Some(mbi) = idx.mailboxes.get(&ctx.caller.oid) else { return Ok((0, Vec::new())) };
     let mb = &tenant.content.mailboxes[mbi.pos];
     let query = Query::new(expr);
-    let mut positions = matching(&mbi.postings, mb.messages.len(), &query, &message_in_text, |i| {
-        query.matches(&mail::MsgDoc { m: &mb.messages[i as usize], text: &mbi.text[i as usize] })
-    });
+    let mut positions =
+        mbi.postings.matching(mb.messages.len(), &query, &mail::message_in_text, |i| {
+            query
+                .matches(&mail::MsgDoc { m: &mb.messages[i as usize], text: &mbi.text[i as usize] })
+        });
     // Newest `sent` first, equal times in position order (the scan's stable sort), by rank.
     positions.sort_unstable_by_key(|i| mbi.sent_rank[*i as usize]);
     let immutable = ctx.prefs.immutable_id;
@@ -227,7 +229,7 @@ fn message_hits(
             let addr = |a: &fixtures::EmailAddress| json!({"emailAddress": {"name": a.name, "address": a.address}});
             Hit {
                 hit_id: mail::message_id(m, immutable).to_owned(),
-                summary_text: format!("{} {}", m.subject, mail::plain_body(m)),
+                summary_text: format!("{} {}", m.subject, text::plain_body(m)),
                 resource: json!({
                     "@odata.type": "#microsoft.graph.message",
                     "createdDateTime": crate::odata::dt(m.received),
@@ -245,29 +247,6 @@ fn message_hits(
             }
         })
         .collect()))
-}
-
-/// The positions (ascending) of the documents `query` matches: the index's candidates, or every
-/// position when it cannot narrow the query, verified by `is_match`.
-fn matching(
-    index: &PostingIndex,
-    len: usize,
-    query: &Query,
-    in_text: &dyn Fn(&str) -> bool,
-    mut is_match: impl FnMut(u32) -> bool,
-) -> Vec<u32> {
-    match index.candidates(query, in_text) {
-        Some(candidates) if PostingIndex::is_exact(query) => candidates,
-        Some(candidates) => candidates.into_iter().filter(|i| is_match(*i)).collect(),
-        None => (0..len as u32).filter(|i| is_match(*i)).collect(),
-    }
-}
-
-/// Message properties whose tokens are all in the indexed message text (subject, sender,
-/// attachment names): `name:term` on them can use the postings. `body` is not (the index holds
-/// the raw body, the property its plain text).
-fn message_in_text(name: &str) -> bool {
-    matches!(name, "from" | "subject" | "attachment" | "attachmentnames")
 }
 
 /// Event properties inside the indexed event text.
@@ -339,8 +318,9 @@ fn event_hits(
     let all = &tenant.content.calendars[*pos].events;
     let search = &idx.calendar_search[*pos];
     let query = Query::new(expr);
-    let mut events: Vec<&Event> =
-        matching(&search.postings, all.len(), &query, &event_in_text, |i| {
+    let mut events: Vec<&Event> = search
+        .postings
+        .matching(all.len(), &query, &event_in_text, |i| {
             let e = &all[i as usize];
             query.matches(&EventDoc { e, text: &search.text[i as usize] })
         })
@@ -451,7 +431,7 @@ fn chat_hits(
     }
     let mut found: Vec<ChatFound<'_>> = Vec::new();
     for (messages, search, chat_id, channel) in sources {
-        let hits = matching(&search.index.postings, messages.len(), &query, &none_in_text, |i| {
+        let hits = search.index.postings.matching(messages.len(), &query, &none_in_text, |i| {
             let m = &messages[i as usize];
             query.matches(&ChatDoc {
                 text: &search.index.text[i as usize],
@@ -623,7 +603,7 @@ fn drive_item_hits(
 ) -> Vec<u32> {
     // A drive the viewer can open shows every item: trimming is then one check per drive.
     let whole = trimming::can_see_drive(viewer, tenant, idx, d);
-    let mut hits = matching(&di.postings, d.items.len(), query, &item_in_text, |i| {
+    let mut hits = di.postings.matching(d.items.len(), query, &item_in_text, |i| {
         query.matches(&DriveDoc { item: &d.items[i as usize], search: &di.search[i as usize] })
     });
     hits.retain(|i| {
@@ -655,9 +635,9 @@ fn sharepoint_hits(
     let terms = expr.highlight_terms();
     let score = |text: &SearchText| terms.iter().filter(|(t, p)| text.has_token(t, *p)).count();
     let mut scored: Vec<(usize, chrono::DateTime<chrono::Utc>, Found<'_>)> = Vec::new();
+    let query = Query::new(expr);
     let want_items = kinds.contains("driveitem") || kinds.contains("listitem");
     if want_items {
-        let query = Query::new(expr);
         for d in &tenant.content.drives {
             let Some(di) = idx.drives.get(&d.id) else { continue };
             for i in drive_item_hits(&query, &viewer, tenant, idx, d, di) {
@@ -674,7 +654,7 @@ fn sharepoint_hits(
         for s in tenant.content.sites.iter().filter(|s| trimming::can_see_site(&viewer, s)) {
             let text = SearchText::new(&format!("{} {} {}", s.name, s.display_name, s.description));
             let doc = SiteDoc { site: s, text };
-            if !expr.matches(&doc) {
+            if !query.matches(&doc) {
                 continue;
             }
             scored.push((
@@ -699,7 +679,7 @@ fn sharepoint_hits(
                 content_class: "STS_List_DocumentLibrary",
             };
             let named = terms.iter().any(|(t, p)| doc.text.has_token(t, *p));
-            if !named || !expr.matches(&doc) {
+            if !named || !query.matches(&doc) {
                 continue;
             }
             scored.push((score(&doc.text), drive_dates(d).1, Found::Drive(d)));
@@ -714,7 +694,7 @@ fn sharepoint_hits(
         }) {
             let text = SearchText::new(&format!("{} {}", d.name, library_url_name(d)));
             let doc = LibraryDoc { drive: d, text, content_class: "STS_List_DocumentLibrary" };
-            if !expr.matches(&doc) {
+            if !query.matches(&doc) {
                 continue;
             }
             scored.push((score(&doc.text), drive_dates(d).1, Found::List(d)));
@@ -744,7 +724,7 @@ fn sharepoint_hits(
                 Hit {
                     hit_id: STANDARD
                         .encode(&Sha256::digest(format!("{}|{}", d.id, it.id).as_bytes())[..20]),
-                    summary_text: format!("{} {}", it.name, files::file_text(it)),
+                    summary_text: format!("{} {}", it.name, text::file_text(it)),
                     resource,
                 }
             }
@@ -807,7 +787,7 @@ fn sharepoint_hits(
 }
 
 /// Differential tests: the indexed search (postings + compiled [`Query`]) against the reference
-/// full scan ([`Expr::matches`] over every document, texts built as the scan built them) on the
+/// full scan (`kql::oracle::matches` over every document, texts built as the scan built them) on the
 /// standard fixture world, for random KQL queries.
 #[cfg(test)]
 mod tests {
@@ -837,7 +817,7 @@ mod tests {
             }
             for c in t.content.chats.iter().take(3) {
                 for m in c.messages.iter().take(3) {
-                    words.extend(tokenize_all(&mail::html_to_text(&m.body)));
+                    words.extend(tokenize_all(&text::html_to_text(&m.body)));
                 }
             }
             for c in t.content.calendars.iter().take(2) {
@@ -933,9 +913,9 @@ mod tests {
             for mb in &tenant.content.mailboxes {
                 let mbi = &idx.mailboxes[&mb.owner];
                 let doc = |i: usize| mail::MsgDoc { m: &mb.messages[i], text: &mbi.text[i] };
-                let want = scan(mb.messages.len(), |i| expr.matches(&doc(i)));
+                let want = scan(mb.messages.len(), |i| kql::oracle::matches(expr, &doc(i)));
                 let mut got =
-                    matching(&mbi.postings, mb.messages.len(), &query, &message_in_text, |i| {
+                    mbi.postings.matching(mb.messages.len(), &query, &mail::message_in_text, |i| {
                         query.matches(&doc(i as usize))
                     });
                 prop_assert_eq!(&got, &want, "messages");
@@ -959,15 +939,14 @@ mod tests {
                         e.organizer.name,
                         e.organizer.address
                     ));
-                    expr.matches(&EventDoc { e, text: &text })
+                    kql::oracle::matches(expr, &EventDoc { e, text: &text })
                 });
-                let got =
-                    matching(&search.postings, cal.events.len(), &query, &event_in_text, |i| {
-                        query.matches(&EventDoc {
-                            e: &cal.events[i as usize],
-                            text: &search.text[i as usize],
-                        })
-                    });
+                let got = search.postings.matching(cal.events.len(), &query, &event_in_text, |i| {
+                    query.matches(&EventDoc {
+                        e: &cal.events[i as usize],
+                        text: &search.text[i as usize],
+                    })
+                });
                 prop_assert_eq!(got, want, "events");
             }
             let person = |oid: uuid::Uuid| {
@@ -994,18 +973,21 @@ mod tests {
             for (messages, search) in chats {
                 let doc = |i: usize, text: &SearchText| {
                     let m = &messages[i];
-                    expr.matches(&ChatDoc {
-                        text,
-                        from: person(m.from),
-                        created: m.created,
-                        mentioned: m.mentions.contains(&me),
-                    })
+                    kql::oracle::matches(
+                        expr,
+                        &ChatDoc {
+                            text,
+                            from: person(m.from),
+                            created: m.created,
+                            mentioned: m.mentions.contains(&me),
+                        },
+                    )
                 };
                 let want = scan(messages.len(), |i| {
-                    doc(i, &SearchText::new(&mail::html_to_text(&messages[i].body)))
+                    doc(i, &SearchText::new(&text::html_to_text(&messages[i].body)))
                 });
                 let got =
-                    matching(&search.index.postings, messages.len(), &query, &none_in_text, |i| {
+                    search.index.postings.matching(messages.len(), &query, &none_in_text, |i| {
                         let m = &messages[i as usize];
                         query.matches(&ChatDoc {
                             text: &search.index.text[i as usize],
@@ -1026,7 +1008,7 @@ mod tests {
                     let want = scan(d.items.len(), |i| {
                         let it = &d.items[i];
                         it.parent_id.is_some()
-                            && expr.matches(&doc(i))
+                            && kql::oracle::matches(expr, &doc(i))
                             && trimming::can_see_item(&viewer, tenant, idx, d, di, it)
                     });
                     let got = drive_item_hits(&query, &viewer, tenant, idx, d, di);
