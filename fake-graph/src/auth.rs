@@ -14,7 +14,10 @@ use std::{
 };
 
 use axum::http::{StatusCode, header::WWW_AUTHENTICATE};
-use base64::{Engine, engine::general_purpose::STANDARD};
+use base64::{
+    Engine,
+    engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD},
+};
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
@@ -516,17 +519,28 @@ impl Auth {
     }
 }
 
-/// Graph's CAE 401 (entra.md §9.2).
+/// Graph's CAE 401 (`entra.md` §9.2, `graph.md` §3.2): one `WWW-Authenticate` value holding two
+/// challenges, a `PoP` one (with a fresh `nonce`) and then the `Bearer` one that carries
+/// `error="insufficient_claims"` and the claims, so a client has to parse every challenge and
+/// pick the right one. The claims are unpadded base64 of
+/// `{"access_token":{"nbf":{"essential":true,"value":"<event time>"},"xms_caeerror":{"value":"10012"}}}`
+/// (observed: Graph drops the padding at times, and CAE adds `xms_caeerror`).
 pub fn cae_challenge(nbf: i64) -> GraphError {
     const TEXT: &str = "Continuous access evaluation resulted in challenge with result: InteractionRequired and code: TokenIssuedBeforeRevocationTimestamp";
-    let claims = STANDARD
-        .encode(format!(r#"{{"access_token":{{"nbf":{{"essential":true, "value":"{nbf}"}}}}}}"#));
+    const AUTHORITY: &str = "realm=\"\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\", client_id=\"00000003-0000-0000-c000-000000000000\"";
+    let claims = STANDARD_NO_PAD.encode(format!(
+        r#"{{"access_token":{{"nbf":{{"essential":true,"value":"{nbf}"}},"xms_caeerror":{{"value":"{CAE_ERROR_REVOKED}"}}}}}}"#
+    ));
+    let nonce = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>());
     let header = format!(
-        "Bearer realm=\"\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\", client_id=\"00000003-0000-0000-c000-000000000000\", error_description=\"{TEXT}\", error=\"insufficient_claims\", claims=\"{claims}\""
+        "PoP {AUTHORITY}, nonce=\"{nonce}\", Bearer {AUTHORITY}, error_description=\"{TEXT}\", error=\"insufficient_claims\", claims=\"{claims}\""
     );
     GraphError::new(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", TEXT)
         .header(WWW_AUTHENTICATE, header)
 }
+
+/// The `xms_caeerror` code seen with `TokenIssuedBeforeRevocationTimestamp` challenges.
+const CAE_ERROR_REVOKED: &str = "10012";
 
 /// One event of fake-entra's CAE feed.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
