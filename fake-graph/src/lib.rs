@@ -65,7 +65,7 @@ use uuid::Uuid;
 
 pub use auth::{CaeEvent, Caller};
 pub use error::{GraphError, Service};
-pub use faults::{Fault, FaultMatch, FaultRule, RetryAfter, ThrottleKind};
+pub use faults::{ConcurrencyScope, Fault, FaultMatch, FaultRule, RetryAfter, ThrottleKind};
 pub use journal::JournalEntry;
 pub use store::search_index_bytes;
 
@@ -145,6 +145,7 @@ pub struct FakeGraphBuilder {
     cae_sync: CaeSync,
     download_ttl: Duration,
     mailbox_concurrency: u64,
+    concurrency_scope: ConcurrencyScope,
     rethrottle_early_retries: bool,
 }
 
@@ -159,6 +160,7 @@ impl Default for FakeGraphBuilder {
             cae_sync: CaeSync::PerRequest,
             download_ttl: Duration::from_secs(3600),
             mailbox_concurrency: 4,
+            concurrency_scope: ConcurrencyScope::PerAppAndMailbox,
             rethrottle_early_retries: false,
         }
     }
@@ -207,9 +209,17 @@ impl FakeGraphBuilder {
         self
     }
 
-    /// Outlook's concurrent requests per (app, mailbox) (default 4; 0 disables).
+    /// Outlook's concurrent requests per [`ConcurrencyScope`] (default 4; 0 disables).
     pub fn mailbox_concurrency(mut self, limit: u64) -> Self {
         self.mailbox_concurrency = limit;
+        self
+    }
+
+    /// What Outlook's concurrency limit counts over (default
+    /// [`ConcurrencyScope::PerAppAndMailbox`]; [`ConcurrencyScope::PerApp`] is the stricter
+    /// reading of Microsoft's documentation, `graph.md` §4.2).
+    pub fn concurrency_scope(mut self, scope: ConcurrencyScope) -> Self {
+        self.concurrency_scope = scope;
         self
     }
 
@@ -234,6 +244,7 @@ impl FakeGraphBuilder {
         faults
             .mailbox_concurrency
             .store(self.mailbox_concurrency, std::sync::atomic::Ordering::Relaxed);
+        faults.set_concurrency_scope(self.concurrency_scope);
         let shared = Arc::new(Shared {
             store: RwLock::new(Store::new((*world).clone())),
             clock: self.clock,
@@ -346,6 +357,12 @@ impl FakeGraph {
 
     pub fn set_mailbox_concurrency(&self, limit: u64) {
         self.shared.faults.mailbox_concurrency.store(limit, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Changes what Outlook's concurrency limit counts over (see
+    /// [`FakeGraphBuilder::concurrency_scope`]).
+    pub fn set_concurrency_scope(&self, scope: ConcurrencyScope) {
+        self.shared.faults.set_concurrency_scope(scope);
     }
 
     /// Records a CAE event for a user now (as if fake-entra's feed had reported it).

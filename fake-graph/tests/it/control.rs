@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use fake_graph::{Fault, FaultRule, RetryAfter, ThrottleKind};
+use fake_graph::{ConcurrencyScope, Fault, FaultRule, RetryAfter, ThrottleKind};
 use reqwest::StatusCode;
 
 use crate::helpers::{MAIL, TestWorld};
@@ -99,6 +99,48 @@ async fn outlook_allows_four_concurrent_requests_per_mailbox() {
         throttled[0].body["error"]["message"],
         "Application is over its MailboxConcurrency limit."
     );
+}
+
+/// `n` concurrent `GET /me/messages` for each `(user, n)`, all held a second by a latency fault
+/// (long enough to overlap on a loaded machine); returns how many were refused with
+/// `ApplicationThrottled` (every other one must succeed).
+async fn concurrent_mail_reads(w: &TestWorld, per_user: &[(&str, usize)]) -> usize {
+    w.graph.clear_faults();
+    w.graph.add_fault(FaultRule::always(Fault::Latency { millis: 1000 }).path("/v1.0/me/messages"));
+    let tokens: Vec<(String, usize)> =
+        per_user.iter().map(|(user, n)| (w.token("contoso", user, MAIL), *n)).collect();
+    let calls = tokens
+        .iter()
+        .flat_map(|(t, n)| std::iter::repeat_n(t, *n))
+        .map(|t| w.get(t, "/v1.0/me/messages?$top=1"));
+    let results = futures::future::join_all(calls).await;
+    let throttled: Vec<_> =
+        results.iter().filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS).collect();
+    assert!(throttled.iter().all(|r| r.code() == "ApplicationThrottled"));
+    assert!(
+        results.iter().all(|r| matches!(r.status, StatusCode::OK | StatusCode::TOO_MANY_REQUESTS)),
+        "{:?}",
+        results.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    throttled.len()
+}
+
+#[tokio::test]
+async fn per_mailbox_scope_gives_each_mailbox_its_own_four() {
+    let w =
+        TestWorld::start_with(|b| b.concurrency_scope(ConcurrencyScope::PerAppAndMailbox)).await;
+    assert_eq!(concurrent_mail_reads(&w, &[("adele", 4), ("alex", 4)]).await, 0);
+    assert_eq!(concurrent_mail_reads(&w, &[("adele", 5), ("alex", 4)]).await, 1);
+}
+
+#[tokio::test]
+async fn per_app_scope_counts_four_across_mailboxes() {
+    let w = TestWorld::start_with(|b| b.concurrency_scope(ConcurrencyScope::PerApp)).await;
+    assert_eq!(concurrent_mail_reads(&w, &[("adele", 2), ("alex", 2)]).await, 0);
+    assert_eq!(concurrent_mail_reads(&w, &[("adele", 3), ("alex", 3)]).await, 2);
+    // The scope can change on a running server, back to the default reading.
+    w.graph.set_concurrency_scope(ConcurrencyScope::PerAppAndMailbox);
+    assert_eq!(concurrent_mail_reads(&w, &[("adele", 3), ("alex", 3)]).await, 0);
 }
 
 #[tokio::test]
