@@ -4,6 +4,8 @@
 //! trimming, Continuous Access Evaluation — so that a connector passing against it works against
 //! the real service and every connector mistake shows up as a failure or a journal entry.
 //!
+//! In outline (a complete example that runs is in the README, "Use it in your own tests"):
+//!
 //! ```no_run
 //! # async fn f(world: std::sync::Arc<fixtures::World>, entra_uri: String) -> anyhow::Result<()> {
 //! let graph = fake_graph::FakeGraph::builder().world(world).entra(&entra_uri).start().await?;
@@ -70,6 +72,12 @@ pub use journal::JournalEntry;
 pub use store::search_index_bytes;
 
 use crate::{auth::Auth, faults::Faults, journal::Journal, store::Store};
+
+/// The README's examples ("Use it in your own tests"), compiled and run as doc tests so the
+/// README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExamples;
 
 /// Largest request body read (search and getSchedule bodies are small).
 const MAX_BODY: usize = 1 << 20;
