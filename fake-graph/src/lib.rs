@@ -155,6 +155,7 @@ pub struct FakeGraphBuilder {
     mailbox_concurrency: u64,
     concurrency_scope: ConcurrencyScope,
     rethrottle_early_retries: bool,
+    read_only_on_drop: bool,
 }
 
 impl Default for FakeGraphBuilder {
@@ -170,6 +171,7 @@ impl Default for FakeGraphBuilder {
             mailbox_concurrency: 4,
             concurrency_scope: ConcurrencyScope::PerAppAndMailbox,
             rethrottle_early_retries: false,
+            read_only_on_drop: false,
         }
     }
 }
@@ -237,6 +239,15 @@ impl FakeGraphBuilder {
         self
     }
 
+    /// Expect no mutating request: dropping the handle then runs [`FakeGraph::verify_read_only`]
+    /// and panics, listing them, if any write was attempted (default off). Like wiremock's
+    /// verify on drop, it stays quiet (and logs instead) when the thread is already panicking,
+    /// so a failing test reports its own failure rather than aborting on a double panic.
+    pub fn read_only_on_drop(mut self, on: bool) -> Self {
+        self.read_only_on_drop = on;
+        self
+    }
+
     /// Binds and serves; the server stops when the handle is dropped.
     pub async fn start(self) -> anyhow::Result<FakeGraph> {
         let world = self
@@ -293,7 +304,15 @@ impl FakeGraphBuilder {
             }
             _ => None,
         };
-        Ok(FakeGraph { shared, addr, base, stop: Some(stop_tx), server, poller })
+        Ok(FakeGraph {
+            shared,
+            addr,
+            base,
+            stop: Some(stop_tx),
+            server,
+            poller,
+            read_only_on_drop: self.read_only_on_drop,
+        })
     }
 }
 
@@ -305,6 +324,8 @@ pub struct FakeGraph {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
     poller: Option<tokio::task::JoinHandle<()>>,
+    /// Run [`FakeGraph::verify_read_only`] on drop.
+    read_only_on_drop: bool,
 }
 
 impl FakeGraph {
@@ -338,6 +359,39 @@ impl FakeGraph {
     /// Writes attempted (each was refused).
     pub fn mutating_requests(&self) -> Vec<JournalEntry> {
         self.shared.journal.mutating()
+    }
+
+    /// Panics, listing every mutating request journalled so far (method, URI, status, user), if
+    /// there was any. Called on drop when the builder asked for
+    /// [`FakeGraphBuilder::read_only_on_drop`].
+    #[track_caller]
+    pub fn verify_read_only(&self) {
+        if let Some(report) = self.read_only_report() {
+            panic!("{report}");
+        }
+    }
+
+    /// The failure message of [`FakeGraph::verify_read_only`], if it fails.
+    fn read_only_report(&self) -> Option<String> {
+        let writes = self.mutating_requests();
+        if writes.is_empty() {
+            return None;
+        }
+        let lines: Vec<String> = writes
+            .iter()
+            .map(|w| {
+                let user = w.user_id.map_or_else(|| "no user".to_owned(), |u| format!("user {u}"));
+                format!(
+                    "- {} {} → {} ({user})",
+                    w.request_method, w.request_uri, w.response_status_code
+                )
+            })
+            .collect();
+        Some(format!(
+            "fake-graph expected no mutating request but journalled {}:\n{}",
+            writes.len(),
+            lines.join("\n")
+        ))
     }
 
     /// Whether Graph never saw a request for this user.
@@ -428,6 +482,7 @@ impl FakeGraph {
 
 impl Drop for FakeGraph {
     fn drop(&mut self) {
+        let report = if self.read_only_on_drop { self.read_only_report() } else { None };
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -435,6 +490,15 @@ impl Drop for FakeGraph {
             p.abort();
         }
         self.server.abort();
+        if let Some(report) = report {
+            // A second panic while unwinding would abort the test binary and hide the first
+            // failure: report it instead.
+            if std::thread::panicking() {
+                tracing::error!("{report}");
+            } else {
+                panic!("{report}");
+            }
+        }
     }
 }
 

@@ -185,3 +185,75 @@ async fn an_added_message_is_served_at_once() {
     let r = w.get(&t, "/v1.0/me/messages/AAMkAGFreshMessage=").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+/// The panic message of `f`, if it panicked.
+fn panic_message(f: impl FnOnce()) -> Option<String> {
+    let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).err()?;
+    Some(
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn a_read_only_fake_panics_on_drop_listing_the_writes() {
+    let w = TestWorld::start_with(|b| b.read_only_on_drop(true)).await;
+    let t = w.token("contoso", "adele", &["User.Read", "Mail.ReadWrite", "Mail.Send"]);
+    assert_eq!(w.get(&t, "/v1.0/me").await.status, StatusCode::OK);
+    let r = w
+        .send(
+            reqwest::Method::POST,
+            Some(&t),
+            "/v1.0/me/sendMail",
+            Some(serde_json::json!({})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    let (_, adele) = w.persona("contoso", "adele");
+    let message = panic_message(|| drop(w.graph)).expect("the drop panics");
+    assert!(message.contains("journalled 1:"), "{message}");
+    assert!(
+        message.contains(&format!("- POST /v1.0/me/sendMail → 405 (user {adele})")),
+        "{message}"
+    );
+    assert!(!message.contains("/v1.0/me "), "reads are not listed: {message}");
+}
+
+#[tokio::test]
+async fn a_read_only_fake_that_saw_only_reads_drops_quietly() {
+    let w = TestWorld::start_with(|b| b.read_only_on_drop(true)).await;
+    let t = w.token("contoso", "adele", MAIL);
+    assert_eq!(w.get(&t, "/v1.0/me/messages").await.status, StatusCode::OK);
+    w.graph.verify_read_only();
+    assert_eq!(panic_message(|| drop(w.graph)), None);
+}
+
+#[tokio::test]
+async fn without_the_option_writes_are_only_journalled() {
+    let w = TestWorld::start().await;
+    let t = w.token("contoso", "adele", &["Mail.ReadWrite"]);
+    let r = w.send(reqwest::Method::DELETE, Some(&t), "/v1.0/me/messages/AAA", None, &[]).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(w.graph.mutating_requests().len(), 1);
+    let explicit = panic_message(|| w.graph.verify_read_only()).expect("verify panics");
+    assert!(explicit.contains("- DELETE /v1.0/me/messages/AAA → 405"), "{explicit}");
+    assert_eq!(panic_message(|| drop(w.graph)), None);
+}
+
+#[tokio::test]
+async fn a_test_already_failing_is_not_turned_into_a_double_panic() {
+    let w = TestWorld::start_with(|b| b.read_only_on_drop(true)).await;
+    let t = w.token("contoso", "adele", &["Mail.ReadWrite"]);
+    w.send(reqwest::Method::PATCH, Some(&t), "/v1.0/me/messages/AAA", None, &[]).await;
+    let graph = w.graph;
+    // The graph is dropped while this panic unwinds: a second panic would abort the process.
+    let message = panic_message(move || {
+        let _graph = graph;
+        panic!("the test's own assertion failed");
+    });
+    assert_eq!(message.as_deref(), Some("the test's own assertion failed"));
+}
