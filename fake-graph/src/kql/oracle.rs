@@ -1,7 +1,8 @@
 //! The reference evaluator, for tests only: a direct recursive scan over the parsed [`Expr`],
 //! reading every restriction value afresh for every document. It is slow and obviously right,
 //! which is what an oracle should be; the compiled [`Query`] and the posting index are checked
-//! against it here (random documents and queries) and in `routes/search.rs` (the fixture world).
+//! against it here (random documents and queries) and in `routes/search/tests.rs` (the fixture
+//! world).
 
 use chrono::{DateTime, Utc};
 
