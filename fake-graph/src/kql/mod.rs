@@ -6,7 +6,7 @@
 //! Property names are case-insensitive; a property a document does not know matches nothing
 //! (Graph: a restriction on a non-queryable property matches nothing).
 //!
-//! A query goes string → [`lex`] tokens → [`parse`] into an [`Expr`] → [`Query`] compiled once
+//! A query goes string → `lex` tokens → [`parse`] into an [`Expr`] → [`Query`] compiled once
 //! per request → candidates from a collection's [`PostingIndex`] → verified by
 //! [`Query::matches`]. Each step only uses the ones before it:
 //! * `lex`: [`SearchText`] and [`tokenize`] (document text), the query lexer, [`Op`].
