@@ -10,7 +10,7 @@ use std::{
     collections::HashMap,
     sync::{
         Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -189,10 +189,13 @@ pub type RetryKey = (Uuid, Uuid, String, String, String);
 /// The fault engine of one server.
 pub struct Faults {
     rules: Mutex<Vec<ActiveRule>>,
-    /// In-flight Outlook requests per mailbox owner and app id.
+    /// In-flight Outlook requests per counted mailbox (the owner, or nil when the scope is the
+    /// app across mailboxes) and app id.
     in_flight: Mutex<HashMap<Uuid, HashMap<String, u32>>>,
-    /// Outlook's concurrent-request limit per (app, mailbox); 0 disables it.
+    /// Outlook's concurrent-request limit per [`ConcurrencyScope`]; 0 disables it.
     pub mailbox_concurrency: AtomicU64,
+    /// What the limit counts over: false per (app, mailbox), true per app.
+    per_app: AtomicBool,
     /// Earliest time each (tenant, user, app, method, path) may come back after a throttle.
     not_before: Mutex<HashMap<RetryKey, DateTime<Utc>>>,
 }
@@ -203,6 +206,7 @@ impl Default for Faults {
             rules: Mutex::new(Vec::new()),
             in_flight: Mutex::new(HashMap::new()),
             mailbox_concurrency: AtomicU64::new(4),
+            per_app: AtomicBool::new(false),
             not_before: Mutex::new(HashMap::new()),
         }
     }
@@ -246,11 +250,32 @@ impl Faults {
         chosen
     }
 
-    /// Takes an Outlook concurrency slot; `None` when the limit is reached.
+    /// Sets what Outlook's concurrency limit counts over (requests already in flight release
+    /// the slot they took).
+    pub fn set_concurrency_scope(&self, scope: ConcurrencyScope) {
+        self.per_app.store(scope == ConcurrencyScope::PerApp, Ordering::Relaxed);
+    }
+
+    /// What Outlook's concurrency limit counts over now.
+    pub fn concurrency_scope(&self) -> ConcurrencyScope {
+        if self.per_app.load(Ordering::Relaxed) {
+            ConcurrencyScope::PerApp
+        } else {
+            ConcurrencyScope::PerAppAndMailbox
+        }
+    }
+
+    /// Takes an Outlook concurrency slot for `app` on `mailbox`'s owner; `None` when the limit
+    /// is reached in the current [`ConcurrencyScope`].
     pub fn enter_mailbox<'a>(&'a self, app: &'a str, mailbox: Uuid) -> Option<MailboxSlot<'a>> {
         let limit = self.mailbox_concurrency.load(Ordering::Relaxed);
+        // Per app, every mailbox shares one counter (kept under the nil id).
+        let counted = match self.concurrency_scope() {
+            ConcurrencyScope::PerAppAndMailbox => mailbox,
+            ConcurrencyScope::PerApp => Uuid::nil(),
+        };
         let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        let per_app = map.entry(mailbox).or_default();
+        let per_app = map.entry(counted).or_default();
         // Looked up by `&str`: the app id is copied only the first time it is seen.
         if !per_app.contains_key(app) {
             per_app.insert(app.to_owned(), 0);
@@ -260,7 +285,7 @@ impl Faults {
             return None;
         }
         *n += 1;
-        Some(MailboxSlot { faults: self, app, mailbox })
+        Some(MailboxSlot { faults: self, app, mailbox: counted })
     }
 
     /// Records that this caller was told to wait until `until`.
@@ -292,10 +317,23 @@ impl Faults {
     }
 }
 
+/// What Outlook's limit of concurrent requests counts over. Microsoft's throttling page has
+/// said both (`graph.md` §4.2), and the refusal reads "MailboxConcurrency" either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ConcurrencyScope {
+    /// Each (app, mailbox) pair has its own allowance: one app may have the limit in flight on
+    /// every mailbox at once.
+    #[default]
+    PerAppAndMailbox,
+    /// One allowance per app, whichever mailboxes its requests address: the stricter reading.
+    PerApp,
+}
+
 /// An occupied Outlook concurrency slot; released on drop.
 pub struct MailboxSlot<'a> {
     faults: &'a Faults,
     app: &'a str,
+    /// The counter the slot was taken from (the mailbox, or nil per app).
     mailbox: Uuid,
 }
 

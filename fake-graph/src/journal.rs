@@ -112,7 +112,7 @@ const CHUNK: usize = 4096;
 /// bound.
 const MAX_ENTRIES: usize = 1 << 20;
 
-/// The journal: append-only until [`Journal::clear`] (or until [`MAX_ENTRIES`] is exceeded).
+/// The journal: append-only until [`Journal::clear`] (or until `MAX_ENTRIES` is exceeded).
 #[derive(Default)]
 pub struct Journal {
     chunks: Mutex<VecDeque<Vec<Record>>>,

@@ -4,6 +4,8 @@
 //! trimming, Continuous Access Evaluation — so that a connector passing against it works against
 //! the real service and every connector mistake shows up as a failure or a journal entry.
 //!
+//! In outline (a complete example that runs is in the README, "Use it in your own tests"):
+//!
 //! ```no_run
 //! # async fn f(world: std::sync::Arc<fixtures::World>, entra_uri: String) -> anyhow::Result<()> {
 //! let graph = fake_graph::FakeGraph::builder().world(world).entra(&entra_uri).start().await?;
@@ -14,9 +16,14 @@
 //! ```
 //!
 //! # Layout
+//! Modules depend downwards only: the pipeline on `routes`, `routes` on the store and
+//! the helpers, the store on `kql` and `text`; nothing imports back from `routes`.
 //! * [`FakeGraph`], [`FakeGraphBuilder`] (this file): start on `127.0.0.1:0`, `uri()`, the
-//!   request pipeline (ids, auth, CAE, faults, read-only guard, journal), control methods.
-//! * [`routes`]: the `/v1.0` API, one module per workload, dispatched on path segments.
+//!   journal and control methods, verify on drop.
+//! * `pipeline`: [`router`] and the request pipeline (ids, auth, CAE, faults, read-only guard,
+//!   concurrency limit, journal).
+//! * [`routes`]: the `/v1.0` API, one module per workload (`calendar`, `meeting_times`, `mail`,
+//!   `files`, `search`, `teams`, `users`), dispatched on path segments.
 //! * [`auth`]: token validation, the permission table, CAE.
 //! * [`trimming`]: who may see which drive item, site, chat.
 //! * [`error`]: Graph's error envelope and per-service codes.
@@ -24,7 +31,9 @@
 //! * [`journal`]: the request journal (activity-log columns).
 //! * [`control`]: the `/_fake/…` HTTP control API mirroring the handle's methods.
 //! * [`odata`]: `$filter`, `$orderby`, `$select`, `$top`, paging links.
-//! * [`kql`]: the KQL subset of `/search/query` and `$search`.
+//! * [`kql`]: the KQL subset of `/search/query` and `$search`: `lex`, `parse`, `eval` (the
+//!   compiled query), `index` (postings), `highlight`; the scan oracle in tests only.
+//! * [`text`]: plain text out of HTML bodies and files, for indexes, previews and summaries.
 //! * `store`: the world and its per-tenant indexes.
 //! * `wire`: JSON written straight into response buffers (list hot paths).
 
@@ -35,38 +44,38 @@ pub mod faults;
 pub mod journal;
 pub mod kql;
 pub mod odata;
+mod pipeline;
 pub mod routes;
 mod store;
+pub mod text;
 pub mod trimming;
 mod wire;
 
 use std::{
     net::SocketAddr,
     sync::{Arc, OnceLock, RwLock},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use axum::{
-    Router,
-    body::Body,
-    extract::{Request, State},
-    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
-    response::{IntoResponse, Response},
-};
+use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use fixtures::{Clock, Grantee, Message, World};
 use uuid::Uuid;
 
 pub use auth::{CaeEvent, Caller};
 pub use error::{GraphError, Service};
-pub use faults::{Fault, FaultMatch, FaultRule, RetryAfter, ThrottleKind};
+pub use faults::{ConcurrencyScope, Fault, FaultMatch, FaultRule, RetryAfter, ThrottleKind};
 pub use journal::JournalEntry;
+pub use pipeline::{is_mutating, router};
 pub use store::search_index_bytes;
 
 use crate::{auth::Auth, faults::Faults, journal::Journal, store::Store};
 
-/// Largest request body read (search and getSchedule bodies are small).
-const MAX_BODY: usize = 1 << 20;
+/// The README's examples ("Use it in your own tests"), compiled and run as doc tests so the
+/// README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExamples;
 
 /// How cp1 tokens learn about CAE events from fake-entra.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +148,9 @@ pub struct FakeGraphBuilder {
     cae_sync: CaeSync,
     download_ttl: Duration,
     mailbox_concurrency: u64,
+    concurrency_scope: ConcurrencyScope,
     rethrottle_early_retries: bool,
+    read_only_on_drop: bool,
 }
 
 impl Default for FakeGraphBuilder {
@@ -153,7 +164,9 @@ impl Default for FakeGraphBuilder {
             cae_sync: CaeSync::PerRequest,
             download_ttl: Duration::from_secs(3600),
             mailbox_concurrency: 4,
+            concurrency_scope: ConcurrencyScope::PerAppAndMailbox,
             rethrottle_early_retries: false,
+            read_only_on_drop: false,
         }
     }
 }
@@ -201,15 +214,32 @@ impl FakeGraphBuilder {
         self
     }
 
-    /// Outlook's concurrent requests per (app, mailbox) (default 4; 0 disables).
+    /// Outlook's concurrent requests per [`ConcurrencyScope`] (default 4; 0 disables).
     pub fn mailbox_concurrency(mut self, limit: u64) -> Self {
         self.mailbox_concurrency = limit;
+        self
+    }
+
+    /// What Outlook's concurrency limit counts over (default
+    /// [`ConcurrencyScope::PerAppAndMailbox`]; [`ConcurrencyScope::PerApp`] is the stricter
+    /// reading of Microsoft's documentation, `graph.md` §4.2).
+    pub fn concurrency_scope(mut self, scope: ConcurrencyScope) -> Self {
+        self.concurrency_scope = scope;
         self
     }
 
     /// Answer a request that ignored its `Retry-After` with another 429 (default: record only).
     pub fn rethrottle_early_retries(mut self, on: bool) -> Self {
         self.rethrottle_early_retries = on;
+        self
+    }
+
+    /// Expect no mutating request: dropping the handle then runs [`FakeGraph::verify_read_only`]
+    /// and panics, listing them, if any write was attempted (default off). Like wiremock's
+    /// verify on drop, it stays quiet (and logs instead) when the thread is already panicking,
+    /// so a failing test reports its own failure rather than aborting on a double panic.
+    pub fn read_only_on_drop(mut self, on: bool) -> Self {
+        self.read_only_on_drop = on;
         self
     }
 
@@ -228,6 +258,7 @@ impl FakeGraphBuilder {
         faults
             .mailbox_concurrency
             .store(self.mailbox_concurrency, std::sync::atomic::Ordering::Relaxed);
+        faults.set_concurrency_scope(self.concurrency_scope);
         let shared = Arc::new(Shared {
             store: RwLock::new(Store::new((*world).clone())),
             clock: self.clock,
@@ -268,7 +299,15 @@ impl FakeGraphBuilder {
             }
             _ => None,
         };
-        Ok(FakeGraph { shared, addr, base, stop: Some(stop_tx), server, poller })
+        Ok(FakeGraph {
+            shared,
+            addr,
+            base,
+            stop: Some(stop_tx),
+            server,
+            poller,
+            read_only_on_drop: self.read_only_on_drop,
+        })
     }
 }
 
@@ -280,6 +319,8 @@ pub struct FakeGraph {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
     poller: Option<tokio::task::JoinHandle<()>>,
+    /// Run [`FakeGraph::verify_read_only`] on drop.
+    read_only_on_drop: bool,
 }
 
 impl FakeGraph {
@@ -315,6 +356,39 @@ impl FakeGraph {
         self.shared.journal.mutating()
     }
 
+    /// Panics, listing every mutating request journalled so far (method, URI, status, user), if
+    /// there was any. Called on drop when the builder asked for
+    /// [`FakeGraphBuilder::read_only_on_drop`].
+    #[track_caller]
+    pub fn verify_read_only(&self) {
+        if let Some(report) = self.read_only_report() {
+            panic!("{report}");
+        }
+    }
+
+    /// The failure message of [`FakeGraph::verify_read_only`], if it fails.
+    fn read_only_report(&self) -> Option<String> {
+        let writes = self.mutating_requests();
+        if writes.is_empty() {
+            return None;
+        }
+        let lines: Vec<String> = writes
+            .iter()
+            .map(|w| {
+                let user = w.user_id.map_or_else(|| "no user".to_owned(), |u| format!("user {u}"));
+                format!(
+                    "- {} {} → {} ({user})",
+                    w.request_method, w.request_uri, w.response_status_code
+                )
+            })
+            .collect();
+        Some(format!(
+            "fake-graph expected no mutating request but journalled {}:\n{}",
+            writes.len(),
+            lines.join("\n")
+        ))
+    }
+
     /// Whether Graph never saw a request for this user.
     pub fn never_called_for(&self, tid: Uuid, oid: Uuid) -> bool {
         self.shared.journal.for_user(tid, oid).is_empty()
@@ -340,6 +414,12 @@ impl FakeGraph {
 
     pub fn set_mailbox_concurrency(&self, limit: u64) {
         self.shared.faults.mailbox_concurrency.store(limit, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Changes what Outlook's concurrency limit counts over (see
+    /// [`FakeGraphBuilder::concurrency_scope`]).
+    pub fn set_concurrency_scope(&self, scope: ConcurrencyScope) {
+        self.shared.faults.set_concurrency_scope(scope);
     }
 
     /// Records a CAE event for a user now (as if fake-entra's feed had reported it).
@@ -397,6 +477,7 @@ impl FakeGraph {
 
 impl Drop for FakeGraph {
     fn drop(&mut self) {
+        let report = if self.read_only_on_drop { self.read_only_report() } else { None };
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -404,282 +485,16 @@ impl Drop for FakeGraph {
             p.abort();
         }
         self.server.abort();
-    }
-}
-
-/// The whole HTTP surface: `/v1.0` through the pipeline, `/_download`, `/_fake`.
-pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .nest("/_fake", control::router())
-        .route("/_download/{token}", axum::routing::get(routes::files::download))
-        .fallback(pipeline)
-        .with_state(shared)
-}
-
-/// Whether Graph would treat this request as a write. The read-only query endpoints are
-/// `POST /search/query`, `POST /me/calendar/getSchedule`, `POST /me/findMeetingTimes`
-/// (also under `/users/{id}/…`).
-pub fn is_mutating(method: &Method, path: &str) -> bool {
-    match *method {
-        Method::GET | Method::HEAD | Method::OPTIONS => false,
-        Method::POST => {
-            let p = path.trim_end_matches('/').to_ascii_lowercase();
-            !(p.ends_with("/v1.0/search/query")
-                || p.ends_with("/calendar/getschedule")
-                || p.ends_with("/findmeetingtimes"))
-        }
-        _ => true,
-    }
-}
-
-struct Outcome {
-    response: Response,
-    caller: Option<Arc<Caller>>,
-    fault: Option<String>,
-    violation: bool,
-    post: Option<Fault>,
-}
-
-async fn pipeline(State(shared): State<Arc<Shared>>, req: Request) -> Response {
-    let started = Instant::now();
-    let now = shared.clock.now();
-    let request_id = new_request_id();
-    let client_request_id = req
-        .headers()
-        .get("client-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 200)
-        .map(str::to_owned);
-    let method = req.method().clone();
-    // One owned copy of the URI serves the handlers (as `path`) and the journal.
-    let path = req.uri().path();
-    let (request_uri, own_path) = match req.uri().path_and_query().map(|p| p.as_str()) {
-        Some(pq) if pq.starts_with(path) => (pq.to_owned(), None),
-        Some(pq) => (pq.to_owned(), Some(path.to_owned())),
-        None => (path.to_owned(), None),
-    };
-    let path = own_path.as_deref().unwrap_or(&request_uri[..path.len()]);
-    let mutating = is_mutating(&method, path);
-
-    let outcome = handle(&shared, req, now, &method, path, mutating).await;
-    let Outcome { mut response, caller, fault, violation, post } = outcome;
-
-    // Render parked errors with the request's ids.
-    let mut id_buf = uuid::Uuid::encode_buffer();
-    let request_id_str: &str = request_id.hyphenated().encode_lower(&mut id_buf);
-    if let Some(err) = response.extensions_mut().remove::<GraphError>() {
-        let client_id = client_request_id.as_deref().unwrap_or(request_id_str);
-        let body = err.body(now, request_id_str, client_id);
-        let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        *response.body_mut() = Body::from(bytes);
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        response.headers_mut().remove(header::CONTENT_LENGTH);
-    }
-    let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(request_id_str) {
-        // Without a client id the request id is echoed: the same value, shared.
-        let client = match &client_request_id {
-            None => Some(v.clone()),
-            Some(c) => HeaderValue::from_str(c).ok(),
-        };
-        headers.insert("request-id", v);
-        if let Some(c) = client {
-            headers.insert("client-request-id", c);
+        if let Some(report) = report {
+            // A second panic while unwinding would abort the test binary and hide the first
+            // failure: report it instead.
+            if std::thread::panicking() {
+                tracing::error!("{report}");
+            } else {
+                panic!("{report}");
+            }
         }
     }
-    headers.insert(
-        "x-ms-ags-diagnostic",
-        HeaderValue::from_static(r#"{"ServerInfo":{"DataCenter":"Fake","Slice":"E","Ring":"5","ScaleUnit":"000","RoleInstance":"FAKE-GRAPH"}}"#),
-    );
-    headers.insert("strict-transport-security", HeaderValue::from_static("max-age=31536000"));
-
-    let status = response.status().as_u16();
-    let response = match post {
-        Some(Fault::TruncatedBody) => truncate(response).await,
-        Some(Fault::ConnectionReset) => reset(response),
-        _ => response,
-    };
-    shared.journal.push(journal::Record {
-        time: now,
-        method,
-        request_uri,
-        path: own_path,
-        caller,
-        status,
-        duration_ms: started.elapsed().as_millis() as u64,
-        request_id,
-        client_request_id,
-        mutating,
-        retry_violation: violation,
-        fault,
-    });
-    response
-}
-
-/// A random (v4) request id. Drawn from the thread-local generator: `Uuid::new_v4` asks the
-/// operating system for every id, a system call per request.
-fn new_request_id() -> Uuid {
-    uuid::Builder::from_random_bytes(rand::random::<[u8; 16]>()).into_uuid()
-}
-
-async fn handle(
-    shared: &Arc<Shared>,
-    req: Request,
-    now: DateTime<Utc>,
-    method: &Method,
-    path: &str,
-    mutating: bool,
-) -> Outcome {
-    let mut out = Outcome {
-        response: StatusCode::OK.into_response(),
-        caller: None,
-        fault: None,
-        violation: false,
-        post: None,
-    };
-    let auth_header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let caller = match shared.auth.authenticate(auth_header, now).await {
-        Ok(c) => c,
-        Err(e) => {
-            out.response = e.into_response();
-            return out;
-        }
-    };
-    out.caller = Some(caller.clone());
-    if caller.cp1 && shared.cae_sync == CaeSync::PerRequest {
-        shared.auth.sync_cae().await;
-    }
-    if let Err(e) = shared.auth.cae_check(&caller) {
-        out.response = e.into_response();
-        return out;
-    }
-
-    // The key owns three strings: build it only when some caller is being held off.
-    let retry_key = || {
-        (
-            caller.tid,
-            caller.oid,
-            caller.app_id.clone(),
-            method.to_string(),
-            path.to_ascii_lowercase(),
-        )
-    };
-    out.violation =
-        shared.faults.holding_off() && shared.faults.violates_retry_after(&retry_key(), now);
-    if out.violation && shared.rethrottle_early_retries {
-        let (err, _) =
-            faults::throttle_error(ThrottleKind::TooManyRequests, &RetryAfter::Seconds(1), now);
-        out.response = err.into_response();
-        return out;
-    }
-
-    let mut latency = None;
-    if let Some((name, fault)) =
-        shared.faults.pick(method.as_str(), path, Some(caller.tid), Some(caller.oid))
-    {
-        out.fault = Some(name);
-        let answer = match &fault {
-            Fault::Throttle { retry_after, throttle } => {
-                Some(faults::throttle_error(*throttle, retry_after, now))
-            }
-            Fault::ServiceUnavailable { retry_after } => {
-                Some(faults::unavailable_error(retry_after, now))
-            }
-            Fault::GatewayTimeout => Some((
-                GraphError::new(StatusCode::GATEWAY_TIMEOUT, "UnknownError", ""),
-                Duration::ZERO,
-            )),
-            Fault::Latency { millis } => {
-                latency = Some(Duration::from_millis(*millis));
-                None
-            }
-            Fault::TruncatedBody | Fault::ConnectionReset => {
-                out.post = Some(fault.clone());
-                None
-            }
-        };
-        if let Some((err, delay)) = answer {
-            if !delay.is_zero() {
-                let until = now + chrono::Duration::milliseconds(delay.as_millis() as i64);
-                shared.faults.record_throttle(retry_key(), until);
-            }
-            out.response = err.into_response();
-            return out;
-        }
-    }
-
-    if mutating {
-        out.response = GraphError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "notAllowed",
-            format!("fake-graph is read-only: {method} {path} is refused."),
-        )
-        .into_response();
-        return out;
-    }
-
-    let segs = routes::Segments::parse(path);
-    let _slot = match routes::outlook_mailbox(&segs, &caller, &shared.read()) {
-        Some(owner) => match shared.faults.enter_mailbox(&caller.app_id, owner) {
-            Some(slot) => Some(slot),
-            None => {
-                let (err, _) = faults::throttle_error(
-                    ThrottleKind::ApplicationThrottled,
-                    &RetryAfter::Absent,
-                    now,
-                );
-                out.response = err.into_response();
-                return out;
-            }
-        },
-        None => None,
-    };
-    if let Some(d) = latency {
-        tokio::time::sleep(d).await;
-    }
-
-    let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(b) => b,
-        Err(_) => {
-            out.response = GraphError::bad_request(
-                "BadRequest",
-                "The request body is too large or unreadable.",
-            )
-            .into_response();
-            return out;
-        }
-    };
-    out.response = routes::dispatch(
-        shared,
-        &caller,
-        &parts.method,
-        &parts.uri,
-        &segs,
-        &parts.headers,
-        &body,
-        now,
-    );
-    out
-}
-
-async fn truncate(response: Response) -> Response {
-    let (mut parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
-    let cut = bytes.slice(0..bytes.len() / 2);
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, Body::from(cut))
-}
-
-fn reset(response: Response) -> Response {
-    let (mut parts, _) = response.into_parts();
-    parts.headers.remove(header::CONTENT_LENGTH);
-    let stream = futures::stream::iter([Err::<axum::body::Bytes, std::io::Error>(
-        std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fault: connection reset"),
-    )]);
-    Response::from_parts(parts, Body::from_stream(stream))
 }
 
 /// Query helper shared by routes: headers as a map.

@@ -70,8 +70,7 @@ pub struct ChatSearch {
 }
 
 fn chat_search(messages: &[fixtures::ChatMessage]) -> ChatSearch {
-    let plain: Vec<String> =
-        messages.iter().map(|m| crate::routes::mail::html_to_text(&m.body)).collect();
+    let plain: Vec<String> = messages.iter().map(|m| crate::text::html_to_text(&m.body)).collect();
     let text = plain.iter().map(|p| SearchText::new(p)).collect();
     ChatSearch { plain, index: TextIndex::new(text) }
 }
@@ -282,7 +281,7 @@ fn index_tenant(pos: usize, t: &Tenant) -> TenantIndex {
             let text = SearchText::new(&format!(
                 "{} {} {}",
                 item.name,
-                crate::routes::files::file_text(item),
+                crate::text::file_text(item),
                 author
             ));
             let ext = item.name.rsplit_once('.').map(|(_, e)| e.to_owned()).unwrap_or_default();

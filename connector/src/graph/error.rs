@@ -349,6 +349,79 @@ mod tests {
         );
     }
 
+    /// `reference/graph.md` §3.2, verbatim (its continuation line joined with one space, as a
+    /// header value cannot hold a line break).
+    const GRAPH_MD: &str = concat!(
+        r#"Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize","#,
+        " ",
+        r#"client_id="00000003-0000-0000-c000-000000000000","#,
+        " ",
+        r#"error_description="Continuous access evaluation resulted in challenge with result: InteractionRequired and code: TokenIssuedBeforeRevocationTimestamp","#,
+        " ",
+        r#"error="insufficient_claims","#,
+        " ",
+        r#"claims="eyJhY2Nlc3NfdG9rZW4iOnsibmJmIjp7ImVzc2VudGlhbCI6dHJ1ZSwgInZhbHVlIjoiMTcwMjY4MjE4MSJ9fX0=""#,
+    );
+
+    fn decoded(claims: &str) -> Value {
+        let bytes = crate::obo::decode_base64_any(claims).expect("base64");
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    #[test]
+    fn the_challenge_of_graph_md_yields_its_claims() {
+        let claims = insufficient_claims([GRAPH_MD]).expect("a claims challenge");
+        assert_eq!(
+            claims,
+            "eyJhY2Nlc3NfdG9rZW4iOnsibmJmIjp7ImVzc2VudGlhbCI6dHJ1ZSwgInZhbHVlIjoiMTcwMjY4MjE4MSJ9fX0="
+        );
+        assert_eq!(
+            decoded(&claims),
+            serde_json::json!({"access_token": {"nbf": {"essential": true, "value": "1702682181"}}})
+        );
+        // The same claims arrive through a 401 as well as a 403 (Conditional Access).
+        assert_eq!(insufficient_claims(["Basic realm=\"x\"", GRAPH_MD]), Some(claims));
+    }
+
+    #[test]
+    fn the_bearer_claims_win_over_the_pop_ones_in_any_base64_form() {
+        let json = serde_json::json!({"access_token": {
+            "nbf": {"essential": true, "value": "1726258122"},
+            "xms_caeerror": {"value": "??"},
+        }});
+        // One JSON text in four encodings; `??` puts `/` (standard) or `_` (URL-safe) in it.
+        let forms = [
+            "eyJhY2Nlc3NfdG9rZW4iOnsibmJmIjp7ImVzc2VudGlhbCI6dHJ1ZSwidmFsdWUiOiIxNzI2MjU4MTIyIn0sInhtc19jYWVlcnJvciI6eyJ2YWx1ZSI6Ij8/In19fQ==",
+            "eyJhY2Nlc3NfdG9rZW4iOnsibmJmIjp7ImVzc2VudGlhbCI6dHJ1ZSwidmFsdWUiOiIxNzI2MjU4MTIyIn0sInhtc19jYWVlcnJvciI6eyJ2YWx1ZSI6Ij8/In19fQ",
+            "eyJhY2Nlc3NfdG9rZW4iOnsibmJmIjp7ImVzc2VudGlhbCI6dHJ1ZSwidmFsdWUiOiIxNzI2MjU4MTIyIn0sInhtc19jYWVlcnJvciI6eyJ2YWx1ZSI6Ij8_In19fQ==",
+            "eyJhY2Nlc3NfdG9rZW4iOnsibmJmIjp7ImVzc2VudGlhbCI6dHJ1ZSwidmFsdWUiOiIxNzI2MjU4MTIyIn0sInhtc19jYWVlcnJvciI6eyJ2YWx1ZSI6Ij8_In19fQ",
+        ];
+        // The PoP challenge carries claims of its own, which must be ignored.
+        let pop_claims = "eyJhY2Nlc3NfdG9rZW4iOnt9fQ";
+        for form in forms {
+            let header = format!(
+                r#"PoP realm="", client_id="00000003-0000-0000-c000-000000000000", nonce="ey==", error="insufficient_claims", claims="{pop_claims}", Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", error="insufficient_claims", claims="{form}""#
+            );
+            let claims = insufficient_claims([header.as_str()]).expect(form);
+            assert_eq!(claims, form);
+            assert_eq!(decoded(&claims), json, "{form}");
+        }
+    }
+
+    #[test]
+    fn fake_graphs_cae_challenge_yields_the_bearer_claims() {
+        let challenge = fake_graph::auth::cae_challenge(1_726_258_122);
+        let header = challenge
+            .headers
+            .iter()
+            .find(|(name, _)| name == reqwest::header::WWW_AUTHENTICATE)
+            .map(|(_, value)| value.as_str())
+            .expect("a WWW-Authenticate header");
+        assert_eq!(parse_challenges(header).len(), 2, "{header}");
+        let claims = insufficient_claims([header]).expect("a claims challenge");
+        assert_eq!(decoded(&claims)["access_token"]["nbf"]["value"], "1726258122");
+    }
+
     #[test]
     fn unpadded_claims_are_accepted_and_injection_is_refused() {
         let unpadded = r#"Bearer error="insufficient_claims", claims="eyJhY2Nlc3NfdG9rZW4iOnt9fQ""#;

@@ -352,7 +352,8 @@ pub fn search(ctx: &Ctx<'_>, drive_id: &str, seg: &str) -> GraphResult {
         .iter()
         .filter(|i| i.parent_id.is_some())
         .filter(|i| {
-            let text = crate::kql::SearchText::new(&format!("{} {}", i.name, file_text(i)));
+            let text =
+                crate::kql::SearchText::new(&format!("{} {}", i.name, crate::text::file_text(i)));
             !terms.is_empty() && terms.iter().all(|t| text.has_token(t, true))
         })
         .filter(|i| trimming::can_see_item(&v, tenant, idx, d, di, i))
@@ -365,14 +366,6 @@ pub fn search(ctx: &Ctx<'_>, drive_id: &str, seg: &str) -> GraphResult {
         hits,
         "https://graph.microsoft.com/v1.0/$metadata#Collection(driveItem)",
     )
-}
-
-/// Text content of plain files (used by search); Office files are matched by name only.
-pub fn file_text(item: &DriveItem) -> String {
-    match (&item.bytes, item.mime_type.as_deref()) {
-        (Some(b), Some(m)) if m.starts_with("text/") => String::from_utf8_lossy(b).into_owned(),
-        _ => String::new(),
-    }
 }
 
 pub fn get_site(ctx: &Ctx<'_>, id: &str) -> GraphResult {

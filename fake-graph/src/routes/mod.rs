@@ -5,6 +5,7 @@
 pub mod calendar;
 pub mod files;
 pub mod mail;
+pub mod meeting_times;
 pub mod search;
 pub mod teams;
 pub mod users;
@@ -235,7 +236,7 @@ pub fn dispatch(
         ["v1.0", "me", "events", _] if get => calendar::get_event(&ctx, me, s(3)),
         ["v1.0", "me", "calendar", "getschedule"] if post => calendar::get_schedule(&ctx),
         ["v1.0", "users", _, "calendar", "getschedule"] if post => calendar::get_schedule(&ctx),
-        ["v1.0", "me", "findmeetingtimes"] if post => calendar::find_meeting_times(&ctx),
+        ["v1.0", "me", "findmeetingtimes"] if post => meeting_times::find_meeting_times(&ctx),
 
         ["v1.0", "search", "query"] if post => search::query(&ctx),
 

@@ -104,18 +104,29 @@ async fn a_cp1_token_issued_before_a_revocation_gets_the_cae_challenge() {
     let r = w.get(&cp1, "/v1.0/me").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.code(), "InvalidAuthenticationToken");
+    // Graph's shape (entra.md §9.2): a PoP challenge, then the Bearer one with the claims.
     let challenge = r.header("www-authenticate");
-    assert!(challenge.contains("error=\"insufficient_claims\""), "{challenge}");
+    let authority = r#"realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000""#;
+    assert!(challenge.starts_with(&format!("PoP {authority}, nonce=\"")), "{challenge}");
+    let (pop, bearer) =
+        challenge.split_at(challenge.find(", Bearer ").expect("a Bearer challenge after PoP"));
+    assert!(!pop.contains("claims"), "{challenge}");
+    assert!(bearer.starts_with(&format!(", Bearer {authority}, error_description=\"Continuous access evaluation resulted in challenge with result: InteractionRequired and code: TokenIssuedBeforeRevocationTimestamp\", error=\"insufficient_claims\", claims=\"")), "{challenge}");
     let claims =
-        challenge.split("claims=\"").nth(1).and_then(|s| s.split('"').next()).expect("claims");
+        bearer.split("claims=\"").nth(1).and_then(|s| s.split('"').next()).expect("claims");
+    assert!(!claims.ends_with('='), "claims are sent unpadded: {claims}");
     use base64::Engine;
-    let decoded = String::from_utf8(
-        base64::engine::general_purpose::STANDARD.decode(claims).expect("base64"),
+    let decoded: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD_NO_PAD.decode(claims).expect("base64"),
     )
-    .expect("utf8");
-    assert!(
-        decoded.starts_with(r#"{"access_token":{"nbf":{"essential":true, "value":""#),
-        "{decoded}"
+    .expect("json");
+    let revoked_at = w.graph.cae_events().last().expect("the event").time.timestamp();
+    assert_eq!(
+        decoded,
+        serde_json::json!({"access_token": {
+            "nbf": {"essential": true, "value": revoked_at.to_string()},
+            "xms_caeerror": {"value": "10012"},
+        }})
     );
     // Tokens without cp1 keep working until they expire.
     assert_eq!(w.get(&plain, "/v1.0/me").await.status, StatusCode::OK);

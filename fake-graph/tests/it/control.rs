@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use fake_graph::{Fault, FaultRule, RetryAfter, ThrottleKind};
+use fake_graph::{ConcurrencyScope, Fault, FaultRule, RetryAfter, ThrottleKind};
 use reqwest::StatusCode;
 
 use crate::helpers::{MAIL, TestWorld};
@@ -101,6 +101,48 @@ async fn outlook_allows_four_concurrent_requests_per_mailbox() {
     );
 }
 
+/// `n` concurrent `GET /me/messages` for each `(user, n)`, all held a second by a latency fault
+/// (long enough to overlap on a loaded machine); returns how many were refused with
+/// `ApplicationThrottled` (every other one must succeed).
+async fn concurrent_mail_reads(w: &TestWorld, per_user: &[(&str, usize)]) -> usize {
+    w.graph.clear_faults();
+    w.graph.add_fault(FaultRule::always(Fault::Latency { millis: 1000 }).path("/v1.0/me/messages"));
+    let tokens: Vec<(String, usize)> =
+        per_user.iter().map(|(user, n)| (w.token("contoso", user, MAIL), *n)).collect();
+    let calls = tokens
+        .iter()
+        .flat_map(|(t, n)| std::iter::repeat_n(t, *n))
+        .map(|t| w.get(t, "/v1.0/me/messages?$top=1"));
+    let results = futures::future::join_all(calls).await;
+    let throttled: Vec<_> =
+        results.iter().filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS).collect();
+    assert!(throttled.iter().all(|r| r.code() == "ApplicationThrottled"));
+    assert!(
+        results.iter().all(|r| matches!(r.status, StatusCode::OK | StatusCode::TOO_MANY_REQUESTS)),
+        "{:?}",
+        results.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    throttled.len()
+}
+
+#[tokio::test]
+async fn per_mailbox_scope_gives_each_mailbox_its_own_four() {
+    let w =
+        TestWorld::start_with(|b| b.concurrency_scope(ConcurrencyScope::PerAppAndMailbox)).await;
+    assert_eq!(concurrent_mail_reads(&w, &[("adele", 4), ("alex", 4)]).await, 0);
+    assert_eq!(concurrent_mail_reads(&w, &[("adele", 5), ("alex", 4)]).await, 1);
+}
+
+#[tokio::test]
+async fn per_app_scope_counts_four_across_mailboxes() {
+    let w = TestWorld::start_with(|b| b.concurrency_scope(ConcurrencyScope::PerApp)).await;
+    assert_eq!(concurrent_mail_reads(&w, &[("adele", 2), ("alex", 2)]).await, 0);
+    assert_eq!(concurrent_mail_reads(&w, &[("adele", 3), ("alex", 3)]).await, 2);
+    // The scope can change on a running server, back to the default reading.
+    w.graph.set_concurrency_scope(ConcurrencyScope::PerAppAndMailbox);
+    assert_eq!(concurrent_mail_reads(&w, &[("adele", 3), ("alex", 3)]).await, 0);
+}
+
 #[tokio::test]
 async fn faults_can_target_one_user_and_be_scripted_over_http() {
     let w = TestWorld::start().await;
@@ -142,4 +184,76 @@ async fn an_added_message_is_served_at_once() {
     assert!(w.graph.delete_message(tid, oid, "AAMkAGFreshMessage="));
     let r = w.get(&t, "/v1.0/me/messages/AAMkAGFreshMessage=").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+/// The panic message of `f`, if it panicked.
+fn panic_message(f: impl FnOnce()) -> Option<String> {
+    let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).err()?;
+    Some(
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn a_read_only_fake_panics_on_drop_listing_the_writes() {
+    let w = TestWorld::start_with(|b| b.read_only_on_drop(true)).await;
+    let t = w.token("contoso", "adele", &["User.Read", "Mail.ReadWrite", "Mail.Send"]);
+    assert_eq!(w.get(&t, "/v1.0/me").await.status, StatusCode::OK);
+    let r = w
+        .send(
+            reqwest::Method::POST,
+            Some(&t),
+            "/v1.0/me/sendMail",
+            Some(serde_json::json!({})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    let (_, adele) = w.persona("contoso", "adele");
+    let message = panic_message(|| drop(w.graph)).expect("the drop panics");
+    assert!(message.contains("journalled 1:"), "{message}");
+    assert!(
+        message.contains(&format!("- POST /v1.0/me/sendMail → 405 (user {adele})")),
+        "{message}"
+    );
+    assert!(!message.contains("/v1.0/me "), "reads are not listed: {message}");
+}
+
+#[tokio::test]
+async fn a_read_only_fake_that_saw_only_reads_drops_quietly() {
+    let w = TestWorld::start_with(|b| b.read_only_on_drop(true)).await;
+    let t = w.token("contoso", "adele", MAIL);
+    assert_eq!(w.get(&t, "/v1.0/me/messages").await.status, StatusCode::OK);
+    w.graph.verify_read_only();
+    assert_eq!(panic_message(|| drop(w.graph)), None);
+}
+
+#[tokio::test]
+async fn without_the_option_writes_are_only_journalled() {
+    let w = TestWorld::start().await;
+    let t = w.token("contoso", "adele", &["Mail.ReadWrite"]);
+    let r = w.send(reqwest::Method::DELETE, Some(&t), "/v1.0/me/messages/AAA", None, &[]).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(w.graph.mutating_requests().len(), 1);
+    let explicit = panic_message(|| w.graph.verify_read_only()).expect("verify panics");
+    assert!(explicit.contains("- DELETE /v1.0/me/messages/AAA → 405"), "{explicit}");
+    assert_eq!(panic_message(|| drop(w.graph)), None);
+}
+
+#[tokio::test]
+async fn a_test_already_failing_is_not_turned_into_a_double_panic() {
+    let w = TestWorld::start_with(|b| b.read_only_on_drop(true)).await;
+    let t = w.token("contoso", "adele", &["Mail.ReadWrite"]);
+    w.send(reqwest::Method::PATCH, Some(&t), "/v1.0/me/messages/AAA", None, &[]).await;
+    let graph = w.graph;
+    // The graph is dropped while this panic unwinds: a second panic would abort the process.
+    let message = panic_message(move || {
+        let _graph = graph;
+        panic!("the test's own assertion failed");
+    });
+    assert_eq!(message.as_deref(), Some("the test's own assertion failed"));
 }

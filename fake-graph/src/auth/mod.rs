@@ -1,4 +1,5 @@
-//! Bearer-token validation, the delegated permission table, and Continuous Access Evaluation.
+//! Bearer-token validation; the delegated permission table is in `perms`, Continuous Access
+//! Evaluation in `cae`.
 //!
 //! Tokens are v1 Graph tokens minted by fake-entra (`entra.md` §3.3): RS256 only, `kid` looked
 //! up in fake-entra's JWKS fetched over HTTP (cached; refetched on an unknown `kid`), audience
@@ -7,21 +8,26 @@
 //! that advances the clock expires tokens. Validated claims are cached by the SHA-256 of the token
 //! string (the signature check dominates the cost of a simple GET).
 
+mod cae;
+pub mod perms;
+
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Mutex, RwLock},
+    sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
 
-use axum::http::{StatusCode, header::WWW_AUTHENTICATE};
-use base64::{Engine, engine::general_purpose::STANDARD};
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::error::{GraphError, Service};
+pub use self::{
+    cae::{Cae, CaeEvent, cae_challenge},
+    perms::Permission,
+};
+use crate::error::GraphError;
 
 /// Graph's resource URI, the audience of its v1 tokens.
 pub const GRAPH_AUDIENCE: &str = "https://graph.microsoft.com";
@@ -65,168 +71,6 @@ impl Caller {
             Err(GraphError::forbidden(perm.service, perm.any_of, &self.scp))
         }
     }
-}
-
-/// One row of the permission table: the delegated scopes any of which allows an operation.
-#[derive(Debug, Clone, Copy)]
-pub struct Permission {
-    pub operation: &'static str,
-    pub any_of: &'static [&'static str],
-    pub service: Service,
-}
-
-/// The delegated permission table, least privileged first, after Microsoft's permissions
-/// reference and the per-API pages (graph.md §11). Application permissions are the same names
-/// (`roles`), which is accurate enough for the few app-only calls a test may make.
-pub mod perms {
-    use super::Permission;
-    use crate::error::Service::*;
-
-    pub const ME: Permission = Permission {
-        operation: "GET /me",
-        any_of: &[
-            "User.Read",
-            "User.ReadWrite",
-            "User.ReadBasic.All",
-            "User.Read.All",
-            "User.ReadWrite.All",
-            "Directory.Read.All",
-        ],
-        service: Directory,
-    };
-    pub const USERS: Permission = Permission {
-        operation: "GET /users",
-        any_of: &[
-            "User.ReadBasic.All",
-            "User.Read.All",
-            "User.ReadWrite.All",
-            "Directory.Read.All",
-        ],
-        service: Directory,
-    };
-    pub const MAILBOX_SETTINGS: Permission = Permission {
-        operation: "GET /me/mailboxSettings",
-        any_of: &["MailboxSettings.Read", "MailboxSettings.ReadWrite"],
-        service: Outlook,
-    };
-    /// Listing and reading messages; `Mail.ReadBasic` gives no `body`/`bodyPreview`.
-    pub const MESSAGES: Permission = Permission {
-        operation: "GET /me/messages",
-        any_of: &["Mail.ReadBasic", "Mail.Read", "Mail.ReadWrite"],
-        service: Outlook,
-    };
-    pub const MESSAGE_BODIES: &[&str] = &["Mail.Read", "Mail.ReadWrite"];
-    pub const MESSAGES_SHARED: Permission = Permission {
-        operation: "GET /users/{id}/messages",
-        any_of: &["Mail.Read.Shared", "Mail.ReadWrite.Shared"],
-        service: Outlook,
-    };
-    pub const ATTACHMENTS: Permission = Permission {
-        operation: "GET /me/messages/{id}/attachments",
-        any_of: &["Mail.Read", "Mail.ReadWrite"],
-        service: Outlook,
-    };
-    pub const MAIL_FOLDERS: Permission = Permission {
-        operation: "GET /me/mailFolders",
-        any_of: &["Mail.ReadBasic", "Mail.Read", "Mail.ReadWrite"],
-        service: Outlook,
-    };
-    /// Events; `Calendars.ReadBasic` gives no body.
-    pub const EVENTS: Permission = Permission {
-        operation: "GET /me/events",
-        any_of: &["Calendars.ReadBasic", "Calendars.Read", "Calendars.ReadWrite"],
-        service: Outlook,
-    };
-    pub const EVENT_BODIES: &[&str] = &["Calendars.Read", "Calendars.ReadWrite"];
-    pub const GET_SCHEDULE: Permission = Permission {
-        operation: "POST /me/calendar/getSchedule",
-        any_of: &["Calendars.Read", "Calendars.ReadWrite"],
-        service: Outlook,
-    };
-    pub const FIND_MEETING_TIMES: Permission = Permission {
-        operation: "POST /me/findMeetingTimes",
-        any_of: &["Calendars.Read.Shared", "Calendars.ReadWrite.Shared"],
-        service: Outlook,
-    };
-    /// The signed-in user's own drive.
-    pub const OWN_FILES: Permission = Permission {
-        operation: "GET /me/drive",
-        any_of: &[
-            "Files.Read",
-            "Files.ReadWrite",
-            "Files.Read.All",
-            "Files.ReadWrite.All",
-            "Sites.Read.All",
-            "Sites.ReadWrite.All",
-        ],
-        service: SharePoint,
-    };
-    /// Any drive the user can access.
-    pub const ALL_FILES: Permission = Permission {
-        operation: "GET /drives/{id}/items/{id}",
-        any_of: &["Files.Read.All", "Files.ReadWrite.All", "Sites.Read.All", "Sites.ReadWrite.All"],
-        service: SharePoint,
-    };
-    /// `root/search(q=…)` needs Sites scopes (microsoft-graph-docs-contrib#8626).
-    pub const DRIVE_SEARCH: Permission = Permission {
-        operation: "GET /drives/{id}/root/search",
-        any_of: &["Sites.Read.All", "Sites.ReadWrite.All"],
-        service: SharePoint,
-    };
-    pub const SITES: Permission = Permission {
-        operation: "GET /sites/{id}",
-        any_of: &["Sites.Read.All", "Sites.ReadWrite.All"],
-        service: SharePoint,
-    };
-    pub const SEARCH_DRIVE_ITEMS: Permission = Permission {
-        operation: "POST /search/query driveItem",
-        any_of: &["Files.Read.All", "Files.ReadWrite.All", "Sites.Read.All", "Sites.ReadWrite.All"],
-        service: SharePoint,
-    };
-    pub const SEARCH_SITES: Permission = Permission {
-        operation: "POST /search/query listItem|list|site",
-        any_of: &["Sites.Read.All", "Sites.ReadWrite.All"],
-        service: SharePoint,
-    };
-    pub const SEARCH_MESSAGES: Permission = Permission {
-        operation: "POST /search/query message",
-        any_of: &["Mail.Read", "Mail.ReadWrite"],
-        service: Outlook,
-    };
-    pub const SEARCH_EVENTS: Permission = Permission {
-        operation: "POST /search/query event",
-        any_of: &["Calendars.Read", "Calendars.ReadWrite"],
-        service: Outlook,
-    };
-    pub const SEARCH_CHAT: Permission = Permission {
-        operation: "POST /search/query chatMessage",
-        any_of: &["Chat.Read", "Chat.ReadWrite", "ChannelMessage.Read.All"],
-        service: Teams,
-    };
-    pub const CHATS: Permission = Permission {
-        operation: "GET /me/chats",
-        any_of: &["Chat.ReadBasic", "Chat.Read", "Chat.ReadWrite"],
-        service: Teams,
-    };
-    pub const CHAT_MESSAGES: Permission = Permission {
-        operation: "GET /chats/{id}/messages",
-        any_of: &["Chat.Read", "Chat.ReadWrite"],
-        service: Teams,
-    };
-    pub const CHANNELS: Permission = Permission {
-        operation: "GET /teams/{id}/channels",
-        any_of: &[
-            "Channel.ReadBasic.All",
-            "ChannelSettings.Read.All",
-            "ChannelSettings.ReadWrite.All",
-        ],
-        service: Teams,
-    };
-    pub const CHANNEL_MESSAGES: Permission = Permission {
-        operation: "GET /teams/{id}/channels/{id}/messages",
-        any_of: &["ChannelMessage.Read.All"],
-        service: Teams,
-    };
 }
 
 #[derive(Deserialize)]
@@ -474,132 +318,5 @@ impl Auth {
             }
             None => tracing::warn!(jwks.url = %self.jwks_url, "could not fetch fake-entra's JWKS"),
         }
-    }
-
-    /// Pulls new CAE events from fake-entra's feed.
-    pub async fn sync_cae(&self) {
-        let _guard = self.cae.sync_lock.lock().await;
-        let after = self.cae.last_seq();
-        let url = format!("{}?after={after}", self.events_url);
-        let feed = async {
-            let feed: Feed = self
-                .http
-                .get(&url)
-                .send()
-                .await
-                .ok()?
-                .error_for_status()
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            Some(feed)
-        }
-        .await;
-        match feed {
-            Some(feed) => self.cae.apply(feed),
-            None => tracing::debug!("fake-entra's CAE feed is not reachable"),
-        }
-    }
-
-    /// The CAE answer for a cp1 token issued before an event for its user.
-    pub fn cae_check(&self, caller: &Caller) -> Result<(), GraphError> {
-        if !caller.cp1 {
-            return Ok(());
-        }
-        let Some(at) = self.cae.revoked_at(caller.tid, caller.oid) else { return Ok(()) };
-        // Tokens are stamped in whole seconds; one issued in the event's second counts as after.
-        if caller.iat < at.timestamp() {
-            return Err(cae_challenge(at.timestamp()));
-        }
-        Ok(())
-    }
-}
-
-/// Graph's CAE 401 (entra.md §9.2).
-pub fn cae_challenge(nbf: i64) -> GraphError {
-    const TEXT: &str = "Continuous access evaluation resulted in challenge with result: InteractionRequired and code: TokenIssuedBeforeRevocationTimestamp";
-    let claims = STANDARD
-        .encode(format!(r#"{{"access_token":{{"nbf":{{"essential":true, "value":"{nbf}"}}}}}}"#));
-    let header = format!(
-        "Bearer realm=\"\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\", client_id=\"00000003-0000-0000-c000-000000000000\", error_description=\"{TEXT}\", error=\"insufficient_claims\", claims=\"{claims}\""
-    );
-    GraphError::new(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", TEXT)
-        .header(WWW_AUTHENTICATE, header)
-}
-
-/// One event of fake-entra's CAE feed.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CaeEvent {
-    pub seq: u64,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub tenant_id: Uuid,
-    pub user_id: Uuid,
-    pub time: DateTime<Utc>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Feed {
-    events: Vec<CaeEvent>,
-    last_seq: u64,
-}
-
-/// Revocation times per user, from fake-entra's feed or [`crate::FakeGraph::revoke_sessions`].
-#[derive(Default)]
-pub struct Cae {
-    inner: Mutex<CaeState>,
-    sync_lock: tokio::sync::Mutex<()>,
-}
-
-#[derive(Default)]
-struct CaeState {
-    last_seq: u64,
-    revoked: HashMap<(Uuid, Uuid), DateTime<Utc>>,
-    events: Vec<CaeEvent>,
-}
-
-impl Cae {
-    fn last_seq(&self) -> u64 {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).last_seq
-    }
-
-    fn apply(&self, feed: Feed) {
-        let mut st = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        for ev in feed.events {
-            if ev.seq <= st.last_seq {
-                continue;
-            }
-            st.last_seq = st.last_seq.max(ev.seq);
-            let slot = st.revoked.entry((ev.tenant_id, ev.user_id)).or_insert(ev.time);
-            *slot = (*slot).max(ev.time);
-            st.events.push(ev);
-        }
-        st.last_seq = st.last_seq.max(feed.last_seq);
-    }
-
-    /// Records a revocation directly (control API), as if the feed had reported it.
-    pub fn revoke(&self, tid: Uuid, oid: Uuid, at: DateTime<Utc>, kind: &str) {
-        let mut st = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let slot = st.revoked.entry((tid, oid)).or_insert(at);
-        *slot = (*slot).max(at);
-        st.events.push(CaeEvent {
-            seq: 0,
-            kind: kind.to_owned(),
-            tenant_id: tid,
-            user_id: oid,
-            time: at,
-        });
-    }
-
-    pub fn revoked_at(&self, tid: Uuid, oid: Uuid) -> Option<DateTime<Utc>> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).revoked.get(&(tid, oid)).copied()
-    }
-
-    /// Every event seen so far.
-    pub fn events(&self) -> Vec<CaeEvent> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).events.clone()
     }
 }
