@@ -215,6 +215,8 @@ pub struct RawLimits {
     pub max_body_bytes: usize,
     pub request_timeout_secs: u64,
     pub header_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub max_connections: usize,
     pub max_in_flight: usize,
     pub per_caller_per_minute: u32,
     pub per_caller_burst: u32,
@@ -227,6 +229,8 @@ impl Default for RawLimits {
             max_body_bytes: 1024 * 1024,
             request_timeout_secs: 60,
             header_timeout_secs: 30,
+            idle_timeout_secs: 120,
+            max_connections: 1024,
             max_in_flight: 256,
             per_caller_per_minute: 120,
             per_caller_burst: 30,
@@ -439,6 +443,11 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub header_timeout: Duration,
+    /// A connection (HTTP/1 or h2c) with no request in flight and no bytes moving for this
+    /// long is closed.
+    pub idle_timeout: Duration,
+    /// Open client connections at most; further ones wait in the listen backlog.
+    pub max_connections: usize,
     pub max_in_flight: usize,
     pub per_caller_per_minute: u32,
     pub per_caller_burst: u32,
@@ -690,6 +699,12 @@ impl Settings {
         if l.request_timeout_secs == 0 || l.header_timeout_secs == 0 {
             return Err(invalid("limits.request_timeout_secs", "timeouts must be positive"));
         }
+        if l.idle_timeout_secs == 0 {
+            return Err(invalid("limits.idle_timeout_secs", "must be positive"));
+        }
+        if l.max_connections == 0 {
+            return Err(invalid("limits.max_connections", "must be positive"));
+        }
         if l.per_caller_per_minute == 0 || l.per_caller_burst == 0 {
             return Err(invalid("limits.per_caller_per_minute", "rate limits must be positive"));
         }
@@ -770,6 +785,8 @@ impl Settings {
                 max_body_bytes: l.max_body_bytes,
                 request_timeout: Duration::from_secs(l.request_timeout_secs),
                 header_timeout: Duration::from_secs(l.header_timeout_secs),
+                idle_timeout: Duration::from_secs(l.idle_timeout_secs),
+                max_connections: l.max_connections,
                 max_in_flight: l.max_in_flight,
                 per_caller_per_minute: l.per_caller_per_minute,
                 per_caller_burst: l.per_caller_burst,

@@ -59,9 +59,14 @@ fn caller_for(tid: &str, oid: &str) -> Caller {
         scopes: ScopeSet::from_scp("access_as_user"),
         token_id: None,
         display_name: None,
-        assertion: UserAssertion::new(assertion_with_exp(Utc::now().timestamp() + 86_400)),
+        // A fixed expiry: every `caller()` is the same sign-in (the cache is keyed by the
+        // assertion), however long the test runs.
+        assertion: UserAssertion::new(assertion_with_exp(CALLER_TOKEN_EXP)),
     }
 }
+
+/// 2100-01-01T00:00:00Z.
+const CALLER_TOKEN_EXP: i64 = 4_102_444_800;
 
 fn caller() -> Caller {
     caller_for(TID, OID)

@@ -236,3 +236,91 @@ async fn a_request_head_that_never_completes_is_cut_off() {
             .await;
     assert!(closed.is_ok(), "the connection is still open after 10 s");
 }
+
+fn one_second_idle(s: &mut connector::config::RawSettings) {
+    s.limits.idle_timeout_secs = 1;
+}
+
+fn one_connection(s: &mut connector::config::RawSettings) {
+    s.limits.max_connections = 1;
+}
+
+/// Reads until the server closes the connection (bounded by 10 s).
+async fn closed_by_server(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut sink = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut sink)).await.is_ok()
+}
+
+/// An idle keep-alive HTTP/1 connection and an h2c connection that sends nothing after its
+/// preface are both closed after the idle timeout (h2c has no header timer of its own).
+#[tokio::test]
+async fn idle_connections_of_both_protocols_are_closed() {
+    use tokio::io::AsyncWriteExt as _;
+
+    let app = spawn_app_with(Options { edit: one_second_idle, ..Options::default() }).await;
+    let mut http1 = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
+    http1.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await.expect("write");
+    assert!(closed_by_server(&mut http1).await, "an idle HTTP/1 connection stays open");
+
+    let mut h2c = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
+    // The client preface and an empty SETTINGS frame, then silence.
+    h2c.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .expect("write");
+    assert!(closed_by_server(&mut h2c).await, "an idle h2c connection stays open");
+}
+
+/// A request that takes longer than the idle timeout is not idleness: it completes.
+#[tokio::test]
+async fn a_slow_request_outlives_the_idle_timeout() {
+    use wiremock::{
+        Mock, ResponseTemplate,
+        matchers::{method, path},
+    };
+    let app = spawn_app_with(Options { edit: one_second_idle, ..Options::default() }).await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/me"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)).set_body_json(
+            json!({"id": ADELE, "displayName": "Adele Vance", "userPrincipalName": "adele@contoso.com"}),
+        ))
+        .with_priority(1)
+        .mount(&app.graph)
+        .await;
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": "get_me", "arguments": {}}});
+    let answer: Value = app
+        .http
+        .post(app.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2025-06-18")
+        .bearer_auth(app.token(CONTOSO, ADELE))
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("the connection was not cut while the call ran")
+        .json()
+        .await
+        .expect("JSON-RPC answer");
+    assert_ne!(answer.pointer("/result/isError"), Some(&json!(true)), "{answer:#}");
+}
+
+/// Past `max_connections`, a new connection is not served until an open one goes away.
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_for_a_free_slot() {
+    let app = spawn_app_with(Options { edit: one_connection, ..Options::default() }).await;
+    let holder = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
+    // Give the accept loop a moment to take the first connection's slot.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
+    let waiting = client.get(app.url("/healthz")).send();
+    tokio::pin!(waiting);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut waiting).await.is_err(),
+        "a connection past the cap was served while the slot was taken"
+    );
+    drop(holder);
+    let served = tokio::time::timeout(Duration::from_secs(10), waiting).await;
+    assert_eq!(served.expect("served once the slot is free").expect("response").status(), 200);
+}
