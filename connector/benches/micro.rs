@@ -206,6 +206,7 @@ fn token_validation(c: &mut Criterion) {
         credential: Credential::Secret(SecretString::from("TEST-ONLY-secret".to_owned())),
         jwks_refresh_floor: Duration::from_secs(300),
         jwks_refresh_interval: Duration::from_secs(3600),
+        jwks_max_stale: Duration::from_secs(3600),
         http_timeout: Duration::from_secs(10),
     };
     let policy = Policy::parse(&format!("[[tenants]]\nid = \"{tid}\"\n"), Path::new("bench.toml"))

@@ -88,6 +88,8 @@ pub struct RawEntra {
     pub certificate: Option<RawCertificate>,
     pub jwks_refresh_floor_secs: u64,
     pub jwks_refresh_interval_secs: u64,
+    /// How long last-known-good signing keys stand in while every refresh fails.
+    pub jwks_max_stale_secs: u64,
     pub http_timeout_secs: u64,
 }
 
@@ -101,6 +103,7 @@ impl Default for RawEntra {
             client_secret: None,
             certificate: None,
             jwks_refresh_floor_secs: 60,
+            jwks_max_stale_secs: 3600,
             jwks_refresh_interval_secs: 12 * 3600,
             http_timeout_secs: 10,
         }
@@ -122,8 +125,11 @@ pub struct RawCertificate {
 pub struct RawGraph {
     pub base_url: String,
     /// Hosts pre-authenticated download URLs may point at; the Graph client's defaults
-    /// (`*.sharepoint.com`, ...) when absent.
+    /// (`*.sharepoint.com`, ...) when absent. Each must be a SharePoint or OneDrive host (or
+    /// loopback while the Graph base is loopback) unless `allow_any_download_host` is set.
     pub download_hosts: Option<Vec<String>>,
+    /// Explicit override: accept `download_hosts` outside the SharePoint/OneDrive shapes.
+    pub allow_any_download_host: bool,
     pub timeout_secs: u64,
     pub connect_timeout_secs: u64,
     pub max_retries: u32,
@@ -135,6 +141,7 @@ impl Default for RawGraph {
         Self {
             base_url: DEFAULT_GRAPH_BASE.into(),
             download_hosts: None,
+            allow_any_download_host: false,
             timeout_secs: 20,
             connect_timeout_secs: 5,
             max_retries: 3,
@@ -311,6 +318,8 @@ pub struct EntraSettings {
     pub credential: Credential,
     pub jwks_refresh_floor: Duration,
     pub jwks_refresh_interval: Duration,
+    /// Last-known-good keys are refused once this much older than their last fetch.
+    pub jwks_max_stale: Duration,
     pub http_timeout: Duration,
 }
 
@@ -659,12 +668,27 @@ impl Settings {
         if floor < MIN_JWKS_REFRESH_FLOOR {
             return Err(invalid("entra.jwks_refresh_floor_secs", "must be at least 1"));
         }
+        let max_stale = Duration::from_secs(raw.entra.jwks_max_stale_secs);
+        if max_stale < floor {
+            // A stale set is refreshed on the next token, at most once per floor interval.
+            return Err(invalid(
+                "entra.jwks_max_stale_secs",
+                "must be at least entra.jwks_refresh_floor_secs",
+            ));
+        }
         if raw.entra.http_timeout_secs == 0 {
             return Err(invalid("entra.http_timeout_secs", "must be positive"));
         }
 
         // graph
         let base_url = parse_service_url("graph.base_url", &raw.graph.base_url)?;
+        if let Some(hosts) = &raw.graph.download_hosts
+            && !raw.graph.allow_any_download_host
+        {
+            for host in hosts {
+                check_download_host(host, is_loopback(&base_url))?;
+            }
+        }
         if raw.graph.timeout_secs == 0 || raw.graph.connect_timeout_secs == 0 {
             return Err(invalid("graph.timeout_secs", "timeouts must be positive"));
         }
@@ -687,6 +711,21 @@ impl Settings {
                 Key32::from_base64(k.expose_secret()).map_err(|r| invalid("tools.cursor_key", r))
             })
             .transpose()?;
+
+        // The TEST-ONLY keys published in this repository (the example configuration) are
+        // refused unless the connector is reachable on loopback only: anyone can read them, so
+        // a deployment sealing tokens or cursors with one has no secret at all. (A published
+        // client secret needs no rule: Entra generates real ones and refuses any other.)
+        let loopback_only = listen.ip().is_loopback() && is_loopback(&resource);
+        if !loopback_only {
+            let published = |bytes: &[u8]| bytes.starts_with(PUBLISHED_SECRET_PREFIX.as_bytes());
+            if cache_keys.iter().any(|k| published(k.expose())) {
+                return Err(published_secret("obo.cache_keys"));
+            }
+            if cursor_key.as_ref().is_some_and(|k| published(k.expose())) {
+                return Err(published_secret("tools.cursor_key"));
+            }
+        }
 
         // limits
         let l = raw.limits;
@@ -749,6 +788,7 @@ impl Settings {
                 required_scope: scope,
                 credential,
                 jwks_refresh_floor: floor,
+                jwks_max_stale: max_stale,
                 jwks_refresh_interval: Duration::from_secs(
                     raw.entra.jwks_refresh_interval_secs.max(60),
                 ),
@@ -885,6 +925,62 @@ pub fn parse_service_url(setting: &'static str, text: &str) -> Result<Url, Confi
         return Err(invalid(setting, "must not carry credentials"));
     }
     Ok(url)
+}
+
+/// How every TEST-ONLY secret committed to this repository begins (also inside base64 keys).
+const PUBLISHED_SECRET_PREFIX: &str = "TEST-ONLY";
+
+fn published_secret(setting: &'static str) -> ConfigError {
+    invalid(
+        setting,
+        "is a TEST-ONLY value published in the connector's repository; it is accepted only \
+         while server.listen and server.public_url are loopback. Generate your own \
+         (e.g. `openssl rand -base64 32`)",
+    )
+}
+
+/// Domains whose hosts serve SharePoint and OneDrive pre-authenticated downloads (commercial,
+/// dogfood, GCC High / DoD, 21Vianet), the only shapes `graph.download_hosts` accepts.
+const DOWNLOAD_DOMAINS: &[&str] = &[
+    "sharepoint.com",
+    "sharepoint-df.com",
+    "sharepoint.us",
+    "dps.mil",
+    "sharepoint.cn",
+    "files.1drv.com",
+    "svc.ms",
+];
+
+/// One `graph.download_hosts` entry: `host` or `*.domain`, inside [`DOWNLOAD_DOMAINS`] (a
+/// wildcard must sit below one of them: `*.sharepoint.com` yes, `*.com` no), or a loopback
+/// host while the Graph base is loopback (the fakes).
+fn check_download_host(pattern: &str, loopback_base: bool) -> Result<(), ConfigError> {
+    let p = pattern.trim().to_ascii_lowercase();
+    let bare = p.strip_prefix("*.").unwrap_or(&p);
+    let loopback = matches!(bare, "localhost" | "127.0.0.1" | "[::1]")
+        || bare.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback());
+    let well_formed = !bare.is_empty()
+        && !bare.contains('*')
+        && bare
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'));
+    let inside = DOWNLOAD_DOMAINS.iter().any(|d| {
+        let below = bare.strip_suffix(d).is_some_and(|rest| rest.ends_with('.'));
+        // A bare domain is a host of its own only without a wildcard (`*.sharepoint.com`
+        // covers tenants' hosts; `sharepoint.com` names that one host).
+        below || bare == *d
+    });
+    if well_formed && (inside || (loopback && loopback_base)) {
+        return Ok(());
+    }
+    Err(invalid(
+        "graph.download_hosts",
+        format!(
+            "`{pattern}` is not a SharePoint or OneDrive download host (expected a host or \
+             `*.` pattern under {}); set graph.allow_any_download_host = true to override",
+            DOWNLOAD_DOMAINS.join(", ")
+        ),
+    ))
 }
 
 /// True when the URL's host is a loopback address or `localhost`.

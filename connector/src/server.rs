@@ -158,11 +158,14 @@ impl Application {
         };
         let keys: Arc<dyn KeyStore> = match deps.key_store {
             Some(k) => k,
-            None => Arc::new(JwksKeyStore::new(
-                http.clone(),
-                settings.entra.jwks_url(),
-                settings.entra.jwks_refresh_floor,
-            )),
+            None => Arc::new(
+                JwksKeyStore::new(
+                    http.clone(),
+                    settings.entra.jwks_url(),
+                    settings.entra.jwks_refresh_floor,
+                )
+                .with_max_stale(settings.entra.jwks_max_stale),
+            ),
         };
 
         let listener = match deps.listener {

@@ -157,3 +157,39 @@ fn the_admin_consent_url_lists_every_graph_permission() {
     assert!(url.contains("redirect_uri=https%3A%2F%2Fexample.com%2Fdone"));
     assert!(!url.contains("offline_access"));
 }
+
+#[test]
+fn download_hosts_must_be_sharepoint_or_onedrive_shapes_unless_overridden() {
+    let with_hosts = |hosts: &str, extra: &str| {
+        format!("{}\n[graph]\ndownload_hosts = {hosts}\n{extra}", base())
+    };
+    for bad in [r#"["*.com"]"#, r#"["*"]"#, r#"["evil-sharepoint.com"]"#, r#"["127.0.0.1"]"#] {
+        let err = refusal(&with_hosts(bad, ""));
+        assert!(
+            err.contains("graph.download_hosts") && err.contains("allow_any_download_host"),
+            "{bad}: {err}"
+        );
+    }
+    let good =
+        r#"["*.sharepoint.com", "contoso-my.sharepoint.com", "*.svc.ms", "*.sharepoint.us"]"#;
+    assert!(load_text(&with_hosts(good, "")).is_ok());
+    assert!(load_text(&with_hosts(r#"["*.com"]"#, "allow_any_download_host = true")).is_ok());
+    // Loopback downloads (the fakes) only while Graph itself is on loopback.
+    let fakes = with_hosts(r#"["127.0.0.1"]"#, "base_url = \"http://127.0.0.1:8500/v1.0\"");
+    assert!(load_text(&fakes).is_ok());
+}
+
+#[test]
+fn published_test_only_secrets_are_refused_off_loopback() {
+    const EXAMPLE_CACHE_KEY: &str = "VEVTVC1PTkxZLWNhY2hlLWtleS0zMi1ieXRlcy0hISE=";
+    let public = "[server]\nlisten = \"0.0.0.0:3111\"\npublic_url = \"https://mcp.contoso.com/mcp\"\nallowed_hosts = [\"mcp.contoso.com\"]\n";
+    let own_secret = base().replace("TEST-ONLY-secret", "a-secret-of-our-own-making-1234");
+    let err = refusal(&format!("{public}{}", own_secret.replace(KEY, EXAMPLE_CACHE_KEY)));
+    assert!(err.contains("obo.cache_keys") && err.contains("TEST-ONLY"), "{err}");
+    let err =
+        refusal(&format!("{public}{own_secret}\n[tools]\ncursor_key = \"{EXAMPLE_CACHE_KEY}\""));
+    assert!(err.contains("tools.cursor_key"), "{err}");
+    // Own secrets in public; published ones on loopback (the sandbox, the example config).
+    assert!(load_text(&format!("{public}{own_secret}")).is_ok());
+    assert!(load_text(&base().replace(KEY, EXAMPLE_CACHE_KEY)).is_ok());
+}
