@@ -196,6 +196,30 @@ impl Application {
             tracing::warn!(error = %e, "Signing keys are not reachable yet");
         }
 
+        // [redis] (crate::shared): one cache, one rate budget and one tenant epoch for all
+        // instances. Without it everything stays in process, exactly as before.
+        let shared = match &settings.redis {
+            Some(config) => {
+                let names = settings.obo_settings()?.cache_keys;
+                let store = crate::shared::SharedStore::new(config.clone(), names, metrics.clone())
+                    .map_err(|e| crate::config::ConfigError::Invalid {
+                        setting: "redis.url",
+                        reason: e.to_string(),
+                    })?;
+                let reload = policy.clone();
+                // Another instance disabled a tenant: read the (shared) policy file now rather
+                // than at the next poll, so this instance refuses the tenant on its next call.
+                store.on_epoch_change(move |_| {
+                    if !reload.path().as_os_str().is_empty()
+                        && let Err(e) = reload.reload()
+                    {
+                        tracing::warn!(error = %e, "Policy reload after a tenant epoch change failed");
+                    }
+                });
+                Some(store)
+            }
+            None => None,
+        };
         let auth_state = Arc::new(AuthState {
             validator: Validator::new(
                 settings.entra.clone(),
@@ -210,7 +234,8 @@ impl Application {
             rate_limiter: RateLimiter::new(
                 settings.limits.per_caller_per_minute,
                 settings.limits.per_caller_burst,
-            ),
+            )
+            .with_shared(shared.clone()),
             retry_after: settings.entra.jwks_refresh_floor,
         });
         let graph_settings = settings.graph_settings();
@@ -240,6 +265,12 @@ impl Application {
                 tracing::error!(error = %err, "Audit write failed for an OBO exchange");
             }
         }));
+        let provider = match &shared {
+            Some(store) => provider.with_cache(Arc::new(
+                crate::shared::tiered::TieredTokenCache::new(store.clone(), 100_000),
+            )),
+            None => provider,
+        };
         let _ = state.token_provider.set(provider.clone());
         let purge = provider.clone();
         policy.on_tenants_disabled(move |tenants| {

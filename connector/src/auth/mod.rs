@@ -195,7 +195,7 @@ pub async fn require_caller(
             return auth.refuse(&rejection);
         }
     };
-    if let Err(wait) = auth.rate_limiter.check(caller.tenant_id, caller.object_id) {
+    if let Err(wait) = auth.rate_limiter.check(caller.tenant_id, caller.object_id).await {
         auth.metrics.inc(names::TOKENS_REJECTED, &[("reason", "rate_limited")]);
         return (
             StatusCode::TOO_MANY_REQUESTS,

@@ -47,7 +47,8 @@ use uuid::Uuid;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 pub use cache::{
-    CacheKeyError, CacheKeys, EncryptionKey, MokaTokenCache, TokenCache, TokenCacheKey,
+    CacheKeyError, CacheKeys, EncryptionKey, ExchangeClaim, MokaTokenCache, TokenCache,
+    TokenCacheKey,
 };
 pub use error::{CaCondition, OboError};
 
@@ -417,7 +418,7 @@ impl TokenProvider {
                         // A previous flight may have finished between our miss and our lock.
                         let result = match inner.cached(&task_key).await {
                             Some(token) => Ok(token),
-                            None => inner.exchange_and_store(&task_key, &task_caller, None).await,
+                            None => inner.exchange_across_instances(&task_key, &task_caller).await,
                         };
                         inner.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&task_key);
                         result
@@ -503,7 +504,37 @@ struct TokenResponse {
     expires_in: Seconds,
 }
 
+/// How often an instance that lost the cross-instance exchange claim looks for the winner's
+/// entry.
+const CLAIM_POLL: Duration = Duration::from_millis(20);
+
 impl Inner {
+    /// One exchange for `key` across instances sharing a store: the claim's holder exchanges;
+    /// the others wait (bounded) for its entry and exchange themselves if it does not come.
+    async fn exchange_across_instances(
+        &self,
+        key: &TokenCacheKey,
+        caller: &Caller,
+    ) -> Result<GraphToken, OboError> {
+        match self.cache.claim_exchange(key).await {
+            ExchangeClaim::Busy(wait) => {
+                let deadline = tokio::time::Instant::now() + wait;
+                while tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(CLAIM_POLL).await;
+                    if let Some(token) = self.cached(key).await {
+                        return Ok(token);
+                    }
+                }
+                self.exchange_and_store(key, caller, None).await
+            }
+            claim => {
+                let result = self.exchange_and_store(key, caller, None).await;
+                self.cache.release_exchange(key, claim).await;
+                result
+            }
+        }
+    }
+
     async fn cached(&self, key: &TokenCacheKey) -> Option<GraphToken> {
         let blob = self.cache.get(key).await?;
         let Ok(plain) = self.settings.cache_keys.open(key, &blob) else {
