@@ -295,7 +295,7 @@ impl SharedStore {
     /// was skipped, failed or timed out (counted; the caller falls back).
     async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Option<T>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: Fn(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let inner = &self.inner;
@@ -303,7 +303,17 @@ impl SharedStore {
             inner.metrics.inc(REDIS_SKIPPED, &[("op", op)]);
             return None;
         }
-        match tokio::time::timeout(inner.config.op_timeout, f(inner.manager.clone())).await {
+        let attempt = async {
+            match f(inner.manager.clone()).await {
+                // The first request after Redis came back finds the old connection dead and
+                // triggers the reconnect; one immediate retry (same time budget) rides it.
+                Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+                    f(inner.manager.clone()).await
+                }
+                other => other,
+            }
+        };
+        match tokio::time::timeout(inner.config.op_timeout, attempt).await {
             Ok(Ok(value)) => {
                 inner.breaker.success();
                 Some(value)
@@ -343,7 +353,6 @@ impl SharedStore {
     }
 
     pub(crate) async fn get_with_ttl(&self, name: &str) -> Option<(Option<Vec<u8>>, i64)> {
-        let name = name.to_owned();
         self.run("get", |mut c| async move {
             redis::pipe().get(&name).pttl(&name).query_async::<(Option<Vec<u8>>, i64)>(&mut c).await
         })
@@ -351,7 +360,6 @@ impl SharedStore {
     }
 
     pub(crate) async fn set_px(&self, name: &str, value: &[u8], ttl: Duration) -> Option<()> {
-        let (name, value) = (name.to_owned(), value.to_vec());
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         self.run("set", |mut c| async move {
             redis::cmd("SET")
@@ -366,7 +374,6 @@ impl SharedStore {
     }
 
     pub(crate) async fn del(&self, name: &str) -> Option<()> {
-        let name = name.to_owned();
         self.run("del", |mut c| async move { c.del::<_, ()>(&name).await }).await
     }
 
@@ -374,7 +381,7 @@ impl SharedStore {
     /// another instance holds it; `None`: Redis unavailable.
     pub(crate) async fn try_lock(&self, name: &str) -> Option<Option<String>> {
         let token = format!("{:032x}", rand::random::<u128>());
-        let (name, value) = (name.to_owned(), token.clone());
+        let value = token.as_str();
         let ms = u64::try_from(self.inner.config.lock_ttl.as_millis()).unwrap_or(u64::MAX);
         let set: Option<Option<String>> = self
             .run("lock", |mut c| async move {
@@ -393,8 +400,7 @@ impl SharedStore {
 
     /// Releases a lock only if it still holds `token`.
     pub(crate) async fn unlock(&self, name: &str, token: &str) {
-        let (name, token) = (name.to_owned(), token.to_owned());
-        let script = self.inner.unlock.clone();
+        let script = &self.inner.unlock;
         let _ = self
             .run("unlock", |mut c| async move {
                 script.key(&name).arg(&token).invoke_async::<i64>(&mut c).await
@@ -412,7 +418,7 @@ impl SharedStore {
         {
             return epoch;
         }
-        let name = self.epoch_name(tenant);
+        let name = &self.epoch_name(tenant);
         let read: Option<Option<u64>> =
             self.run("epoch", |mut c| async move { c.get(&name).await }).await;
         match read {
@@ -428,7 +434,7 @@ impl SharedStore {
     /// Bumps the tenant's epoch: every instance treats entries of the older epoch as misses
     /// and re-reads its policy on its next call for the tenant.
     pub async fn bump_epoch(&self, tenant: TenantId) -> Option<u64> {
-        let name = self.epoch_name(tenant);
+        let name = &self.epoch_name(tenant);
         let epoch: u64 =
             self.run("bump_epoch", |mut c| async move { c.incr(&name, 1).await }).await?;
         self.observe_epoch(tenant, epoch);
@@ -473,14 +479,14 @@ impl SharedStore {
             args.push(Budget { per_minute, burst }.args());
         }
         keys.push(self.epoch_name(tenant));
-        let script = self.inner.gcra.clone();
+        let (script, keys, args) = (&self.inner.gcra, &keys, &args);
         let (admitted, wait_ms, epoch): (i64, u64, String) = self
             .run("rate_limit", |mut c| async move {
                 let mut invocation = script.prepare_invoke();
-                for key in &keys {
+                for key in keys {
                     invocation.key(key);
                 }
-                for (interval, tolerance) in &args {
+                for (interval, tolerance) in args {
                     invocation.arg(*interval).arg(*tolerance);
                 }
                 invocation.invoke_async(&mut c).await
