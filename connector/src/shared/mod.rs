@@ -354,7 +354,7 @@ impl SharedStore {
 
     pub(crate) async fn get_with_ttl(&self, name: &str) -> Option<(Option<Vec<u8>>, i64)> {
         self.run("get", |mut c| async move {
-            redis::pipe().get(&name).pttl(&name).query_async::<(Option<Vec<u8>>, i64)>(&mut c).await
+            redis::pipe().get(name).pttl(name).query_async::<(Option<Vec<u8>>, i64)>(&mut c).await
         })
         .await
     }
@@ -362,13 +362,7 @@ impl SharedStore {
     pub(crate) async fn set_px(&self, name: &str, value: &[u8], ttl: Duration) -> Option<()> {
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         self.run("set", |mut c| async move {
-            redis::cmd("SET")
-                .arg(&name)
-                .arg(value)
-                .arg("PX")
-                .arg(ms)
-                .query_async::<()>(&mut c)
-                .await
+            redis::cmd("SET").arg(name).arg(value).arg("PX").arg(ms).query_async::<()>(&mut c).await
         })
         .await
     }
@@ -386,8 +380,8 @@ impl SharedStore {
         let set: Option<Option<String>> = self
             .run("lock", |mut c| async move {
                 redis::cmd("SET")
-                    .arg(&name)
-                    .arg(&value)
+                    .arg(name)
+                    .arg(value)
                     .arg("NX")
                     .arg("PX")
                     .arg(ms)
@@ -403,7 +397,7 @@ impl SharedStore {
         let script = &self.inner.unlock;
         let _ = self
             .run("unlock", |mut c| async move {
-                script.key(&name).arg(&token).invoke_async::<i64>(&mut c).await
+                script.key(name).arg(token).invoke_async::<i64>(&mut c).await
             })
             .await;
     }
@@ -420,7 +414,7 @@ impl SharedStore {
         }
         let name = &self.epoch_name(tenant);
         let read: Option<Option<u64>> =
-            self.run("epoch", |mut c| async move { c.get(&name).await }).await;
+            self.run("epoch", |mut c| async move { c.get(name).await }).await;
         match read {
             Some(value) => {
                 let epoch = value.unwrap_or(0);
@@ -436,7 +430,7 @@ impl SharedStore {
     pub async fn bump_epoch(&self, tenant: TenantId) -> Option<u64> {
         let name = &self.epoch_name(tenant);
         let epoch: u64 =
-            self.run("bump_epoch", |mut c| async move { c.incr(&name, 1).await }).await?;
+            self.run("bump_epoch", |mut c| async move { c.incr(name, 1).await }).await?;
         self.observe_epoch(tenant, epoch);
         Some(epoch)
     }
