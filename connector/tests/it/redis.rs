@@ -437,3 +437,69 @@ async fn an_unreachable_redis_at_start_only_degrades() {
     assert!(a.store.degraded());
     assert!(a.cache.snapshot().len() == 1);
 }
+
+// ─── The [redis] section ────────────────────────────────────────────────────────────────
+
+mod config {
+    use connector::config::{ConfigError, Overrides, Settings};
+
+    const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
+    fn load(redis: &str, cursor_key: bool) -> Result<Settings, ConfigError> {
+        let cursor =
+            if cursor_key { format!("[tools]\ncursor_key = \"{KEY}\"\n") } else { String::new() };
+        let text = format!(
+            "[entra]\nclient_id = \"{}\"\nclient_secret = \"TEST-ONLY-secret\"\n[obo]\ncache_keys = [\"{KEY}\"]\n{cursor}{redis}",
+            crate::helpers::CLIENT_ID
+        );
+        let dir = crate::helpers::temp_dir();
+        let file = dir.join("connector.toml");
+        std::fs::write(&file, text).unwrap();
+        let result = Settings::load(Some(&file), Vec::new(), &Overrides::default());
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+
+    fn refusal(redis: &str) -> String {
+        load(redis, true).expect_err("should be refused").to_string()
+    }
+
+    #[test]
+    fn without_a_redis_section_nothing_is_shared() {
+        assert!(load("", false).unwrap().redis.is_none());
+    }
+
+    #[test]
+    fn a_full_section_is_read_with_credentials_redacted() {
+        let s = load(
+            "[redis]\nurl = \"rediss://cache.example.net:6380\"\nusername = \"acl-user-sentinel\"\npassword = \"acl-password-sentinel\"\nkey_prefix = \"tenant-a:\"\nop_timeout_ms = 100\ntenant_per_minute = 600\ntenant_burst = 100\n",
+            true,
+        )
+        .unwrap();
+        let redis = s.redis.clone().unwrap();
+        assert_eq!(redis.url, "rediss://cache.example.net:6380");
+        assert_eq!(redis.key_prefix, "tenant-a:");
+        assert_eq!(redis.op_timeout.as_millis(), 100);
+        assert_eq!(redis.tenant_rate, Some((600, 100)));
+        assert!(!format!("{s:?}").contains("sentinel"));
+    }
+
+    #[test]
+    fn unsafe_or_incomplete_sections_are_refused_by_name() {
+        let err = refusal("[redis]\nurl = \"http://cache:6379\"\n");
+        assert!(err.contains("redis.url") && err.contains("rediss://"), "{err}");
+        let err = refusal("[redis]\nurl = \"redis://user:pw@cache:6379\"\n");
+        assert!(err.contains("redis.url") && err.contains("redis.password"), "{err}");
+        assert!(!err.contains("pw@"), "{err}");
+        let err = refusal("[redis]\nurl = \"redis://cache:6379\"\nop_timeout_ms = 0\n");
+        assert!(err.contains("redis.op_timeout_ms"), "{err}");
+        let err = refusal("[redis]\nurl = \"redis://cache:6379\"\ntenant_per_minute = 5\n");
+        assert!(err.contains("redis.tenant_burst"), "{err}");
+        let err = refusal("[redis]\nurl = \"redis://cache:6379\"\nsentinel = true\n");
+        assert!(err.contains("sentinel"), "{err}");
+        let err = refusal("[redis]\nkey_prefix = \"x\"\n");
+        assert!(err.contains("url"), "{err}");
+        let err = load("[redis]\nurl = \"redis://cache:6379\"\n", false).unwrap_err().to_string();
+        assert!(err.contains("tools.cursor_key"), "{err}");
+    }
+}
