@@ -100,6 +100,8 @@ pub struct AppState {
     token_provider: std::sync::OnceLock<TokenProvider>,
     http: reqwest::Client,
     in_flight: Arc<Semaphore>,
+    /// `[redis]`, when configured: `/readyz` reports it degraded (still ready) while skipped.
+    shared: std::sync::OnceLock<crate::shared::SharedStore>,
 }
 
 /// A built, bound, not yet running application.
@@ -184,6 +186,7 @@ impl Application {
             token_provider: std::sync::OnceLock::new(),
             http: http.clone(),
             in_flight: Arc::new(Semaphore::new(settings.limits.max_in_flight)),
+            shared: std::sync::OnceLock::new(),
             settings: settings.clone(),
         });
 
@@ -216,6 +219,7 @@ impl Application {
                         tracing::warn!(error = %e, "Policy reload after a tenant epoch change failed");
                     }
                 });
+                let _ = state.shared.set(store.clone());
                 Some(store)
             }
             None => None,
@@ -463,6 +467,7 @@ pub async fn check_reachability(settings: &Settings) -> Result<String, String> {
         token_provider: std::sync::OnceLock::new(),
         http,
         in_flight: Arc::new(Semaphore::new(1)),
+        shared: std::sync::OnceLock::new(),
     };
     state.load_discovery().await?;
     let n = keys.refresh().await?;
@@ -523,6 +528,11 @@ async fn prm(State(state): State<Arc<AppState>>) -> Response {
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.is_ready() {
+        if state.shared.get().is_some_and(crate::shared::SharedStore::degraded) {
+            // Calls still work from process-local state; an orchestrator must not restart us.
+            return (StatusCode::OK, "ready (degraded: Redis unreachable, state not shared)")
+                .into_response();
+        }
         (StatusCode::OK, "ready").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready: waiting for OpenID metadata and signing keys")

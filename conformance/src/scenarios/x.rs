@@ -378,6 +378,11 @@ pub async fn x04_redis_outage(world: &World) -> Result<()> {
         }
     }
     ensure!(failed.is_empty(), "{} calls failed while Redis was down: {failed:?}", failed.len());
+    let ready = readyz(&x, world, 0).await?;
+    ensure!(
+        ready.0 == 200 && ready.1.contains("degraded"),
+        "/readyz while Redis is down: {ready:?}"
+    );
     x.redis.restart()?;
     tokio::time::sleep(Duration::from_millis(400)).await; // the breakers' cool-down
     let megan = world.session(Persona::Megan).await?;
@@ -386,7 +391,15 @@ pub async fn x04_redis_outage(world: &World) -> Result<()> {
     let exchanges = obo_exchanges(world, megan.tenant_id, megan.object_id);
     ensure!(exchanges == 1, "after the restart {exchanges} exchanges for one sign-in: L2 unused");
     ensure!(!x.redis.token_entries()?.is_empty(), "nothing written to Redis after the restart");
+    let ready = readyz(&x, world, 0).await?;
+    ensure!(ready == (200, "ready".to_owned()), "/readyz once Redis is back: {ready:?}");
     Ok(())
+}
+
+async fn readyz(x: &ScaleOut, world: &World, i: usize) -> Result<(u16, String)> {
+    let url = x.instances[i].mcp_url.replace("/mcp", "/readyz");
+    let r = world.http().get(url).send().await?;
+    Ok((r.status().as_u16(), r.text().await?))
 }
 
 /// X05: after traffic from two tenants, no Redis value holds a token (or any fragment of a
