@@ -5,10 +5,12 @@
 //!   it is never sent to Graph, never logged, never stored (`security.md` S-RO-1).
 //! * Requests name explicit Graph scopes (never `.default`) and always declare the CAE
 //!   capability `cp1`, merged with any claims challenge (`entra.md` §7.1, §9.3).
-//! * Cache key: tenant + user + scope set. An entry is used only while
+//! * Cache key: tenant + user + sign-in (assertion hash) + scope set. An entry is used only while
 //!   `now < min(exp − renew_before, issued_at + max_reuse, inbound exp)`; `max_reuse = 0`
 //!   exchanges on every call (`entra.md` §7.6). Concurrent misses for one key share one
 //!   exchange, run in its own task so a cancelled caller does not cancel the others.
+//!   With a shared store (`crate::shared`, `[redis]`) the exchange is also claimed across
+//!   instances ([`TokenCache::claim_exchange`]): the others wait for the winner's entry.
 //! * One exchange per user: with a *union* scope set configured ([`TokenProvider::with_union`],
 //!   every scope the tools need), a request for scopes inside it is served by one token for the
 //!   whole union, exchanged on the first miss and reused by every tool until it ages out. When
