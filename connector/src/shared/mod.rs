@@ -402,7 +402,7 @@ impl SharedStore {
             .await;
     }
 
-    /// The tenant's current epoch: the last one seen if read within [`EPOCH_FRESHNESS`],
+    /// The tenant's current epoch: the last one seen if read within the last second,
     /// else read from Redis; while Redis is unavailable, the last one seen (0 if none).
     pub async fn epoch(&self, tenant: TenantId) -> u64 {
         let known =
