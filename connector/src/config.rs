@@ -50,6 +50,8 @@ pub struct RawSettings {
     pub audit: RawAudit,
     pub limits: RawLimits,
     pub tools: RawTools,
+    /// Optional: state shared by N instances (see `crate::shared`).
+    pub redis: Option<RawRedis>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -285,6 +287,8 @@ pub struct Settings {
     pub audit: AuditConfig,
     pub limits: Limits,
     pub cursor_key: Option<Key32>,
+    /// `[redis]`: `None` keeps every cache and limit in process.
+    pub redis: Option<crate::shared::RedisConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -773,6 +777,7 @@ impl Settings {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|r| invalid("audit.trusted_proxies", r))?;
 
+        let redis = raw.redis.map(|r| redis_settings(r, cursor_key.is_some())).transpose()?;
         Ok(Settings {
             server: ServerSettings {
                 listen,
@@ -833,6 +838,7 @@ impl Settings {
                 shutdown_grace: Duration::from_secs(l.shutdown_grace_secs),
             },
             cursor_key,
+            redis,
         })
     }
 }
@@ -1089,4 +1095,116 @@ mod tests {
         assert!(!text.contains("s3cret"));
         assert!(text.contains("redacted"));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// [redis]: state shared by scaled-out instances (crate::shared)
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    /// `redis://host:port[/db]` or `rediss://host:port[/db]` (TLS), without credentials.
+    pub url: String,
+    #[serde(default)]
+    pub username: Option<SecretString>,
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    #[serde(default = "default_redis_prefix")]
+    pub key_prefix: String,
+    #[serde(default = "default_redis_connect_ms")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_redis_op_ms")]
+    pub op_timeout_ms: u64,
+    #[serde(default = "default_redis_breaker_ms")]
+    pub breaker_cooldown_ms: u64,
+    #[serde(default = "default_redis_lock_ms")]
+    pub lock_ttl_ms: u64,
+    #[serde(default = "default_redis_lock_wait_ms")]
+    pub lock_wait_ms: u64,
+    /// Shared budget of a whole tenant; 0 (default) = only the per-user budget.
+    #[serde(default)]
+    pub tenant_per_minute: u32,
+    #[serde(default)]
+    pub tenant_burst: u32,
+}
+
+fn default_redis_prefix() -> String {
+    "m365:".into()
+}
+fn default_redis_connect_ms() -> u64 {
+    500
+}
+fn default_redis_op_ms() -> u64 {
+    250
+}
+fn default_redis_breaker_ms() -> u64 {
+    5_000
+}
+fn default_redis_lock_ms() -> u64 {
+    15_000
+}
+fn default_redis_lock_wait_ms() -> u64 {
+    3_000
+}
+
+/// Validates `[redis]`. Instances sharing Redis must share the cursor key (a cursor issued by
+/// one is presented to another) and the cache keys (`obo.cache_keys`, already required).
+fn redis_settings(
+    raw: RawRedis,
+    has_cursor_key: bool,
+) -> Result<crate::shared::RedisConfig, ConfigError> {
+    let url = Url::parse(&raw.url).map_err(|_| {
+        invalid("redis.url", "must be a URL such as redis://host:6379 or rediss://host:6380")
+    })?;
+    if !matches!(url.scheme(), "redis" | "rediss") || url.host_str().is_none() {
+        return Err(invalid("redis.url", "must be redis://host:port or rediss://host:port (TLS)"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            "redis.url",
+            "must not carry credentials; set redis.username and redis.password instead",
+        ));
+    }
+    if !has_cursor_key {
+        return Err(invalid(
+            "tools.cursor_key",
+            "is required when [redis] is set: every instance must share it",
+        ));
+    }
+    if raw.key_prefix.len() > 64 || raw.key_prefix.chars().any(|c| !c.is_ascii_graphic()) {
+        return Err(invalid("redis.key_prefix", "at most 64 printable ASCII characters"));
+    }
+    for (setting, ms) in [
+        ("redis.connect_timeout_ms", raw.connect_timeout_ms),
+        ("redis.op_timeout_ms", raw.op_timeout_ms),
+        ("redis.lock_ttl_ms", raw.lock_ttl_ms),
+    ] {
+        if ms == 0 || ms > 60_000 {
+            return Err(invalid(setting, "must be between 1 and 60000 milliseconds"));
+        }
+    }
+    if raw.lock_wait_ms > 60_000 || raw.breaker_cooldown_ms > 600_000 {
+        return Err(invalid(
+            "redis.lock_wait_ms",
+            "lock_wait_ms <= 60000, breaker_cooldown_ms <= 600000",
+        ));
+    }
+    if (raw.tenant_per_minute == 0) != (raw.tenant_burst == 0) {
+        return Err(invalid(
+            "redis.tenant_burst",
+            "set both tenant_per_minute and tenant_burst, or neither",
+        ));
+    }
+    let mut config = crate::shared::RedisConfig::new(raw.url);
+    config.username = raw.username.filter(|u| !u.expose_secret().is_empty());
+    config.password = raw.password.filter(|p| !p.expose_secret().is_empty());
+    config.key_prefix = raw.key_prefix;
+    config.connect_timeout = Duration::from_millis(raw.connect_timeout_ms);
+    config.op_timeout = Duration::from_millis(raw.op_timeout_ms);
+    config.breaker_cooldown = Duration::from_millis(raw.breaker_cooldown_ms);
+    config.lock_ttl = Duration::from_millis(raw.lock_ttl_ms);
+    config.lock_wait = Duration::from_millis(raw.lock_wait_ms);
+    config.tenant_rate =
+        (raw.tenant_per_minute > 0).then_some((raw.tenant_per_minute, raw.tenant_burst));
+    Ok(config)
 }

@@ -15,6 +15,7 @@
 //! * [`tools`]: the MCP tool surface.
 //! * [`policy`]: per-tenant policy (enabled tenants, allowed tools, limits), reloadable.
 //! * [`audit`]: the hash-chained audit log.
+//! * [`shared`]: state shared by scaled-out instances through Redis (optional `[redis]`).
 //! * [`telemetry`], [`metrics`]: logs and Prometheus metrics.
 
 pub mod audit;
@@ -28,5 +29,6 @@ pub mod metrics;
 pub mod obo;
 pub mod policy;
 pub mod server;
+pub mod shared;
 pub mod telemetry;
 pub mod tools;

@@ -107,6 +107,8 @@ pub struct AppState {
     auth: std::sync::OnceLock<Arc<AuthState>>,
     http: reqwest::Client,
     in_flight: Arc<Semaphore>,
+    /// `[redis]`, when configured: `/readyz` reports it degraded (still ready) while skipped.
+    shared: std::sync::OnceLock<crate::shared::SharedStore>,
 }
 
 /// A built, bound, not yet running application.
@@ -193,6 +195,7 @@ impl Application {
             auth: std::sync::OnceLock::new(),
             http: http.clone(),
             in_flight: Arc::new(Semaphore::new(settings.limits.max_in_flight)),
+            shared: std::sync::OnceLock::new(),
             settings: settings.clone(),
         });
 
@@ -205,6 +208,31 @@ impl Application {
             tracing::warn!(error = %e, "Signing keys are not reachable yet");
         }
 
+        // [redis] (crate::shared): one cache, one rate budget and one tenant epoch for all
+        // instances. Without it everything stays in process, exactly as before.
+        let shared = match &settings.redis {
+            Some(config) => {
+                let names = settings.obo_settings()?.cache_keys;
+                let store = crate::shared::SharedStore::new(config.clone(), names, metrics.clone())
+                    .map_err(|e| crate::config::ConfigError::Invalid {
+                        setting: "redis.url",
+                        reason: e.to_string(),
+                    })?;
+                let reload = policy.clone();
+                // Another instance disabled a tenant: read the (shared) policy file now rather
+                // than at the next poll, so this instance refuses the tenant on its next call.
+                store.on_epoch_change(move |_| {
+                    if !reload.path().as_os_str().is_empty()
+                        && let Err(e) = reload.reload()
+                    {
+                        tracing::warn!(error = %e, "Policy reload after a tenant epoch change failed");
+                    }
+                });
+                let _ = state.shared.set(store.clone());
+                Some(store)
+            }
+            None => None,
+        };
         let auth_state = Arc::new(AuthState {
             validator: Validator::new(
                 settings.entra.clone(),
@@ -219,7 +247,8 @@ impl Application {
             rate_limiter: RateLimiter::new(
                 settings.limits.per_caller_per_minute,
                 settings.limits.per_caller_burst,
-            ),
+            )
+            .with_shared(shared.clone()),
             retry_after: settings.entra.jwks_refresh_floor,
             refusals: Refusals::new(
                 settings.audit.refusal_interval,
@@ -266,6 +295,12 @@ impl Application {
                 }
             }
         }));
+        let provider = match &shared {
+            Some(store) => provider.with_cache(Arc::new(
+                crate::shared::tiered::TieredTokenCache::new(store.clone(), 100_000),
+            )),
+            None => provider,
+        };
         let _ = state.token_provider.set(provider.clone());
         let purge = provider.clone();
         policy.on_tenants_disabled(move |tenants| {
@@ -668,6 +703,7 @@ pub async fn check_reachability(settings: &Settings) -> Result<String, String> {
         auth: std::sync::OnceLock::new(),
         http,
         in_flight: Arc::new(Semaphore::new(1)),
+        shared: std::sync::OnceLock::new(),
     };
     state.load_discovery().await?;
     let n = keys.refresh().await?;
@@ -726,6 +762,11 @@ async fn prm(State(state): State<Arc<AppState>>) -> Response {
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.is_ready() {
+        if state.shared.get().is_some_and(crate::shared::SharedStore::degraded) {
+            // Calls still work from process-local state; an orchestrator must not restart us.
+            return (StatusCode::OK, "ready (degraded: Redis unreachable, state not shared)")
+                .into_response();
+        }
         (StatusCode::OK, "ready").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready: waiting for OpenID metadata and signing keys")

@@ -11,6 +11,7 @@ mod o;
 mod r;
 mod s;
 mod t;
+mod x;
 
 use std::time::Duration;
 
@@ -80,6 +81,7 @@ pub fn all() -> Vec<Scenario> {
     v.extend(d::scenarios());
     v.extend(f::scenarios());
     v.extend(s::scenarios());
+    v.extend(x::scenarios());
     v
 }
 

@@ -10,6 +10,7 @@ mod o_org;
 mod r_revocation;
 mod s_tools;
 mod t_tokens;
+mod x_scaleout;
 
 /// Runs one catalogue scenario by id.
 macro_rules! conformance_test {

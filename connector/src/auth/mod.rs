@@ -280,7 +280,7 @@ async fn authorize_and_run(
             return auth.refuse(&rejection);
         }
     };
-    if let Err(wait) = auth.rate_limiter.check(caller.tenant_id, caller.object_id) {
+    if let Err(wait) = auth.rate_limiter.check(caller.tenant_id, caller.object_id).await {
         auth.metrics.inc(names::TOKENS_REJECTED, &[("reason", "rate_limited")]);
         let opened = auth.refusals.rate_limited(
             caller.tenant_id,

@@ -90,6 +90,25 @@ impl CacheKeys {
         &self.active.id
     }
 
+    /// A keyed digest naming `material` in a shared store, so store keys reveal no tenant or
+    /// user. Keyed by the *oldest* key in the ring: adding a new active key in front (the
+    /// first step of a rotation) keeps every name; retiring the oldest renames everything,
+    /// which only turns its entries into misses (they were sealed by the retired key anyway).
+    pub fn name_digest(&self, label: &str, material: &[u8]) -> [u8; 32] {
+        use hmac::{KeyInit as _, Mac as _};
+        use sha2::{Digest as _, Sha256};
+        let naming = self.older.last().unwrap_or(&self.active);
+        let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(&*naming.bytes) else {
+            // HMAC takes keys of any length; this arm cannot run.
+            return Sha256::digest(material).into();
+        };
+        mac.update(b"m365-connector/store-name/v1\0");
+        mac.update(label.as_bytes());
+        mac.update(b"\0");
+        mac.update(material);
+        mac.finalize().into_bytes().into()
+    }
+
     fn find(&self, id: &[u8]) -> Option<&EncryptionKey> {
         std::iter::once(&self.active).chain(&self.older).find(|k| k.id.as_bytes() == id)
     }
@@ -204,6 +223,30 @@ pub trait TokenCache: Send + Sync + 'static {
     fn snapshot(&self) -> Vec<Vec<u8>> {
         Vec::new()
     }
+    /// Claims the right to exchange for `key` across instances (an efficiency lock: two
+    /// exchanges at once are harmless). Process-local stores have nothing to claim.
+    fn claim_exchange<'a>(&'a self, _key: &'a TokenCacheKey) -> BoxFuture<'a, ExchangeClaim> {
+        Box::pin(async { ExchangeClaim::Local })
+    }
+    /// Gives back a claim returned by [`TokenCache::claim_exchange`].
+    fn release_exchange<'a>(
+        &'a self,
+        _key: &'a TokenCacheKey,
+        _claim: ExchangeClaim,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// The outcome of [`TokenCache::claim_exchange`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExchangeClaim {
+    /// No shared lock (in-process store, or the shared store is unreachable): exchange.
+    Local,
+    /// This instance holds the shared lock under this random token: exchange, then release.
+    Held(String),
+    /// Another instance is exchanging: wait up to this long for its entry, then exchange.
+    Busy(Duration),
 }
 
 /// The in-memory cache: bounded, with a per-entry time to live.

@@ -5,10 +5,12 @@
 //!   it is never sent to Graph, never logged, never stored (`security.md` S-RO-1).
 //! * Requests name explicit Graph scopes (never `.default`) and always declare the CAE
 //!   capability `cp1`, merged with any claims challenge (`entra.md` §7.1, §9.3).
-//! * Cache key: tenant + user + scope set. An entry is used only while
+//! * Cache key: tenant + user + sign-in (assertion hash) + scope set. An entry is used only while
 //!   `now < min(exp − renew_before, issued_at + max_reuse, inbound exp)`; `max_reuse = 0`
 //!   exchanges on every call (`entra.md` §7.6). Concurrent misses for one key share one
 //!   exchange, run in its own task so a cancelled caller does not cancel the others.
+//!   With a shared store (`crate::shared`, `[redis]`) the exchange is also claimed across
+//!   instances ([`TokenCache::claim_exchange`]): the others wait for the winner's entry.
 //! * One exchange per user: with a *union* scope set configured ([`TokenProvider::with_union`],
 //!   every scope the tools need), a request for scopes inside it is served by one token for the
 //!   whole union, exchanged on the first miss and reused by every tool until it ages out. When
@@ -47,7 +49,8 @@ use uuid::Uuid;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 pub use cache::{
-    CacheKeyError, CacheKeys, EncryptionKey, MokaTokenCache, TokenCache, TokenCacheKey,
+    CacheKeyError, CacheKeys, EncryptionKey, ExchangeClaim, MokaTokenCache, TokenCache,
+    TokenCacheKey,
 };
 pub use error::{CaCondition, OboError};
 
@@ -417,7 +420,7 @@ impl TokenProvider {
                         // A previous flight may have finished between our miss and our lock.
                         let result = match inner.cached(&task_key).await {
                             Some(token) => Ok(token),
-                            None => inner.exchange_and_store(&task_key, &task_caller, None).await,
+                            None => inner.exchange_across_instances(&task_key, &task_caller).await,
                         };
                         inner.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&task_key);
                         result
@@ -503,7 +506,37 @@ struct TokenResponse {
     expires_in: Seconds,
 }
 
+/// How often an instance that lost the cross-instance exchange claim looks for the winner's
+/// entry.
+const CLAIM_POLL: Duration = Duration::from_millis(20);
+
 impl Inner {
+    /// One exchange for `key` across instances sharing a store: the claim's holder exchanges;
+    /// the others wait (bounded) for its entry and exchange themselves if it does not come.
+    async fn exchange_across_instances(
+        &self,
+        key: &TokenCacheKey,
+        caller: &Caller,
+    ) -> Result<GraphToken, OboError> {
+        match self.cache.claim_exchange(key).await {
+            ExchangeClaim::Busy(wait) => {
+                let deadline = tokio::time::Instant::now() + wait;
+                while tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(CLAIM_POLL).await;
+                    if let Some(token) = self.cached(key).await {
+                        return Ok(token);
+                    }
+                }
+                self.exchange_and_store(key, caller, None).await
+            }
+            claim => {
+                let result = self.exchange_and_store(key, caller, None).await;
+                self.cache.release_exchange(key, claim).await;
+                result
+            }
+        }
+    }
+
     async fn cached(&self, key: &TokenCacheKey) -> Option<GraphToken> {
         let blob = self.cache.get(key).await?;
         let Ok(plain) = self.settings.cache_keys.open(key, &blob) else {

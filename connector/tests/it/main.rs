@@ -8,6 +8,7 @@ mod helpers;
 mod obo;
 mod obo_union;
 mod policy;
+mod redis;
 mod server;
 mod tools_read;
 mod tools_search;

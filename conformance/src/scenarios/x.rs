@@ -1,0 +1,519 @@
+//! X — scale-out: two connector instances sharing a real `redis-server` (started here on a
+//! random loopback port, temporary directory, no persistence), reached through the
+//! scenario's own round-robin. The instances are built in process from the world's own
+//! configuration (same fakes, same cache and cursor keys, same policy file) plus `[redis]`;
+//! the world's original connector is left idle.
+
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{Scenario, me_of, obo_exchanges, scenario};
+use crate::{Persona, Session, World, world::TenantRule};
+
+pub fn scenarios() -> Vec<Scenario> {
+    vec![
+        scenario!(
+            "X01",
+            "one OBO exchange per sign-in across two instances, under concurrency",
+            x01_one_exchange_per_sign_in
+        ),
+        scenario!(
+            "X02",
+            "a tenant disabled through one instance is refused by the other on its next call",
+            x02_disable_reaches_the_other_instance
+        ),
+        scenario!(
+            "X03",
+            "the per-user rate limit holds across instances",
+            x03_rate_limit_across_instances
+        ),
+        scenario!(
+            "X04",
+            "Redis stopped mid-run: no call fails; restarted: L2 used again",
+            x04_redis_outage
+        ),
+        scenario!(
+            "X05",
+            "Redis holds no plaintext token and no key names a user or tenant",
+            x05_nothing_readable_in_redis
+        ),
+        scenario!(
+            "X06",
+            "users of two tenants never share an L2 entry",
+            x06_tenants_never_share_entries
+        ),
+        scenario!(
+            "X07",
+            "a cache blob copied to another user's key is refused",
+            x07_copied_blob_refused
+        ),
+    ]
+}
+
+// ─── The harness: redis-server and two instances ────────────────────────────────────────
+
+/// A `redis-server` child on a random loopback port; killed when dropped.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl RedisServer {
+    pub fn start() -> Result<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let dir = std::env::temp_dir().join(format!("m365-redis-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)?;
+        let mut server = Self { child: None, port, dir };
+        server.restart()?;
+        Ok(server)
+    }
+
+    /// Starts the server (again) on the same port and waits until it answers.
+    pub fn restart(&mut self) -> Result<()> {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "no", "--dir"])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start redis-server (Debian: apt-get install -y redis-server)")?;
+        self.child = Some(child);
+        for _ in 0..200 {
+            if let Ok(mut c) = self.connection()
+                && redis::cmd("PING").query::<String>(&mut c).is_ok()
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        bail!("redis-server did not answer on port {}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn connection(&self) -> Result<redis::Connection> {
+        Ok(redis::Client::open(self.url())?.get_connection()?)
+    }
+
+    /// Every key and its value.
+    pub fn dump(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut c = self.connection()?;
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c)?;
+        let mut out = Vec::new();
+        for k in keys {
+            let v: Vec<u8> = redis::cmd("GET").arg(&k).query(&mut c)?;
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+
+    /// The sealed token entries.
+    fn token_entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(self.dump()?.into_iter().filter(|(k, _)| k.starts_with("m365:tok:")).collect())
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct Instance {
+    mcp_url: String,
+    state: Arc<connector::server::AppState>,
+    stop: CancellationToken,
+}
+
+/// Two connectors sharing Redis, plus the round-robin.
+struct ScaleOut {
+    redis: RedisServer,
+    instances: Vec<Instance>,
+    config_paths: Vec<PathBuf>,
+}
+
+/// Knobs of the instances' configuration.
+#[derive(Clone, Copy)]
+struct Knobs {
+    per_minute: u32,
+    burst: u32,
+}
+
+const DEFAULT_KNOBS: Knobs = Knobs { per_minute: 6000, burst: 1000 };
+
+impl ScaleOut {
+    async fn start(world: &World, knobs: Knobs) -> Result<Self> {
+        let redis = RedisServer::start()?;
+        let base = std::fs::read_to_string(world.dir().join("connector.toml"))?;
+        let mut instances = Vec::new();
+        let mut config_paths = Vec::new();
+        for i in 0..2 {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            let addr = listener.local_addr()?;
+            let mut text = String::new();
+            for line in base.lines() {
+                let line = match line.split('=').next().map(str::trim) {
+                    Some("listen") => format!("listen = \"{addr}\""),
+                    Some("public_url") => format!("public_url = \"http://{addr}/mcp\""),
+                    Some("per_caller_per_minute") => {
+                        format!("per_caller_per_minute = {}", knobs.per_minute)
+                    }
+                    Some("per_caller_burst") => format!("per_caller_burst = {}", knobs.burst),
+                    // Instance 0 polls the policy file; instance 1 effectively never does, so
+                    // only the epoch signal can carry a disable to it (X02).
+                    Some("poll_secs") => format!("poll_secs = {}", if i == 0 { 1 } else { 3600 }),
+                    Some("path") if line.contains("audit") => {
+                        format!("path = \"audit-x{i}.jsonl\"")
+                    }
+                    _ => line.to_owned(),
+                };
+                text.push_str(&line);
+                text.push('\n');
+            }
+            text.push_str(&format!(
+                "\n[redis]\nurl = \"{}\"\nbreaker_cooldown_ms = 200\nop_timeout_ms = 250\n",
+                redis.url()
+            ));
+            let path = world.dir().join(format!("connector-x{i}.toml"));
+            std::fs::write(&path, text)?;
+            let settings = connector::config::Settings::load(
+                Some(&path),
+                std::iter::empty(),
+                &connector::config::Overrides::default(),
+            )
+            .map_err(|e| anyhow!("instance {i} config: {e}"))?;
+            let deps =
+                connector::server::Dependencies { listener: Some(listener), ..Default::default() };
+            let app = connector::server::Application::build(settings, deps)
+                .await
+                .map_err(|e| anyhow!("instance {i} start: {e}"))?;
+            let state = app.state().clone();
+            let stop = CancellationToken::new();
+            let s = stop.clone();
+            tokio::spawn(async move {
+                let _ = app.run_until_stopped(s.cancelled_owned()).await;
+            });
+            let mcp_url = format!("http://{addr}/mcp");
+            let ready = format!("http://{addr}/readyz");
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while !world.http().get(&ready).send().await.is_ok_and(|r| r.status().is_success()) {
+                ensure!(tokio::time::Instant::now() < deadline, "instance {i} not ready");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            instances.push(Instance { mcp_url, state, stop });
+            config_paths.push(path);
+        }
+        Ok(Self { redis, instances, config_paths })
+    }
+
+    /// `session`'s sign-in, presented to instance `i`.
+    fn on(&self, world: &World, session: &Session, i: usize) -> Session {
+        let token = session.token();
+        Session::with_token(
+            session.upn.clone(),
+            session.tenant_id,
+            session.object_id,
+            self.instances[i % self.instances.len()].mcp_url.clone(),
+            world.http().clone(),
+            token.clone(),
+            Arc::new(Mutex::new(vec![token])),
+        )
+    }
+
+    /// The cache keys every instance seals with (from their shared configuration).
+    fn cache_keys(&self) -> Result<connector::obo::CacheKeys> {
+        let settings = connector::config::Settings::load(
+            Some(&self.config_paths[0]),
+            std::iter::empty(),
+            &connector::config::Overrides::default(),
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+        Ok(settings.obo_settings().map_err(|e| anyhow!("{e}"))?.cache_keys)
+    }
+
+    fn shutdown(&self) {
+        for i in &self.instances {
+            i.stop.cancel();
+        }
+    }
+}
+
+impl Drop for ScaleOut {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// `get_me` through instance `i`: the identity, or why the call failed.
+async fn me_via(x: &ScaleOut, world: &World, s: &Session, i: usize) -> Result<(String, String)> {
+    let out = x.on(world, s, i).call_tool_http("get_me", json!({})).await?;
+    ensure!(out.status == 200, "HTTP {} from instance {i}: {}", out.status, out.text);
+    let result = out.tool_result()?;
+    me_of(&crate::session::ToolOutcome::from_json(&result))
+}
+
+// ─── Scenarios ──────────────────────────────────────────────────────────────────────────
+
+/// X01: twenty concurrent first calls of one sign-in, alternating between the instances,
+/// cost one OBO exchange at Entra.
+pub async fn x01_one_exchange_per_sign_in(world: &World) -> Result<()> {
+    let x = ScaleOut::start(world, DEFAULT_KNOBS).await?;
+    for persona in [Persona::Adele, Persona::Lee] {
+        let s = world.session(persona).await?;
+        let before = obo_exchanges(world, s.tenant_id, s.object_id);
+        let calls = (0..20).map(|i| me_via(&x, world, &s, i));
+        for r in futures::future::join_all(calls).await {
+            r?;
+        }
+        let exchanges = obo_exchanges(world, s.tenant_id, s.object_id) - before;
+        ensure!(exchanges == 1, "{}: {exchanges} OBO exchanges for one sign-in", s.upn);
+    }
+    Ok(())
+}
+
+/// X02: instance 0 applies a policy disabling Contoso; instance 1, whose own poll is an hour
+/// away, refuses Contoso on its next call (the tenant epoch in Redis carries the news).
+pub async fn x02_disable_reaches_the_other_instance(world: &World) -> Result<()> {
+    let x = ScaleOut::start(world, DEFAULT_KNOBS).await?;
+    let adele = world.session(Persona::Adele).await?;
+    me_via(&x, world, &adele, 0).await?;
+    me_via(&x, world, &adele, 1).await?;
+    let epochs_before = epoch_keys(&x)?;
+    // The shared policy file changes; instance 0 picks it up at its own poll (1 s, plus one
+    // poll for the content to settle) and bumps the tenant's epoch.
+    world.set_tenant_policy("contoso", TenantRule { enabled: false, tools: None }).await?;
+    for _ in 0..1000 {
+        if epoch_keys(&x)? > epochs_before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    ensure!(epoch_keys(&x)? > epochs_before, "no tenant epoch was bumped in Redis");
+    ensure!(
+        x.instances[1].state.policy.current().is_enabled(&tenant(&adele)),
+        "instance 1 already knew (the scenario would prove nothing)"
+    );
+    match me_via(&x, world, &adele, 1).await {
+        Ok(_) => bail!("instance 1 still served Contoso after it was disabled through instance 0"),
+        Err(e) => ensure!(
+            e.to_string().contains("not enabled") || e.to_string().contains("HTTP 403"),
+            "refused, but not as a disabled tenant: {e}"
+        ),
+    }
+    Ok(())
+}
+
+fn tenant(s: &Session) -> connector::domain::TenantId {
+    connector::domain::TenantId::from(s.tenant_id)
+}
+
+/// Sum of all epoch values in Redis.
+fn epoch_keys(x: &ScaleOut) -> Result<u64> {
+    Ok(x.redis
+        .dump()?
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("m365:epoch:"))
+        .filter_map(|(_, v)| String::from_utf8(v).ok()?.parse::<u64>().ok())
+        .sum())
+}
+
+/// X03: with a per-user burst of 4 (and a refill of one per 10 s), 16 requests alternating
+/// between two instances are admitted at most 4 times in total.
+pub async fn x03_rate_limit_across_instances(world: &World) -> Result<()> {
+    let x = ScaleOut::start(world, Knobs { per_minute: 6, burst: 4 }).await?;
+    let adele = world.session(Persona::Adele).await?;
+    let mut admitted = 0;
+    let mut limited = 0;
+    for i in 0..16 {
+        let out = x.on(world, &adele, i).call_tool_http("get_me", json!({})).await?;
+        match out.status {
+            429 => limited += 1,
+            200 => admitted += 1,
+            other => bail!("HTTP {other} from instance {}: {}", i % 2, out.text),
+        }
+    }
+    ensure!(admitted <= 4, "{admitted} requests admitted across two instances; budget is 4");
+    ensure!(admitted >= 1 && limited >= 12, "admitted {admitted}, limited {limited}");
+    // Another user has a budget of their own.
+    let diego = world.session(Persona::Diego).await?;
+    me_via(&x, world, &diego, 1).await?;
+    Ok(())
+}
+
+/// X04: Redis killed mid-run: every call still succeeds (L1 and direct exchanges, local rate
+/// limit); restarted: an entry written by one instance serves the other again.
+pub async fn x04_redis_outage(world: &World) -> Result<()> {
+    let mut x = ScaleOut::start(world, DEFAULT_KNOBS).await?;
+    let adele = world.session(Persona::Adele).await?;
+    let diego = world.session(Persona::Diego).await?;
+    me_via(&x, world, &adele, 0).await?;
+    x.redis.stop();
+    let mut failed = Vec::new();
+    for i in 0..20 {
+        let s = if i % 4 < 2 { &adele } else { &diego };
+        if let Err(e) = me_via(&x, world, s, i).await {
+            failed.push(e.to_string());
+        }
+    }
+    ensure!(failed.is_empty(), "{} calls failed while Redis was down: {failed:?}", failed.len());
+    let ready = readyz(&x, world, 0).await?;
+    ensure!(
+        ready.0 == 200 && ready.1.contains("degraded"),
+        "/readyz while Redis is down: {ready:?}"
+    );
+    x.redis.restart()?;
+    tokio::time::sleep(Duration::from_millis(400)).await; // the breakers' cool-down
+    let megan = world.session(Persona::Megan).await?;
+    me_via(&x, world, &megan, 0).await?;
+    me_via(&x, world, &megan, 1).await?;
+    let exchanges = obo_exchanges(world, megan.tenant_id, megan.object_id);
+    ensure!(exchanges == 1, "after the restart {exchanges} exchanges for one sign-in: L2 unused");
+    ensure!(!x.redis.token_entries()?.is_empty(), "nothing written to Redis after the restart");
+    let ready = readyz(&x, world, 0).await?;
+    ensure!(ready == (200, "ready".to_owned()), "/readyz once Redis is back: {ready:?}");
+    Ok(())
+}
+
+async fn readyz(x: &ScaleOut, world: &World, i: usize) -> Result<(u16, String)> {
+    let url = x.instances[i].mcp_url.replace("/mcp", "/readyz");
+    let r = world.http().get(url).send().await?;
+    Ok((r.status().as_u16(), r.text().await?))
+}
+
+/// X05: after traffic from two tenants, no Redis value holds a token (or any fragment of a
+/// token or secret the world has seen), sealed entries do not open under another key, and no
+/// key names a tenant or user.
+pub async fn x05_nothing_readable_in_redis(world: &World) -> Result<()> {
+    let x = ScaleOut::start(world, DEFAULT_KNOBS).await?;
+    let adele = world.session(Persona::Adele).await?;
+    let lee = world.session(Persona::Lee).await?;
+    for (i, s) in [&adele, &lee].into_iter().enumerate() {
+        me_via(&x, world, s, i).await?;
+        me_via(&x, world, s, i + 1).await?;
+    }
+    let dump = x.redis.dump()?;
+    let entries = x.redis.token_entries()?;
+    ensure!(entries.len() >= 2, "expected ≥ 2 sealed entries in Redis, found {}", entries.len());
+    let mut names_to_hide = vec![adele.upn.clone(), lee.upn.clone()];
+    for s in [&adele, &lee] {
+        for id in [s.tenant_id, s.object_id] {
+            names_to_hide.push(id.to_string());
+            names_to_hide.push(id.simple().to_string());
+        }
+    }
+    let secrets = world.secrets();
+    for (key, value) in &dump {
+        for n in &names_to_hide {
+            ensure!(!key.to_lowercase().contains(&n.to_lowercase()), "Redis key {key} names {n}");
+        }
+        let text = String::from_utf8_lossy(value);
+        ensure!(!text.contains("eyJ"), "a JWT in plaintext under {key}");
+        for s in secrets.iter().filter(|s| s.len() >= 16) {
+            ensure!(
+                !value.windows(16).any(|w| s.as_bytes().windows(16).any(|t| t == w)),
+                "part of a token or secret in plaintext under {key}"
+            );
+        }
+    }
+    // The right key opens Adele's entry; a wrong key opens nothing.
+    let right = x.cache_keys()?;
+    let wrong = connector::obo::CacheKeys::ephemeral();
+    let key = union_key(&adele);
+    let opened = entries.iter().filter(|(_, v)| right.open(&key, v).is_ok()).count();
+    ensure!(opened == 1, "Adele's entry opened {opened} times with the right key");
+    ensure!(
+        entries.iter().all(|(_, v)| wrong.open(&key, v).is_err()),
+        "an entry opened under a wrong key"
+    );
+    Ok(())
+}
+
+/// The cache key of `s`'s union token (one token per sign-in serves every tool).
+fn union_key(s: &Session) -> connector::obo::TokenCacheKey {
+    let caller = connector::domain::Caller {
+        tenant_id: connector::domain::TenantId::from(s.tenant_id),
+        object_id: connector::domain::ObjectId::from(s.object_id),
+        client_id: Uuid::nil(),
+        scopes: connector::domain::ScopeSet::from_scp("access_as_user"),
+        token_id: None,
+        display_name: None,
+        assertion: connector::domain::UserAssertion::new(s.token()),
+    };
+    connector::obo::TokenCacheKey::for_caller(
+        &caller,
+        connector::tools::permissions::union_scopes(),
+    )
+}
+
+/// X06: Adele of Contoso and Adele of Fabrikam (same display name) each get an entry of
+/// their own: two exchanges, two entries, each served as themselves on the other instance.
+/// (The fixtures have no oid shared by two tenants; the connector's `redis` integration test
+/// covers an identical oid and assertion hash.)
+pub async fn x06_tenants_never_share_entries(world: &World) -> Result<()> {
+    let x = ScaleOut::start(world, DEFAULT_KNOBS).await?;
+    let contoso = world.session(Persona::Adele).await?;
+    let fabrikam = world.session(Persona::AdeleFabrikam).await?;
+    for s in [&contoso, &fabrikam] {
+        for i in 0..2 {
+            let (tid, oid) = me_via(&x, world, s, i).await?;
+            ensure!(
+                tid == s.tenant_id.to_string() && oid == s.object_id.to_string(),
+                "{} was served as {tid}/{oid} by instance {i}",
+                s.upn
+            );
+        }
+        let exchanges = obo_exchanges(world, s.tenant_id, s.object_id);
+        ensure!(exchanges == 1, "{}: {exchanges} exchanges", s.upn);
+    }
+    let entries = x.redis.token_entries()?.len();
+    ensure!(entries == 2, "{entries} L2 entries for two users of two tenants");
+    Ok(())
+}
+
+/// X07: Adele's sealed entry copied over Diego's in Redis; instance 1 (whose L1 has never
+/// seen Diego) must refuse it (AEAD bound to the cache key) and serve Diego as Diego.
+pub async fn x07_copied_blob_refused(world: &World) -> Result<()> {
+    let x = ScaleOut::start(world, DEFAULT_KNOBS).await?;
+    let adele = world.session(Persona::Adele).await?;
+    let diego = world.session(Persona::Diego).await?;
+    me_via(&x, world, &adele, 0).await?;
+    let adele_entry = x.redis.token_entries()?;
+    ensure!(adele_entry.len() == 1, "expected Adele's entry alone, found {}", adele_entry.len());
+    me_via(&x, world, &diego, 0).await?;
+    let diego_name = x
+        .redis
+        .token_entries()?
+        .into_iter()
+        .map(|(k, _)| k)
+        .find(|k| *k != adele_entry[0].0)
+        .ok_or_else(|| anyhow!("Diego's entry is not in Redis"))?;
+    let mut c = x.redis.connection()?;
+    redis::cmd("SET").arg(&diego_name).arg(&adele_entry[0].1).arg("KEEPTTL").query::<()>(&mut c)?;
+    let (_, oid) = me_via(&x, world, &diego, 1).await?;
+    ensure!(oid == diego.object_id.to_string(), "Diego was served with Adele's token ({oid})");
+    let exchanges = obo_exchanges(world, diego.tenant_id, diego.object_id);
+    ensure!(exchanges == 2, "the copied blob was not refused ({exchanges} exchanges for Diego)");
+    Ok(())
+}
