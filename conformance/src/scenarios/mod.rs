@@ -242,6 +242,16 @@ fn is_obo(e: &fake_entra::JournalEntry) -> bool {
     e.grant == "on_behalf_of" || e.grant.contains("jwt-bearer")
 }
 
+/// fake-entra's journal of a signed-in user's OBO exchanges, issued or refused, in order.
+pub fn obo_journal(world: &World, s: &crate::Session) -> Vec<fake_entra::JournalEntry> {
+    world
+        .entra
+        .journal()
+        .into_iter()
+        .filter(|e| is_obo(e) && e.tenant_id == Some(s.tenant_id) && e.user_id == Some(s.object_id))
+        .collect()
+}
+
 /// OBO exchanges fake-entra journalled for a user.
 pub fn obo_exchanges(world: &World, tid: Uuid, oid: Uuid) -> usize {
     world

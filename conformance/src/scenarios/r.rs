@@ -137,17 +137,7 @@ async fn revoke(
 
 /// OBO exchanges (issued or refused) fake-entra journalled for a user: (clock time, uti).
 fn exchanges(world: &World, s: &Session) -> Vec<(chrono::DateTime<chrono::Utc>, Option<String>)> {
-    world
-        .entra
-        .journal()
-        .into_iter()
-        .filter(|e| {
-            e.grant == "on_behalf_of"
-                && e.tenant_id == Some(s.tenant_id)
-                && e.user_id == Some(s.object_id)
-        })
-        .map(|e| (e.time, e.uti))
-        .collect()
+    super::obo_journal(world, s).into_iter().map(|e| (e.time, e.uti)).collect()
 }
 
 async fn to_the_boundary(world: &World, s: &Session, (tool, args): (&str, Value)) -> Result<()> {

@@ -195,16 +195,9 @@ fn issued_exchanges(
     world: &World,
     s: &crate::Session,
 ) -> Vec<(chrono::DateTime<chrono::Utc>, String)> {
-    world
-        .entra
-        .journal()
+    super::obo_journal(world, s)
         .into_iter()
-        .filter(|e| {
-            e.grant == "on_behalf_of"
-                && e.tenant_id == Some(s.tenant_id)
-                && e.user_id == Some(s.object_id)
-                && e.issued()
-        })
+        .filter(|e| e.issued())
         .filter_map(|e| Some((e.time, e.uti?)))
         .collect()
 }
