@@ -355,6 +355,10 @@ impl WorldBuilder {
             dir,
             policy: Mutex::new((self.policy, ids)),
             running: Mutex::new(Some(running)),
+            connector_bin: match &self.mode {
+                ConnectorMode::Binary(bin) => Some(bin.clone()),
+                ConnectorMode::InProcess => None,
+            },
             http,
             oauth,
             secrets: Arc::new(Mutex::new(vec![
@@ -495,6 +499,7 @@ pub struct World {
     dir: PathBuf,
     policy: Mutex<(BTreeMap<String, TenantRule>, BTreeMap<String, Uuid>)>,
     running: Mutex<Option<Running>>,
+    connector_bin: Option<PathBuf>,
     http: reqwest::Client,
     oauth: OAuthClient,
     /// Every secret and token this run handed out (D04 greps the logs for them).
@@ -779,6 +784,12 @@ impl World {
     /// The temporary directory of this world (config, policy, audit).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The connector binary the world runs (binary mode), for scenarios that start more
+    /// instances of the same build (X); `None` in process.
+    pub fn connector_bin(&self) -> Option<&Path> {
+        self.connector_bin.as_deref()
     }
 
     /// Stops the connector and waits for it (drop does the same without waiting).

@@ -1,8 +1,9 @@
 //! X — scale-out: two connector instances sharing a real `redis-server` (started here on a
 //! random loopback port, temporary directory, no persistence), reached through the
-//! scenario's own round-robin. The instances are built in process from the world's own
-//! configuration (same fakes, same cache and cursor keys, same policy file) plus `[redis]`;
-//! the world's original connector is left idle.
+//! scenario's own round-robin. The instances run the world's own configuration (same fakes,
+//! same cache and cursor keys, same policy file) plus `[redis]`: as child processes of the
+//! gate's connector binary in binary mode, in process under `cargo test`; the world's
+//! original connector is left idle.
 
 use std::{
     net::TcpListener,
@@ -143,8 +144,11 @@ impl Drop for RedisServer {
 
 struct Instance {
     mcp_url: String,
-    state: Arc<connector::server::AppState>,
+    /// In process only: the instance's state, for sanity checks of a scenario's premise.
+    state: Option<Arc<connector::server::AppState>>,
     stop: CancellationToken,
+    /// Binary mode: the `serve` child, killed at shutdown.
+    child: Option<Mutex<Child>>,
 }
 
 /// Two connectors sharing Redis, plus the round-robin.
@@ -204,17 +208,39 @@ impl ScaleOut {
                 &connector::config::Overrides::default(),
             )
             .map_err(|e| anyhow!("instance {i} config: {e}"))?;
-            let deps =
-                connector::server::Dependencies { listener: Some(listener), ..Default::default() };
-            let app = connector::server::Application::build(settings, deps)
-                .await
-                .map_err(|e| anyhow!("instance {i} start: {e}"))?;
-            let state = app.state().clone();
             let stop = CancellationToken::new();
-            let s = stop.clone();
-            tokio::spawn(async move {
-                let _ = app.run_until_stopped(s.cancelled_owned()).await;
-            });
+            let (state, child) = match world.connector_bin() {
+                Some(bin) => {
+                    drop((listener, settings));
+                    let log = std::fs::File::create(world.dir().join(format!("x{i}.stderr.log")))?;
+                    let child = Command::new(bin)
+                        .arg("serve")
+                        .arg("--config")
+                        .arg(&path)
+                        .stdout(log.try_clone()?)
+                        .stderr(log)
+                        .env_remove("M365_CONFIG")
+                        .env_remove("LD_PRELOAD")
+                        .spawn()
+                        .with_context(|| format!("spawn {}", bin.display()))?;
+                    (None, Some(Mutex::new(child)))
+                }
+                None => {
+                    let deps = connector::server::Dependencies {
+                        listener: Some(listener),
+                        ..Default::default()
+                    };
+                    let app = connector::server::Application::build(settings, deps)
+                        .await
+                        .map_err(|e| anyhow!("instance {i} start: {e}"))?;
+                    let state = app.state().clone();
+                    let s = stop.clone();
+                    tokio::spawn(async move {
+                        let _ = app.run_until_stopped(s.cancelled_owned()).await;
+                    });
+                    (Some(state), None)
+                }
+            };
             let mcp_url = format!("http://{addr}/mcp");
             let ready = format!("http://{addr}/readyz");
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -222,7 +248,7 @@ impl ScaleOut {
                 ensure!(tokio::time::Instant::now() < deadline, "instance {i} not ready");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            instances.push(Instance { mcp_url, state, stop });
+            instances.push(Instance { mcp_url, state, stop, child });
             config_paths.push(path);
         }
         Ok(Self { redis, instances, config_paths })
@@ -256,6 +282,11 @@ impl ScaleOut {
     fn shutdown(&self) {
         for i in &self.instances {
             i.stop.cancel();
+            if let Some(child) = &i.child {
+                let mut child = child.lock().unwrap_or_else(|p| p.into_inner());
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
     }
 }
@@ -311,10 +342,14 @@ pub async fn x02_disable_reaches_the_other_instance(world: &World) -> Result<()>
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     ensure!(epoch_keys(&x)? > epochs_before, "no tenant epoch was bumped in Redis");
-    ensure!(
-        x.instances[1].state.policy.current().is_enabled(&tenant(&adele)),
-        "instance 1 already knew (the scenario would prove nothing)"
-    );
+    // Instance 1 polls its policy file hourly, so only the epoch can tell it; in process the
+    // premise is checked directly.
+    if let Some(state) = &x.instances[1].state {
+        ensure!(
+            state.policy.current().is_enabled(&tenant(&adele)),
+            "instance 1 already knew (the scenario would prove nothing)"
+        );
+    }
     match me_via(&x, world, &adele, 1).await {
         Ok(_) => bail!("instance 1 still served Contoso after it was disabled through instance 0"),
         Err(e) => ensure!(
