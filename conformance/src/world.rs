@@ -211,7 +211,7 @@ impl WorldBuilder {
         if let Some(a) = self.entra_listen {
             eb = eb.listen(a);
         }
-        let entra = eb.try_start().await.map_err(|e| anyhow!("fake-entra: {e}"))?;
+        let entra = eb.start().await.map_err(|e| anyhow!("fake-entra: {e}"))?;
         match self.jwks_issuer {
             KeyIssuer::AsEntra => {}
             KeyIssuer::Omitted => entra.set_jwks_issuer(fake_entra::JwksIssuer::Omitted),

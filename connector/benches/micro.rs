@@ -189,7 +189,7 @@ fn about_one_mb(mut n: usize, make: impl Fn(usize) -> Vec<u8>) -> Vec<u8> {
 
 fn token_validation(c: &mut Criterion) {
     let rt = runtime();
-    let entra = rt.block_on(fake_entra::FakeEntra::builder().start());
+    let entra = rt.block_on(fake_entra::FakeEntra::builder().start()).expect("fake-entra starts");
     let (tid, oid) = entra.persona("adele@contoso.com").expect("adele is in the standard world");
     let token = entra.user_token(tid, oid);
 

@@ -4,10 +4,11 @@
 //! Conditional Access, a controllable clock, scripted faults, a journal and a CAE event feed.
 //!
 //! ```no_run
-//! # async fn demo() {
-//! let entra = fake_entra::FakeEntra::builder().start().await;
+//! # async fn demo() -> Result<(), fake_entra::StartError> {
+//! let entra = fake_entra::FakeEntra::builder().start().await?;
 //! let discovery = format!("{}/common/v2.0/.well-known/openid-configuration", entra.uri());
 //! # let _ = discovery;
+//! # Ok(())
 //! # }
 //! ```
 //!
@@ -128,15 +129,9 @@ impl FakeEntraBuilder {
         self
     }
 
-    /// Binds and serves; panics if the address cannot be bound (use [`Self::try_start`]).
-    pub async fn start(self) -> FakeEntra {
-        match self.try_start().await {
-            Ok(f) => f,
-            Err(e) => panic!("fake-entra failed to start: {e}"),
-        }
-    }
-
-    pub async fn try_start(self) -> Result<FakeEntra, StartError> {
+    /// Binds and serves; the server stops when the handle is dropped. Like
+    /// `FakeGraph::start`, a fake that cannot start is an error, never a panic.
+    pub async fn start(self) -> Result<FakeEntra, StartError> {
         let addr = self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
         let listener = tokio::net::TcpListener::bind(addr)
             .await

@@ -43,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(seed) = args.seed {
         builder = builder.seed(seed);
     }
-    let entra = builder.try_start().await?;
+    let entra = builder.start().await?;
     println!("fake-entra listening on {} (TEST-ONLY keys)", entra.uri());
     tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
     Ok(())

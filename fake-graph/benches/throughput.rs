@@ -164,7 +164,11 @@ async fn serve() -> Served {
         "search indexes (text + postings, every tenant): {:.1} MiB",
         index_bytes as f64 / 1048576.0
     );
-    let entra = fake_entra::FakeEntra::builder().world(world.clone()).start().await;
+    let entra = fake_entra::FakeEntra::builder()
+        .world(world.clone())
+        .start()
+        .await
+        .expect("fake-entra starts");
     let graph = FakeGraph::builder()
         .world(world)
         .entra(&entra.uri())

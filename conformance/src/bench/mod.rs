@@ -182,7 +182,7 @@ async fn prepare(opts: &Options, most: usize) -> Result<Prepared> {
     let world = setup::shared(world);
     let entra = FakeEntra::builder()
         .world(world.clone())
-        .try_start()
+        .start()
         .await
         .map_err(|e| anyhow!("fake-entra: {e}"))?;
     let graph = FakeGraph::builder()

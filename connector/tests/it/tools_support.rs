@@ -65,7 +65,12 @@ impl ToolsWorld {
         init_crypto();
         let world = fixtures::standard_world();
         let clock = fixtures::Clock::system();
-        let entra = FakeEntra::builder().world(world.clone()).clock(clock.clone()).start().await;
+        let entra = FakeEntra::builder()
+            .world(world.clone())
+            .clock(clock.clone())
+            .start()
+            .await
+            .expect("fake-entra starts");
         let graph = FakeGraph::builder()
             .world(world)
             .entra(&entra.uri())

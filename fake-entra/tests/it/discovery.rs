@@ -87,7 +87,11 @@ async fn unknown_tenant_gets_aadsts90002() {
 
 #[tokio::test]
 async fn pkce_methods_can_be_advertised_on_request() {
-    let entra = fake_entra::FakeEntra::builder().advertise_pkce(true).start().await;
+    let entra = fake_entra::FakeEntra::builder()
+        .advertise_pkce(true)
+        .start()
+        .await
+        .expect("fake-entra starts");
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder().build().expect("client");
     let doc: serde_json::Value = http

@@ -19,7 +19,7 @@ pub struct TestEntra {
 
 pub async fn spawn() -> TestEntra {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let entra = FakeEntra::builder().seed(7).start().await;
+    let entra = FakeEntra::builder().seed(7).start().await.expect("fake-entra starts");
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

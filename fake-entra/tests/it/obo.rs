@@ -228,7 +228,11 @@ async fn obo_accepts_a_private_key_jwt_client_assertion() {
         .connector
         .certificates
         .push(fixtures::Certificate { x5t: "cert-1".into(), public_key_pem: public_pem });
-    let entra = fake_entra::FakeEntra::builder().world(std::sync::Arc::new(world)).start().await;
+    let entra = fake_entra::FakeEntra::builder()
+        .world(std::sync::Arc::new(world))
+        .start()
+        .await
+        .expect("fake-entra starts");
     let http = reqwest::Client::builder().build().expect("client");
     let (tid, oid) = entra.persona("adele@contoso.com").expect("adele");
     let connector = entra.connector_id().to_string();

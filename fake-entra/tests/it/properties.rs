@@ -31,7 +31,7 @@ fn setup() -> (tokio::runtime::Runtime, FakeEntra, Jwks, Vec<(uuid::Uuid, uuid::
         .enable_all()
         .build()
         .expect("rt");
-    let entra = rt.block_on(FakeEntra::builder().start());
+    let entra = rt.block_on(FakeEntra::builder().start()).expect("fake-entra starts");
     let _ = rustls::crypto::ring::default_provider().install_default();
     let jwks: Value = rt.block_on(async {
         reqwest::Client::builder()

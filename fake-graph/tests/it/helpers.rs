@@ -59,7 +59,12 @@ impl TestWorld {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let world = fixtures::standard_world();
         let clock = Clock::system();
-        let entra = FakeEntra::builder().world(world.clone()).clock(clock.clone()).start().await;
+        let entra = FakeEntra::builder()
+            .world(world.clone())
+            .clock(clock.clone())
+            .start()
+            .await
+            .expect("fake-entra starts");
         let graph =
             f(FakeGraph::builder().world(world.clone()).entra(&entra.uri()).clock(clock.clone()))
                 .start()
