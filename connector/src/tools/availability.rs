@@ -513,6 +513,7 @@ mod tool {
         zone: &MailboxZone,
         challenge: &ChallengeSlot,
         params: &AvailabilityParams,
+        max_slots: usize,
         request_ids: &mut Vec<String>,
     ) -> Result<Result<AvailabilityResult, CallToolResult>, McpError> {
         let c = check(params, zone)?;
@@ -624,7 +625,7 @@ mod tool {
         let all = find_slots(&req, &schedules);
         let slots = all
             .iter()
-            .take(MAX_SLOTS)
+            .take(max_slots)
             .map(|s| SlotOut {
                 start: DateTimes::new(s.start, zone),
                 end: DateTimes::new(s.end, zone),
@@ -673,7 +674,11 @@ mod tool {
                     Ok(opened) => opened,
                     Err(result) => return answer(call, ids, Ok(Err(result)), render),
                 };
-            let outcome = run(&session, &zone, &auth.challenge, &args, &mut ids).await;
+            // The tenant's max_results caps the slots listed, as every tool's results.
+            let max_slots = ctx
+                .capped_limit(&auth.caller, None, MAX_SLOTS as u32, MAX_SLOTS as u32)
+                .map_or(MAX_SLOTS, |n| n as usize);
+            let outcome = run(&session, &zone, &auth.challenge, &args, max_slots, &mut ids).await;
             answer(call, ids, outcome, render)
         }
     }

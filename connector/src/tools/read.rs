@@ -534,7 +534,9 @@ pub async fn read_target(
         }
         M365Uri::Chat { chat, message: None } => {
             let session = kind_session(ctx, caller, "Chat.Read");
-            let req = GraphRequest::get(uri.graph_path()).top(CHAT_MESSAGES);
+            // The tenant's max_results caps every list a call returns.
+            let newest = CHAT_MESSAGES.min(rules.max_results);
+            let req = GraphRequest::get(uri.graph_path()).top(newest);
             let body = track(session.get_json::<Value>(&req).await, request_ids)?.body;
             let mut lines = Vec::new();
             for m in body.get("value").and_then(Value::as_array).into_iter().flatten() {
@@ -556,7 +558,7 @@ pub async fn read_target(
                 .collect();
             set_text(&mut result, &text.join("\n"), options.max_chars);
             if body.get("@odata.nextLink").is_some() {
-                result.notes.push(format!("only the {CHAT_MESSAGES} newest messages are shown"));
+                result.notes.push(format!("only the {newest} newest messages are shown"));
             }
             result.messages = lines;
             result.sources.push(SourceStatus::ok("chat messages"));
@@ -723,11 +725,13 @@ async fn read_drive_item(
         result.dates.insert("modified".into(), d);
     }
     if meta.get("folder").is_some() {
+        // The tenant's max_results caps every list a call returns.
+        let listed = CHILDREN.min(place.rules.max_results);
         let req = GraphRequest::get(
             GraphPath::fixed("/drives").segment(drive).then("items").segment(item).then("children"),
         )
         .select(&["id", "name", "size", "folder", "file"])
-        .top(CHILDREN);
+        .top(listed);
         let children = track(session.get_json::<Value>(&req).await, request_ids)?.body;
         for c in children.get("value").and_then(Value::as_array).into_iter().flatten() {
             let Some(child_name) = str_at(c, "/name") else { continue };
@@ -743,7 +747,7 @@ async fn read_drive_item(
             });
         }
         if children.get("@odata.nextLink").is_some() {
-            result.notes.push(format!("only the first {CHILDREN} children are listed"));
+            result.notes.push(format!("only the first {listed} children are listed"));
         }
         result.text = result
             .children
