@@ -142,6 +142,10 @@ impl Scenario {
             // untrusted data) is about what the client receives.
             "D04" => Promise::Audit,
             "D05" => Promise::Protocol,
+            // Scale-out: a disable reaching the other instance is revocation; what Redis
+            // holds and whose entry it is are isolation; the rest is how N instances behave.
+            "X02" => Promise::Revocation,
+            "X05" | "X06" | "X07" => Promise::TenantIsolation,
             _ => match number.as_bytes().first() {
                 Some(b'A' | b'O' | b'I') => Promise::TenantIsolation,
                 Some(b'R' | b'C') => Promise::Revocation,
