@@ -218,6 +218,49 @@ mod tests {
     }
 
     #[test]
+    fn cursors_up_to_the_length_cap_open_and_longer_ones_are_refused_unread() {
+        let (key, _) = test_key();
+        let b = binding(1, 2, "sharepoint_search", "q");
+        // A legitimately large state (a long KQL continuation) stays well under 8 KiB.
+        let state = json!({"from": 40, "terms": "x".repeat(3_000)});
+        let big = Cursor::seal(&key, &b, state.clone());
+        assert!(big.len() > 4_000 && big.len() <= MAX_CURSOR_LEN, "{}", big.len());
+        assert_eq!(Cursor::open(&key, &b, &big), Ok(state));
+        let too_long = format!("{big}{}", "A".repeat(MAX_CURSOR_LEN));
+        assert_eq!(Cursor::open(&key, &b, &too_long), Err(CursorError::Malformed));
+        // The cap itself is allowed: a genuine cursor of exactly MAX_CURSOR_LEN bytes opens.
+        let exact = (5_000..6_200)
+            .map(|n| {
+                let state = json!({"terms": "y".repeat(n)});
+                (Cursor::seal(&key, &b, state.clone()), state)
+            })
+            .find(|(c, _)| c.len() == MAX_CURSOR_LEN)
+            .expect("some padding lands exactly on the cap");
+        assert_eq!(Cursor::open(&key, &b, &exact.0), Ok(exact.1));
+    }
+
+    #[test]
+    fn the_cursor_argument_is_optional_and_a_bad_one_is_invalid_params_naming_it() {
+        let (key, _) = test_key();
+        let b = binding(1, 2, "sharepoint_search", "q");
+        assert_eq!(Cursor::open_arg(&key, &b, None), Ok(None));
+        assert_eq!(Cursor::open_arg(&key, &b, Some("")), Ok(None));
+        let cursor = Cursor::seal(&key, &b, json!({"from": 25}));
+        assert_eq!(Cursor::open_arg(&key, &b, Some(&cursor)), Ok(Some(json!({"from": 25}))));
+        let other_user = binding(1, 3, "sharepoint_search", "q");
+        let refused = Cursor::open_arg(&key, &other_user, Some(&cursor)).expect_err("not theirs");
+        assert_eq!(refused.code, rmcp::model::ErrorCode::INVALID_PARAMS);
+        assert!(refused.message.contains("`cursor`"), "{}", refused.message);
+        assert_eq!(refused.data, Some(json!({"field": "cursor", "reason": "NotYours"})));
+    }
+
+    #[test]
+    fn the_key_never_shows_in_debug_output() {
+        let (key, _) = test_key();
+        assert_eq!(format!("{key:?}"), "CursorKey([redacted])");
+    }
+
+    #[test]
     fn a_cursor_opens_only_for_its_binding_and_before_expiry() {
         let (key, offset) = test_key();
         let b = binding(1, 2, "sharepoint_search", "q");

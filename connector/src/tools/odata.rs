@@ -119,10 +119,6 @@ impl Filter {
         self
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.clauses.is_empty()
-    }
-
     /// The `$filter` value (clauses joined by ` and `).
     pub fn build(&self) -> String {
         self.clauses.join(" and ")
