@@ -21,21 +21,7 @@ impl Auth {
         let _guard = self.cae.sync_lock.lock().await;
         let after = self.cae.last_seq();
         let url = format!("{}?after={after}", self.events_url);
-        let feed = async {
-            let feed: Feed = self
-                .http
-                .get(&url)
-                .send()
-                .await
-                .ok()?
-                .error_for_status()
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            Some(feed)
-        }
-        .await;
+        let feed: Option<Feed> = self.fetch_json(&url).await;
         match feed {
             Some(feed) => self.cae.apply(feed),
             None => tracing::debug!("fake-entra's CAE feed is not reachable"),

@@ -287,22 +287,15 @@ impl Auth {
         )
     }
 
+    /// GETs `url` from fake-entra as JSON; any failure (down, non-2xx, bad body) is `None`,
+    /// and the caller keeps what it had.
+    async fn fetch_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Option<T> {
+        let response = self.http.get(url).send().await.ok()?.error_for_status().ok()?;
+        response.json().await.ok()
+    }
+
     async fn refresh_keys(&self) {
-        let fetched = async {
-            let jwks: Jwks = self
-                .http
-                .get(&self.jwks_url)
-                .send()
-                .await
-                .ok()?
-                .error_for_status()
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            Some(jwks)
-        }
-        .await;
+        let fetched: Option<Jwks> = self.fetch_json(&self.jwks_url).await;
         let mut cache = self.keys.write().unwrap_or_else(|e| e.into_inner());
         cache.fetched_at = Some(Instant::now());
         match fetched {
