@@ -6,31 +6,42 @@ use anyhow::{Result, anyhow, ensure};
 use fake_entra::{BadToken, Endpoint, Fault, FaultKind, TokenSpec};
 use serde_json::json;
 
-use super::{ensure_status, me_of, scenario};
+use super::{catalogue, ensure_status, me_of, scenario};
 use crate::{Persona, World};
 
-pub fn scenarios() -> Vec<super::Scenario> {
-    let mut v = vec![
-        scenario!(
-            "F03",
-            "Entra unavailable: a clear error, recovery when it returns",
-            f03_entra_unavailable
-        ),
-        scenario!(
-            "F04",
-            "JWKS endpoint down: cached keys keep working",
-            f04_jwks_down_cached_keys_work
-        ),
-        scenario!(
-            "F05",
-            "malformed, oversized and mistyped requests get protocol errors",
-            f05_bad_requests
-        ),
-    ];
-    v.extend(graph_fault_scenarios());
-    v.sort_by_key(|s| s.id);
-    v
-}
+catalogue!($ f_faults_tests {
+    f01_throttling_is_honoured_and_reported => scenario!(
+        "F01",
+        "429 with Retry-After is honoured, then reported past the budget",
+        f01_throttling
+    ),
+    f02_server_errors_are_bounded_and_isolated => scenario!(
+        "F02",
+        "Graph 5xx and timeouts: bounded retries, clear error, others unaffected",
+        f02_server_errors
+    ),
+    f03_entra_unavailable_then_recovery => scenario!(
+        "F03",
+        "Entra unavailable: a clear error, recovery when it returns",
+        f03_entra_unavailable
+    ),
+    f04_jwks_down_cached_keys_keep_working => scenario!(
+        "F04",
+        "JWKS endpoint down: cached keys keep working",
+        f04_jwks_down_cached_keys_work
+    ),
+    f05_bad_requests_get_protocol_errors => scenario!(
+        "F05",
+        "malformed, oversized and mistyped requests get protocol errors",
+        f05_bad_requests
+    ),
+    f06_foreign_uris_are_refused_without_outbound_requests => scenario!(
+        "F06",
+        "read_resource refuses foreign URIs without any outbound request",
+        f06_foreign_uris
+    ),
+    f07_odata_and_kql_metacharacters_are_escaped => scenario!("F07", "OData/KQL metacharacters are escaped", f07_injection),
+});
 
 pub async fn f03_entra_unavailable(world: &World) -> Result<()> {
     world.entra.add_fault(Fault::new(
@@ -150,28 +161,7 @@ pub async fn f05_bad_requests(world: &World) -> Result<()> {
 
 use fake_graph::{Fault as GFault, FaultRule, RetryAfter, ThrottleKind};
 
-use super::{Scenario, obo_exchanges, structured_ok};
-
-fn graph_fault_scenarios() -> Vec<Scenario> {
-    vec![
-        scenario!(
-            "F01",
-            "429 with Retry-After is honoured, then reported past the budget",
-            f01_throttling
-        ),
-        scenario!(
-            "F02",
-            "Graph 5xx and timeouts: bounded retries, clear error, others unaffected",
-            f02_server_errors
-        ),
-        scenario!(
-            "F06",
-            "read_resource refuses foreign URIs without any outbound request",
-            f06_foreign_uris
-        ),
-        scenario!("F07", "OData/KQL metacharacters are escaped", f07_injection),
-    ]
-}
+use super::{obo_exchanges, structured_ok};
 
 const MAIL: &str = "outlook_email_search";
 const MESSAGES: &str = "/v1.0/me/messages";
