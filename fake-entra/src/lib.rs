@@ -1,11 +1,13 @@
 //! A faithful fake of Microsoft Entra ID for offline tests: OIDC discovery (v2 and v1), JWKS
 //! with per-key `issuer`, authorization code + PKCE, refresh tokens, client credentials and
 //! On-Behalf-Of, with Entra's claims, error bodies (AADSTS codes), consent, assignment,
-//! Conditional Access, a controllable clock, scripted faults, a journal and a CAE event feed.
+//! Conditional Access, per-user loop protection (AADSTS50196), a controllable clock, scripted
+//! faults (errors, 429/503, latency, hangs, dropped connections), a journal, a CAE event feed
+//! and a read-only expectation checked on drop.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), fake_entra::StartError> {
-//! let entra = fake_entra::FakeEntra::builder().start().await?;
+//! let entra = fake_entra::FakeEntra::builder().read_only_on_drop(true).start().await?;
 //! let discovery = format!("{}/common/v2.0/.well-known/openid-configuration", entra.uri());
 //! # let _ = discovery;
 //! # Ok(())
@@ -15,15 +17,28 @@
 //! The signing keys shipped in `src/test_keys/` are TEST-ONLY: published private keys.
 //!
 //! # Layout
+//! Dependencies point one way: `routes` (the router) uses everything below it, and nothing
+//! imports from `routes`.
+//! * `routes`: the router; `routes/{discovery,keys,authorize,token}.rs` are the handlers of
+//!   OIDC and instance discovery, the JWKS, `/authorize` (and the persona picker) and the
+//!   token endpoint.
+//! * `grants`: the token endpoint's grants, `grants/{auth_code,refresh,obo,client_credentials}.rs`,
+//!   with client authentication and token issuance shared in `grants/mod.rs`.
+//! * `tenant`: what the `{tenant}` path segment resolves to, its issuer and endpoint segment.
+//! * `consent`: scopes, consent, assignment and Conditional Access checks.
+//! * `throttle`: the per-user token-request limit (AADSTS50196 with 429 and `Retry-After`).
+//! * [`faults`]: scripted faults and the hook every endpoint calls; `listener`: the accept
+//!   loop whose connections a fault can drop.
+//! * `read_only`: which requests would change a real tenant, recorded for
+//!   [`FakeEntra::verify_read_only`].
+//! * `control`: the `/_fake/…` control API.
 //! * [`keys`]: the key ring (test keys, generation, rotation) and JWKS entries.
 //! * [`tokens`]: claim sets (v2 API tokens, v1 Graph tokens, ID tokens, app-only) and minting,
 //!   including deliberately bad tokens ([`TokenSpec`], [`BadToken`]).
-//! * `routes`: discovery, JWKS, instance discovery, `/authorize` and the persona picker.
-//! * `grants`: the token endpoint and its four grants.
-//! * `control`: the `/_fake/…` control API.
 //! * [`error`]: Entra's error body and the AADSTS catalogue used.
-//! * `state`: the directory and per-tenant admin state, codes, refresh tokens, revocations.
-//! * [`journal`], [`faults`]: the journal, CAE events and scripted faults.
+//! * `state`: the directory and per-tenant admin state, codes, refresh tokens, revocations,
+//!   token lifetimes.
+//! * [`journal`]: the journal and CAE events.
 
 pub mod error;
 pub mod faults;
@@ -31,19 +46,24 @@ pub mod journal;
 pub mod keys;
 pub mod tokens;
 
+mod consent;
 mod control;
 mod grants;
+mod listener;
+mod read_only;
 mod routes;
 mod state;
+mod tenant;
+mod throttle;
 
 use std::{net::SocketAddr, sync::Arc};
 
 use axum::{Router, body::Body, extract::ConnectInfo, http::Request};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use fixtures::{CaPolicy, Clock, Device, TokenLifetimePolicy, User, WorkingHours, World};
+use listener::{Conn, DroppableListener};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
 pub use control::{ConsentChange, ControlError, KeyInfo};
@@ -53,8 +73,10 @@ pub use fixtures::GrantResource;
 pub use grants::TokenResponse;
 pub use journal::{EventFeed, EventType, IdentityEvent, JournalEntry};
 pub use keys::{KeyState, Keys};
+pub use read_only::MutatingRequest;
 pub use routes::paths;
 pub use state::JwksIssuer;
+pub use throttle::UserRateLimit;
 pub use tokens::{BadToken, HeaderTrick, TokenSpec};
 
 use crate::{
@@ -84,6 +106,8 @@ pub struct FakeEntraBuilder {
     listen: Option<SocketAddr>,
     base_url: Option<String>,
     advertise_pkce: bool,
+    user_rate_limit: Option<UserRateLimit>,
+    read_only_on_drop: bool,
 }
 
 impl FakeEntraBuilder {
@@ -129,6 +153,24 @@ impl FakeEntraBuilder {
         self
     }
 
+    /// Refuse a user's token requests beyond `limit` with AADSTS50196, HTTP 429 and
+    /// `Retry-After`, as Entra's loop protection does (default: no limit). Changeable later
+    /// with [`FakeEntra::set_user_rate_limit`].
+    pub fn user_rate_limit(mut self, limit: UserRateLimit) -> Self {
+        self.user_rate_limit = Some(limit);
+        self
+    }
+
+    /// Expect no mutating request: dropping the handle then runs
+    /// [`FakeEntra::verify_read_only`] and panics, listing them, if any request would have
+    /// changed a real tenant (default off). As with fake-graph's option of the same name, it
+    /// stays quiet (and logs instead) when the thread is already panicking, so a failing test
+    /// reports its own failure rather than aborting on a double panic.
+    pub fn read_only_on_drop(mut self, on: bool) -> Self {
+        self.read_only_on_drop = on;
+        self
+    }
+
     /// Binds and serves; the server stops when the handle is dropped. Like
     /// `FakeGraph::start`, a fake that cannot start is an error, never a panic.
     pub async fn start(self) -> Result<FakeEntra, StartError> {
@@ -152,19 +194,22 @@ impl FakeEntraBuilder {
             advertise_pkce: self.advertise_pkce,
             jwks_issuer: JwksIssuer::default(),
             cae_tokens: true,
+            user_rate_limit: self.user_rate_limit,
+            user_requests: Default::default(),
+            mutating: vec![],
         };
         let shared = Shared::new(inner, self.clock.unwrap_or_default(), base);
         let router = routes::router(shared.clone());
-        let (tx, rx) = oneshot::channel::<()>();
-        let app = router.clone().into_make_service_with_connect_info::<SocketAddr>();
+        let app = router.clone().into_make_service_with_connect_info::<Conn>();
+        let stopping = shared.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
+            let serve = axum::serve(DroppableListener(listener), app)
+                .with_graceful_shutdown(async move { stopping.stopped().await });
+            if let Err(error) = serve.await {
+                tracing::error!(%error, "fake-entra server stopped");
+            }
         });
-        Ok(FakeEntra { shared, addr: local, router, shutdown: Some(tx) })
+        Ok(FakeEntra { shared, addr: local, router, read_only_on_drop: self.read_only_on_drop })
     }
 }
 
@@ -173,13 +218,23 @@ pub struct FakeEntra {
     shared: Arc<Shared>,
     addr: SocketAddr,
     router: Router,
-    shutdown: Option<oneshot::Sender<()>>,
+    /// Run [`FakeEntra::verify_read_only`] on drop.
+    read_only_on_drop: bool,
 }
 
 impl Drop for FakeEntra {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+        let report = if self.read_only_on_drop { self.read_only_report() } else { None };
+        // Ends the server (graceful shutdown) and every request a `Hang` fault holds.
+        self.shared.stop();
+        if let Some(report) = report {
+            // A second panic while unwinding would abort the test binary and hide the first
+            // failure: report it instead.
+            if std::thread::panicking() {
+                tracing::error!("{report}");
+            } else {
+                panic!("{report}");
+            }
         }
     }
 }
@@ -263,11 +318,7 @@ impl FakeEntra {
         let mut inner = self.shared.lock();
         let user = lookup_user(&inner.dir, tid, oid);
         let ctx = SignInContext::for_user(&user, now);
-        let life = if cp1 {
-            routes::cae_lifetime(&mut inner)
-        } else {
-            routes::access_lifetime(&mut inner, tid)
-        };
+        let life = if cp1 { inner.cae_lifetime() } else { inner.access_lifetime(tid) };
         let connector = inner.dir.apps.connector.clone();
         let claims = tokens::graph_user_claims(
             tid,
@@ -300,8 +351,7 @@ impl FakeEntra {
         if let Some(ip) = &spec.ip {
             ctx.ip = ip.clone();
         }
-        let life =
-            spec.lifetime_secs.unwrap_or_else(|| routes::access_lifetime(&mut inner, spec.tid));
+        let life = spec.lifetime_secs.unwrap_or_else(|| inner.access_lifetime(spec.tid));
         let mut times = Times::new(now, life);
         match spec.bad {
             Some(BadToken::Expired) => {
@@ -491,8 +541,14 @@ impl FakeEntra {
     ) -> (axum::http::StatusCode, Option<String>, Vec<u8>) {
         use tower::ServiceExt;
         let Ok(mut req) = req else { return (axum::http::StatusCode::BAD_REQUEST, None, vec![]) };
-        req.extensions_mut().insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 0))));
+        let conn = Conn::in_process();
+        req.extensions_mut().insert(ConnectInfo(conn.clone()));
         let Ok(resp) = self.router.clone().oneshot(req).await;
+        if conn.drop.pulled() {
+            // A `DropConnection` fault: a socket client would read no answer at all.
+            let body = serde_json::to_vec(&local_error("connection dropped")).unwrap_or_default();
+            return (axum::http::StatusCode::BAD_GATEWAY, None, body);
+        }
         let status = resp.status();
         let location = resp
             .headers()
@@ -654,6 +710,33 @@ impl FakeEntra {
 
     pub fn advance_clock(&self, by: std::time::Duration) {
         self.shared.clock.advance(by);
+    }
+
+    /// Sets or lifts (`None`) the per-user token-request limit (AADSTS50196 beyond it).
+    pub fn set_user_rate_limit(&self, limit: Option<UserRateLimit>) {
+        let mut inner = self.shared.lock();
+        inner.user_rate_limit = limit;
+        inner.user_requests.clear();
+    }
+
+    /// Requests that would have changed a real tenant (see [`FakeEntraBuilder::read_only_on_drop`]).
+    pub fn mutating_requests(&self) -> Vec<MutatingRequest> {
+        self.shared.lock().mutating.clone()
+    }
+
+    /// Panics, listing every mutating request seen so far (method, path, status), if there
+    /// was any. Called on drop when the builder asked for
+    /// [`FakeEntraBuilder::read_only_on_drop`].
+    #[track_caller]
+    pub fn verify_read_only(&self) {
+        if let Some(report) = self.read_only_report() {
+            panic!("{report}");
+        }
+    }
+
+    /// The failure message of [`FakeEntra::verify_read_only`], if it fails.
+    fn read_only_report(&self) -> Option<String> {
+        read_only::report(&self.shared.lock().mutating)
     }
 
     pub fn add_fault(&self, fault: Fault) {
