@@ -97,7 +97,7 @@ mod tests {
         for i in 0..3 {
             assert!(admit(limit, &mut log, ADELE, at(i * 1000)).is_ok(), "request {i}");
         }
-        let e = admit(limit, &mut log, ADELE, at(2500)).err().expect("the fourth is refused");
+        let e = admit(limit, &mut log, ADELE, at(2500)).expect_err("the fourth is refused");
         assert_eq!((e.error.as_str(), e.code, e.status.as_u16()), ("invalid_grant", 50196, 429));
         // The first request (t=0) leaves the 10 s window at t=10 s: 7.5 s → 8.
         assert_eq!(e.retry_after, Some(8));
@@ -119,7 +119,7 @@ mod tests {
         let mut log = RequestLog::new();
         assert!(admit(limit, &mut log, ADELE, at(0)).is_ok());
         for ms in [1000, 2000, 3000, 4000] {
-            let e = admit(limit, &mut log, ADELE, at(ms)).err().expect("refused");
+            let e = admit(limit, &mut log, ADELE, at(ms)).expect_err("refused");
             assert_eq!(e.retry_after, Some(u64::try_from((5000 - ms) / 1000).unwrap_or(0)));
         }
         assert!(admit(limit, &mut log, ADELE, at(5000)).is_ok());

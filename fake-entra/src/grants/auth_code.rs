@@ -121,3 +121,142 @@ pub(super) fn authorization_code(
         now,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::{super::testing::*, *};
+    use crate::{FakeEntra, state::AuthCode};
+
+    const VERIFIER: &str = "a-verifier-of-forty-three-characters-or-more-0123";
+
+    /// Stores a code for Adele, issued `age` ago to the MCP client, with an S256 challenge.
+    fn code(entra: &FakeEntra, age: Duration) -> String {
+        let now = entra.shared.now();
+        let (tid, oid) = entra.persona("adele@contoso.com").unwrap_or_default();
+        let mut inner = entra.shared.lock();
+        let user = inner.dir.tenant_by_id(tid).and_then(|t| t.user(oid)).cloned();
+        let ctx =
+            crate::state::SignInContext::for_user(&user.unwrap_or_else(|| panic!("adele")), now);
+        let connector = inner.dir.apps.connector.app_id;
+        let client_id = inner.dir.apps.mcp_client.app_id;
+        inner.codes.insert(
+            "the-code".into(),
+            AuthCode {
+                client_id,
+                redirect_uri: "http://localhost:8400/callback".into(),
+                code_challenge: Some(URL_SAFE_NO_PAD.encode(Sha256::digest(VERIFIER.as_bytes()))),
+                code_challenge_method: "S256".into(),
+                scopes: vec![format!("api://{connector}/access_as_user")],
+                tid,
+                oid,
+                ctx,
+                cp1: false,
+                nonce: None,
+                issued: now - age,
+                redeemed: false,
+            },
+        );
+        "the-code".into()
+    }
+
+    fn redeem(
+        entra: &FakeEntra,
+        client: &AppRegistration,
+        pairs: &[(&str, &str)],
+    ) -> Result<Issued, AadError> {
+        let now = entra.shared.now();
+        let mut inner = entra.shared.lock();
+        let mut trail = trail(client.app_id);
+        authorization_code(&entra.shared, &mut inner, client, "0", &form(pairs), &mut trail, now)
+    }
+
+    fn mcp_client(entra: &FakeEntra) -> AppRegistration {
+        entra.shared.lock().dir.apps.mcp_client.clone()
+    }
+
+    const REDIRECT: (&str, &str) = ("redirect_uri", "http://localhost:8400/callback");
+
+    #[tokio::test]
+    async fn a_good_code_is_redeemed_once_then_refused_with_54005() {
+        let entra = entra().await;
+        let code = code(&entra, Duration::zero());
+        let client = mcp_client(&entra);
+        let good = [("code", code.as_str()), REDIRECT, ("code_verifier", VERIFIER)];
+        assert!(redeem(&entra, &client, &good).is_ok(), "first redemption");
+        assert_refused(redeem(&entra, &client, &good), "invalid_grant", 54005, 400);
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_unknown_code_is_refused() {
+        let entra = entra().await;
+        let client = mcp_client(&entra);
+        assert_refused(redeem(&entra, &client, &[REDIRECT]), "invalid_request", 900144, 400);
+        let unknown = [("code", "nope"), REDIRECT, ("code_verifier", VERIFIER)];
+        assert_refused(redeem(&entra, &client, &unknown), "invalid_grant", 70000, 400);
+    }
+
+    #[tokio::test]
+    async fn a_code_older_than_ten_minutes_is_refused_with_70008() {
+        let entra = entra().await;
+        let code = code(&entra, CODE_LIFETIME + Duration::seconds(1));
+        let client = mcp_client(&entra);
+        let req = [("code", code.as_str()), REDIRECT, ("code_verifier", VERIFIER)];
+        assert_refused(redeem(&entra, &client, &req), "invalid_grant", 70008, 400);
+    }
+
+    #[tokio::test]
+    async fn a_code_of_another_client_is_refused_with_70000() {
+        let entra = entra().await;
+        let code = code(&entra, Duration::zero());
+        let connector = entra.shared.lock().dir.apps.connector.clone();
+        let req = [("code", code.as_str()), REDIRECT, ("code_verifier", VERIFIER)];
+        assert_refused(redeem(&entra, &connector, &req), "invalid_grant", 70000, 400);
+    }
+
+    #[tokio::test]
+    async fn another_redirect_uri_is_refused_with_500112() {
+        let entra = entra().await;
+        let code = code(&entra, Duration::zero());
+        let client = mcp_client(&entra);
+        let req = [
+            ("code", code.as_str()),
+            ("redirect_uri", "http://localhost:9999/other"),
+            ("code_verifier", VERIFIER),
+        ];
+        assert_refused(redeem(&entra, &client, &req), "invalid_grant", 500112, 400);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_or_missing_verifier_is_refused_with_501481() {
+        let entra = entra().await;
+        let client = mcp_client(&entra);
+        let code1 = code(&entra, Duration::zero());
+        let wrong = [("code", code1.as_str()), REDIRECT, ("code_verifier", "not-the-verifier")];
+        assert_refused(redeem(&entra, &client, &wrong), "invalid_grant", 501481, 400);
+        let code2 = code(&entra, Duration::zero());
+        let missing = [("code", code2.as_str()), REDIRECT];
+        assert_refused(redeem(&entra, &client, &missing), "invalid_grant", 501481, 400);
+    }
+
+    #[tokio::test]
+    async fn a_user_disabled_since_sign_in_is_refused_with_50057() {
+        let entra = entra().await;
+        let code = code(&entra, Duration::zero());
+        let client = mcp_client(&entra);
+        entra.disable_user("contoso", "adele@contoso.com").unwrap_or_default();
+        let req = [("code", code.as_str()), REDIRECT, ("code_verifier", VERIFIER)];
+        assert_refused(redeem(&entra, &client, &req), "invalid_grant", 50057, 400);
+    }
+
+    #[tokio::test]
+    async fn consent_revoked_since_sign_in_is_refused_with_65001() {
+        let entra = entra().await;
+        let code = code(&entra, Duration::zero());
+        let client = mcp_client(&entra);
+        entra.revoke_all_consent("contoso").unwrap_or_default();
+        let req = [("code", code.as_str()), REDIRECT, ("code_verifier", VERIFIER)];
+        assert_refused(redeem(&entra, &client, &req), "invalid_grant", 65001, 400);
+    }
+}

@@ -88,3 +88,61 @@ pub(super) fn client_credentials(
         id: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{super::testing::*, *};
+    use crate::FakeEntra;
+
+    fn contoso(entra: &FakeEntra) -> TenantRef {
+        TenantRef::Tenant(entra.tenant_id("contoso.com").unwrap_or_default())
+    }
+
+    fn request(entra: &FakeEntra, t: TenantRef, scope: Option<&str>) -> Result<Issued, AadError> {
+        let now = entra.shared.now();
+        let mut inner = entra.shared.lock();
+        let app = inner.dir.apps.connector.clone();
+        let mut trail = trail(app.app_id);
+        let p = scope.map_or_else(|| form(&[]), |s| form(&[("scope", s)]));
+        client_credentials(&entra.shared, &mut inner, &app, t, &p, &mut trail, now)
+    }
+
+    #[tokio::test]
+    async fn a_default_scope_on_a_tenant_gets_an_app_only_token() {
+        let entra = entra().await;
+        let t = contoso(&entra);
+        let issued = request(&entra, t, Some("https://graph.microsoft.com/.default"));
+        assert!(issued.is_ok_and(|i| i.resp.refresh_token.is_none() && i.id.is_none()));
+    }
+
+    #[tokio::test]
+    async fn common_names_no_tenant_and_is_refused_with_50059() {
+        let entra = entra().await;
+        let r = request(&entra, TenantRef::Common, Some("https://graph.microsoft.com/.default"));
+        assert_refused(r, "invalid_request", 50059, 400);
+    }
+
+    #[tokio::test]
+    async fn a_missing_scope_or_one_without_default_is_refused() {
+        let entra = entra().await;
+        let t = contoso(&entra);
+        assert_refused(request(&entra, t, None), "invalid_request", 900144, 400);
+        let named = request(&entra, t, Some("https://graph.microsoft.com/Mail.Read"));
+        assert_refused(named, "invalid_scope", 1002012, 400);
+    }
+
+    #[tokio::test]
+    async fn an_app_without_a_service_principal_is_refused_with_700016() {
+        let entra = entra().await;
+        let t = contoso(&entra);
+        {
+            let mut inner = entra.shared.lock();
+            if let Some(tenant) = inner.dir.tenant_mut("contoso") {
+                tenant.state.service_principals.clear();
+                tenant.state.consent_grants.clear();
+            }
+        }
+        let r = request(&entra, t, Some("https://graph.microsoft.com/.default"));
+        assert_refused(r, "unauthorized_client", 700016, 400);
+    }
+}

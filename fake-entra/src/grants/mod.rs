@@ -388,3 +388,57 @@ pub(super) fn check_user(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{testing::*, *};
+    use crate::FakeEntra;
+
+    fn run(entra: &FakeEntra, pairs: &[(&str, &str)]) -> Result<Issued, AadError> {
+        let now = entra.shared.now();
+        let t = TenantRef::Tenant(entra.tenant_id("contoso.com").unwrap_or_default());
+        let mut inner = entra.shared.lock();
+        let p = form(pairs);
+        let mut trail = Trail { client_id: p.get("client_id").cloned(), ..Trail::default() };
+        handle(&entra.shared, &mut inner, t, "contoso.com", &p, None, &mut trail, now)
+    }
+
+    #[tokio::test]
+    async fn grant_type_and_client_are_required_and_known() {
+        let entra = entra().await;
+        let client = entra.mcp_client_id().to_string();
+        assert_refused(run(&entra, &[("client_id", &client)]), "invalid_request", 900144, 400);
+        assert_refused(run(&entra, &[("grant_type", "password")]), "invalid_request", 900144, 400);
+        let unknown = [("grant_type", "client_credentials"), ("client_id", "not-an-app")];
+        assert_refused(run(&entra, &unknown), "unauthorized_client", 700016, 400);
+        let password = [("grant_type", "password"), ("client_id", client.as_str())];
+        assert_refused(run(&entra, &password), "unsupported_grant_type", 70003, 400);
+    }
+
+    #[tokio::test]
+    async fn client_authentication_refusals_are_401() {
+        let entra = entra().await;
+        let public = entra.mcp_client_id().to_string();
+        let confidential = entra.connector_id().to_string();
+        let scope = ("scope", "https://graph.microsoft.com/.default");
+        let cc = ("grant_type", "client_credentials");
+        // A public client must not present a secret.
+        let r = run(&entra, &[cc, scope, ("client_id", &public), ("client_secret", "x")]);
+        assert_refused(r, "invalid_client", 700025, 401);
+        let r = run(&entra, &[cc, scope, ("client_id", &confidential), ("client_secret", "x")]);
+        assert_refused(r, "invalid_client", 7000215, 401);
+        let r = run(&entra, &[cc, scope, ("client_id", &confidential)]);
+        assert_refused(r, "invalid_client", 7000218, 401);
+        // A public client cannot use client credentials at all.
+        let r = run(&entra, &[cc, scope, ("client_id", &public)]);
+        assert_refused(r, "invalid_client", 7000218, 401);
+    }
+
+    #[tokio::test]
+    async fn on_behalf_of_requires_requested_token_use() {
+        let entra = entra().await;
+        let confidential = entra.connector_id().to_string();
+        let r = run(&entra, &[("grant_type", GRANT_OBO), ("client_id", &confidential)]);
+        assert_refused(r, "invalid_request", 90009, 400);
+    }
+}

@@ -207,3 +207,138 @@ pub(super) fn on_behalf_of(
         r
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{super::testing::*, *};
+    use crate::{BadToken, FakeEntra, TokenSpec};
+
+    const MAIL_READ: &str = "https://graph.microsoft.com/Mail.Read";
+
+    fn adele(entra: &FakeEntra) -> (Uuid, Uuid) {
+        entra.persona("adele@contoso.com").unwrap_or_default()
+    }
+
+    /// The connector exchanges `assertion` for `scope` on the path of tenant `t`.
+    fn exchange(
+        entra: &FakeEntra,
+        t: TenantRef,
+        assertion: &str,
+        scope: &str,
+    ) -> Result<Issued, AadError> {
+        let now = entra.shared.now();
+        let mut inner = entra.shared.lock();
+        let app = inner.dir.apps.connector.clone();
+        let mut trail = trail(app.app_id);
+        let mut pairs = vec![("requested_token_use", "on_behalf_of"), ("scope", scope)];
+        if !assertion.is_empty() {
+            pairs.push(("assertion", assertion));
+        }
+        on_behalf_of(&entra.shared, &mut inner, &app, "1", t, &form(&pairs), &mut trail, now)
+    }
+
+    fn contoso(entra: &FakeEntra) -> TenantRef {
+        TenantRef::Tenant(adele(entra).0)
+    }
+
+    fn bad(entra: &FakeEntra, defect: BadToken) -> String {
+        let (tid, oid) = adele(entra);
+        entra.mint(&TokenSpec::user(tid, oid).bad(defect))
+    }
+
+    #[tokio::test]
+    async fn a_user_token_for_the_connector_becomes_a_graph_token() {
+        let entra = entra().await;
+        let (tid, oid) = adele(&entra);
+        let issued = exchange(&entra, contoso(&entra), &entra.user_token(tid, oid), MAIL_READ);
+        assert!(issued.is_ok_and(|i| i.resp.scope == MAIL_READ), "Mail.Read granted");
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_malformed_assertion_is_refused() {
+        let entra = entra().await;
+        let t = contoso(&entra);
+        assert_refused(exchange(&entra, t, "", MAIL_READ), "invalid_request", 900144, 400);
+        assert_refused(exchange(&entra, t, "not-a-jwt", MAIL_READ), "invalid_grant", 50027, 400);
+    }
+
+    #[tokio::test]
+    async fn an_assertion_not_signed_by_a_published_key_is_refused_with_50013() {
+        let entra = entra().await;
+        let t = contoso(&entra);
+        for defect in
+            [BadToken::UnknownKey, BadToken::ForeignKeyKnownKid, BadToken::TamperedPayload]
+        {
+            let token = bad(&entra, defect.clone());
+            assert_refused(exchange(&entra, t, &token, MAIL_READ), "invalid_grant", 50013, 400);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_expired_assertion_is_refused_with_500133() {
+        let entra = entra().await;
+        let token = bad(&entra, BadToken::Expired);
+        let r = exchange(&entra, contoso(&entra), &token, MAIL_READ);
+        assert_refused(r, "invalid_grant", 500133, 400);
+    }
+
+    #[tokio::test]
+    async fn an_app_only_assertion_is_refused_with_70000_and_an_id_token_with_240002() {
+        let entra = entra().await;
+        let t = contoso(&entra);
+        let app_only = bad(&entra, BadToken::AppOnly);
+        assert_refused(exchange(&entra, t, &app_only, MAIL_READ), "invalid_grant", 70000, 400);
+        let id_token = bad(&entra, BadToken::MissingScp);
+        assert_refused(exchange(&entra, t, &id_token, MAIL_READ), "invalid_grant", 240002, 400);
+    }
+
+    #[tokio::test]
+    async fn an_assertion_for_another_audience_is_refused_with_500131() {
+        let entra = entra().await;
+        let token = bad(&entra, BadToken::WrongAudience);
+        let r = exchange(&entra, contoso(&entra), &token, MAIL_READ);
+        assert_refused(r, "invalid_grant", 500131, 400);
+    }
+
+    #[tokio::test]
+    async fn a_scope_that_is_not_graph_is_refused_with_70011() {
+        let entra = entra().await;
+        let (tid, oid) = adele(&entra);
+        let scope = format!("api://{}/access_as_user", entra.connector_id());
+        let r = exchange(&entra, contoso(&entra), &entra.user_token(tid, oid), &scope);
+        assert_refused(r, "invalid_scope", 70011, 400);
+    }
+
+    #[tokio::test]
+    async fn a_user_of_another_tenant_than_the_path_is_refused_with_50020() {
+        let entra = entra().await;
+        let (tid, oid) = adele(&entra);
+        let fabrikam = TenantRef::Tenant(entra.tenant_id("fabrikam.com").unwrap_or_default());
+        let r = exchange(&entra, fabrikam, &entra.user_token(tid, oid), MAIL_READ);
+        assert_refused(r, "invalid_grant", 50020, 400);
+    }
+
+    #[tokio::test]
+    async fn revoked_consent_is_refused_with_65001_and_no_assignment_with_50105() {
+        let entra = entra().await;
+        let (tid, oid) = adele(&entra);
+        let t = contoso(&entra);
+        entra.set_assignment_required("contoso", true).unwrap_or_default();
+        let r = exchange(&entra, t, &entra.user_token(tid, oid), MAIL_READ);
+        assert_refused(r, "invalid_grant", 50105, 400);
+        entra.set_assignment_required("contoso", false).unwrap_or_default();
+        entra.revoke_all_consent("contoso").unwrap_or_default();
+        let r = exchange(&entra, t, &entra.user_token(tid, oid), MAIL_READ);
+        assert_refused(r, "invalid_grant", 65001, 400);
+    }
+
+    #[tokio::test]
+    async fn a_disabled_user_is_refused_with_50057() {
+        let entra = entra().await;
+        let (tid, oid) = adele(&entra);
+        let token = entra.user_token(tid, oid);
+        entra.disable_user("contoso", "adele@contoso.com").unwrap_or_default();
+        let r = exchange(&entra, contoso(&entra), &token, MAIL_READ);
+        assert_refused(r, "invalid_grant", 50057, 400);
+    }
+}

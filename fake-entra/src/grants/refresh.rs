@@ -100,3 +100,106 @@ pub(super) fn refresh(
     }
     Ok(resp)
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::{super::testing::*, *};
+    use crate::{
+        FakeEntra,
+        state::{RefreshGrant, SignInContext},
+    };
+
+    /// Stores a refresh token of Adele's for the MCP client, issued and last used `age` ago.
+    fn refresh_token(entra: &FakeEntra, age: Duration) -> String {
+        let now = entra.shared.now();
+        let (tid, oid) = entra.persona("adele@contoso.com").unwrap_or_default();
+        let mut inner = entra.shared.lock();
+        let user = inner.dir.tenant_by_id(tid).and_then(|t| t.user(oid)).cloned();
+        let ctx = SignInContext::for_user(&user.unwrap_or_else(|| panic!("adele")), now);
+        let connector = inner.dir.apps.connector.app_id;
+        let client_id = inner.dir.apps.mcp_client.app_id;
+        inner.refresh.insert(
+            "rt-1".into(),
+            RefreshGrant {
+                client_id,
+                tid,
+                oid,
+                scopes: vec![format!("api://{connector}/access_as_user"), "offline_access".into()],
+                ctx,
+                cp1: false,
+                issued: now - age,
+                last_used: now - age,
+            },
+        );
+        "rt-1".into()
+    }
+
+    fn redeem(entra: &FakeEntra, client: &AppRegistration, rt: &str) -> Result<Issued, AadError> {
+        let now = entra.shared.now();
+        let mut inner = entra.shared.lock();
+        let mut trail = trail(client.app_id);
+        let p = if rt.is_empty() { form(&[]) } else { form(&[("refresh_token", rt)]) };
+        refresh(&entra.shared, &mut inner, client, "0", &p, &mut trail, now)
+    }
+
+    fn mcp_client(entra: &FakeEntra) -> AppRegistration {
+        entra.shared.lock().dir.apps.mcp_client.clone()
+    }
+
+    #[tokio::test]
+    async fn a_refresh_token_is_reusable_and_yields_a_new_one() {
+        let entra = entra().await;
+        let rt = refresh_token(&entra, Duration::zero());
+        let client = mcp_client(&entra);
+        let first = redeem(&entra, &client, &rt).map_err(|e| e.message);
+        let new_rt = first.map(|i| i.resp.refresh_token);
+        assert!(matches!(&new_rt, Ok(Some(n)) if n != &rt), "a new refresh token: {new_rt:?}");
+        assert!(redeem(&entra, &client, &rt).is_ok(), "the old one stays valid");
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_unknown_token_is_refused() {
+        let entra = entra().await;
+        let client = mcp_client(&entra);
+        assert_refused(redeem(&entra, &client, ""), "invalid_request", 900144, 400);
+        assert_refused(redeem(&entra, &client, "1.ARnope"), "invalid_grant", 9002313, 400);
+    }
+
+    #[tokio::test]
+    async fn a_token_of_another_client_is_refused_with_70000() {
+        let entra = entra().await;
+        let rt = refresh_token(&entra, Duration::zero());
+        let connector = entra.shared.lock().dir.apps.connector.clone();
+        assert_refused(redeem(&entra, &connector, &rt), "invalid_grant", 70000, 400);
+    }
+
+    #[tokio::test]
+    async fn an_inactive_token_is_refused_with_700082_bad_token() {
+        let entra = entra().await;
+        let rt = refresh_token(&entra, Duration::days(91));
+        let client = mcp_client(&entra);
+        let result = redeem(&entra, &client, &rt);
+        assert_eq!(result.as_ref().err().and_then(|e| e.suberror.as_deref()), Some("bad_token"));
+        assert_refused(result, "invalid_grant", 700082, 400);
+    }
+
+    #[tokio::test]
+    async fn revoked_sessions_refuse_older_tokens_with_50173() {
+        let entra = entra().await;
+        let rt = refresh_token(&entra, Duration::seconds(5));
+        let client = mcp_client(&entra);
+        entra.revoke_sessions("contoso", "adele@contoso.com").unwrap_or_default();
+        assert_refused(redeem(&entra, &client, &rt), "invalid_grant", 50173, 400);
+    }
+
+    #[tokio::test]
+    async fn a_disabled_user_is_refused_with_50057() {
+        let entra = entra().await;
+        let rt = refresh_token(&entra, Duration::zero());
+        let client = mcp_client(&entra);
+        entra.disable_user("contoso", "adele@contoso.com").unwrap_or_default();
+        assert_refused(redeem(&entra, &client, &rt), "invalid_grant", 50057, 400);
+    }
+}
