@@ -207,7 +207,11 @@ impl WorldBuilder {
             fixtures::standard_world()
         };
         let clock = fixtures::Clock::system();
-        let mut eb = FakeEntra::builder().world(fixtures.clone()).clock(clock.clone());
+        // The connector only reads from Entra and exchanges tokens: anything else fails the run.
+        let mut eb = FakeEntra::builder()
+            .world(fixtures.clone())
+            .clock(clock.clone())
+            .read_only_on_drop(true);
         if let Some(a) = self.entra_listen {
             eb = eb.listen(a);
         }

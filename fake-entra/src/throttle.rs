@@ -51,8 +51,9 @@ pub(crate) fn admit(
         seen.push_back(now);
         return Ok(());
     }
-    // Room again once the oldest admitted request leaves the window.
-    let free_at = seen.front().map_or(now, |t| *t + window);
+    // Room again once the oldest admitted request leaves the window (a limit of zero never
+    // has room: it asks for a whole window).
+    let free_at = seen.front().map_or(now + window, |t| *t + window);
     let wait_ms = (free_at - now).num_milliseconds().max(0);
     let retry_after = u64::try_from(wait_ms).map_or(1, |ms| ms.div_ceil(1000)).max(1);
     let mut e = request_loop();
@@ -111,6 +112,13 @@ mod tests {
         assert!(admit(limit, &mut log, MEGAN, at(10)).is_ok(), "another user is not throttled");
         assert!(admit(limit, &mut log, ADELE, at(4999)).is_err());
         assert!(admit(limit, &mut log, ADELE, at(5000)).is_ok(), "room once the window passed");
+    }
+
+    #[test]
+    fn a_zero_limit_refuses_everything_for_a_whole_window() {
+        let mut log = RequestLog::new();
+        let e = admit(Some(UserRateLimit::new(0, 30)), &mut log, ADELE, at(0)).expect_err("no");
+        assert_eq!(e.retry_after, Some(30));
     }
 
     #[test]
