@@ -236,7 +236,9 @@ impl WorldBuilder {
             .world(fixtures.clone())
             .entra(&entra.uri())
             .clock(clock.clone())
-            .cae_sync(CaeSync::PerRequest);
+            .cae_sync(CaeSync::PerRequest)
+            // Downloads from another host than Graph's, as SharePoint serves them.
+            .download_host(fake_graph::DownloadHost::separate_loopback());
         if let Some(a) = self.graph_listen {
             gb = gb.listen(a);
         }

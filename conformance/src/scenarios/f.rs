@@ -281,6 +281,11 @@ fn graph_fault_scenarios() -> Vec<Scenario> {
             f06_foreign_uris
         ),
         scenario!("F07", "OData/KQL metacharacters are escaped", f07_injection),
+        scenario!(
+            "F11",
+            "pre-authenticated downloads come from the download host, without Graph's bearer",
+            f11_downloads_without_bearer
+        ),
     ]
 }
 
@@ -557,4 +562,29 @@ fn percent_decode(s: &str) -> String {
         .map(|(k, v)| if v.is_empty() { k.into_owned() } else { format!("{k}={v}") })
         .collect::<Vec<_>>()
         .join("&")
+}
+
+pub async fn f11_downloads_without_bearer(world: &World) -> Result<()> {
+    ensure!(
+        world.graph.download_uri() != world.graph.uri(),
+        "the World serves downloads from Graph's own host"
+    );
+    let adele = world.session(Persona::Adele).await?;
+    let hits = structured_ok(&adele, "sharepoint_search", json!({"query": "design"})).await?;
+    let docx = super::uri_where(&hits, "items", "name", "Design.docx")?;
+    let before = world.graph.downloads().len();
+    let read = structured_ok(&adele, "read_resource", json!({"uri": docx})).await?;
+    ensure!(
+        read["text"].as_str().is_some_and(|t| t.contains("Project Falcon")),
+        "Design.docx was not read: {read}"
+    );
+    let downloads = world.graph.downloads();
+    let new = downloads.get(before..).unwrap_or_default();
+    ensure!(!new.is_empty(), "the file was not fetched from the download host");
+    ensure!(new.iter().all(|d| d.status < 300), "a download failed: {new:?}");
+    ensure!(
+        new.iter().all(|d| !d.had_authorization),
+        "the connector sent an Authorization header to the download host"
+    );
+    Ok(())
 }

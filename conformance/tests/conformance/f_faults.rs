@@ -10,3 +10,4 @@ conformance_test!(f07_odata_and_kql_metacharacters_are_escaped, "F07");
 conformance_test!(f08_entra_request_loop_is_reported_without_a_hot_loop, "F08");
 conformance_test!(f09_a_hanging_entra_is_reported_in_bounded_time, "F09");
 conformance_test!(f10_a_dropped_entra_connection_is_reported, "F10");
+conformance_test!(f11_downloads_come_from_the_download_host_without_a_bearer, "F11");
