@@ -1,5 +1,5 @@
 //! Scripted faults: the next N matching requests fail in a chosen way (an AADSTS error, 429,
-//! 503, latency, a hang or a dropped connection), and [`apply_fault`], which every served
+//! 503, latency, a hang or a dropped connection), and `apply_fault`, which every served
 //! endpoint calls before doing its work.
 
 use axum::{
