@@ -31,7 +31,9 @@
 //!   loop whose connections a fault can drop.
 //! * `read_only`: which requests would change a real tenant, recorded for
 //!   [`FakeEntra::verify_read_only`].
-//! * `control`: the `/_fake/…` control API.
+//! * `control`: the `/_fake/…` control API; this file holds the builder and the handle with
+//!   the control methods mirroring it, `mint` the handle's minting helpers and `sign_in` its
+//!   in-process sign-in.
 //! * [`keys`]: the key ring (test keys, generation, rotation) and JWKS entries.
 //! * [`tokens`]: claim sets (v2 API tokens, v1 Graph tokens, ID tokens, app-only) and minting,
 //!   including deliberately bad tokens ([`TokenSpec`], [`BadToken`]).
@@ -50,20 +52,19 @@ mod consent;
 mod control;
 mod grants;
 mod listener;
+mod mint;
 mod read_only;
 mod routes;
+mod sign_in;
 mod state;
 mod tenant;
 mod throttle;
 
 use std::{net::SocketAddr, sync::Arc};
 
-use axum::{Router, body::Body, extract::ConnectInfo, http::Request};
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use fixtures::{CaPolicy, Clock, Device, TokenLifetimePolicy, User, WorkingHours, World};
+use axum::Router;
+use fixtures::{CaPolicy, Clock, TokenLifetimePolicy, World};
 use listener::{Conn, DroppableListener};
-use serde_json::json;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 pub use control::{ConsentChange, ControlError, KeyInfo};
@@ -82,8 +83,7 @@ pub use tokens::{BadToken, HeaderTrick, TokenSpec};
 use crate::{
     journal::EventType as Ev,
     keys::{KeyRing, KeyState as Ks},
-    state::{Directory, Inner, Shared, SignInContext},
-    tokens::Times,
+    state::{Directory, Inner, Shared},
 };
 
 /// Errors starting the fake.
@@ -304,264 +304,6 @@ impl FakeEntra {
         self.shared.lock().dir.apps.mcp_client.app_id
     }
 
-    // ─── Minting helpers ───────────────────────────────────────────────────────────────
-
-    /// A valid v2 connector-audience token, as the auth-code flow would issue it.
-    pub fn user_token(&self, tid: Uuid, oid: Uuid) -> String {
-        self.mint(&TokenSpec::user(tid, oid))
-    }
-
-    /// A v1 Graph token as OBO would issue it (`nonce` header, `xms_cc` and 20–28 h when
-    /// `cp1`).
-    pub fn graph_token(&self, tid: Uuid, oid: Uuid, scopes: &[&str], cp1: bool) -> String {
-        let now = self.shared.now();
-        let mut inner = self.shared.lock();
-        let user = lookup_user(&inner.dir, tid, oid);
-        let ctx = SignInContext::for_user(&user, now);
-        let life = if cp1 { inner.cae_lifetime() } else { inner.access_lifetime(tid) };
-        let connector = inner.dir.apps.connector.clone();
-        let claims = tokens::graph_user_claims(
-            tid,
-            &user,
-            connector.app_id,
-            &connector.display_name,
-            "1",
-            &scopes.join(" "),
-            &ctx,
-            cp1,
-            Times::new(now, life),
-            &tokens::new_uti(),
-        );
-        // Sign outside the state lock (the signature is the slow part).
-        let key = inner.keys.active().clone();
-        drop(inner);
-        tokens::sign(&key, &claims, true, true)
-    }
-
-    /// Mints a token from a [`TokenSpec`], good or deliberately bad.
-    pub fn mint(&self, spec: &TokenSpec) -> String {
-        let now = self.shared.now() + chrono::Duration::seconds(spec.shift_secs);
-        let mut inner = self.shared.lock();
-        let user = lookup_user(&inner.dir, spec.tid, spec.oid);
-        let mut ctx = SignInContext::for_user(&user, now);
-        ctx.mfa = spec.mfa;
-        if let Some(c) = spec.compliant {
-            ctx.compliant = c;
-        }
-        if let Some(ip) = &spec.ip {
-            ctx.ip = ip.clone();
-        }
-        let life = spec.lifetime_secs.unwrap_or_else(|| inner.access_lifetime(spec.tid));
-        let mut times = Times::new(now, life);
-        match spec.bad {
-            Some(BadToken::Expired) => {
-                times = Times::new(now - chrono::Duration::seconds(life + 3600), life);
-            }
-            Some(BadToken::FutureNbf) => {
-                times.nbf = times.iat + 1800;
-            }
-            Some(BadToken::FutureIat) => {
-                times.iat += 1800;
-            }
-            Some(BadToken::IatAfterExp) => {
-                times.iat += 30;
-                times.exp = times.nbf + 10;
-            }
-            _ => {}
-        }
-        let connector = inner.dir.apps.connector.app_id;
-        let azp = spec.azp.unwrap_or(inner.dir.apps.mcp_client.app_id);
-        let scp = spec.scopes.clone().unwrap_or_else(|| vec!["access_as_user".into()]).join(" ");
-        let issuer = self.shared.issuer_v2(spec.tid);
-        let mut claims = match spec.bad {
-            Some(BadToken::IdToken) => {
-                tokens::id_token_claims(&issuer, spec.tid, &user, connector, None, &ctx, times)
-            }
-            _ => tokens::v2_user_claims(
-                &issuer,
-                spec.tid,
-                &user,
-                connector,
-                azp,
-                "0",
-                &scp,
-                &ctx,
-                times,
-                &tokens::new_uti(),
-            ),
-        };
-        if let Some(m) = claims.as_object_mut() {
-            match &spec.bad {
-                Some(BadToken::WrongAudience) => {
-                    m.insert("aud".into(), json!(tokens::GRAPH_AUDIENCE));
-                }
-                Some(BadToken::MismatchedIssuer { iss_tid }) => {
-                    m.insert("iss".into(), json!(self.shared.issuer_v2(*iss_tid)));
-                }
-                Some(BadToken::AppOnly) => {
-                    let sp = tokens::service_principal_id(spec.tid, azp).to_string();
-                    for k in ["scp", "name", "preferred_username"] {
-                        m.remove(k);
-                    }
-                    m.insert("roles".into(), json!(["access_as_application"]));
-                    m.insert("idtyp".into(), json!("app"));
-                    m.insert("oid".into(), json!(sp));
-                    m.insert("sub".into(), json!(sp));
-                    m.insert("azpacr".into(), json!("1"));
-                }
-                Some(BadToken::MissingScp) => {
-                    m.remove("scp");
-                }
-                _ => {}
-            }
-            if let Some(aud) = &spec.audience {
-                m.insert("aud".into(), json!(aud));
-            }
-            for (k, v) in &spec.extra {
-                m.insert(k.clone(), v.clone());
-            }
-        }
-        // Sign outside the state lock (the signature is the slow part).
-        let (active, pending) = (inner.keys.active().clone(), inner.keys.pending().cloned());
-        drop(inner);
-        tokens::encode_with_defect(&claims, &active, pending.as_ref(), spec.bad.as_ref())
-    }
-
-    /// Runs `/authorize` (with `login_hint`) + PKCE S256 + code redemption through the
-    /// router, in-process, and returns the token response or Entra's error body. `scopes`
-    /// are passed as given (e.g. `api://{connector}/access_as_user`, `offline_access`).
-    pub async fn sign_in(
-        &self,
-        upn: &str,
-        client_id: Uuid,
-        scopes: &[&str],
-    ) -> Result<TokenResponse, ErrorBody> {
-        self.sign_in_with(upn, client_id, scopes, &[]).await
-    }
-
-    /// [`Self::sign_in`] with extra `/authorize` parameters (`fake_mfa`, `fake_ip`,
-    /// `fake_device_compliant`, `claims`).
-    pub async fn sign_in_with(
-        &self,
-        upn: &str,
-        client_id: Uuid,
-        scopes: &[&str],
-        extra: &[(&str, &str)],
-    ) -> Result<TokenResponse, ErrorBody> {
-        let (tenant, redirect, public, secret) = {
-            let inner = self.shared.lock();
-            let tenant = inner
-                .dir
-                .user_by_upn(upn)
-                .map(|(t, _)| t.id.to_string())
-                .unwrap_or_else(|| "common".into());
-            let app = inner.dir.app(&client_id.to_string());
-            let redirect = app
-                .and_then(|a| a.redirect_uris.first().cloned())
-                .map(|r| loopback_with_port(&r))
-                .unwrap_or_else(|| "http://localhost:8400/callback".into());
-            let public = app.is_none_or(|a| a.public_client);
-            let secret = app.and_then(|a| a.client_secrets.first().cloned());
-            (tenant, redirect, public, secret)
-        };
-        let verifier = format!("{}{}", tokens::new_uti(), tokens::new_uti());
-        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-        let state = tokens::new_uti();
-        let scope = scopes.join(" ");
-        let mut q = url::form_urlencoded::Serializer::new(String::new());
-        q.append_pair("client_id", &client_id.to_string())
-            .append_pair("response_type", "code")
-            .append_pair("redirect_uri", &redirect)
-            .append_pair("scope", &scope)
-            .append_pair("state", &state)
-            .append_pair("code_challenge", &challenge)
-            .append_pair("code_challenge_method", "S256")
-            .append_pair("login_hint", upn);
-        for (k, v) in extra {
-            q.append_pair(k, v);
-        }
-        let uri = format!("/{tenant}/oauth2/v2.0/authorize?{}", q.finish());
-        let resp = self.call(Request::get(uri).body(Body::empty())).await;
-        let status = resp.0;
-        let location = resp.1.unwrap_or_default();
-        let body = resp.2;
-        if !status.is_redirection() {
-            return Err(serde_json::from_slice(&body)
-                .unwrap_or_else(|_| local_error("authorize did not redirect")));
-        }
-        let url = url::Url::parse(&location).map_err(|_| local_error("bad redirect location"))?;
-        let params: std::collections::HashMap<String, String> =
-            url.query_pairs().into_owned().collect();
-        if let Some(err) = params.get("error") {
-            return Err(ErrorBody {
-                error: err.clone(),
-                error_description: params.get("error_description").cloned().unwrap_or_default(),
-                error_codes: params
-                    .get("error_codes")
-                    .and_then(|c| c.parse().ok())
-                    .map(|c| vec![c])
-                    .unwrap_or_default(),
-                timestamp: params.get("timestamp").cloned().unwrap_or_default(),
-                trace_id: params.get("trace_id").cloned().unwrap_or_default(),
-                correlation_id: params.get("correlation_id").cloned().unwrap_or_default(),
-                error_uri: params.get("error_uri").cloned().unwrap_or_default(),
-                suberror: params.get("suberror").cloned(),
-                claims: params.get("claims").cloned(),
-            });
-        }
-        if params.get("state") != Some(&state) {
-            return Err(local_error("state mismatch"));
-        }
-        let code = params.get("code").cloned().ok_or_else(|| local_error("no code in redirect"))?;
-        let mut form = url::form_urlencoded::Serializer::new(String::new());
-        form.append_pair("grant_type", "authorization_code")
-            .append_pair("client_id", &client_id.to_string())
-            .append_pair("code", &code)
-            .append_pair("redirect_uri", &redirect)
-            .append_pair("code_verifier", &verifier)
-            .append_pair("scope", &scope);
-        if !public && let Some(sec) = &secret {
-            form.append_pair("client_secret", sec);
-        }
-        let req = Request::post(format!("/{tenant}/oauth2/v2.0/token"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(Body::from(form.finish()));
-        let (status, _, body) = self.call(req).await;
-        if status.is_success() {
-            serde_json::from_slice(&body).map_err(|_| local_error("token response did not parse"))
-        } else {
-            Err(serde_json::from_slice(&body)
-                .unwrap_or_else(|_| local_error("token error did not parse")))
-        }
-    }
-
-    async fn call(
-        &self,
-        req: Result<Request<Body>, axum::http::Error>,
-    ) -> (axum::http::StatusCode, Option<String>, Vec<u8>) {
-        use tower::ServiceExt;
-        let Ok(mut req) = req else { return (axum::http::StatusCode::BAD_REQUEST, None, vec![]) };
-        let conn = Conn::in_process();
-        req.extensions_mut().insert(ConnectInfo(conn.clone()));
-        let Ok(resp) = self.router.clone().oneshot(req).await;
-        if conn.drop.pulled() {
-            // A `DropConnection` fault: a socket client would read no answer at all.
-            let body = serde_json::to_vec(&local_error("connection dropped")).unwrap_or_default();
-            return (axum::http::StatusCode::BAD_GATEWAY, None, body);
-        }
-        let status = resp.status();
-        let location = resp
-            .headers()
-            .get(axum::http::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
-            .await
-            .map(|b| b.to_vec())
-            .unwrap_or_default();
-        (status, location, body)
-    }
-
     // ─── Control API (mirrors /_fake/…) ────────────────────────────────────────────────
 
     pub fn disable_user(&self, tenant: &str, user: &str) -> Result<(), ControlError> {
@@ -764,52 +506,4 @@ impl FakeEntra {
     pub fn require_tenant(&self, tenant: &str) -> Result<Uuid, ControlError> {
         control::tenant_uuid(&self.shared, tenant)
     }
-}
-
-/// A registered loopback redirect URI with a concrete port (Entra accepts any port).
-fn loopback_with_port(r: &str) -> String {
-    match url::Url::parse(r) {
-        Ok(mut u)
-            if matches!(u.host_str(), Some("localhost" | "127.0.0.1")) && u.port().is_none() =>
-        {
-            let _ = u.set_port(Some(8400));
-            u.to_string()
-        }
-        _ => r.to_string(),
-    }
-}
-
-fn local_error(msg: &str) -> ErrorBody {
-    ErrorBody {
-        error: "fake_entra_client_error".into(),
-        error_description: msg.into(),
-        error_codes: vec![],
-        timestamp: String::new(),
-        trace_id: String::new(),
-        correlation_id: String::new(),
-        error_uri: String::new(),
-        suberror: None,
-        claims: None,
-    }
-}
-
-/// The user, or a placeholder for an unknown `(tid, oid)` (minting never fails).
-fn lookup_user(dir: &Directory, tid: Uuid, oid: Uuid) -> User {
-    dir.tenant_by_id(tid).and_then(|t| t.user(oid)).cloned().unwrap_or_else(|| User {
-        oid,
-        upn: format!("{oid}@unknown.invalid"),
-        mail: format!("{oid}@unknown.invalid"),
-        display_name: "Unknown User".into(),
-        given_name: None,
-        surname: None,
-        job_title: None,
-        persona: None,
-        time_zone: "UTC".into(),
-        working_hours: WorkingHours::default(),
-        enabled: true,
-        mfa_registered: true,
-        groups: vec![],
-        directory_roles: vec![],
-        device: Device { compliant: true, ip: None },
-    })
 }
