@@ -207,7 +207,11 @@ impl WorldBuilder {
             fixtures::standard_world()
         };
         let clock = fixtures::Clock::system();
-        let mut eb = FakeEntra::builder().world(fixtures.clone()).clock(clock.clone());
+        // The connector only reads from Entra and exchanges tokens: anything else fails the run.
+        let mut eb = FakeEntra::builder()
+            .world(fixtures.clone())
+            .clock(clock.clone())
+            .read_only_on_drop(true);
         if let Some(a) = self.entra_listen {
             eb = eb.listen(a);
         }
@@ -232,7 +236,9 @@ impl WorldBuilder {
             .world(fixtures.clone())
             .entra(&entra.uri())
             .clock(clock.clone())
-            .cae_sync(CaeSync::PerRequest);
+            .cae_sync(CaeSync::PerRequest)
+            // Downloads from another host than Graph's, as SharePoint serves them.
+            .download_host(fake_graph::DownloadHost::separate_loopback());
         if let Some(a) = self.graph_listen {
             gb = gb.listen(a);
         }
