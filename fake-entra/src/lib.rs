@@ -507,3 +507,9 @@ impl FakeEntra {
         control::tenant_uuid(&self.shared, tenant)
     }
 }
+
+/// The README's example ("Use it in your own tests"), compiled and run as a doc test so the
+/// README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExamples;
