@@ -12,6 +12,7 @@ use std::{
 
 use anyhow::{Context, Result, anyhow, bail};
 use base64::{Engine, engine::general_purpose::STANDARD};
+use connector::testing::SettingsBuilder;
 use fake_entra::FakeEntra;
 use fake_graph::{CaeSync, FakeGraph};
 use fixtures::TokenLifetimePolicy;
@@ -266,18 +267,18 @@ impl WorldBuilder {
             let tid = entra.tenant_id(name).ok_or_else(|| anyhow!("unknown tenant {name}"))?;
             ids.insert(name.clone(), tid);
         }
-        let config = ConnectorConfig {
+        let (cache_key, cursor_key) = (random_key(), random_key());
+        let settings = connector_settings(
             port,
-            authority: entra.uri(),
-            graph_base: format!("{}/v1.0", graph.uri()),
-            client_id: fixtures.apps.connector.app_id.to_string(),
-            client_secret: secret.clone(),
-            cache_key: random_key(),
-            cursor_key: random_key(),
-            obo_max_reuse_secs: self.obo_max_reuse_secs,
-        };
+            &entra.uri(),
+            &format!("{}/v1.0", graph.uri()),
+            &fixtures.apps.connector.app_id.to_string(),
+            &secret,
+            self.obo_max_reuse_secs,
+            (&cache_key, &cursor_key),
+        );
         let config_path = dir.join("connector.toml");
-        std::fs::write(&config_path, config.toml())?;
+        std::fs::write(&config_path, settings.toml())?;
         let policy_path = dir.join("policy.toml");
         std::fs::write(&policy_path, policy_toml(&self.policy, &ids))?;
 
@@ -367,11 +368,7 @@ impl WorldBuilder {
             },
             http,
             oauth,
-            secrets: Arc::new(Mutex::new(vec![
-                secret,
-                config.cache_key.clone(),
-                config.cursor_key.clone(),
-            ])),
+            secrets: Arc::new(Mutex::new(vec![secret, cache_key, cursor_key])),
             snapshots: Mutex::new(Vec::new()),
         };
         world.wait_ready().await?;
@@ -379,71 +376,33 @@ impl WorldBuilder {
     }
 }
 
-/// What the connector's config file is made from.
-struct ConnectorConfig {
+/// The connector's configuration, relative paths resolving against the file's directory:
+/// short JWKS floor and Graph timeouts so fault scenarios stay quick, a per-caller rate far
+/// above what any scenario sends (X03 and the rate-limit scenarios set their own), fresh
+/// random cache and cursor keys per world (base64).
+fn connector_settings(
     port: u16,
-    authority: String,
-    graph_base: String,
-    client_id: String,
-    client_secret: String,
-    cache_key: String,
-    cursor_key: String,
+    authority: &str,
+    graph_base: &str,
+    client_id: &str,
+    client_secret: &str,
     obo_max_reuse_secs: u64,
-}
-
-impl ConnectorConfig {
-    /// The connector's TOML (connector/src/config.rs `RawSettings`); relative paths resolve
-    /// against the file's directory.
-    fn toml(&self) -> String {
-        format!(
-            r#"[server]
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}/mcp"
-
-[entra]
-authority = "{authority}"
-client_id = "{client_id}"
-client_secret = "{client_secret}"
-jwks_refresh_floor_secs = 1
-
-[graph]
-base_url = "{graph_base}"
-download_hosts = ["127.0.0.1"]
-timeout_secs = 5
-max_retries = 3
-retry_budget_secs = 10
-
-[obo]
-max_reuse_secs = {obo}
-cache_keys = ["{cache_key}"]
-
-[policy]
-path = "policy.toml"
-poll_secs = 1
-
-[audit]
-path = "audit.jsonl"
-fsync = false
-
-[limits]
-request_timeout_secs = 30
-per_caller_per_minute = 6000
-per_caller_burst = 1000
-shutdown_grace_secs = 2
-
-[tools]
-cursor_key = "{cursor_key}"
-"#,
-            port = self.port,
-            authority = self.authority,
-            client_id = self.client_id,
-            client_secret = self.client_secret,
-            graph_base = self.graph_base,
-            obo = self.obo_max_reuse_secs,
-            cache_key = self.cache_key,
-            cursor_key = self.cursor_key,
-        )
-    }
+    (cache_key, cursor_key): (&str, &str),
+) -> SettingsBuilder {
+    SettingsBuilder::new(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .entra(authority, client_id, client_secret)
+        .jwks_refresh_floor_secs(1)
+        .graph(graph_base)
+        .download_hosts(&["127.0.0.1"])
+        .graph_retries(5, 3, 10)
+        .obo_max_reuse_secs(obo_max_reuse_secs)
+        .cache_keys_b64(&[cache_key])
+        .policy(Path::new("policy.toml"), 1)
+        .audit(Path::new("audit.jsonl"), false)
+        .request_timeout_secs(30)
+        .per_caller_rate(6000, 1000)
+        .shutdown_grace_secs(2)
+        .cursor_key_b64(cursor_key)
 }
 
 fn random_key() -> String {
