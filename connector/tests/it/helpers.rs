@@ -11,6 +11,7 @@ use std::{
 };
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use connector::testing::SettingsBuilder;
 use connector::{
     clock::Clock,
     config::{RawSettings, Settings},
@@ -245,46 +246,21 @@ pub fn raw_settings(
     dir: &std::path::Path,
     o: &Options,
 ) -> RawSettings {
-    let text = format!(
-        r#"
-        [server]
-        listen = "{addr}"
-        public_url = "http://{addr}/mcp"
-        allowed_origins = {origins}
-        [entra]
-        authority = "{entra}"
-        client_id = "{CLIENT_ID}"
-        client_secret = "TEST-ONLY-secret"
-        jwks_refresh_floor_secs = {floor}
-        [graph]
-        base_url = "{graph}/v1.0"
-        [obo]
-        cache_keys = ["{key}"]
-        [policy]
-        path = "{policy}"
-        [audit]
-        path = "{audit}"
-        fsync = false
-        [limits]
-        max_in_flight = {in_flight}
-        max_body_bytes = {body}
-        per_caller_per_minute = {per_minute}
-        per_caller_burst = {burst}
-        shutdown_grace_secs = 5
-        header_timeout_secs = 1
-        "#,
-        graph = graph,
-        origins = serde_json::to_string(&o.allowed_origins).unwrap(),
-        floor = o.jwks_floor_secs,
-        key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
-        policy = dir.join("policy.toml").display(),
-        audit = dir.join("audit.jsonl").display(),
-        in_flight = o.max_in_flight,
-        body = o.max_body_bytes,
-        per_minute = o.per_minute,
-        burst = o.burst,
-    );
-    toml::from_str(&text).expect("test settings parse")
+    SettingsBuilder::new(addr)
+        .allowed_origins(&o.allowed_origins)
+        .entra(entra, CLIENT_ID, "TEST-ONLY-secret")
+        .jwks_refresh_floor_secs(o.jwks_floor_secs)
+        .graph(&format!("{graph}/v1.0"))
+        .cache_key([7; 32])
+        .policy(&dir.join("policy.toml"), 2)
+        .audit(&dir.join("audit.jsonl"), false)
+        .max_in_flight(o.max_in_flight)
+        .set("limits", "max_body_bytes", o.max_body_bytes as i64)
+        .per_caller_rate(o.per_minute, o.burst)
+        .shutdown_grace_secs(5)
+        .set("limits", "header_timeout_secs", 1)
+        .raw()
+        .expect("test settings parse")
 }
 
 pub fn temp_dir() -> PathBuf {
