@@ -11,7 +11,7 @@ mod o;
 mod r;
 mod s;
 mod t;
-mod x;
+pub mod x;
 
 use std::time::Duration;
 

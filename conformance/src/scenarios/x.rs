@@ -4,6 +4,9 @@
 //! same cache and cursor keys, same policy file) plus `[redis]`: as child processes of the
 //! gate's connector binary in binary mode, in process under `cargo test`; the world's
 //! original connector is left idle.
+//!
+//! The harness ([`RedisServer`], [`ScaleOut`], [`RoundRobin`]) is public: `m365-sandbox
+//! --instances 2` and `m365-bench --instances 2 --redis` run the same set-up.
 
 use std::{
     net::TcpListener,
@@ -50,7 +53,9 @@ pub fn scenarios() -> Vec<Scenario> {
         ),
         scenario!(
             "X06",
-            "users of two tenants never share an L2 entry",
+            "two tenants' users with the same oid never share an L2 entry or a budget",
+            clock = false,
+            setup = twin_world,
             x06_tenants_never_share_entries
         ),
         scenario!(
@@ -129,6 +134,13 @@ impl RedisServer {
         Ok(out)
     }
 
+    /// Empties the server (between benchmark steps).
+    pub fn flush_all(&self) -> Result<()> {
+        let mut c = self.connection()?;
+        redis::cmd("FLUSHALL").query::<()>(&mut c)?;
+        Ok(())
+    }
+
     /// The sealed token entries.
     fn token_entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
         Ok(self.dump()?.into_iter().filter(|(k, _)| k.starts_with("m365:tok:")).collect())
@@ -152,23 +164,24 @@ struct Instance {
 }
 
 /// Two connectors sharing Redis, plus the round-robin.
-struct ScaleOut {
+pub struct ScaleOut {
     redis: RedisServer,
     instances: Vec<Instance>,
     config_paths: Vec<PathBuf>,
 }
 
-/// Knobs of the instances' configuration.
+/// Knobs of the instances' configuration: the per-user rate limit.
 #[derive(Clone, Copy)]
-struct Knobs {
-    per_minute: u32,
-    burst: u32,
+pub struct Knobs {
+    pub per_minute: u32,
+    pub burst: u32,
 }
 
-const DEFAULT_KNOBS: Knobs = Knobs { per_minute: 6000, burst: 1000 };
+pub const DEFAULT_KNOBS: Knobs = Knobs { per_minute: 6000, burst: 1000 };
 
 impl ScaleOut {
-    async fn start(world: &World, knobs: Knobs) -> Result<Self> {
+    /// Starts `redis-server` and two instances configured like `world`'s connector.
+    pub async fn start(world: &World, knobs: Knobs) -> Result<Self> {
         let redis = RedisServer::start()?;
         let base = std::fs::read_to_string(world.dir().join("connector.toml"))?;
         let mut instances = Vec::new();
@@ -254,6 +267,15 @@ impl ScaleOut {
         Ok(Self { redis, instances, config_paths })
     }
 
+    /// The instances' MCP URLs.
+    pub fn mcp_urls(&self) -> Vec<String> {
+        self.instances.iter().map(|i| i.mcp_url.clone()).collect()
+    }
+
+    pub fn redis(&self) -> &RedisServer {
+        &self.redis
+    }
+
     /// `session`'s sign-in, presented to instance `i`.
     fn on(&self, world: &World, session: &Session, i: usize) -> Session {
         let token = session.token();
@@ -279,7 +301,7 @@ impl ScaleOut {
         Ok(settings.obo_settings().map_err(|e| anyhow!("{e}"))?.cache_keys)
     }
 
-    fn shutdown(&self) {
+    pub fn shutdown(&self) {
         for i in &self.instances {
             i.stop.cancel();
             if let Some(child) = &i.child {
@@ -295,6 +317,105 @@ impl Drop for ScaleOut {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// A loopback HTTP round-robin in front of the instances (what a load balancer without
+/// session affinity does): each request, whatever its path, goes to the next instance,
+/// headers (the bearer token included) and body as they came. Dropping it stops it.
+pub struct RoundRobin {
+    addr: std::net::SocketAddr,
+    stop: CancellationToken,
+}
+
+#[derive(Clone)]
+struct Backends {
+    bases: Arc<Vec<String>>,
+    next: Arc<std::sync::atomic::AtomicUsize>,
+    http: reqwest::Client,
+}
+
+impl RoundRobin {
+    /// Listens on `listen` (loopback only) and spreads requests over `mcp_urls`' servers.
+    pub async fn start(listen: std::net::SocketAddr, mcp_urls: &[String]) -> Result<Self> {
+        ensure!(
+            listen.ip().is_loopback(),
+            "the round-robin listens on loopback only, not {listen}"
+        );
+        ensure!(!mcp_urls.is_empty(), "the round-robin needs at least one instance");
+        let bases = mcp_urls.iter().map(|u| u.trim_end_matches("/mcp").to_owned()).collect();
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let backends = Backends {
+            bases: Arc::new(bases),
+            next: Arc::default(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .build()?,
+        };
+        let app = axum::Router::new().fallback(forward).with_state(backends);
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).with_graceful_shutdown(s.cancelled_owned()).await;
+        });
+        Ok(Self { addr, stop })
+    }
+
+    /// `http://127.0.0.1:PORT/mcp`.
+    pub fn mcp_url(&self) -> String {
+        format!("http://{}/mcp", self.addr)
+    }
+}
+
+impl Drop for RoundRobin {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn forward(
+    axum::extract::State(b): axum::extract::State<Backends>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::{http::header, response::IntoResponse as _};
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
+        return (axum::http::StatusCode::PAYLOAD_TOO_LARGE, "body too large").into_response();
+    };
+    let i = b.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % b.bases.len();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut upstream = b.http.request(parts.method, format!("{}{path}", b.bases[i])).body(body);
+    for (name, value) in &parts.headers {
+        if ![header::HOST, header::CONTENT_LENGTH, header::CONNECTION, header::TRANSFER_ENCODING]
+            .contains(name)
+        {
+            upstream = upstream.header(name, value);
+        }
+    }
+    let answer = match upstream.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let text = format!("instance {i} did not answer: {e}");
+            return (axum::http::StatusCode::BAD_GATEWAY, text).into_response();
+        }
+    };
+    let mut response = axum::response::Response::builder().status(answer.status());
+    for (name, value) in answer.headers() {
+        if ![header::CONTENT_LENGTH, header::CONNECTION, header::TRANSFER_ENCODING].contains(name) {
+            response = response.header(name, value);
+        }
+    }
+    let body = futures::stream::unfold(answer, |mut r| async move {
+        match r.chunk().await {
+            Ok(Some(chunk)) => Some((Ok::<_, std::io::Error>(chunk), r)),
+            Ok(None) => None,
+            Err(e) => Some((Err(std::io::Error::other(e)), r)),
+        }
+    });
+    response
+        .body(axum::body::Body::from_stream(body))
+        .unwrap_or_else(|_| axum::http::StatusCode::BAD_GATEWAY.into_response())
 }
 
 /// `get_me` through instance `i`: the identity, or why the call failed.
@@ -502,29 +623,55 @@ fn union_key(s: &Session) -> connector::obo::TokenCacheKey {
     )
 }
 
-/// X06: Adele of Contoso and Adele of Fabrikam (same display name) each get an entry of
-/// their own: two exchanges, two entries, each served as themselves on the other instance.
-/// (The fixtures have no oid shared by two tenants; the connector's `redis` integration test
-/// covers an identical oid and assertion hash.)
+/// X06: Contoso's Adele and Wingtip's Adele share an object id (the twin tenant,
+/// [`fixtures::with_twin_tenant`]). Through both instances each is served as herself, with
+/// an exchange and an L2 entry of her own, and a budget of her own: Contoso's Adele spends
+/// her whole shared per-user budget, and Wingtip's Adele is still admitted. Any Redis key
+/// (token entry, lock, rate state) derived without the tenant mixes the two up and fails here.
 pub async fn x06_tenants_never_share_entries(world: &World) -> Result<()> {
-    let x = ScaleOut::start(world, DEFAULT_KNOBS).await?;
+    const BURST: u32 = 4;
+    let x = ScaleOut::start(world, Knobs { per_minute: 6, burst: BURST }).await?;
     let contoso = world.session(Persona::Adele).await?;
-    let fabrikam = world.session(Persona::AdeleFabrikam).await?;
-    for s in [&contoso, &fabrikam] {
-        for i in 0..2 {
-            let (tid, oid) = me_via(&x, world, s, i).await?;
-            ensure!(
-                tid == s.tenant_id.to_string() && oid == s.object_id.to_string(),
-                "{} was served as {tid}/{oid} by instance {i}",
-                s.upn
-            );
-        }
+    let wingtip = world.sign_in(fixtures::TWIN_UPN).await?;
+    ensure!(
+        contoso.object_id == wingtip.object_id && contoso.tenant_id != wingtip.tenant_id,
+        "the twin does not share Adele's object id (the scenario would prove nothing)"
+    );
+    let served_as_herself = |s: &Session, i: usize, (tid, oid): (String, String)| {
+        ensure!(
+            tid == s.tenant_id.to_string() && oid == s.object_id.to_string(),
+            "{} was served as {tid}/{oid} by instance {i}",
+            s.upn
+        );
+        Ok(())
+    };
+    // Contoso's Adele: her whole budget, alternating between the instances, then refused.
+    for i in 0..BURST as usize {
+        served_as_herself(&contoso, i % 2, me_via(&x, world, &contoso, i).await?)?;
+    }
+    let over = x.on(world, &contoso, 0).call_tool_http("get_me", json!({})).await?;
+    ensure!(over.status == 429, "Contoso's Adele past her budget: HTTP {}", over.status);
+    // Wingtip's Adele, same object id: a budget, an exchange and an entry of her own.
+    for i in 0..2 {
+        served_as_herself(
+            &wingtip,
+            i,
+            me_via(&x, world, &wingtip, i).await.with_context(|| {
+                format!("{} on instance {i}, after Contoso's Adele spent her budget", wingtip.upn)
+            })?,
+        )?;
+    }
+    for s in [&contoso, &wingtip] {
         let exchanges = obo_exchanges(world, s.tenant_id, s.object_id);
         ensure!(exchanges == 1, "{}: {exchanges} exchanges", s.upn);
     }
     let entries = x.redis.token_entries()?.len();
-    ensure!(entries == 2, "{entries} L2 entries for two users of two tenants");
+    ensure!(entries == 2, "{entries} L2 entries for the two Adeles");
     Ok(())
+}
+
+fn twin_world() -> crate::WorldBuilder {
+    World::builder().with_twin_tenant()
 }
 
 /// X07: Adele's sealed entry copied over Diego's in Redis; instance 1 (whose L1 has never
