@@ -105,6 +105,8 @@ pub fn layouts(instances: usize, redis: bool) -> Vec<Layout> {
 pub struct Outcome {
     pub callers: usize,
     pub layout: Layout,
+    /// What Redis held at the end of the step (layouts with Redis).
+    pub census: Option<crate::scenarios::x::Census>,
     pub json: Value,
     pub markdown: String,
     pub svg: String,
@@ -169,7 +171,13 @@ pub async fn run(opts: &Options) -> Result<Vec<Outcome>> {
                 _ => None,
             };
             eprintln!("{callers} callers, {}:", layout.label());
-            let outcome = measure(&prepared, opts, callers, layout, redis_url, &out).await?;
+            let mut outcome = measure(&prepared, opts, callers, layout, redis_url, &out).await?;
+            if let (Some(server), true) = (&redis, layout.redis) {
+                // What the step left in Redis, for sizing (before the next step flushes it).
+                let census = server.census()?;
+                outcome.json["redis_census"] = serde_json::to_value(&census)?;
+                outcome.census = Some(census);
+            }
             eprintln!("{callers} callers, {}: done, written to {}", layout.label(), out.display());
             outcomes.push(outcome);
         }
@@ -234,6 +242,16 @@ fn scale_out_summary(outcomes: &[Outcome], opts: &Options, p: &Prepared) -> (Str
             .join("; "),
     );
     md.push('\n');
+    for o in outcomes {
+        if let Some(census) = &o.census {
+            md.push_str(&format!(
+                "\nRedis after {} callers, {} (a step's keys; locks are released at once):\n\n{}",
+                o.callers,
+                o.layout.label(),
+                census.markdown()
+            ));
+        }
+    }
     (md, json!({"seconds": opts.seconds, "world": p.counts, "steps": rows}))
 }
 
@@ -834,7 +852,7 @@ async fn measure(
     std::fs::write(out.join("bench.json"), serde_json::to_string_pretty(&json)?)?;
     std::fs::write(out.join("bench.md"), &markdown)?;
     std::fs::write(out.join("latency.svg"), &svg)?;
-    Ok(Outcome { callers, layout, json, markdown, svg })
+    Ok(Outcome { callers, layout, census: None, json, markdown, svg })
 }
 
 fn ratio(a: f64, b: f64) -> f64 {

@@ -134,6 +134,32 @@ impl RedisServer {
         Ok(out)
     }
 
+    /// What the server holds, per kind of key (`tok`, `rl`, `epoch`, …, the part after the
+    /// prefix): for sizing. Memory per key is Redis' own `MEMORY USAGE` (key, value, expiry
+    /// and allocator overhead); `used_memory` is the whole server's.
+    pub fn census(&self) -> Result<Census> {
+        let mut c = self.connection()?;
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c)?;
+        let mut kinds: std::collections::BTreeMap<String, KindCensus> = Default::default();
+        for k in keys {
+            let kind = k.split(':').nth(1).unwrap_or("other").to_owned();
+            let value: Vec<u8> = redis::cmd("GET").arg(&k).query(&mut c).unwrap_or_default();
+            let memory: u64 = redis::cmd("MEMORY").arg("USAGE").arg(&k).query(&mut c)?;
+            let e = kinds.entry(kind).or_default();
+            e.keys += 1;
+            e.key_bytes += k.len() as u64;
+            e.value_bytes += value.len() as u64;
+            e.memory_bytes += memory;
+        }
+        let info: String = redis::cmd("INFO").arg("memory").query(&mut c)?;
+        let used_memory = info
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        Ok(Census { kinds, used_memory })
+    }
+
     /// Empties the server (between benchmark steps).
     pub fn flush_all(&self) -> Result<()> {
         let mut c = self.connection()?;
@@ -144,6 +170,43 @@ impl RedisServer {
     /// The sealed token entries.
     fn token_entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
         Ok(self.dump()?.into_iter().filter(|(k, _)| k.starts_with("m365:tok:")).collect())
+    }
+}
+
+/// [`RedisServer::census`]: totals per kind of key.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct KindCensus {
+    pub keys: u64,
+    pub key_bytes: u64,
+    pub value_bytes: u64,
+    pub memory_bytes: u64,
+}
+
+/// [`RedisServer::census`].
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Census {
+    pub kinds: std::collections::BTreeMap<String, KindCensus>,
+    pub used_memory: u64,
+}
+
+impl Census {
+    /// One Markdown line per kind: keys, mean key and value bytes, mean memory per key.
+    pub fn markdown(&self) -> String {
+        let mut md = String::from(
+            "| Redis key kind | keys | mean key bytes | mean value bytes | mean MEMORY USAGE bytes |\n|---|---|---|---|---|\n",
+        );
+        for (kind, k) in &self.kinds {
+            let n = k.keys.max(1);
+            md.push_str(&format!(
+                "| `{kind}` | {} | {} | {} | {} |\n",
+                k.keys,
+                k.key_bytes / n,
+                k.value_bytes / n,
+                k.memory_bytes / n
+            ));
+        }
+        md.push_str(&format!("\nused_memory: {:.1} MiB\n", self.used_memory as f64 / 1048576.0));
+        md
     }
 }
 
