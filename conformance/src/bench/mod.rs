@@ -609,7 +609,8 @@ async fn measure(
             .filter(|l| !l.starts_with('#'))
             .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
             .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-            .sum()
+            .sum::<f64>()
+            + 0.0 // an empty sum is -0.0, printed "-0"
     };
     // A labelled series, e.g. `m365_redis_l2_lookups_total{outcome="hit"}`.
     let series = |name: &str, label: &str| -> f64 {
@@ -619,7 +620,8 @@ async fn measure(
                 l.starts_with(name) && l[name.len()..].starts_with('{') && l.contains(label)
             })
             .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-            .sum()
+            .sum::<f64>()
+            + 0.0
     };
     let l2_hits = series("m365_redis_l2_lookups_total", "outcome=\"hit\"");
     let l2_misses = series("m365_redis_l2_lookups_total", "outcome=\"miss\"");
