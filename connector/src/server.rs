@@ -230,19 +230,10 @@ impl Application {
                 store.on_epoch_change(move |_| {
                     let reload = reload.clone();
                     async move {
-                        if reload.path().as_os_str().is_empty() {
-                            return;
-                        }
-                        for _ in 0..2 {
-                            match reload.reload_if_changed() {
-                                Ok(crate::policy::Reload::Applied { .. }) => return,
-                                Ok(crate::policy::Reload::Unchanged) => {}
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "Policy reload after a tenant epoch change failed");
-                                    return;
-                                }
-                            }
-                            tokio::time::sleep(EPOCH_SETTLE_GAP).await;
+                        let settled =
+                            crate::shared::reload_policy_settled(&reload, EPOCH_SETTLE_GAP).await;
+                        if let Err(e) = settled {
+                            tracing::warn!(error = %e, "Policy reload after a tenant epoch change failed");
                         }
                     }
                 });

@@ -188,6 +188,27 @@ pub async fn check(config: &RedisConfig) -> Result<String, String> {
     ))
 }
 
+/// Re-reads the policy file after a tenant epoch changed, under the poll's settling rule
+/// compressed to `gap`: the content must read the same twice, `gap` apart, before it is
+/// applied, so a file caught mid-write is left to the regular poll. Returns what the last
+/// read did (`Unchanged` when the file was already in force or did not settle).
+pub async fn reload_policy_settled(
+    policy: &crate::policy::PolicyStore,
+    gap: Duration,
+) -> Result<crate::policy::Reload, crate::policy::PolicyError> {
+    use crate::policy::Reload;
+    if policy.path().as_os_str().is_empty() {
+        return Ok(Reload::Unchanged); // a fixed policy: nothing to read
+    }
+    match policy.reload_if_changed()? {
+        applied @ Reload::Applied { .. } => Ok(applied),
+        Reload::Unchanged => {
+            tokio::time::sleep(gap).await;
+            policy.reload_if_changed()
+        }
+    }
+}
+
 /// Opens after [`BREAKER_THRESHOLD`] consecutive failures for `cooldown`; after it, one
 /// failure re-opens it at once (half-open), one success closes it.
 struct Breaker {

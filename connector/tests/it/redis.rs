@@ -522,6 +522,49 @@ async fn check_config_pings_redis_with_the_configured_credentials() {
     assert!(err.contains("redis.url") && err.contains(&port.to_string()), "{err}");
 }
 
+/// The policy re-read an epoch change triggers applies a file only once two reads a gap
+/// apart agree: a file still changing (caught mid-write) is left to the poll.
+#[tokio::test]
+async fn the_policy_reload_an_epoch_triggers_waits_for_the_file_to_settle() {
+    use connector::{
+        domain::TenantId,
+        policy::{PolicyStore, Reload},
+        shared::reload_policy_settled,
+    };
+    let dir = crate::helpers::temp_dir();
+    let file = dir.join("policy.toml");
+    let policy = |enabled: bool, marker: &str| {
+        format!(
+            "# {marker}\n[defaults]\nmax_results = 25\n\n[[tenants]]\nid = \"{TID}\"\nname = \"contoso\"\nenabled = {enabled}\ntools = [\"*\"]\n"
+        )
+    };
+    std::fs::write(&file, policy(true, "v0")).unwrap();
+    let store = std::sync::Arc::new(PolicyStore::open(&file).unwrap());
+    let contoso = TenantId::parse(TID).unwrap();
+    let gap = Duration::from_millis(300);
+
+    // A file that changes again during the gap is not applied.
+    std::fs::write(&file, policy(false, "v1")).unwrap();
+    let writer = {
+        let file = file.clone();
+        let text = policy(false, "v2");
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            std::fs::write(&file, text).unwrap();
+        })
+    };
+    let changing = reload_policy_settled(&store, gap).await.unwrap();
+    writer.await.unwrap();
+    assert_eq!(changing, Reload::Unchanged);
+    assert!(store.current().is_enabled(&contoso), "a file still being written was applied");
+
+    // The same content twice, a gap apart: applied on that very call.
+    let settled = reload_policy_settled(&store, gap).await.unwrap();
+    assert_eq!(settled, Reload::Applied { disabled: vec![contoso] });
+    assert!(!store.current().is_enabled(&contoso));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 // ─── The [redis] section ────────────────────────────────────────────────────────────────
 
 mod config {
