@@ -481,16 +481,22 @@ async fn a_second_instance_does_not_retry_a_union_the_first_found_refused() {
     b.provider.graph_token(&alice, &mail(), None).await.expect("served on b");
     b.provider.graph_token(&alice_elsewhere, &mail(), None).await.expect("new sign-in on b");
     let whole = b.provider.graph_token(&alice, &union, None).await;
+    let union_asks = |asked: &[wiremock::Request]| {
+        asked.iter().filter(|r| String::from_utf8_lossy(&r.body).contains("Chat.Read")).count()
+    };
 
     let asked = entra.received_requests().await.unwrap_or_default();
-    let union_asks =
-        asked.iter().filter(|r| String::from_utf8_lossy(&r.body).contains("Chat.Read")).count();
-    assert_eq!(union_asks, 1, "b asked Entra for the union a had found refused");
+    assert_eq!(union_asks(&asked), 1, "b asked Entra for the union a had found refused");
     // a: union (refused) + Mail.Read; b: L2 hit, then Mail.Read for the second sign-in.
     assert_eq!(asked.len(), 3);
     assert!(matches!(whole, Err(connector::obo::OboError::ConsentRequired { code: 65001, .. })));
     let refused = redis.dump().into_iter().filter(|(k, _)| k.starts_with("m365:refused:")).count();
     assert_eq!(refused, 1, "one refusal per user, whatever the sign-in");
+    // The same object id in another tenant is another user: its union is asked for.
+    let guest = caller_of(OTHER_TID, OID, "guest-signin");
+    b.provider.graph_token(&guest, &mail(), None).await.expect("guest per-scope fallback");
+    let asked = entra.received_requests().await.unwrap_or_default();
+    assert_eq!(union_asks(&asked), 2, "another tenant's user inherited the refusal");
 }
 
 #[tokio::test]
