@@ -19,6 +19,8 @@
 //!   the reuse window, so a partly consented tenant does not pay a failing union exchange on
 //!   every call. A revoked permission is seen when the union token ages out: the next union
 //!   exchange is refused and the per-scope exchanges refuse exactly the tools that need it.
+//!   With a shared store the refusal is shared too ([`TokenCache::share_union_refusal`]), so
+//!   other instances skip the union for that user as well.
 //!
 //! # Layout
 //! * [`cache`]: typed cache keys, the AES-256-GCM envelope with key rotation, the
