@@ -23,9 +23,9 @@ use std::{
 };
 
 use connector::{
-    config::{RawSettings, Settings},
     policy::{Policy, PolicyStore},
     server::{Application, Dependencies},
+    testing::SettingsBuilder,
 };
 use fake_entra::FakeEntra;
 use fake_graph::FakeGraph;
@@ -190,40 +190,17 @@ fn main() {
     let policy_text = format!("[[tenants]]\nid = \"{contoso}\"\nname = \"contoso\"\n");
     let policy_path = dir.join("policy.toml");
     std::fs::write(&policy_path, &policy_text).expect("policy");
-    let text = format!(
-        r#"
-        [server]
-        listen = "{addr}"
-        public_url = "http://{addr}/mcp"
-        [entra]
-        authority = "{authority}"
-        client_id = "{client_id}"
-        client_secret = "{CONNECTOR_SECRET}"
-        [graph]
-        base_url = "{graph}/v1.0"
-        [obo]
-        cache_keys = ["{key}"]
-        [policy]
-        path = "{policy}"
-        [audit]
-        path = "{audit}"
-        fsync = true
-        [limits]
-        max_in_flight = {in_flight}
-        per_caller_per_minute = 60000
-        per_caller_burst = 10000
-        shutdown_grace_secs = 5
-        "#,
-        authority = entra.uri(),
-        client_id = entra.connector_id(),
-        graph = graph.uri(),
-        key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]),
-        policy = policy_path.display(),
-        audit = dir.join("audit.jsonl").display(),
-        in_flight = args.flood + 64,
-    );
-    let raw: RawSettings = toml::from_str(&text).expect("settings parse");
-    let settings = Settings::from_raw(raw).expect("valid settings");
+    let settings = SettingsBuilder::new(addr)
+        .entra(&entra.uri(), entra.connector_id(), CONNECTOR_SECRET)
+        .graph(&format!("{}/v1.0", graph.uri()))
+        .cache_key([7; 32])
+        .policy(&policy_path, 2)
+        .audit(&dir.join("audit.jsonl"), true)
+        .max_in_flight(args.flood + 64)
+        .per_caller_rate(60_000, 10_000)
+        .shutdown_grace_secs(5)
+        .settings()
+        .expect("valid settings");
     let interval = settings.audit.refusal_interval;
     let budget = settings.audit.refusals_per_peer;
 

@@ -17,6 +17,7 @@
 //! * [`audit`]: the hash-chained audit log.
 //! * [`shared`]: state shared by scaled-out instances through Redis (optional `[redis]`).
 //! * [`telemetry`], [`metrics`]: logs and Prometheus metrics.
+//! * `testing` (feature `test-helpers` only): the typed settings builder the test harnesses share.
 
 pub mod audit;
 pub mod auth;
@@ -31,4 +32,6 @@ pub mod policy;
 pub mod server;
 pub mod shared;
 pub mod telemetry;
+#[cfg(feature = "test-helpers")]
+pub mod testing;
 pub mod tools;

@@ -16,6 +16,8 @@
 //! | `POST /_fake/faults` · `DELETE /_fake/faults` | a `Fault` | |
 //! | `GET /_fake/journal` · `DELETE /_fake/journal` | — | |
 //! | `GET /_fake/events?after={seq}` | — | the CAE feed |
+//! | `PUT /_fake/user-rate-limit` · `DELETE` | `{"maxRequests","windowSeconds"}` | per-user AADSTS50196 limit |
+//! | `GET /_fake/mutating-requests` | — | requests that would change a tenant |
 //!
 //! `{t}` is a tenant GUID, verified domain or short name; `{u}` an object id or UPN.
 
@@ -37,8 +39,8 @@ use crate::{
     faults::Fault,
     journal::{EventFeed, EventType, IdentityEvent, JournalEntry},
     keys::{KeyState, SigningKey},
-    routes::AppState,
-    state::Shared,
+    state::{AppState, Shared},
+    throttle::UserRateLimit,
 };
 
 /// A refused control request.
@@ -332,6 +334,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/_fake/faults", post(http_add_fault).delete(http_clear_faults))
         .route("/_fake/journal", get(http_journal).delete(http_clear_journal))
         .route("/_fake/events", get(http_events))
+        .route("/_fake/user-rate-limit", put(http_set_rate_limit).delete(http_clear_rate_limit))
+        .route("/_fake/mutating-requests", get(http_mutating))
 }
 
 type R = Result<Response, ControlError>;
@@ -486,4 +490,25 @@ async fn http_events(State(s): State<AppState>, Query(q): Query<HashMap<String, 
 
 pub(crate) fn tenant_uuid(s: &Shared, t: &str) -> Result<Uuid, ControlError> {
     tenant_id(s, t)
+}
+
+async fn http_set_rate_limit(State(s): State<AppState>, Json(limit): Json<UserRateLimit>) -> R {
+    if limit.window_seconds == 0 {
+        return Err(ControlError::Invalid("windowSeconds must be at least 1".into()));
+    }
+    let mut inner = s.lock();
+    inner.user_rate_limit = Some(limit);
+    inner.user_requests.clear();
+    Ok(ok())
+}
+
+async fn http_clear_rate_limit(State(s): State<AppState>) -> Response {
+    let mut inner = s.lock();
+    inner.user_rate_limit = None;
+    inner.user_requests.clear();
+    ok()
+}
+
+async fn http_mutating(State(s): State<AppState>) -> Response {
+    Json(s.lock().mutating.clone()).into_response()
 }

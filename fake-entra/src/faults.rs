@@ -1,7 +1,15 @@
-//! Scripted faults: the next N matching requests fail in a chosen way.
+//! Scripted faults: the next N matching requests fail in a chosen way (an AADSTS error, 429,
+//! 503, latency, a hang or a dropped connection), and `apply_fault`, which every served
+//! endpoint calls before doing its work.
 
+use axum::{
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::{error::AadError, journal::JournalEntry, listener::Conn, state::Shared};
 
 /// Which endpoint a fault applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +49,11 @@ pub enum FaultKind {
     },
     /// Answer normally after this delay.
     Latency { ms: u64 },
+    /// Never answer: the request stays open until the client gives up (its timeout) or the
+    /// fake stops.
+    Hang,
+    /// Close the connection without sending a response (no status line, no body).
+    DropConnection,
 }
 
 /// A scripted fault.
@@ -85,4 +98,108 @@ impl Fault {
             && self.tenant.is_none_or(|t| Some(t) == tenant)
             && self.client_id.as_deref().is_none_or(|c| Some(c) == client)
     }
+}
+
+/// Applies the first matching scripted fault: `Some(response)` to answer with it, `None` to
+/// serve the request normally. `conn` is the request's connection, which a
+/// [`FaultKind::DropConnection`] drops.
+pub(crate) async fn apply_fault(
+    s: &Shared,
+    ep: Endpoint,
+    tenant: Option<Uuid>,
+    client: Option<&str>,
+    conn: &Conn,
+    headers: &HeaderMap,
+) -> Option<Response> {
+    let kind = {
+        let mut inner = s.lock();
+        let i = inner.faults.iter().position(|f| f.times > 0 && f.matches(ep, tenant, client))?;
+        let kind = inner.faults[i].fault.clone();
+        inner.faults[i].times -= 1;
+        if inner.faults[i].times == 0 {
+            inner.faults.remove(i);
+        }
+        kind
+    };
+    let err = match kind {
+        FaultKind::Latency { ms } => {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            return None;
+        }
+        FaultKind::Hang => {
+            journal_fault(s, ep, tenant, client, None, "hang");
+            s.stopped().await;
+            return Some(StatusCode::SERVICE_UNAVAILABLE.into_response());
+        }
+        FaultKind::DropConnection => {
+            journal_fault(s, ep, tenant, client, None, "connection_dropped");
+            conn.drop.pull();
+            // Never written: the connection fails every write from now on.
+            return Some(StatusCode::BAD_GATEWAY.into_response());
+        }
+        FaultKind::Aadsts { code, error, description, status } => {
+            let mut e = AadError::new(
+                error.as_deref().unwrap_or("invalid_grant"),
+                code,
+                description.unwrap_or_else(|| format!("Scripted failure {code}.")),
+            );
+            if let Some(st) = status.and_then(|s| StatusCode::from_u16(s).ok()) {
+                e = e.status(st);
+            }
+            e
+        }
+        FaultKind::TooManyRequests { retry_after } => {
+            let mut e = AadError::new(
+                "temporarily_unavailable",
+                90055,
+                "TenantThrottlingError: There are too many incoming requests. This exception is thrown for blocked tenants.",
+            )
+            .status(StatusCode::TOO_MANY_REQUESTS);
+            e.retry_after = retry_after;
+            e
+        }
+        FaultKind::Unavailable { retry_after } => {
+            let mut e = AadError::new(
+                "temporarily_unavailable",
+                90033,
+                "A transient error has occurred. Please try again.",
+            )
+            .status(StatusCode::SERVICE_UNAVAILABLE);
+            e.retry_after = retry_after;
+            e
+        }
+    };
+    journal_fault(s, ep, tenant, client, Some(err.code), &err.error);
+    Some(err.render(s.now(), headers))
+}
+
+/// Journals a faulted token or `/authorize` request (metadata requests are not journaled).
+fn journal_fault(
+    s: &Shared,
+    ep: Endpoint,
+    tenant: Option<Uuid>,
+    client: Option<&str>,
+    code: Option<u32>,
+    error: &str,
+) {
+    if ep != Endpoint::Token && ep != Endpoint::Authorize {
+        return;
+    }
+    let now = s.now();
+    let mut inner = s.lock();
+    let seq = inner.journal.len() as u64 + 1;
+    inner.journal.push(JournalEntry {
+        seq,
+        time: now,
+        endpoint: format!("{ep:?}").to_lowercase(),
+        grant: "fault".into(),
+        client_id: client.map(str::to_string),
+        tenant_id: tenant,
+        user_id: None,
+        scopes: vec![],
+        uti: None,
+        error_code: code,
+        error: Some(error.to_string()),
+        cp1: false,
+    });
 }

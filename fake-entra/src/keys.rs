@@ -23,12 +23,16 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, jwk::Jwk};
 use serde::Serialize;
 use sha1::{Digest, Sha1};
 
-/// TEST-ONLY private keys (see `src/test_keys/README.md`).
-const TEST_KEY_1: &str = include_str!("test_keys/key1.pem");
-const TEST_KEY_2: &str = include_str!("test_keys/key2.pem");
-const TEST_KEY_3: &str = include_str!("test_keys/key3.pem");
+/// TEST-ONLY private keys (see `src/test_keys/README.md`): the workspace's one key set. The
+/// fake signs with them; the connector's own tests, which stand a wiremock Entra up instead,
+/// load the same PEMs rather than keeping a second set.
+pub const TEST_KEY_1: &str = include_str!("test_keys/key1.pem");
+/// TEST-ONLY, see [`TEST_KEY_1`].
+pub const TEST_KEY_2: &str = include_str!("test_keys/key2.pem");
+/// TEST-ONLY, see [`TEST_KEY_1`].
+pub const TEST_KEY_3: &str = include_str!("test_keys/key3.pem");
 /// TEST-ONLY key that is never part of the ring: it signs forged tokens.
-pub(crate) const ATTACKER_KEY: &str = include_str!("test_keys/attacker.pem");
+pub const ATTACKER_KEY: &str = include_str!("test_keys/attacker.pem");
 
 /// Where the fake's signing keys come from.
 #[derive(Debug, Clone, Default)]

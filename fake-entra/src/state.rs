@@ -268,6 +268,12 @@ pub(crate) struct Inner {
     pub jwks_issuer: JwksIssuer,
     /// A cp1 client gets long-lived (20–28 h) CAE Graph tokens; off, ordinary ones.
     pub cae_tokens: bool,
+    /// Per-user token-request limit (AADSTS50196 beyond it); `None`: unlimited.
+    pub user_rate_limit: Option<crate::throttle::UserRateLimit>,
+    /// Admitted token requests per user (tid, oid), for the rate limit.
+    pub user_requests: crate::throttle::RequestLog,
+    /// Requests that would change something in a real tenant (see `read_only`).
+    pub mutating: Vec<crate::read_only::MutatingRequest>,
 }
 
 /// The `issuer` member of every published key (Entra adds one; its validators check it).
@@ -301,6 +307,21 @@ impl Inner {
         lo + i64::try_from(self.next_u64() % span).unwrap_or(0)
     }
 
+    /// Access-token lifetime in seconds for a tenant (its policy, else 60–90 minutes).
+    pub fn access_lifetime(&mut self, tid: Uuid) -> i64 {
+        let fixed =
+            self.dir.tenant_by_id(tid).and_then(|t| t.state.token_lifetime.access_token_minutes);
+        match fixed {
+            Some(m) => i64::from(m) * 60,
+            None => self.between(3600, 5400),
+        }
+    }
+
+    /// CAE lifetime for cp1 clients on Graph: 20–28 hours.
+    pub fn cae_lifetime(&mut self) -> i64 {
+        self.between(20 * 3600, 28 * 3600)
+    }
+
     /// The revocation time when the user's sessions were revoked after `issued`.
     pub fn revoked_since(
         &self,
@@ -316,17 +337,34 @@ impl Inner {
     }
 }
 
+/// The state every handler receives.
+pub(crate) type AppState = Arc<Shared>;
+
 /// State shared by the router and the handle.
 pub(crate) struct Shared {
     inner: Mutex<Inner>,
     pub clock: Clock,
     /// Base URL of the fake, without a trailing slash (`http://127.0.0.1:PORT`).
     pub base: String,
+    /// Set once the handle is dropped: ends graceful shutdown and hanging requests.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
     pub fn new(inner: Inner, clock: Clock, base: String) -> Arc<Self> {
-        Arc::new(Self { inner: Mutex::new(inner), clock, base })
+        let (stopping, _) = tokio::sync::watch::channel(false);
+        Arc::new(Self { inner: Mutex::new(inner), clock, base, stopping })
+    }
+
+    /// Tells the server and every hanging request to stop.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once [`Shared::stop`] was called.
+    pub async fn stopped(&self) {
+        let mut rx = self.stopping.subscribe();
+        let _ = rx.wait_for(|stopping| *stopping).await;
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Inner> {

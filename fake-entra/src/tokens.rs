@@ -59,11 +59,24 @@ pub fn sign(key: &SigningKey, claims: &Value, v1: bool, graph_nonce: bool) -> St
     if graph_nonce {
         header.nonce = Some(URL_SAFE_NO_PAD.encode(Sha256::digest(Uuid::new_v4().as_bytes())));
     }
+    sign_with_header(key, &header, claims)
+}
+
+/// Signs claims with RS256 under a `kid` of the caller's choosing (`typ JWT`): for tests that
+/// publish the key under their own name, or forge one that names another key.
+pub fn sign_as(key: &SigningKey, kid: &str, claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.typ = Some("JWT".into());
+    header.kid = Some(kid.to_owned());
+    sign_with_header(key, &header, claims)
+}
+
+fn sign_with_header(key: &SigningKey, header: &Header, claims: &Value) -> String {
     // The JWS is assembled here (what jsonwebtoken::encode does: base64url of the header's
     // and the claims' JSON) so the signature comes from the key parsed once, not re-parsed.
     // Serialising JSON values and signing with a loaded key cannot fail; an empty string
     // would be refused by any verifier, which is the safe outcome if it ever did.
-    let (Ok(header), Ok(claims)) = (serde_json::to_vec(&header), serde_json::to_vec(claims)) else {
+    let (Ok(header), Ok(claims)) = (serde_json::to_vec(header), serde_json::to_vec(claims)) else {
         return String::new();
     };
     let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(claims));

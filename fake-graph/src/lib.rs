@@ -19,7 +19,8 @@
 //! Modules depend downwards only: the pipeline on `routes`, `routes` on the store and
 //! the helpers, the store on `kql` and `text`; nothing imports back from `routes`.
 //! * [`FakeGraph`], [`FakeGraphBuilder`] (this file): start on `127.0.0.1:0`, `uri()`, the
-//!   journal and control methods, verify on drop.
+//!   journal and control methods, verify on drop, and the optional second listener that
+//!   serves pre-authenticated downloads from another host ([`DownloadHost`]).
 //! * `pipeline`: [`router`] and the request pipeline (ids, auth, CAE, faults, read-only guard,
 //!   concurrency limit, journal).
 //! * [`routes`]: the `/v1.0` API, one module per workload (`calendar`, `meeting_times`, `mail`,
@@ -66,7 +67,7 @@ pub use auth::{CaeEvent, Caller};
 pub use error::{GraphError, Service};
 pub use faults::{ConcurrencyScope, Fault, FaultMatch, FaultRule, RetryAfter, ThrottleKind};
 pub use journal::JournalEntry;
-pub use pipeline::{is_mutating, router};
+pub use pipeline::{download_router, is_mutating, router};
 pub use store::search_index_bytes;
 
 use crate::{auth::Auth, faults::Faults, journal::Journal, store::Store};
@@ -112,6 +113,8 @@ pub struct Shared {
     pub(crate) download_key: [u8; 32],
     pub(crate) download_ttl: Duration,
     pub(crate) base_url: OnceLock<String>,
+    /// Base URL of pre-authenticated downloads when a second listener serves them.
+    pub(crate) download_base_url: OnceLock<String>,
     pub(crate) rethrottle_early_retries: bool,
     pub(crate) downloads: std::sync::Mutex<Vec<DownloadRecord>>,
     /// (tid, oid, entity, query) of search requests that started at `from = 0`.
@@ -120,6 +123,12 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The base URL of pre-authenticated download URLs: the download listener's when
+    /// [`DownloadHost::Separate`], else [`Shared::base`].
+    pub fn download_base(&self) -> &str {
+        self.download_base_url.get().map_or_else(|| self.base(), String::as_str)
+    }
+
     /// The public base URL (`http://127.0.0.1:port`), used for absolute links.
     pub fn base(&self) -> &str {
         self.base_url.get().map(String::as_str).unwrap_or("http://127.0.0.1")
@@ -137,6 +146,32 @@ impl Shared {
     }
 }
 
+/// Where `@microsoft.graph.downloadUrl` and the `/content` redirect point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DownloadHost {
+    /// The Graph listener itself: `{uri}/_download/…` (the default).
+    SameAsGraph,
+    /// A second listener that serves only `/_download/…`, as SharePoint's download hosts are
+    /// another origin than `graph.microsoft.com`: a client must not send Graph's bearer there,
+    /// and the Graph listener no longer serves downloads.
+    Separate {
+        /// Address to bind. `127.0.0.2` falls back to `127.0.0.1` (another port) where only
+        /// `127.0.0.1` binds (macOS without an alias).
+        listen: SocketAddr,
+        /// Base URL written into download URLs (default `http://{bound address}`), e.g. a
+        /// SharePoint-like name that the client maps to the bound address.
+        public_url: Option<String>,
+    },
+}
+
+impl DownloadHost {
+    /// A second listener on `127.0.0.2` (another host than the Graph listener's `127.0.0.1`),
+    /// named by its address.
+    pub fn separate_loopback() -> Self {
+        Self::Separate { listen: SocketAddr::from(([127, 0, 0, 2], 0)), public_url: None }
+    }
+}
+
 /// Builder for [`FakeGraph`].
 #[must_use]
 pub struct FakeGraphBuilder {
@@ -151,6 +186,7 @@ pub struct FakeGraphBuilder {
     concurrency_scope: ConcurrencyScope,
     rethrottle_early_retries: bool,
     read_only_on_drop: bool,
+    download_host: DownloadHost,
 }
 
 impl Default for FakeGraphBuilder {
@@ -167,6 +203,7 @@ impl Default for FakeGraphBuilder {
             concurrency_scope: ConcurrencyScope::PerAppAndMailbox,
             rethrottle_early_retries: false,
             read_only_on_drop: false,
+            download_host: DownloadHost::SameAsGraph,
         }
     }
 }
@@ -243,6 +280,12 @@ impl FakeGraphBuilder {
         self
     }
 
+    /// Where pre-authenticated downloads are served (default [`DownloadHost::SameAsGraph`]).
+    pub fn download_host(mut self, host: DownloadHost) -> Self {
+        self.download_host = host;
+        self
+    }
+
     /// Binds and serves; the server stops when the handle is dropped.
     pub async fn start(self) -> anyhow::Result<FakeGraph> {
         let world = self
@@ -269,6 +312,7 @@ impl FakeGraphBuilder {
             download_key,
             download_ttl: self.download_ttl,
             base_url: OnceLock::new(),
+            download_base_url: OnceLock::new(),
             rethrottle_early_retries: self.rethrottle_early_retries,
             downloads: std::sync::Mutex::new(Vec::new()),
             search_first_pages: std::sync::Mutex::new(Default::default()),
@@ -277,6 +321,21 @@ impl FakeGraphBuilder {
         let addr = listener.local_addr()?;
         let base = self.public_url.unwrap_or_else(|| format!("http://{addr}"));
         let _ = shared.base_url.set(base.clone());
+        let download_server = match self.download_host {
+            DownloadHost::SameAsGraph => None,
+            DownloadHost::Separate { listen, public_url } => {
+                let listener = bind_download_listener(listen).await?;
+                let addr = listener.local_addr()?;
+                let base = public_url.unwrap_or_else(|| format!("http://{addr}"));
+                let _ = shared.download_base_url.set(base.trim_end_matches('/').to_owned());
+                let app = pipeline::download_router(shared.clone());
+                Some(tokio::spawn(async move {
+                    if let Err(error) = axum::serve(listener, app).await {
+                        tracing::error!(%error, "fake-graph download server stopped");
+                    }
+                }))
+            }
+        };
         let app = router(shared.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -305,6 +364,7 @@ impl FakeGraphBuilder {
             base,
             stop: Some(stop_tx),
             server,
+            download_server,
             poller,
             read_only_on_drop: self.read_only_on_drop,
         })
@@ -318,6 +378,8 @@ pub struct FakeGraph {
     base: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
+    /// The download listener's server, with [`DownloadHost::Separate`].
+    download_server: Option<tokio::task::JoinHandle<()>>,
     poller: Option<tokio::task::JoinHandle<()>>,
     /// Run [`FakeGraph::verify_read_only`] on drop.
     read_only_on_drop: bool,
@@ -331,6 +393,12 @@ impl FakeGraph {
     /// Base URL without `/v1.0` (`http://127.0.0.1:PORT`).
     pub fn uri(&self) -> String {
         self.base.clone()
+    }
+
+    /// Base URL of pre-authenticated downloads: [`FakeGraph::uri`], or the download
+    /// listener's with [`DownloadHost::Separate`].
+    pub fn download_uri(&self) -> String {
+        self.shared.download_base().to_owned()
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -485,6 +553,9 @@ impl Drop for FakeGraph {
             p.abort();
         }
         self.server.abort();
+        if let Some(d) = &self.download_server {
+            d.abort();
+        }
         if let Some(report) = report {
             // A second panic while unwinding would abort the test binary and hide the first
             // failure: report it instead.
@@ -500,4 +571,16 @@ impl Drop for FakeGraph {
 /// Query helper shared by routes: headers as a map.
 pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Binds the download listener; `127.0.0.2` falls back to `127.0.0.1` (any port) where it is
+/// not a local address.
+async fn bind_download_listener(listen: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(listen).await {
+        Err(e) if listen.ip() == std::net::IpAddr::from([127, 0, 0, 2]) => {
+            tracing::debug!(error = %e, "127.0.0.2 does not bind here; downloads use 127.0.0.1");
+            tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await
+        }
+        other => other,
+    }
 }

@@ -26,12 +26,22 @@ use crate::{
 /// Largest request body read (search and getSchedule bodies are small).
 const MAX_BODY: usize = 1 << 20;
 
-/// The whole HTTP surface: `/v1.0` through the pipeline, `/_download`, `/_fake`.
+/// The whole HTTP surface: `/v1.0` through the pipeline, `/_fake`, and `/_download` unless a
+/// separate download listener serves it ([`download_router`]).
 pub fn router(shared: Arc<Shared>) -> Router {
+    let mut router = Router::new().nest("/_fake", control::router());
+    if shared.download_base_url.get().is_none() {
+        router = router.route("/_download/{token}", axum::routing::get(routes::files::download));
+    }
+    router.fallback(pipeline).with_state(shared)
+}
+
+/// The download host's surface: `/_download/…` only; anything else is 404, as a SharePoint
+/// download host knows nothing of Graph's API.
+pub fn download_router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .nest("/_fake", control::router())
         .route("/_download/{token}", axum::routing::get(routes::files::download))
-        .fallback(pipeline)
+        .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
         .with_state(shared)
 }
 

@@ -2,16 +2,16 @@
 //! scenario, registered with its id, the world it needs and whether it moves the clock. The
 //! test suite runs each by id ([`run_in_process`]); `m365-conformance` iterates [`all`].
 
-mod a;
-mod c;
-mod d;
-mod f;
-mod i;
-mod o;
-mod r;
-mod s;
-mod t;
-pub mod x;
+mod a_inbound;
+mod c_ca;
+mod d_readonly;
+mod f_faults;
+mod i_isolation;
+mod o_org;
+mod r_revocation;
+mod s_tools;
+mod t_tokens;
+pub mod x_scaleout;
 
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::{World, WorldBuilder};
 
-pub use d::read_only_violations;
+pub use d_readonly::read_only_violations;
 
 /// The scenario body type.
 pub type ScenarioFn = fn(&World) -> BoxFuture<'_, Result<()>>;
@@ -69,19 +69,42 @@ macro_rules! scenario {
 }
 pub(crate) use scenario;
 
+/// Declares a family's scenarios once: each entry names its test and its [`scenario!`]. It
+/// generates the family's `scenarios()` (the gate's entries, in id order) and an exported
+/// macro, `<family>_tests!(callback)`, that expands `callback!(test_name, "ID");` per entry,
+/// from which `tests/conformance/<family>.rs` makes the `#[tokio::test]`s. The leading `$`
+/// argument lets the generated macro have metavariables of its own.
+macro_rules! catalogue {
+    ($d:tt $tests:ident { $( $test:ident => scenario!($id:literal, $($rest:tt)*) ),* $(,)? }) => {
+        /// This family's scenarios, in id order.
+        pub fn scenarios() -> Vec<$crate::scenarios::Scenario> {
+            let mut v = vec![ $( scenario!($id, $($rest)*) ),* ];
+            v.sort_by_key(|s| s.id);
+            v
+        }
+
+        /// `callback!(test_name, "ID");` for each scenario of this family.
+        #[macro_export]
+        macro_rules! $tests {
+            ($d callback:ident) => { $( $d callback!($test, $id); )* };
+        }
+    };
+}
+pub(crate) use catalogue;
+
 /// Every scenario, in catalogue order.
 pub fn all() -> Vec<Scenario> {
     let mut v = Vec::new();
-    v.extend(a::scenarios());
-    v.extend(o::scenarios());
-    v.extend(r::scenarios());
-    v.extend(t::scenarios());
-    v.extend(c::scenarios());
-    v.extend(i::scenarios());
-    v.extend(d::scenarios());
-    v.extend(f::scenarios());
-    v.extend(s::scenarios());
-    v.extend(x::scenarios());
+    v.extend(a_inbound::scenarios());
+    v.extend(o_org::scenarios());
+    v.extend(r_revocation::scenarios());
+    v.extend(t_tokens::scenarios());
+    v.extend(c_ca::scenarios());
+    v.extend(i_isolation::scenarios());
+    v.extend(d_readonly::scenarios());
+    v.extend(f_faults::scenarios());
+    v.extend(s_tools::scenarios());
+    v.extend(x_scaleout::scenarios());
     v
 }
 

@@ -1,9 +1,3 @@
 use crate::conformance_test;
 
-conformance_test!(f01_throttling_is_honoured_and_reported, "F01");
-conformance_test!(f02_server_errors_are_bounded_and_isolated, "F02");
-conformance_test!(f03_entra_unavailable_then_recovery, "F03");
-conformance_test!(f04_jwks_down_cached_keys_keep_working, "F04");
-conformance_test!(f05_bad_requests_get_protocol_errors, "F05");
-conformance_test!(f06_foreign_uris_are_refused_without_outbound_requests, "F06");
-conformance_test!(f07_odata_and_kql_metacharacters_are_escaped, "F07");
+conformance::f_faults_tests!(conformance_test);

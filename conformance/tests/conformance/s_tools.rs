@@ -19,10 +19,4 @@ macro_rules! snapshot_test {
     };
 }
 
-snapshot_test!(s01_sharepoint_search, "S01");
-snapshot_test!(s02_sharepoint_folder_search, "S02");
-snapshot_test!(s03_outlook_email_search, "S03");
-snapshot_test!(s04_outlook_calendar_search, "S04");
-snapshot_test!(s05_find_meeting_availability, "S05");
-snapshot_test!(s06_chat_message_search, "S06");
-snapshot_test!(s07_read_resource, "S07");
+conformance::s_tools_tests!(snapshot_test);

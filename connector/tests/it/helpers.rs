@@ -11,14 +11,14 @@ use std::{
 };
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use connector::testing::SettingsBuilder;
 use connector::{
     clock::Clock,
     config::{RawSettings, Settings},
     policy::{Policy, PolicyStore},
     server::{Application, Dependencies},
 };
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rsa::{pkcs8::DecodePrivateKey as _, traits::PublicKeyParts as _};
+use fake_entra::keys::{KeyState, SigningKey};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -37,23 +37,18 @@ pub const ADELE: &str = "0b0e3069-0ba6-4a90-9981-dae77a1c0ad0";
 pub const JWKS_PATH: &str = "/common/discovery/v2.0/keys";
 pub const DISCOVERY_PATH: &str = "/common/v2.0/.well-known/openid-configuration";
 
-/// A TEST-ONLY RSA key: PEM for signing, JWK parts for the JWKS.
+/// A TEST-ONLY RSA key: fake-entra's signing key, published under this suite's kid.
 pub struct TestKey {
     pub kid: &'static str,
-    pub pem: &'static str,
     pub n: String,
     pub e: String,
+    signing: SigningKey,
 }
 
 impl TestKey {
     fn load(kid: &'static str, pem: &'static str) -> Self {
-        let key = rsa::PrivateKey::from_pkcs8_pem(pem).expect("TEST-ONLY key parses");
-        Self {
-            kid,
-            pem,
-            n: URL_SAFE_NO_PAD.encode(key.n_bytes()),
-            e: URL_SAFE_NO_PAD.encode(key.e_bytes()),
-        }
+        let signing = SigningKey::from_pem(pem, KeyState::Active).expect("TEST-ONLY key parses");
+        Self { kid, n: signing.n.clone(), e: signing.e.clone(), signing }
     }
 
     pub fn jwk(&self, issuer: &str) -> Value {
@@ -66,23 +61,18 @@ impl TestKey {
     }
 }
 
+// The workspace's one TEST-ONLY key set (fake-entra/src/test_keys/), under this suite's kids:
+// the wiremock Entra publishes them by these names.
 pub static PRIMARY: LazyLock<TestKey> =
-    LazyLock::new(|| TestKey::load("primary-kid", include_str!("keys/primary.pem")));
+    LazyLock::new(|| TestKey::load("primary-kid", fake_entra::keys::TEST_KEY_1));
 pub static ROTATED: LazyLock<TestKey> =
-    LazyLock::new(|| TestKey::load("rotated-kid", include_str!("keys/rotated.pem")));
+    LazyLock::new(|| TestKey::load("rotated-kid", fake_entra::keys::TEST_KEY_2));
 pub static ATTACKER: LazyLock<TestKey> =
-    LazyLock::new(|| TestKey::load("attacker-kid", include_str!("keys/attacker.pem")));
+    LazyLock::new(|| TestKey::load("attacker-kid", fake_entra::keys::ATTACKER_KEY));
 
-/// Signs `claims` with `key` (RS256) under `kid`.
+/// Signs `claims` with `key` (RS256) under `kid`, with fake-entra's minter.
 pub fn sign(claims: &Value, key: &TestKey, kid: &str) -> String {
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(kid.to_owned());
-    jsonwebtoken::encode(
-        &header,
-        claims,
-        &EncodingKey::from_rsa_pem(key.pem.as_bytes()).expect("pem"),
-    )
-    .expect("sign")
+    fake_entra::tokens::sign_as(&key.signing, kid, claims)
 }
 
 /// Builds an unsigned-looking token from raw header and payload JSON with any signature bytes.
@@ -256,46 +246,21 @@ pub fn raw_settings(
     dir: &std::path::Path,
     o: &Options,
 ) -> RawSettings {
-    let text = format!(
-        r#"
-        [server]
-        listen = "{addr}"
-        public_url = "http://{addr}/mcp"
-        allowed_origins = {origins}
-        [entra]
-        authority = "{entra}"
-        client_id = "{CLIENT_ID}"
-        client_secret = "TEST-ONLY-secret"
-        jwks_refresh_floor_secs = {floor}
-        [graph]
-        base_url = "{graph}/v1.0"
-        [obo]
-        cache_keys = ["{key}"]
-        [policy]
-        path = "{policy}"
-        [audit]
-        path = "{audit}"
-        fsync = false
-        [limits]
-        max_in_flight = {in_flight}
-        max_body_bytes = {body}
-        per_caller_per_minute = {per_minute}
-        per_caller_burst = {burst}
-        shutdown_grace_secs = 5
-        header_timeout_secs = 1
-        "#,
-        graph = graph,
-        origins = serde_json::to_string(&o.allowed_origins).unwrap(),
-        floor = o.jwks_floor_secs,
-        key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
-        policy = dir.join("policy.toml").display(),
-        audit = dir.join("audit.jsonl").display(),
-        in_flight = o.max_in_flight,
-        body = o.max_body_bytes,
-        per_minute = o.per_minute,
-        burst = o.burst,
-    );
-    toml::from_str(&text).expect("test settings parse")
+    SettingsBuilder::new(addr)
+        .allowed_origins(&o.allowed_origins)
+        .entra(entra, CLIENT_ID, "TEST-ONLY-secret")
+        .jwks_refresh_floor_secs(o.jwks_floor_secs)
+        .graph(&format!("{graph}/v1.0"))
+        .cache_key([7; 32])
+        .policy(&dir.join("policy.toml"), 2)
+        .audit(&dir.join("audit.jsonl"), false)
+        .max_in_flight(o.max_in_flight)
+        .set("limits", "max_body_bytes", o.max_body_bytes as i64)
+        .per_caller_rate(o.per_minute, o.burst)
+        .shutdown_grace_secs(5)
+        .set("limits", "header_timeout_secs", 1)
+        .raw()
+        .expect("test settings parse")
 }
 
 pub fn temp_dir() -> PathBuf {

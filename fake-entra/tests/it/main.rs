@@ -8,5 +8,7 @@ mod errors;
 mod helpers;
 mod obo;
 mod properties;
+mod read_only;
 mod refresh;
+mod throttling;
 mod tokens;

@@ -71,7 +71,7 @@ pub fn download_url(
 ) -> String {
     let exp = now.timestamp() + shared.download_ttl.as_secs() as i64;
     let payload = URL_SAFE_NO_PAD.encode(format!("{tid}|{drive}|{item}|{exp}"));
-    format!("{}/_download/{payload}.{}", shared.base(), sign(shared, &payload))
+    format!("{}/_download/{payload}.{}", shared.download_base(), sign(shared, &payload))
 }
 
 fn sign(shared: &Shared, payload: &str) -> String {

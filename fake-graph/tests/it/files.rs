@@ -101,6 +101,37 @@ async fn content_redirects_to_a_preauthenticated_url_that_serves_ranges_and_expi
 }
 
 #[tokio::test]
+async fn a_separate_download_host_serves_downloads_and_nothing_else() {
+    let w =
+        TestWorld::start_with(|b| b.download_host(fake_graph::DownloadHost::separate_loopback()))
+            .await;
+    let t = w.token("contoso", "adele", FILES);
+    let (d, it) = item(&w, "contoso", "Adele private notes.txt");
+    let item_path = format!("/v1.0/drives/{}/items/{}", seg(&d.id), seg(&it.id));
+    let r = w.get(&t, &item_path).await;
+    let url = r.body["@microsoft.graph.downloadUrl"].as_str().unwrap_or_default().to_owned();
+    let download = w.graph.download_uri();
+    assert_ne!(download, w.graph.uri(), "another origin than Graph's");
+    assert!(download.starts_with("http://127.0.0."), "{download}");
+    assert!(url.starts_with(&format!("{download}/_download/")), "{url}");
+    let r = w.get(&t, &format!("{item_path}/content")).await;
+    assert_eq!((r.status, r.header("location")), (StatusCode::FOUND, url.as_str()));
+    let bytes = w.http.get(&url).send().await.expect("download").bytes().await.expect("bytes");
+    assert_eq!(bytes.as_ref(), it.bytes.as_deref().expect("file bytes"));
+    // The bearer sent to the download host is recorded (a client must not send it).
+    let with_bearer = w.http.get(&url).bearer_auth(&t).send().await.expect("download");
+    assert_eq!(with_bearer.status(), StatusCode::OK);
+    let flags: Vec<bool> = w.graph.downloads().iter().map(|d| d.had_authorization).collect();
+    assert_eq!(flags, vec![false, true]);
+    // Graph's listener no longer serves downloads, the download host serves no Graph API.
+    let moved = url.replacen(&download, &w.graph.uri(), 1);
+    assert_ne!(w.http.get(&moved).send().await.expect("sent").status(), StatusCode::OK);
+    let api = format!("{download}/v1.0/me");
+    let r = w.http.get(&api).bearer_auth(&t).send().await.expect("sent");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn sites_are_trimmed_to_membership() {
     let w = TestWorld::start().await;
     let t = w.token("contoso", "adele", FILES);

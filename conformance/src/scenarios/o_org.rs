@@ -3,25 +3,23 @@
 use anyhow::{Result, anyhow, ensure};
 use serde_json::json;
 
-use super::{ensure_status, ensure_untouched, me_of, refused_at_obo, scenario};
+use super::{catalogue, ensure_status, ensure_untouched, me_of, refused_at_obo, scenario};
 use crate::{Persona, World, world::TenantRule};
 
-pub fn scenarios() -> Vec<super::Scenario> {
-    vec![
-        scenario!(
-            "O01",
-            "tenant not enabled is refused clearly",
-            o01_tenant_not_enabled_is_refused
-        ),
-        scenario!("O02", "no admin consent gets a clear error", o02_no_admin_consent),
-        scenario!("O03", "assignment required admits only the pilot", o03_assignment_required),
-        scenario!(
-            "O04",
-            "disabling the tenant stops live sessions",
-            o04_disabled_tenant_stops_live_sessions
-        ),
-    ]
-}
+catalogue!($ o_org_tests {
+    o01_tenant_not_enabled_is_refused_clearly => scenario!(
+        "O01",
+        "tenant not enabled is refused clearly",
+        o01_tenant_not_enabled_is_refused
+    ),
+    o02_no_admin_consent_gets_a_clear_error => scenario!("O02", "no admin consent gets a clear error", o02_no_admin_consent),
+    o03_assignment_required_admits_only_the_pilot => scenario!("O03", "assignment required admits only the pilot", o03_assignment_required),
+    o04_disabling_the_tenant_stops_live_sessions => scenario!(
+        "O04",
+        "disabling the tenant stops live sessions",
+        o04_disabled_tenant_stops_live_sessions
+    ),
+});
 
 pub async fn o01_tenant_not_enabled_is_refused(world: &World) -> Result<()> {
     for p in [Persona::Miriam, Persona::Johanna] {

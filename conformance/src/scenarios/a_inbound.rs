@@ -6,62 +6,60 @@ use anyhow::{Result, ensure};
 use fake_entra::{BadToken, HeaderTrick, TokenSpec};
 use serde_json::json;
 
-use super::{ensure_status, ensure_untouched, me_of, scenario};
+use super::{catalogue, ensure_status, ensure_untouched, me_of, scenario};
 use crate::{KeyIssuer, Persona, World, canary::Canary, session::initialize_body};
 
-pub fn scenarios() -> Vec<super::Scenario> {
-    vec![
-        scenario!(
-            "A01",
-            "no token is challenged with resource metadata",
-            a01_no_token_is_challenged
-        ),
-        scenario!(
-            "A02",
-            "a valid user token lists the tools and calls one",
-            a02_valid_token_lists_and_calls
-        ),
-        scenario!(
-            "A03",
-            "expired token is refused without OBO or Graph",
-            a03_expired_token_is_refused
-        ),
-        scenario!("A04", "token not yet valid is refused", a04_not_yet_valid_token_is_refused),
-        scenario!("A05", "graph audience token is refused", a05_graph_audience_token_is_refused),
-        scenario!("A06", "forged tokens are refused", a06_forged_tokens_are_refused),
-        scenario!(
-            "A06/typ",
-            "a token typed other than JWT is refused",
-            a06_token_typed_other_than_jwt_is_refused
-        ),
-        scenario!(
-            "A07",
-            "issuer of one tenant with tid of another is refused",
-            a07_cross_tenant_issuer_is_refused
-        ),
-        scenario!(
-            "A07/keys-without-issuer",
-            "issuer of one tenant with tid of another is refused by the issuer rule alone",
-            clock = false,
-            setup = keys_without_issuer,
-            a07_cross_tenant_issuer_is_refused
-        ),
-        scenario!(
-            "A07/tenant-bound-key",
-            "a key valid for one tenant cannot sign for another",
-            clock = false,
-            setup = keys_bound_to_contoso,
-            a07_tenant_bound_key_signs_for_its_tenant_only
-        ),
-        scenario!(
-            "A08",
-            "token without the scope gets insufficient_scope",
-            a08_missing_scope_is_403
-        ),
-        scenario!("A09", "key rotation is picked up without a JWKS flood", a09_key_rotation),
-        scenario!("A10", "personal accounts are refused clearly", a10_personal_account_is_refused),
-    ]
-}
+catalogue!($ a_inbound_tests {
+    a01_no_token_is_challenged_with_resource_metadata => scenario!(
+        "A01",
+        "no token is challenged with resource metadata",
+        a01_no_token_is_challenged
+    ),
+    a02_valid_token_lists_the_tools_and_calls_one => scenario!(
+        "A02",
+        "a valid user token lists the tools and calls one",
+        a02_valid_token_lists_and_calls
+    ),
+    a03_expired_token_is_refused_without_obo_or_graph => scenario!(
+        "A03",
+        "expired token is refused without OBO or Graph",
+        a03_expired_token_is_refused
+    ),
+    a04_token_not_yet_valid_is_refused => scenario!("A04", "token not yet valid is refused", a04_not_yet_valid_token_is_refused),
+    a05_graph_audience_token_is_refused => scenario!("A05", "graph audience token is refused", a05_graph_audience_token_is_refused),
+    a06_forged_tokens_are_refused => scenario!("A06", "forged tokens are refused", a06_forged_tokens_are_refused),
+    a06_typ_a_token_typed_other_than_jwt_is_refused => scenario!(
+        "A06/typ",
+        "a token typed other than JWT is refused",
+        a06_token_typed_other_than_jwt_is_refused
+    ),
+    a07_issuer_of_one_tenant_with_tid_of_another_is_refused => scenario!(
+        "A07",
+        "issuer of one tenant with tid of another is refused",
+        a07_cross_tenant_issuer_is_refused
+    ),
+    a07_keys_without_issuer_the_issuer_rule_alone_refuses => scenario!(
+        "A07/keys-without-issuer",
+        "issuer of one tenant with tid of another is refused by the issuer rule alone",
+        clock = false,
+        setup = keys_without_issuer,
+        a07_cross_tenant_issuer_is_refused
+    ),
+    a07_tenant_bound_key_signs_for_its_tenant_only => scenario!(
+        "A07/tenant-bound-key",
+        "a key valid for one tenant cannot sign for another",
+        clock = false,
+        setup = keys_bound_to_contoso,
+        a07_tenant_bound_key_signs_for_its_tenant_only
+    ),
+    a08_token_without_the_scope_gets_insufficient_scope => scenario!(
+        "A08",
+        "token without the scope gets insufficient_scope",
+        a08_missing_scope_is_403
+    ),
+    a09_key_rotation_is_picked_up_without_a_jwks_flood => scenario!("A09", "key rotation is picked up without a JWKS flood", a09_key_rotation),
+    a10_personal_accounts_are_refused_clearly => scenario!("A10", "personal accounts are refused clearly", a10_personal_account_is_refused),
+});
 
 async fn call_me_with(world: &World, token: &str) -> Result<crate::RawResponse> {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "get_me", "arguments": {}}});

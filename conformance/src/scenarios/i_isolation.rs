@@ -3,40 +3,34 @@
 use anyhow::{Result, anyhow, ensure};
 use serde_json::json;
 
-use super::{ensure_ran_as, graph_since, me_of, scenario, structured_ok, uri_where};
+use super::{catalogue, ensure_ran_as, graph_since, me_of, scenario, structured_ok, uri_where};
 use crate::{Persona, World, world::TenantRule};
 
-pub fn scenarios() -> Vec<super::Scenario> {
-    let mut v = vec![
-        scenario!(
-            "I04",
-            "nothing handed to a caller is usable by another",
-            i04_handles_bound_to_caller
-        ),
-        scenario!(
-            "I05",
-            "many users of several tenants at once each get their own results",
-            clock = false,
-            setup = i05_setup,
-            i05_concurrent_callers
-        ),
-    ];
-    v.extend([
-        scenario!(
-            "I01",
-            "a user cannot read another tenant's resources by URI",
-            i01_cross_tenant_uri
-        ),
-        scenario!(
-            "I02",
-            "a user cannot read another user's mail, events or private files",
-            i02_other_users_mail
-        ),
-        scenario!("I03", "SharePoint results respect sharing", i03_sharing_respected),
-    ]);
-    v.sort_by_key(|s| s.id);
-    v
-}
+catalogue!($ i_isolation_tests {
+    i01_cross_tenant_uri_is_refused => scenario!(
+        "I01",
+        "a user cannot read another tenant's resources by URI",
+        i01_cross_tenant_uri
+    ),
+    i02_another_users_mail_is_refused => scenario!(
+        "I02",
+        "a user cannot read another user's mail, events or private files",
+        i02_other_users_mail
+    ),
+    i03_sharepoint_results_respect_sharing => scenario!("I03", "SharePoint results respect sharing", i03_sharing_respected),
+    i04_handles_are_bound_to_their_caller => scenario!(
+        "I04",
+        "nothing handed to a caller is usable by another",
+        i04_handles_bound_to_caller
+    ),
+    i05_concurrent_callers_of_several_tenants_get_their_own_results => scenario!(
+        "I05",
+        "many users of several tenants at once each get their own results",
+        clock = false,
+        setup = i05_setup,
+        i05_concurrent_callers
+    ),
+});
 
 pub async fn i04_handles_bound_to_caller(world: &World) -> Result<()> {
     let adele = world.session(Persona::Adele).await?;

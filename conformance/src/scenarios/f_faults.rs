@@ -3,34 +3,65 @@
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, ensure};
-use fake_entra::{BadToken, Endpoint, Fault, FaultKind, TokenSpec};
+use fake_entra::{BadToken, Endpoint, Fault, FaultKind, TokenSpec, UserRateLimit};
 use serde_json::json;
 
-use super::{ensure_status, me_of, scenario};
+use super::{catalogue, ensure_status, me_of, scenario};
 use crate::{Persona, World};
 
-pub fn scenarios() -> Vec<super::Scenario> {
-    let mut v = vec![
-        scenario!(
-            "F03",
-            "Entra unavailable: a clear error, recovery when it returns",
-            f03_entra_unavailable
-        ),
-        scenario!(
-            "F04",
-            "JWKS endpoint down: cached keys keep working",
-            f04_jwks_down_cached_keys_work
-        ),
-        scenario!(
-            "F05",
-            "malformed, oversized and mistyped requests get protocol errors",
-            f05_bad_requests
-        ),
-    ];
-    v.extend(graph_fault_scenarios());
-    v.sort_by_key(|s| s.id);
-    v
-}
+catalogue!($ f_faults_tests {
+    f01_throttling_is_honoured_and_reported => scenario!(
+        "F01",
+        "429 with Retry-After is honoured, then reported past the budget",
+        f01_throttling
+    ),
+    f02_server_errors_are_bounded_and_isolated => scenario!(
+        "F02",
+        "Graph 5xx and timeouts: bounded retries, clear error, others unaffected",
+        f02_server_errors
+    ),
+    f03_entra_unavailable_then_recovery => scenario!(
+        "F03",
+        "Entra unavailable: a clear error, recovery when it returns",
+        f03_entra_unavailable
+    ),
+    f04_jwks_down_cached_keys_keep_working => scenario!(
+        "F04",
+        "JWKS endpoint down: cached keys keep working",
+        f04_jwks_down_cached_keys_work
+    ),
+    f05_bad_requests_get_protocol_errors => scenario!(
+        "F05",
+        "malformed, oversized and mistyped requests get protocol errors",
+        f05_bad_requests
+    ),
+    f06_foreign_uris_are_refused_without_outbound_requests => scenario!(
+        "F06",
+        "read_resource refuses foreign URIs without any outbound request",
+        f06_foreign_uris
+    ),
+    f07_odata_and_kql_metacharacters_are_escaped => scenario!("F07", "OData/KQL metacharacters are escaped", f07_injection),
+    f08_entra_request_loop_is_reported_without_a_hot_loop => scenario!(
+        "F08",
+        "Entra throttles a user's token requests (429, AADSTS50196): a clear error, no Graph request, no hot loop",
+        f08_entra_request_loop
+    ),
+    f09_a_hanging_entra_is_reported_in_bounded_time => scenario!(
+        "F09",
+        "Entra's token endpoint hangs: a clear error within the exchange timeout, no Graph request",
+        f09_entra_hangs
+    ),
+    f10_a_dropped_entra_connection_is_reported => scenario!(
+        "F10",
+        "Entra drops the connection: a clear error at once, no Graph request",
+        f10_entra_drops_the_connection
+    ),
+    f11_downloads_come_from_the_download_host_without_a_bearer => scenario!(
+        "F11",
+        "pre-authenticated downloads come from the download host, without Graph's bearer",
+        f11_downloads_without_bearer
+    ),
+});
 
 pub async fn f03_entra_unavailable(world: &World) -> Result<()> {
     world.entra.add_fault(Fault::new(
@@ -63,6 +94,102 @@ pub async fn f03_entra_unavailable(world: &World) -> Result<()> {
     world.entra.clear_faults();
     let out = adele.call_ok("outlook_email_search", json!({"query": "budget"})).await?;
     ensure!(!out.is_error, "no recovery: {}", out.text);
+    me_of(&adele.call_ok("get_me", json!({})).await?)?;
+    Ok(())
+}
+
+/// Token requests fake-entra journalled for a session's user, refused with AADSTS `code`.
+fn entra_refusals(world: &World, s: &crate::Session, code: u32) -> usize {
+    let journal = world.entra.journal();
+    journal.iter().filter(|e| e.user_id == Some(s.object_id) && e.error_code == Some(code)).count()
+}
+
+/// Exchanges a token of the session's user at fake-entra directly, as another client of the
+/// same user would: it uses up the user's allowance without the connector.
+async fn exchange_outside_the_connector(world: &World, s: &crate::Session) -> Result<()> {
+    let assertion = world.mint(&TokenSpec::user(s.tenant_id, s.object_id));
+    let connector = world.fixtures.apps.connector.app_id.to_string();
+    let secret = world.fixtures.apps.connector.client_secrets.first().cloned().unwrap_or_default();
+    let status = world
+        .http()
+        .post(world.entra.token_endpoint(&s.tenant_id.to_string()))
+        .form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("client_id", connector.as_str()),
+            ("client_secret", secret.as_str()),
+            ("assertion", assertion.as_str()),
+            ("scope", "https://graph.microsoft.com/User.Read"),
+            ("requested_token_use", "on_behalf_of"),
+        ])
+        .send()
+        .await?
+        .status();
+    ensure!(status.is_success(), "the direct exchange was refused: HTTP {status}");
+    Ok(())
+}
+
+pub async fn f08_entra_request_loop(world: &World) -> Result<()> {
+    let adele = world.session(Persona::Adele).await?;
+    let megan = world.session(Persona::Megan).await?;
+    // Entra allows each user two token requests a minute (counted from here: the sign-ins
+    // are done); another client of Adele's has just used both.
+    world.entra.set_user_rate_limit(Some(UserRateLimit::new(2, 60)));
+    for _ in 0..2 {
+        exchange_outside_the_connector(world, &adele).await?;
+    }
+    let started = std::time::Instant::now();
+    let out = adele.call_ok(MAIL, json!({"query": "budget"})).await?;
+    ensure!(out.is_error, "a call over Entra's limit succeeded: {}", out.text);
+    ensure!(out.text.contains("Try again"), "the throttling is not explained: {}", out.text);
+    ensure!(entra_refusals(world, &adele, 50196) == 1, "Entra did not refuse with AADSTS50196");
+    ensure!(world.graph.never_called_for(adele.tenant_id, adele.object_id), "Graph was called");
+    ensure!(started.elapsed() < Duration::from_secs(5), "the refusal was not prompt");
+    // No hot loop: while Entra's Retry-After runs, the next call is refused without asking.
+    let out = adele.call_ok(MAIL, json!({"query": "budget"})).await?;
+    ensure!(out.is_error, "the call during the cool-down succeeded: {}", out.text);
+    ensure!(
+        entra_refusals(world, &adele, 50196) == 1,
+        "the connector asked Entra again before Retry-After"
+    );
+    // The limit is per user: Megan is served.
+    let out = megan.call_ok(MAIL, json!({"query": "budget"})).await?;
+    ensure!(!out.is_error, "another user was throttled: {}", out.text);
+    world.entra.set_user_rate_limit(None);
+    Ok(())
+}
+
+pub async fn f09_entra_hangs(world: &World) -> Result<()> {
+    let adele = world.session(Persona::Adele).await?;
+    world
+        .entra
+        .add_fault(Fault::new(Endpoint::Token, 1, FaultKind::Hang).for_tenant(adele.tenant_id));
+    let started = std::time::Instant::now();
+    let out = adele.call_ok(MAIL, json!({"query": "budget"})).await?;
+    let took = started.elapsed();
+    ensure!(out.is_error, "a call succeeded while Entra hung: {}", out.text);
+    ensure!(out.text.contains("Try again"), "the outage is not explained: {}", out.text);
+    ensure!(took < Duration::from_secs(20), "the call waited {took:?} for a hung Entra");
+    ensure!(world.graph.never_called_for(adele.tenant_id, adele.object_id), "Graph was called");
+    // The fault held one request; the next exchange works.
+    me_of(&adele.call_ok("get_me", json!({})).await?)?;
+    Ok(())
+}
+
+pub async fn f10_entra_drops_the_connection(world: &World) -> Result<()> {
+    let adele = world.session(Persona::Adele).await?;
+    world.entra.add_fault(
+        Fault::new(Endpoint::Token, 1, FaultKind::DropConnection).for_tenant(adele.tenant_id),
+    );
+    let started = std::time::Instant::now();
+    let out = adele.call_ok(MAIL, json!({"query": "budget"})).await?;
+    ensure!(out.is_error, "a call succeeded on a dropped connection: {}", out.text);
+    ensure!(out.text.contains("Try again"), "the failure is not explained: {}", out.text);
+    ensure!(started.elapsed() < Duration::from_secs(5), "the dropped connection was not noticed");
+    ensure!(world.graph.never_called_for(adele.tenant_id, adele.object_id), "Graph was called");
+    ensure!(
+        world.entra.journal().iter().any(|e| e.error.as_deref() == Some("connection_dropped")),
+        "fake-entra did not drop a token request"
+    );
     me_of(&adele.call_ok("get_me", json!({})).await?)?;
     Ok(())
 }
@@ -150,28 +277,7 @@ pub async fn f05_bad_requests(world: &World) -> Result<()> {
 
 use fake_graph::{Fault as GFault, FaultRule, RetryAfter, ThrottleKind};
 
-use super::{Scenario, obo_exchanges, structured_ok};
-
-fn graph_fault_scenarios() -> Vec<Scenario> {
-    vec![
-        scenario!(
-            "F01",
-            "429 with Retry-After is honoured, then reported past the budget",
-            f01_throttling
-        ),
-        scenario!(
-            "F02",
-            "Graph 5xx and timeouts: bounded retries, clear error, others unaffected",
-            f02_server_errors
-        ),
-        scenario!(
-            "F06",
-            "read_resource refuses foreign URIs without any outbound request",
-            f06_foreign_uris
-        ),
-        scenario!("F07", "OData/KQL metacharacters are escaped", f07_injection),
-    ]
-}
+use super::{obo_exchanges, structured_ok};
 
 const MAIL: &str = "outlook_email_search";
 const MESSAGES: &str = "/v1.0/me/messages";
@@ -446,4 +552,29 @@ fn percent_decode(s: &str) -> String {
         .map(|(k, v)| if v.is_empty() { k.into_owned() } else { format!("{k}={v}") })
         .collect::<Vec<_>>()
         .join("&")
+}
+
+pub async fn f11_downloads_without_bearer(world: &World) -> Result<()> {
+    ensure!(
+        world.graph.download_uri() != world.graph.uri(),
+        "the World serves downloads from Graph's own host"
+    );
+    let adele = world.session(Persona::Adele).await?;
+    let hits = structured_ok(&adele, "sharepoint_search", json!({"query": "design"})).await?;
+    let docx = super::uri_where(&hits, "items", "name", "Design.docx")?;
+    let before = world.graph.downloads().len();
+    let read = structured_ok(&adele, "read_resource", json!({"uri": docx})).await?;
+    ensure!(
+        read["text"].as_str().is_some_and(|t| t.contains("Project Falcon")),
+        "Design.docx was not read: {read}"
+    );
+    let downloads = world.graph.downloads();
+    let new = downloads.get(before..).unwrap_or_default();
+    ensure!(!new.is_empty(), "the file was not fetched from the download host");
+    ensure!(new.iter().all(|d| d.status < 300), "a download failed: {new:?}");
+    ensure!(
+        new.iter().all(|d| !d.had_authorization),
+        "the connector sent an Authorization header to the download host"
+    );
+    Ok(())
 }

@@ -21,50 +21,48 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{Scenario, me_of, obo_exchanges, scenario};
+use super::{catalogue, me_of, obo_exchanges, scenario};
 use crate::{Persona, Session, World, world::TenantRule};
 
-pub fn scenarios() -> Vec<Scenario> {
-    vec![
-        scenario!(
-            "X01",
-            "one OBO exchange per sign-in across two instances, under concurrency",
-            x01_one_exchange_per_sign_in
-        ),
-        scenario!(
-            "X02",
-            "a tenant disabled through one instance is refused by the other on its next call",
-            x02_disable_reaches_the_other_instance
-        ),
-        scenario!(
-            "X03",
-            "the per-user rate limit holds across instances",
-            x03_rate_limit_across_instances
-        ),
-        scenario!(
-            "X04",
-            "Redis stopped mid-run: no call fails; restarted: L2 used again",
-            x04_redis_outage
-        ),
-        scenario!(
-            "X05",
-            "Redis holds no plaintext token and no key names a user or tenant",
-            x05_nothing_readable_in_redis
-        ),
-        scenario!(
-            "X06",
-            "two tenants' users with the same oid never share an L2 entry or a budget",
-            clock = false,
-            setup = twin_world,
-            x06_tenants_never_share_entries
-        ),
-        scenario!(
-            "X07",
-            "a cache blob copied to another user's key is refused",
-            x07_copied_blob_refused
-        ),
-    ]
-}
+catalogue!($ x_scaleout_tests {
+    x01_one_obo_exchange_per_sign_in_across_two_instances => scenario!(
+        "X01",
+        "one OBO exchange per sign-in across two instances, under concurrency",
+        x01_one_exchange_per_sign_in
+    ),
+    x02_tenant_disabled_on_one_instance_is_refused_by_the_other => scenario!(
+        "X02",
+        "a tenant disabled through one instance is refused by the other on its next call",
+        x02_disable_reaches_the_other_instance
+    ),
+    x03_per_user_rate_limit_holds_across_instances => scenario!(
+        "X03",
+        "the per-user rate limit holds across instances",
+        x03_rate_limit_across_instances
+    ),
+    x04_redis_outage_fails_no_call_and_l2_returns => scenario!(
+        "X04",
+        "Redis stopped mid-run: no call fails; restarted: L2 used again",
+        x04_redis_outage
+    ),
+    x05_redis_holds_nothing_readable => scenario!(
+        "X05",
+        "Redis holds no plaintext token and no key names a user or tenant",
+        x05_nothing_readable_in_redis
+    ),
+    x06_tenants_never_share_an_l2_entry => scenario!(
+        "X06",
+        "two tenants' users with the same oid never share an L2 entry or a budget",
+        clock = false,
+        setup = twin_world,
+        x06_tenants_never_share_entries
+    ),
+    x07_a_copied_cache_blob_is_refused => scenario!(
+        "X07",
+        "a cache blob copied to another user's key is refused",
+        x07_copied_blob_refused
+    ),
+});
 
 // ─── The harness: redis-server and two instances ────────────────────────────────────────
 

@@ -10,28 +10,26 @@ use anyhow::{Result, anyhow, ensure};
 use chrono::{DateTime, Datelike, Duration, NaiveDateTime, NaiveTime, Timelike, Utc, Weekday};
 use serde_json::{Value, json};
 
-use super::{scenario, structured_ok, uri_where};
+use super::{catalogue, scenario, structured_ok, uri_where};
 use crate::{Persona, Session, World};
 
-pub fn scenarios() -> Vec<super::Scenario> {
-    vec![
-        scenario!("S01", "sharepoint_search", s01_sharepoint_search),
-        scenario!("S02", "sharepoint_folder_search", s02_folder_search),
-        scenario!(
-            "S03",
-            "outlook_email_search with sender and date filters, paging",
-            s03_email_search
-        ),
-        scenario!("S04", "outlook_calendar_search in time zones", s04_calendar_search),
-        scenario!(
-            "S05",
-            "find_meeting_availability against a brute-force oracle",
-            s05_meeting_availability
-        ),
-        scenario!("S06", "chat_message_search", s06_chat_search),
-        scenario!("S07", "read_resource for mail, chat and office files", s07_read_resource),
-    ]
-}
+catalogue!($ s_tools_tests {
+    s01_sharepoint_search => scenario!("S01", "sharepoint_search", s01_sharepoint_search),
+    s02_sharepoint_folder_search => scenario!("S02", "sharepoint_folder_search", s02_folder_search),
+    s03_outlook_email_search => scenario!(
+        "S03",
+        "outlook_email_search with sender and date filters, paging",
+        s03_email_search
+    ),
+    s04_outlook_calendar_search => scenario!("S04", "outlook_calendar_search in time zones", s04_calendar_search),
+    s05_find_meeting_availability => scenario!(
+        "S05",
+        "find_meeting_availability against a brute-force oracle",
+        s05_meeting_availability
+    ),
+    s06_chat_message_search => scenario!("S06", "chat_message_search", s06_chat_search),
+    s07_read_resource => scenario!("S07", "read_resource for mail, chat and office files", s07_read_resource),
+});
 
 /// Calls a tool that must succeed, records `{text, structured}` as snapshot `name`, and
 /// returns the structured content.

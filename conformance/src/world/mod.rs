@@ -11,12 +11,17 @@ use std::{
 };
 
 use anyhow::{Context, Result, anyhow, bail};
-use base64::{Engine, engine::general_purpose::STANDARD};
 use fake_entra::FakeEntra;
 use fake_graph::{CaeSync, FakeGraph};
 use fixtures::TokenLifetimePolicy;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+mod instance;
+
+pub use instance::libfaketime;
+use instance::{
+    Running, connector_settings, faketime_offset, policy_toml, random_key, start_connector,
+};
 
 use crate::{
     persona::Persona,
@@ -41,42 +46,6 @@ pub enum ConnectorMode {
     /// world is built [`WorldBuilder::with_moving_clock`], which runs it under libfaketime.
     Binary(PathBuf),
 }
-
-/// Where Debian's `libfaketime` package puts the preload library, most likely first.
-const LIBFAKETIME_CANDIDATES: [&str; 4] = [
-    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
-    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
-    "/usr/lib/faketime/libfaketime.so.1",
-    "/usr/local/lib/faketime/libfaketime.so.1",
-];
-
-/// The libfaketime preload library: `$CONFORMANCE_LIBFAKETIME` when set, else the first of the
-/// usual install paths that exists. A spawned connector follows the world's clock through it.
-pub fn libfaketime() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("CONFORMANCE_LIBFAKETIME") {
-        let path = PathBuf::from(path);
-        if path.is_file() {
-            return Ok(path);
-        }
-        bail!("CONFORMANCE_LIBFAKETIME={} is not a file", path.display());
-    }
-    // The multiarch directory of this build first, then the generic candidates.
-    let arch = format!("/usr/lib/{}-linux-gnu/faketime/libfaketime.so.1", std::env::consts::ARCH);
-    std::iter::once(arch.as_str())
-        .chain(LIBFAKETIME_CANDIDATES)
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            anyhow!(
-                "libfaketime is not installed: scenarios that move the clock run the connector \
-                 binary under it (install the Debian package `faketime`: \
-                 `apt-get install -y faketime`, or set CONFORMANCE_LIBFAKETIME to libfaketime.so.1)"
-            )
-        })
-}
-
-/// The file libfaketime reads the child's clock offset from, on every clock read.
-const FAKETIME_FILE: &str = "faketime";
 
 /// One tenant's entry in the connector's policy file.
 #[derive(Debug, Clone)]
@@ -207,7 +176,11 @@ impl WorldBuilder {
             fixtures::standard_world()
         };
         let clock = fixtures::Clock::system();
-        let mut eb = FakeEntra::builder().world(fixtures.clone()).clock(clock.clone());
+        // The connector only reads from Entra and exchanges tokens: anything else fails the run.
+        let mut eb = FakeEntra::builder()
+            .world(fixtures.clone())
+            .clock(clock.clone())
+            .read_only_on_drop(true);
         if let Some(a) = self.entra_listen {
             eb = eb.listen(a);
         }
@@ -232,7 +205,9 @@ impl WorldBuilder {
             .world(fixtures.clone())
             .entra(&entra.uri())
             .clock(clock.clone())
-            .cae_sync(CaeSync::PerRequest);
+            .cae_sync(CaeSync::PerRequest)
+            // Downloads from another host than Graph's, as SharePoint serves them.
+            .download_host(fake_graph::DownloadHost::separate_loopback());
         if let Some(a) = self.graph_listen {
             gb = gb.listen(a);
         }
@@ -260,80 +235,30 @@ impl WorldBuilder {
             let tid = entra.tenant_id(name).ok_or_else(|| anyhow!("unknown tenant {name}"))?;
             ids.insert(name.clone(), tid);
         }
-        let config = ConnectorConfig {
+        let (cache_key, cursor_key) = (random_key(), random_key());
+        let settings = connector_settings(
             port,
-            authority: entra.uri(),
-            graph_base: format!("{}/v1.0", graph.uri()),
-            client_id: fixtures.apps.connector.app_id.to_string(),
-            client_secret: secret.clone(),
-            cache_key: random_key(),
-            cursor_key: random_key(),
-            obo_max_reuse_secs: self.obo_max_reuse_secs,
-        };
+            &entra.uri(),
+            &format!("{}/v1.0", graph.uri()),
+            &fixtures.apps.connector.app_id.to_string(),
+            &secret,
+            self.obo_max_reuse_secs,
+            (&cache_key, &cursor_key),
+        );
         let config_path = dir.join("connector.toml");
-        std::fs::write(&config_path, config.toml())?;
+        std::fs::write(&config_path, settings.toml())?;
         let policy_path = dir.join("policy.toml");
         std::fs::write(&policy_path, policy_toml(&self.policy, &ids))?;
 
-        let running = match &self.mode {
-            ConnectorMode::InProcess => {
-                let settings = connector::config::Settings::load(
-                    Some(&config_path),
-                    std::iter::empty(),
-                    &connector::config::Overrides::default(),
-                )
-                .map_err(|e| anyhow!("connector config: {e}"))?;
-                let c = clock.clone();
-                let deps = connector::server::Dependencies {
-                    clock: connector::clock::Clock::from_fn(move || c.now()),
-                    listener: Some(std_listener),
-                    ..Default::default()
-                };
-                let app = connector::server::Application::build(settings, deps)
-                    .await
-                    .map_err(|e| anyhow!("connector start: {e}"))?;
-                let state = app.state().clone();
-                let stop = CancellationToken::new();
-                let s = stop.clone();
-                let task = tokio::spawn(async move {
-                    let _ = app.run_until_stopped(s.cancelled_owned()).await;
-                });
-                Running::InProcess { state, stop, task }
-            }
-            ConnectorMode::Binary(bin) => {
-                drop(std_listener);
-                let stderr_path = dir.join("connector.stderr.log");
-                let stderr = std::fs::File::create(&stderr_path)?;
-                let mut command = std::process::Command::new(bin);
-                command
-                    .arg("serve")
-                    .arg("--config")
-                    .arg(&config_path)
-                    .stdout(stderr.try_clone()?)
-                    .stderr(stderr)
-                    .env_remove("M365_CONFIG")
-                    .env_remove("LD_PRELOAD")
-                    .env_remove("FAKETIME");
-                let faketime = if self.moving_clock {
-                    let library = libfaketime()?;
-                    let file = dir.join(FAKETIME_FILE);
-                    std::fs::write(&file, faketime_offset(&clock))
-                        .with_context(|| format!("write {}", file.display()))?;
-                    // Only the wall clock moves: tokio's timers (monotonic) stay real, and
-                    // the file is read on every call so an advance is seen at once.
-                    command
-                        .env("LD_PRELOAD", library)
-                        .env("FAKETIME_TIMESTAMP_FILE", &file)
-                        .env("FAKETIME_NO_CACHE", "1")
-                        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
-                    Some(file)
-                } else {
-                    None
-                };
-                let child = command.spawn().with_context(|| format!("spawn {}", bin.display()))?;
-                Running::Child { child, stderr_path, faketime }
-            }
-        };
+        let running = start_connector(
+            &self.mode,
+            self.moving_clock,
+            &config_path,
+            &dir,
+            std_listener,
+            &clock,
+        )
+        .await?;
 
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -361,130 +286,12 @@ impl WorldBuilder {
             },
             http,
             oauth,
-            secrets: Arc::new(Mutex::new(vec![
-                secret,
-                config.cache_key.clone(),
-                config.cursor_key.clone(),
-            ])),
+            secrets: Arc::new(Mutex::new(vec![secret, cache_key, cursor_key])),
             snapshots: Mutex::new(Vec::new()),
         };
         world.wait_ready().await?;
         Ok(world)
     }
-}
-
-/// What the connector's config file is made from.
-struct ConnectorConfig {
-    port: u16,
-    authority: String,
-    graph_base: String,
-    client_id: String,
-    client_secret: String,
-    cache_key: String,
-    cursor_key: String,
-    obo_max_reuse_secs: u64,
-}
-
-impl ConnectorConfig {
-    /// The connector's TOML (connector/src/config.rs `RawSettings`); relative paths resolve
-    /// against the file's directory.
-    fn toml(&self) -> String {
-        format!(
-            r#"[server]
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}/mcp"
-
-[entra]
-authority = "{authority}"
-client_id = "{client_id}"
-client_secret = "{client_secret}"
-jwks_refresh_floor_secs = 1
-
-[graph]
-base_url = "{graph_base}"
-download_hosts = ["127.0.0.1"]
-timeout_secs = 5
-max_retries = 3
-retry_budget_secs = 10
-
-[obo]
-max_reuse_secs = {obo}
-cache_keys = ["{cache_key}"]
-
-[policy]
-path = "policy.toml"
-poll_secs = 1
-
-[audit]
-path = "audit.jsonl"
-fsync = false
-
-[limits]
-request_timeout_secs = 30
-per_caller_per_minute = 6000
-per_caller_burst = 1000
-shutdown_grace_secs = 2
-
-[tools]
-cursor_key = "{cursor_key}"
-"#,
-            port = self.port,
-            authority = self.authority,
-            client_id = self.client_id,
-            client_secret = self.client_secret,
-            graph_base = self.graph_base,
-            obo = self.obo_max_reuse_secs,
-            cache_key = self.cache_key,
-            cursor_key = self.cursor_key,
-        )
-    }
-}
-
-fn random_key() -> String {
-    let mut bytes = Vec::with_capacity(32);
-    bytes.extend_from_slice(Uuid::new_v4().as_bytes());
-    bytes.extend_from_slice(Uuid::new_v4().as_bytes());
-    STANDARD.encode(bytes)
-}
-
-fn policy_toml(rules: &BTreeMap<String, TenantRule>, ids: &BTreeMap<String, Uuid>) -> String {
-    let mut out = String::from("[defaults]\nmax_results = 25\n");
-    for (name, rule) in rules {
-        let Some(id) = ids.get(name) else { continue };
-        let tools = match &rule.tools {
-            None => "[\"*\"]".to_owned(),
-            Some(t) => {
-                format!("[{}]", t.iter().map(|x| format!("\"{x}\"")).collect::<Vec<_>>().join(", "))
-            }
-        };
-        out.push_str(&format!(
-            "\n[[tenants]]\nid = \"{id}\"\nname = \"{name}\"\nenabled = {}\ntools = {tools}\n",
-            rule.enabled
-        ));
-    }
-    out
-}
-
-enum Running {
-    InProcess {
-        state: Arc<connector::server::AppState>,
-        stop: CancellationToken,
-        task: tokio::task::JoinHandle<()>,
-    },
-    Child {
-        child: std::process::Child,
-        stderr_path: PathBuf,
-        /// libfaketime's offset file when the child follows the world's clock.
-        faketime: Option<PathBuf>,
-    },
-}
-
-/// The clock's offset in libfaketime's relative format (`+SECONDS`, fractions allowed).
-fn faketime_offset(clock: &fixtures::Clock) -> String {
-    let ms = clock.offset().num_milliseconds();
-    let sign = if ms < 0 { '-' } else { '+' };
-    let ms = ms.unsigned_abs();
-    format!("{sign}{}.{:03}\n", ms / 1000, ms % 1000)
 }
 
 /// The running test world.

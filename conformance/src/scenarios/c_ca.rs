@@ -4,38 +4,36 @@ use anyhow::{Result, anyhow, ensure};
 use fixtures::{CaControl, CaPolicy, CaScope};
 use serde_json::json;
 
-use super::{ensure_untouched, me_of, refused_at_obo, scenario};
+use super::{catalogue, ensure_untouched, me_of, refused_at_obo, scenario};
 use crate::{Persona, World, signin::EntraError};
 
-pub fn scenarios() -> Vec<super::Scenario> {
-    vec![
-        scenario!(
-            "C01",
-            "MFA required: claims challenge, step-up, then the call works",
-            c01_mfa_step_up
-        ),
-        scenario!(
-            "C02",
-            "non-compliant device gets no data",
-            c02_non_compliant_device_gets_no_data
-        ),
-        scenario!(
-            "C03",
-            "sign-in from outside the IP range gets no data",
-            c03_ip_range_restriction
-        ),
-        scenario!(
-            "C04",
-            "a policy scoped to a group affects only that group",
-            c04_group_scoped_policy
-        ),
-        scenario!(
-            "C05",
-            "a Graph token earned by one sign-in does not serve another (CA per sign-in)",
-            c05_cached_token_bound_to_its_sign_in
-        ),
-    ]
-}
+catalogue!($ c_ca_tests {
+    c01_mfa_required_step_up_then_the_call_works => scenario!(
+        "C01",
+        "MFA required: claims challenge, step-up, then the call works",
+        c01_mfa_step_up
+    ),
+    c02_non_compliant_device_gets_no_data => scenario!(
+        "C02",
+        "non-compliant device gets no data",
+        c02_non_compliant_device_gets_no_data
+    ),
+    c03_sign_in_outside_the_ip_range_gets_no_data => scenario!(
+        "C03",
+        "sign-in from outside the IP range gets no data",
+        c03_ip_range_restriction
+    ),
+    c04_group_scoped_policy_affects_only_that_group => scenario!(
+        "C04",
+        "a policy scoped to a group affects only that group",
+        c04_group_scoped_policy
+    ),
+    c05_a_graph_token_earned_by_one_sign_in_does_not_serve_another => scenario!(
+        "C05",
+        "a Graph token earned by one sign-in does not serve another (CA per sign-in)",
+        c05_cached_token_bound_to_its_sign_in
+    ),
+});
 
 async fn refusal(world: &World, upn: &str, extra: &[(&str, &str)]) -> Result<EntraError> {
     match world.try_sign_in(upn, extra).await {

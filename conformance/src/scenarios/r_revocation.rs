@@ -7,7 +7,7 @@ use anyhow::{Result, anyhow, ensure};
 use fake_entra::GrantResource;
 use serde_json::{Value, json};
 
-use super::{Scenario, ensure_status, me_of, scenario, structured_ok, uri_where};
+use super::{catalogue, ensure_status, me_of, scenario, structured_ok, uri_where};
 use crate::{Persona, Session, World, world::TenantRule};
 
 const SP: &str = "sharepoint_search";
@@ -21,97 +21,93 @@ fn reuse_zero() -> crate::WorldBuilder {
     World::builder().obo_max_reuse_secs(0)
 }
 
-pub fn scenarios() -> Vec<Scenario> {
-    let mut v = vec![
-        scenario!(
-            "R01/reuse-0",
-            "revoking Sites.Read.All blocks SharePoint",
-            clock = false,
-            setup = reuse_zero,
-            r01_zero
-        ),
-        scenario!(
-            "R01/default",
-            "revoking Sites.Read.All blocks SharePoint after the reuse age",
-            clock = true,
-            setup = World::builder,
-            r01_default
-        ),
-        scenario!(
-            "R02/reuse-0",
-            "revoking Mail.Read blocks mail",
-            clock = false,
-            setup = reuse_zero,
-            r02_zero
-        ),
-        scenario!(
-            "R02/default",
-            "revoking Mail.Read blocks mail after the reuse age",
-            clock = true,
-            setup = World::builder,
-            r02_default
-        ),
-        scenario!(
-            "R03/reuse-0",
-            "revoking Chat.Read blocks chat",
-            clock = false,
-            setup = reuse_zero,
-            r03_zero
-        ),
-        scenario!(
-            "R03/default",
-            "revoking Chat.Read blocks chat after the reuse age",
-            clock = true,
-            setup = World::builder,
-            r03_default
-        ),
-        scenario!(
-            "R04/reuse-0",
-            "revoking Files.Read blocks OneDrive files",
-            clock = false,
-            setup = reuse_zero,
-            r04_zero
-        ),
-        scenario!(
-            "R04/default",
-            "revoking Files.Read blocks files after the reuse age",
-            clock = true,
-            setup = World::builder,
-            r04_default
-        ),
-        scenario!(
-            "R05/reuse-0",
-            "revoking everything blocks everything",
-            clock = false,
-            setup = reuse_zero,
-            r05_zero
-        ),
-        scenario!(
-            "R05/default",
-            "revoking everything blocks everything after the reuse age",
-            clock = true,
-            setup = World::builder,
-            r05_default
-        ),
-        scenario!(
-            "R06",
-            "sessions revoked or user disabled: 401 asking for a fresh sign-in",
-            r06_identity_events
-        ),
-        scenario!(
-            "R07",
-            "a tool switched off for a tenant cannot be called",
-            r07_tool_switched_off_for_a_tenant
-        ),
-        scenario!(
-            "R08",
-            "Sites.Selected only: SharePoint explains it needs Sites.Read.All",
-            r08_sites_selected_only
-        ),
-    ];
-    v.sort_by_key(|s| s.id);
-    v
-}
+catalogue!($ r_revocation_tests {
+    r01_revoke_sites_read_all_after_default_reuse_age => scenario!(
+        "R01/default",
+        "revoking Sites.Read.All blocks SharePoint after the reuse age",
+        clock = true,
+        setup = World::builder,
+        r01_default
+    ),
+    r01_revoke_sites_read_all_with_max_reuse_zero => scenario!(
+        "R01/reuse-0",
+        "revoking Sites.Read.All blocks SharePoint",
+        clock = false,
+        setup = reuse_zero,
+        r01_zero
+    ),
+    r02_revoke_mail_read_after_default_reuse_age => scenario!(
+        "R02/default",
+        "revoking Mail.Read blocks mail after the reuse age",
+        clock = true,
+        setup = World::builder,
+        r02_default
+    ),
+    r02_revoke_mail_read_with_max_reuse_zero => scenario!(
+        "R02/reuse-0",
+        "revoking Mail.Read blocks mail",
+        clock = false,
+        setup = reuse_zero,
+        r02_zero
+    ),
+    r03_revoke_chat_read_after_default_reuse_age => scenario!(
+        "R03/default",
+        "revoking Chat.Read blocks chat after the reuse age",
+        clock = true,
+        setup = World::builder,
+        r03_default
+    ),
+    r03_revoke_chat_read_with_max_reuse_zero => scenario!(
+        "R03/reuse-0",
+        "revoking Chat.Read blocks chat",
+        clock = false,
+        setup = reuse_zero,
+        r03_zero
+    ),
+    r04_revoke_files_read_after_default_reuse_age => scenario!(
+        "R04/default",
+        "revoking Files.Read blocks files after the reuse age",
+        clock = true,
+        setup = World::builder,
+        r04_default
+    ),
+    r04_revoke_files_read_with_max_reuse_zero => scenario!(
+        "R04/reuse-0",
+        "revoking Files.Read blocks OneDrive files",
+        clock = false,
+        setup = reuse_zero,
+        r04_zero
+    ),
+    r05_revoke_everything_after_default_reuse_age => scenario!(
+        "R05/default",
+        "revoking everything blocks everything after the reuse age",
+        clock = true,
+        setup = World::builder,
+        r05_default
+    ),
+    r05_revoke_everything_with_max_reuse_zero => scenario!(
+        "R05/reuse-0",
+        "revoking everything blocks everything",
+        clock = false,
+        setup = reuse_zero,
+        r05_zero
+    ),
+    r06_identity_events_end_the_session => scenario!(
+        "R06",
+        "sessions revoked or user disabled: 401 asking for a fresh sign-in",
+        r06_identity_events
+    ),
+    r07_tool_switched_off_for_a_tenant_cannot_be_called => scenario!(
+        "R07",
+        "a tool switched off for a tenant cannot be called",
+        r07_tool_switched_off_for_a_tenant
+    ),
+    r08_sites_selected_only_is_explained => scenario!(
+        "R08",
+        "Sites.Selected only: SharePoint explains it needs Sites.Read.All",
+        r08_sites_selected_only
+    ),
+});
 
 /// Revokes Graph `scopes` from the connector in Contoso. With the default reuse age, moves
 /// the clock to the boundary with journal evidence: five seconds before the age the probe

@@ -7,37 +7,62 @@ use base64::Engine;
 use fixtures::TokenLifetimePolicy;
 use serde_json::json;
 
-use super::{PAST_LEEWAY, ensure_status, me_of, scenario};
+use super::{PAST_LEEWAY, catalogue, ensure_status, me_of, scenario};
 use crate::{Persona, World};
 
-pub fn scenarios() -> Vec<super::Scenario> {
-    let mut v = vec![
-        scenario!(
-            "T03",
-            "expired user token: 401, refresh, continue",
-            clock = true,
-            setup = World::builder,
-            t03_expired_token_refresh_and_continue
-        ),
-        scenario!(
-            "T04",
-            "refresh token idle past 90 days needs a fresh sign-in",
-            clock = true,
-            setup = World::builder,
-            t04_idle_refresh_token_is_refused
-        ),
-        scenario!(
-            "T05",
-            "a token lifetime policy is honoured",
-            clock = true,
-            setup = t05_setup,
-            t05_token_lifetime_policy
-        ),
-    ];
-    v.extend(obo_scenarios());
-    v.sort_by_key(|s| s.id);
-    v
-}
+catalogue!($ t_tokens_tests {
+    t01_many_calls_one_obo_exchange => scenario!("T01", "many calls, one OBO exchange", t01_many_calls_one_exchange),
+    t02_obo_token_near_expiry_is_renewed_before_use => scenario!(
+        "T02",
+        "OBO token near expiry is renewed before use",
+        clock = true,
+        setup = t02_setup,
+        t02_renewal_before_expiry
+    ),
+    t03_expired_user_token_refresh_and_continue => scenario!(
+        "T03",
+        "expired user token: 401, refresh, continue",
+        clock = true,
+        setup = World::builder,
+        t03_expired_token_refresh_and_continue
+    ),
+    t04_refresh_token_idle_past_90_days_needs_fresh_sign_in => scenario!(
+        "T04",
+        "refresh token idle past 90 days needs a fresh sign-in",
+        clock = true,
+        setup = World::builder,
+        t04_idle_refresh_token_is_refused
+    ),
+    t05_token_lifetime_policy_is_honoured => scenario!(
+        "T05",
+        "a token lifetime policy is honoured",
+        clock = true,
+        setup = t05_setup,
+        t05_token_lifetime_policy
+    ),
+    t06_concurrent_first_calls_make_one_exchange => scenario!(
+        "T06",
+        "100 concurrent first calls make one exchange",
+        t06_concurrent_first_calls
+    ),
+    t07_token_cache_at_rest_holds_no_plaintext => scenario!(
+        "T07",
+        "the token cache at rest holds no plaintext token",
+        t07_no_plaintext_at_rest
+    ),
+    t08_cache_entries_are_keyed_by_tenant_and_user => scenario!(
+        "T08",
+        "cache entries are keyed by tenant and user",
+        t08_cache_keyed_by_tenant_and_user
+    ),
+    t08_same_oid_two_tenants_nothing_crosses => scenario!(
+        "T08/same-oid",
+        "two tenants, one object id: nothing crosses between them",
+        clock = false,
+        setup = twin_world,
+        t08_same_oid_in_two_tenants
+    ),
+});
 
 fn claims(token: &str) -> Result<serde_json::Value> {
     let payload = token.split('.').nth(1).ok_or_else(|| anyhow!("not a JWT"))?;
@@ -104,42 +129,7 @@ pub async fn t05_token_lifetime_policy(world: &World) -> Result<()> {
 
 // ─── Scenarios with OBO exchanges ──────────────────────────────────────────────────────
 
-use crate::scenarios::{Scenario, contains_jwt, obo_exchanges_by_scopes, structured_ok};
-
-fn obo_scenarios() -> Vec<Scenario> {
-    vec![
-        scenario!("T01", "many calls, one OBO exchange", t01_many_calls_one_exchange),
-        scenario!(
-            "T02",
-            "OBO token near expiry is renewed before use",
-            clock = true,
-            setup = t02_setup,
-            t02_renewal_before_expiry
-        ),
-        scenario!(
-            "T06",
-            "100 concurrent first calls make one exchange",
-            t06_concurrent_first_calls
-        ),
-        scenario!(
-            "T07",
-            "the token cache at rest holds no plaintext token",
-            t07_no_plaintext_at_rest
-        ),
-        scenario!(
-            "T08",
-            "cache entries are keyed by tenant and user",
-            t08_cache_keyed_by_tenant_and_user
-        ),
-        scenario!(
-            "T08/same-oid",
-            "two tenants, one object id: nothing crosses between them",
-            clock = false,
-            setup = twin_world,
-            t08_same_oid_in_two_tenants
-        ),
-    ]
-}
+use crate::scenarios::{contains_jwt, obo_exchanges_by_scopes, structured_ok};
 
 const MAIL: &str = "outlook_email_search";
 

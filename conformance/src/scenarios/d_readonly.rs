@@ -4,36 +4,32 @@ use anyhow::{Result, ensure};
 use fake_entra::{BadToken, TokenSpec};
 use serde_json::json;
 
-use super::{me_of, scenario, structured_ok, uri_where};
+use super::{catalogue, me_of, scenario, structured_ok, uri_where};
 use crate::{Persona, World};
 
-pub fn scenarios() -> Vec<super::Scenario> {
-    let mut v = vec![
-        scenario!("D01", "no mutating Graph request after a mixed run", d01_no_mutating_request),
-        scenario!(
-            "D03",
-            "every tool is annotated read-only; no write tool",
-            d03_tools_are_read_only
+catalogue!($ d_readonly_tests {
+    d01_no_mutating_graph_request_after_a_mixed_run => scenario!("D01", "no mutating Graph request after a mixed run", d01_no_mutating_request),
+    d02_no_content_caching => scenario!(
+    "D02",
+    "no content caching: two reads, two Graph requests",
+    d02_no_content_caching
         ),
-        scenario!(
-            "D04",
-            "every call is audited; no secret or content in any log",
-            d04_audit_without_secrets
+    d03_every_tool_is_read_only => scenario!(
+        "D03",
+        "every tool is annotated read-only; no write tool",
+        d03_tools_are_read_only
+    ),
+    d04_every_call_is_audited_and_no_secret_is_logged => scenario!(
+        "D04",
+        "every call is audited; no secret or content in any log",
+        d04_audit_without_secrets
+    ),
+    d05_returned_content_is_marked_untrusted => scenario!(
+    "D05",
+    "returned content is fenced and marked as untrusted third-party data",
+    d05_content_marked_untrusted
         ),
-    ];
-    v.push(scenario!(
-        "D05",
-        "returned content is fenced and marked as untrusted third-party data",
-        d05_content_marked_untrusted
-    ));
-    v.push(scenario!(
-        "D02",
-        "no content caching: two reads, two Graph requests",
-        d02_no_content_caching
-    ));
-    v.sort_by_key(|s| s.id);
-    v
-}
+});
 
 /// A plausible argument set for every tool, so a run touches every Graph path.
 pub fn sample_calls(uri: &str) -> Vec<(&'static str, serde_json::Value)> {
