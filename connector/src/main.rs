@@ -116,6 +116,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("configuration OK");
             let report = connector::server::check_reachability(&settings).await?;
             println!("{report}");
+            if let Some(redis) = &settings.redis {
+                println!("{}", connector::shared::check(redis).await?);
+            }
             Ok(())
         }
         Command::AdminConsentUrl { tenant, redirect_uri } => {

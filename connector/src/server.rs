@@ -55,6 +55,9 @@ use crate::{
     tools::{Connector, ToolContext},
 };
 
+/// Gap between the two reads of the policy file that must agree before a reload triggered
+/// by a tenant epoch applies it (the poll's settling rule, without waiting for a poll).
+const EPOCH_SETTLE_GAP: Duration = Duration::from_millis(50);
 /// Path of the MCP endpoint.
 pub const MCP_PATH: &str = "/mcp";
 /// Root Protected Resource Metadata path.
@@ -220,12 +223,18 @@ impl Application {
                     })?;
                 let reload = policy.clone();
                 // Another instance disabled a tenant: read the (shared) policy file now rather
-                // than at the next poll, so this instance refuses the tenant on its next call.
+                // than at the next poll, so this instance refuses the tenant on the call that
+                // saw the epoch. With the poll's own settling rule over a short gap: two reads
+                // `EPOCH_SETTLE_GAP` apart must agree, so a file caught mid-write is left to
+                // the poll.
                 store.on_epoch_change(move |_| {
-                    if !reload.path().as_os_str().is_empty()
-                        && let Err(e) = reload.reload()
-                    {
-                        tracing::warn!(error = %e, "Policy reload after a tenant epoch change failed");
+                    let reload = reload.clone();
+                    async move {
+                        let settled =
+                            crate::shared::reload_policy_settled(&reload, EPOCH_SETTLE_GAP).await;
+                        if let Err(e) = settled {
+                            tracing::warn!(error = %e, "Policy reload after a tenant epoch change failed");
+                        }
                     }
                 });
                 let _ = state.shared.set(store.clone());

@@ -199,7 +199,7 @@ impl Mix {
 pub async fn run_caller(
     caller: usize,
     http: reqwest::Client,
-    url: String,
+    urls: std::sync::Arc<Vec<String>>,
     token: String,
     templates: std::sync::Arc<Vec<Template>>,
     deadline: Instant,
@@ -242,7 +242,10 @@ pub async fn run_caller(
         id += 1;
         let start = Utc::now();
         let began = Instant::now();
-        let outcome = call(&http, &url, &token, id, tool, &args).await;
+        // Round-robin over the instances, one request at a time (offset per caller so the
+        // instances share the load evenly).
+        let url = &urls[(caller + id as usize) % urls.len().max(1)];
+        let outcome = call(&http, url, &token, id, tool, &args).await;
         let latency = began.elapsed();
         let end = Utc::now();
         let error = match outcome {

@@ -6,6 +6,13 @@
 //! to fake-graph from C callers: the baseline. Reports JSON, a Markdown table and an SVG
 //! histogram of both latency distributions.
 //!
+//! Scale-out (`--instances N [--redis]`, issue 12): each step is measured once per layout on
+//! the same world and load, one instance without Redis first, then (with `--redis`) one
+//! instance with Redis and N instances sharing a `redis-server` started here (the X
+//! scenarios' harness), the callers' requests spread over the instances round-robin, one
+//! request at a time (a balancer without affinity: the worst case for the in-process L1).
+//! `scale-out.md`/`.json` put the layouts side by side.
+//!
 //! # Layout
 //! * [`setup`]: world generation (per-tenant threads), picking users, spawning the connector.
 //! * [`capture`]: the calibration proxy that learns POST bodies the journal does not keep.
@@ -52,11 +59,54 @@ pub struct Options {
     pub out: PathBuf,
     pub connector_bin: PathBuf,
     pub obo_max_reuse_secs: u64,
+    /// Connector instances of the last layout (1: the classic single-instance bench).
+    pub instances: usize,
+    /// Share state through a `redis-server` started by the bench.
+    pub redis: bool,
+}
+
+/// How the connector is deployed for one measured step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub instances: usize,
+    pub redis: bool,
+}
+
+impl Layout {
+    pub fn label(self) -> String {
+        let n = self.instances;
+        let plural = if n == 1 { "" } else { "s" };
+        if self.redis {
+            format!("{n} instance{plural} + Redis")
+        } else {
+            format!("{n} instance{plural}, no Redis")
+        }
+    }
+
+    fn dir_name(self) -> String {
+        format!("{}x-{}", self.instances, if self.redis { "redis" } else { "local" })
+    }
+}
+
+/// The layouts one run measures, in order: one instance without Redis always comes first,
+/// so every other layout is compared with today's single instance.
+pub fn layouts(instances: usize, redis: bool) -> Vec<Layout> {
+    let mut out = vec![Layout { instances: 1, redis: false }];
+    if redis {
+        out.push(Layout { instances: 1, redis: true });
+    }
+    if instances > 1 {
+        out.push(Layout { instances, redis });
+    }
+    out
 }
 
 /// What one measured step (one caller count) produced.
 pub struct Outcome {
     pub callers: usize,
+    pub layout: Layout,
+    /// What Redis held at the end of the step (layouts with Redis).
+    pub census: Option<crate::scenarios::x_scaleout::Census>,
     pub json: Value,
     pub markdown: String,
     pub svg: String,
@@ -93,26 +143,116 @@ pub async fn run(opts: &Options) -> Result<Vec<Outcome>> {
         ));
     }
     let most = opts.callers.iter().copied().max().ok_or_else(|| anyhow!("no caller counts"))?;
+    let layouts = layouts(opts.instances, opts.redis);
+    let redis = if opts.redis {
+        let server = crate::scenarios::x_scaleout::RedisServer::start()?;
+        eprintln!("redis-server on {}", server.url());
+        Some(server)
+    } else {
+        None
+    };
     let prepared = prepare(opts, most).await?;
-    let mut outcomes = Vec::with_capacity(opts.callers.len());
+    let mut outcomes = Vec::with_capacity(opts.callers.len() * layouts.len());
     for &callers in &opts.callers {
-        let out = if opts.callers.len() == 1 {
-            opts.out.clone()
-        } else {
-            opts.out.join(format!("callers-{callers}"))
-        };
-        let outcome = measure(&prepared, opts, callers, &out).await?;
-        eprintln!("{callers} callers: done, written to {}", out.display());
-        outcomes.push(outcome);
+        for &layout in &layouts {
+            let mut out = if opts.callers.len() == 1 {
+                opts.out.clone()
+            } else {
+                opts.out.join(format!("callers-{callers}"))
+            };
+            if layouts.len() > 1 {
+                out = out.join(layout.dir_name());
+            }
+            let redis_url = match (&redis, layout.redis) {
+                (Some(server), true) => {
+                    server.flush_all()?; // every layout starts with empty caches
+                    Some(server.url())
+                }
+                _ => None,
+            };
+            eprintln!("{callers} callers, {}:", layout.label());
+            let mut outcome = measure(&prepared, opts, callers, layout, redis_url, &out).await?;
+            if let (Some(server), true) = (&redis, layout.redis) {
+                // What the step left in Redis, for sizing (before the next step flushes it).
+                let census = server.census()?;
+                outcome.json["redis_census"] = serde_json::to_value(&census)?;
+                outcome.census = Some(census);
+            }
+            eprintln!("{callers} callers, {}: done, written to {}", layout.label(), out.display());
+            outcomes.push(outcome);
+        }
     }
-    if outcomes.len() > 1 {
+    std::fs::create_dir_all(&opts.out).with_context(|| format!("create {}", opts.out.display()))?;
+    if opts.callers.len() > 1 && layouts.len() == 1 {
         let (markdown, json) = sweep_summary(&outcomes, opts, &prepared);
-        std::fs::create_dir_all(&opts.out)
-            .with_context(|| format!("create {}", opts.out.display()))?;
         std::fs::write(opts.out.join("sweep.md"), &markdown)?;
         std::fs::write(opts.out.join("sweep.json"), serde_json::to_string_pretty(&json)?)?;
     }
+    if layouts.len() > 1 {
+        let (markdown, json) = scale_out_summary(&outcomes, opts, &prepared);
+        std::fs::write(opts.out.join("scale-out.md"), &markdown)?;
+        std::fs::write(opts.out.join("scale-out.json"), serde_json::to_string_pretty(&json)?)?;
+    }
     Ok(outcomes)
+}
+
+/// The layouts side by side, one row per (callers, layout): what scaling out costs per call
+/// and whether the instances still exchange once per user.
+fn scale_out_summary(outcomes: &[Outcome], opts: &Options, p: &Prepared) -> (String, Value) {
+    let mut md = format!(
+        "## m365-bench scale-out: {} s per layout, same world and load; {} tenants, {} users\n\n\
+         Requests go to the instances round-robin, one request at a time (no affinity).\n\n\
+         | callers | layout | tool calls/s | p50 ms | p95 ms | p99 ms | errors | OBO exchanges per user (min / mean / max) | user×scope repeats | L2 hits | Redis errors | CPU s per 1,000 calls (all instances) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        opts.seconds, p.counts.tenants, p.counts.users,
+    );
+    let mut rows = Vec::new();
+    for o in outcomes {
+        let j = &o.json;
+        let f = |ptr: &str| j.pointer(ptr).and_then(Value::as_f64).unwrap_or(f64::NAN);
+        md.push_str(&format!(
+            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {:.0} / {:.2} / {:.0} | {} | {:.0} | {:.0} | {:.2} |\n",
+            o.callers,
+            o.layout.label(),
+            f("/connector/calls_per_sec"),
+            f("/connector/p50_ms"),
+            f("/connector/p95_ms"),
+            f("/connector/p99_ms"),
+            f("/connector/errors"),
+            f("/obo/per_user_min"),
+            f("/obo/per_user_mean"),
+            f("/obo/per_user_max"),
+            f("/obo/user_scope_repeats"),
+            f("/redis/l2_hits"),
+            f("/redis/errors"),
+            f("/cpu/secs_per_1000_calls"),
+        ));
+        rows.push(json!({
+            "callers": o.callers, "instances": o.layout.instances, "redis": o.layout.redis,
+            "connector": j["connector"], "obo": j["obo"], "redis_metrics": j["redis"],
+            "cpu": j["cpu"], "loadavg": j["loadavg"],
+        }));
+    }
+    md.push_str("\nload average at the end of each layout: ");
+    md.push_str(
+        &outcomes
+            .iter()
+            .map(|o| format!("{}: {}", o.layout.label(), o.json["loadavg"].as_str().unwrap_or("?")))
+            .collect::<Vec<_>>()
+            .join("; "),
+    );
+    md.push('\n');
+    for o in outcomes {
+        if let Some(census) = &o.census {
+            md.push_str(&format!(
+                "\nRedis after {} callers, {} (a step's keys; locks are released at once):\n\n{}",
+                o.callers,
+                o.layout.label(),
+                census.markdown()
+            ));
+        }
+    }
+    (md, json!({"seconds": opts.seconds, "world": p.counts, "steps": rows}))
 }
 
 /// One row per step: the figures the issue's targets are about.
@@ -228,6 +368,9 @@ async fn prepare(opts: &Options, most: usize) -> Result<Prepared> {
             tenants: tenants.clone(),
             obo_max_reuse_secs: opts.obo_max_reuse_secs,
             max_in_flight: (most + 64).max(256),
+            cache_key: setup::random_key(),
+            cursor_key: setup::random_key(),
+            redis_url: None,
         },
         &http,
     )
@@ -271,8 +414,16 @@ async fn prepare(opts: &Options, most: usize) -> Result<Prepared> {
     })
 }
 
-/// One measured step: a fresh connector (empty caches), `callers` callers, then the replay.
-async fn measure(p: &Prepared, opts: &Options, callers: usize, out: &Path) -> Result<Outcome> {
+/// One measured step: fresh connectors (empty caches) in `layout`, `callers` callers, then
+/// the replay.
+async fn measure(
+    p: &Prepared,
+    opts: &Options,
+    callers: usize,
+    layout: Layout,
+    redis_url: Option<String>,
+    out: &Path,
+) -> Result<Outcome> {
     let Prepared {
         counts,
         fakes_secs,
@@ -294,42 +445,54 @@ async fn measure(p: &Prepared, opts: &Options, callers: usize, out: &Path) -> Re
     entra.clear_journal();
     graph.clear_journal();
 
-    // 3. The measured connector.
-    let conn = setup::spawn_connector(
-        &ConnectorSetup {
-            bin: &opts.connector_bin,
-            authority: entra.uri(),
-            graph_base: format!("{}/v1.0", graph.uri()),
-            client_id: client_id.clone(),
-            client_secret: secret.clone(),
-            tenants: tenants.clone(),
-            obo_max_reuse_secs: opts.obo_max_reuse_secs,
-            max_in_flight: (callers + 64).max(256),
-        },
-        http,
-    )
-    .await?;
-    let pid = conn.pid();
-    let (idle_rss, _) = procfs::rss_kib(pid).unwrap_or((0, 0));
-    let cpu_before = procfs::cpu_secs(pid).unwrap_or(0.0);
+    // 3. The measured connectors: one step's instances share their keys (and Redis).
+    let (cache_key, cursor_key) = (setup::random_key(), setup::random_key());
+    let mut conns = Vec::with_capacity(layout.instances);
+    for _ in 0..layout.instances {
+        conns.push(
+            setup::spawn_connector(
+                &ConnectorSetup {
+                    bin: &opts.connector_bin,
+                    authority: entra.uri(),
+                    graph_base: format!("{}/v1.0", graph.uri()),
+                    client_id: client_id.clone(),
+                    client_secret: secret.clone(),
+                    tenants: tenants.clone(),
+                    obo_max_reuse_secs: opts.obo_max_reuse_secs,
+                    max_in_flight: (callers + 64).max(256),
+                    cache_key: cache_key.clone(),
+                    cursor_key: cursor_key.clone(),
+                    redis_url: redis_url.clone(),
+                },
+                http,
+            )
+            .await?,
+        );
+    }
+    let pids: Vec<u32> = conns.iter().map(setup::ConnectorProcess::pid).collect();
+    let idle_rss: u64 = pids.iter().map(|&pid| procfs::rss_kib(pid).unwrap_or((0, 0)).0).sum();
+    let cpu_of = |pids: &[u32]| pids.iter().map(|&pid| procfs::cpu_secs(pid).unwrap_or(0.0)).sum();
+    let cpu_before: f64 = cpu_of(&pids);
     eprintln!(
-        "load: {} callers for {} s over {} templates of {:?}",
+        "load: {} callers for {} s over {} templates of {:?}, {}",
         callers,
         opts.seconds,
         templates.len(),
-        templates.iter().map(|t| t.tool).collect::<BTreeSet<_>>()
+        templates.iter().map(|t| t.tool).collect::<BTreeSet<_>>(),
+        layout.label()
     );
 
-    // RSS sampler: VmHWM is the kernel's own peak, the samples show the shape.
+    // RSS sampler: VmHWM is the kernel's own peak, the samples show the shape (summed over
+    // the instances).
     let sampling = Arc::new(AtomicBool::new(true));
     let peak_sampled = Arc::new(AtomicU64::new(0));
     let sampler = {
-        let (sampling, peak) = (sampling.clone(), peak_sampled.clone());
+        let (sampling, peak, pids) = (sampling.clone(), peak_sampled.clone(), pids.clone());
         tokio::spawn(async move {
             while sampling.load(Ordering::Relaxed) {
-                if let Some((rss, _)) = procfs::rss_kib(pid) {
-                    peak.fetch_max(rss, Ordering::Relaxed);
-                }
+                let rss: u64 =
+                    pids.iter().filter_map(|&pid| procfs::rss_kib(pid)).map(|(rss, _)| rss).sum();
+                peak.fetch_max(rss, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
@@ -338,13 +501,13 @@ async fn measure(p: &Prepared, opts: &Options, callers: usize, out: &Path) -> Re
     let templates = Arc::new(templates.clone());
     let load_started = Instant::now();
     let deadline = load_started + Duration::from_secs(opts.seconds);
-    let url = conn.mcp_url();
+    let urls: Arc<Vec<String>> = Arc::new(conns.iter().map(|c| c.mcp_url()).collect());
     let mut tasks = Vec::with_capacity(callers);
     for (i, token) in tokens.iter().enumerate() {
         tasks.push(tokio::spawn(load::run_caller(
             i,
             http.clone(),
-            url.clone(),
+            urls.clone(),
             token.clone(),
             templates.clone(),
             deadline,
@@ -357,17 +520,24 @@ async fn measure(p: &Prepared, opts: &Options, callers: usize, out: &Path) -> Re
     let load_wall = load_started.elapsed();
     sampling.store(false, Ordering::Relaxed);
     let _ = sampler.await;
-    let cpu_after = procfs::cpu_secs(pid).unwrap_or(0.0);
-    let (_, hwm) = procfs::rss_kib(pid).unwrap_or((0, 0));
-    let metrics = http
-        .get(format!("{}/metrics", conn.base_url))
-        .send()
-        .await
-        .context("GET /metrics")?
-        .text()
-        .await?;
-    let connector_log_tail = conn.log_tail();
-    drop(conn);
+    let cpu_after: f64 = cpu_of(&pids);
+    let hwm: u64 = pids.iter().map(|&pid| procfs::rss_kib(pid).unwrap_or((0, 0)).1).sum();
+    // Every instance's metrics, one after the other: the sums below add them up.
+    let mut metrics = String::new();
+    for conn in &conns {
+        let text = http
+            .get(format!("{}/metrics", conn.base_url))
+            .send()
+            .await
+            .context("GET /metrics")?
+            .text()
+            .await?;
+        metrics.push_str(&text);
+        metrics.push('\n');
+    }
+    let connector_log_tail =
+        conns.iter().map(setup::ConnectorProcess::log_tail).collect::<Vec<_>>().join("\n---\n");
+    drop(conns);
 
     // 4. OBO exchanges per user, from fake-entra's journal.
     let entra_journal = entra.journal();
@@ -439,8 +609,23 @@ async fn measure(p: &Prepared, opts: &Options, callers: usize, out: &Path) -> Re
             .filter(|l| !l.starts_with('#'))
             .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
             .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-            .sum()
+            .sum::<f64>()
+            + 0.0 // an empty sum is -0.0, printed "-0"
     };
+    // A labelled series, e.g. `m365_redis_l2_lookups_total{outcome="hit"}`.
+    let series = |name: &str, label: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with(name) && l[name.len()..].starts_with('{') && l.contains(label)
+            })
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum::<f64>()
+            + 0.0
+    };
+    let l2_hits = series("m365_redis_l2_lookups_total", "outcome=\"hit\"");
+    let l2_misses = series("m365_redis_l2_lookups_total", "outcome=\"miss\"");
+    let redis_errors = metric("m365_redis_errors_total");
     let cache_hits = metric("m365_obo_cache_hits_total");
     let exchanges = metric("m365_obo_exchanges_total");
     let hit_rate =
@@ -460,6 +645,7 @@ async fn measure(p: &Prepared, opts: &Options, callers: usize, out: &Path) -> Re
     let c1000 = callers >= 1000;
     let rows = vec![
         row("callers × seconds", format!("{} × {}", callers, opts.seconds), "", None),
+        row("connector layout", layout.label(), "", None),
         row(
             "world",
             format!(
@@ -602,6 +788,12 @@ async fn measure(p: &Prepared, opts: &Options, callers: usize, out: &Path) -> Re
             "",
             None,
         ),
+        row(
+            "Redis L2 lookups (hits / misses), Redis errors",
+            format!("{l2_hits:.0} / {l2_misses:.0}, {redis_errors:.0}"),
+            "",
+            None,
+        ),
         row("load average (/proc/loadavg at end)", load_avg.clone(), "", None),
     ];
     let mut shapes: Vec<(String, f64, f64, u64)> = graph_by_path
@@ -631,6 +823,8 @@ async fn measure(p: &Prepared, opts: &Options, callers: usize, out: &Path) -> Re
     );
     let json = json!({
         "callers": callers,
+        "instances": layout.instances,
+        "redis_shared": layout.redis,
         "seconds": opts.seconds,
         "active_callers": active_users,
         "world": counts,
@@ -649,6 +843,7 @@ async fn measure(p: &Prepared, opts: &Options, callers: usize, out: &Path) -> Re
         },
         "rss": {"idle_kib": idle_rss, "peak_kib": hwm, "peak_sampled_kib": peak_sampled.load(Ordering::Relaxed), "growth_per_caller_kib": per_caller_kib},
         "cpu": {"secs": cpu, "secs_per_1000_calls": cpu_per_1000},
+        "redis": {"l2_hits": l2_hits, "l2_misses": l2_misses, "errors": redis_errors},
         "baseline_tokens": token_stats,
         "matching": match_stats,
         "graph_by_path": graph_by_path,
@@ -659,7 +854,7 @@ async fn measure(p: &Prepared, opts: &Options, callers: usize, out: &Path) -> Re
     std::fs::write(out.join("bench.json"), serde_json::to_string_pretty(&json)?)?;
     std::fs::write(out.join("bench.md"), &markdown)?;
     std::fs::write(out.join("latency.svg"), &svg)?;
-    Ok(Outcome { callers, json, markdown, svg })
+    Ok(Outcome { callers, layout, census: None, json, markdown, svg })
 }
 
 fn ratio(a: f64, b: f64) -> f64 {

@@ -194,9 +194,16 @@ pub struct ConnectorSetup<'a> {
     /// `limits.max_in_flight`: above the caller count, so the bench measures cost, not
     /// load shedding (the default of 256 would shed at 1,000 callers).
     pub max_in_flight: usize,
+    /// `obo.cache_keys[0]` and `tools.cursor_key` (base64): the same for every instance of
+    /// one measured step, as scaled-out instances must share them.
+    pub cache_key: String,
+    pub cursor_key: String,
+    /// `[redis] url`, for instances sharing state.
+    pub redis_url: Option<String>,
 }
 
-fn random_key() -> String {
+/// A fresh random 32-byte key, base64.
+pub fn random_key() -> String {
     let mut bytes = Vec::with_capacity(32);
     bytes.extend_from_slice(Uuid::new_v4().as_bytes());
     bytes.extend_from_slice(Uuid::new_v4().as_bytes());
@@ -255,9 +262,13 @@ cursor_key = "{cursor_key}"
         graph_base = setup.graph_base,
         obo = setup.obo_max_reuse_secs,
         max_in_flight = setup.max_in_flight,
-        cache_key = random_key(),
-        cursor_key = random_key(),
+        cache_key = setup.cache_key,
+        cursor_key = setup.cursor_key,
     );
+    let config = match &setup.redis_url {
+        Some(url) => format!("{config}\n[redis]\nurl = \"{url}\"\n"),
+        None => config,
+    };
     let config_path = dir.join("connector.toml");
     std::fs::write(&config_path, config)?;
     let mut policy = String::from("[defaults]\nmax_results = 25\n");

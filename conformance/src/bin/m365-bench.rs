@@ -1,6 +1,8 @@
-//! `m365-bench [--callers N] [--seconds T] [--users …] [--out DIR]`: the connector's cost
-//! over Graph itself, side by side with the same Graph requests made directly. Prints the
-//! Markdown table; writes `bench.json`, `bench.md` and `latency.svg` into `--out`.
+//! `m365-bench [--callers N] [--seconds T] [--users …] [--out DIR] [--instances N --redis]`:
+//! the connector's cost over Graph itself, side by side with the same Graph requests made
+//! directly. Prints the Markdown table; writes `bench.json`, `bench.md` and `latency.svg` into
+//! `--out`. With `--instances 2 --redis`, the same load also runs against one instance with
+//! Redis and two instances sharing a `redis-server`, and `scale-out.md` compares them.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -43,13 +45,19 @@ struct Cli {
     /// The connector binary (default: the workspace's target/release/m365-connector).
     #[arg(long)]
     connector_bin: Option<PathBuf>,
+    /// Also measure this many instances behind the bench's round-robin (after one instance).
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
+    /// Share state through a `redis-server` the bench starts (must be installed).
+    #[arg(long)]
+    redis: bool,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.callers.contains(&0) || cli.seconds == 0 || cli.tenants == 0 {
-        eprintln!("error: --callers, --seconds and --tenants must be at least 1");
+    if cli.callers.contains(&0) || cli.seconds == 0 || cli.tenants == 0 || cli.instances == 0 {
+        eprintln!("error: --callers, --seconds, --tenants and --instances must be at least 1");
         return ExitCode::from(2);
     }
     let connector_bin = cli.connector_bin.unwrap_or_else(|| {
@@ -69,16 +77,24 @@ async fn main() -> ExitCode {
         out: cli.out,
         connector_bin,
         obo_max_reuse_secs: cli.obo_max_reuse_secs,
+        instances: cli.instances,
+        redis: cli.redis,
     };
     match run(&opts).await {
         Ok(outcomes) => {
             for outcome in &outcomes {
                 println!("{}", outcome.markdown);
             }
-            if outcomes.len() > 1 {
-                match std::fs::read_to_string(opts.out.join("sweep.md")) {
-                    Ok(sweep) => println!("{sweep}"),
-                    Err(e) => eprintln!("warning: sweep.md unreadable: {e}"),
+            let layouts = conformance::bench::layouts(opts.instances, opts.redis).len();
+            let summary = if layouts > 1 {
+                Some("scale-out.md")
+            } else {
+                (outcomes.len() > 1).then_some("sweep.md")
+            };
+            if let Some(summary) = summary {
+                match std::fs::read_to_string(opts.out.join(summary)) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => eprintln!("warning: {summary} unreadable: {e}"),
                 }
             }
             println!("(JSON, Markdown and SVG written to {})", opts.out.display());

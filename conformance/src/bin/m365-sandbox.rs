@@ -2,11 +2,17 @@
 //! tenants, for a person and a standard MCP client. Prints the MCP URL, the personas, a ready
 //! bearer token and a copy-paste Inspector command; fake-entra's sign-in page (no `login_hint`)
 //! lets a person pick a persona in a browser. Ctrl-C stops everything.
+//!
+//! `--instances 2` (issue 12) also starts a `redis-server` and two connectors sharing it (the
+//! X scenarios' harness) behind a loopback round-robin, whose URL is the MCP URL printed.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use conformance::{ConnectorMode, Persona, World};
+use conformance::{
+    ConnectorMode, Persona, World,
+    scenarios::x_scaleout::{DEFAULT_KNOBS, RoundRobin, ScaleOut},
+};
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +45,10 @@ struct Cli {
     /// it acts as that persona, so any non-loopback address is refused.
     #[arg(long, value_name = "LOOPBACK_ADDR")]
     signing_proxy_listen: Option<std::net::SocketAddr>,
+    /// 2: two connectors sharing a `redis-server` (started here) behind a loopback
+    /// round-robin on `--port`; the MCP URL printed is the round-robin's.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    instances: u8,
 }
 
 #[tokio::main]
@@ -58,9 +68,11 @@ async fn main() -> ExitCode {
         Some(p) => ConnectorMode::Binary(p.clone()),
         None => ConnectorMode::InProcess,
     };
+    let scaled_out = cli.instances > 1;
+    let world_port = if scaled_out { None } else { cli.port };
     let world = match World::builder()
         .mode(mode)
-        .ports(cli.entra_port, cli.graph_port, cli.port)
+        .ports(cli.entra_port, cli.graph_port, world_port)
         .start()
         .await
     {
@@ -70,7 +82,28 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("MCP URL:     {}", world.mcp_url());
+    // Scaled out: the world's own connector stays idle; the round-robin is the MCP URL.
+    let mut _scale_out = None;
+    let mut mcp_url = world.mcp_url().to_owned();
+    if scaled_out {
+        match scale_out(&world, cli.port).await {
+            Ok((x, round_robin)) => {
+                println!("Redis:       {}", x.redis().url());
+                for (i, url) in x.mcp_urls().iter().enumerate() {
+                    println!("instance {i}:  {url}");
+                }
+                mcp_url = round_robin.mcp_url();
+                _scale_out = Some((x, round_robin));
+            }
+            Err(e) => {
+                eprintln!("error: the two instances did not start: {e:#}");
+                world.shutdown().await;
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let mcp_url = mcp_url.as_str();
+    println!("MCP URL:     {mcp_url}{}", if scaled_out { "  (round-robin)" } else { "" });
     println!("fake Entra:  {}", world.entra.uri());
     println!("fake Graph:  {}", world.graph.uri());
     println!("MCP client id (public, PKCE): {}", world.entra.mcp_client_id());
@@ -98,12 +131,7 @@ async fn main() -> ExitCode {
                         return ExitCode::FAILURE;
                     }
                 };
-                match conformance::signing_proxy::SigningProxy::start(
-                    addr,
-                    world.mcp_url(),
-                    proxied,
-                )
-                .await
+                match conformance::signing_proxy::SigningProxy::start(addr, mcp_url, proxied).await
                 {
                     Ok(p) => {
                         println!(
@@ -123,7 +151,7 @@ async fn main() -> ExitCode {
             }
             if let Some(path) = &cli.ready_file {
                 let ready = serde_json::json!({
-                    "mcp_url": world.mcp_url(),
+                    "mcp_url": mcp_url,
                     "token": token,
                     "persona": cli.persona,
                     "signed_mcp_url": signed_url,
@@ -141,13 +169,25 @@ async fn main() -> ExitCode {
             );
             println!(
                 "Try (Node 22 comes from npm; the Inspector needs it):\n  npx -y -p node@22 -p @modelcontextprotocol/inspector@2.12 mcp-inspector --cli {} --transport http --method tools/list --header \"Authorization: Bearer {token}\"",
-                world.mcp_url()
+                mcp_url
             );
         }
         Err(e) => println!("\n{} cannot sign in: {e:#}", cli.persona),
     }
     println!("\nCtrl-C stops everything.");
     let _ = tokio::signal::ctrl_c().await;
+    if let Some((x, round_robin)) = _scale_out.take() {
+        drop(round_robin);
+        x.shutdown();
+    }
     world.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// Redis, two instances and the round-robin in front of them (on `port`, else a random one).
+async fn scale_out(world: &World, port: Option<u16>) -> anyhow::Result<(ScaleOut, RoundRobin)> {
+    let x = ScaleOut::start(world, DEFAULT_KNOBS).await?;
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], port.unwrap_or(0)));
+    let round_robin = RoundRobin::start(listen, &x.mcp_urls()).await?;
+    Ok((x, round_robin))
 }

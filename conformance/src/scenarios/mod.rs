@@ -11,7 +11,7 @@ mod o_org;
 mod r_revocation;
 mod s_tools;
 mod t_tokens;
-mod x_scaleout;
+pub mod x_scaleout;
 
 use std::time::Duration;
 

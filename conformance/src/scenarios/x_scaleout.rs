@@ -4,6 +4,9 @@
 //! same cache and cursor keys, same policy file) plus `[redis]`: as child processes of the
 //! gate's connector binary in binary mode, in process under `cargo test`; the world's
 //! original connector is left idle.
+//!
+//! The harness ([`RedisServer`], [`ScaleOut`], [`RoundRobin`]) is public: `m365-sandbox
+//! --instances 2` and `m365-bench --instances 2 --redis` run the same set-up.
 
 use std::{
     net::TcpListener,
@@ -49,7 +52,9 @@ catalogue!($ x_scaleout_tests {
     ),
     x06_tenants_never_share_an_l2_entry => scenario!(
         "X06",
-        "users of two tenants never share an L2 entry",
+        "two tenants' users with the same oid never share an L2 entry or a budget",
+        clock = false,
+        setup = twin_world,
         x06_tenants_never_share_entries
     ),
     x07_a_copied_cache_blob_is_refused => scenario!(
@@ -127,9 +132,79 @@ impl RedisServer {
         Ok(out)
     }
 
+    /// What the server holds, per kind of key (`tok`, `rl`, `epoch`, …, the part after the
+    /// prefix): for sizing. Memory per key is Redis' own `MEMORY USAGE` (key, value, expiry
+    /// and allocator overhead); `used_memory` is the whole server's.
+    pub fn census(&self) -> Result<Census> {
+        let mut c = self.connection()?;
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c)?;
+        let mut kinds: std::collections::BTreeMap<String, KindCensus> = Default::default();
+        for k in keys {
+            let kind = k.split(':').nth(1).unwrap_or("other").to_owned();
+            let value: Vec<u8> = redis::cmd("GET").arg(&k).query(&mut c).unwrap_or_default();
+            let memory: u64 = redis::cmd("MEMORY").arg("USAGE").arg(&k).query(&mut c)?;
+            let e = kinds.entry(kind).or_default();
+            e.keys += 1;
+            e.key_bytes += k.len() as u64;
+            e.value_bytes += value.len() as u64;
+            e.memory_bytes += memory;
+        }
+        let info: String = redis::cmd("INFO").arg("memory").query(&mut c)?;
+        let used_memory = info
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        Ok(Census { kinds, used_memory })
+    }
+
+    /// Empties the server (between benchmark steps).
+    pub fn flush_all(&self) -> Result<()> {
+        let mut c = self.connection()?;
+        redis::cmd("FLUSHALL").query::<()>(&mut c)?;
+        Ok(())
+    }
+
     /// The sealed token entries.
     fn token_entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
         Ok(self.dump()?.into_iter().filter(|(k, _)| k.starts_with("m365:tok:")).collect())
+    }
+}
+
+/// [`RedisServer::census`]: totals per kind of key.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct KindCensus {
+    pub keys: u64,
+    pub key_bytes: u64,
+    pub value_bytes: u64,
+    pub memory_bytes: u64,
+}
+
+/// [`RedisServer::census`].
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Census {
+    pub kinds: std::collections::BTreeMap<String, KindCensus>,
+    pub used_memory: u64,
+}
+
+impl Census {
+    /// One Markdown line per kind: keys, mean key and value bytes, mean memory per key.
+    pub fn markdown(&self) -> String {
+        let mut md = String::from(
+            "| Redis key kind | keys | mean key bytes | mean value bytes | mean MEMORY USAGE bytes |\n|---|---|---|---|---|\n",
+        );
+        for (kind, k) in &self.kinds {
+            let n = k.keys.max(1);
+            md.push_str(&format!(
+                "| `{kind}` | {} | {} | {} | {} |\n",
+                k.keys,
+                k.key_bytes / n,
+                k.value_bytes / n,
+                k.memory_bytes / n
+            ));
+        }
+        md.push_str(&format!("\nused_memory: {:.1} MiB\n", self.used_memory as f64 / 1048576.0));
+        md
     }
 }
 
@@ -150,23 +225,24 @@ struct Instance {
 }
 
 /// Two connectors sharing Redis, plus the round-robin.
-struct ScaleOut {
+pub struct ScaleOut {
     redis: RedisServer,
     instances: Vec<Instance>,
     config_paths: Vec<PathBuf>,
 }
 
-/// Knobs of the instances' configuration.
+/// Knobs of the instances' configuration: the per-user rate limit.
 #[derive(Clone, Copy)]
-struct Knobs {
-    per_minute: u32,
-    burst: u32,
+pub struct Knobs {
+    pub per_minute: u32,
+    pub burst: u32,
 }
 
-const DEFAULT_KNOBS: Knobs = Knobs { per_minute: 6000, burst: 1000 };
+pub const DEFAULT_KNOBS: Knobs = Knobs { per_minute: 6000, burst: 1000 };
 
 impl ScaleOut {
-    async fn start(world: &World, knobs: Knobs) -> Result<Self> {
+    /// Starts `redis-server` and two instances configured like `world`'s connector.
+    pub async fn start(world: &World, knobs: Knobs) -> Result<Self> {
         let redis = RedisServer::start()?;
         let base = std::fs::read_to_string(world.dir().join("connector.toml"))?;
         let mut instances = Vec::new();
@@ -252,6 +328,15 @@ impl ScaleOut {
         Ok(Self { redis, instances, config_paths })
     }
 
+    /// The instances' MCP URLs.
+    pub fn mcp_urls(&self) -> Vec<String> {
+        self.instances.iter().map(|i| i.mcp_url.clone()).collect()
+    }
+
+    pub fn redis(&self) -> &RedisServer {
+        &self.redis
+    }
+
     /// `session`'s sign-in, presented to instance `i`.
     fn on(&self, world: &World, session: &Session, i: usize) -> Session {
         let token = session.token();
@@ -277,7 +362,7 @@ impl ScaleOut {
         Ok(settings.obo_settings().map_err(|e| anyhow!("{e}"))?.cache_keys)
     }
 
-    fn shutdown(&self) {
+    pub fn shutdown(&self) {
         for i in &self.instances {
             i.stop.cancel();
             if let Some(child) = &i.child {
@@ -293,6 +378,105 @@ impl Drop for ScaleOut {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// A loopback HTTP round-robin in front of the instances (what a load balancer without
+/// session affinity does): each request, whatever its path, goes to the next instance,
+/// headers (the bearer token included) and body as they came. Dropping it stops it.
+pub struct RoundRobin {
+    addr: std::net::SocketAddr,
+    stop: CancellationToken,
+}
+
+#[derive(Clone)]
+struct Backends {
+    bases: Arc<Vec<String>>,
+    next: Arc<std::sync::atomic::AtomicUsize>,
+    http: reqwest::Client,
+}
+
+impl RoundRobin {
+    /// Listens on `listen` (loopback only) and spreads requests over `mcp_urls`' servers.
+    pub async fn start(listen: std::net::SocketAddr, mcp_urls: &[String]) -> Result<Self> {
+        ensure!(
+            listen.ip().is_loopback(),
+            "the round-robin listens on loopback only, not {listen}"
+        );
+        ensure!(!mcp_urls.is_empty(), "the round-robin needs at least one instance");
+        let bases = mcp_urls.iter().map(|u| u.trim_end_matches("/mcp").to_owned()).collect();
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let backends = Backends {
+            bases: Arc::new(bases),
+            next: Arc::default(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .build()?,
+        };
+        let app = axum::Router::new().fallback(forward).with_state(backends);
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).with_graceful_shutdown(s.cancelled_owned()).await;
+        });
+        Ok(Self { addr, stop })
+    }
+
+    /// `http://127.0.0.1:PORT/mcp`.
+    pub fn mcp_url(&self) -> String {
+        format!("http://{}/mcp", self.addr)
+    }
+}
+
+impl Drop for RoundRobin {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn forward(
+    axum::extract::State(b): axum::extract::State<Backends>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::{http::header, response::IntoResponse as _};
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
+        return (axum::http::StatusCode::PAYLOAD_TOO_LARGE, "body too large").into_response();
+    };
+    let i = b.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % b.bases.len();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut upstream = b.http.request(parts.method, format!("{}{path}", b.bases[i])).body(body);
+    for (name, value) in &parts.headers {
+        if ![header::HOST, header::CONTENT_LENGTH, header::CONNECTION, header::TRANSFER_ENCODING]
+            .contains(name)
+        {
+            upstream = upstream.header(name, value);
+        }
+    }
+    let answer = match upstream.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let text = format!("instance {i} did not answer: {e}");
+            return (axum::http::StatusCode::BAD_GATEWAY, text).into_response();
+        }
+    };
+    let mut response = axum::response::Response::builder().status(answer.status());
+    for (name, value) in answer.headers() {
+        if ![header::CONTENT_LENGTH, header::CONNECTION, header::TRANSFER_ENCODING].contains(name) {
+            response = response.header(name, value);
+        }
+    }
+    let body = futures::stream::unfold(answer, |mut r| async move {
+        match r.chunk().await {
+            Ok(Some(chunk)) => Some((Ok::<_, std::io::Error>(chunk), r)),
+            Ok(None) => None,
+            Err(e) => Some((Err(std::io::Error::other(e)), r)),
+        }
+    });
+    response
+        .body(axum::body::Body::from_stream(body))
+        .unwrap_or_else(|_| axum::http::StatusCode::BAD_GATEWAY.into_response())
 }
 
 /// `get_me` through instance `i`: the identity, or why the call failed.
@@ -500,29 +684,55 @@ fn union_key(s: &Session) -> connector::obo::TokenCacheKey {
     )
 }
 
-/// X06: Adele of Contoso and Adele of Fabrikam (same display name) each get an entry of
-/// their own: two exchanges, two entries, each served as themselves on the other instance.
-/// (The fixtures have no oid shared by two tenants; the connector's `redis` integration test
-/// covers an identical oid and assertion hash.)
+/// X06: Contoso's Adele and Wingtip's Adele share an object id (the twin tenant,
+/// [`fixtures::with_twin_tenant`]). Through both instances each is served as herself, with
+/// an exchange and an L2 entry of her own, and a budget of her own: Contoso's Adele spends
+/// her whole shared per-user budget, and Wingtip's Adele is still admitted. Any Redis key
+/// (token entry, lock, rate state) derived without the tenant mixes the two up and fails here.
 pub async fn x06_tenants_never_share_entries(world: &World) -> Result<()> {
-    let x = ScaleOut::start(world, DEFAULT_KNOBS).await?;
+    const BURST: u32 = 4;
+    let x = ScaleOut::start(world, Knobs { per_minute: 6, burst: BURST }).await?;
     let contoso = world.session(Persona::Adele).await?;
-    let fabrikam = world.session(Persona::AdeleFabrikam).await?;
-    for s in [&contoso, &fabrikam] {
-        for i in 0..2 {
-            let (tid, oid) = me_via(&x, world, s, i).await?;
-            ensure!(
-                tid == s.tenant_id.to_string() && oid == s.object_id.to_string(),
-                "{} was served as {tid}/{oid} by instance {i}",
-                s.upn
-            );
-        }
+    let wingtip = world.sign_in(fixtures::TWIN_UPN).await?;
+    ensure!(
+        contoso.object_id == wingtip.object_id && contoso.tenant_id != wingtip.tenant_id,
+        "the twin does not share Adele's object id (the scenario would prove nothing)"
+    );
+    let served_as_herself = |s: &Session, i: usize, (tid, oid): (String, String)| {
+        ensure!(
+            tid == s.tenant_id.to_string() && oid == s.object_id.to_string(),
+            "{} was served as {tid}/{oid} by instance {i}",
+            s.upn
+        );
+        Ok(())
+    };
+    // Contoso's Adele: her whole budget, alternating between the instances, then refused.
+    for i in 0..BURST as usize {
+        served_as_herself(&contoso, i % 2, me_via(&x, world, &contoso, i).await?)?;
+    }
+    let over = x.on(world, &contoso, 0).call_tool_http("get_me", json!({})).await?;
+    ensure!(over.status == 429, "Contoso's Adele past her budget: HTTP {}", over.status);
+    // Wingtip's Adele, same object id: a budget, an exchange and an entry of her own.
+    for i in 0..2 {
+        served_as_herself(
+            &wingtip,
+            i,
+            me_via(&x, world, &wingtip, i).await.with_context(|| {
+                format!("{} on instance {i}, after Contoso's Adele spent her budget", wingtip.upn)
+            })?,
+        )?;
+    }
+    for s in [&contoso, &wingtip] {
         let exchanges = obo_exchanges(world, s.tenant_id, s.object_id);
         ensure!(exchanges == 1, "{}: {exchanges} exchanges", s.upn);
     }
     let entries = x.redis.token_entries()?.len();
-    ensure!(entries == 2, "{entries} L2 entries for two users of two tenants");
+    ensure!(entries == 2, "{entries} L2 entries for the two Adeles");
     Ok(())
+}
+
+fn twin_world() -> crate::WorldBuilder {
+    World::builder().with_twin_tenant()
 }
 
 /// X07: Adele's sealed entry copied over Diego's in Redis; instance 1 (whose L1 has never

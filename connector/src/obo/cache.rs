@@ -236,6 +236,26 @@ pub trait TokenCache: Send + Sync + 'static {
     ) -> BoxFuture<'a, ()> {
         Box::pin(async {})
     }
+    /// Tells the other instances that Entra refused the union exchange of `union_key`'s user
+    /// for consent (`refusal`: a short code the provider reads back), for `ttl`.
+    /// Process-local stores have no one to tell: the provider keeps its own memory.
+    fn share_union_refusal<'a>(
+        &'a self,
+        _union_key: &'a TokenCacheKey,
+        _refusal: &'a str,
+        _ttl: Duration,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+    /// A union refusal another instance shared for `union_key`'s user: its code and how long
+    /// it still holds. Asked before a union exchange this instance has no memory of; a store
+    /// holding the union token itself may answer `None` without asking anyone.
+    fn shared_union_refusal<'a>(
+        &'a self,
+        _union_key: &'a TokenCacheKey,
+    ) -> BoxFuture<'a, Option<(String, Duration)>> {
+        Box::pin(async { None })
+    }
 }
 
 /// The outcome of [`TokenCache::claim_exchange`].

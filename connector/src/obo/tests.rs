@@ -658,3 +658,48 @@ async fn a_refused_union_falls_back_per_scope_set_and_is_retried_after_the_reuse
     assert_eq!(seen.len(), 5, "{seen:?}");
     assert_eq!(seen[3], seen[0]);
 }
+
+/// A call served in two steps, where the union was exchanged (partly granted) and the
+/// request's own scopes came from the cache, ran an exchange: its event must say so (the
+/// audit record would otherwise read `cache_hit` and the exchange would have no record).
+#[tokio::test]
+async fn a_call_whose_union_step_exchanged_is_not_reported_as_a_cache_hit() {
+    // Arrange: the union is granted without Chat.Read; Chat.Read alone is granted.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(|req: &Request| {
+            let asked = form(req).get("scope").cloned().unwrap_or_default();
+            let granted: Vec<&str> = if asked.split(' ').count() > 1 {
+                asked.split(' ').filter(|s| !s.ends_with("/Chat.Read")).collect()
+            } else {
+                asked.split(' ').collect()
+            };
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "token_type": "Bearer", "scope": granted.join(" "), "expires_in": 3600,
+                "access_token": format!("token-for-{}", asked.len())}))
+        })
+        .mount(&server)
+        .await;
+    let (clock, t) = TestClock::new();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let p = provider(settings(&server, secret()), clock)
+        .with_union(ScopeSet::from_scp("Mail.Read User.Read Chat.Read"))
+        .with_observer(Arc::new(move |e: &OboEvent| sink.lock().expect("lock").push(e.clone())));
+    let chat = ScopeSet::from_scp("Chat.Read");
+    // Act: the union at 0 s, Chat.Read on its own at 100 s; at 301 s the union has aged out
+    // but the Chat.Read token has not.
+    p.graph_token(&caller(), &ScopeSet::from_scp("Mail.Read"), None).await.expect("mail");
+    t.advance(100);
+    p.graph_token(&caller(), &chat, None).await.expect("chat");
+    t.advance(201);
+    p.graph_token(&caller(), &chat, None).await.expect("chat again");
+    p.graph_token(&caller(), &chat, None).await.expect("chat from the cache");
+    // Assert
+    let seen = requested(&server).await;
+    assert_eq!(seen.len(), 3, "union, Chat.Read, union again: {seen:?}");
+    let events = events.lock().expect("lock");
+    let flags: Vec<(bool, bool)> = events.iter().map(|e| (e.from_cache, e.coalesced)).collect();
+    assert_eq!(flags, vec![(false, false), (false, false), (false, false), (true, false)]);
+}

@@ -12,7 +12,8 @@
 //!   `{prefix}tok:{digest}`;
 //! * cross-instance exchange locks `{prefix}lock:{digest}` holding a random token;
 //! * per-tenant epochs `{prefix}epoch:{digest}` (bumped when a tenant is disabled);
-//! * GCRA state `{prefix}rl:{digest}` per (tenant, user) and per tenant.
+//! * GCRA state `{prefix}rl:{digest}` per (tenant, user) and per tenant;
+//! * union refusals `{prefix}refused:{digest}` per (tenant, user) (a short error code).
 //!
 //! Every digest is an HMAC keyed by the configured cache key ([`CacheKeys::name_digest`]),
 //! so no Redis key names a tenant or a user and names cannot be confirmed by guessing ids.
@@ -119,6 +120,95 @@ impl RedisConfig {
 #[error("redis.url: {0}")]
 pub struct SharedStoreError(String);
 
+/// The client for `config`: its URL (TLS for `rediss://`) with the ACL credentials.
+fn client(config: &RedisConfig) -> Result<redis::Client, SharedStoreError> {
+    use redis::IntoConnectionInfo as _;
+    let info = config
+        .url
+        .as_str()
+        .into_connection_info()
+        .map_err(|_| SharedStoreError("not a redis:// or rediss:// URL".into()))?;
+    let mut redis_info = info.redis_settings().clone();
+    if let Some(user) = &config.username {
+        redis_info = redis_info.set_username(user.expose_secret());
+    }
+    if let Some(password) = &config.password {
+        redis_info = redis_info.set_password(password.expose_secret());
+    }
+    let info = info.set_redis_settings(redis_info);
+    redis::Client::open(info).map_err(|e| SharedStoreError(format!("{:?}", e.kind())))
+}
+
+/// The `check-config` probe: connects as the connector would (TLS, ACL user and password),
+/// sends `PING` and reads the server version. Unlike the running connector, which goes on
+/// without Redis, an unreachable or refusing Redis is an error here: a deployment check
+/// should say so before the instances run degraded. Messages never carry the credentials.
+pub async fn check(config: &RedisConfig) -> Result<String, String> {
+    let url = &config.url;
+    let tls = if url.starts_with("rediss://") { "TLS" } else { "no TLS" };
+    let client = client(config).map_err(|e| e.to_string())?;
+    let failed = |what: &str, e: redis::RedisError| {
+        let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
+        format!("redis.url {url} ({tls}): {what} failed ({:?}{detail})", e.kind())
+    };
+    let started = Instant::now();
+    let mut connection = tokio::time::timeout(
+        config.connect_timeout + config.op_timeout,
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .map_err(|_| {
+        format!(
+            "redis.url {url} ({tls}): no connection within {} ms (connect_timeout_ms + op_timeout_ms)",
+            (config.connect_timeout + config.op_timeout).as_millis()
+        )
+    })?
+    .map_err(|e| failed("connecting (and AUTH, when redis.username/password are set)", e))?;
+    let pong: String =
+        redis::cmd("PING").query_async(&mut connection).await.map_err(|e| failed("PING", e))?;
+    let rtt = started.elapsed();
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut connection)
+        .await
+        .map_err(|e| failed("INFO server", e))?;
+    let version = info
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .map_or("unknown", str::trim)
+        .to_owned();
+    let auth = match (&config.username, &config.password) {
+        (Some(_), _) => "ACL user",
+        (None, Some(_)) => "password",
+        (None, None) => "no AUTH",
+    };
+    Ok(format!(
+        "Redis OK: {url} ({tls}, {auth}) answered {pong} in {} ms, server version {version}",
+        rtt.as_millis()
+    ))
+}
+
+/// Re-reads the policy file after a tenant epoch changed, under the poll's settling rule
+/// compressed to `gap`: the content must read the same twice, `gap` apart, before it is
+/// applied, so a file caught mid-write is left to the regular poll. Returns what the last
+/// read did (`Unchanged` when the file was already in force or did not settle).
+pub async fn reload_policy_settled(
+    policy: &crate::policy::PolicyStore,
+    gap: Duration,
+) -> Result<crate::policy::Reload, crate::policy::PolicyError> {
+    use crate::policy::Reload;
+    if policy.path().as_os_str().is_empty() {
+        return Ok(Reload::Unchanged); // a fixed policy: nothing to read
+    }
+    match policy.reload_if_changed()? {
+        applied @ Reload::Applied { .. } => Ok(applied),
+        Reload::Unchanged => {
+            tokio::time::sleep(gap).await;
+            policy.reload_if_changed()
+        }
+    }
+}
+
 /// Opens after [`BREAKER_THRESHOLD`] consecutive failures for `cooldown`; after it, one
 /// failure re-opens it at once (half-open), one success closes it.
 struct Breaker {
@@ -149,7 +239,7 @@ impl Breaker {
     }
 }
 
-type EpochListener = Arc<dyn Fn(TenantId) + Send + Sync>;
+type EpochListener = Arc<dyn Fn(TenantId) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 
 /// The connection to Redis and everything built on it. Cheap to clone.
 #[derive(Clone)]
@@ -237,22 +327,7 @@ impl SharedStore {
         names: CacheKeys,
         metrics: Arc<Metrics>,
     ) -> Result<Self, SharedStoreError> {
-        use redis::IntoConnectionInfo as _;
-        let info = config
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(|_| SharedStoreError("not a redis:// or rediss:// URL".into()))?;
-        let mut redis_info = info.redis_settings().clone();
-        if let Some(user) = &config.username {
-            redis_info = redis_info.set_username(user.expose_secret());
-        }
-        if let Some(password) = &config.password {
-            redis_info = redis_info.set_password(password.expose_secret());
-        }
-        let info = info.set_redis_settings(redis_info);
-        let client =
-            redis::Client::open(info).map_err(|e| SharedStoreError(format!("{:?}", e.kind())))?;
+        let client = client(&config)?;
         let manager_config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.op_timeout))
@@ -418,7 +493,7 @@ impl SharedStore {
         match read {
             Some(value) => {
                 let epoch = value.unwrap_or(0);
-                self.observe_epoch(tenant, epoch);
+                self.observe_epoch(tenant, epoch).await;
                 epoch
             }
             None => known.map_or(0, |(epoch, _)| epoch),
@@ -431,17 +506,25 @@ impl SharedStore {
         let name = &self.epoch_name(tenant);
         let epoch: u64 =
             self.run("bump_epoch", |mut c| async move { c.incr(name, 1).await }).await?;
-        self.observe_epoch(tenant, epoch);
+        self.observe_epoch(tenant, epoch).await;
         Some(epoch)
     }
 
-    /// Registers a hook called when an instance sees a tenant's epoch change (or a bumped
-    /// epoch for the first time), e.g. to re-read the policy file at once.
-    pub fn on_epoch_change(&self, hook: impl Fn(TenantId) + Send + Sync + 'static) {
-        self.inner.epoch_listeners.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::new(hook));
+    /// Registers a hook run when an instance sees a tenant's epoch change (or a bumped epoch
+    /// for the first time), e.g. to re-read the policy file. The operation that saw the
+    /// change (the call's rate check or cache read) waits for it, so the call is answered
+    /// under what the hook did.
+    pub fn on_epoch_change<F, Fut>(&self, hook: F)
+    where
+        F: Fn(TenantId) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        use futures::FutureExt as _;
+        let hook: EpochListener = Arc::new(move |tenant| hook(tenant).boxed());
+        self.inner.epoch_listeners.lock().unwrap_or_else(|p| p.into_inner()).push(hook);
     }
 
-    fn observe_epoch(&self, tenant: TenantId, epoch: u64) {
+    async fn observe_epoch(&self, tenant: TenantId, epoch: u64) {
         let previous = self
             .inner
             .epochs
@@ -453,7 +536,7 @@ impl SharedStore {
             let listeners =
                 self.inner.epoch_listeners.lock().unwrap_or_else(|p| p.into_inner()).clone();
             for hook in listeners {
-                hook(tenant);
+                hook(tenant).await;
             }
         }
     }
@@ -487,7 +570,7 @@ impl SharedStore {
             })
             .await?;
         if let Ok(epoch) = epoch.parse() {
-            self.observe_epoch(tenant, epoch);
+            self.observe_epoch(tenant, epoch).await;
         }
         Some(if admitted == 1 { Ok(()) } else { Err(Duration::from_millis(wait_ms.max(1))) })
     }

@@ -8,6 +8,9 @@
 //! * The L2 entry's time to live is the entry's own (`use_until − now`, from the provider),
 //!   so nothing outlives its use and nothing orphans.
 //! * A blob that fails to open is a miss in the provider, which removes it from both levels.
+//! * The provider's memory of users whose union exchange Entra refused is shared too
+//!   (`{prefix}refused:{digest}`, per tenant, user and epoch, with the refusal's own TTL), so
+//!   a second instance does not pay the failing union exchange again.
 
 use std::{sync::Arc, time::Duration};
 
@@ -67,6 +70,12 @@ impl TieredTokenCache {
 
     fn lock_name(&self, key: &TokenCacheKey) -> String {
         self.store.name("lock", key.canonical().as_bytes())
+    }
+
+    /// The Redis key of a user's union refusal under `epoch`: per (tenant, user), not per
+    /// sign-in, as the provider's own memory.
+    fn refusal_name(&self, key: &TokenCacheKey, epoch: u64) -> String {
+        self.store.name("refused", format!("{}/{}#{epoch}", key.tenant, key.user).as_bytes())
     }
 }
 
@@ -146,6 +155,36 @@ impl TokenCache for TieredTokenCache {
                 Some(None) => ExchangeClaim::Busy(self.store.config().lock_wait),
                 None => ExchangeClaim::Local,
             }
+        })
+    }
+
+    fn share_union_refusal<'a>(
+        &'a self,
+        union_key: &'a TokenCacheKey,
+        refusal: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let epoch = self.store.epoch(union_key.tenant).await;
+            let name = self.refusal_name(union_key, epoch);
+            let _ = self.store.set_px(&name, refusal.as_bytes(), ttl).await;
+        })
+    }
+
+    fn shared_union_refusal<'a>(
+        &'a self,
+        union_key: &'a TokenCacheKey,
+    ) -> BoxFuture<'a, Option<(String, Duration)>> {
+        Box::pin(async move {
+            // The union token in L1 (the steady state) means no refusal to look for.
+            if self.l1.contains_key(union_key) {
+                return None;
+            }
+            let epoch = self.store.epoch(union_key.tenant).await;
+            let (value, pttl) =
+                self.store.get_with_ttl(&self.refusal_name(union_key, epoch)).await?;
+            let left = Duration::from_millis(u64::try_from(pttl).ok().filter(|ms| *ms > 0)?);
+            Some((String::from_utf8(value?).ok()?, left))
         })
     }
 

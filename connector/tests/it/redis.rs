@@ -36,14 +36,21 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    /// Extra `redis-server` arguments (e.g. `--requirepass`).
+    args: Vec<String>,
 }
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(args: &[&str]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = std::env::temp_dir().join(format!("m365-redis-it-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut server = Self { child: None, port, dir };
+        let args = args.iter().map(|a| (*a).to_owned()).collect();
+        let mut server = Self { child: None, port, dir, args };
         server.restart();
         server
     }
@@ -54,16 +61,20 @@ impl RedisServer {
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "no", "--dir"])
             .arg(&self.dir)
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed (apt-get install -y redis-server)");
         self.child = Some(child);
         for _ in 0..200 {
-            if let Ok(mut c) = redis::Client::open(self.url()).and_then(|c| c.get_connection())
-                && redis::cmd("PING").query::<String>(&mut c).is_ok()
-            {
-                return;
+            if let Ok(mut c) = redis::Client::open(self.url()).and_then(|c| c.get_connection()) {
+                match redis::cmd("PING").query::<String>(&mut c) {
+                    Ok(_) => return,
+                    // Up, and asking for the password it was started with.
+                    Err(e) if !e.is_io_error() => return,
+                    Err(_) => {}
+                }
             }
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -238,7 +249,10 @@ async fn disabling_a_tenant_on_one_instance_makes_the_others_entries_misses() {
     b.provider.graph_token(&alice, &mail(), None).await.unwrap(); // L2 hit, now in b's L1
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = seen.clone();
-    b.store.on_epoch_change(move |t| sink.lock().unwrap().push(t));
+    b.store.on_epoch_change(move |t| {
+        sink.lock().unwrap().push(t);
+        async {}
+    });
 
     a.provider.purge_tenant(alice.tenant_id);
     for _ in 0..100 {
@@ -438,6 +452,125 @@ async fn an_unreachable_redis_at_start_only_degrades() {
     assert!(a.cache.snapshot().len() == 1);
 }
 
+#[tokio::test]
+async fn a_second_instance_does_not_retry_a_union_the_first_found_refused() {
+    let redis = RedisServer::start();
+    // Entra refuses any request with Chat.Read for consent and grants the rest.
+    let entra = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("Chat.Read"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({
+            "error": "invalid_grant", "error_codes": [65001], "suberror": "consent_required"})))
+        .with_priority(1)
+        .mount(&entra)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "token_type": "Bearer", "scope": "https://graph.microsoft.com/Mail.Read",
+            "expires_in": 3599, "access_token": "graph-token"})))
+        .mount(&entra)
+        .await;
+    let union = ScopeSet::from_scp("Mail.Read Chat.Read");
+    let with_union = |i: Instance| Instance { provider: i.provider.with_union(union.clone()), ..i };
+    let a = with_union(instance(&entra, config(&redis)));
+    let b = with_union(instance(&entra, config(&redis)));
+    let alice = caller_of(TID, OID, "alice-signin");
+    let alice_elsewhere = caller_of(TID, OID, "alice-second-signin");
+
+    a.provider.graph_token(&alice, &mail(), None).await.expect("per-scope fallback on a");
+    b.provider.graph_token(&alice, &mail(), None).await.expect("served on b");
+    b.provider.graph_token(&alice_elsewhere, &mail(), None).await.expect("new sign-in on b");
+    let whole = b.provider.graph_token(&alice, &union, None).await;
+    let union_asks = |asked: &[wiremock::Request]| {
+        asked.iter().filter(|r| String::from_utf8_lossy(&r.body).contains("Chat.Read")).count()
+    };
+
+    let asked = entra.received_requests().await.unwrap_or_default();
+    assert_eq!(union_asks(&asked), 1, "b asked Entra for the union a had found refused");
+    // a: union (refused) + Mail.Read; b: L2 hit, then Mail.Read for the second sign-in.
+    assert_eq!(asked.len(), 3);
+    assert!(matches!(whole, Err(connector::obo::OboError::ConsentRequired { code: 65001, .. })));
+    let refused = redis.dump().into_iter().filter(|(k, _)| k.starts_with("m365:refused:")).count();
+    assert_eq!(refused, 1, "one refusal per user, whatever the sign-in");
+    // The same object id in another tenant is another user: its union is asked for.
+    let guest = caller_of(OTHER_TID, OID, "guest-signin");
+    b.provider.graph_token(&guest, &mail(), None).await.expect("guest per-scope fallback");
+    let asked = entra.received_requests().await.unwrap_or_default();
+    assert_eq!(union_asks(&asked), 2, "another tenant's user inherited the refusal");
+}
+
+#[tokio::test]
+async fn check_config_pings_redis_with_the_configured_credentials() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let plain = RedisServer::start();
+    let report = connector::shared::check(&config(&plain)).await.expect("reachable");
+    assert!(report.contains("PONG") && report.contains("server version 7"), "{report}");
+
+    let guarded = RedisServer::start_with(&["--requirepass", "right-password-sentinel"]);
+    let with_password = |password: Option<&str>| {
+        let mut c = config(&guarded);
+        c.password = password.map(|p| SecretString::from(p.to_owned()));
+        c
+    };
+    let report = connector::shared::check(&with_password(Some("right-password-sentinel")))
+        .await
+        .expect("the right password");
+    assert!(report.contains("PONG") && report.contains("password"), "{report}");
+    for wrong in [Some("wrong-password-sentinel"), None] {
+        let err = connector::shared::check(&with_password(wrong)).await.expect_err("refused");
+        assert!(err.contains("redis.url") && err.contains("failed"), "{err}");
+        assert!(!err.contains("sentinel"), "a password in the message: {err}");
+    }
+
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = RedisConfig::new(format!("redis://127.0.0.1:{port}"));
+    let err = connector::shared::check(&closed).await.expect_err("nothing listens");
+    assert!(err.contains("redis.url") && err.contains(&port.to_string()), "{err}");
+}
+
+/// The policy re-read an epoch change triggers applies a file only once two reads a gap
+/// apart agree: a file still changing (caught mid-write) is left to the poll.
+#[tokio::test]
+async fn the_policy_reload_an_epoch_triggers_waits_for_the_file_to_settle() {
+    use connector::{
+        domain::TenantId,
+        policy::{PolicyStore, Reload},
+        shared::reload_policy_settled,
+    };
+    let dir = crate::helpers::temp_dir();
+    let file = dir.join("policy.toml");
+    let policy = |enabled: bool, marker: &str| {
+        format!(
+            "# {marker}\n[defaults]\nmax_results = 25\n\n[[tenants]]\nid = \"{TID}\"\nname = \"contoso\"\nenabled = {enabled}\ntools = [\"*\"]\n"
+        )
+    };
+    std::fs::write(&file, policy(true, "v0")).unwrap();
+    let store = std::sync::Arc::new(PolicyStore::open(&file).unwrap());
+    let contoso = TenantId::parse(TID).unwrap();
+    let gap = Duration::from_millis(300);
+
+    // A file that changes again during the gap is not applied.
+    std::fs::write(&file, policy(false, "v1")).unwrap();
+    let writer = {
+        let file = file.clone();
+        let text = policy(false, "v2");
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            std::fs::write(&file, text).unwrap();
+        })
+    };
+    let changing = reload_policy_settled(&store, gap).await.unwrap();
+    writer.await.unwrap();
+    assert_eq!(changing, Reload::Unchanged);
+    assert!(store.current().is_enabled(&contoso), "a file still being written was applied");
+
+    // The same content twice, a gap apart: applied on that very call.
+    let settled = reload_policy_settled(&store, gap).await.unwrap();
+    assert_eq!(settled, Reload::Applied { disabled: vec![contoso] });
+    assert!(!store.current().is_enabled(&contoso));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 // ─── The [redis] section ────────────────────────────────────────────────────────────────
 
 mod config {
@@ -501,5 +634,16 @@ mod config {
         assert!(err.contains("url"), "{err}");
         let err = load("[redis]\nurl = \"redis://cache:6379\"\n", false).unwrap_err().to_string();
         assert!(err.contains("tools.cursor_key"), "{err}");
+        let text = format!(
+            "[entra]\nclient_id = \"{}\"\nclient_secret = \"TEST-ONLY-secret\"\n[tools]\ncursor_key = \"{KEY}\"\n[redis]\nurl = \"redis://cache:6379\"\n",
+            crate::helpers::CLIENT_ID
+        );
+        let dir = crate::helpers::temp_dir();
+        let file = dir.join("connector.toml");
+        std::fs::write(&file, text).unwrap();
+        let err = Settings::load(Some(&file), Vec::new(), &Overrides::default());
+        let _ = std::fs::remove_dir_all(&dir);
+        let err = err.expect_err("no cache keys").to_string();
+        assert!(err.contains("obo.cache_keys"), "{err}");
     }
 }
