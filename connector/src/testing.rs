@@ -59,6 +59,16 @@ impl SettingsBuilder {
         self
     }
 
+    /// `server.listen`, and `server.public_url` as `http://{listen}/mcp` (another instance
+    /// configured like this one).
+    pub fn listen(self, listen: SocketAddr) -> Self {
+        self.set("server", "listen", listen.to_string()).set(
+            "server",
+            "public_url",
+            format!("http://{listen}/mcp"),
+        )
+    }
+
     /// `server.public_url`.
     pub fn public_url(self, url: &str) -> Self {
         self.set("server", "public_url", url)

@@ -9,6 +9,7 @@ use std::{
 
 use anyhow::{Context, Result, anyhow, bail};
 use base64::{Engine, engine::general_purpose::STANDARD};
+use connector::testing::SettingsBuilder;
 use fixtures::{
     World,
     content::ContentSpec,
@@ -220,55 +221,23 @@ pub async fn spawn_connector(
     let dir = std::env::temp_dir().join(format!("m365-bench-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let config = format!(
-        r#"[server]
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}/mcp"
-
-[entra]
-authority = "{authority}"
-client_id = "{client_id}"
-client_secret = "{client_secret}"
-
-[graph]
-base_url = "{graph_base}"
-download_hosts = ["127.0.0.1"]
-
-[obo]
-max_reuse_secs = {obo}
-cache_keys = ["{cache_key}"]
-
-[policy]
-path = "policy.toml"
-poll_secs = 5
-
-[audit]
-path = "audit.jsonl"
-fsync = false
-
-[limits]
-request_timeout_secs = 30
-max_in_flight = {max_in_flight}
-per_caller_per_minute = 10000000
-per_caller_burst = 1000000
-shutdown_grace_secs = 1
-
-[tools]
-cursor_key = "{cursor_key}"
-"#,
-        authority = setup.authority,
-        client_id = setup.client_id,
-        client_secret = setup.client_secret,
-        graph_base = setup.graph_base,
-        obo = setup.obo_max_reuse_secs,
-        max_in_flight = setup.max_in_flight,
-        cache_key = setup.cache_key,
-        cursor_key = setup.cursor_key,
-    );
-    let config = match &setup.redis_url {
-        Some(url) => format!("{config}\n[redis]\nurl = \"{url}\"\n"),
-        None => config,
-    };
+    let mut settings = SettingsBuilder::new(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .entra(&setup.authority, &setup.client_id, &setup.client_secret)
+        .graph(&setup.graph_base)
+        .download_hosts(&["127.0.0.1"])
+        .obo_max_reuse_secs(setup.obo_max_reuse_secs)
+        .cache_keys_b64(&[&setup.cache_key])
+        .policy(Path::new("policy.toml"), 5)
+        .audit(Path::new("audit.jsonl"), false)
+        .request_timeout_secs(30)
+        .max_in_flight(setup.max_in_flight)
+        .per_caller_rate(10_000_000, 1_000_000)
+        .shutdown_grace_secs(1)
+        .cursor_key_b64(&setup.cursor_key);
+    if let Some(url) = &setup.redis_url {
+        settings = settings.redis(url);
+    }
+    let config = settings.toml();
     let config_path = dir.join("connector.toml");
     std::fs::write(&config_path, config)?;
     let mut policy = String::from("[defaults]\nmax_results = 25\n");

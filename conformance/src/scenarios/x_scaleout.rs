@@ -10,7 +10,7 @@
 
 use std::{
     net::TcpListener,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::Duration,
@@ -244,36 +244,24 @@ impl ScaleOut {
     /// Starts `redis-server` and two instances configured like `world`'s connector.
     pub async fn start(world: &World, knobs: Knobs) -> Result<Self> {
         let redis = RedisServer::start()?;
-        let base = std::fs::read_to_string(world.dir().join("connector.toml"))?;
+        let base = world.connector_settings();
         let mut instances = Vec::new();
         let mut config_paths = Vec::new();
         for i in 0..2 {
             let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
             let addr = listener.local_addr()?;
-            let mut text = String::new();
-            for line in base.lines() {
-                let line = match line.split('=').next().map(str::trim) {
-                    Some("listen") => format!("listen = \"{addr}\""),
-                    Some("public_url") => format!("public_url = \"http://{addr}/mcp\""),
-                    Some("per_caller_per_minute") => {
-                        format!("per_caller_per_minute = {}", knobs.per_minute)
-                    }
-                    Some("per_caller_burst") => format!("per_caller_burst = {}", knobs.burst),
-                    // Instance 0 polls the policy file; instance 1 effectively never does, so
-                    // only the epoch signal can carry a disable to it (X02).
-                    Some("poll_secs") => format!("poll_secs = {}", if i == 0 { 1 } else { 3600 }),
-                    Some("path") if line.contains("audit") => {
-                        format!("path = \"audit-x{i}.jsonl\"")
-                    }
-                    _ => line.to_owned(),
-                };
-                text.push_str(&line);
-                text.push('\n');
-            }
-            text.push_str(&format!(
-                "\n[redis]\nurl = \"{}\"\nbreaker_cooldown_ms = 200\nop_timeout_ms = 250\n",
-                redis.url()
-            ));
+            let text = base
+                .clone()
+                .listen(addr)
+                .per_caller_rate(knobs.per_minute, knobs.burst)
+                // Instance 0 polls the policy file; instance 1 effectively never does, so only
+                // the epoch signal can carry a disable to it (X02).
+                .policy(Path::new("policy.toml"), if i == 0 { 1 } else { 3600 })
+                .audit(Path::new(&format!("audit-x{i}.jsonl")), false)
+                .redis(&redis.url())
+                .set("redis", "breaker_cooldown_ms", 200)
+                .set("redis", "op_timeout_ms", 250)
+                .toml();
             let path = world.dir().join(format!("connector-x{i}.toml"));
             std::fs::write(&path, text)?;
             let settings = connector::config::Settings::load(

@@ -11,6 +11,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, anyhow, bail};
+use connector::testing::SettingsBuilder;
 use fake_entra::FakeEntra;
 use fake_graph::{CaeSync, FakeGraph};
 use fixtures::TokenLifetimePolicy;
@@ -288,6 +289,7 @@ impl WorldBuilder {
             oauth,
             secrets: Arc::new(Mutex::new(vec![secret, cache_key, cursor_key])),
             snapshots: Mutex::new(Vec::new()),
+            settings,
         };
         world.wait_ready().await?;
         Ok(world)
@@ -313,6 +315,8 @@ pub struct World {
     secrets: Arc<Mutex<Vec<String>>>,
     /// Named tool outputs the S scenarios recorded for snapshot comparison.
     snapshots: Mutex<Vec<(String, serde_json::Value)>>,
+    /// The connector's configuration as written to `connector.toml`.
+    settings: SettingsBuilder,
 }
 
 impl std::fmt::Debug for World {
@@ -586,6 +590,12 @@ impl World {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The connector's configuration (what `connector.toml` holds), for scenarios that start
+    /// more instances configured alike (X). Relative paths resolve against [`Self::dir`].
+    pub fn connector_settings(&self) -> SettingsBuilder {
+        self.settings.clone()
     }
 
     /// The temporary directory of this world (config, policy, audit).
