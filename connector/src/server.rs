@@ -309,9 +309,9 @@ impl Application {
             }
         });
         // Mailbox settings are reused no longer than an OBO token would be.
-        let settings_ttl = crate::tools::timezone::SETTINGS_TTL.min(provider.settings().max_reuse);
+        let settings_ttl = crate::tools::mailbox::SETTINGS_TTL.min(provider.settings().max_reuse);
         let tool_ctx = Arc::new(ToolContext {
-            settings: crate::tools::timezone::SettingsCache::new(settings_ttl, 100_000),
+            settings: crate::tools::mailbox::SettingsCache::new(settings_ttl, 100_000),
             provider,
             graph,
             policy: policy.clone(),

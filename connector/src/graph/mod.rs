@@ -37,7 +37,7 @@ use uuid::Uuid;
 
 pub use error::{GraphError, GraphFailure};
 pub use request::{GraphPath, GraphRequest, QUERY_POST_ALLOWLIST};
-pub use session::Session;
+pub use session::{RequestLog, Session};
 
 use crate::{
     domain::{Caller, ObjectId, TenantId},

@@ -276,24 +276,37 @@ pub use tool::*;
 /// Who could not be resolved, was ambiguous, or has no schedule is reported by name.
 mod tool {
     use chrono::{DateTime, Duration, NaiveTime, Utc, Weekday};
-    use rmcp::{ErrorData as McpError, model::CallToolResult, schemars};
+    use futures::FutureExt;
+    use rmcp::{ErrorData as McpError, handler::server::router::tool::ToolRoute, schemars};
     use serde::{Deserialize, Serialize};
     use serde_json::{Value, json};
 
     use super::{Interval, Item, Request, Schedule, Status, WorkingHours, find_slots};
+    use crate::tools::shaping;
     use crate::{
-        auth::ChallengeSlot,
-        graph::{GraphPath, GraphRequest, Session},
+        graph::{GraphPath, GraphRequest},
         tools::{
+            Connector,
             kql::{self, Address},
             mail::{bad_arg, time_arg},
+            mailbox::MailboxZone,
             odata::Filter,
-            shaping::{self, DateTimes},
-            timezone::MailboxZone,
+            pipeline::{
+                Answer, CallSession, Checks, Scope, Tool, ToolArgs, ToolError, route as tool_route,
+            },
+            shaping::DateTimes,
         },
     };
 
-    pub const TOOL: &str = "find_meeting_availability";
+    /// `find_meeting_availability`.
+    pub static FIND_MEETING_AVAILABILITY: Tool = Tool {
+        name: "find_meeting_availability",
+        title: "Find meeting availability",
+        description: "Find times when the signed-in user and the given attendees (email addresses or names) are all free, inside everyone's working hours, for a meeting of the given length within a window shorter than 62 days. Slots with no tentative conflicts come first, then the earliest. Says who could not be resolved or has no schedule.",
+        needs: &[SCOPES],
+        governs: &[],
+        forbidden_message: None,
+    };
     /// getSchedule takes at most 20 schedules, the caller included.
     pub const MAX_ATTENDEES: usize = 19;
     /// getSchedule needs a window shorter than 62 days.
@@ -303,7 +316,7 @@ mod tool {
     /// Arguments of `find_meeting_availability`.
     #[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
     #[serde(deny_unknown_fields)]
-    pub struct AvailabilityParams {
+    pub struct AvailabilityArgs {
         /// Attendees: email addresses or display names (resolved in your directory). You
         /// are included automatically.
         pub attendees: Vec<String>,
@@ -371,7 +384,7 @@ mod tool {
 
     /// Validated arguments.
     #[derive(Clone, Debug, PartialEq)]
-    pub struct Checked {
+    pub struct MeetingSearch {
         pub attendees: Vec<String>,
         pub duration: Duration,
         pub window: Interval,
@@ -379,7 +392,7 @@ mod tool {
         pub step: u32,
     }
 
-    pub fn check(p: &AvailabilityParams, zone: &MailboxZone) -> Result<Checked, McpError> {
+    pub fn check(p: &AvailabilityArgs, zone: &MailboxZone) -> Result<MeetingSearch, McpError> {
         if p.attendees.is_empty() {
             return Err(bad_arg("attendees", "must name at least one person"));
         }
@@ -413,7 +426,7 @@ mod tool {
         if ![15, 30, 60].contains(&step) {
             return Err(bad_arg("step_minutes", "must be 15, 30 or 60"));
         }
-        Ok(Checked {
+        Ok(MeetingSearch {
             attendees,
             duration: Duration::minutes(i64::from(p.duration_minutes)),
             window: Interval { start, end },
@@ -438,7 +451,10 @@ mod tool {
     }
 
     /// The getSchedule body (times in UTC, asked back in UTC).
-    pub fn schedule_request(addresses: &[String], c: &Checked) -> Result<GraphRequest, McpError> {
+    pub fn schedule_request(
+        addresses: &[String],
+        c: &MeetingSearch,
+    ) -> Result<GraphRequest, ToolError> {
         let t = |d: DateTime<Utc>| d.format("%Y-%m-%dT%H:%M:%S").to_string();
         let body = json!({
             "schedules": addresses,
@@ -448,7 +464,7 @@ mod tool {
         });
         GraphRequest::query_post(GraphPath::fixed("/me/calendar/getSchedule"), body)
             .map(|r| r.prefer("outlook.timezone=\"UTC\""))
-            .map_err(|e| McpError::internal_error(e.to_string(), None))
+            .map_err(|e| ToolError::Graph(crate::graph::GraphFailure::new(e)))
     }
 
     fn weekday(s: &str) -> Option<Weekday> {
@@ -509,23 +525,15 @@ mod tool {
 
     /// Runs the look-ups and the slot search as the session's caller.
     pub async fn run(
-        session: &Session,
+        session: &CallSession,
         zone: &MailboxZone,
-        challenge: &ChallengeSlot,
-        params: &AvailabilityParams,
+        params: &AvailabilityArgs,
         max_slots: usize,
-        request_ids: &mut Vec<String>,
-    ) -> Result<Result<AvailabilityResult, CallToolResult>, McpError> {
+    ) -> Result<AvailabilityResult, ToolError> {
         let c = check(params, zone)?;
         macro_rules! graph {
             ($call:expr) => {
-                match $call.await {
-                    Ok(r) => {
-                        request_ids.extend(r.request_id.clone());
-                        r.body
-                    }
-                    Err(f) => return Ok(Err(shaping::graph_failure(&f, challenge))),
-                }
+                $call.await?.body
             };
         }
         let me: Value = graph!(session.get_json::<Value>(
@@ -632,55 +640,58 @@ mod tool {
                 tentative_conflicts: s.tentative.iter().map(|i| owners[*i].clone()).collect(),
             })
             .collect();
-        Ok(Ok(AvailabilityResult {
+        Ok(AvailabilityResult {
             slots,
             total_found: u32::try_from(all.len()).unwrap_or(u32::MAX),
             attendees,
             working_hours_only: c.working_hours_only,
             time_zone_note: zone.note.clone(),
-        }))
+        })
     }
 
-    #[rmcp::tool_router(router = availability_router, vis = "pub(crate)")]
-    impl crate::tools::Connector {
-        #[rmcp::tool(
-            name = "find_meeting_availability",
-            description = "Find times when the signed-in user and the given attendees (email addresses or names) are all free, inside everyone's working hours, for a meeting of the given length within a window shorter than 62 days. Slots with no tentative conflicts come first, then the earliest. Says who could not be resolved or has no schedule.",
-            annotations(
-                title = "Find meeting availability",
-                read_only_hint = true,
-                destructive_hint = false,
-                idempotent_hint = true,
-                open_world_hint = true
-            ),
-            output_schema = rmcp::handler::server::tool::schema_for_output::<AvailabilityResult>()
-        )]
-        async fn find_meeting_availability(
-            &self,
-            auth: crate::tools::Authenticated,
-            rmcp::handler::server::wrapper::Parameters(args): rmcp::handler::server::wrapper::Parameters<AvailabilityParams>,
-        ) -> Result<CallToolResult, McpError> {
-            use crate::tools::mail::{answer, argument_names, begin_call};
-            let ctx = self.context();
-            let names = argument_names(&args, &[]);
-            let call = begin_call!(ctx, auth, TOOL, names, None);
-            // Arguments are checked before any token or Graph work; again in the mailbox zone.
-            if let Err(e) = check(&args, &crate::tools::timezone::MailboxZone::utc()) {
-                return answer(call, Vec::new(), Err(e), render);
-            }
-            let mut ids = Vec::new();
-            let (session, zone) =
-                match crate::tools::access::open(ctx, &auth, TOOL, SCOPES, &mut ids).await {
-                    Ok(opened) => opened,
-                    Err(result) => return answer(call, ids, Ok(Err(result)), render),
-                };
-            // The tenant's max_results caps the slots listed, as every tool's results.
-            let max_slots = ctx
-                .capped_limit(&auth.caller, None, MAX_SLOTS as u32, MAX_SLOTS as u32)
-                .map_or(MAX_SLOTS, |n| n as usize);
-            let outcome = run(&session, &zone, &auth.challenge, &args, max_slots, &mut ids).await;
-            answer(call, ids, outcome, render)
+    impl ToolArgs for AvailabilityArgs {
+        type Valid = AvailabilityArgs;
+        /// Checked before any token or Graph work in UTC; again in the mailbox zone once known.
+        fn validate(self, _: &Checks) -> Result<Self, McpError> {
+            check(&self, &MailboxZone::utc())?;
+            Ok(self)
         }
+    }
+
+    impl Answer for AvailabilityResult {
+        fn text(&self) -> String {
+            render(self)
+        }
+    }
+
+    /// The router entry of `find_meeting_availability`.
+    pub fn route() -> ToolRoute<Connector> {
+        tool_route::<AvailabilityArgs, AvailabilityResult>(
+            &FIND_MEETING_AVAILABILITY,
+            |connector, auth, shape, args| {
+                async move {
+                    let ctx = connector.context();
+                    ctx.run(&auth, &FIND_MEETING_AVAILABILITY, shape, args, search).await
+                }
+                .boxed()
+            },
+        )
+    }
+
+    /// The tool's body: the session and zone, the look-ups, the schedules, the slots.
+    async fn search(
+        call: Scope<'_>,
+        args: AvailabilityArgs,
+    ) -> Result<AvailabilityResult, ToolError> {
+        let (session, zone) = call.open(SCOPES).await?;
+        // The tenant's max_results caps the slots listed, as every tool's results.
+        let cap = call
+            .ctx
+            .policy
+            .current()
+            .enabled_tenant(&call.caller().tenant_id)
+            .map_or(1, |t| t.max_results as usize);
+        run(&session, &zone, &args, MAX_SLOTS.min(cap)).await
     }
 
     /// The concise text next to the structured result.
@@ -979,8 +990,8 @@ mod tests {
             }]
         );
         assert_eq!(described.as_deref(), Some("Mon,Fri 08:00-17:00 America/Los_Angeles"));
-        let zone = crate::tools::timezone::MailboxZone::utc();
-        let p = AvailabilityParams {
+        let zone = crate::tools::mailbox::MailboxZone::utc();
+        let p = AvailabilityArgs {
             attendees: vec!["adele@contoso.com".into()],
             duration_minutes: 30,
             start: "2024-05-01".into(),
@@ -988,7 +999,7 @@ mod tests {
             ..Default::default()
         };
         assert!(check(&p, &zone).expect_err("too long").message.contains("`end`"));
-        let p = AvailabilityParams { end: "2024-05-08".into(), duration_minutes: 2, ..p };
+        let p = AvailabilityArgs { end: "2024-05-08".into(), duration_minutes: 2, ..p };
         assert!(check(&p, &zone).expect_err("too short").message.contains("`duration_minutes`"));
     }
 }

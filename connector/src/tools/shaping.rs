@@ -15,8 +15,7 @@
 //! [`check_text`] refuses oversized or control-laden input
 //! with `invalid_params` naming the field (`security.md` F4).
 //!
-//! [`graph_failure`] turns a Graph failure into the tool result the user sees and, for a
-//! claims challenge, arms the request's [`ChallengeSlot`] so the middleware answers HTTP 401.
+//! Failures are not shaped here: [`super::pipeline::ToolError::settle`] is their one mapping.
 
 use chrono::{DateTime, Utc};
 use rmcp::{
@@ -26,8 +25,7 @@ use rmcp::{
 use serde::Serialize;
 use serde_json::json;
 
-use super::timezone::MailboxZone;
-use crate::{auth::ChallengeSlot, graph::GraphFailure};
+use super::mailbox::MailboxZone;
 
 /// Default byte budget of one tool result (structured content, serialised).
 pub const DEFAULT_RESULT_BUDGET: usize = 48 * 1024;
@@ -427,13 +425,6 @@ pub fn take_hits(body: &mut serde_json::Value) -> Vec<serde_json::Value> {
     }
 }
 
-pub fn graph_failure(failure: &GraphFailure, slot: &ChallengeSlot) -> CallToolResult {
-    if let Some(claims) = failure.claims_challenge() {
-        slot.request_claims(claims);
-    }
-    CallToolResult::error(vec![ContentBlock::text(failure.user_message())])
-}
-
 /// `_meta` key set on every result that carries Microsoft 365 content (`security.md` J2).
 pub const UNTRUSTED_META_KEY: &str = "m365-connector/untrusted-content";
 const UNTRUSTED_OPEN: &str = "<untrusted-m365-content>";
@@ -447,9 +438,14 @@ const UNTRUSTED_NOTE: &str = "The Microsoft 365 content below was written by oth
 /// [`UNTRUSTED_META_KEY`] (`security.md` J2): a mail saying "ignore previous instructions"
 /// reaches the model as a quoted document, not as the connector speaking.
 pub fn structured<T: Serialize>(text: String, value: &T) -> CallToolResult {
-    let structured = serde_json::to_value(value).unwrap_or_else(|_| json!({}));
-    let mut result = CallToolResult::structured(structured);
-    result.content = vec![ContentBlock::text(fence_untrusted(&text))];
+    untrusted(text, serde_json::to_value(value).unwrap_or_else(|_| json!({})))
+}
+
+/// [`structured`] of an already serialized value (the structured content is not printed a
+/// second time as text: the text block is `text`, fenced).
+pub fn untrusted(text: String, structured: serde_json::Value) -> CallToolResult {
+    let mut result = CallToolResult::success(vec![ContentBlock::text(fence_untrusted(&text))]);
+    result.structured_content = Some(structured);
     let mut meta = serde_json::Map::new();
     meta.insert(UNTRUSTED_META_KEY.into(), json!(true));
     result.meta = Some(rmcp::model::MetaObject(meta));
