@@ -282,19 +282,22 @@ mod tool {
     use serde_json::{Value, json};
 
     use super::{Interval, Item, Request, Schedule, Status, WorkingHours, find_slots};
-    use crate::tools::shaping;
     use crate::{
-        graph::{GraphPath, GraphRequest},
+        graph::{
+            GraphPath, GraphRequest,
+            query::{
+                kql::{self, Address},
+                odata::Filter,
+            },
+        },
         tools::{
             Connector,
-            kql::{self, Address},
             mail::{bad_arg, time_arg},
             mailbox::MailboxZone,
-            odata::Filter,
             pipeline::{
                 Answer, CallSession, Checks, Scope, Tool, ToolArgs, ToolError, route as tool_route,
             },
-            shaping::DateTimes,
+            shaping::{self, DateTimes},
         },
     };
 

@@ -20,15 +20,18 @@ use serde_json::{Value, json};
 use super::{
     Connector,
     cursor::{Cursor, CursorBinding, CursorKey},
-    kql::{Address, Kql},
     mail::{Person, address_arg, bad_arg, limit_arg, odata_page, person, text_arg, time_arg},
     mailbox::MailboxZone,
-    odata,
     pipeline::{
         Answer, CallSession, Checks, Scope, Tool, ToolArgs, ToolError, route as tool_route,
     },
     shaping::{self, AppliedFilter, ByteBudget, DateTimes, Page, Truncation},
     uri::{M365Uri, ResourceKind},
+};
+use crate::graph::query::{
+    kql::{Address, Kql},
+    odata,
+    search::take_hits,
 };
 use crate::{
     domain::ScopeSet,
@@ -300,7 +303,7 @@ pub async fn run(
                 .map_err(|e| ToolError::Graph(GraphFailure::new(e)))?
                 .prefer("IdType=\"ImmutableId\"");
             let mut resp = session.post_json::<Value>(&req).await?;
-            let hits = shaping::take_hits(&mut resp.body);
+            let hits = take_hits(&mut resp.body);
             let container = &resp.body["value"][0]["hitsContainers"][0];
             for h in &hits {
                 events.push(event_hit(

@@ -16,15 +16,18 @@ use serde_json::{Value, json};
 use super::{
     Connector,
     cursor::{Cursor, CursorBinding, CursorKey},
-    kql::{Address, DateOp, Kql},
     mail::{Person, address_arg, bad_arg, limit_arg, person, text_arg, time_arg},
     mailbox::MailboxZone,
-    odata,
     pipeline::{
         Answer, CallSession, Checks, Scope, Tool, ToolArgs, ToolError, route as tool_route,
     },
     shaping::{self, AppliedFilter, ByteBudget, DateTimes, Page, Truncation},
     uri::{M365Uri, ResourceKind},
+};
+use crate::graph::query::{
+    kql::{Address, DateOp, Kql},
+    odata,
+    search::take_hits,
 };
 use crate::graph::{GraphFailure, GraphPath, GraphRequest};
 
@@ -207,7 +210,7 @@ pub async fn run(
     let req = GraphRequest::query_post(GraphPath::fixed("/search/query"), body)
         .map_err(|e| ToolError::Graph(GraphFailure::new(e)))?;
     let mut resp = session.post_json::<Value>(&req).await?;
-    let hits = shaping::take_hits(&mut resp.body);
+    let hits = take_hits(&mut resp.body);
     let container = &resp.body["value"][0]["hitsContainers"][0];
     let mut budget = ByteBudget::new(shaping::DEFAULT_RESULT_BUDGET);
     let messages: Vec<ChatHit> =

@@ -10,7 +10,7 @@
 //! `$search` is never combined with `$filter` or `$orderby` (Graph answers 400): in that form
 //! every restriction goes into the KQL. In the `$filter` form `receivedDateTime` comes first,
 //! as `$orderby` requires (`InefficientFilter` otherwise). Free text reaches Graph only through
-//! [`super::kql`], values only through [`super::odata`].
+//! [`crate::graph::query::kql`], values only through [`crate::graph::query::odata`].
 //!
 //! Paging: a search-API cursor holds the next `from`; an OData cursor holds Graph's
 //! `@odata.nextLink` (sealed, so only this caller, tool and query can replay it, and the client
@@ -29,14 +29,16 @@ use serde_json::{Value, json};
 use super::{
     Connector,
     cursor::{Cursor, CursorBinding, CursorKey},
-    kql::{self, Address, DateOp, Kql},
     mailbox::MailboxZone,
-    odata::{self, Cmp, Filter},
     pipeline::{
         Answer, CallSession, Checks, Scope, Tool, ToolArgs, ToolError, route as tool_route,
     },
     shaping::{self, AppliedFilter, ByteBudget, DateTimes, Page, Truncation},
     uri::{M365Uri, ResourceKind},
+};
+use crate::graph::query::{
+    kql::{self, Address, DateOp, Kql},
+    odata::{self, Cmp, Filter},
 };
 use crate::{
     domain::ScopeSet,

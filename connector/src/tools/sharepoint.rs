@@ -27,15 +27,17 @@ use serde_json::{Value, json};
 use super::{
     Connector,
     cursor::{Cursor, CursorBinding, context_key},
-    kql::Kql,
     mailbox::MailboxZone,
     pipeline::{Answer, CallSession, Checks, Scope, Tool, ToolArgs, ToolError, route},
     shaping::{
         AppliedFilter, ByteBudget, DEFAULT_RESULT_BUDGET, DateTimes, MAX_QUERY_CHARS, Page,
-        SearchAnswer, SearchHit, SourceStatus, Truncation, check_text, clean_summary, lenient,
-        refuse_filter, take_hits,
+        SourceStatus, Truncation, check_text, clean_summary, refuse_filter,
     },
     uri::{M365Uri, ResourceKind},
+};
+use crate::graph::query::{
+    kql::Kql,
+    search::{SearchAnswer, SearchHit, lenient, take_hits},
 };
 use crate::{
     graph::{GraphError, GraphFailure, GraphPath, GraphRequest},
