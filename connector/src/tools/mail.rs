@@ -34,8 +34,8 @@ use super::{
         Answer, CallSession, Checks, Scope, Tool, ToolArgs, ToolError, route as tool_route,
     },
     shaping::{self, AppliedFilter, ByteBudget, DateTimes, Page, Truncation},
-    uri::{M365Uri, ResourceKind},
 };
+use crate::domain::uri::{M365Uri, ResourceKind};
 use crate::graph::query::{
     kql::{self, Address, DateOp, Kql},
     odata::{self, Cmp, Filter},

@@ -31,7 +31,6 @@ pub mod resources;
 pub mod schema;
 pub mod shaping;
 pub mod sharepoint;
-pub mod uri;
 
 use std::sync::Arc;
 

@@ -35,11 +35,10 @@ use rmcp::{
 use schemars::JsonSchema;
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::{
-    Authenticated, Connector, ToolContext, access, mailbox::MailboxZone, uri::ResourceKind,
-};
+use super::{Authenticated, Connector, ToolContext, access, mailbox::MailboxZone};
 use crate::{
     audit::{AuditEvent, OboUse, Outcome, RequestTrace},
+    domain::uri::ResourceKind,
     domain::{Caller, ScopeSet},
     graph::{
         Download, GraphError, GraphFailure, GraphPath, GraphRequest, GraphResponse, RequestLog,

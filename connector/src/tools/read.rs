@@ -32,8 +32,8 @@ use super::{
     mailbox::MailboxZone,
     pipeline::{Answer, Checks, Scope, Tool, ToolArgs, ToolError, route as tool_route},
     shaping::{DateTimes, SourceStatus, Truncation, truncate_text},
-    uri::{LinkTarget, M365Uri, ResourceKind, parse_link},
 };
+use crate::domain::uri::{LinkTarget, M365Uri, ResourceKind, parse_link};
 use crate::{
     extract::{self, ExtractError, FileKind, Limits, Selection},
     graph::{GraphError, GraphFailure, GraphPath, GraphRequest},
@@ -240,7 +240,7 @@ fn page_range(text: &str) -> Option<RangeInclusive<u32>> {
 }
 
 /// The input refused as a URI: `invalid_params` naming the field.
-pub fn invalid_uri(error: &super::uri::UriError) -> McpError {
+pub fn invalid_uri(error: &crate::domain::uri::UriError) -> McpError {
     McpError::invalid_params(format!("invalid `uri`: {error}"), Some(json!({"field": "uri"})))
 }
 

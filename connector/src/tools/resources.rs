@@ -24,9 +24,9 @@ use super::{
     Authenticated, ToolContext,
     pipeline::{ArgumentShape, Checks, Reply, Settled, ToolArgs},
     read::{READ_RESOURCE, ReadOptions, read_target, render},
-    uri::{LinkTarget, M365Uri, ResourceKind},
 };
 use crate::audit::Outcome;
+use crate::domain::uri::{LinkTarget, M365Uri, ResourceKind};
 
 /// A `resources/read` of a parsed `m365://` URI: nothing left to validate.
 struct ResourceRead(M365Uri);

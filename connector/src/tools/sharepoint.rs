@@ -33,8 +33,8 @@ use super::{
         AppliedFilter, ByteBudget, DEFAULT_RESULT_BUDGET, DateTimes, MAX_QUERY_CHARS, Page,
         SourceStatus, Truncation, check_text, clean_summary, refuse_filter,
     },
-    uri::{M365Uri, ResourceKind},
 };
+use crate::domain::uri::{M365Uri, ResourceKind};
 use crate::graph::query::{
     kql::Kql,
     search::{SearchAnswer, SearchHit, lenient, take_hits},
