@@ -31,6 +31,7 @@ pub mod resources;
 pub mod schema;
 pub mod shaping;
 pub mod sharepoint;
+pub mod slots;
 
 use std::sync::Arc;
 
