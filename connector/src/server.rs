@@ -123,21 +123,14 @@ pub struct Application {
 /// Builds the outbound HTTP client with the defaults that matter: timeouts, no redirects, no
 /// system proxy.
 pub fn http_client(settings: &Settings) -> Result<reqwest::Client, String> {
-    install_crypto();
-    reqwest::Client::builder()
-        .timeout(settings.entra.http_timeout.max(settings.graph.timeout))
-        .connect_timeout(settings.graph.connect_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .user_agent(concat!("m365-connector/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| e.to_string())
+    crate::http::entra_client(
+        settings.entra.http_timeout.max(settings.graph.timeout),
+        settings.graph.connect_timeout,
+    )
+    .map_err(|e| e.to_string())
 }
 
-/// Installs the rustls `ring` provider (reqwest is built without one); idempotent.
-pub fn install_crypto() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use crate::http::install_crypto;
 
 impl Application {
     /// Wires everything and binds the listener; keys and discovery are fetched once here

@@ -1,0 +1,43 @@
+//! Outbound HTTP, shared by the Entra (OBO, JWKS) and Graph clients: the client builders with
+//! the defaults that matter (timeouts, no redirects, no system proxy), the rustls crypto
+//! provider, and `Retry-After` parsing ([`retry`]).
+
+pub mod retry;
+
+use std::time::Duration;
+
+/// Installs the rustls `ring` provider (reqwest is built without one); idempotent.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The client for Entra (token and key endpoints): `timeout` per request, no redirects, no
+/// system proxy, the connector's user agent.
+pub fn entra_client(
+    timeout: Duration,
+    connect_timeout: Duration,
+) -> Result<reqwest::Client, reqwest::Error> {
+    install_crypto();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(connect_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .user_agent(concat!("m365-connector/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// The shared client for Graph: timeouts, no redirects (downloads follow their one 302 by
+/// hand), no proxy, HTTPS only unless the base is loopback.
+pub fn graph_client(
+    settings: &crate::graph::GraphSettings,
+) -> Result<reqwest::Client, reqwest::Error> {
+    install_crypto();
+    reqwest::Client::builder()
+        .connect_timeout(settings.connect_timeout)
+        .timeout(settings.request_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .https_only(!settings.base_is_loopback())
+        .build()
+}
