@@ -225,8 +225,32 @@ pub fn truncate_text(text: &str, max_bytes: usize) -> (String, bool) {
 
 /// Turns a search `summary` (`<c0>hit</c0> … <ddd/>`) into plain text.
 pub fn clean_summary(summary: &str) -> String {
-    let text = summary.replace("<c0>", "").replace("</c0>", "").replace("<ddd/>", "…");
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    // One pass (every hit of every search page goes through here): the highlight tags are
+    // dropped, the ellipsis tag becomes `…`, whitespace runs become one space, ends trimmed.
+    let mut out = String::with_capacity(summary.len());
+    let mut space = false;
+    let mut rest = summary;
+    while let Some(c) = rest.chars().next() {
+        if let Some(after) = rest.strip_prefix("<c0>").or_else(|| rest.strip_prefix("</c0>")) {
+            rest = after;
+            continue;
+        }
+        let (piece, len) = match rest.strip_prefix("<ddd/>") {
+            Some(_) => ('…', "<ddd/>".len()),
+            None => (c, c.len_utf8()),
+        };
+        rest = &rest[len..];
+        if piece.is_whitespace() {
+            space = !out.is_empty();
+            continue;
+        }
+        if space {
+            out.push(' ');
+            space = false;
+        }
+        out.push(piece);
+    }
+    out
 }
 
 /// Checks a free-text argument: not blank, at most `max` characters, no control characters.
@@ -332,6 +356,30 @@ mod tests {
             clean_summary("<c0>Contoso</c0> Detailed  Design <ddd/>"),
             "Contoso Detailed Design …"
         );
+    }
+
+    proptest::proptest! {
+        /// The one-pass cleaner agrees with the obvious (three replaces, then whitespace
+        /// collapsing) definition.
+        #[test]
+        fn the_one_pass_cleaner_matches_its_definition(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just("<c0>".to_owned()),
+                    proptest::strategy::Just("</c0>".to_owned()),
+                    proptest::strategy::Just("<ddd/>".to_owned()),
+                    proptest::strategy::Just("<c0".to_owned()),
+                    "[ \t\n\u{a0}]{0,3}",
+                    "[a-zé…]{0,5}",
+                ],
+                0..12,
+            )
+        ) {
+            let summary = parts.concat();
+            let text = summary.replace("<c0>", "").replace("</c0>", "").replace("<ddd/>", "…");
+            let expected = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            proptest::prop_assert_eq!(clean_summary(&summary), expected);
+        }
     }
 
     #[test]
