@@ -49,6 +49,7 @@ use crate::{
     clock::Clock,
     config::Settings,
     graph::GraphClient,
+    http::HttpRefusal,
     metrics::{Metrics, names},
     obo::{OboEvent, TokenProvider},
     policy::{PolicyError, PolicyStore},
@@ -801,15 +802,7 @@ async fn count_requests(State(state): State<Arc<AppState>>, req: Request, next: 
 async fn shed(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
         state.metrics.inc(names::SHED, &[]);
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "1")],
-            axum::Json(serde_json::json!({
-                "error": "overloaded",
-                "error_description": "the connector is at capacity; retry shortly",
-            })),
-        )
-            .into_response();
+        return HttpRefusal::Overloaded.into_response();
     };
     next.run(req).await
 }
@@ -838,11 +831,7 @@ async fn host_and_origin(State(state): State<Arc<AppState>>, req: Request, next:
 }
 
 fn forbidden(reason: &'static str) -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        axum::Json(serde_json::json!({"error": "forbidden", "error_description": reason})),
-    )
-        .into_response()
+    HttpRefusal::Forbidden(reason).into_response()
 }
 
 /// `host[:port]` against entries that may omit the port (then any port matches).

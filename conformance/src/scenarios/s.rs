@@ -409,8 +409,7 @@ async fn graph_schedules(
                 .as_str()
                 .and_then(|t| NaiveTime::parse_from_str(t.split('.').next()?, "%H:%M:%S").ok())
         };
-        let zone =
-            connector::tools::mailbox::MailboxZone::resolve(wh["timeZone"]["name"].as_str());
+        let zone = connector::tools::mailbox::MailboxZone::resolve(wh["timeZone"]["name"].as_str());
         let days: Vec<Weekday> =
             list(wh, "daysOfWeek").iter().filter_map(|d| d.as_str()?.parse().ok()).collect();
         let hours = match (time("startTime"), time("endTime")) {
