@@ -263,8 +263,7 @@ impl<'a> Scope<'a> {
     /// token is obtained first (a cache hit after the first call), so a token failure ends the
     /// call before any Graph request; the time zone never fails the call.
     pub async fn open(&self, scopes: &[&str]) -> Result<(CallSession, MailboxZone), ToolError> {
-        let opened = access::open(self, scopes).await?;
-        Ok(opened)
+        access::open(self, scopes).await
     }
 
     /// The caller's mailbox time zone (cached per user; UTC with a note when unreadable).
