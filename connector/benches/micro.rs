@@ -24,6 +24,7 @@ use connector::{
     auth::{JwksKeyStore, KeyStore, Validator},
     clock::Clock,
     config::{Credential, EntraSettings},
+    domain::uri::M365Uri,
     domain::{Caller, ObjectId, ScopeSet, TenantId, UserAssertion},
     extract::{FileKind, Limits, Selection, extract},
     metrics::Metrics,
@@ -31,10 +32,9 @@ use connector::{
     policy::{Policy, PolicyStore},
     tools::{
         cursor::{Cursor, CursorBinding, CursorKey},
-        mail::{EmailHit, EmailSearchParams, EmailSearchResult, Person},
+        mail::{EmailHit, EmailSearchArgs, EmailSearchResult, Person},
+        mailbox::MailboxZone,
         shaping::{self, AppliedFilter, ByteBudget, DateTimes, Page},
-        timezone::MailboxZone,
-        uri::M365Uri,
     },
 };
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -316,10 +316,10 @@ fn token_cache(c: &mut Criterion) {
 fn cursors(c: &mut Criterion) {
     let key = CursorKey::new([7; 32], Clock::system());
     let who = caller(Uuid::from_u128(1), Uuid::from_u128(2), "t");
-    let params = EmailSearchParams {
+    let params = EmailSearchArgs {
         query: Some("quarterly budget".into()),
         folder: Some("inbox".into()),
-        ..EmailSearchParams::default()
+        ..EmailSearchArgs::default()
     };
     let binding = CursorBinding::new(&who, "outlook_email_search", &params);
     // The larger of the two state shapes tools seal: an OData nextLink.
@@ -428,7 +428,7 @@ fn result_shaping(c: &mut Criterion) {
     let zone = MailboxZone::resolve(Some("Pacific Standard Time"));
     let key = CursorKey::new([7; 32], Clock::system());
     let who = caller(Uuid::from_u128(1), Uuid::from_u128(2), "t");
-    let binding = CursorBinding::new(&who, "outlook_email_search", &EmailSearchParams::default());
+    let binding = CursorBinding::new(&who, "outlook_email_search", &EmailSearchArgs::default());
     let out = shape_mail_page(&items, &zone, &key, &binding);
     let returned = out.structured_content.as_ref().and_then(|s| s["page"]["returned"].as_u64());
     assert_eq!(returned, Some(25), "all 25 messages fit the budget");

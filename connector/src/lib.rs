@@ -11,6 +11,7 @@
 //! * [`auth`]: inbound tokens: JWKS key store, validation into a `Caller`, 401/403/503 answers.
 //! * [`obo`]: On-Behalf-Of exchange, the encrypted single-flight token cache, AADSTS mapping.
 //! * [`graph`]: the read-only Graph client (method allow-list, retries, paging, downloads).
+//! * [`http`]: outbound HTTP clients, the rustls crypto provider, `Retry-After` parsing.
 //! * [`extract`]: file content to text (docx, xlsx, pptx, pdf, html, csv, md, txt).
 //! * [`tools`]: the MCP tool surface.
 //! * [`policy`]: per-tenant policy (enabled tenants, allowed tools, limits), reloadable.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod domain;
 pub mod extract;
 pub mod graph;
+pub mod http;
 pub mod metrics;
 pub mod obo;
 pub mod policy;

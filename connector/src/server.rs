@@ -49,6 +49,7 @@ use crate::{
     clock::Clock,
     config::Settings,
     graph::GraphClient,
+    http::HttpRefusal,
     metrics::{Metrics, names},
     obo::{OboEvent, TokenProvider},
     policy::{PolicyError, PolicyStore},
@@ -126,21 +127,14 @@ pub struct Application {
 /// Builds the outbound HTTP client with the defaults that matter: timeouts, no redirects, no
 /// system proxy.
 pub fn http_client(settings: &Settings) -> Result<reqwest::Client, String> {
-    install_crypto();
-    reqwest::Client::builder()
-        .timeout(settings.entra.http_timeout.max(settings.graph.timeout))
-        .connect_timeout(settings.graph.connect_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .user_agent(concat!("m365-connector/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| e.to_string())
+    crate::http::entra_client(
+        settings.entra.http_timeout.max(settings.graph.timeout),
+        settings.graph.connect_timeout,
+    )
+    .map_err(|e| e.to_string())
 }
 
-/// Installs the rustls `ring` provider (reqwest is built without one); idempotent.
-pub fn install_crypto() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use crate::http::install_crypto;
 
 impl Application {
     /// Wires everything and binds the listener; keys and discovery are fetched once here
@@ -318,9 +312,9 @@ impl Application {
             }
         });
         // Mailbox settings are reused no longer than an OBO token would be.
-        let settings_ttl = crate::tools::timezone::SETTINGS_TTL.min(provider.settings().max_reuse);
+        let settings_ttl = crate::tools::mailbox::SETTINGS_TTL.min(provider.settings().max_reuse);
         let tool_ctx = Arc::new(ToolContext {
-            settings: crate::tools::timezone::SettingsCache::new(settings_ttl, 100_000),
+            settings: crate::tools::mailbox::SettingsCache::new(settings_ttl, 100_000),
             provider,
             graph,
             policy: policy.clone(),
@@ -817,15 +811,7 @@ async fn count_requests(State(state): State<Arc<AppState>>, req: Request, next: 
 async fn shed(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
         state.metrics.inc(names::SHED, &[]);
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "1")],
-            axum::Json(serde_json::json!({
-                "error": "overloaded",
-                "error_description": "the connector is at capacity; retry shortly",
-            })),
-        )
-            .into_response();
+        return HttpRefusal::Overloaded.into_response();
     };
     next.run(req).await
 }
@@ -854,11 +840,7 @@ async fn host_and_origin(State(state): State<Arc<AppState>>, req: Request, next:
 }
 
 fn forbidden(reason: &'static str) -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        axum::Json(serde_json::json!({"error": "forbidden", "error_description": reason})),
-    )
-        .into_response()
+    HttpRefusal::Forbidden(reason).into_response()
 }
 
 /// `host[:port]` against entries that may omit the port (then any port matches).

@@ -69,7 +69,7 @@ fn date_times_agree(d: &Value, zone: &str) -> Result<()> {
         .map_err(|e| anyhow!("local of {d}: {e}"))?;
     ensure!(utc == local, "utc and local name different instants: {d}");
     ensure!(d["time_zone"] == json!(zone), "expected zone {zone}: {d}");
-    let tz = connector::tools::timezone::MailboxZone::resolve(Some(zone)).tz;
+    let tz = connector::tools::mailbox::MailboxZone::resolve(Some(zone)).tz;
     let expected = chrono::Offset::fix(utc.with_timezone(&tz).offset());
     ensure!(*local.offset() == expected, "local offset is not {zone}'s: {d}");
     Ok(())
@@ -195,7 +195,7 @@ pub async fn s02_folder_search(world: &World) -> Result<()> {
 pub async fn s03_email_search(world: &World) -> Result<()> {
     let adele = world.session(Persona::Adele).await?;
     let me = structured_ok(&adele, "get_me", json!({})).await?;
-    let zone = connector::tools::timezone::MailboxZone::resolve(me["time_zone"].as_str());
+    let zone = connector::tools::mailbox::MailboxZone::resolve(me["time_zone"].as_str());
     let zone = zone.iana().to_owned();
     let budget =
         snap(world, &adele, "s03_budget", "outlook_email_search", json!({"query": "budget"}))
@@ -278,7 +278,7 @@ pub async fn s04_calendar_search(world: &World) -> Result<()> {
     for (p, label) in [(Persona::Adele, "adele"), (Persona::Lee, "lee")] {
         let s = world.session(p).await?;
         let me = structured_ok(&s, "get_me", json!({})).await?;
-        let zone = connector::tools::timezone::MailboxZone::resolve(me["time_zone"].as_str())
+        let zone = connector::tools::mailbox::MailboxZone::resolve(me["time_zone"].as_str())
             .iana()
             .to_owned();
         let week = snap(
@@ -407,8 +407,7 @@ async fn graph_schedules(
                 .as_str()
                 .and_then(|t| NaiveTime::parse_from_str(t.split('.').next()?, "%H:%M:%S").ok())
         };
-        let zone =
-            connector::tools::timezone::MailboxZone::resolve(wh["timeZone"]["name"].as_str());
+        let zone = connector::tools::mailbox::MailboxZone::resolve(wh["timeZone"]["name"].as_str());
         let days: Vec<Weekday> =
             list(wh, "daysOfWeek").iter().filter_map(|d| d.as_str()?.parse().ok()).collect();
         let hours = match (time("startTime"), time("endTime")) {
@@ -523,7 +522,7 @@ fn cases(n: u32) -> Result<Vec<AvailabilityCase>> {
 pub async fn s05_meeting_availability(world: &World) -> Result<()> {
     let adele = world.session(Persona::Adele).await?;
     let me = structured_ok(&adele, "get_me", json!({})).await?;
-    let organizer = connector::tools::timezone::MailboxZone::resolve(me["time_zone"].as_str()).tz;
+    let organizer = connector::tools::mailbox::MailboxZone::resolve(me["time_zone"].as_str()).tz;
     // A fixed request for the snapshot, then generated ones for the oracle.
     let fixed = AvailabilityCase {
         first_day: 0,

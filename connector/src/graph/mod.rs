@@ -2,7 +2,7 @@
 //!
 //! * Read-only by construction: requests exist only as [`GraphRequest`]s (GET, or POST to the
 //!   query allow-list), and [`request::check_outbound`] re-checks method and URL before sending.
-//! * One shared `reqwest::Client` ([`http_client`]): timeouts, no automatic redirects, no proxy,
+//! * One shared `reqwest::Client` ([`crate::http::graph_client`]): timeouts, no automatic redirects, no proxy,
 //!   HTTPS only unless the configured base is loopback (tests).
 //! * Retries only 429/503/504 and connect errors, honouring `Retry-After`, bounded by attempts
 //!   and a total budget; a demanded wait beyond the budget gives up at once.
@@ -19,8 +19,8 @@
 //! * [`session`]: [`Session`], which pairs the client with OBO and handles CAE challenges.
 
 pub mod error;
+pub mod query;
 pub mod request;
-pub mod retry;
 pub mod session;
 
 use std::{
@@ -37,7 +37,7 @@ use uuid::Uuid;
 
 pub use error::{GraphError, GraphFailure};
 pub use request::{GraphPath, GraphRequest, QUERY_POST_ALLOWLIST};
-pub use session::Session;
+pub use session::{RequestLog, Session};
 
 use crate::{
     domain::{Caller, ObjectId, TenantId},
@@ -93,7 +93,7 @@ impl GraphSettings {
         }
     }
 
-    fn base_is_loopback(&self) -> bool {
+    pub(crate) fn base_is_loopback(&self) -> bool {
         self.base_url.host_str().is_some_and(is_loopback_host)
     }
 }
@@ -104,17 +104,7 @@ fn is_loopback_host(host: &str) -> bool {
         || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The shared HTTP client for Graph: timeouts, no redirects, no proxy, HTTPS only unless the
-/// base is loopback. Call after the rustls crypto provider is installed.
-pub fn http_client(settings: &GraphSettings) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .connect_timeout(settings.connect_timeout)
-        .timeout(settings.request_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .https_only(!settings.base_is_loopback())
-        .build()
-}
+pub use crate::http::graph_client as http_client;
 
 /// Whose mailbox (or drive) a call touches: the key of the per-mailbox concurrency limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -442,7 +432,8 @@ impl GraphClient {
             if matches!(failure.error, GraphError::Throttled { .. }) {
                 self.inner.metrics.inc(names::GRAPH_THROTTLED, &[]);
             }
-            let wait = failure.error.retry_after().unwrap_or_else(|| retry::backoff(attempt));
+            let wait =
+                failure.error.retry_after().unwrap_or_else(|| crate::http::retry::backoff(attempt));
             let remaining = settings.retry_budget.saturating_sub(started.elapsed());
             if wait > remaining {
                 // Waiting would overrun the budget: give up now and say how long Graph asked for.
@@ -517,7 +508,7 @@ fn map_status(status: u16, headers: &reqwest::header::HeaderMap, body: &[u8]) ->
     let retry_after = headers
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| retry::parse_retry_after(v, Utc::now()));
+        .and_then(|v| crate::http::retry::parse_retry_after(v, Utc::now()));
     let code = if envelope.code.is_empty() { format!("http{status}") } else { envelope.code };
     match status {
         401 => GraphError::Unauthorized,

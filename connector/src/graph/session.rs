@@ -5,8 +5,15 @@
 //!   challenge's claims, retry once. A second challenge, or an exchange that itself needs
 //!   interaction, is returned carrying the claims, for the MCP client to resolve.
 //! * 401 without claims: evict, exchange again, retry once; a second 401 is an error.
+//!
+//! Every request a session sends, answered or failed, leaves Graph's `request-id` in the
+//! session's [`RequestLog`]: the audit record of the call lists them without any code passing
+//! ids along by hand.
 
-use std::future::Future;
+use std::{
+    future::Future,
+    sync::{Arc, Mutex},
+};
 
 use serde::de::DeserializeOwned;
 
@@ -19,6 +26,30 @@ use crate::{
     obo::{GraphToken, TokenProvider},
 };
 
+/// Graph `request-id`s of one tool call, in the order their answers arrived. Shared by every
+/// session the call opens (clones share one list).
+#[derive(Clone, Debug, Default)]
+pub struct RequestLog(Arc<Mutex<Vec<String>>>);
+
+impl RequestLog {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&self, id: Option<&String>) {
+        if let Some(id) = id
+            && let Ok(mut ids) = self.0.lock()
+        {
+            ids.push(id.clone());
+        }
+    }
+
+    /// The ids recorded so far, leaving the log empty.
+    pub fn take(&self) -> Vec<String> {
+        self.0.lock().map(|mut ids| std::mem::take(&mut *ids)).unwrap_or_default()
+    }
+}
+
 /// Everything a tool needs to call Graph as the caller.
 #[derive(Clone, Debug)]
 pub struct Session {
@@ -27,6 +58,8 @@ pub struct Session {
     pub caller: Caller,
     /// The Graph scopes this tool needs (short names, e.g. `Mail.Read`).
     pub scopes: ScopeSet,
+    /// Where the request ids of this session's requests go.
+    pub requests: RequestLog,
 }
 
 impl Session {
@@ -36,7 +69,12 @@ impl Session {
         caller: Caller,
         scopes: ScopeSet,
     ) -> Self {
-        Self { provider, client, caller, scopes }
+        Self { provider, client, caller, scopes, requests: RequestLog::new() }
+    }
+
+    /// The same session recording its request ids into `log` (the call's).
+    pub fn recording(self, log: RequestLog) -> Self {
+        Self { requests: log, ..self }
     }
 
     fn mailbox(&self) -> MailboxKey {
@@ -93,7 +131,20 @@ impl Session {
             .map_err(|e| GraphFailure::new(GraphError::Token(e)))
     }
 
-    async fn with_token<T, F, Fut>(&self, call: F) -> Result<T, GraphFailure>
+    async fn with_token<T: Recorded, F, Fut>(&self, call: F) -> Result<T, GraphFailure>
+    where
+        F: Fn(GraphToken) -> Fut,
+        Fut: Future<Output = Result<T, GraphFailure>>,
+    {
+        let result = self.with_token_unrecorded(call).await;
+        match &result {
+            Ok(answer) => self.requests.push(Recorded::request_id(answer)),
+            Err(failure) => self.requests.push(failure.request_id.as_ref()),
+        }
+        result
+    }
+
+    async fn with_token_unrecorded<T, F, Fut>(&self, call: F) -> Result<T, GraphFailure>
     where
         F: Fn(GraphToken) -> Fut,
         Fut: Future<Output = Result<T, GraphFailure>>,
@@ -132,6 +183,17 @@ impl Session {
             }
             _ => Err(failure),
         }
+    }
+}
+
+/// An answer that carries Graph's request id.
+trait Recorded {
+    fn request_id(&self) -> Option<&String>;
+}
+
+impl<T> Recorded for GraphResponse<T> {
+    fn request_id(&self) -> Option<&String> {
+        self.request_id.as_ref()
     }
 }
 

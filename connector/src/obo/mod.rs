@@ -773,7 +773,7 @@ impl Inner {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| crate::graph::retry::parse_retry_after(v, Utc::now()));
+            .and_then(|v| crate::http::retry::parse_retry_after(v, Utc::now()));
         let body = read_capped(response).await?;
         drop(slot);
         if (200..300).contains(&status) {

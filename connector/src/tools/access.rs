@@ -16,12 +16,16 @@
 use std::collections::BTreeSet;
 
 use futures::future::join_all;
-use rmcp::model::{CallToolResult, ContentBlock};
 
-use super::{Authenticated, ToolContext, permissions, timezone::MailboxZone};
+use super::{
+    ToolContext,
+    mailbox::MailboxZone,
+    permissions,
+    pipeline::{CallSession, Scope, ToolError},
+};
 use crate::{
     domain::{Caller, ScopeSet},
-    graph::{GraphError, GraphFailure, Session},
+    graph::GraphError,
     obo::OboError,
 };
 
@@ -81,69 +85,43 @@ pub async fn granted_tools(
     )
 }
 
-/// Opens `tool`'s Graph session with `scopes` and reads the mailbox time zone. The session's
-/// token is obtained first (a cache hit after the first call), so a token failure becomes the
-/// call's `isError` result before any Graph request, naming the missing permission when consent
-/// is what is missing. The time zone never fails the call ([`super::timezone::mailbox_zone`]).
+/// Opens the call's Graph session with `scopes` and reads the mailbox time zone
+/// ([`super::pipeline::Scope::open`]). The session's token is obtained first (a cache hit
+/// after the first call), so a token failure ends the call before any Graph request. The time
+/// zone never fails the call ([`super::mailbox::mailbox_zone`]).
 pub async fn open(
-    ctx: &ToolContext,
-    auth: &Authenticated,
-    tool: &str,
+    call: &Scope<'_>,
     scopes: &[&str],
-    request_ids: &mut Vec<String>,
-) -> Result<(Session, MailboxZone), CallToolResult> {
-    use super::timezone;
-    let scopes: ScopeSet = scopes.iter().copied().collect();
-    let key = crate::graph::MailboxKey::from(&auth.caller);
+) -> Result<(CallSession, MailboxZone), ToolError> {
+    use super::mailbox;
+    let ctx = call.ctx;
+    let session = call.session(scopes);
+    let key = crate::graph::MailboxKey::from(call.caller());
     let cached = ctx.settings.get(key, ctx.clock.now()).await;
     // Both tokens are usually the one union token (one exchange, shared by single flight);
     // in a partly consented tenant they are two exchanges (the tool's scopes, and
     // MailboxSettings.Read for the zone): run them side by side rather than one after the
     // other. The settings request still waits for the tool's token, so a refused call sends
     // nothing to Graph.
-    let zone_session = cached.is_none().then(|| timezone::zone_session(ctx, &auth.caller));
+    let zone_session = cached.is_none().then(|| mailbox::zone_session(call));
     let zone_token = async {
         match &zone_session {
-            Some(s) => Some(ctx.provider.graph_token(&auth.caller, &s.scopes, None).await),
+            Some(s) => Some(ctx.provider.graph_token(call.caller(), s.scopes(), None).await),
             None => None,
         }
     };
     let (tool_token, zone_token) =
-        futures::join!(ctx.provider.graph_token(&auth.caller, &scopes, None), zone_token);
+        futures::join!(ctx.provider.graph_token(call.caller(), session.scopes(), None), zone_token);
     if let Err(error) = tool_token {
-        let failure = GraphFailure::new(GraphError::Token(error));
-        return Err(failure_result(ctx, auth, tool, &scopes, &failure).await);
+        return Err(ToolError::Token { error, scopes: session.scopes().clone() });
     }
-    let session =
-        Session::new(ctx.provider.clone(), ctx.graph.clone(), auth.caller.clone(), scopes);
     let zone = match (cached, zone_session, zone_token) {
         (Some(hit), _, _) => hit.zone.clone(),
-        (None, _, Some(Err(error))) => {
-            timezone::unreadable(&GraphFailure::new(GraphError::Token(error)))
-        }
-        (None, Some(zone_session), _) => timezone::read_zone(ctx, &zone_session, request_ids).await,
-        (None, None, _) => timezone::mailbox_zone(ctx, &auth.caller, request_ids).await,
+        (None, _, Some(Err(error))) => mailbox::unreadable(&GraphError::Token(error).code()),
+        (None, Some(zone_session), _) => mailbox::read_zone(ctx, &zone_session).await,
+        (None, None, _) => mailbox::mailbox_zone(call).await,
     };
     Ok((session, zone))
-}
-
-/// A failed call's `isError` result. Missing consent is explained per permission (which ones
-/// are missing, what an administrator can do); a claims challenge is handed to the middleware.
-pub async fn failure_result(
-    ctx: &ToolContext,
-    auth: &Authenticated,
-    tool: &str,
-    scopes: &ScopeSet,
-    failure: &GraphFailure,
-) -> CallToolResult {
-    let text = match &failure.error {
-        GraphError::Token(OboError::ConsentRequired { consent_url, .. }) => {
-            let missing = missing_scopes(ctx, &auth.caller, scopes).await;
-            missing_permission_message(tool, &missing, consent_url)
-        }
-        _ => super::failure_message(failure, &auth.challenge),
-    };
-    CallToolResult::error(vec![ContentBlock::text(text)])
 }
 
 /// The scopes of `scopes` that are not granted, found one exchange per scope (a failure path

@@ -12,26 +12,44 @@
 //!   `/users/{address}/calendarView`; search covers only the caller's own calendar.
 
 use chrono::{DateTime, Duration, Utc};
-use rmcp::{ErrorData as McpError, model::CallToolResult, schemars};
+use futures::FutureExt;
+use rmcp::{ErrorData as McpError, handler::server::router::tool::ToolRoute, schemars};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{
+    Connector,
     cursor::{Cursor, CursorBinding, CursorKey},
-    kql::{Address, Kql},
     mail::{Person, address_arg, bad_arg, limit_arg, odata_page, person, text_arg, time_arg},
-    odata,
+    mailbox::MailboxZone,
+    pipeline::{
+        Answer, CallSession, Checks, Scope, Tool, ToolArgs, ToolError, route as tool_route,
+    },
     shaping::{self, AppliedFilter, ByteBudget, DateTimes, Page, Truncation},
-    timezone::MailboxZone,
-    uri::M365Uri,
+};
+use crate::domain::uri::{M365Uri, ResourceKind};
+use crate::graph::query::{
+    kql::{Address, Kql},
+    odata,
+    search::take_hits,
 };
 use crate::{
-    auth::ChallengeSlot,
     domain::ScopeSet,
-    graph::{GraphPath, GraphRequest, Session},
+    graph::{GraphFailure, GraphPath, GraphRequest},
 };
 
-pub const TOOL: &str = "outlook_calendar_search";
+/// `outlook_calendar_search`.
+pub static OUTLOOK_CALENDAR_SEARCH: Tool = Tool {
+    name: "outlook_calendar_search",
+    title: "Outlook calendar search",
+    description: "Search the signed-in user's Outlook calendar (or a calendar shared with them, with Calendars.Read.Shared) by keywords and/or a time window (default: the next 7 days). Recurring meetings are expanded. Times are in UTC and your mailbox time zone; events of your own calendar have m365:// URIs.",
+    needs: &[&["Calendars.Read"]],
+    governs: &[ResourceKind::Event],
+    forbidden_message: None,
+};
+
+/// The tool's name, in cursor bindings.
+pub const TOOL: &str = OUTLOOK_CALENDAR_SEARCH.name;
 const DEFAULT_LIMIT: u32 = 25;
 const MAX_LIMIT: u32 = 50;
 /// Longest window one call may ask for.
@@ -52,7 +70,7 @@ const SELECT: &[&str] = &[
 /// Arguments of `outlook_calendar_search`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CalendarSearchParams {
+pub struct CalendarSearchArgs {
     /// Words to find in the subject, location or description.
     #[serde(default)]
     pub query: Option<String>,
@@ -128,7 +146,7 @@ pub struct CalendarSearchResult {
 
 /// Validated arguments and the chosen call.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Checked {
+pub struct CalendarSearch {
     pub words: Option<String>,
     pub window: Option<(DateTime<Utc>, DateTime<Utc>)>,
     pub owner: Option<Address>,
@@ -136,10 +154,10 @@ pub struct Checked {
 }
 
 pub fn check(
-    p: &CalendarSearchParams,
+    p: &CalendarSearchArgs,
     zone: &MailboxZone,
     now: DateTime<Utc>,
-) -> Result<Checked, McpError> {
+) -> Result<CalendarSearch, McpError> {
     let words = text_arg("query", p.query.as_deref())?;
     let start = time_arg("start", p.start.as_deref(), zone)?;
     let end = time_arg("end", p.end.as_deref(), zone)?;
@@ -163,7 +181,7 @@ pub fn check(
         }
     }
     let max = if window.is_none() { 25 } else { MAX_LIMIT };
-    Ok(Checked { words, window, owner, limit: limit_arg(p.limit, DEFAULT_LIMIT, max)? })
+    Ok(CalendarSearch { words, window, owner, limit: limit_arg(p.limit, DEFAULT_LIMIT, max)? })
 }
 
 /// The Graph scopes a call needs: another person's calendar needs `Calendars.Read.Shared`.
@@ -172,12 +190,12 @@ pub fn scope_names(shared: bool) -> &'static [&'static str] {
 }
 
 /// The call's OBO scope set (the time zone is read with a token of its own).
-pub fn scopes(c: &Checked) -> ScopeSet {
+pub fn scopes(c: &CalendarSearch) -> ScopeSet {
     scope_names(c.owner.is_some()).iter().copied().collect()
 }
 
 /// The calendarView request for a window.
-pub fn view_request(c: &Checked, (s, e): (DateTime<Utc>, DateTime<Utc>)) -> GraphRequest {
+pub fn view_request(c: &CalendarSearch, (s, e): (DateTime<Utc>, DateTime<Utc>)) -> GraphRequest {
     let path = match &c.owner {
         Some(o) => GraphPath::fixed("/users").segment(o.as_str()).then("calendarView"),
         None => GraphPath::fixed("/me/calendarView"),
@@ -231,16 +249,14 @@ fn event_hit(id: &str, e: &Value, own: bool, zone: &MailboxZone) -> EventHit {
 
 /// Runs the search as the session's caller.
 pub async fn run(
-    session: &Session,
+    session: &CallSession,
     cursors: &CursorKey,
     zone: &MailboxZone,
-    challenge: &ChallengeSlot,
     now: DateTime<Utc>,
-    params: &CalendarSearchParams,
-    request_ids: &mut Vec<String>,
-) -> Result<Result<CalendarSearchResult, CallToolResult>, McpError> {
+    params: &CalendarSearchArgs,
+) -> Result<CalendarSearchResult, ToolError> {
     let c = check(params, zone, now)?;
-    let binding = CursorBinding::new(&session.caller, TOOL, params);
+    let binding = CursorBinding::new(&session.0.caller, TOOL, params);
     let state = Cursor::open_arg(cursors, &binding, params.cursor.as_deref())?;
     let own = c.owner.is_none();
     let mut applied = Vec::new();
@@ -265,11 +281,7 @@ pub async fn run(
                 ));
             }
             let first = view_request(&c, window);
-            let (items, next) =
-                match odata_page(session, first, state.as_ref(), challenge, request_ids).await? {
-                    Ok(v) => v,
-                    Err(e) => return Ok(Err(e)),
-                };
+            let (items, next) = odata_page(session, first, state.as_ref()).await?;
             for e in items.iter().filter(|e| c.words.as_deref().is_none_or(|w| matches_words(e, w)))
             {
                 events.push(event_hit(e["id"].as_str().unwrap_or_default(), e, own, zone));
@@ -288,14 +300,10 @@ pub async fn run(
                 "size": c.limit,
             }]});
             let req = GraphRequest::query_post(GraphPath::fixed("/search/query"), body)
-                .map_err(|e| McpError::internal_error(e.to_string(), None))?
+                .map_err(|e| ToolError::Graph(GraphFailure::new(e)))?
                 .prefer("IdType=\"ImmutableId\"");
-            let mut resp = match session.post_json::<Value>(&req).await {
-                Ok(r) => r,
-                Err(f) => return Ok(Err(shaping::graph_failure(&f, challenge))),
-            };
-            request_ids.extend(resp.request_id.clone());
-            let hits = shaping::take_hits(&mut resp.body);
+            let mut resp = session.post_json::<Value>(&req).await?;
+            let hits = take_hits(&mut resp.body);
             let container = &resp.body["value"][0]["hitsContainers"][0];
             for h in &hits {
                 events.push(event_hit(
@@ -311,7 +319,7 @@ pub async fn run(
     };
     let mut budget = ByteBudget::new(shaping::DEFAULT_RESULT_BUDGET);
     let events: Vec<EventHit> = events.into_iter().take_while(|e| budget.admit(e)).collect();
-    Ok(Ok(CalendarSearchResult {
+    Ok(CalendarSearchResult {
         calendar: c.owner.as_ref().map_or_else(|| "me".to_owned(), |o| o.to_string()),
         method: method.to_owned(),
         window: c.window.map(|(s, e)| [DateTimes::new(s, zone), DateTimes::new(e, zone)]),
@@ -325,7 +333,7 @@ pub async fn run(
         applied_filters: applied,
         truncation: budget.truncation(),
         time_zone_note: zone.note.clone(),
-    }))
+    })
 }
 
 /// The concise text next to the structured result.
@@ -348,51 +356,47 @@ pub fn render(r: &CalendarSearchResult) -> String {
     out
 }
 
-#[rmcp::tool_router(router = calendar_router, vis = "pub(crate)")]
-impl super::Connector {
-    #[rmcp::tool(
-        name = "outlook_calendar_search",
-        description = "Search the signed-in user's Outlook calendar (or a calendar shared with them, with Calendars.Read.Shared) by keywords and/or a time window (default: the next 7 days). Recurring meetings are expanded. Times are in UTC and your mailbox time zone; events of your own calendar have m365:// URIs.",
-        annotations(
-            title = "Outlook calendar search",
-            read_only_hint = true,
-            destructive_hint = false,
-            idempotent_hint = true,
-            open_world_hint = true
-        ),
-        output_schema = rmcp::handler::server::tool::schema_for_output::<CalendarSearchResult>()
-    )]
-    async fn outlook_calendar_search(
-        &self,
-        auth: super::Authenticated,
-        rmcp::handler::server::wrapper::Parameters(args): rmcp::handler::server::wrapper::Parameters<CalendarSearchParams>,
-    ) -> Result<CallToolResult, McpError> {
-        use super::mail::{answer, argument_names, begin_call};
-        let ctx = self.context();
-        let names = argument_names(
-            &args,
-            &[("cursor", args.cursor.is_some()), ("limit", args.limit.is_some())],
-        );
-        let call = begin_call!(ctx, auth, TOOL, names, args.query.as_deref());
-        let limit = ctx.capped_limit(&auth.caller, args.limit, DEFAULT_LIMIT, MAX_LIMIT);
-        let args = CalendarSearchParams { limit, ..args };
-        // Arguments are checked before any token or Graph work; again in the mailbox zone.
-        if let Err(e) = check(&args, &MailboxZone::utc(), ctx.clock.now()) {
-            return answer(call, Vec::new(), Err(e), render);
-        }
-        let mut ids = Vec::new();
-        let needs = scope_names(args.calendar_owner.is_some());
-        let (session, zone) = match super::access::open(ctx, &auth, TOOL, needs, &mut ids).await {
-            Ok(opened) => opened,
-            Err(result) => return answer(call, ids, Ok(Err(result)), render),
-        };
-        let now = ctx.clock.now();
-        let outcome = match check(&args, &zone, now) {
-            Err(e) => Err(e),
-            Ok(_) => run(&session, &ctx.cursor, &zone, &auth.challenge, now, &args, &mut ids).await,
-        };
-        answer(call, ids, outcome, render)
+impl ToolArgs for CalendarSearchArgs {
+    type Valid = CalendarSearchArgs;
+    /// Checked before any token or Graph work in UTC; again in the mailbox zone once known.
+    fn validate(self, checks: &Checks) -> Result<Self, McpError> {
+        let args =
+            Self { limit: checks.capped_limit(self.limit, DEFAULT_LIMIT, MAX_LIMIT), ..self };
+        check(&args, &MailboxZone::utc(), checks.now)?;
+        Ok(args)
     }
+    fn query_text(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+}
+
+impl Answer for CalendarSearchResult {
+    fn text(&self) -> String {
+        render(self)
+    }
+}
+
+/// The router entry of `outlook_calendar_search`.
+pub fn route() -> ToolRoute<Connector> {
+    tool_route::<CalendarSearchArgs, CalendarSearchResult>(
+        &OUTLOOK_CALENDAR_SEARCH,
+        |connector, auth, shape, args| {
+            async move {
+                let ctx = connector.context();
+                ctx.run(&auth, &OUTLOOK_CALENDAR_SEARCH, shape, args, search).await
+            }
+            .boxed()
+        },
+    )
+}
+
+/// The tool's body: the session and zone, then the view or the search.
+async fn search(
+    call: Scope<'_>,
+    args: CalendarSearchArgs,
+) -> Result<CalendarSearchResult, ToolError> {
+    let (session, zone) = call.open(scope_names(args.calendar_owner.is_some())).await?;
+    run(&session, &call.ctx.cursor, &zone, call.ctx.clock.now(), &args).await
 }
 
 #[cfg(test)]
@@ -407,7 +411,7 @@ mod tests {
     #[test]
     fn a_window_uses_calendar_view_in_utc() {
         let zone = MailboxZone::resolve(Some("Pacific Standard Time"));
-        let p = CalendarSearchParams {
+        let p = CalendarSearchArgs {
             start: Some("2024-05-01".into()),
             end: Some("2024-05-08".into()),
             ..Default::default()
@@ -429,14 +433,14 @@ mod tests {
     fn keywords_alone_search_and_shared_calendars_need_a_window() {
         let zone = MailboxZone::utc();
         let c = check(
-            &CalendarSearchParams { query: Some("review".into()), ..Default::default() },
+            &CalendarSearchArgs { query: Some("review".into()), ..Default::default() },
             &zone,
             now(),
         )
         .expect("ok");
         assert_eq!(c.window, None);
         let c = check(
-            &CalendarSearchParams {
+            &CalendarSearchArgs {
                 query: Some("review".into()),
                 calendar_owner: Some("room@contoso.com".into()),
                 ..Default::default()
@@ -448,7 +452,7 @@ mod tests {
         assert_eq!(c.window, Some((now(), now() + Duration::days(7))));
         assert!(scopes(&c).contains("Calendars.Read.Shared"));
         let err = check(
-            &CalendarSearchParams {
+            &CalendarSearchArgs {
                 start: Some("2024-05-08".into()),
                 end: Some("2024-05-01".into()),
                 ..Default::default()

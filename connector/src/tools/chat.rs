@@ -8,25 +8,41 @@
 //! which this tool does not ask for: they are listed without a URI and marked as such.
 
 use chrono::{DateTime, Utc};
-use rmcp::{ErrorData as McpError, model::CallToolResult, schemars};
+use futures::FutureExt;
+use rmcp::{ErrorData as McpError, handler::server::router::tool::ToolRoute, schemars};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{
+    Connector,
     cursor::{Cursor, CursorBinding, CursorKey},
-    kql::{Address, DateOp, Kql},
     mail::{Person, address_arg, bad_arg, limit_arg, person, text_arg, time_arg},
-    odata,
+    mailbox::MailboxZone,
+    pipeline::{
+        Answer, CallSession, Checks, Scope, Tool, ToolArgs, ToolError, route as tool_route,
+    },
     shaping::{self, AppliedFilter, ByteBudget, DateTimes, Page, Truncation},
-    timezone::MailboxZone,
-    uri::M365Uri,
 };
-use crate::{
-    auth::ChallengeSlot,
-    graph::{GraphPath, GraphRequest, Session},
+use crate::domain::uri::{M365Uri, ResourceKind};
+use crate::graph::query::{
+    kql::{Address, DateOp, Kql},
+    odata,
+    search::take_hits,
+};
+use crate::graph::{GraphFailure, GraphPath, GraphRequest};
+
+/// `chat_message_search`.
+pub static CHAT_MESSAGE_SEARCH: Tool = Tool {
+    name: "chat_message_search",
+    title: "Teams chat search",
+    description: "Search the signed-in user's Microsoft Teams chat messages by keywords, sender and sent dates (Microsoft Search). Returns pages with next_cursor; chat messages have m365:// URIs for read_resource (channel messages are listed without one).",
+    needs: &[SCOPES],
+    governs: &[ResourceKind::Chat, ResourceKind::ChatMessage],
+    forbidden_message: None,
 };
 
-pub const TOOL: &str = "chat_message_search";
+/// The tool's name, in cursor bindings.
+pub const TOOL: &str = CHAT_MESSAGE_SEARCH.name;
 const DEFAULT_LIMIT: u32 = 10;
 /// Graph does not document a chatMessage maximum; 25 as for the other Outlook types.
 const MAX_LIMIT: u32 = 25;
@@ -34,7 +50,7 @@ const MAX_LIMIT: u32 = 25;
 /// Arguments of `chat_message_search`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ChatSearchParams {
+pub struct ChatSearchArgs {
     /// Words to find in Teams chat messages (matched as one phrase).
     #[serde(default)]
     pub query: Option<String>,
@@ -95,7 +111,7 @@ pub struct ChatSearchResult {
 
 /// Validated arguments.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Checked {
+pub struct ChatSearch {
     pub words: Option<String>,
     pub from: Option<Address>,
     pub after: Option<DateTime<Utc>>,
@@ -103,8 +119,8 @@ pub struct Checked {
     pub limit: u32,
 }
 
-pub fn check(p: &ChatSearchParams, zone: &MailboxZone) -> Result<Checked, McpError> {
-    let c = Checked {
+pub fn check(p: &ChatSearchArgs, zone: &MailboxZone) -> Result<ChatSearch, McpError> {
+    let c = ChatSearch {
         words: text_arg("query", p.query.as_deref())?,
         from: address_arg("from", p.from.as_deref())?,
         after: time_arg("sent_after", p.sent_after.as_deref(), zone)?,
@@ -129,7 +145,7 @@ pub fn check(p: &ChatSearchParams, zone: &MailboxZone) -> Result<Checked, McpErr
 pub const SCOPES: &[&str] = &["Chat.Read"];
 
 /// The KQL and the filters it applies.
-pub fn query(c: &Checked) -> (String, Vec<AppliedFilter>) {
+pub fn query(c: &ChatSearch) -> (String, Vec<AppliedFilter>) {
     let mut q = Kql::new();
     let mut applied = Vec::new();
     if let Some(w) = &c.words {
@@ -175,15 +191,13 @@ fn chat_hit(h: &Value, zone: &MailboxZone) -> ChatHit {
 
 /// Runs the search as the session's caller.
 pub async fn run(
-    session: &Session,
+    session: &CallSession,
     cursors: &CursorKey,
     zone: &MailboxZone,
-    challenge: &ChallengeSlot,
-    params: &ChatSearchParams,
-    request_ids: &mut Vec<String>,
-) -> Result<Result<ChatSearchResult, CallToolResult>, McpError> {
+    params: &ChatSearchArgs,
+) -> Result<ChatSearchResult, ToolError> {
     let c = check(params, zone)?;
-    let binding = CursorBinding::new(&session.caller, TOOL, params);
+    let binding = CursorBinding::new(&session.0.caller, TOOL, params);
     let state = Cursor::open_arg(cursors, &binding, params.cursor.as_deref())?;
     let from = state.as_ref().and_then(|s| s.get("from")).and_then(Value::as_u64).unwrap_or(0);
     let (kql, applied_filters) = query(&c);
@@ -194,13 +208,9 @@ pub async fn run(
         "size": c.limit,
     }]});
     let req = GraphRequest::query_post(GraphPath::fixed("/search/query"), body)
-        .map_err(|e| McpError::internal_error(e.to_string(), None))?;
-    let mut resp = match session.post_json::<Value>(&req).await {
-        Ok(r) => r,
-        Err(f) => return Ok(Err(shaping::graph_failure(&f, challenge))),
-    };
-    request_ids.extend(resp.request_id.clone());
-    let hits = shaping::take_hits(&mut resp.body);
+        .map_err(|e| ToolError::Graph(GraphFailure::new(e)))?;
+    let mut resp = session.post_json::<Value>(&req).await?;
+    let hits = take_hits(&mut resp.body);
     let container = &resp.body["value"][0]["hitsContainers"][0];
     let mut budget = ByteBudget::new(shaping::DEFAULT_RESULT_BUDGET);
     let messages: Vec<ChatHit> =
@@ -208,7 +218,7 @@ pub async fn run(
     let cut = messages.len() < hits.len();
     let more = container["moreResultsAvailable"].as_bool() == Some(true) || cut;
     let next = from + messages.len() as u64;
-    Ok(Ok(ChatSearchResult {
+    Ok(ChatSearchResult {
         page: Page {
             has_more: more,
             returned: u32::try_from(messages.len()).unwrap_or(u32::MAX),
@@ -219,7 +229,7 @@ pub async fn run(
         applied_filters,
         truncation: budget.truncation(),
         time_zone_note: zone.note.clone(),
-    }))
+    })
 }
 
 /// The concise text next to the structured result.
@@ -242,58 +252,50 @@ pub fn render(r: &ChatSearchResult) -> String {
     out
 }
 
-#[rmcp::tool_router(router = chat_router, vis = "pub(crate)")]
-impl super::Connector {
-    #[rmcp::tool(
-        name = "chat_message_search",
-        description = "Search the signed-in user's Microsoft Teams chat messages by keywords, sender and sent dates (Microsoft Search). Returns pages with next_cursor; chat messages have m365:// URIs for read_resource (channel messages are listed without one).",
-        annotations(
-            title = "Teams chat search",
-            read_only_hint = true,
-            destructive_hint = false,
-            idempotent_hint = true,
-            open_world_hint = true
-        ),
-        output_schema = rmcp::handler::server::tool::schema_for_output::<ChatSearchResult>()
-    )]
-    async fn chat_message_search(
-        &self,
-        auth: super::Authenticated,
-        rmcp::handler::server::wrapper::Parameters(args): rmcp::handler::server::wrapper::Parameters<ChatSearchParams>,
-    ) -> Result<CallToolResult, McpError> {
-        use super::mail::{answer, argument_names, begin_call};
-        let ctx = self.context();
-        let names = argument_names(
-            &args,
-            &[("cursor", args.cursor.is_some()), ("limit", args.limit.is_some())],
-        );
-        let call = begin_call!(ctx, auth, TOOL, names, args.query.as_deref());
-        let limit = ctx.capped_limit(&auth.caller, args.limit, DEFAULT_LIMIT, MAX_LIMIT);
-        let args = ChatSearchParams { limit, ..args };
-        // Arguments are checked before any token or Graph work; again in the mailbox zone.
-        let precheck = ChatSearchParams {
+impl ToolArgs for ChatSearchArgs {
+    type Valid = ChatSearchArgs;
+    /// Checked before any token or Graph work in UTC, with a name in `from` standing in as an
+    /// address; again in the mailbox zone once the zone and the name are known.
+    fn validate(self, checks: &Checks) -> Result<Self, McpError> {
+        let args =
+            Self { limit: checks.capped_limit(self.limit, DEFAULT_LIMIT, MAX_LIMIT), ..self };
+        let precheck = Self {
             from: args.from.as_ref().map(|_| super::mail::PRECHECK_ADDRESS.to_owned()),
             ..args.clone()
         };
-        if let Err(e) = check(&precheck, &MailboxZone::utc()) {
-            return answer(call, Vec::new(), Err(e), render);
-        }
-        let mut ids = Vec::new();
-        let (session, zone) = match super::access::open(ctx, &auth, TOOL, SCOPES, &mut ids).await {
-            Ok(opened) => opened,
-            Err(result) => return answer(call, ids, Ok(Err(result)), render),
-        };
-        let mut args = args;
-        match super::mail::resolve_person_arg(ctx, &auth, TOOL, "from", args.from.take(), &mut ids)
-            .await
-        {
-            Ok(Ok(address)) => args.from = address,
-            Ok(Err(result)) => return answer(call, ids, Ok(Err(result)), render),
-            Err(e) => return answer(call, ids, Err(e), render),
-        }
-        let outcome = run(&session, &ctx.cursor, &zone, &auth.challenge, &args, &mut ids).await;
-        answer(call, ids, outcome, render)
+        check(&precheck, &MailboxZone::utc())?;
+        Ok(args)
     }
+    fn query_text(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+}
+
+impl Answer for ChatSearchResult {
+    fn text(&self) -> String {
+        render(self)
+    }
+}
+
+/// The router entry of `chat_message_search`.
+pub fn route() -> ToolRoute<Connector> {
+    tool_route::<ChatSearchArgs, ChatSearchResult>(
+        &CHAT_MESSAGE_SEARCH,
+        |connector, auth, shape, args| {
+            async move {
+                let ctx = connector.context();
+                ctx.run(&auth, &CHAT_MESSAGE_SEARCH, shape, args, search).await
+            }
+            .boxed()
+        },
+    )
+}
+
+/// The tool's body: the session and zone, the person named in `from`, the search.
+async fn search(call: Scope<'_>, mut args: ChatSearchArgs) -> Result<ChatSearchResult, ToolError> {
+    let (session, zone) = call.open(SCOPES).await?;
+    args.from = super::mail::resolve_person_arg(&call, "from", args.from.take()).await?;
+    run(&session, &call.ctx.cursor, &zone, &args).await
 }
 
 #[cfg(test)]
@@ -302,7 +304,7 @@ mod tests {
 
     #[test]
     fn keywords_sender_and_dates_become_one_safe_query() {
-        let p = ChatSearchParams {
+        let p = ChatSearchArgs {
             query: Some("launch\" OR NOT x".into()),
             from: Some("megan@contoso.com".into()),
             sent_after: Some("2024-05-01T00:00:00Z".into()),
@@ -326,6 +328,6 @@ mod tests {
         );
         assert_eq!(h.summary, "hi");
         assert_eq!(chat_hit(&channel, &zone).uri, None);
-        assert!(check(&ChatSearchParams::default(), &zone).is_err());
+        assert!(check(&ChatSearchArgs::default(), &zone).is_err());
     }
 }

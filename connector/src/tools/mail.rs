@@ -10,7 +10,7 @@
 //! `$search` is never combined with `$filter` or `$orderby` (Graph answers 400): in that form
 //! every restriction goes into the KQL. In the `$filter` form `receivedDateTime` comes first,
 //! as `$orderby` requires (`InefficientFilter` otherwise). Free text reaches Graph only through
-//! [`super::kql`], values only through [`super::odata`].
+//! [`crate::graph::query::kql`], values only through [`crate::graph::query::odata`].
 //!
 //! Paging: a search-API cursor holds the next `from`; an OData cursor holds Graph's
 //! `@odata.nextLink` (sealed, so only this caller, tool and query can replay it, and the client
@@ -21,26 +21,42 @@
 //! through `/me` only (`security.md` E7).
 
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
-use rmcp::{ErrorData as McpError, model::CallToolResult, schemars};
+use futures::FutureExt;
+use rmcp::{ErrorData as McpError, handler::server::router::tool::ToolRoute, schemars};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{
+    Connector,
     cursor::{Cursor, CursorBinding, CursorKey},
+    mailbox::MailboxZone,
+    pipeline::{
+        Answer, CallSession, Checks, Scope, Tool, ToolArgs, ToolError, route as tool_route,
+    },
+    shaping::{self, AppliedFilter, ByteBudget, DateTimes, Page, Truncation},
+};
+use crate::domain::uri::{M365Uri, ResourceKind};
+use crate::graph::query::{
     kql::{self, Address, DateOp, Kql},
     odata::{self, Cmp, Filter},
-    shaping::{self, AppliedFilter, ByteBudget, DateTimes, Page, Truncation},
-    timezone::MailboxZone,
-    uri::M365Uri,
 };
 use crate::{
-    auth::ChallengeSlot,
     domain::ScopeSet,
-    graph::{GraphPath, GraphRequest, Session},
+    graph::{GraphFailure, GraphPath, GraphRequest},
 };
 
-/// The tool's name, in audit records and cursor bindings.
-pub const TOOL: &str = "outlook_email_search";
+/// `outlook_email_search`.
+pub static OUTLOOK_EMAIL_SEARCH: Tool = Tool {
+    name: "outlook_email_search",
+    title: "Outlook mail search",
+    description: "Search the signed-in user's Outlook mail (or a shared mailbox, with Mail.Read.Shared) by keywords, sender, recipient, received dates, folder and attachments. Returns pages with next_cursor; every message of your own mailbox has an m365:// URI for read_resource. Times are in UTC and your mailbox time zone.",
+    needs: &[&["Mail.Read"]],
+    governs: &[ResourceKind::Mail, ResourceKind::MailAttachment],
+    forbidden_message: None,
+};
+
+/// The tool's name, in cursor bindings.
+pub const TOOL: &str = OUTLOOK_EMAIL_SEARCH.name;
 /// Page size when none is asked for.
 const DEFAULT_LIMIT: u32 = 10;
 /// `/search/query` returns at most 25 messages a page (`graph.md` §5.3).
@@ -63,7 +79,7 @@ const FOLDERS: &[&str] = &["inbox", "sentitems", "drafts", "deleteditems", "arch
 /// Arguments of `outlook_email_search`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct EmailSearchParams {
+pub struct EmailSearchArgs {
     /// Words to find in subject, body, sender and attachments. Matched as one phrase in your
     /// own mailbox; as all of the words in a folder or a shared mailbox.
     #[serde(default)]
@@ -154,7 +170,7 @@ pub struct EmailSearchResult {
 
 /// How the search runs.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Plan {
+pub enum EmailQuery {
     /// `POST /search/query`: the KQL string.
     SearchApi { kql: String },
     /// `GET …/messages?$search=`.
@@ -165,7 +181,7 @@ pub enum Plan {
 
 /// Validated arguments.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Checked {
+pub struct EmailSearch {
     pub query: Option<String>,
     pub from: Option<Address>,
     pub to: Option<Address>,
@@ -201,19 +217,16 @@ const MAX_NAME_LEN: usize = 128;
 /// A `from`/`to` argument as an address: an email address as given, or a person's name looked
 /// up in the caller's directory (`/users`, needs `User.ReadBasic.All`), since that is how people
 /// ask ("mail from Megan"). No match or several are argument errors that name the candidates,
-/// so the model can ask the user instead of guessing. Request ids go to `request_ids`.
+/// so the model can ask the user instead of guessing.
 pub(crate) async fn resolve_person_arg(
-    ctx: &super::ToolContext,
-    auth: &super::Authenticated,
-    tool: &str,
+    call: &Scope<'_>,
     field: &str,
     value: Option<String>,
-    request_ids: &mut Vec<String>,
-) -> Result<Result<Option<String>, CallToolResult>, McpError> {
-    let Some(raw) = value else { return Ok(Ok(None)) };
+) -> Result<Option<String>, ToolError> {
+    let Some(raw) = value else { return Ok(None) };
     let name = raw.trim();
     if Address::parse(name).is_ok() {
-        return Ok(Ok(Some(name.to_owned())));
+        return Ok(Some(name.to_owned()));
     }
     if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
         return Err(bad_arg(
@@ -221,24 +234,12 @@ pub(crate) async fn resolve_person_arg(
             format!(
                 "must be an email address or a person's name (at most {MAX_NAME_LEN} characters)"
             ),
-        ));
+        )
+        .into());
     }
-    const SCOPE: &str = "User.ReadBasic.All";
-    let session = ctx.session(&auth.caller, &[SCOPE]);
+    let session = call.session(&["User.ReadBasic.All"]);
     let req = super::availability::lookup_request(name);
-    let found = match session.get_json::<Value>(&req).await {
-        Ok(found) => {
-            request_ids.extend(found.request_id);
-            found.body
-        }
-        Err(failure) => {
-            request_ids.extend(failure.request_id.clone());
-            let scopes = ScopeSet::from_iter([SCOPE]);
-            return Ok(
-                Err(super::access::failure_result(ctx, auth, tool, &scopes, &failure).await),
-            );
-        }
-    };
+    let found = session.get_json::<Value>(&req).await?.body;
     let address = |u: &Value| {
         u["mail"].as_str().or(u["userPrincipalName"].as_str()).unwrap_or_default().to_owned()
     };
@@ -246,8 +247,9 @@ pub(crate) async fn resolve_person_arg(
         [] => Err(bad_arg(
             field,
             "matches no one in your organization's directory; give their email address",
-        )),
-        [one] => Ok(Ok(Some(address(one)))),
+        )
+        .into()),
+        [one] => Ok(Some(address(one))),
         many => {
             let listed: Vec<String> = many
                 .iter()
@@ -259,7 +261,8 @@ pub(crate) async fn resolve_person_arg(
                     "matches several people: {}; give the email address of the one you mean",
                     listed.join(", ")
                 ),
-            ))
+            )
+            .into())
         }
     }
 }
@@ -294,7 +297,7 @@ pub(crate) fn limit_arg(value: Option<u32>, default: u32, max: u32) -> Result<u3
 }
 
 /// Checks every argument before any Graph call.
-pub fn check(p: &EmailSearchParams, zone: &MailboxZone) -> Result<Checked, McpError> {
+pub fn check(p: &EmailSearchArgs, zone: &MailboxZone) -> Result<EmailSearch, McpError> {
     let folder = match p.folder.as_deref().map(str::trim) {
         None => None,
         Some(f) => {
@@ -303,7 +306,7 @@ pub fn check(p: &EmailSearchParams, zone: &MailboxZone) -> Result<Checked, McpEr
             })?)
         }
     };
-    let c = Checked {
+    let c = EmailSearch {
         query: text_arg("query", p.query.as_deref())?,
         from: address_arg("from", p.from.as_deref())?,
         to: address_arg("to", p.to.as_deref())?,
@@ -328,11 +331,11 @@ pub fn scope_names(shared: bool) -> &'static [&'static str] {
 }
 
 /// The call's OBO scope set (the time zone is read with a token of its own).
-pub fn scopes(c: &Checked) -> ScopeSet {
+pub fn scopes(c: &EmailSearch) -> ScopeSet {
     scope_names(c.mailbox.is_some()).iter().copied().collect()
 }
 
-fn messages_path(c: &Checked) -> GraphPath {
+fn messages_path(c: &EmailSearch) -> GraphPath {
     let base = match &c.mailbox {
         Some(m) => GraphPath::fixed("/users").segment(m.as_str()),
         None => GraphPath::fixed("/me"),
@@ -348,7 +351,7 @@ fn outlook(req: GraphRequest) -> GraphRequest {
 }
 
 /// Chooses the Graph call (see the module docs) and the filters it applies.
-pub fn plan(c: &Checked) -> (Plan, Vec<AppliedFilter>) {
+pub fn plan(c: &EmailSearch) -> (EmailQuery, Vec<AppliedFilter>) {
     let mut applied = Vec::new();
     let own_whole_mailbox = c.mailbox.is_none() && c.folder.is_none();
     if let Some(m) = &c.mailbox {
@@ -388,7 +391,7 @@ pub fn plan(c: &Checked) -> (Plan, Vec<AppliedFilter>) {
         }
         let kql = q.build();
         if search_api {
-            return (Plan::SearchApi { kql }, applied);
+            return (EmailQuery::SearchApi { kql }, applied);
         }
         let request = outlook(
             GraphRequest::get(messages_path(c))
@@ -396,7 +399,7 @@ pub fn plan(c: &Checked) -> (Plan, Vec<AppliedFilter>) {
                 .select(SELECT)
                 .top(c.limit),
         );
-        return (Plan::ODataSearch { request }, applied);
+        return (EmailQuery::ODataSearch { request }, applied);
     }
     // Filters only. `receivedDateTime` leads (the `$orderby` rule); with no lower bound the
     // epoch stands in, so the clause is always there.
@@ -424,7 +427,7 @@ pub fn plan(c: &Checked) -> (Plan, Vec<AppliedFilter>) {
             .select(SELECT)
             .top(c.limit),
     );
-    (Plan::ODataFilter { request }, applied)
+    (EmailQuery::ODataFilter { request }, applied)
 }
 
 /// The `/search/query` body for one page.
@@ -472,34 +475,28 @@ fn hit(id: &str, m: &Value, summary: Option<&str>, shared: bool, zone: &MailboxZ
 
 /// Runs the search as the session's caller. `zone` is the caller's mailbox time zone.
 pub async fn run(
-    session: &Session,
+    session: &CallSession,
     cursors: &CursorKey,
     zone: &MailboxZone,
-    challenge: &ChallengeSlot,
-    params: &EmailSearchParams,
-    request_ids: &mut Vec<String>,
-) -> Result<Result<EmailSearchResult, CallToolResult>, McpError> {
+    params: &EmailSearchArgs,
+) -> Result<EmailSearchResult, ToolError> {
     let c = check(params, zone)?;
-    let binding = CursorBinding::new(&session.caller, TOOL, params);
+    let binding = CursorBinding::new(&session.0.caller, TOOL, params);
     let state = Cursor::open_arg(cursors, &binding, params.cursor.as_deref())?;
     let (plan, applied_filters) = plan(&c);
     let shared = c.mailbox.is_some();
     let mut hits = Vec::new();
     let (has_more, next_state, method) = match plan {
-        Plan::SearchApi { kql } => {
+        EmailQuery::SearchApi { kql } => {
             let from = state.as_ref().and_then(|s| s.get("from")).and_then(Value::as_u64);
             let from = u32::try_from(from.unwrap_or(0)).unwrap_or(u32::MAX);
             let req = GraphRequest::query_post(
                 GraphPath::fixed("/search/query"),
                 search_body(&kql, from, c.limit),
             )
-            .map_err(|e| McpError::internal_error(e.to_string(), None))?
+            .map_err(|e| ToolError::Graph(GraphFailure::new(e)))?
             .prefer("IdType=\"ImmutableId\"");
-            let resp = match session.post_json::<Value>(&req).await {
-                Ok(r) => r,
-                Err(f) => return Ok(Err(shaping::graph_failure(&f, challenge))),
-            };
-            request_ids.extend(resp.request_id.clone());
+            let resp = session.post_json::<Value>(&req).await?;
             let container = &resp.body["value"][0]["hitsContainers"][0];
             for h in container.get("hits").and_then(Value::as_array).into_iter().flatten() {
                 hits.push(hit(
@@ -514,21 +511,13 @@ pub async fn run(
             let next = from.saturating_add(u32::try_from(hits.len()).unwrap_or(u32::MAX));
             (more, more.then(|| json!({"from": next})), "search_api")
         }
-        Plan::ODataSearch { request } => {
-            let r = odata_page(session, request, state.as_ref(), challenge, request_ids).await?;
-            let (items, next) = match r {
-                Ok(v) => v,
-                Err(e) => return Ok(Err(e)),
-            };
+        EmailQuery::ODataSearch { request } => {
+            let (items, next) = odata_page(session, request, state.as_ref()).await?;
             hits.extend(items.iter().map(|m| hit(str_field(m, "id"), m, None, shared, zone)));
             (next.is_some(), next.map(|n| json!({"next": n})), "odata_search")
         }
-        Plan::ODataFilter { request } => {
-            let r = odata_page(session, request, state.as_ref(), challenge, request_ids).await?;
-            let (items, next) = match r {
-                Ok(v) => v,
-                Err(e) => return Ok(Err(e)),
-            };
+        EmailQuery::ODataFilter { request } => {
+            let (items, next) = odata_page(session, request, state.as_ref()).await?;
             hits.extend(items.iter().map(|m| hit(str_field(m, "id"), m, None, shared, zone)));
             (next.is_some(), next.map(|n| json!({"next": n})), "odata_filter")
         }
@@ -547,7 +536,7 @@ pub async fn run(
         _ => next_state,
     };
     let has_more = has_more || (cut && method == "search_api");
-    Ok(Ok(EmailSearchResult {
+    Ok(EmailSearchResult {
         mailbox: c.mailbox.as_ref().map_or_else(|| "me".to_owned(), |m| m.to_string()),
         method: method.to_owned(),
         page: Page {
@@ -562,17 +551,15 @@ pub async fn run(
         applied_filters,
         truncation: budget.truncation(),
         time_zone_note: zone.note.clone(),
-    }))
+    })
 }
 
 /// One OData page: the first request, or the sealed `@odata.nextLink` of the cursor.
 pub(crate) async fn odata_page(
-    session: &Session,
+    session: &CallSession,
     first: GraphRequest,
     state: Option<&Value>,
-    challenge: &ChallengeSlot,
-    request_ids: &mut Vec<String>,
-) -> Result<Result<(Vec<Value>, Option<String>), CallToolResult>, McpError> {
+) -> Result<(Vec<Value>, Option<String>), ToolError> {
     let req = match state.and_then(|s| s.get("next")).and_then(Value::as_str) {
         Some(link) => {
             let url = url::Url::parse(link)
@@ -581,17 +568,13 @@ pub(crate) async fn odata_page(
         }
         None => first,
     };
-    let mut resp = match session.get_json::<Value>(&req).await {
-        Ok(r) => r,
-        Err(f) => return Ok(Err(shaping::graph_failure(&f, challenge))),
-    };
-    request_ids.extend(resp.request_id.clone());
+    let mut resp = session.get_json::<Value>(&req).await?;
     let items = match resp.body.get_mut("value").map(Value::take) {
         Some(Value::Array(items)) => items,
         _ => Vec::new(),
     };
     let next = resp.body.get("@odata.nextLink").and_then(Value::as_str).map(str::to_owned);
-    Ok(Ok((items, next)))
+    Ok((items, next))
 }
 
 /// The concise text next to the structured result.
@@ -620,139 +603,63 @@ pub fn render(r: &EmailSearchResult) -> String {
     out
 }
 
-// ---------------------------------------------------------------------------------------
-// Wiring shared by the search tools: the audit/answer protocol.
-// ---------------------------------------------------------------------------------------
-
-/// Which arguments were set, for the audit record (names only, never values).
-pub(crate) fn argument_names(
-    args: &impl Serialize,
-    extra: &[(&'static str, bool)],
-) -> std::collections::BTreeMap<String, &'static str> {
-    let mut out = std::collections::BTreeMap::new();
-    if let Ok(Value::Object(map)) = serde_json::to_value(args) {
-        for (k, v) in map {
-            if !v.is_null() {
-                out.insert(k, "set");
-            }
-        }
-    }
-    for (k, on) in extra {
-        if *on {
-            out.insert((*k).to_owned(), "set");
-        }
-    }
-    out
-}
-
-/// Finishes an audited call with the tool's outcome: bad arguments stay protocol errors,
-/// Graph failures become `isError` results, success becomes text + structured content.
-pub(crate) fn answer<T: Serialize>(
-    mut call: super::Call<'_>,
-    request_ids: Vec<String>,
-    outcome: Result<Result<T, CallToolResult>, McpError>,
-    render: fn(&T) -> String,
-) -> Result<CallToolResult, McpError> {
-    call.graph_request_ids = request_ids;
-    let refused =
-        |message: String| Ok(CallToolResult::error(vec![rmcp::model::ContentBlock::text(message)]));
-    match outcome {
-        Err(e) => match call.finish("invalid_params", 400) {
-            Ok(()) => Err(e),
-            Err(message) => refused(message),
-        },
-        Ok(Err(result)) => match call.finish("graph_error", 502) {
-            Ok(()) => Ok(result),
-            Err(message) => refused(message),
-        },
-        Ok(Ok(value)) => match call.finish("ok", 200) {
-            Ok(()) => Ok(shaping::structured(render(&value), &value)),
-            Err(message) => refused(message),
-        },
-    }
-}
-
-/// Starts an audited call, or answers with the policy refusal.
-macro_rules! begin_call {
-    ($ctx:expr, $auth:expr, $tool:expr, $args:expr, $text:expr) => {
-        match $ctx.begin(&$auth.caller, $tool, $args, $text) {
-            Ok(call) => call,
-            Err(message) => {
-                return Ok(rmcp::model::CallToolResult::error(vec![
-                    rmcp::model::ContentBlock::text(message),
-                ]));
-            }
-        }
-    };
-}
-pub(crate) use begin_call;
-
-#[rmcp::tool_router(router = mail_router, vis = "pub(crate)")]
-impl super::Connector {
-    #[rmcp::tool(
-        name = "outlook_email_search",
-        description = "Search the signed-in user's Outlook mail (or a shared mailbox, with Mail.Read.Shared) by keywords, sender, recipient, received dates, folder and attachments. Returns pages with next_cursor; every message of your own mailbox has an m365:// URI for read_resource. Times are in UTC and your mailbox time zone.",
-        annotations(
-            title = "Outlook mail search",
-            read_only_hint = true,
-            destructive_hint = false,
-            idempotent_hint = true,
-            open_world_hint = true
-        ),
-        output_schema = rmcp::handler::server::tool::schema_for_output::<EmailSearchResult>()
-    )]
-    async fn outlook_email_search(
-        &self,
-        auth: super::Authenticated,
-        rmcp::handler::server::wrapper::Parameters(args): rmcp::handler::server::wrapper::Parameters<EmailSearchParams>,
-    ) -> Result<CallToolResult, McpError> {
-        let ctx = self.context();
-        let names = argument_names(
-            &args,
-            &[("cursor", args.cursor.is_some()), ("limit", args.limit.is_some())],
-        );
-        let call = begin_call!(ctx, auth, TOOL, names, args.query.as_deref());
-        let limit = ctx.capped_limit(&auth.caller, args.limit, DEFAULT_LIMIT, MAX_LIMIT);
-        let args = EmailSearchParams { limit, ..args };
-        // Every argument is checked before any token or Graph work (a bad argument must not
-        // cost an exchange); dates are checked again in the mailbox zone once it is known.
-        // Names in `from`/`to` are looked up later; here they stand in as an address.
-        let precheck = EmailSearchParams {
+impl ToolArgs for EmailSearchArgs {
+    type Valid = EmailSearchArgs;
+    /// Every argument is checked before any token or Graph work (a bad argument must not cost
+    /// an exchange). Dates are checked again in the mailbox zone once it is known, and names
+    /// in `from`/`to` are looked up then; here they stand in as an address.
+    fn validate(self, checks: &Checks) -> Result<Self, McpError> {
+        let args =
+            Self { limit: checks.capped_limit(self.limit, DEFAULT_LIMIT, MAX_LIMIT), ..self };
+        let precheck = Self {
             from: args.from.as_ref().map(|_| PRECHECK_ADDRESS.to_owned()),
             to: args.to.as_ref().map(|_| PRECHECK_ADDRESS.to_owned()),
             ..args.clone()
         };
-        if let Err(e) = check(&precheck, &MailboxZone::utc()) {
-            return answer(call, Vec::new(), Err(e), render);
-        }
-        let mut ids = Vec::new();
-        let needs = scope_names(args.mailbox.is_some());
-        let (session, zone) = match super::access::open(ctx, &auth, TOOL, needs, &mut ids).await {
-            Ok(opened) => opened,
-            Err(result) => return answer(call, ids, Ok(Err(result)), render),
-        };
-        let mut args = args;
-        for field in ["from", "to"] {
-            let slot = if field == "from" { &mut args.from } else { &mut args.to };
-            match resolve_person_arg(ctx, &auth, TOOL, field, slot.take(), &mut ids).await {
-                Ok(Ok(address)) => *slot = address,
-                Ok(Err(result)) => return answer(call, ids, Ok(Err(result)), render),
-                Err(e) => return answer(call, ids, Err(e), render),
-            }
-        }
-        let outcome = match check(&args, &zone) {
-            Err(e) => Err(e),
-            Ok(_) => run(&session, &ctx.cursor, &zone, &auth.challenge, &args, &mut ids).await,
-        };
-        answer(call, ids, outcome, render)
+        check(&precheck, &MailboxZone::utc())?;
+        Ok(args)
     }
+    fn query_text(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+}
+
+impl Answer for EmailSearchResult {
+    fn text(&self) -> String {
+        render(self)
+    }
+}
+
+/// The router entry of `outlook_email_search`.
+pub fn route() -> ToolRoute<Connector> {
+    tool_route::<EmailSearchArgs, EmailSearchResult>(
+        &OUTLOOK_EMAIL_SEARCH,
+        |connector, auth, shape, args| {
+            async move {
+                let ctx = connector.context();
+                ctx.run(&auth, &OUTLOOK_EMAIL_SEARCH, shape, args, search).await
+            }
+            .boxed()
+        },
+    )
+}
+
+/// The tool's body: the session and zone, the people named in `from`/`to`, the search.
+async fn search(
+    call: Scope<'_>,
+    mut args: EmailSearchArgs,
+) -> Result<EmailSearchResult, ToolError> {
+    let (session, zone) = call.open(scope_names(args.mailbox.is_some())).await?;
+    args.from = resolve_person_arg(&call, "from", args.from.take()).await?;
+    args.to = resolve_person_arg(&call, "to", args.to.take()).await?;
+    run(&session, &call.ctx.cursor, &zone, &args).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn checked(p: EmailSearchParams) -> Checked {
+    fn checked(p: EmailSearchArgs) -> EmailSearch {
         check(&p, &MailboxZone::utc()).expect("valid")
     }
 
@@ -766,7 +673,7 @@ mod tests {
 
     #[test]
     fn free_text_goes_to_the_search_api_as_one_phrase() {
-        let c = checked(EmailSearchParams {
+        let c = checked(EmailSearchArgs {
             query: Some("pizza\" OR from:ceo@contoso.com".into()),
             from: Some("Ada@Contoso.com".into()),
             received_after: Some("2024-01-01".into()),
@@ -776,7 +683,7 @@ mod tests {
         let (plan, applied) = plan(&c);
         assert_eq!(
             plan,
-            Plan::SearchApi {
+            EmailQuery::SearchApi {
                 kql: "\"pizza OR from:ceo@contoso.com\" from:ada@contoso.com \
                       received>=2024-01-01T00:00:00Z hasAttachments:true"
                     .into()
@@ -788,12 +695,12 @@ mod tests {
 
     #[test]
     fn filters_alone_use_filter_with_the_date_first() {
-        let c = checked(EmailSearchParams {
+        let c = checked(EmailSearchArgs {
             from: Some("x'@contoso.com".into()),
             received_before: Some("2024-02-01T00:00:00Z".into()),
             ..Default::default()
         });
-        let (Plan::ODataFilter { request }, _) = plan(&c) else { panic!("filter plan") };
+        let (EmailQuery::ODataFilter { request }, _) = plan(&c) else { panic!("filter plan") };
         assert_eq!(
             url(&request),
             vec![
@@ -813,7 +720,7 @@ mod tests {
 
     #[test]
     fn a_folder_or_shared_mailbox_uses_search_without_filter_or_orderby() {
-        let c = checked(EmailSearchParams {
+        let c = checked(EmailSearchArgs {
             query: Some("budget (NOT q3)".into()),
             folder: Some("Inbox".into()),
             mailbox: Some("sales@contoso.com".into()),
@@ -821,7 +728,7 @@ mod tests {
             ..Default::default()
         });
         assert!(scopes(&c).contains("Mail.Read.Shared"));
-        let (Plan::ODataSearch { request }, _) = plan(&c) else { panic!("search plan") };
+        let (EmailQuery::ODataSearch { request }, _) = plan(&c) else { panic!("search plan") };
         let pairs = url(&request);
         assert_eq!(pairs[0].1, "/v1.0/users/sales@contoso.com/mailFolders/inbox/messages");
         assert_eq!(pairs[1], ("$search".into(), "\"budget not q3\"".into()));
@@ -833,25 +740,22 @@ mod tests {
     fn bad_arguments_name_their_field() {
         let zone = MailboxZone::utc();
         for (p, field) in [
-            (EmailSearchParams { from: Some("nobody".into()), ..Default::default() }, "from"),
-            (EmailSearchParams { folder: Some("../x".into()), ..Default::default() }, "folder"),
-            (EmailSearchParams { limit: Some(100), ..Default::default() }, "limit"),
+            (EmailSearchArgs { from: Some("nobody".into()), ..Default::default() }, "from"),
+            (EmailSearchArgs { folder: Some("../x".into()), ..Default::default() }, "folder"),
+            (EmailSearchArgs { limit: Some(100), ..Default::default() }, "limit"),
             (
-                EmailSearchParams {
-                    received_after: Some("yesterday".into()),
-                    ..Default::default()
-                },
+                EmailSearchArgs { received_after: Some("yesterday".into()), ..Default::default() },
                 "received_after",
             ),
             (
-                EmailSearchParams {
+                EmailSearchArgs {
                     received_after: Some("2024-02-01".into()),
                     received_before: Some("2024-01-01".into()),
                     ..Default::default()
                 },
                 "received_before",
             ),
-            (EmailSearchParams { query: Some("x".repeat(2000)), ..Default::default() }, "query"),
+            (EmailSearchArgs { query: Some("x".repeat(2000)), ..Default::default() }, "query"),
         ] {
             let err = check(&p, &zone).expect_err("refused");
             assert!(err.message.contains(&format!("`{field}`")), "{}", err.message);

@@ -2,18 +2,42 @@
 //! Graph `/me`, time zone and working hours from `/me/mailboxSettings` (best effort), and the
 //! tools the tenant policy and the caller's granted permissions allow ([`super::access`]).
 
-use rmcp::{handler::server::wrapper::Json, schemars, tool, tool_router};
+use futures::FutureExt;
+use rmcp::schemars;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Authenticated, Connector, access, failure_message,
+    Authenticated, Connector, access,
+    mailbox::{MailboxSettings, MailboxZone, SETTINGS_SELECT},
     permissions::ZONE_SCOPE,
-    timezone::{MailboxSettings, MailboxZone, SETTINGS_SELECT},
+    pipeline::{Answer, ArgumentShape, Checks, Tool, ToolArgs, ToolError, route as tool_route},
 };
 use crate::{
     graph::{GraphPath, GraphRequest},
     obo::OboError,
 };
+
+/// `get_me`.
+pub static GET_ME: Tool = Tool {
+    name: "get_me",
+    title: "Who am I",
+    description: "Returns the signed-in user's identity (tenant id, user id, name, mail), mailbox time zone and working hours, and which tools the organization's policy and granted permissions allow.",
+    needs: &[&["User.Read"]],
+    governs: &[],
+    forbidden_message: None,
+};
+
+/// `get_me` takes no arguments (any given are ignored, as the empty schema says).
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+pub struct GetMeArgs {}
+
+impl ToolArgs for GetMeArgs {
+    type Valid = ();
+    fn validate(self, _: &Checks) -> Result<(), rmcp::ErrorData> {
+        Ok(())
+    }
+    const NO_ARGUMENTS: bool = true;
+}
 
 /// The signed-in user as the connector sees them.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
@@ -87,29 +111,34 @@ fn working_hours(v: &serde_json::Value) -> Option<WorkingHours> {
     })
 }
 
-#[tool_router(router = me_router, vis = "pub(crate)")]
-impl Connector {
-    #[tool(
-        name = "get_me",
-        description = "Returns the signed-in user's identity (tenant id, user id, name, mail), mailbox time zone and working hours, and which tools the organization's policy and granted permissions allow.",
-        annotations(
-            title = "Who am I",
-            read_only_hint = true,
-            destructive_hint = false,
-            idempotent_hint = true,
-            open_world_hint = true
-        )
-    )]
-    async fn get_me(&self, auth: Authenticated) -> Result<Json<Me>, String> {
-        let ctx = self.context();
-        let caller = &auth.caller;
-        let mut call = ctx.begin(caller, "get_me", Default::default(), None)?;
+impl Answer for Me {
+    const UNTRUSTED: bool = false;
+    fn text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
 
+/// The router entry of `get_me`.
+pub fn route() -> rmcp::handler::server::router::tool::ToolRoute<Connector> {
+    tool_route::<GetMeArgs, Me>(&GET_ME, |connector, auth, shape, args| {
+        async move { get_me(&connector, &auth, shape, args).await }.boxed()
+    })
+}
+
+async fn get_me(
+    connector: &Connector,
+    auth: &Authenticated,
+    shape: ArgumentShape,
+    args: GetMeArgs,
+) -> Result<rmcp::model::CallToolResult, rmcp::ErrorData> {
+    let ctx = connector.context();
+    ctx.run(auth, &GET_ME, shape, args, |call, ()| async move {
+        let caller = call.caller();
         let mut notes = Vec::new();
         // One exchange for the profile and the mailbox settings; a tenant that did not grant
         // MailboxSettings.Read still gets its profile (User.Read alone).
-        let both = ctx.session(caller, &["User.Read", ZONE_SCOPE]);
-        let profile = match ctx.provider.graph_token(caller, &both.scopes, None).await {
+        let both = call.session(&["User.Read", ZONE_SCOPE]);
+        let profile = match ctx.provider.graph_token(caller, both.scopes(), None).await {
             Err(OboError::ConsentRequired { .. }) => {
                 notes.push(format!(
                     "the time zone and working hours need the {ZONE_SCOPE} permission, which your \
@@ -121,37 +150,14 @@ impl Connector {
         };
         let session = match &profile {
             Some(s) => s.clone(),
-            None => ctx.session(caller, &["User.Read"]),
+            None => call.session(&["User.Read"]),
         };
         let req = GraphRequest::get(GraphPath::fixed("/me")).select(&[
             "displayName",
             "userPrincipalName",
             "mail",
         ]);
-        let user = match session.get_json::<GraphUser>(&req).await {
-            Ok(r) => {
-                call.graph_request_ids.extend(r.request_id);
-                r.body
-            }
-            Err(failure) => {
-                let scopes = session.scopes.clone();
-                let result = access::failure_result(ctx, &auth, "get_me", &scopes, &failure).await;
-                let message = result
-                    .content
-                    .first()
-                    .and_then(|c| c.as_text())
-                    .map(|t| t.text.clone())
-                    .unwrap_or_else(|| failure.user_message());
-                call.graph_request_ids.extend(failure.request_id.clone());
-                let outcome = if failure.claims_challenge().is_some() {
-                    "claims_challenge"
-                } else {
-                    "graph_error"
-                };
-                call.finish(outcome, 502)?;
-                return Err(message);
-            }
-        };
+        let user = session.get_json::<GraphUser>(&req).await?.body;
         let mut time_zone = None;
         let mut hours = None;
         let key = crate::graph::MailboxKey::from(caller);
@@ -167,21 +173,13 @@ impl Connector {
                 GraphRequest::get(GraphPath::fixed("/me/mailboxSettings")).select(SETTINGS_SELECT);
             match settings.get_json::<MailboxSettings>(&req).await {
                 Ok(r) => {
-                    call.graph_request_ids.extend(r.request_id);
                     let entry = ctx.settings.insert(key, r.body, ctx.clock.now()).await;
                     time_zone = entry.settings.time_zone.clone();
                     hours = entry.settings.working_hours.as_ref().and_then(working_hours);
                 }
-                Err(failure) => {
-                    if failure.claims_challenge().is_some() {
-                        let message = failure_message(&failure, &auth.challenge);
-                        call.finish("claims_challenge", 401)?;
-                        return Err(message);
-                    }
-                    notes.push(format!(
-                        "the mailbox settings could not be read ({})",
-                        failure.error.code()
-                    ));
+                Err(e) if e.claims_challenge().is_some() => return Err(e),
+                Err(e) => {
+                    notes.push(format!("the mailbox settings could not be read ({})", e.code()))
                 }
             }
         }
@@ -193,20 +191,19 @@ impl Connector {
             Some(crate::policy::Allow::Only(set)) => set.into_iter().collect(),
             _ => vec![crate::policy::ANY.to_owned()],
         };
-        let listed: Vec<String> = self
-            .tool_router
-            .list_all()
-            .into_iter()
-            .map(|t| t.name.to_string())
+        let mut listed: Vec<&str> = super::ALL
+            .iter()
+            .map(|t| t.name)
             .filter(|n| policy.tool_allowed(&caller.tenant_id, n))
             .collect();
-        let listed: Vec<&str> = listed.iter().map(String::as_str).collect();
+        drop(policy);
+        listed.sort_unstable();
         let available_tools =
             access::granted_tools(ctx, caller, &listed).await.map(|s| s.into_iter().collect());
         if available_tools.is_none() {
             notes.push("the granted permissions could not be checked just now".into());
         }
-        let me = Me {
+        Ok::<_, ToolError>(Me {
             tenant_id: caller.tenant_id.to_string(),
             user_id: caller.object_id.to_string(),
             display_name: user.display_name.or_else(|| caller.display_name.clone()),
@@ -218,8 +215,7 @@ impl Connector {
             allowed_tools,
             available_tools,
             notes,
-        };
-        call.finish("ok", 200)?;
-        Ok(Json(me))
-    }
+        })
+    })
+    .await
 }

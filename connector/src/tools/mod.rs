@@ -1,36 +1,39 @@
 //! The MCP tool surface: [`Connector`], the rmcp `ServerHandler`.
 //!
-//! Each tool module contributes its own `#[tool_router(router = …)]`; [`Connector::new`] adds
-//! them together with `+`. Every tool reads the validated caller through [`Authenticated`]
-//! (the auth middleware put it in the HTTP request extensions), checks the tenant policy, and
-//! writes one audit record before answering (fail closed: no record, no answer). The record is
-//! committed by [`Connector::call_tool`] inside the request's [`RequestTrace`]; a call dropped
-//! unfinished records itself as `cancelled` or `timeout`.
+//! Every tool is a [`pipeline::Tool`] descriptor in [`ALL`] plus a handler; [`Connector::new`]
+//! builds the router from them ([`pipeline::route`]). Every call goes through
+//! [`ToolContext::run`]: arguments validated before any token or Graph work, the tenant policy,
+//! the body, one failure mapping, one audit record before answering (fail closed: no record, no
+//! answer). The record is committed by [`Connector::call_tool`] inside the request's
+//! [`RequestTrace`]; a call dropped unfinished records itself as `cancelled` or `timeout`.
 //!
 //! # Layout
-//! * [`me`] — `get_me`.
+//! * [`pipeline`] — the descriptor, the pipeline, `ToolError` and its one mapping.
+//! * one file per tool: [`me`], [`sharepoint`] (two tools), [`mail`], [`calendar`],
+//!   [`availability`], [`chat`], [`read`] (also `resources/read`, through [`resources`]).
 //! * [`permissions`] — the Graph permissions each tool needs, the admin-consent URL.
 //! * [`access`] — which tools the granted permissions allow; each call's session and time zone.
+//! * [`mailbox`] — the caller's mailbox settings (time zone, working hours), cached briefly.
+//! * [`shaping`] — pages, filters, budgets, the untrusted-content fence; [`cursor`], [`schema`].
 
 pub mod access;
 pub mod availability;
 pub mod calendar;
 pub mod chat;
 pub mod cursor;
-pub mod kql;
 pub mod mail;
+pub mod mailbox;
 pub mod me;
-pub mod odata;
 pub mod permissions;
+pub mod pipeline;
 pub mod read;
 pub mod resources;
 pub mod schema;
 pub mod shaping;
 pub mod sharepoint;
-pub mod timezone;
-pub mod uri;
+pub mod slots;
 
-use std::{collections::BTreeMap, sync::Arc, time::Instant};
+use std::sync::Arc;
 
 use rmcp::{
     ErrorData as McpError, ServerHandler,
@@ -43,15 +46,28 @@ use rmcp::{
 };
 
 use crate::{
-    audit::{AuditEvent, AuditLog, OboUse, Outcome, RequestTrace, argument_shape},
+    audit::{AuditEvent, AuditLog, Outcome, RequestTrace, argument_shape},
     auth::ChallengeSlot,
     clock::Clock,
     domain::{Caller, ScopeSet},
-    graph::{GraphClient, GraphFailure, Session},
-    metrics::{Metrics, names},
+    graph::{GraphClient, Session},
+    metrics::Metrics,
     obo::TokenProvider,
     policy::PolicyStore,
 };
+
+/// Every tool, in `tools/list` order of registration: the single list the router, the
+/// permissions table and `tools/list` filtering are built from.
+pub const ALL: &[&pipeline::Tool] = &[
+    &me::GET_ME,
+    &sharepoint::SHAREPOINT_SEARCH,
+    &sharepoint::SHAREPOINT_FOLDER_SEARCH,
+    &read::READ_RESOURCE,
+    &mail::OUTLOOK_EMAIL_SEARCH,
+    &calendar::OUTLOOK_CALENDAR_SEARCH,
+    &availability::FIND_MEETING_AVAILABILITY,
+    &chat::CHAT_MESSAGE_SEARCH,
+];
 
 /// What tools share: policy, audit, metrics, the clock.
 pub struct ToolContext {
@@ -68,7 +84,7 @@ pub struct ToolContext {
     /// Seals paging cursors (`tools.cursor_key`, else random per process).
     pub cursor: cursor::CursorKey,
     /// Mailbox settings (time zone, working hours) per (tenant, user), briefly.
-    pub settings: timezone::SettingsCache,
+    pub settings: mailbox::SettingsCache,
 }
 
 impl std::fmt::Debug for ToolContext {
@@ -97,83 +113,11 @@ impl<C: AsRequestContext> FromContextPart<C> for Authenticated {
     }
 }
 
-/// An in-progress tool call: admitted by policy, finished by an audit record. Dropped
-/// unfinished (client gone, request timeout), it still writes its record: `cancelled` or
-/// `timeout`.
-pub struct Call<'a> {
-    ctx: &'a ToolContext,
-    caller: &'a Caller,
-    tool: &'static str,
-    arguments: BTreeMap<String, &'static str>,
-    query_text: Option<String>,
-    started: Instant,
-    pub graph_request_ids: Vec<String>,
-    /// The HTTP request this call serves (request id, peer, Graph token use).
-    trace: Option<Arc<RequestTrace>>,
-    finished: bool,
-}
-
 /// Text of the tool error returned when the audit record cannot be written.
 pub const AUDIT_FAILED: &str =
     "The audit log cannot be written, so the call was not completed. Try again later.";
 
 impl ToolContext {
-    /// Starts a call: refuses it (a tool error, audited) when the tenant policy does not allow
-    /// this tool for the caller's tenant now.
-    pub fn begin<'a>(
-        &'a self,
-        caller: &'a Caller,
-        tool: &'static str,
-        arguments: BTreeMap<String, &'static str>,
-        query_text: Option<&str>,
-    ) -> Result<Call<'a>, String> {
-        let trace = RequestTrace::current();
-        if let Some(t) = &trace {
-            t.call_begun();
-        }
-        let call = Call {
-            ctx: self,
-            caller,
-            tool,
-            arguments,
-            query_text: query_text.filter(|_| self.audit_query_text).map(str::to_owned),
-            started: Instant::now(),
-            graph_request_ids: Vec::new(),
-            trace,
-            finished: false,
-        };
-        if !self.policy.current().tool_allowed(&caller.tenant_id, tool) {
-            call.finish("policy_refused", 403)?;
-            return Err(format!(
-                "The tool `{tool}` is not enabled for your organization. Ask your administrator to allow it."
-            ));
-        }
-        Ok(call)
-    }
-}
-
-impl ToolContext {
-    /// The page size a call asked for (`None`: the tool's `default`), capped by the tenant's
-    /// `max_results`. Requests outside `1..=max` are passed through for the tool's own check to
-    /// refuse with its message; `None` stays `None` when the default is within the cap.
-    pub fn capped_limit(
-        &self,
-        caller: &Caller,
-        requested: Option<u32>,
-        default: u32,
-        max: u32,
-    ) -> Option<u32> {
-        // A tenant the policy does not enable gets the smallest page; `begin` refuses it anyway.
-        let cap =
-            self.policy.current().enabled_tenant(&caller.tenant_id).map_or(1, |t| t.max_results);
-        match requested {
-            Some(n) if (1..=max).contains(&n) => Some(n.min(cap)),
-            Some(n) => Some(n),
-            None if default > cap => Some(cap),
-            None => None,
-        }
-    }
-
     /// A Graph session acting as `caller` with exactly `scopes` (short names).
     pub fn session(&self, caller: &Caller, scopes: &[&str]) -> Session {
         Session::new(
@@ -182,72 +126,6 @@ impl ToolContext {
             caller.clone(),
             ScopeSet::from_iter(scopes.iter().copied()),
         )
-    }
-}
-
-/// Turns a Graph or OBO failure into the tool's error text; a claims challenge is also handed
-/// to the middleware, which answers HTTP 401 `insufficient_claims` (mcp.md §4.9).
-pub fn failure_message(failure: &GraphFailure, slot: &ChallengeSlot) -> String {
-    if let Some(claims) = failure.claims_challenge() {
-        slot.request_claims(claims);
-    }
-    failure.user_message()
-}
-
-impl Call<'_> {
-    /// Finishes the call: its audit record is committed before the answer leaves (by
-    /// [`Connector::call_tool`]; a failed commit turns the answer into [`AUDIT_FAILED`]).
-    pub fn finish(mut self, outcome: impl Into<Outcome>, status: u16) -> Result<(), String> {
-        self.finished = true;
-        let outcome = outcome.into();
-        let event = self.record(outcome, status);
-        match &self.trace {
-            Some(trace) => trace.push(event),
-            // Outside a request scope (never from rmcp): nobody can wait for the commit.
-            None => self.ctx.audit.record_detached(event),
-        }
-        Ok(())
-    }
-
-    fn record(&mut self, outcome: Outcome, status: u16) -> AuditEvent {
-        let latency = self.started.elapsed();
-        let label = outcome.as_str();
-        self.ctx.metrics.inc(names::TOOL_CALLS, &[("tool", self.tool), ("outcome", label)]);
-        self.ctx.metrics.observe(
-            names::TOOL_LATENCY,
-            &[("tool", self.tool)],
-            latency.as_secs_f64(),
-        );
-        let (obo, obo_error) = self.trace.as_ref().map_or((OboUse::None, None), |t| t.obo());
-        AuditEvent::ToolCall {
-            tenant_id: self.caller.tenant_id,
-            user_id: self.caller.object_id,
-            client_id: self.caller.client_id.to_string(),
-            token_id: self.caller.token_id.clone(),
-            request_id: self.trace.as_ref().map(|t| t.request_id.clone()).unwrap_or_default(),
-            peer: self.trace.as_ref().and_then(|t| t.peer),
-            tool: self.tool.to_owned(),
-            arguments: std::mem::take(&mut self.arguments),
-            query_text: self.query_text.take(),
-            obo,
-            obo_error,
-            graph_request_ids: std::mem::take(&mut self.graph_request_ids),
-            outcome,
-            status,
-            latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
-        }
-    }
-}
-
-impl Drop for Call<'_> {
-    fn drop(&mut self) {
-        if self.finished {
-            return;
-        }
-        let outcome = self.trace.as_ref().map_or(Outcome::Cancelled, |t| t.abandoned_outcome());
-        let status = if outcome == Outcome::Timeout { 504 } else { 499 };
-        let event = self.record(outcome, status);
-        self.ctx.audit.record_detached(event);
     }
 }
 
@@ -276,13 +154,19 @@ impl Connector {
     pub fn new(ctx: Arc<ToolContext>) -> Self {
         let tool_router = TOOL_ROUTER
             .get_or_init(|| {
-                let mut router = Self::me_router()
-                    + Self::sharepoint_router()
-                    + Self::read_router()
-                    + Self::mail_router()
-                    + Self::calendar_router()
-                    + Self::availability_router()
-                    + Self::chat_router();
+                let mut router = ToolRouter::new();
+                for route in [
+                    me::route(),
+                    sharepoint::documents_route(),
+                    sharepoint::folders_route(),
+                    read::route(),
+                    mail::route(),
+                    calendar::route(),
+                    availability::route(),
+                    chat::route(),
+                ] {
+                    router.add_route(route);
+                }
                 for route in router.map.values_mut() {
                     schema::make_portable(Arc::make_mut(&mut route.attr.input_schema));
                     if let Some(output) = route.attr.output_schema.as_mut() {

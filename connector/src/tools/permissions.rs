@@ -1,6 +1,11 @@
 //! The delegated Microsoft Graph permissions the connector requests, which tool needs each, and
 //! why: the source of `m365-connector permissions` and of the admin-consent URL.
 
+use super::{
+    availability::FIND_MEETING_AVAILABILITY, calendar::OUTLOOK_CALENDAR_SEARCH,
+    chat::CHAT_MESSAGE_SEARCH, mail::OUTLOOK_EMAIL_SEARCH, me::GET_ME, pipeline::Tool,
+    read::READ_RESOURCE, sharepoint::SHAREPOINT_FOLDER_SEARCH, sharepoint::SHAREPOINT_SEARCH,
+};
 use crate::{config::Settings, domain::ScopeSet};
 
 /// The Graph resource prefix of delegated scopes in consent and token requests.
@@ -10,7 +15,7 @@ pub const GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
 #[derive(Debug, Clone, Copy)]
 pub struct Permission {
     pub name: &'static str,
-    pub tools: &'static [&'static str],
+    pub tools: &'static [&'static Tool],
     pub why: &'static str,
 }
 
@@ -20,61 +25,61 @@ pub struct Permission {
 pub const PERMISSIONS: &[Permission] = &[
     Permission {
         name: "User.Read",
-        tools: &["get_me", "find_meeting_availability"],
+        tools: &[&GET_ME, &FIND_MEETING_AVAILABILITY],
         why: "read the signed-in user's profile (and their own free/busy address)",
     },
     Permission {
         name: "MailboxSettings.Read",
         tools: &[
-            "get_me",
-            "sharepoint_search",
-            "sharepoint_folder_search",
-            "outlook_email_search",
-            "outlook_calendar_search",
-            "find_meeting_availability",
-            "chat_message_search",
-            "read_resource",
+            &GET_ME,
+            &SHAREPOINT_SEARCH,
+            &SHAREPOINT_FOLDER_SEARCH,
+            &OUTLOOK_EMAIL_SEARCH,
+            &OUTLOOK_CALENDAR_SEARCH,
+            &FIND_MEETING_AVAILABILITY,
+            &CHAT_MESSAGE_SEARCH,
+            &READ_RESOURCE,
         ],
         why: "optional: show times in the user's mailbox time zone and working hours (UTC without it)",
     },
     Permission {
         name: "Mail.Read",
-        tools: &["outlook_email_search", "read_resource"],
+        tools: &[&OUTLOOK_EMAIL_SEARCH, &READ_RESOURCE],
         why: "search and read the user's mail",
     },
     Permission {
         name: "Mail.Read.Shared",
-        tools: &["outlook_email_search"],
+        tools: &[&OUTLOOK_EMAIL_SEARCH],
         why: "search a shared mailbox the user can open (only when one is asked for)",
     },
     Permission {
         name: "Calendars.Read",
-        tools: &["outlook_calendar_search", "find_meeting_availability", "read_resource"],
+        tools: &[&OUTLOOK_CALENDAR_SEARCH, &FIND_MEETING_AVAILABILITY, &READ_RESOURCE],
         why: "search and read the user's calendar and look up free/busy",
     },
     Permission {
         name: "Calendars.Read.Shared",
-        tools: &["outlook_calendar_search"],
+        tools: &[&OUTLOOK_CALENDAR_SEARCH],
         why: "search a shared calendar the user can open (only when one is asked for)",
     },
     Permission {
         name: "User.ReadBasic.All",
-        tools: &["find_meeting_availability"],
+        tools: &[&FIND_MEETING_AVAILABILITY],
         why: "resolve attendee names to mailboxes",
     },
     Permission {
         name: "Chat.Read",
-        tools: &["chat_message_search", "read_resource"],
+        tools: &[&CHAT_MESSAGE_SEARCH, &READ_RESOURCE],
         why: "search and read the user's Teams chats",
     },
     Permission {
         name: "Files.Read.All",
-        tools: &["read_resource"],
+        tools: &[&READ_RESOURCE],
         why: "read files the user can open in OneDrive and SharePoint",
     },
     Permission {
         name: "Sites.Read.All",
-        tools: &["sharepoint_search", "sharepoint_folder_search", "read_resource"],
+        tools: &[&SHAREPOINT_SEARCH, &SHAREPOINT_FOLDER_SEARCH, &READ_RESOURCE],
         why: "search SharePoint and OneDrive documents, pages and folders the user can access",
     },
 ];
@@ -85,34 +90,16 @@ pub const PERMISSIONS: &[Permission] = &[
 /// times are then shown in UTC.
 pub const ZONE_SCOPE: &str = "MailboxSettings.Read";
 
-/// For each tool, the scope sets it calls Graph with (its OBO scope sets). A tool is offered
-/// in `tools/list` when at least one of them is granted: `read_resource` reads mail, events,
-/// chats or files, each with its own set, and stays useful while any one kind is readable.
-/// Optional extras (`Mail.Read.Shared` for a shared mailbox) are not listed here: they are
-/// asked for only by the calls that need them.
-pub const TOOL_NEEDS: &[(&str, &[&[&str]])] = &[
-    ("get_me", &[&["User.Read"]]),
-    ("sharepoint_search", &[&["Sites.Read.All"]]),
-    ("sharepoint_folder_search", &[&["Sites.Read.All"]]),
-    ("outlook_email_search", &[&["Mail.Read"]]),
-    ("outlook_calendar_search", &[&["Calendars.Read"]]),
-    ("find_meeting_availability", &[&["Calendars.Read", "User.ReadBasic.All", "User.Read"]]),
-    ("chat_message_search", &[&["Chat.Read"]]),
-    (
-        "read_resource",
-        &[
-            &["Mail.Read"],
-            &["Calendars.Read"],
-            &["Chat.Read"],
-            &["Files.Read.All"],
-            &["Sites.Read.All"],
-        ],
-    ),
-];
+/// Every tool, each with the scope sets it calls Graph with ([`Tool::needs`]). A tool is
+/// offered in `tools/list` when at least one of them is granted: `read_resource` reads mail,
+/// events, chats or files, each with its own set, and stays useful while any one kind is
+/// readable. Optional extras (`Mail.Read.Shared` for a shared mailbox) are not listed there:
+/// they are asked for only by the calls that need them.
+pub const TOOL_NEEDS: &[&Tool] = super::ALL;
 
 /// The scope sets `tool` calls Graph with (empty for an unknown tool).
 pub fn tool_needs(tool: &str) -> &'static [&'static [&'static str]] {
-    TOOL_NEEDS.iter().find(|(t, _)| *t == tool).map_or(&[], |(_, needs)| needs)
+    TOOL_NEEDS.iter().find(|t| t.name == tool).map_or(&[], |t| t.needs)
 }
 
 /// Every scope the tools need plus the optional [`ZONE_SCOPE`]: the set one On-Behalf-Of token
@@ -121,7 +108,7 @@ pub fn tool_needs(tool: &str) -> &'static [&'static [&'static str]] {
 pub fn union_scopes() -> ScopeSet {
     TOOL_NEEDS
         .iter()
-        .flat_map(|(_, sets)| sets.iter().flat_map(|set| set.iter().copied()))
+        .flat_map(|t| t.needs.iter().flat_map(|set| set.iter().copied()))
         .chain([ZONE_SCOPE])
         .collect()
 }
@@ -139,7 +126,7 @@ pub fn describe() -> String {
         out.push_str(&format!(
             "  {:<22} tools: {:<60} why: {}\n",
             p.name,
-            p.tools.join(", "),
+            p.tools.iter().map(|t| t.name).collect::<Vec<_>>().join(", "),
             p.why
         ));
     }
@@ -173,10 +160,14 @@ mod tests {
 
     #[test]
     fn every_permission_a_tool_uses_lists_that_tool_and_no_other() {
-        for (tool, needs) in TOOL_NEEDS {
-            for scope in needs.iter().flat_map(|set| set.iter()) {
+        for tool in TOOL_NEEDS {
+            for scope in tool.needs.iter().flat_map(|set| set.iter()) {
                 let p = PERMISSIONS.iter().find(|p| p.name == *scope).expect(scope);
-                assert!(p.tools.contains(tool), "{scope} does not list {tool}");
+                assert!(
+                    p.tools.iter().any(|t| t.name == tool.name),
+                    "{scope} does not list {}",
+                    tool.name
+                );
             }
         }
         // Asked for only when needed: a shared mailbox or calendar; the time zone (every tool).
@@ -188,12 +179,13 @@ mod tests {
             for tool in p
                 .tools
                 .iter()
-                .filter(|t| !optional.contains(&(p.name, **t)) && p.name != ZONE_SCOPE)
+                .filter(|t| !optional.contains(&(p.name, t.name)) && p.name != ZONE_SCOPE)
             {
                 assert!(
-                    tool_needs(tool).iter().any(|set| set.contains(&p.name)),
-                    "{} lists {tool}, which never asks for it",
-                    p.name
+                    tool.needs.iter().any(|set| set.contains(&p.name)),
+                    "{} lists {}, which never asks for it",
+                    p.name,
+                    tool.name
                 );
             }
         }
@@ -208,6 +200,6 @@ mod tests {
         assert!(!tool_granted("get_me", &mail_only));
         assert!(!tool_granted("no_such_tool", &mail_only));
         // The time zone's permission is never required.
-        assert!(TOOL_NEEDS.iter().all(|(_, sets)| sets.iter().all(|s| !s.contains(&ZONE_SCOPE))));
+        assert!(TOOL_NEEDS.iter().all(|t| t.needs.iter().all(|s| !s.contains(&ZONE_SCOPE))));
     }
 }

@@ -22,26 +22,38 @@
 use std::{collections::BTreeMap, ops::RangeInclusive};
 
 use base64::Engine as _;
-use rmcp::{
-    ErrorData as McpError,
-    handler::server::{tool::schema_for_output, wrapper::Parameters},
-    model::{CallToolResult, ContentBlock},
-    schemars, tool, tool_router,
-};
+use futures::FutureExt;
+use rmcp::{ErrorData as McpError, handler::server::router::tool::ToolRoute, schemars};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{
-    Authenticated, Connector, ToolContext,
-    shaping::{DateTimes, SourceStatus, Truncation, structured, truncate_text},
-    timezone::{MailboxZone, mailbox_zone},
-    uri::{LinkTarget, M365Uri, ResourceKind, parse_link},
+    Connector,
+    mailbox::MailboxZone,
+    pipeline::{Answer, Checks, Scope, Tool, ToolArgs, ToolError, route as tool_route},
+    shaping::{DateTimes, SourceStatus, Truncation, truncate_text},
 };
+use crate::domain::uri::{LinkTarget, M365Uri, ResourceKind, parse_link};
 use crate::{
-    domain::{Caller, ScopeSet},
     extract::{self, ExtractError, FileKind, Limits, Selection},
-    graph::{GraphError, GraphFailure, GraphPath, GraphRequest, Session},
+    graph::{GraphError, GraphFailure, GraphPath, GraphRequest},
     policy::{TenantPolicy, Withheld},
+};
+
+/// `read_resource`.
+pub static READ_RESOURCE: Tool = Tool {
+    name: "read_resource",
+    title: "Read a Microsoft 365 item",
+    description: "Read a mail (with its attachments listed), a mail attachment, a calendar event, a file (docx, xlsx, pptx, pdf, csv, md, txt, html as text, with page/slide/sheet selection), a folder listing, a SharePoint list item, a Teams chat or chat message. Accepts the m365:// URIs from search results and pasted SharePoint/OneDrive, Teams and Outlook web links.",
+    needs: &[
+        &["Mail.Read"],
+        &["Calendars.Read"],
+        &["Chat.Read"],
+        &["Files.Read.All"],
+        &["Sites.Read.All"],
+    ],
+    governs: &[],
+    forbidden_message: None,
 };
 
 /// The one Graph permission reading `target` needs (`graph.md` §9.7).
@@ -56,11 +68,6 @@ pub fn target_scope(target: &LinkTarget) -> &'static str {
             M365Uri::Chat { .. } => "Chat.Read",
         },
     }
-}
-
-/// A session for one kind's scope: the read's OBO scope set.
-fn kind_session(ctx: &ToolContext, caller: &Caller, scope: &str) -> Session {
-    ctx.session(caller, &[scope])
 }
 
 /// Default and largest number of characters of text returned.
@@ -184,23 +191,6 @@ pub struct ReadResult {
     pub notes: Vec<String>,
 }
 
-/// Why a read failed.
-#[derive(Debug)]
-pub enum ReadError {
-    /// Bad arguments: `invalid_params`, before any Graph call.
-    Invalid(McpError),
-    /// Graph or OBO refused; the message is [`GraphFailure::user_message`].
-    Graph(GraphFailure),
-    /// Refused by the connector (policy, size, unsupported format), with a message for the user.
-    Refused(String),
-}
-
-impl From<GraphFailure> for ReadError {
-    fn from(f: GraphFailure) -> Self {
-        Self::Graph(f)
-    }
-}
-
 /// The parsed options of a read.
 #[derive(Clone, Debug, Default)]
 pub struct ReadOptions {
@@ -250,74 +240,50 @@ fn page_range(text: &str) -> Option<RangeInclusive<u32>> {
 }
 
 /// The input refused as a URI: `invalid_params` naming the field.
-pub fn invalid_uri(error: &super::uri::UriError) -> McpError {
+pub fn invalid_uri(error: &crate::domain::uri::UriError) -> McpError {
     McpError::invalid_params(format!("invalid `uri`: {error}"), Some(json!({"field": "uri"})))
 }
 
-#[tool_router(router = read_router, vis = "pub(crate)")]
-impl Connector {
-    #[tool(
-        name = "read_resource",
-        description = "Read a mail (with its attachments listed), a mail attachment, a calendar event, a file (docx, xlsx, pptx, pdf, csv, md, txt, html as text, with page/slide/sheet selection), a folder listing, a SharePoint list item, a Teams chat or chat message. Accepts the m365:// URIs from search results and pasted SharePoint/OneDrive, Teams and Outlook web links.",
-        annotations(
-            title = "Read a Microsoft 365 item",
-            read_only_hint = true,
-            destructive_hint = false,
-            idempotent_hint = true,
-            open_world_hint = true
-        ),
-        output_schema = schema_for_output::<ReadResult>()
-    )]
-    async fn read_resource(
-        &self,
-        auth: Authenticated,
-        Parameters(args): Parameters<ReadArgs>,
-    ) -> Result<CallToolResult, McpError> {
-        // Parse before anything else: refused input causes no audit-only call, no OBO, no egress.
-        let target = parse_link(&args.uri).map_err(|e| invalid_uri(&e))?;
-        let options = ReadOptions::from_args(&args)?;
-        let ctx = self.context();
-        let mut arguments = BTreeMap::new();
-        arguments.insert("uri".to_owned(), kind_label(&target));
-        for (name, set) in [
-            ("pages", args.pages.is_some()),
-            ("sheet", args.sheet.is_some()),
-            ("cell_range", args.cell_range.is_some()),
-        ] {
-            if set {
-                arguments.insert(name.to_owned(), "set");
-            }
-        }
-        let mut call = match ctx.begin(&auth.caller, "read_resource", arguments, None) {
-            Ok(call) => call,
-            Err(message) => return Ok(CallToolResult::error(vec![ContentBlock::text(message)])),
-        };
-        let mut request_ids = Vec::new();
-        let scopes = ScopeSet::from_iter([target_scope(&target)]);
-        let outcome = read_target(ctx, &auth, target, &options, &mut request_ids).await;
-        call.graph_request_ids = request_ids;
-        let (status, label) = match &outcome {
-            Ok(_) => (200, "ok"),
-            Err(ReadError::Invalid(_)) => (400, "invalid"),
-            Err(ReadError::Refused(_)) => (403, "refused"),
-            Err(ReadError::Graph(f)) if f.claims_challenge().is_some() => (401, "claims_challenge"),
-            Err(ReadError::Graph(f)) => (status_of(&f.error), "graph_error"),
-        };
-        if let Err(message) = call.finish(label, status) {
-            return Ok(CallToolResult::error(vec![ContentBlock::text(message)]));
-        }
-        match outcome {
-            Ok(result) => Ok(structured(render(&result), &result)),
-            Err(ReadError::Invalid(e)) => Err(e),
-            Err(ReadError::Refused(message)) => {
-                Ok(CallToolResult::error(vec![ContentBlock::text(message)]))
-            }
-            Err(ReadError::Graph(failure)) => {
-                Ok(super::access::failure_result(ctx, &auth, "read_resource", &scopes, &failure)
-                    .await)
-            }
-        }
+/// A read, validated: what to read and how.
+#[derive(Debug)]
+pub struct ReadRequest {
+    pub target: LinkTarget,
+    pub options: ReadOptions,
+}
+
+impl ToolArgs for ReadArgs {
+    type Valid = ReadRequest;
+    /// The URI or link is parsed before anything else: refused input causes no OBO and no
+    /// egress (F06).
+    fn validate(self, _: &Checks) -> Result<ReadRequest, McpError> {
+        let target = parse_link(&self.uri).map_err(|e| invalid_uri(&e))?;
+        let options = ReadOptions::from_args(&self)?;
+        Ok(ReadRequest { target, options })
     }
+}
+
+impl Answer for ReadResult {
+    fn text(&self) -> String {
+        render(self)
+    }
+}
+
+/// The router entry of `read_resource`.
+pub fn route() -> ToolRoute<Connector> {
+    tool_route::<ReadArgs, ReadResult>(&READ_RESOURCE, |connector, auth, mut shape, args| {
+        async move {
+            // The kind of item read, for the audit record, when the URI parses.
+            if let Ok(target) = parse_link(&args.uri) {
+                shape.0.insert("uri".to_owned(), kind_label(&target));
+            }
+            let ctx = connector.context();
+            ctx.run(&auth, &READ_RESOURCE, shape, args, |call, read| async move {
+                read_target(&call, read.target, &read.options).await
+            })
+            .await
+        }
+        .boxed()
+    })
 }
 
 fn kind_label(target: &LinkTarget) -> &'static str {
@@ -327,31 +293,19 @@ fn kind_label(target: &LinkTarget) -> &'static str {
     }
 }
 
-fn status_of(error: &GraphError) -> u16 {
-    match error {
-        GraphError::NotFound => 404,
-        GraphError::Forbidden { .. } | GraphError::Token(_) => 403,
-        GraphError::Throttled { .. } => 429,
-        GraphError::TooLarge => 413,
-        _ => 502,
-    }
-}
-
-/// Reads `target` as `auth.caller`. Graph request ids are appended to `request_ids` (also on
-/// failure) for the audit record.
+/// Reads `target` as the call's caller.
 pub async fn read_target(
-    ctx: &ToolContext,
-    auth: &Authenticated,
+    call: &Scope<'_>,
     target: LinkTarget,
     options: &ReadOptions,
-    request_ids: &mut Vec<String>,
-) -> Result<ReadResult, ReadError> {
-    let caller = &auth.caller;
+) -> Result<ReadResult, ToolError> {
+    let ctx = call.ctx;
+    let caller = call.caller();
     // The tenant's policy first: a kind of item whose tool is off, or a site outside the
     // allowed ones, costs no token exchange and no Graph call.
     let policy = ctx.policy.current();
     let Some(rules) = policy.enabled_tenant(&caller.tenant_id) else {
-        return Err(ReadError::Refused(
+        return Err(ToolError::Refused(
             "The Microsoft 365 connector is not enabled for your organization.".into(),
         ));
     };
@@ -359,36 +313,36 @@ pub async fn read_target(
         LinkTarget::Share { .. } => ResourceKind::DriveItem,
         LinkTarget::Uri(uri) => uri.kind(),
     };
-    kind_enabled(rules, kind).map_err(ReadError::Refused)?;
+    kind_enabled(rules, kind).map_err(ToolError::Refused)?;
     match &target {
         LinkTarget::Uri(M365Uri::DriveItem { drive, .. }) if !rules.drives.allows(drive) => {
-            return Err(ReadError::Refused(Withheld::Drive.to_string()));
+            return Err(ToolError::Refused(Withheld::Drive.to_string()));
         }
         LinkTarget::Uri(M365Uri::ListItem { site, .. }) => rules
             .content_allowed(None, Some(site))
-            .map_err(|w| ReadError::Refused(w.to_string()))?,
+            .map_err(|w| ToolError::Refused(w.to_string()))?,
         _ => {}
     }
     let rules = rules.clone();
     drop(policy);
-    let zone = mailbox_zone(ctx, caller, request_ids).await;
+    let zone = call.zone().await;
     let uri = match target {
         LinkTarget::Uri(uri) => uri,
         LinkTarget::Share { share_id } => {
-            let session = kind_session(ctx, caller, "Files.Read.All");
+            let session = call.session(&["Files.Read.All"]);
             let req = GraphRequest::get(LinkTarget::share_path(&share_id)).select(&[
                 "id",
                 "name",
                 "parentReference",
             ]);
-            let resp = track(session.get_json::<Value>(&req).await, request_ids)?;
+            let resp = session.get_json::<Value>(&req).await?;
             let drive = resp.body.pointer("/parentReference/driveId").and_then(Value::as_str);
             let item = resp.body.get("id").and_then(Value::as_str);
             match (drive, item) {
                 (Some(d), Some(i)) if M365Uri::drive_item(d, i).is_valid() => {
                     M365Uri::drive_item(d, i)
                 }
-                _ => return Err(ReadError::Graph(GraphFailure::new(GraphError::Decode))),
+                _ => return Err(ToolError::Graph(GraphFailure::new(GraphError::Decode))),
             }
         }
     };
@@ -396,7 +350,7 @@ pub async fn read_target(
         && !rules.drives.allows(drive)
     {
         // A pasted link resolved to a drive the policy does not allow.
-        return Err(ReadError::Refused(Withheld::Drive.to_string()));
+        return Err(ToolError::Refused(Withheld::Drive.to_string()));
     }
     let mut result = ReadResult {
         uri: uri.to_string(),
@@ -416,13 +370,12 @@ pub async fn read_target(
     };
     match &uri {
         M365Uri::Mail { message, attachment: None } => {
-            read_mail(ctx, auth, message, &zone, options.max_chars, &mut result, request_ids)
-                .await?
+            read_mail(call, message, &zone, options.max_chars, &mut result).await?
         }
         M365Uri::Mail { attachment: Some(_), .. } => {
-            let session = kind_session(ctx, caller, "Mail.Read");
+            let session = call.session(&["Mail.Read"]);
             let req = GraphRequest::get(uri.graph_path()).prefer("IdType=\"ImmutableId\"");
-            let body = track(session.get_json::<Value>(&req).await, request_ids)?.body;
+            let body = session.get_json::<Value>(&req).await?.body;
             let name = str_at(&body, "/name").unwrap_or_else(|| "attachment".into());
             result.title = Some(name.clone());
             let content_type = str_at(&body, "/contentType");
@@ -432,7 +385,7 @@ pub async fn read_target(
                 .and_then(Value::as_str)
                 .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
                 .ok_or_else(|| {
-                    ReadError::Refused(format!(
+                    ToolError::Refused(format!(
                         "The attachment {name:?} has no readable content (it may be an item or a link attachment)."
                     ))
                 })?;
@@ -440,7 +393,7 @@ pub async fn read_target(
             result.sources.push(SourceStatus::ok("attachment"));
         }
         M365Uri::Event { .. } => {
-            let session = kind_session(ctx, caller, "Calendars.Read");
+            let session = call.session(&["Calendars.Read"]);
             let req = GraphRequest::get(uri.graph_path())
                 .select(&[
                     "id",
@@ -459,7 +412,7 @@ pub async fn read_target(
                 .prefer("outlook.body-content-type=\"text\"")
                 .prefer("outlook.timezone=\"UTC\"")
                 .prefer("IdType=\"ImmutableId\"");
-            let body = track(session.get_json::<Value>(&req).await, request_ids)?.body;
+            let body = session.get_json::<Value>(&req).await?.body;
             result.title = str_at(&body, "/subject");
             result.web_url = str_at(&body, "/webLink");
             for (key, pointer) in [("start", "/start/dateTime"), ("end", "/end/dateTime")] {
@@ -487,12 +440,12 @@ pub async fn read_target(
         }
         M365Uri::DriveItem { drive, item } => {
             let place = DrivePlace { uri: &uri, drive, item, rules: &rules };
-            read_drive_item(ctx, auth, place, &zone, options, &mut result, request_ids).await?
+            read_drive_item(call, place, &zone, options, &mut result).await?
         }
         M365Uri::ListItem { .. } => {
-            let session = kind_session(ctx, caller, "Sites.Read.All");
+            let session = call.session(&["Sites.Read.All"]);
             let req = GraphRequest::get(uri.graph_path()).query("$expand", "fields");
-            let body = track(session.get_json::<Value>(&req).await, request_ids)?.body;
+            let body = session.get_json::<Value>(&req).await?.body;
             result.web_url = str_at(&body, "/webUrl");
             if let Some(d) =
                 str_at(&body, "/lastModifiedDateTime").and_then(|t| DateTimes::parse(&t, &zone))
@@ -515,12 +468,8 @@ pub async fn read_target(
             result.sources.push(SourceStatus::ok("list item"));
         }
         M365Uri::Chat { chat, message: Some(_) } => {
-            let session = kind_session(ctx, caller, "Chat.Read");
-            let body = track(
-                session.get_json::<Value>(&GraphRequest::get(uri.graph_path())).await,
-                request_ids,
-            )?
-            .body;
+            let session = call.session(&["Chat.Read"]);
+            let body = session.get_json::<Value>(&GraphRequest::get(uri.graph_path())).await?.body;
             let line = chat_line(chat, &body, &zone).await;
             result.title =
                 Some(format!("Message from {}", line.from.as_deref().unwrap_or("unknown sender")));
@@ -533,11 +482,11 @@ pub async fn read_target(
             result.sources.push(SourceStatus::ok("chat message"));
         }
         M365Uri::Chat { chat, message: None } => {
-            let session = kind_session(ctx, caller, "Chat.Read");
+            let session = call.session(&["Chat.Read"]);
             // The tenant's max_results caps every list a call returns.
             let newest = CHAT_MESSAGES.min(rules.max_results);
             let req = GraphRequest::get(uri.graph_path()).top(newest);
-            let body = track(session.get_json::<Value>(&req).await, request_ids)?.body;
+            let body = session.get_json::<Value>(&req).await?.body;
             let mut lines = Vec::new();
             for m in body.get("value").and_then(Value::as_array).into_iter().flatten() {
                 if m.get("messageType").and_then(Value::as_str).is_some_and(|t| t != "message") {
@@ -568,15 +517,13 @@ pub async fn read_target(
 }
 
 async fn read_mail(
-    ctx: &ToolContext,
-    auth: &Authenticated,
+    call: &Scope<'_>,
     message: &str,
     zone: &MailboxZone,
     max_chars: u32,
     result: &mut ReadResult,
-    request_ids: &mut Vec<String>,
-) -> Result<(), ReadError> {
-    let session = kind_session(ctx, &auth.caller, "Mail.Read");
+) -> Result<(), ToolError> {
+    let session = call.session(&["Mail.Read"]);
     let req = GraphRequest::get(GraphPath::fixed("/me/messages").segment(message))
         .select(&[
             "id",
@@ -593,7 +540,7 @@ async fn read_mail(
         ])
         .prefer("outlook.body-content-type=\"text\"")
         .prefer("IdType=\"ImmutableId\"");
-    let body = track(session.get_json::<Value>(&req).await, request_ids)?.body;
+    let body = session.get_json::<Value>(&req).await?.body;
     result.title = str_at(&body, "/subject");
     result.web_url = str_at(&body, "/webLink");
     put(result, "from", address(body.pointer("/from")));
@@ -622,7 +569,6 @@ async fn read_mail(
         .prefer("IdType=\"ImmutableId\"");
         match session.get_json::<Value>(&req).await {
             Ok(resp) => {
-                request_ids.extend(resp.request_id);
                 for a in resp.body.get("value").and_then(Value::as_array).into_iter().flatten() {
                     let Some(name) = str_at(a, "/name") else { continue };
                     let uri = str_at(a, "/id").map(|id| M365Uri::Mail {
@@ -640,9 +586,8 @@ async fn read_mail(
                 result.sources.push(SourceStatus::ok("attachments"));
             }
             Err(failure) => {
-                request_ids.extend(failure.request_id.clone());
                 if let Some(claims) = failure.claims_challenge() {
-                    auth.challenge.request_claims(claims);
+                    call.auth.challenge.request_claims(claims);
                 }
                 result.sources.push(SourceStatus::failed("attachments", failure.user_message()));
             }
@@ -660,45 +605,45 @@ struct DrivePlace<'a> {
     rules: &'a TenantPolicy,
 }
 
-/// The tool whose switch governs reading items of `kind` by URI or link: switching off mail
-/// search for a tenant also stops reading its mail through `read_resource`. Drive and list
-/// items stay readable while either SharePoint tool is on.
-const KIND_TOOLS: &[(ResourceKind, &[&str], &str)] = &[
-    (ResourceKind::Mail, &["outlook_email_search"], "mail"),
-    (ResourceKind::MailAttachment, &["outlook_email_search"], "mail attachments"),
-    (ResourceKind::Event, &["outlook_calendar_search"], "calendar events"),
-    (ResourceKind::Chat, &["chat_message_search"], "Teams chats"),
-    (ResourceKind::ChatMessage, &["chat_message_search"], "Teams chat messages"),
-    (ResourceKind::DriveItem, &["sharepoint_search", "sharepoint_folder_search"], "files"),
-    (ResourceKind::ListItem, &["sharepoint_search", "sharepoint_folder_search"], "list items"),
-];
+/// What an item of `kind` is called in a refusal.
+fn kind_noun(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::Mail => "mail",
+        ResourceKind::MailAttachment => "mail attachments",
+        ResourceKind::Event => "calendar events",
+        ResourceKind::Chat => "Teams chats",
+        ResourceKind::ChatMessage => "Teams chat messages",
+        ResourceKind::DriveItem => "files",
+        ResourceKind::ListItem => "list items",
+    }
+}
 
-/// `Err(message naming the tool that is off)` when the tenant's policy switched off every tool
-/// that governs `kind`.
+/// `Err(message naming the tools that are off)` when the tenant's policy switched off every
+/// tool that governs `kind` ([`Tool::governs`]): switching off mail search for a tenant also
+/// stops reading its mail through `read_resource`. Drive and list items stay readable while
+/// either SharePoint tool is on.
 fn kind_enabled(rules: &TenantPolicy, kind: ResourceKind) -> Result<(), String> {
-    let Some((_, tools, what)) = KIND_TOOLS.iter().find(|(k, _, _)| *k == kind) else {
-        return Ok(());
-    };
-    if tools.iter().any(|t| rules.tools.allows(t)) {
+    let tools: Vec<&str> =
+        super::ALL.iter().filter(|t| t.governs.contains(&kind)).map(|t| t.name).collect();
+    if tools.is_empty() || tools.iter().any(|t| rules.tools.allows(t)) {
         return Ok(());
     }
     Err(format!(
-        "Reading {what} is not enabled for your organization: its connector policy switches off {}.",
+        "Reading {} is not enabled for your organization: its connector policy switches off {}.",
+        kind_noun(kind),
         tools.join(" and ")
     ))
 }
 
 async fn read_drive_item(
-    ctx: &ToolContext,
-    auth: &Authenticated,
+    call: &Scope<'_>,
     place: DrivePlace<'_>,
     zone: &MailboxZone,
     options: &ReadOptions,
     result: &mut ReadResult,
-    request_ids: &mut Vec<String>,
-) -> Result<(), ReadError> {
+) -> Result<(), ToolError> {
     let DrivePlace { uri, drive, item, .. } = place;
-    let session = kind_session(ctx, &auth.caller, "Files.Read.All");
+    let session = call.session(&["Files.Read.All"]);
     let req = GraphRequest::get(uri.graph_path()).select(&[
         "id",
         "name",
@@ -710,12 +655,12 @@ async fn read_drive_item(
         "lastModifiedBy",
         "parentReference",
     ]);
-    let meta = track(session.get_json::<Value>(&req).await, request_ids)?.body;
+    let meta = session.get_json::<Value>(&req).await?.body;
     // The site is known only now: check it before any content or child is read.
     place
         .rules
         .content_allowed(Some(drive), str_at(&meta, "/parentReference/siteId").as_deref())
-        .map_err(|w| ReadError::Refused(w.to_string()))?;
+        .map_err(|w| ToolError::Refused(w.to_string()))?;
     let name = str_at(&meta, "/name").unwrap_or_default();
     result.title = Some(name.clone());
     result.web_url = str_at(&meta, "/webUrl");
@@ -732,7 +677,7 @@ async fn read_drive_item(
         )
         .select(&["id", "name", "size", "folder", "file"])
         .top(listed);
-        let children = track(session.get_json::<Value>(&req).await, request_ids)?.body;
+        let children = session.get_json::<Value>(&req).await?.body;
         for c in children.get("value").and_then(Value::as_array).into_iter().flatten() {
             let Some(child_name) = str_at(c, "/name") else { continue };
             let is_folder = c.get("folder").is_some();
@@ -763,7 +708,7 @@ async fn read_drive_item(
     let mime = str_at(&meta, "/file/mimeType");
     put(result, "content_type", mime.clone());
     if size > MAX_FILE_BYTES {
-        return Err(ReadError::Refused(format!(
+        return Err(ToolError::Refused(format!(
             "The file {name:?} is {size} bytes; the connector reads files up to {MAX_FILE_BYTES} bytes. \
              Open it in the browser instead{}.",
             result.web_url.as_deref().map(|u| format!(": {u}")).unwrap_or_default()
@@ -771,7 +716,7 @@ async fn read_drive_item(
     }
     let content_path =
         GraphPath::fixed("/drives").segment(drive).then("items").segment(item).then("content");
-    let download = track(session.download(&content_path).await, request_ids)?;
+    let download = session.download(&content_path).await?;
     let content_type = mime.or(download.body.content_type.clone());
     extract_into(result, download.body.bytes, &name, content_type.as_deref(), options).await?;
     result.sources.push(SourceStatus::ok("file content"));
@@ -785,12 +730,12 @@ async fn extract_into(
     name: &str,
     content_type: Option<&str>,
     options: &ReadOptions,
-) -> Result<(), ReadError> {
+) -> Result<(), ToolError> {
     let kind = FileKind::from_extension(name)
         .or_else(|| content_type.and_then(FileKind::from_mime))
         .or_else(|| FileKind::detect(name, content_type, &bytes))
         .ok_or_else(|| {
-            ReadError::Refused(format!(
+            ToolError::Refused(format!(
                 "{name:?} is not a format the connector turns into text (docx, xlsx, pptx, pdf, csv, md, txt, html)."
             ))
         })?;
@@ -798,11 +743,10 @@ async fn extract_into(
     let extracted = extract::extract_blocking(bytes, kind, options.selection.clone(), limits)
         .await
         .map_err(|e| match e {
-            ExtractError::InvalidSelection { .. } => ReadError::Invalid(McpError::invalid_params(
-                e.to_string(),
-                Some(json!({"field": "pages"})),
-            )),
-            other => ReadError::Refused(format!("Could not read {name:?} as text: {other}.")),
+            ExtractError::InvalidSelection { .. } => ToolError::InvalidArgs(
+                McpError::invalid_params(e.to_string(), Some(json!({"field": "pages"}))),
+            ),
+            other => ToolError::Refused(format!("Could not read {name:?} as text: {other}.")),
         })?;
     result.fields.insert("format".into(), kind.name().into());
     result.total_parts = Some(extracted.total_parts);
@@ -874,22 +818,6 @@ fn address(v: Option<&Value>) -> Option<String> {
         (false, true) => Some(name.to_owned()),
         (true, false) => Some(addr.to_owned()),
         (false, false) => Some(format!("{name} <{addr}>")),
-    }
-}
-
-fn track<T>(
-    r: Result<crate::graph::GraphResponse<T>, GraphFailure>,
-    ids: &mut Vec<String>,
-) -> Result<crate::graph::GraphResponse<T>, ReadError> {
-    match r {
-        Ok(resp) => {
-            ids.extend(resp.request_id.clone());
-            Ok(resp)
-        }
-        Err(f) => {
-            ids.extend(f.request_id.clone());
-            Err(ReadError::Graph(f))
-        }
     }
 }
 

@@ -13,8 +13,6 @@
 //! request's challenge slot so the middleware answers HTTP 401. No resources are *listed*:
 //! the connector has no catalogue, only what searches return.
 
-use std::collections::BTreeMap;
-
 use rmcp::{
     ErrorData as McpError, RoleServer,
     model::{ReadResourceResult, ResourceContents, ResourceTemplate},
@@ -24,10 +22,21 @@ use serde_json::json;
 
 use super::{
     Authenticated, ToolContext,
-    read::{ReadError, ReadOptions, read_target, render},
-    uri::{LinkTarget, M365Uri, ResourceKind},
+    pipeline::{ArgumentShape, Checks, Reply, Settled, ToolArgs},
+    read::{READ_RESOURCE, ReadOptions, read_target, render},
 };
-use crate::graph::GraphError;
+use crate::audit::Outcome;
+use crate::domain::uri::{LinkTarget, M365Uri, ResourceKind};
+
+/// A `resources/read` of a parsed `m365://` URI: nothing left to validate.
+struct ResourceRead(M365Uri);
+
+impl ToolArgs for ResourceRead {
+    type Valid = M365Uri;
+    fn validate(self, _: &Checks) -> Result<M365Uri, McpError> {
+        Ok(self.0)
+    }
+}
 
 /// The caller and challenge slot from a `resources/read` context (the same HTTP request
 /// parts the tools' [`Authenticated`] extractor reads).
@@ -80,42 +89,28 @@ pub async fn read(
             Some(json!({"uri": truncate(uri)})),
         )
     })?;
-    let mut arguments = BTreeMap::new();
-    arguments.insert("uri".to_owned(), parsed.kind().name());
-    let mut call = ctx
-        .begin(&auth.caller, "read_resource", arguments, None)
-        .map_err(|message| McpError::invalid_request(message, None))?;
-    let mut request_ids = Vec::new();
+    let mut shape = ArgumentShape::default();
+    shape.0.insert("uri".to_owned(), parsed.kind().name());
     let options =
         ReadOptions { max_chars: super::read::DEFAULT_MAX_CHARS, ..ReadOptions::default() };
-    let outcome = read_target(ctx, auth, LinkTarget::Uri(parsed), &options, &mut request_ids).await;
-    call.graph_request_ids = request_ids;
-    let (label, status) = match &outcome {
-        Ok(_) => ("ok", 200),
-        Err(ReadError::Graph(f)) if f.error == GraphError::NotFound => ("not_found", 404),
-        Err(_) => ("error", 502),
-    };
-    call.finish(label, status).map_err(|message| McpError::internal_error(message, None))?;
+    let outcome = ctx
+        .execute(auth, &READ_RESOURCE, shape, ResourceRead(parsed), |call, uri| async move {
+            read_target(&call, LinkTarget::Uri(uri), &options).await
+        })
+        .await;
     match outcome {
         Ok(result) => Ok(ReadResourceResult::new(vec![
             ResourceContents::text(render(&result), result.uri.clone())
                 .with_mime_type("text/plain"),
         ])),
-        Err(ReadError::Invalid(e)) => Err(e),
-        Err(ReadError::Refused(message)) => Err(McpError::invalid_request(message, None)),
-        Err(ReadError::Graph(failure)) => {
-            if let Some(claims) = failure.claims_challenge() {
-                auth.challenge.request_claims(claims);
+        Err(Settled { reply: Reply::Protocol(e), .. }) => Err(e),
+        Err(Settled { reply: Reply::Message(message), outcome, code, .. }) => Err(match outcome {
+            Outcome::NotFound => {
+                McpError::resource_not_found(message, Some(json!({"uri": truncate(uri)})))
             }
-            if failure.error == GraphError::NotFound {
-                Err(McpError::resource_not_found(failure.user_message(), Some(json!({"uri": uri}))))
-            } else {
-                Err(McpError::internal_error(
-                    failure.user_message(),
-                    Some(json!({"code": failure.error.code()})),
-                ))
-            }
-        }
+            Outcome::PolicyRefused | Outcome::Refused => McpError::invalid_request(message, None),
+            _ => McpError::internal_error(message, Some(json!({"code": code}))),
+        }),
     }
 }
 

@@ -9,14 +9,13 @@
 //! * [`DateTimes`]: every instant in UTC and in the caller's mailbox time zone;
 //! * [`ByteBudget`] and [`Truncation`]: results stop at a byte budget and say so.
 //!
-//! Query text reaches Graph only through [`super::kql::Kql`] (one quoted phrase, or plain
-//! words) and [`super::odata`] (one OData literal), both proptested against a KQL/OData parser,
+//! Query text reaches Graph only through [`crate::graph::query::kql::Kql`] (one quoted phrase,
+//! or plain words) and [`crate::graph::query::odata`] (one OData literal), both proptested against a KQL/OData parser,
 //! so user text can never change a filter's meaning (`graph.md` §7, conformance F07).
 //! [`check_text`] refuses oversized or control-laden input
 //! with `invalid_params` naming the field (`security.md` F4).
 //!
-//! [`graph_failure`] turns a Graph failure into the tool result the user sees and, for a
-//! claims challenge, arms the request's [`ChallengeSlot`] so the middleware answers HTTP 401.
+//! Failures are not shaped here: [`super::pipeline::ToolError::settle`] is their one mapping.
 
 use chrono::{DateTime, Utc};
 use rmcp::{
@@ -26,8 +25,7 @@ use rmcp::{
 use serde::Serialize;
 use serde_json::json;
 
-use super::timezone::MailboxZone;
-use crate::{auth::ChallengeSlot, graph::GraphFailure};
+use super::mailbox::MailboxZone;
 
 /// Default byte budget of one tool result (structured content, serialised).
 pub const DEFAULT_RESULT_BUDGET: usize = 48 * 1024;
@@ -227,8 +225,32 @@ pub fn truncate_text(text: &str, max_bytes: usize) -> (String, bool) {
 
 /// Turns a search `summary` (`<c0>hit</c0> … <ddd/>`) into plain text.
 pub fn clean_summary(summary: &str) -> String {
-    let text = summary.replace("<c0>", "").replace("</c0>", "").replace("<ddd/>", "…");
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    // One pass (every hit of every search page goes through here): the highlight tags are
+    // dropped, the ellipsis tag becomes `…`, whitespace runs become one space, ends trimmed.
+    let mut out = String::with_capacity(summary.len());
+    let mut space = false;
+    let mut rest = summary;
+    while let Some(c) = rest.chars().next() {
+        if let Some(after) = rest.strip_prefix("<c0>").or_else(|| rest.strip_prefix("</c0>")) {
+            rest = after;
+            continue;
+        }
+        let (piece, len) = match rest.strip_prefix("<ddd/>") {
+            Some(_) => ('…', "<ddd/>".len()),
+            None => (c, c.len_utf8()),
+        };
+        rest = &rest[len..];
+        if piece.is_whitespace() {
+            space = !out.is_empty();
+            continue;
+        }
+        if space {
+            out.push(' ');
+            space = false;
+        }
+        out.push(piece);
+    }
+    out
 }
 
 /// Checks a free-text argument: not blank, at most `max` characters, no control characters.
@@ -261,179 +283,6 @@ pub fn refuse_filter(field: &str, reason: impl Into<String>) -> McpError {
     )
 }
 
-/// The tool result for a failed Graph call: `isError` with an actionable message. A claims
-/// challenge also arms `slot`, so the middleware turns the response into HTTP 401
-/// `insufficient_claims` (mcp.md §4.9); the result is the fallback for streamed responses.
-/// A `/search/query` answer decoded straight into the fields a tool reads, `R` being the hit's
-/// `resource`: unlike a `serde_json::Value` tree, fields nobody reads are skipped, not
-/// allocated. Graph's shapes are followed leniently: a missing or mistyped field is absent.
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct SearchAnswer<R> {
-    #[serde(default = "Vec::new")]
-    value: Vec<SearchSet<R>>,
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SearchSet<R> {
-    #[serde(default = "Vec::new")]
-    hits_containers: Vec<HitsContainer<R>>,
-}
-
-/// One `hitsContainers` entry.
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HitsContainer<R> {
-    #[serde(default = "Vec::new")]
-    pub hits: Vec<SearchHit<R>>,
-    #[serde(default, deserialize_with = "lenient::bool")]
-    pub more_results_available: Option<bool>,
-    #[serde(default, deserialize_with = "lenient::u64")]
-    pub total: Option<u64>,
-}
-
-/// One hit: its summary and its resource.
-#[derive(Debug, serde::Deserialize)]
-pub struct SearchHit<R> {
-    #[serde(default, deserialize_with = "lenient::string")]
-    pub summary: Option<String>,
-    pub resource: Option<R>,
-}
-
-impl<R> SearchAnswer<R> {
-    /// The first hits container (the only one a single-entity-type request gets).
-    pub fn into_first_container(self) -> Option<HitsContainer<R>> {
-        self.value.into_iter().next()?.hits_containers.into_iter().next()
-    }
-}
-
-/// `deserialize_with` helpers that keep a value of the expected JSON type and read anything
-/// else (null, another type, a nested object) as absent, as `Value::as_str` and friends do.
-pub mod lenient {
-    use serde::{Deserializer, de};
-    use std::fmt;
-
-    struct Keep<T>(std::marker::PhantomData<T>);
-
-    macro_rules! ignore_others {
-        () => {
-            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-                d.deserialize_any(self)
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-                while a.next_element::<de::IgnoredAny>()?.is_some() {}
-                Ok(None)
-            }
-            fn visit_map<A: de::MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-                while a.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
-                Ok(None)
-            }
-        };
-    }
-
-    impl<'de> de::Visitor<'de> for Keep<String> {
-        type Value = Option<String>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("any JSON value")
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(Some(v.to_owned()))
-        }
-        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-            Ok(Some(v))
-        }
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        ignore_others!();
-    }
-
-    impl<'de> de::Visitor<'de> for Keep<u64> {
-        type Value = Option<u64>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("any JSON value")
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            Ok(Some(v))
-        }
-        ignore_others!();
-    }
-
-    impl<'de> de::Visitor<'de> for Keep<bool> {
-        type Value = Option<bool>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("any JSON value")
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-            Ok(Some(v))
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        ignore_others!();
-    }
-
-    /// A string, else absent.
-    pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-        d.deserialize_any(Keep::<String>(std::marker::PhantomData))
-    }
-
-    /// A non-negative integer, else absent.
-    pub fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-        d.deserialize_any(Keep::<u64>(std::marker::PhantomData))
-    }
-
-    /// A boolean, else absent.
-    pub fn bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
-        d.deserialize_any(Keep::<bool>(std::marker::PhantomData))
-    }
-
-    /// `true` whenever the field is present, whatever its value (even `null`).
-    pub fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-        de::Deserialize::deserialize(d).map(|_: de::IgnoredAny| true)
-    }
-}
-
-/// Moves the hits of the first hits container out of a `/search/query` answer (no copy: a
-/// page of hits is the largest part of a call's memory).
-pub fn take_hits(body: &mut serde_json::Value) -> Vec<serde_json::Value> {
-    match body.pointer_mut("/value/0/hitsContainers/0/hits").map(serde_json::Value::take) {
-        Some(serde_json::Value::Array(hits)) => hits,
-        _ => Vec::new(),
-    }
-}
-
-pub fn graph_failure(failure: &GraphFailure, slot: &ChallengeSlot) -> CallToolResult {
-    if let Some(claims) = failure.claims_challenge() {
-        slot.request_claims(claims);
-    }
-    CallToolResult::error(vec![ContentBlock::text(failure.user_message())])
-}
-
 /// `_meta` key set on every result that carries Microsoft 365 content (`security.md` J2).
 pub const UNTRUSTED_META_KEY: &str = "m365-connector/untrusted-content";
 const UNTRUSTED_OPEN: &str = "<untrusted-m365-content>";
@@ -447,9 +296,14 @@ const UNTRUSTED_NOTE: &str = "The Microsoft 365 content below was written by oth
 /// [`UNTRUSTED_META_KEY`] (`security.md` J2): a mail saying "ignore previous instructions"
 /// reaches the model as a quoted document, not as the connector speaking.
 pub fn structured<T: Serialize>(text: String, value: &T) -> CallToolResult {
-    let structured = serde_json::to_value(value).unwrap_or_else(|_| json!({}));
-    let mut result = CallToolResult::structured(structured);
-    result.content = vec![ContentBlock::text(fence_untrusted(&text))];
+    untrusted(text, serde_json::to_value(value).unwrap_or_else(|_| json!({})))
+}
+
+/// [`structured`] of an already serialized value (the structured content is not printed a
+/// second time as text: the text block is `text`, fenced).
+pub fn untrusted(text: String, structured: serde_json::Value) -> CallToolResult {
+    let mut result = CallToolResult::success(vec![ContentBlock::text(fence_untrusted(&text))]);
+    result.structured_content = Some(structured);
     let mut meta = serde_json::Map::new();
     meta.insert(UNTRUSTED_META_KEY.into(), json!(true));
     result.meta = Some(rmcp::model::MetaObject(meta));
@@ -502,6 +356,30 @@ mod tests {
             clean_summary("<c0>Contoso</c0> Detailed  Design <ddd/>"),
             "Contoso Detailed Design …"
         );
+    }
+
+    proptest::proptest! {
+        /// The one-pass cleaner agrees with the obvious (three replaces, then whitespace
+        /// collapsing) definition.
+        #[test]
+        fn the_one_pass_cleaner_matches_its_definition(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just("<c0>".to_owned()),
+                    proptest::strategy::Just("</c0>".to_owned()),
+                    proptest::strategy::Just("<ddd/>".to_owned()),
+                    proptest::strategy::Just("<c0".to_owned()),
+                    "[ \t\n\u{a0}]{0,3}",
+                    "[a-zé…]{0,5}",
+                ],
+                0..12,
+            )
+        ) {
+            let summary = parts.concat();
+            let text = summary.replace("<c0>", "").replace("</c0>", "").replace("<ddd/>", "…");
+            let expected = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            proptest::prop_assert_eq!(clean_summary(&summary), expected);
+        }
     }
 
     #[test]

@@ -19,33 +19,49 @@
 //! When the OBO exchange or Graph refuses the permission, the answer names `Sites.Read.All`
 //! and says why `Sites.Selected` cannot serve a tenant-wide search (R08).
 
-use std::collections::BTreeMap;
-
-use rmcp::{
-    ErrorData as McpError,
-    handler::server::{tool::schema_for_output, wrapper::Parameters},
-    model::CallToolResult,
-    schemars, tool, tool_router,
-};
+use futures::FutureExt;
+use rmcp::{ErrorData as McpError, handler::server::router::tool::ToolRoute, schemars};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{
-    Authenticated, Connector, ToolContext,
+    Connector,
     cursor::{Cursor, CursorBinding, context_key},
-    kql::Kql,
+    mailbox::MailboxZone,
+    pipeline::{Answer, CallSession, Checks, Scope, Tool, ToolArgs, ToolError, route},
     shaping::{
         AppliedFilter, ByteBudget, DEFAULT_RESULT_BUDGET, DateTimes, MAX_QUERY_CHARS, Page,
-        SearchAnswer, SearchHit, SourceStatus, Truncation, check_text, clean_summary,
-        graph_failure, lenient, refuse_filter, structured, take_hits,
+        SourceStatus, Truncation, check_text, clean_summary, refuse_filter,
     },
-    timezone::{MailboxZone, mailbox_zone},
-    uri::M365Uri,
+};
+use crate::domain::uri::{M365Uri, ResourceKind};
+use crate::graph::query::{
+    kql::Kql,
+    search::{SearchAnswer, SearchHit, lenient, take_hits},
 };
 use crate::{
-    domain::{Caller, ScopeSet},
-    graph::{GraphError, GraphFailure, GraphPath, GraphRequest, Session},
+    graph::{GraphError, GraphFailure, GraphPath, GraphRequest},
     obo::OboError,
+};
+
+/// `sharepoint_search`.
+pub static SHAREPOINT_SEARCH: Tool = Tool {
+    name: "sharepoint_search",
+    title: "SharePoint search",
+    description: "Search SharePoint and OneDrive documents and pages the signed-in user can open, by keywords, optionally restricted to a site or folder URL, file types and a modified-after date. Every hit has an m365:// URI for read_resource. Needs the Sites.Read.All permission.",
+    needs: &[&[SITES_READ_ALL]],
+    governs: &[ResourceKind::DriveItem, ResourceKind::ListItem],
+    forbidden_message: Some(permission_message),
+};
+
+/// `sharepoint_folder_search`.
+pub static SHAREPOINT_FOLDER_SEARCH: Tool = Tool {
+    name: "sharepoint_folder_search",
+    title: "SharePoint folder search",
+    description: "Find SharePoint and OneDrive folders by name, with their path and site. Every hit has an m365:// URI. Needs the Sites.Read.All permission.",
+    needs: &[&[SITES_READ_ALL]],
+    governs: &[ResourceKind::DriveItem, ResourceKind::ListItem],
+    forbidden_message: Some(permission_message),
 };
 
 /// The one Graph permission both tools ask OBO for.
@@ -151,6 +167,10 @@ pub struct SiteHit {
 /// The result of both SharePoint tools.
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct SharePointResults {
+    /// Which tool answered (the text names documents or folders); not part of the output.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub folders: bool,
     /// The hits of this page, most relevant first.
     pub items: Vec<DriveHit>,
     /// Matching sites (`sharepoint_search` with `include_sites`, first page only).
@@ -170,77 +190,77 @@ pub struct SharePointResults {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub enum Mode {
     Documents,
     Folders,
 }
 
-impl Mode {
-    fn tool(self) -> &'static str {
-        match self {
-            Mode::Documents => "sharepoint_search",
-            Mode::Folders => "sharepoint_folder_search",
-        }
-    }
-}
-
-/// Everything both tools share after argument parsing.
-struct Plan {
+/// A validated SharePoint search: everything both tools share once the arguments are checked.
+pub struct SharePointQuery {
     mode: Mode,
     kql: String,
     filters: Vec<AppliedFilter>,
     include_sites: bool,
-    limit: Option<u32>,
+    /// The page size, capped by the tenant policy.
+    size: u32,
     cursor: Option<String>,
     binding_query: Value,
 }
 
-#[tool_router(router = sharepoint_router, vis = "pub(crate)")]
-impl Connector {
-    #[tool(
-        name = "sharepoint_search",
-        description = "Search SharePoint and OneDrive documents and pages the signed-in user can open, by keywords, optionally restricted to a site or folder URL, file types and a modified-after date. Every hit has an m365:// URI for read_resource. Needs the Sites.Read.All permission.",
-        annotations(
-            title = "SharePoint search",
-            read_only_hint = true,
-            destructive_hint = false,
-            idempotent_hint = true,
-            open_world_hint = true
-        ),
-        output_schema = schema_for_output::<SharePointResults>()
-    )]
-    async fn sharepoint_search(
-        &self,
-        auth: Authenticated,
-        Parameters(args): Parameters<SharePointSearchArgs>,
-    ) -> Result<CallToolResult, McpError> {
-        let plan = plan_documents(&args)?;
-        run(self.context(), &auth, plan, &args.query).await
+impl ToolArgs for SharePointSearchArgs {
+    type Valid = SharePointQuery;
+    fn validate(self, checks: &Checks) -> Result<SharePointQuery, McpError> {
+        let size = page_size(checks, self.limit)?;
+        plan_documents(&self, size)
     }
-
-    #[tool(
-        name = "sharepoint_folder_search",
-        description = "Find SharePoint and OneDrive folders by name, with their path and site. Every hit has an m365:// URI. Needs the Sites.Read.All permission.",
-        annotations(
-            title = "SharePoint folder search",
-            read_only_hint = true,
-            destructive_hint = false,
-            idempotent_hint = true,
-            open_world_hint = true
-        ),
-        output_schema = schema_for_output::<SharePointResults>()
-    )]
-    async fn sharepoint_folder_search(
-        &self,
-        auth: Authenticated,
-        Parameters(args): Parameters<FolderSearchArgs>,
-    ) -> Result<CallToolResult, McpError> {
-        let plan = plan_folders(&args)?;
-        run(self.context(), &auth, plan, &args.name).await
+    fn query_text(&self) -> Option<&str> {
+        Some(&self.query)
     }
 }
 
-fn plan_documents(args: &SharePointSearchArgs) -> Result<Plan, McpError> {
+impl ToolArgs for FolderSearchArgs {
+    type Valid = SharePointQuery;
+    fn validate(self, checks: &Checks) -> Result<SharePointQuery, McpError> {
+        let size = page_size(checks, self.limit)?;
+        plan_folders(&self, size)
+    }
+    fn query_text(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+}
+
+impl Answer for SharePointResults {
+    fn text(&self) -> String {
+        render(self)
+    }
+}
+
+/// The router entry of `sharepoint_search`.
+pub fn documents_route() -> ToolRoute<Connector> {
+    route::<SharePointSearchArgs, SharePointResults>(&SHAREPOINT_SEARCH, |c, auth, shape, args| {
+        async move {
+            let ctx = c.context();
+            ctx.run(&auth, &SHAREPOINT_SEARCH, shape, args, search).await
+        }
+        .boxed()
+    })
+}
+
+/// The router entry of `sharepoint_folder_search`.
+pub fn folders_route() -> ToolRoute<Connector> {
+    route::<FolderSearchArgs, SharePointResults>(
+        &SHAREPOINT_FOLDER_SEARCH,
+        |c, auth, shape, args| {
+            async move {
+                let ctx = c.context();
+                ctx.run(&auth, &SHAREPOINT_FOLDER_SEARCH, shape, args, search).await
+            }
+            .boxed()
+        },
+    )
+}
+
+fn plan_documents(args: &SharePointSearchArgs, size: u32) -> Result<SharePointQuery, McpError> {
     check_text("query", &args.query, MAX_QUERY_CHARS)?;
     let mut kql = vec![Kql::new().terms(&args.query).build(), "isDocument=true".to_owned()];
     let mut filters = vec![AppliedFilter::graph("documents_only", "isDocument=true")];
@@ -262,18 +282,18 @@ fn plan_documents(args: &SharePointSearchArgs) -> Result<Plan, McpError> {
         kql.push(format!("LastModifiedTime>={date}"));
         filters.push(AppliedFilter::graph("modified_after", date));
     }
-    Ok(Plan {
+    Ok(SharePointQuery {
         mode: Mode::Documents,
         kql: kql.join(" "),
         filters,
         include_sites: args.include_sites.unwrap_or(false),
-        limit: args.limit,
+        size,
         cursor: args.cursor.clone(),
         binding_query: serde_json::to_value(args).unwrap_or(Value::Null),
     })
 }
 
-fn plan_folders(args: &FolderSearchArgs) -> Result<Plan, McpError> {
+fn plan_folders(args: &FolderSearchArgs, size: u32) -> Result<SharePointQuery, McpError> {
     check_text("name", &args.name, MAX_QUERY_CHARS)?;
     let mut kql = vec![Kql::new().terms(&args.name).build(), "IsContainer:true".to_owned()];
     let mut filters = vec![
@@ -285,12 +305,12 @@ fn plan_folders(args: &FolderSearchArgs) -> Result<Plan, McpError> {
         kql.push(format!("path:\"{url}\""));
         filters.push(AppliedFilter::graph("site_url", url));
     }
-    Ok(Plan {
+    Ok(SharePointQuery {
         mode: Mode::Folders,
         kql: kql.join(" "),
         filters,
         include_sites: false,
-        limit: args.limit,
+        size,
         cursor: args.cursor.clone(),
         binding_query: serde_json::to_value(args).unwrap_or(Value::Null),
     })
@@ -349,14 +369,8 @@ fn day(field: &str, raw: &str) -> Result<String, McpError> {
     Err(refuse_filter(field, "expected a date as YYYY-MM-DD or an RFC 3339 date-time"))
 }
 
-fn page_size(ctx: &ToolContext, caller: &Caller, limit: Option<u32>) -> Result<u32, McpError> {
-    let policy_max = ctx
-        .policy
-        .current()
-        .enabled_tenant(&caller.tenant_id)
-        .map(|t| t.max_results)
-        .unwrap_or(DEFAULT_PAGE)
-        .clamp(1, MAX_PAGE);
+fn page_size(checks: &Checks, limit: Option<u32>) -> Result<u32, McpError> {
+    let policy_max = checks.max_results.clamp(1, MAX_PAGE);
     match limit {
         None => Ok(DEFAULT_PAGE.min(policy_max)),
         Some(0) => Err(refuse_filter("limit", "must be at least 1")),
@@ -365,13 +379,12 @@ fn page_size(ctx: &ToolContext, caller: &Caller, limit: Option<u32>) -> Result<u
 }
 
 /// The user-facing message when SharePoint access is refused (R01, R08).
-pub fn permission_message(failure: &GraphFailure) -> Option<String> {
+pub fn permission_message(failure: &GraphFailure) -> String {
     let consent = match &failure.error {
         GraphError::Token(OboError::ConsentRequired { consent_url, .. }) => {
             Some(consent_url.clone())
         }
-        GraphError::Forbidden { .. } => None,
-        _ => return None,
+        _ => None,
     };
     let mut message = format!(
         "SharePoint search needs the delegated Microsoft Graph permission {SITES_READ_ALL}, which \
@@ -384,48 +397,24 @@ pub fn permission_message(failure: &GraphFailure) -> Option<String> {
         None => message.push_str(" in Microsoft Entra admin center (Enterprise applications)"),
     }
     message.push('.');
-    Some(message)
+    message
 }
 
-async fn run(
-    ctx: &ToolContext,
-    auth: &Authenticated,
-    plan: Plan,
-    query_text: &str,
-) -> Result<CallToolResult, McpError> {
-    let caller = &auth.caller;
-    let tool = plan.mode.tool();
-    let size = page_size(ctx, caller, plan.limit)?;
+/// Both tools' body: one search request (plus the sites on the first page), the policy's
+/// site and drive rules applied to the hits.
+async fn search(call: Scope<'_>, plan: SharePointQuery) -> Result<SharePointResults, ToolError> {
+    let ctx = call.ctx;
+    let caller = call.caller();
+    let tool = call.tool.name;
+    let size = plan.size;
     let binding = CursorBinding::new(caller, tool, &plan.binding_query);
     let key = context_key(ctx);
     let state = Cursor::open_arg(&key, &binding, plan.cursor.as_deref())?;
     let from = state.as_ref().and_then(|s| s.get("from")).and_then(Value::as_u64).unwrap_or(0);
     if from > 10_000 {
-        return Err(refuse_filter("cursor", "the search cannot page further"));
+        return Err(refuse_filter("cursor", "the search cannot page further").into());
     }
-    let mut arguments = BTreeMap::new();
-    arguments.insert("query".to_owned(), "set");
-    for (name, on) in plan.filters.iter().map(|f| (f.name.clone(), true)) {
-        if on {
-            arguments.insert(name, "set");
-        }
-    }
-    if plan.cursor.is_some() {
-        arguments.insert("cursor".to_owned(), "set");
-    }
-    let mut call = match ctx.begin(caller, tool, arguments, Some(query_text)) {
-        Ok(call) => call,
-        Err(message) => {
-            return Ok(CallToolResult::error(vec![rmcp::model::ContentBlock::text(message)]));
-        }
-    };
-
-    let session = Session::new(
-        ctx.provider.clone(),
-        ctx.graph.clone(),
-        caller.clone(),
-        ScopeSet::from_iter([SITES_READ_ALL]),
-    );
+    let session = call.session(&[SITES_READ_ALL]);
     let entity_types = match plan.mode {
         Mode::Documents => json!(["driveItem", "listItem"]),
         Mode::Folders => json!(["driveItem"]),
@@ -436,30 +425,19 @@ async fn run(
         "from": from,
         "size": size,
     }]});
-    let req = match GraphRequest::query_post(GraphPath::fixed("/search/query"), body) {
-        Ok(req) => req,
-        Err(error) => {
-            return finish_failure(ctx, call, &session, &GraphFailure::new(error), auth).await;
-        }
-    };
-    let response = match session.post_json::<SearchAnswer<DriveResource>>(&req).await {
-        Ok(response) => response,
-        Err(failure) => {
-            call.graph_request_ids.extend(failure.request_id.clone());
-            return finish_failure(ctx, call, &session, &failure, auth).await;
-        }
-    };
-    call.graph_request_ids.extend(response.request_id.clone());
+    let req = GraphRequest::query_post(GraphPath::fixed("/search/query"), body)
+        .map_err(|e| ToolError::Graph(GraphFailure::new(e)))?;
+    let response = session.post_json::<SearchAnswer<DriveResource>>(&req).await?;
     let mut sources = vec![SourceStatus::ok("search")];
 
     // The zone after the search: the search's failure is the one worth reporting.
-    let zone = mailbox_zone(ctx, caller, &mut call.graph_request_ids).await;
+    let zone = call.zone().await;
     let policy = ctx.policy.current();
     // A tenant the policy no longer lists or enables reads nothing (never "no restriction").
     let Some(rules) = policy.enabled_tenant(&caller.tenant_id).cloned() else {
-        let message = "The Microsoft 365 connector is not enabled for your organization.";
-        let _ = call.finish("refused", 403);
-        return Ok(CallToolResult::error(vec![rmcp::model::ContentBlock::text(message)]));
+        return Err(ToolError::Refused(
+            "The Microsoft 365 connector is not enabled for your organization.".into(),
+        ));
     };
     drop(policy);
     let mut filters = plan.filters;
@@ -513,15 +491,13 @@ async fn run(
     let mut sites = Vec::new();
     if plan.include_sites && from == 0 {
         match search_sites(&session, &plan_site_query(&plan.binding_query)).await {
-            Ok((found, request_id)) => {
-                call.graph_request_ids.extend(request_id);
+            Ok(found) => {
                 sources.push(SourceStatus::ok("site search"));
                 sites = found.into_iter().filter(|s| rules.site_allowed(&s.site_id)).collect();
             }
             Err(failure) => {
-                call.graph_request_ids.extend(failure.request_id.clone());
                 if let Some(claims) = failure.claims_challenge() {
-                    auth.challenge.request_claims(claims);
+                    call.auth.challenge.request_claims(claims);
                 }
                 sources.push(SourceStatus::failed("site search", failure.user_message()));
             }
@@ -539,6 +515,7 @@ async fn run(
         ));
     }
     let results = SharePointResults {
+        folders: plan.mode == Mode::Folders,
         page: Page { has_more, returned: items.len() as u32, total_estimate: total, next_cursor },
         items,
         sites,
@@ -547,11 +524,7 @@ async fn run(
         truncation,
         notes,
     };
-    let text = render(plan.mode, &results);
-    if let Err(message) = call.finish("ok", 200) {
-        return Ok(CallToolResult::error(vec![rmcp::model::ContentBlock::text(message)]));
-    }
-    Ok(structured(text, &results))
+    Ok(results)
 }
 
 /// The site query: the same keywords, without document-only restrictions.
@@ -559,17 +532,15 @@ fn plan_site_query(binding_query: &Value) -> String {
     Kql::new().terms(binding_query.get("query").and_then(Value::as_str).unwrap_or_default()).build()
 }
 
-async fn search_sites(
-    session: &crate::graph::Session,
-    kql: &str,
-) -> Result<(Vec<SiteHit>, Option<String>), GraphFailure> {
+async fn search_sites(session: &CallSession, kql: &str) -> Result<Vec<SiteHit>, ToolError> {
     let body = json!({"requests": [{
         "entityTypes": ["site"],
         "query": {"queryString": kql},
         "from": 0,
         "size": SITE_HITS,
     }]});
-    let req = GraphRequest::query_post(GraphPath::fixed("/search/query"), body)?;
+    let req = GraphRequest::query_post(GraphPath::fixed("/search/query"), body)
+        .map_err(|e| ToolError::Graph(GraphFailure::new(e)))?;
     let mut response = session.post_json::<Value>(&req).await?;
     let hits = take_hits(&mut response.body);
     let sites = hits
@@ -585,7 +556,7 @@ async fn search_sites(
             })
         })
         .collect();
-    Ok((sites, response.request_id))
+    Ok(sites)
 }
 
 /// The fields of a search hit's `driveItem` resource that [`drive_hit`] reads.
@@ -676,10 +647,10 @@ fn drive_hit(hit: &SearchHit<DriveResource>, zone: &MailboxZone) -> Option<Drive
     })
 }
 
-fn render(mode: Mode, r: &SharePointResults) -> String {
-    let noun = match mode {
-        Mode::Documents => "document",
-        Mode::Folders => "folder",
+fn render(r: &SharePointResults) -> String {
+    let noun = match r.folders {
+        false => "document",
+        true => "folder",
     };
     let mut out = format!(
         "{} {noun}{} on this page{}.",
@@ -718,35 +689,6 @@ fn render(mode: Mode, r: &SharePointResults) -> String {
         out.push_str(&format!("\n[note: {note}]"));
     }
     out
-}
-
-async fn finish_failure(
-    ctx: &ToolContext,
-    call: super::Call<'_>,
-    session: &Session,
-    failure: &GraphFailure,
-    auth: &Authenticated,
-) -> Result<CallToolResult, McpError> {
-    let tool = call.tool;
-    let outcome =
-        if failure.claims_challenge().is_some() { "claims_challenge" } else { "graph_error" };
-    let status = match &failure.error {
-        GraphError::Forbidden { .. } | GraphError::Token(OboError::ConsentRequired { .. }) => 403,
-        GraphError::NotFound => 404,
-        GraphError::Throttled { .. } => 429,
-        _ => 502,
-    };
-    if let Err(message) = call.finish(outcome, status) {
-        return Ok(CallToolResult::error(vec![rmcp::model::ContentBlock::text(message)]));
-    }
-    if matches!(failure.error, GraphError::Token(OboError::ConsentRequired { .. })) {
-        return Ok(super::access::failure_result(ctx, auth, tool, &session.scopes, failure).await);
-    }
-    let mut result = graph_failure(failure, &auth.challenge);
-    if let Some(message) = permission_message(failure) {
-        result.content = vec![rmcp::model::ContentBlock::text(message)];
-    }
-    Ok(result)
 }
 
 #[cfg(test)]
@@ -808,7 +750,7 @@ mod tests {
             modified_after: Some("2026-01-02T10:00:00Z".into()),
             ..Default::default()
         };
-        let plan = plan_documents(&args).expect("valid");
+        let plan = plan_documents(&args, 25).expect("valid");
         assert_eq!(
             plan.kql,
             "budget or path https evil isDocument=true \
@@ -834,7 +776,7 @@ mod tests {
             SharePointSearchArgs { modified_after: Some("yesterday".into()), ..base() },
             SharePointSearchArgs { query: " ".into(), ..Default::default() },
         ] {
-            assert!(plan_documents(&args).is_err(), "{args:?}");
+            assert!(plan_documents(&args, 25).is_err(), "{args:?}");
         }
     }
 }

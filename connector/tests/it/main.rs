@@ -10,6 +10,7 @@ mod obo_union;
 mod policy;
 mod redis;
 mod server;
+mod tools_pipeline;
 mod tools_read;
 mod tools_search;
 mod tools_sharepoint;

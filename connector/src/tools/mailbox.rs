@@ -242,52 +242,40 @@ impl SettingsCache {
 /// permission, or when Graph cannot answer, times are shown in UTC with a note saying why. The
 /// token is cached per (tenant, user, scope set) like every OBO token, so this costs an
 /// exchange only on a cache miss; revoking the permission blocks no tool.
-pub async fn mailbox_zone(
-    ctx: &super::ToolContext,
-    caller: &crate::domain::Caller,
-    request_ids: &mut Vec<String>,
-) -> MailboxZone {
-    if let Some(hit) = ctx.settings.get(MailboxKey::from(caller), ctx.clock.now()).await {
+pub async fn mailbox_zone(call: &super::pipeline::Scope<'_>) -> MailboxZone {
+    let ctx = call.ctx;
+    if let Some(hit) = ctx.settings.get(MailboxKey::from(call.caller()), ctx.clock.now()).await {
         return hit.zone.clone();
     }
-    read_zone(ctx, &zone_session(ctx, caller), request_ids).await
+    read_zone(ctx, &zone_session(call)).await
 }
 
 /// The session the mailbox settings are read with: `MailboxSettings.Read` alone.
-pub fn zone_session(
-    ctx: &super::ToolContext,
-    caller: &crate::domain::Caller,
-) -> crate::graph::Session {
-    ctx.session(caller, &[super::permissions::ZONE_SCOPE])
+pub fn zone_session(call: &super::pipeline::Scope<'_>) -> super::pipeline::CallSession {
+    call.session(&[super::permissions::ZONE_SCOPE])
 }
 
 /// Reads the settings from Graph with `session` (see [`zone_session`]) and caches a success.
 pub async fn read_zone(
     ctx: &super::ToolContext,
-    session: &crate::graph::Session,
-    request_ids: &mut Vec<String>,
+    session: &super::pipeline::CallSession,
 ) -> MailboxZone {
     use crate::graph::{GraphPath, GraphRequest};
     let req = GraphRequest::get(GraphPath::fixed("/me/mailboxSettings")).select(SETTINGS_SELECT);
     match session.get_json::<MailboxSettings>(&req).await {
         Ok(resp) => {
-            request_ids.extend(resp.request_id);
-            let key = MailboxKey::from(&session.caller);
+            let key = MailboxKey::from(&session.0.caller);
             ctx.settings.insert(key, resp.body, ctx.clock.now()).await.zone.clone()
         }
-        Err(failure) => {
-            request_ids.extend(failure.request_id.clone());
-            unreadable(&failure)
-        }
+        Err(failure) => unreadable(&failure.code()),
     }
 }
 
 /// UTC, with a note saying why the mailbox zone could not be read.
-pub fn unreadable(failure: &crate::graph::GraphFailure) -> MailboxZone {
+pub fn unreadable(code: &str) -> MailboxZone {
     MailboxZone {
         note: Some(format!(
-            "your mailbox time zone could not be read ({}); times are shown in UTC",
-            failure.error.code()
+            "your mailbox time zone could not be read ({code}); times are shown in UTC"
         )),
         ..MailboxZone::utc()
     }

@@ -1,7 +1,9 @@
 //! Newtypes for identifiers and claims that arrive from outside, parsed once at the edge.
 //!
 //! Identity is always the pair ([`TenantId`], [`ObjectId`]); names, UPNs and mail addresses are
-//! display data and never keys.
+//! display data and never keys. [`uri`]: the `m365://` URIs and the web links that name one item.
+
+pub mod uri;
 
 use std::{collections::BTreeSet, fmt};
 
