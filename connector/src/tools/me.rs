@@ -27,8 +27,9 @@ pub static GET_ME: Tool = Tool {
     forbidden_message: None,
 };
 
-/// `get_me` takes no arguments (any given are ignored, as the empty schema says).
+/// `get_me` takes no arguments; one given anyway is refused, never ignored.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct GetMeArgs {}
 
 impl ToolArgs for GetMeArgs {

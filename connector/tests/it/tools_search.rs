@@ -411,6 +411,11 @@ async fn an_argument_a_tool_does_not_know_is_refused_naming_it_and_the_valid_one
         assert!(message.contains(&format!("unknown field `{unknown}`")), "{tool}: {message}");
         assert!(message.contains(&format!("`{valid}`")), "{tool}: lists valid fields: {message}");
     }
+    // get_me takes none: any argument is refused by name.
+    let result = world.call_tool(&adele, "get_me", json!({"verbose": true})).await;
+    assert_eq!(result.get("isError"), Some(&json!(true)), "get_me: {result:#}");
+    let message = result.pointer("/content/0/text").and_then(Value::as_str).unwrap_or_default();
+    assert!(message.contains("unknown field `verbose`"), "get_me: {message}");
     assert!(world.graph_calls(&adele).is_empty(), "a refused call reached Graph");
 }
 
