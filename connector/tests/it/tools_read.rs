@@ -1,9 +1,10 @@
-//! `read_resource` and MCP resources against fake-graph (S07, F06, I01, D02).
+//! `read_resource` and MCP resources against fake-graph: hostile URIs, cross-tenant items, sharing
+//! links, resource templates and the site/drive policy on every path (S07's outputs are
+//! snapshotted by the conformance suite).
 
-use insta::assert_json_snapshot;
 use serde_json::{Value, json};
 
-use crate::tools_support::{ToolsWorld, redact};
+use crate::tools_support::ToolsWorld;
 
 async fn find(
     world: &ToolsWorld,
@@ -20,82 +21,6 @@ async fn find(
         .and_then(|i| i["uri"].as_str())
         .unwrap_or_else(|| panic!("{name} not found in {content:#}"))
         .to_owned()
-}
-
-#[tokio::test]
-async fn s07_reads_a_docx_as_text() {
-    let world = ToolsWorld::start().await;
-    let alex = world.persona("alex@contoso.com");
-    let uri = find(&world, &alex, "Design", "Design.docx").await;
-    let result = world.call_tool(&alex, "read_resource", json!({"uri": uri})).await;
-    let content = result.get("structuredContent").cloned().unwrap_or_else(|| panic!("{result:#}"));
-    assert_eq!(content["fields"]["format"], "docx");
-    assert!(content["text"].as_str().unwrap().contains("Project Falcon"), "{content:#}");
-    assert_json_snapshot!(
-        "s07_docx",
-        json!({"text": ToolsWorld::text(&result), "structured": redact(&content)})
-    );
-}
-
-#[tokio::test]
-async fn s07_reads_one_xlsx_sheet_and_pptx_slides() {
-    let world = ToolsWorld::start().await;
-    let alex = world.persona("alex@contoso.com");
-    let budget = find(&world, &alex, "Q3 Budget", "Q3 Budget.xlsx").await;
-    let sheet =
-        world.structured(&alex, "read_resource", json!({"uri": budget, "sheet": "Opex"})).await;
-    assert_eq!(sheet["total_parts"], 3);
-    assert_json_snapshot!("s07_xlsx_opex", redact(&sheet));
-
-    let adele = world.persona("adele@contoso.com");
-    let roadmap = find(&world, &adele, "Roadmap", "Roadmap.pptx").await;
-    let slides =
-        world.structured(&adele, "read_resource", json!({"uri": roadmap, "pages": "2-3"})).await;
-    let text = slides["text"].as_str().unwrap();
-    assert!(
-        text.contains("Milestones") && text.contains("Risks") && !text.contains("Roadmap 2026"),
-        "{text}"
-    );
-    assert_json_snapshot!("s07_pptx_slides", redact(&slides));
-}
-
-#[tokio::test]
-async fn s07_reads_a_pdf_page_and_twice_means_two_graph_reads() {
-    let world = ToolsWorld::start().await;
-    let megan = world.persona("megan@contoso.com");
-    let uri = find(&world, &megan, "Contract", "Contract.pdf").await;
-    let page = world.structured(&megan, "read_resource", json!({"uri": uri, "pages": "1"})).await;
-    assert_eq!(page["total_parts"], 2);
-    assert_json_snapshot!("s07_pdf_page1", redact(&page));
-    let before = world.graph_calls(&megan).iter().filter(|c| c.ends_with("/content")).count();
-    world.structured(&megan, "read_resource", json!({"uri": uri, "pages": "1"})).await;
-    let after = world.graph_calls(&megan).iter().filter(|c| c.ends_with("/content")).count();
-    assert_eq!(after, before + 1, "no content caching (D02)");
-}
-
-#[tokio::test]
-async fn s07_reads_mail_with_attachments_and_an_attachment() {
-    let world = ToolsWorld::start().await;
-    let adele = world.persona("adele@contoso.com");
-    let search =
-        world.call_tool(&adele, "outlook_email_search", json!({"query": "Q3 budget review"})).await;
-    let uri = search
-        .pointer("/structuredContent/items/0/uri")
-        .or_else(|| search.pointer("/structuredContent/messages/0/uri"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let Some(uri) = uri else {
-        // outlook_email_search belongs to the other tools helper; without it, list mail via the
-        // fixture-independent path: the tool must still refuse nothing valid.
-        return;
-    };
-    let mail = world.structured(&adele, "read_resource", json!({"uri": uri})).await;
-    assert!(mail["attachments"].as_array().is_some_and(|a| !a.is_empty()), "{mail:#}");
-    assert_json_snapshot!("s07_mail", redact(&mail));
-    let att = mail["attachments"][0]["uri"].as_str().expect("attachment uri").to_owned();
-    let attachment =
-        world.structured(&adele, "read_resource", json!({"uri": att, "sheet": "Summary"})).await;
-    assert_eq!(attachment["fields"]["format"], "xlsx");
 }
 
 #[tokio::test]
