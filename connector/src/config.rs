@@ -128,7 +128,8 @@ pub struct RawGraph {
     pub base_url: String,
     /// Hosts pre-authenticated download URLs may point at; the Graph client's defaults
     /// (`*.sharepoint.com`, ...) when absent. Each must be a SharePoint or OneDrive host (or
-    /// loopback while the Graph base is loopback) unless `allow_any_download_host` is set.
+    /// loopback while the Graph base is loopback: tests list their download host) unless
+    /// `allow_any_download_host` is set.
     pub download_hosts: Option<Vec<String>>,
     /// Explicit override: accept `download_hosts` outside the SharePoint/OneDrive shapes.
     pub allow_any_download_host: bool,

@@ -141,7 +141,6 @@ pub(super) fn connector_settings(
         .entra(authority, client_id, client_secret)
         .jwks_refresh_floor_secs(1)
         .graph(graph_base)
-        .download_hosts(&["127.0.0.1"])
         .graph_retries(5, 3, 10)
         .obo_max_reuse_secs(obo_max_reuse_secs)
         .cache_keys_b64(&[cache_key])

@@ -245,7 +245,9 @@ impl WorldBuilder {
             &secret,
             self.obo_max_reuse_secs,
             (&cache_key, &cursor_key),
-        );
+        )
+        // Only the download host, not Graph's: the allow-list is what lets downloads through.
+        .download_hosts(&[download_host(&graph)?]);
         let config_path = dir.join("connector.toml");
         std::fs::write(&config_path, settings.toml())?;
         let policy_path = dir.join("policy.toml");
@@ -294,6 +296,15 @@ impl WorldBuilder {
         world.wait_ready().await?;
         Ok(world)
     }
+}
+
+/// The host name of fake-graph's download listener.
+fn download_host(graph: &FakeGraph) -> Result<String> {
+    let uri = graph.download_uri();
+    url::Url::parse(&uri)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .ok_or_else(|| anyhow!("fake-graph's download URI has no host: {uri}"))
 }
 
 /// The running test world.

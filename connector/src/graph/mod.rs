@@ -57,7 +57,8 @@ pub struct GraphSettings {
     /// e.g. `https://graph.microsoft.com/v1.0`.
     pub base_url: Url,
     /// Hosts a pre-authenticated download URL may point at: exact names or `*.suffix`
-    /// patterns. Loopback hosts are allowed (over http too) only when the base is loopback.
+    /// patterns. A loopback host must be listed too, and is allowed (over http as well) only
+    /// when the base is loopback.
     pub download_hosts: Vec<String>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
@@ -305,12 +306,17 @@ impl GraphClient {
         if !url.username().is_empty() || url.password().is_some() {
             return false;
         }
+        let listed =
+            self.inner.settings.download_hosts.iter().any(|pattern| host_matches(pattern, host));
         if is_loopback_host(host) {
+            // Tests only: plain HTTP is allowed, but the host must still be on the list, so a
+            // test world whose downloads come from their own host exercises the list as
+            // production does.
             return self.inner.settings.base_is_loopback()
-                && matches!(url.scheme(), "http" | "https");
+                && matches!(url.scheme(), "http" | "https")
+                && listed;
         }
-        url.scheme() == "https"
-            && self.inner.settings.download_hosts.iter().any(|pattern| host_matches(pattern, host))
+        url.scheme() == "https" && listed
     }
 
     async fn mailbox_permit(

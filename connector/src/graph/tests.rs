@@ -26,8 +26,12 @@ fn mailbox(n: u128) -> MailboxKey {
     }
 }
 
+/// Settings for a client of `server`, whose download host (wiremock's too) is listed.
 fn settings(server: &MockServer) -> GraphSettings {
-    GraphSettings::new(Url::parse(&format!("{}/v1.0", server.uri())).expect("url"))
+    let mut settings =
+        GraphSettings::new(Url::parse(&format!("{}/v1.0", server.uri())).expect("url"));
+    settings.download_hosts = vec!["127.0.0.1".to_owned()];
+    settings
 }
 
 /// No client-level timers and no pooled connections (whose idle timers are timers too): with
@@ -364,6 +368,9 @@ async fn download_redirects_to_hosts_outside_the_allow_list_are_refused() {
         "https://evil.example/file",
         "http://169.254.169.254/latest/meta-data",
         "https://contoso.sharepoint.com.evil.example/x",
+        // loopback, but not the listed download host: the list holds for tests' hosts too
+        "http://127.0.0.3:9/file",
+        "http://localhost:9/file",
     ] {
         graph.reset().await;
         Mock::given(method("GET"))

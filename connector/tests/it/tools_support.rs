@@ -97,6 +97,7 @@ impl ToolsWorld {
             client_secret = "{CONNECTOR_SECRET}"
             [graph]
             base_url = "{graph}/v1.0"
+            download_hosts = ["127.0.0.1"]
             [obo]
             cache_keys = ["{key}"]
             [policy]
