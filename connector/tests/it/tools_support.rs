@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use connector::{
     clock::Clock,
-    config::{RawSettings, Settings},
     policy::{Policy, PolicyStore},
     server::{Application, Dependencies},
+    testing::SettingsBuilder,
 };
 use fake_entra::FakeEntra;
 use fake_graph::FakeGraph;
@@ -86,39 +86,17 @@ impl ToolsWorld {
         let policy_text = format!(
             "[[tenants]]\nid = \"{contoso}\"\nname = \"contoso\"\n{contoso_extra}\n[[tenants]]\nid = \"{fabrikam}\"\nname = \"fabrikam\"\n"
         );
-        let text = format!(
-            r#"
-            [server]
-            listen = "{addr}"
-            public_url = "http://{addr}/mcp"
-            [entra]
-            authority = "{authority}"
-            client_id = "{client_id}"
-            client_secret = "{CONNECTOR_SECRET}"
-            [graph]
-            base_url = "{graph}/v1.0"
-            download_hosts = ["127.0.0.1"]
-            [obo]
-            cache_keys = ["{key}"]
-            [policy]
-            path = "{policy}"
-            [audit]
-            path = "{audit}"
-            fsync = false
-            [limits]
-            per_caller_per_minute = 6000
-            per_caller_burst = 1000
-            shutdown_grace_secs = 1
-            "#,
-            authority = entra.uri(),
-            client_id = entra.connector_id(),
-            graph = graph.uri(),
-            key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]),
-            policy = dir.join("policy.toml").display(),
-            audit = dir.join("audit.jsonl").display(),
-        );
-        let raw: RawSettings = toml::from_str(&text).expect("settings parse");
-        let settings = Settings::from_raw(raw).expect("valid settings");
+        let settings = SettingsBuilder::new(addr)
+            .entra(&entra.uri(), entra.connector_id(), CONNECTOR_SECRET)
+            .graph(&format!("{}/v1.0", graph.uri()))
+            .download_hosts(&["127.0.0.1"])
+            .cache_key([7; 32])
+            .policy(&dir.join("policy.toml"), 2)
+            .audit(&dir.join("audit.jsonl"), false)
+            .per_caller_rate(6000, 1000)
+            .shutdown_grace_secs(1)
+            .settings()
+            .expect("valid settings");
         let policy_path = dir.join("policy.toml");
         std::fs::write(&policy_path, &policy_text).expect("policy written");
         let policy = Arc::new(PolicyStore::fixed(
