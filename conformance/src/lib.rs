@@ -17,6 +17,7 @@
 //! * [`signing_proxy`]: TEST ONLY, loopback only: a second MCP URL that signs every request
 //!   as one persona, for clients that cannot send a bearer token.
 //! * [`persona`]: the fixture personas by name.
+//! * [`scaleout`]: redis-server, two connector instances and a round-robin (X, sandbox, bench).
 //! * [`canary`]: a loopback listener that must receive nothing (SSRF evidence).
 //! * [`logs`]: captures the process's tracing output so scenarios can grep it for secrets.
 //! * [`scenarios`]: the catalogue, one `async fn(&World) -> Result<()>` per scenario id, and
@@ -27,6 +28,7 @@ pub mod bench;
 pub mod canary;
 pub mod logs;
 pub mod persona;
+pub mod scaleout;
 pub mod scenarios;
 pub mod session;
 pub mod signin;

@@ -106,7 +106,7 @@ pub struct Outcome {
     pub callers: usize,
     pub layout: Layout,
     /// What Redis held at the end of the step (layouts with Redis).
-    pub census: Option<crate::scenarios::x_scaleout::Census>,
+    pub census: Option<crate::scaleout::Census>,
     pub json: Value,
     pub markdown: String,
     pub svg: String,
@@ -145,7 +145,7 @@ pub async fn run(opts: &Options) -> Result<Vec<Outcome>> {
     let most = opts.callers.iter().copied().max().ok_or_else(|| anyhow!("no caller counts"))?;
     let layouts = layouts(opts.instances, opts.redis);
     let redis = if opts.redis {
-        let server = crate::scenarios::x_scaleout::RedisServer::start()?;
+        let server = crate::scaleout::RedisServer::start()?;
         eprintln!("redis-server on {}", server.url());
         Some(server)
     } else {

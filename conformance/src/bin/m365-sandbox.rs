@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use conformance::{
     ConnectorMode, Persona, World,
-    scenarios::x_scaleout::{DEFAULT_KNOBS, RoundRobin, ScaleOut},
+    scaleout::{DEFAULT_KNOBS, RoundRobin, ScaleOut},
 };
 
 #[derive(Parser)]

@@ -259,7 +259,9 @@ pub(super) fn issue_user_tokens(
         AadError::new("invalid_grant", 50034, "The user account does not exist in the directory.")
     })?;
     let uti = tokens::new_uti();
-    let (access, lifetime, scope) = match resource {
+    let scope =
+        granted.iter().map(|g| qualify(&inner.dir, resource, g)).collect::<Vec<_>>().join(" ");
+    let (access, lifetime) = match resource {
         Some(Resource::Graph) => {
             // Long-lived CAE tokens only where the tenant issues them; otherwise a cp1 client
             // gets an ordinary token (and no `xms_cc`), as under a CA policy disabling CAE.
@@ -278,12 +280,7 @@ pub(super) fn issue_user_tokens(
                 Times::new(now, life),
                 &uti,
             );
-            let scope = granted
-                .iter()
-                .map(|g| qualify(&inner.dir, resource, g))
-                .collect::<Vec<_>>()
-                .join(" ");
-            (tokens::Unsigned::new(inner.keys.active(), claims, true, true), life, scope)
+            (tokens::Unsigned::new(inner.keys.active(), claims, true, true), life)
         }
         _ => {
             let life = inner.access_lifetime(tid);
@@ -300,12 +297,7 @@ pub(super) fn issue_user_tokens(
                 Times::new(now, life),
                 &uti,
             );
-            let scope = granted
-                .iter()
-                .map(|g| qualify(&inner.dir, resource, g))
-                .collect::<Vec<_>>()
-                .join(" ");
-            (tokens::Unsigned::new(inner.keys.active(), claims, false, false), life, scope)
+            (tokens::Unsigned::new(inner.keys.active(), claims, false, false), life)
         }
     };
     let mut resp = TokenResponse {
