@@ -268,6 +268,9 @@ mod tests {
 
     use super::*;
 
+    /// The documented cap, written out so a changed constant cannot move the tests with it.
+    const ONE_MIB: usize = 1024 * 1024;
+
     const TEST_KEY_PEM: &str = include_str!("../../../fake-entra/src/test_keys/key1.pem");
 
     fn jwks(kid: &str) -> serde_json::Value {
@@ -367,7 +370,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_jwks_of_exactly_the_cap_loads_whether_or_not_its_length_is_announced() {
-        let doc = jwks_of_size("k1", MAX_JWKS_BYTES);
+        let doc = jwks_of_size("k1", ONE_MIB);
         // With a Content-Length of exactly the cap.
         let server = MockServer::start().await;
         Mock::given(method("GET"))
@@ -378,7 +381,7 @@ mod tests {
         assert_eq!(store.refresh().await, Ok(1));
         assert!(store.is_ready());
         // Streamed in two halves without a length.
-        let (head, body) = chunked(&[&doc[..MAX_JWKS_BYTES / 2], &doc[MAX_JWKS_BYTES / 2..]]);
+        let (head, body) = chunked(&[&doc[..ONE_MIB / 2], &doc[ONE_MIB / 2..]]);
         let store = store_at(raw_server(head, body).await, Duration::ZERO);
         assert_eq!(store.refresh().await, Ok(1));
         assert!(store.key("k1").await.is_ok());
@@ -386,8 +389,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_streamed_jwks_one_byte_over_the_cap_is_refused() {
-        let doc = jwks_of_size("k1", MAX_JWKS_BYTES + 1);
-        let (head, body) = chunked(&[&doc[..MAX_JWKS_BYTES / 2], &doc[MAX_JWKS_BYTES / 2..]]);
+        let doc = jwks_of_size("k1", ONE_MIB + 1);
+        let (head, body) = chunked(&[&doc[..ONE_MIB / 2], &doc[ONE_MIB / 2..]]);
         let store = store_at(raw_server(head, body).await, Duration::ZERO);
         let error = store.refresh().await.expect_err("refused");
         assert!(error.contains("larger than 1 MiB"), "{error}");
@@ -401,7 +404,7 @@ mod tests {
         let head = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
              connection: close\r\n\r\n",
-            2 * MAX_JWKS_BYTES
+            2 * ONE_MIB
         );
         let store =
             store_at(raw_server(head, vec![b"{\"keys\": [".to_vec()]).await, Duration::ZERO);
