@@ -491,6 +491,22 @@ mod tests {
         assert_eq!(store.key("k2").await.err(), Some(KeyError::Unavailable));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_set_exactly_as_old_as_the_cap_is_still_trusted() {
+        // The clock is paused, so the set is read exactly `max_stale` (zero) after its fetch:
+        // at the cap, not past it, it still decides (known kid found, unknown kid invalid).
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(jwks("k1")))
+            .mount(&server)
+            .await;
+        let store = store_at(format!("{}/keys", server.uri()), Duration::from_secs(3600))
+            .with_max_stale(Duration::ZERO);
+        store.refresh().await.expect("first load");
+        assert!(store.key("k1").await.is_ok());
+        assert_eq!(store.key("k2").await.err(), Some(KeyError::UnknownKid));
+    }
+
     #[test]
     fn a_signing_key_debugs_as_its_kid_and_issuer_only() {
         let key = DecodingKey::from_rsa_components("AQAB", "AQAB").expect("key");
