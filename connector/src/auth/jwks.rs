@@ -268,6 +268,9 @@ mod tests {
 
     use super::*;
 
+    /// The documented cap, written out so a changed constant cannot move the tests with it.
+    const ONE_MIB: usize = 1024 * 1024;
+
     const TEST_KEY_PEM: &str = include_str!("../../../fake-entra/src/test_keys/key1.pem");
 
     fn jwks(kid: &str) -> serde_json::Value {
@@ -303,6 +306,243 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(store.key("k1").await.err(), Some(KeyError::Unavailable));
         assert_eq!(store.key("k2").await.err(), Some(KeyError::Unavailable));
+    }
+
+    /// A JWKS document of exactly `size` bytes (the key plus a padding member).
+    fn jwks_of_size(kid: &str, size: usize) -> Vec<u8> {
+        let mut doc = jwks(kid);
+        doc["padding"] = serde_json::json!("");
+        let bare = serde_json::to_vec(&doc).expect("json").len();
+        doc["padding"] = serde_json::json!("x".repeat(size - bare));
+        let bytes = serde_json::to_vec(&doc).expect("json");
+        assert_eq!(bytes.len(), size);
+        bytes
+    }
+
+    /// A loopback HTTP server that answers every request with `head` followed by `body`
+    /// chunks, then closes the connection: lets a test choose framing reqwest must cope with.
+    async fn raw_server(head: String, body: Vec<Vec<u8>>) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/keys", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = socket.write_all(head.as_bytes()).await;
+                for part in &body {
+                    let _ = socket.write_all(part).await;
+                    let _ = socket.flush().await;
+                }
+                let _ = socket.shutdown().await;
+            }
+        });
+        url
+    }
+
+    fn chunked(parts: &[&[u8]]) -> (String, Vec<Vec<u8>>) {
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                    transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+            .to_owned();
+        let mut body: Vec<Vec<u8>> = parts
+            .iter()
+            .map(|p| {
+                let mut chunk = format!("{:x}\r\n", p.len()).into_bytes();
+                chunk.extend_from_slice(p);
+                chunk.extend_from_slice(b"\r\n");
+                chunk
+            })
+            .collect();
+        body.push(b"0\r\n\r\n".to_vec());
+        (head, body)
+    }
+
+    fn store_at(url: String, floor: Duration) -> JwksKeyStore {
+        crate::server::install_crypto();
+        JwksKeyStore::new(reqwest::Client::new(), url, floor)
+    }
+
+    #[tokio::test]
+    async fn a_jwks_of_exactly_the_cap_loads_whether_or_not_its_length_is_announced() {
+        let doc = jwks_of_size("k1", ONE_MIB);
+        // With a Content-Length of exactly the cap.
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(doc.clone(), "application/json"))
+            .mount(&server)
+            .await;
+        let store = store_over(&server, DEFAULT_MAX_STALE).await;
+        assert_eq!(store.refresh().await, Ok(1));
+        assert!(store.is_ready());
+        // Streamed in two halves without a length.
+        let (head, body) = chunked(&[&doc[..ONE_MIB / 2], &doc[ONE_MIB / 2..]]);
+        let store = store_at(raw_server(head, body).await, Duration::ZERO);
+        assert_eq!(store.refresh().await, Ok(1));
+        assert!(store.key("k1").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_streamed_jwks_one_byte_over_the_cap_is_refused() {
+        let doc = jwks_of_size("k1", ONE_MIB + 1);
+        let (head, body) = chunked(&[&doc[..ONE_MIB / 2], &doc[ONE_MIB / 2..]]);
+        let store = store_at(raw_server(head, body).await, Duration::ZERO);
+        let error = store.refresh().await.expect_err("refused");
+        assert!(error.contains("larger than 1 MiB"), "{error}");
+        assert!(!store.is_ready());
+    }
+
+    #[tokio::test]
+    async fn an_announced_oversized_length_is_refused_before_the_body_is_read() {
+        // The body never arrives in full: only the announced length can refuse it as too
+        // large (reading it would fail as unreadable instead).
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n",
+            2 * ONE_MIB
+        );
+        let store =
+            store_at(raw_server(head, vec![b"{\"keys\": [".to_vec()]).await, Duration::ZERO);
+        let error = store.refresh().await.expect_err("refused");
+        assert!(error.contains("larger than 1 MiB"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_refreshes_at_most_once_per_floor_and_then_is_unknown() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(jwks("k1")))
+            .mount(&server)
+            .await;
+        let url = format!("{}/keys", server.uri());
+        let fetches = || async { server.received_requests().await.expect("recorded").len() };
+        let store = store_at(url.clone(), Duration::from_secs(3600));
+        store.refresh().await.expect("first load");
+        // Known and fresh: an unknown kid is invalid, and the floor holds off a refetch.
+        assert_eq!(store.key("k2").await.err(), Some(KeyError::UnknownKid));
+        assert_eq!(fetches().await, 1);
+        // Without a floor, each unknown kid refetches.
+        let store = store_at(url, Duration::ZERO);
+        store.refresh().await.expect("first load");
+        assert_eq!(store.key("k2").await.err(), Some(KeyError::UnknownKid));
+        assert_eq!(fetches().await, 3);
+        // A kid longer than any Entra uses is refused without a fetch.
+        let long = "k".repeat(MAX_KID_LEN + 1);
+        assert_eq!(store.key(&long).await.err(), Some(KeyError::UnknownKid));
+        assert_eq!(fetches().await, 3);
+    }
+
+    #[tokio::test]
+    async fn a_key_rolled_in_after_the_last_fetch_is_found_by_refreshing() {
+        let longest = "k".repeat(MAX_KID_LEN);
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(jwks("k1")))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(jwks(&longest)))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(jwks("k3")))
+            .mount(&server)
+            .await;
+        let store = store_over(&server, DEFAULT_MAX_STALE).await;
+        store.refresh().await.expect("first load");
+        assert_eq!(store.key(&longest).await.expect("rolled in").kid, longest);
+        assert_eq!(store.key("k3").await.expect("rolled in").kid, "k3");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_while_the_endpoint_fails_is_undecidable_not_invalid() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(jwks("k1")))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET")).respond_with(ResponseTemplate::new(500)).mount(&server).await;
+        let store = store_over(&server, DEFAULT_MAX_STALE).await;
+        store.refresh().await.expect("first load");
+        assert_eq!(store.key("k2").await.err(), Some(KeyError::Unavailable));
+        assert!(store.key("k1").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_stale_set_is_unavailable_even_when_the_floor_forbids_a_refetch() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(jwks("k1")))
+            .mount(&server)
+            .await;
+        let store = store_at(format!("{}/keys", server.uri()), Duration::from_secs(3600))
+            .with_max_stale(Duration::from_millis(200));
+        store.refresh().await.expect("first load");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(store.key("k1").await.err(), Some(KeyError::Unavailable));
+        assert_eq!(store.key("k2").await.err(), Some(KeyError::Unavailable));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_set_exactly_as_old_as_the_cap_is_still_trusted() {
+        // The clock is paused, so the set is read exactly `max_stale` (zero) after its fetch:
+        // at the cap, not past it, it still decides (known kid found, unknown kid invalid).
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(jwks("k1")))
+            .mount(&server)
+            .await;
+        let store = store_at(format!("{}/keys", server.uri()), Duration::from_secs(3600))
+            .with_max_stale(Duration::ZERO);
+        store.refresh().await.expect("first load");
+        assert!(store.key("k1").await.is_ok());
+        assert_eq!(store.key("k2").await.err(), Some(KeyError::UnknownKid));
+    }
+
+    #[test]
+    fn a_signing_key_debugs_as_its_kid_and_issuer_only() {
+        let key = DecodingKey::from_rsa_components("AQAB", "AQAB").expect("key");
+        let key = SigningKey { kid: "k1".into(), key, issuer: Some("https://iss".into()) };
+        assert_eq!(format!("{key:?}"), r#"SigningKey { kid: "k1", issuer: Some("https://iss") }"#);
+    }
+
+    /// Counts scheduled refreshes; never ready, so the loop uses its short retry wait.
+    struct CountingStore(std::sync::atomic::AtomicUsize);
+
+    impl KeyStore for CountingStore {
+        fn key<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<SigningKey, KeyError>> {
+            Box::pin(async { Err(KeyError::Unavailable) })
+        }
+        fn refresh(&self) -> BoxFuture<'_, Result<usize, String>> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async { Err("down".into()) })
+        }
+        fn is_ready(&self) -> bool {
+            false
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_scheduled_refresh_runs_every_interval_until_stopped() {
+        let store = Arc::new(CountingStore(Default::default()));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(refresh_periodically(
+            store.clone(),
+            Duration::from_secs(10),
+            stop.clone(),
+        ));
+        tokio::time::sleep(Duration::from_secs(35)).await;
+        assert_eq!(store.0.load(std::sync::atomic::Ordering::SeqCst), 3);
+        stop.cancel();
+        task.await.expect("the loop ends when stopped");
     }
 
     #[tokio::test]

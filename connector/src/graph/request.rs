@@ -341,6 +341,29 @@ mod tests {
         assert_eq!(rel("https://graph.microsoft.com/v1.00/me"), None);
         assert_eq!(rel("https://user@graph.microsoft.com/v1.0/me"), None);
         assert_eq!(rel("https://graph.microsoft.com/v1.0/%2e%2e/beta/me"), None);
+        // Each origin part on its own: the scheme alone (same host and port), a password
+        // alone, a fragment alone.
+        assert_eq!(rel("http://graph.microsoft.com:443/v1.0/me"), None);
+        assert_eq!(rel("https://:secret@graph.microsoft.com/v1.0/me"), None);
+        assert_eq!(rel("https://graph.microsoft.com/v1.0/me#top"), None);
+        // An encoded `../` that URL parsing keeps as one segment, in either case.
+        assert_eq!(rel("https://graph.microsoft.com/v1.0/me/%2e%2e%2fbeta"), None);
+        assert_eq!(rel("https://graph.microsoft.com/v1.0/me/%2E%2e%2Fbeta"), None);
+    }
+
+    #[test]
+    fn a_dot_segment_in_a_template_fails_the_request_too() {
+        for template in ["/drives/..", "/drives/./items"] {
+            let req = GraphRequest::get(GraphPath::fixed(template));
+            assert!(matches!(req.url(&base()), Err(GraphError::BadRequest { .. })), "{template}");
+        }
+        let req = GraphRequest::get(GraphPath::fixed("/drives").then("../items"));
+        assert!(matches!(req.url(&base()), Err(GraphError::BadRequest { .. })));
+        let ok = GraphRequest::get(GraphPath::fixed("/me").then("drive/root"));
+        assert_eq!(
+            ok.url(&base()).expect("url").as_str(),
+            "https://graph.microsoft.com/v1.0/me/drive/root"
+        );
     }
 
     #[test]

@@ -61,6 +61,24 @@ mod tests {
     }
 
     #[test]
+    fn zero_means_now_and_an_overflowing_number_is_refused() {
+        assert_eq!(parse_retry_after("0", now()), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("0.0", now()), Some(Duration::ZERO));
+        // 400 digits parse to an infinite f64: not a wait.
+        assert_eq!(parse_retry_after(&format!("1{}", "0".repeat(400)), now()), None);
+    }
+
+    #[test]
+    fn backoff_spreads_over_the_whole_exponential_ceiling() {
+        // Uniform in [0, ceiling]: over 200 draws the largest lies in the top half with
+        // probability 1 − 2⁻²⁰⁰.
+        for (retry, ceiling) in [(1, BACKOFF_BASE), (3, 4 * BACKOFF_BASE), (5, BACKOFF_CAP)] {
+            let largest = (0..200).map(|_| backoff(retry)).max().expect("draws");
+            assert!(largest > ceiling / 2 && largest <= ceiling, "retry {retry}: {largest:?}");
+        }
+    }
+
+    #[test]
     fn garbage_is_refused() {
         for bad in ["", "soon", "-1", "1e3", "NaN", "inf", "1.2.3", "."] {
             assert_eq!(parse_retry_after(bad, now()), None, "{bad:?}");

@@ -453,6 +453,86 @@ mod tests {
         assert_ne!(crafted.canonical(), key(1, 2, "a b").canonical());
     }
 
+    #[test]
+    fn envelopes_open_with_key_ids_of_every_allowed_length() {
+        let k = key(1, 2, "Mail.Read");
+        for id in ["a".to_owned(), "k".repeat(64)] {
+            let keys =
+                CacheKeys::new(EncryptionKey::new(id.clone(), [5; 32]).expect("key"), vec![])
+                    .expect("ring");
+            assert_eq!(keys.active_id(), id);
+            let blob = keys.seal(&k, b"t").expect("seal");
+            assert_eq!(&*keys.open(&k, &blob).expect("opens"), b"t");
+            for n in 0..blob.len() {
+                assert_eq!(keys.open(&k, &blob[..n]), Err(SealError), "{} bytes", n);
+            }
+        }
+        assert_eq!(EncryptionKey::new("k".repeat(65), [0; 32]).err(), Some(CacheKeyError::BadId));
+        assert_eq!(EncryptionKey::random("k7").expect("key").id(), "k7");
+    }
+
+    #[test]
+    fn store_names_are_keyed_stable_across_a_new_active_key_and_distinct_per_input() {
+        let (one, _) = ring("k1", &[]);
+        let a = one.name_digest("obo", b"material");
+        assert_ne!(a, one.name_digest("obo", b"other"));
+        assert_ne!(a, one.name_digest("cursor", b"material"));
+        // Another key names the same material differently: names reveal nothing unkeyed.
+        let (other, _) = ring("k99", &[]);
+        assert_ne!(a, other.name_digest("obo", b"material"));
+        // A new active key in front of k1 keeps k1's names.
+        let rotated = CacheKeys::new(
+            EncryptionKey::new("k2", [42; 32]).expect("key"),
+            vec![EncryptionKey::new("k1", [2; 32]).expect("key")],
+        )
+        .expect("ring");
+        assert_eq!(rotated.name_digest("obo", b"material"), a);
+    }
+
+    /// A store that keeps nothing and uses every default of the trait.
+    struct Forgetful;
+
+    impl TokenCache for Forgetful {
+        fn get<'a>(&'a self, _: &'a TokenCacheKey) -> BoxFuture<'a, Option<Vec<u8>>> {
+            Box::pin(async { None })
+        }
+        fn put<'a>(&'a self, _: &'a TokenCacheKey, _: Vec<u8>, _: Duration) -> BoxFuture<'a, ()> {
+            Box::pin(async {})
+        }
+        fn remove(&self, _: &TokenCacheKey) {}
+        fn purge_tenant(&self, _: TenantId) {}
+    }
+
+    #[tokio::test]
+    async fn a_store_without_enumeration_or_shared_locks_claims_locally_and_shows_nothing() {
+        let k = key(1, 2, "Mail.Read");
+        assert!(Forgetful.snapshot().is_empty());
+        assert_eq!(Forgetful.claim_exchange(&k).await, ExchangeClaim::Local);
+        Forgetful.release_exchange(&k, ExchangeClaim::Local).await;
+    }
+
+    #[tokio::test]
+    async fn moka_entries_live_for_the_ttl_of_their_latest_put() {
+        let cache = MokaTokenCache::new(100);
+        let (a, b) = (key(1, 2, "Mail.Read"), key(1, 3, "Mail.Read"));
+        cache.put(&a, vec![1], Duration::from_millis(150)).await;
+        cache.put(&b, vec![2], Duration::from_secs(60)).await;
+        let mut held = cache.snapshot();
+        held.sort();
+        assert_eq!(held, vec![vec![1], vec![2]]);
+        // A second put renews the entry with its own TTL.
+        cache.put(&b, vec![3], Duration::from_millis(150)).await;
+        assert_eq!(cache.get(&b).await, Some(vec![3]));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(cache.get(&a).await, None);
+        assert_eq!(cache.get(&b).await, None);
+        // And a long TTL after a short one keeps it.
+        cache.put(&a, vec![4], Duration::from_millis(150)).await;
+        cache.put(&a, vec![5], Duration::from_secs(60)).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(cache.get(&a).await, Some(vec![5]));
+    }
+
     #[tokio::test]
     async fn the_moka_cache_removes_single_entries_and_whole_tenants() {
         let cache = MokaTokenCache::new(100);

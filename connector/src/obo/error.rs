@@ -389,6 +389,93 @@ mod tests {
         insta::assert_snapshot!(e.user_message(), @"The Microsoft 365 connector is not set up in your organisation. Ask your administrator.");
     }
 
+    /// Each trigger of a class, alone (the others absent), maps to that class.
+    #[test]
+    fn each_trigger_alone_decides_the_class() {
+        use serde_json::json;
+        let throttled = |e: &OboError| match e {
+            OboError::Throttled { rate_limited, .. } => Some(*rate_limited),
+            _ => None,
+        };
+        // Throttling: the flag says whether Entra rate-limited this client or user.
+        assert_eq!(throttled(&map(429, json!({"error":"x"}))), Some(true));
+        assert_eq!(throttled(&map(400, json!({"error":"x","error_codes":[50196]}))), Some(true));
+        assert_eq!(throttled(&map(503, json!({"error":"x"}))), Some(false));
+        assert_eq!(throttled(&map(400, json!({"error":"temporarily_unavailable"}))), Some(false));
+        assert_eq!(throttled(&map(400, json!({"error":"x","error_codes":[90055]}))), Some(false));
+        assert_eq!(throttled(&map(500, json!({"error":"x"}))), None);
+        // Consent: the code, the suberror or the error name.
+        let consent = |body| map(400, body).code();
+        assert_eq!(
+            consent(json!({"error":"invalid_grant","error_codes":[65001]})),
+            "consent_required:AADSTS65001"
+        );
+        assert_eq!(
+            consent(json!({"error":"invalid_grant","suberror":"consent_required"})),
+            "consent_required:AADSTS65001"
+        );
+        assert_eq!(
+            consent(json!({"error":"consent_required","error_codes":[65004]})),
+            "consent_required:AADSTS65004"
+        );
+        // Sign in again: by error name alone.
+        assert_eq!(
+            map(400, json!({"error":"interaction_required"})),
+            OboError::SignInAgain { code: None }
+        );
+        for code in [70043, 50076, 50079] {
+            assert_eq!(
+                map(400, json!({"error":"invalid_grant","error_codes":[code]})),
+                OboError::SignInAgain { code: Some(code) }
+            );
+        }
+        // The app is not in the tenant: by error name or by code.
+        assert_eq!(
+            map(400, json!({"error":"unauthorized_client"})),
+            OboError::AppNotInTenant { code: None }
+        );
+        assert_eq!(
+            map(400, json!({"error":"invalid_grant","error_codes":[700016]})),
+            OboError::AppNotInTenant { code: Some(700016) }
+        );
+        // Misconfigured: any 401, or a request the connector got wrong.
+        assert_eq!(map(401, json!({"error":"whatever"})).code(), "misconfigured");
+        for error in ["invalid_client", "invalid_scope", "invalid_request", "invalid_resource"] {
+            assert_eq!(
+                map(400, json!({"error": error})),
+                OboError::Misconfigured { error: error.into(), code: None }
+            );
+        }
+        // Claims that are blank or not a JSON object are not a challenge.
+        for claims in ["  ", "[1]"] {
+            let e =
+                map(400, json!({"error":"invalid_grant","error_codes":[99999],"claims":claims}));
+            assert_eq!(e.claims_challenge(), None, "{claims:?}");
+        }
+    }
+
+    #[test]
+    fn codes_name_the_class_and_the_aadsts_number() {
+        assert_eq!(OboError::NotAssigned.code(), "not_assigned:AADSTS50105");
+        assert_eq!(OboError::AccountDisabled.code(), "account_disabled:AADSTS50057");
+        assert_eq!(OboError::SignInAgain { code: None }.code(), "sign_in_again");
+        assert_eq!(OboError::SignInAgain { code: Some(50173) }.code(), "sign_in_again:AADSTS50173");
+        assert_eq!(OboError::Unreachable.code(), "entra_unreachable");
+        assert_eq!(OboError::Unreachable.retry_after(), None);
+        assert_eq!(OboError::Unreachable.claims_challenge(), None);
+        let throttled = OboError::Throttled { code: None, retry_after: None, rate_limited: false };
+        assert_eq!(throttled.retry_after(), None);
+        assert_eq!(throttled.user_message(), "Microsoft Entra ID is busy. Try again later.");
+    }
+
+    #[test]
+    fn an_error_name_is_cut_to_64_token_characters() {
+        let long = format!("{}-x", "a_b".repeat(30));
+        let e = map(400, serde_json::json!({"error": long}));
+        let OboError::Rejected { error, .. } = e else { panic!("rejected: {e:?}") };
+        assert_eq!(error, "a_b".repeat(30)[..64].to_owned());
+    }
+
     #[test]
     fn unknown_errors_show_only_the_code() {
         let e = map(

@@ -255,6 +255,59 @@ mod tests {
         assert_eq!(validate_text(" a \n b ").as_deref(), Ok("a b"));
     }
 
+    #[test]
+    fn text_up_to_the_cap_in_characters_is_accepted() {
+        let exactly = "é".repeat(MAX_TEXT_CHARS);
+        assert_eq!(validate_text(&exactly).as_deref(), Ok(exactly.as_str()));
+        assert_eq!(validate_text("tab\tand\r\nnewline").as_deref(), Ok("tab and newline"));
+    }
+
+    #[test]
+    fn an_address_is_lower_cased_and_bounded_by_its_part_lengths() {
+        let ada = Address::parse(" Ada.Lovelace+q1@Mail.Contoso-Labs.com ").expect("address");
+        assert_eq!(ada.as_str(), "ada.lovelace+q1@mail.contoso-labs.com");
+        assert_eq!(ada.to_string(), ada.as_str());
+        let local = |n: usize| format!("{}@contoso.com", "a".repeat(n));
+        assert!(Address::parse(&local(64)).is_ok());
+        assert_eq!(Address::parse(&local(65)), Err(TextError::NotAnAddress));
+        let domain = |n: usize| format!("ada@{}.com", "d".repeat(n - 4));
+        assert!(Address::parse(&domain(253)).is_ok());
+        assert_eq!(Address::parse(&domain(254)), Err(TextError::NotAnAddress));
+        for bad in ["-ada@contoso.com", "+ada@contoso.com", "'ada@contoso.com"] {
+            assert_eq!(Address::parse(bad), Err(TextError::NotAnAddress), "{bad}");
+        }
+        assert!(Address::looks_like("ada@contoso"));
+        assert!(!Address::looks_like("Ada Lovelace"));
+    }
+
+    #[test]
+    fn backslashes_and_controls_become_spaces_in_a_phrase() {
+        assert_eq!(Kql::new().phrase("C:\\budget\\q1").build(), "\"C: budget q1\"");
+        assert_eq!(Kql::new().phrase("a\u{7}b").build(), "\"a b\"");
+        // No word left: nothing is added.
+        assert!(Kql::new().phrase(" \"\\ ").is_empty());
+        assert!(!Kql::new().flag("hasAttachments", false).is_empty());
+    }
+
+    #[test]
+    fn instants_are_formatted_in_utc_with_their_operator() {
+        let at = chrono::DateTime::parse_from_rfc3339("2024-01-31T09:30:00+02:00")
+            .expect("instant")
+            .with_timezone(&chrono::Utc);
+        let d = NaiveDate::from_ymd_opt(2024, 1, 31).expect("date");
+        let q = Kql::new()
+            .datetime("start", DateOp::Gt, at)
+            .datetime("end", DateOp::Lt, at)
+            .date("received", DateOp::Le, d)
+            .datetime("sent", DateOp::Ge, at)
+            .build();
+        assert_eq!(
+            q,
+            "start>2024-01-31T07:30:00Z end<2024-01-31T07:30:00Z received<=2024-01-31 \
+             sent>=2024-01-31T07:30:00Z"
+        );
+    }
+
     proptest! {
         /// Whatever the text, the phrase parses back to exactly one phrase with the text's
         /// words, and a restriction after it stays a separate restriction.
