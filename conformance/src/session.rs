@@ -17,9 +17,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::signin::{Discovery, OAuthClient, SignInError, Tokens, challenge_param};
-
-/// The protocol revision the raw requests speak (legacy era: no `Mcp-Method` headers needed).
-pub const RAW_PROTOCOL_VERSION: &str = "2025-11-25";
+pub use crate::signin::{RAW_PROTOCOL_VERSION, initialize_body};
 
 type Client = RunningService<rmcp::RoleClient, ClientConfig>;
 
@@ -73,18 +71,6 @@ impl RawResponse {
 
 fn truncate(s: &str) -> String {
     s.chars().take(400).collect()
-}
-
-/// The JSON-RPC `initialize` request of a legacy-era client.
-pub fn initialize_body() -> Value {
-    json!({
-        "jsonrpc": "2.0", "id": 0, "method": "initialize",
-        "params": {
-            "protocolVersion": RAW_PROTOCOL_VERSION,
-            "capabilities": {},
-            "clientInfo": {"name": "m365-conformance", "version": "0"}
-        }
-    })
 }
 
 /// POSTs a body to the MCP endpoint with the headers a Streamable HTTP client sends.

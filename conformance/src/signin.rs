@@ -162,7 +162,7 @@ impl OAuthClient {
             .post(mcp_url)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
-            .body(crate::session::initialize_body().to_string())
+            .body(initialize_body().to_string())
             .send()
             .await
             .context("POST to the MCP endpoint without a token")?;
@@ -365,6 +365,21 @@ fn parse_error_body(status: u16, text: &str) -> EntraError {
         codes,
         claims: v["claims"].as_str().map(str::to_owned),
     }
+}
+
+/// The protocol revision the raw requests (this module's discovery probe included) speak (legacy era: no `Mcp-Method` headers needed).
+pub const RAW_PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// The JSON-RPC `initialize` request of a legacy-era client.
+pub fn initialize_body() -> serde_json::Value {
+    serde_json::json!({
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {
+            "protocolVersion": RAW_PROTOCOL_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "m365-conformance", "version": "0"}
+        }
+    })
 }
 
 #[cfg(test)]

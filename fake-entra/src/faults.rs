@@ -9,7 +9,27 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{error::AadError, journal::JournalEntry, listener::Conn, state::Shared};
+use chrono::{DateTime, Utc};
+
+use crate::{error::AadError, journal::JournalEntry, listener::Conn};
+
+/// What applying a fault needs from the fake's state (implemented by `state::Shared`), so
+/// this module depends on no state layout and the state may hold [`Fault`]s.
+pub(crate) trait FaultHost {
+    /// Consumes one use of the first scripted fault matching the request.
+    fn take_fault(
+        &self,
+        ep: Endpoint,
+        tenant: Option<Uuid>,
+        client: Option<&str>,
+    ) -> Option<FaultKind>;
+    /// Appends `entry` to the journal under the next sequence number.
+    fn journal(&self, entry: JournalEntry);
+    /// The fake's (shared, controllable) time.
+    fn now(&self) -> DateTime<Utc>;
+    /// Resolves when the fake stops (a hanging request ends then).
+    fn stopped(&self) -> impl std::future::Future<Output = ()> + Send;
+}
 
 /// Which endpoint a fault applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,23 +124,14 @@ impl Fault {
 /// serve the request normally. `conn` is the request's connection, which a
 /// [`FaultKind::DropConnection`] drops.
 pub(crate) async fn apply_fault(
-    s: &Shared,
+    s: &impl FaultHost,
     ep: Endpoint,
     tenant: Option<Uuid>,
     client: Option<&str>,
     conn: &Conn,
     headers: &HeaderMap,
 ) -> Option<Response> {
-    let kind = {
-        let mut inner = s.lock();
-        let i = inner.faults.iter().position(|f| f.times > 0 && f.matches(ep, tenant, client))?;
-        let kind = inner.faults[i].fault.clone();
-        inner.faults[i].times -= 1;
-        if inner.faults[i].times == 0 {
-            inner.faults.remove(i);
-        }
-        kind
-    };
+    let kind = s.take_fault(ep, tenant, client)?;
     let err = match kind {
         FaultKind::Latency { ms } => {
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
@@ -175,7 +186,7 @@ pub(crate) async fn apply_fault(
 
 /// Journals a faulted token or `/authorize` request (metadata requests are not journaled).
 fn journal_fault(
-    s: &Shared,
+    s: &impl FaultHost,
     ep: Endpoint,
     tenant: Option<Uuid>,
     client: Option<&str>,
@@ -185,12 +196,9 @@ fn journal_fault(
     if ep != Endpoint::Token && ep != Endpoint::Authorize {
         return;
     }
-    let now = s.now();
-    let mut inner = s.lock();
-    let seq = inner.journal.len() as u64 + 1;
-    inner.journal.push(JournalEntry {
-        seq,
-        time: now,
+    s.journal(JournalEntry {
+        seq: 0,
+        time: s.now(),
         endpoint: format!("{ep:?}").to_lowercase(),
         grant: "fault".into(),
         client_id: client.map(str::to_string),

@@ -2,19 +2,12 @@
 //!
 //! The connector only reads from Entra (discovery, keys) and exchanges tokens. Anything else
 //! sent with a write method (a `POST` other than a token request, `PUT`, `PATCH`, `DELETE`),
-//! served or not, is recorded here, so a test can assert it never happened, as
+//! served or not, is recorded (by the router's middleware), so a test can assert it never happened, as
 //! [`crate::FakeEntra::verify_read_only`] and [`crate::FakeEntraBuilder::read_only_on_drop`]
 //! do. The control API (`/_fake/…`) is the test's own and never counts.
 
-use axum::{
-    extract::{Request, State},
-    http::Method,
-    middleware::Next,
-    response::Response,
-};
+use axum::http::Method;
 use serde::{Deserialize, Serialize};
-
-use crate::state::AppState;
 
 /// One request that would have changed something: method, path (no query: it may hold
 /// secrets) and the status the fake answered.
@@ -35,21 +28,6 @@ pub(crate) fn is_mutating(method: &Method, path: &str) -> bool {
     let token_request = *method == Method::POST
         && (path.ends_with("/oauth2/v2.0/token") || path.ends_with("/oauth2/token"));
     !token_request
-}
-
-/// Middleware: records every mutating request with the status it got.
-pub(crate) async fn record(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let resp = next.run(req).await;
-    if is_mutating(&method, &path) {
-        s.lock().mutating.push(MutatingRequest {
-            method: method.to_string(),
-            path,
-            status: resp.status().as_u16(),
-        });
-    }
-    resp
 }
 
 /// The failure message listing `writes`, or `None` when there were none.

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
-    faults::Fault,
+    faults::{Endpoint, Fault, FaultHost, FaultKind},
     journal::{IdentityEvent, JournalEntry},
     keys::KeyRing,
 };
@@ -378,5 +378,37 @@ impl Shared {
 
     pub fn issuer_v2(&self, tid: Uuid) -> String {
         format!("{}/{tid}/v2.0", self.base)
+    }
+}
+
+impl FaultHost for Shared {
+    fn take_fault(
+        &self,
+        ep: Endpoint,
+        tenant: Option<Uuid>,
+        client: Option<&str>,
+    ) -> Option<FaultKind> {
+        let mut inner = self.lock();
+        let i = inner.faults.iter().position(|f| f.times > 0 && f.matches(ep, tenant, client))?;
+        let kind = inner.faults[i].fault.clone();
+        inner.faults[i].times -= 1;
+        if inner.faults[i].times == 0 {
+            inner.faults.remove(i);
+        }
+        Some(kind)
+    }
+
+    fn journal(&self, mut entry: JournalEntry) {
+        let mut inner = self.lock();
+        entry.seq = inner.journal.len() as u64 + 1;
+        inner.journal.push(entry);
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        Shared::now(self)
+    }
+
+    fn stopped(&self) -> impl std::future::Future<Output = ()> + Send {
+        Shared::stopped(self)
     }
 }

@@ -140,7 +140,8 @@ pub(super) async fn authorize(
     let client_id = p.get("client_id").cloned().unwrap_or_default();
     let conn = conn_of(peer);
     if let Some(r) =
-        apply_fault(&s, Endpoint::Authorize, t.id(), Some(&client_id), &conn, &headers).await
+        apply_fault(s.as_ref(), Endpoint::Authorize, t.id(), Some(&client_id), &conn, &headers)
+            .await
     {
         return r;
     }

@@ -41,7 +41,7 @@ pub(super) async fn tenant_for_metadata(
 ) -> Result<TenantRef, Response> {
     let resolved = resolve_tenant(&s.lock().dir, tenant);
     let t = resolved.map_err(|e| e.render(s.now(), headers))?;
-    match apply_fault(s, endpoint, t.id(), None, conn, headers).await {
+    match apply_fault(s.as_ref(), endpoint, t.id(), None, conn, headers).await {
         Some(fault) => Err(fault),
         None => Ok(t),
     }

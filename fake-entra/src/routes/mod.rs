@@ -9,10 +9,16 @@ mod token;
 
 use axum::{
     Router,
+    extract::{Request, State},
+    middleware::Next,
+    response::Response,
     routing::{get, post},
 };
 
-use crate::state::AppState;
+use crate::{
+    read_only::{MutatingRequest, is_mutating},
+    state::AppState,
+};
 
 /// Route paths, as the real service spells them.
 pub mod paths {
@@ -37,6 +43,21 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(crate::control::router())
         // Unknown paths answer 404 through the middleware, so a write to one is recorded.
         .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::read_only::record))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), record_mutating))
         .with_state(state)
+}
+
+/// Middleware: records every mutating request with the status it got.
+async fn record_mutating(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    if is_mutating(&method, &path) {
+        s.lock().mutating.push(MutatingRequest {
+            method: method.to_string(),
+            path,
+            status: resp.status().as_u16(),
+        });
+    }
+    resp
 }

@@ -44,7 +44,8 @@ pub(super) async fn token(
     let client_id = p.get("client_id").cloned().or_else(|| basic.as_ref().map(|b| b.0.clone()));
     let conn = conn_of(peer);
     if let Some(r) =
-        apply_fault(&s, Endpoint::Token, t.id(), client_id.as_deref(), &conn, &headers).await
+        apply_fault(s.as_ref(), Endpoint::Token, t.id(), client_id.as_deref(), &conn, &headers)
+            .await
     {
         return r;
     }
