@@ -28,6 +28,7 @@ pub mod domain;
 pub mod extract;
 pub mod graph;
 pub mod http;
+pub mod key;
 pub mod metrics;
 pub mod obo;
 pub mod policy;

@@ -51,8 +51,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     clock::Clock,
-    config::Key32,
     domain::{ObjectId, TenantId},
+    key::Key32,
 };
 
 pub use segments::segment_path;

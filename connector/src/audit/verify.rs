@@ -9,7 +9,7 @@ use std::{
 use serde_json::{Map, Value};
 
 use super::{GENESIS, chain_hash, segments, sha256_hex};
-use crate::config::Key32;
+use crate::key::Key32;
 
 /// What a verified log holds.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::{AuditError, AuditEvent, GENESIS, Submission, chain_hash, segments, sha256_hex};
-use crate::{clock::Clock, config::Key32};
+use crate::{clock::Clock, key::Key32};
 
 /// Records committed together at most (one write, one fsync).
 const MAX_BATCH: usize = 1024;

@@ -29,8 +29,6 @@ use base64::Engine as _;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use url::Url;
 
-use crate::graph::GraphPath;
-
 /// URIs (and pasted links) longer than this are refused before any parsing work (E11).
 pub const MAX_URI_LEN: usize = 2048;
 
@@ -222,35 +220,6 @@ impl M365Uri {
             Self::Chat { message: Some(_), .. } => ResourceKind::ChatMessage,
         }
     }
-
-    /// The Graph path of the resource itself (metadata), from a fixed template per kind.
-    /// Mail and chats always go through `/me` or the chat id, never `/users/{id}` (E7).
-    pub fn graph_path(&self) -> GraphPath {
-        match self {
-            Self::Mail { message, attachment: None } => {
-                GraphPath::fixed("/me/messages").segment(message)
-            }
-            Self::Mail { message, attachment: Some(att) } => {
-                GraphPath::fixed("/me/messages").segment(message).then("attachments").segment(att)
-            }
-            Self::Event { id } => GraphPath::fixed("/me/events").segment(id),
-            Self::DriveItem { drive, item } => {
-                GraphPath::fixed("/drives").segment(drive).then("items").segment(item)
-            }
-            Self::ListItem { site, list, item } => GraphPath::fixed("/sites")
-                .segment(site)
-                .then("lists")
-                .segment(list)
-                .then("items")
-                .segment(item),
-            Self::Chat { chat, message: None } => {
-                GraphPath::fixed("/chats").segment(chat).then("messages")
-            }
-            Self::Chat { chat, message: Some(m) } => {
-                GraphPath::fixed("/chats").segment(chat).then("messages").segment(m)
-            }
-        }
-    }
 }
 
 impl fmt::Display for M365Uri {
@@ -365,13 +334,6 @@ pub enum LinkTarget {
     Uri(M365Uri),
     /// A SharePoint or OneDrive link: resolve with `GET /shares/{share_id}/driveItem`.
     Share { share_id: String },
-}
-
-impl LinkTarget {
-    /// The Graph path of a share lookup (`/shares/u!…/driveItem`).
-    pub fn share_path(share_id: &str) -> GraphPath {
-        GraphPath::fixed("/shares").segment(share_id).then("driveItem")
-    }
 }
 
 /// Hosts whose links are SharePoint or OneDrive documents.

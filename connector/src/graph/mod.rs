@@ -2,7 +2,7 @@
 //!
 //! * Read-only by construction: requests exist only as [`GraphRequest`]s (GET, or POST to the
 //!   query allow-list), and [`request::check_outbound`] re-checks method and URL before sending.
-//! * One shared `reqwest::Client` ([`crate::http::graph_client`]): timeouts, no automatic redirects, no proxy,
+//! * One shared `reqwest::Client` ([`http_client`]): timeouts, no automatic redirects, no proxy,
 //!   HTTPS only unless the configured base is loopback (tests).
 //! * Retries only 429/503/504 and connect errors, honouring `Retry-After`, bounded by attempts
 //!   and a total budget; a demanded wait beyond the budget gives up at once.
@@ -19,6 +19,7 @@
 //! * [`session`]: [`Session`], which pairs the client with OBO and handles CAE challenges.
 
 pub mod error;
+mod paths;
 pub mod query;
 pub mod request;
 pub mod session;
@@ -105,7 +106,18 @@ fn is_loopback_host(host: &str) -> bool {
         || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-pub use crate::http::graph_client as http_client;
+/// The shared client for Graph: timeouts, no redirects (downloads follow their one 302 by
+/// hand), no proxy, HTTPS only unless the base is loopback.
+pub fn http_client(settings: &GraphSettings) -> Result<reqwest::Client, reqwest::Error> {
+    crate::http::install_crypto();
+    reqwest::Client::builder()
+        .connect_timeout(settings.connect_timeout)
+        .timeout(settings.request_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .https_only(!settings.base_is_loopback())
+        .build()
+}
 
 /// Whose mailbox (or drive) a call touches: the key of the per-mailbox concurrency limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

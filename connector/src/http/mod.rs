@@ -34,21 +34,6 @@ pub fn entra_client(
         .build()
 }
 
-/// The shared client for Graph: timeouts, no redirects (downloads follow their one 302 by
-/// hand), no proxy, HTTPS only unless the base is loopback.
-pub fn graph_client(
-    settings: &crate::graph::GraphSettings,
-) -> Result<reqwest::Client, reqwest::Error> {
-    install_crypto();
-    reqwest::Client::builder()
-        .connect_timeout(settings.connect_timeout)
-        .timeout(settings.request_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .https_only(!settings.base_is_loopback())
-        .build()
-}
-
 /// A request the server refuses before it reaches MCP handling (the auth refusals, with their
 /// `WWW-Authenticate` challenges, live with the auth middleware).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
