@@ -19,7 +19,7 @@
 //! * [`load`]: the call mix and the callers (stateless JSON-RPC POSTs, shared client).
 //! * [`replay`]: journal → per-call request groups, baseline Graph tokens, the direct replay.
 //! * [`procfs`]: the connector's RSS and CPU from `/proc`.
-//! * [`report`]: percentiles, Markdown, SVG.
+//! * [`report`]: percentiles, Markdown, SVG, and the sweep and scale-out summary tables.
 
 pub mod capture;
 pub mod load;
@@ -184,118 +184,16 @@ pub async fn run(opts: &Options) -> Result<Vec<Outcome>> {
     }
     std::fs::create_dir_all(&opts.out).with_context(|| format!("create {}", opts.out.display()))?;
     if opts.callers.len() > 1 && layouts.len() == 1 {
-        let (markdown, json) = sweep_summary(&outcomes, opts, &prepared);
+        let (markdown, json) = report::sweep_summary(&outcomes, opts.seconds, &prepared.counts);
         std::fs::write(opts.out.join("sweep.md"), &markdown)?;
         std::fs::write(opts.out.join("sweep.json"), serde_json::to_string_pretty(&json)?)?;
     }
     if layouts.len() > 1 {
-        let (markdown, json) = scale_out_summary(&outcomes, opts, &prepared);
+        let (markdown, json) = report::scale_out_summary(&outcomes, opts.seconds, &prepared.counts);
         std::fs::write(opts.out.join("scale-out.md"), &markdown)?;
         std::fs::write(opts.out.join("scale-out.json"), serde_json::to_string_pretty(&json)?)?;
     }
     Ok(outcomes)
-}
-
-/// The layouts side by side, one row per (callers, layout): what scaling out costs per call
-/// and whether the instances still exchange once per user.
-fn scale_out_summary(outcomes: &[Outcome], opts: &Options, p: &Prepared) -> (String, Value) {
-    let mut md = format!(
-        "## m365-bench scale-out: {} s per layout, same world and load; {} tenants, {} users\n\n\
-         Requests go to the instances round-robin, one request at a time (no affinity).\n\n\
-         | callers | layout | tool calls/s | p50 ms | p95 ms | p99 ms | errors | OBO exchanges per user (min / mean / max) | user×scope repeats | L2 hits | Redis errors | CPU s per 1,000 calls (all instances) |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
-        opts.seconds, p.counts.tenants, p.counts.users,
-    );
-    let mut rows = Vec::new();
-    for o in outcomes {
-        let j = &o.json;
-        let f = |ptr: &str| j.pointer(ptr).and_then(Value::as_f64).unwrap_or(f64::NAN);
-        md.push_str(&format!(
-            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {:.0} / {:.2} / {:.0} | {} | {:.0} | {:.0} | {:.2} |\n",
-            o.callers,
-            o.layout.label(),
-            f("/connector/calls_per_sec"),
-            f("/connector/p50_ms"),
-            f("/connector/p95_ms"),
-            f("/connector/p99_ms"),
-            f("/connector/errors"),
-            f("/obo/per_user_min"),
-            f("/obo/per_user_mean"),
-            f("/obo/per_user_max"),
-            f("/obo/user_scope_repeats"),
-            f("/redis/l2_hits"),
-            f("/redis/errors"),
-            f("/cpu/secs_per_1000_calls"),
-        ));
-        rows.push(json!({
-            "callers": o.callers, "instances": o.layout.instances, "redis": o.layout.redis,
-            "connector": j["connector"], "obo": j["obo"], "redis_metrics": j["redis"],
-            "cpu": j["cpu"], "loadavg": j["loadavg"],
-        }));
-    }
-    md.push_str("\nload average at the end of each layout: ");
-    md.push_str(
-        &outcomes
-            .iter()
-            .map(|o| format!("{}: {}", o.layout.label(), o.json["loadavg"].as_str().unwrap_or("?")))
-            .collect::<Vec<_>>()
-            .join("; "),
-    );
-    md.push('\n');
-    for o in outcomes {
-        if let Some(census) = &o.census {
-            md.push_str(&format!(
-                "\nRedis after {} callers, {} (a step's keys; locks are released at once):\n\n{}",
-                o.callers,
-                o.layout.label(),
-                census.markdown()
-            ));
-        }
-    }
-    (md, json!({"seconds": opts.seconds, "world": p.counts, "steps": rows}))
-}
-
-/// One row per step: the figures the issue's targets are about.
-fn sweep_summary(outcomes: &[Outcome], opts: &Options, p: &Prepared) -> (String, Value) {
-    let mut md = format!(
-        "## m365-bench sweep: {} s per step; {} tenants, {} users, {} messages, {} files, {} chat messages\n\n\
-         | callers | calls/s connector | calls/s direct | connector / direct | p50 connector / direct (ms) | p50 ratio | p99 connector / direct (ms) | errors | OBO exchanges per user (max) | peak RSS MiB | RSS KiB per caller | CPU s per 1,000 calls |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
-        opts.seconds,
-        p.counts.tenants,
-        p.counts.users,
-        p.counts.messages,
-        p.counts.files,
-        p.counts.chat_messages
-    );
-    let mut rows = Vec::new();
-    for o in outcomes {
-        let j = &o.json;
-        let f = |ptr: &str| j.pointer(ptr).and_then(Value::as_f64).unwrap_or(f64::NAN);
-        md.push_str(&format!(
-            "| {} | {:.0} | {:.0} | {:.1} % | {:.1} / {:.1} | {:.2}× | {:.1} / {:.1} | {} | {} | {:.1} | {:.1} | {:.2} |\n",
-            o.callers,
-            f("/connector/calls_per_sec"),
-            f("/direct/calls_per_sec"),
-            f("/ratios/throughput") * 100.0,
-            f("/connector/p50_ms"),
-            f("/direct/p50_ms"),
-            f("/ratios/p50"),
-            f("/connector/p99_ms"),
-            f("/direct/p99_ms"),
-            f("/connector/errors"),
-            f("/obo/per_user_max"),
-            f("/rss/peak_kib") / 1024.0,
-            f("/rss/growth_per_caller_kib"),
-            f("/cpu/secs_per_1000_calls"),
-        ));
-        rows.push(json!({
-            "callers": o.callers,
-            "connector": j["connector"], "direct": j["direct"], "ratios": j["ratios"],
-            "obo": j["obo"], "rss": j["rss"], "cpu": j["cpu"], "loadavg": j["loadavg"],
-        }));
-    }
-    (md, json!({"seconds": opts.seconds, "world": p.counts, "steps": rows}))
 }
 
 /// The world, the fakes, the tokens of `most` callers and the calibration.
