@@ -5,9 +5,11 @@
 //! [`Settings`], refusing unsafe values with a precise [`ConfigError`] (non-HTTPS authority or
 //! Graph base outside loopback, no audience, a cache key that is not 32 bytes, ...). Secrets are
 //! `secrecy` types: redacted in `Debug`, zeroized on drop.
+//!
+//! Layout: `raw` (the file's serde shape), `env` (the `M365_` overlay), this module (the
+//! validated shape and the validation).
 
 use std::{
-    collections::BTreeMap,
     fmt,
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -15,9 +17,14 @@ use std::{
 };
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use url::Url;
 use uuid::Uuid;
+
+mod env;
+mod raw;
+
+pub use env::overlay_env;
+pub use raw::*;
 
 /// The production Entra authority.
 pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
@@ -32,246 +39,6 @@ pub const ENV_SEPARATOR: &str = "__";
 /// Smallest allowed pause between two JWKS refreshes triggered by unknown `kid`s; lower values
 /// would let a flood of forged tokens hammer Entra.
 pub const MIN_JWKS_REFRESH_FLOOR: Duration = Duration::from_secs(1);
-
-// ---------------------------------------------------------------------------------------------
-// Raw (serde) shape
-
-/// The file shape. Every field has a default so a file can be partial; validation happens in
-/// [`Settings::from_raw`].
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawSettings {
-    pub server: RawServer,
-    pub entra: RawEntra,
-    pub graph: RawGraph,
-    pub obo: RawObo,
-    pub policy: RawPolicy,
-    pub audit: RawAudit,
-    pub limits: RawLimits,
-    pub tools: RawTools,
-    /// Optional: state shared by N instances (see `crate::shared`).
-    pub redis: Option<RawRedis>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawServer {
-    pub listen: String,
-    /// The canonical MCP URL, e.g. `https://mcp.contoso.com/mcp`; PRM `resource`.
-    pub public_url: Option<String>,
-    pub allowed_hosts: Option<Vec<String>>,
-    pub allowed_origins: Vec<String>,
-    pub resource_name: String,
-}
-
-impl Default for RawServer {
-    fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:3111".into(),
-            public_url: None,
-            allowed_hosts: None,
-            allowed_origins: Vec::new(),
-            resource_name: "Microsoft 365 connector".into(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawEntra {
-    pub authority: String,
-    pub client_id: Option<String>,
-    /// Accepted `aud` values; defaults to the client id and `api://{client id}`.
-    pub audiences: Option<Vec<String>>,
-    pub required_scope: String,
-    #[serde(deserialize_with = "lenient_secret")]
-    pub client_secret: Option<SecretString>,
-    pub certificate: Option<RawCertificate>,
-    pub jwks_refresh_floor_secs: u64,
-    pub jwks_refresh_interval_secs: u64,
-    /// How long last-known-good signing keys stand in while every refresh fails.
-    pub jwks_max_stale_secs: u64,
-    pub http_timeout_secs: u64,
-}
-
-impl Default for RawEntra {
-    fn default() -> Self {
-        Self {
-            authority: DEFAULT_AUTHORITY.into(),
-            client_id: None,
-            audiences: None,
-            required_scope: DEFAULT_REQUIRED_SCOPE.into(),
-            client_secret: None,
-            certificate: None,
-            jwks_refresh_floor_secs: 60,
-            jwks_max_stale_secs: 3600,
-            jwks_refresh_interval_secs: 12 * 3600,
-            http_timeout_secs: 10,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawCertificate {
-    /// PEM text of the private key (prefer `private_key_file`).
-    pub private_key_pem: Option<SecretString>,
-    pub private_key_file: Option<PathBuf>,
-    /// base64url SHA-1 thumbprint of the certificate, the assertion's `x5t` header.
-    pub thumbprint_x5t: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawGraph {
-    pub base_url: String,
-    /// Hosts pre-authenticated download URLs may point at; the Graph client's defaults
-    /// (`*.sharepoint.com`, ...) when absent. Each must be a SharePoint or OneDrive host (or
-    /// loopback while the Graph base is loopback: tests list their download host) unless
-    /// `allow_any_download_host` is set.
-    pub download_hosts: Option<Vec<String>>,
-    /// Explicit override: accept `download_hosts` outside the SharePoint/OneDrive shapes.
-    pub allow_any_download_host: bool,
-    pub timeout_secs: u64,
-    pub connect_timeout_secs: u64,
-    pub max_retries: u32,
-    pub retry_budget_secs: u64,
-}
-
-impl Default for RawGraph {
-    fn default() -> Self {
-        Self {
-            base_url: DEFAULT_GRAPH_BASE.into(),
-            download_hosts: None,
-            allow_any_download_host: false,
-            timeout_secs: 20,
-            connect_timeout_secs: 5,
-            max_retries: 3,
-            retry_budget_secs: 30,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawObo {
-    /// Maximum age of a reused OBO token; 0 = exchange on every call.
-    pub max_reuse_secs: u64,
-    pub renew_before_secs: u64,
-    /// base64 AES-256 keys; the first seals, the others only open.
-    pub cache_keys: Vec<SecretString>,
-}
-
-impl Default for RawObo {
-    fn default() -> Self {
-        Self { max_reuse_secs: 300, renew_before_secs: 300, cache_keys: Vec::new() }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawPolicy {
-    pub path: PathBuf,
-    pub poll_secs: u64,
-}
-
-impl Default for RawPolicy {
-    fn default() -> Self {
-        Self { path: PathBuf::from("policy.toml"), poll_secs: 2 }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawAudit {
-    /// The first segment; later ones are numbered next to it (`audit.000002.jsonl`, ...).
-    pub path: PathBuf,
-    pub fsync: bool,
-    /// Record search query text in tool-call records (off by default: it is user content).
-    pub include_query_text: bool,
-    /// A segment is closed once it reaches this size; the chain continues in the next one.
-    pub rotate_bytes: u64,
-    /// base64 32-byte key: chain records with HMAC-SHA256 so that nobody without the key can
-    /// rewrite or truncate-and-extend the log unnoticed.
-    #[serde(deserialize_with = "lenient_secret")]
-    pub hmac_key: Option<SecretString>,
-    /// Proxies (addresses or CIDR blocks) whose `Forwarded` / `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<String>,
-    /// Refusals before authentication are aggregated per (peer, reason) over this interval.
-    pub refusal_interval_secs: u64,
-    /// Refused tokens a peer may send per interval before it gets 429 without token checks.
-    pub refusals_per_peer: u32,
-}
-
-impl Default for RawAudit {
-    fn default() -> Self {
-        Self {
-            path: PathBuf::from("audit.jsonl"),
-            fsync: true,
-            include_query_text: false,
-            rotate_bytes: 64 * 1024 * 1024,
-            hmac_key: None,
-            trusted_proxies: Vec::new(),
-            refusal_interval_secs: 60,
-            refusals_per_peer: 300,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawLimits {
-    pub max_body_bytes: usize,
-    pub request_timeout_secs: u64,
-    pub header_timeout_secs: u64,
-    pub idle_timeout_secs: u64,
-    pub max_connections: usize,
-    pub max_in_flight: usize,
-    pub per_caller_per_minute: u32,
-    pub per_caller_burst: u32,
-    pub shutdown_grace_secs: u64,
-}
-
-impl Default for RawLimits {
-    fn default() -> Self {
-        Self {
-            max_body_bytes: 1024 * 1024,
-            request_timeout_secs: 60,
-            header_timeout_secs: 30,
-            idle_timeout_secs: 120,
-            max_connections: 1024,
-            max_in_flight: 256,
-            per_caller_per_minute: 120,
-            per_caller_burst: 30,
-            shutdown_grace_secs: 25,
-        }
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawTools {
-    /// base64 32-byte key that seals paging cursors handed to clients.
-    pub cursor_key: Option<SecretString>,
-}
-
-/// Accepts a string or a number (an env value like `12345` parses as a TOML integer).
-fn lenient_secret<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<SecretString>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Lenient {
-        S(String),
-        I(i64),
-        F(f64),
-    }
-    Ok(Option::<Lenient>::deserialize(d)?.map(|v| match v {
-        Lenient::S(s) => SecretString::from(s),
-        Lenient::I(i) => SecretString::from(i.to_string()),
-        Lenient::F(f) => SecretString::from(f.to_string()),
-    }))
-}
 
 // ---------------------------------------------------------------------------------------------
 // Validated shape
@@ -969,154 +736,6 @@ pub fn is_loopback(url: &Url) -> bool {
     }
 }
 
-/// Applies `M365_A__B=value` pairs to the table as `a.b = value`. Values that parse as a TOML
-/// integer, float, boolean or array keep that type; everything else is a string.
-pub fn overlay_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) {
-    let mut pairs: BTreeMap<String, String> = BTreeMap::new();
-    for (name, value) in env {
-        if let Some(rest) = name.strip_prefix(ENV_PREFIX)
-            && !rest.is_empty()
-        {
-            pairs.insert(rest.to_ascii_lowercase(), value);
-        }
-    }
-    'pairs: for (path, value) in pairs {
-        let segments: Vec<&str> = path.split(ENV_SEPARATOR).collect();
-        if segments.iter().any(|s| s.is_empty()) {
-            continue;
-        }
-        let mut cursor = &mut *table;
-        for segment in &segments[..segments.len() - 1] {
-            let entry = cursor
-                .entry((*segment).to_owned())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if !entry.is_table() {
-                *entry = toml::Value::Table(toml::Table::new());
-            }
-            match entry {
-                toml::Value::Table(next) => cursor = next,
-                _ => continue 'pairs,
-            }
-        }
-        let last = segments[segments.len() - 1].to_owned();
-        cursor.insert(last, env_value(&value));
-    }
-}
-
-fn env_value(text: &str) -> toml::Value {
-    let probe = format!("v = {text}");
-    if let Ok(mut t) = probe.parse::<toml::Table>()
-        && let Some(v) = t.remove("v")
-        && matches!(
-            v,
-            toml::Value::Integer(_)
-                | toml::Value::Float(_)
-                | toml::Value::Boolean(_)
-                | toml::Value::Array(_)
-        )
-    {
-        return v;
-    }
-    toml::Value::String(text.to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn minimal() -> toml::Table {
-        r#"
-        [entra]
-        client_id = "0d6dfcf5-cc5f-4d1b-9101-42c950cf2ac8"
-        client_secret = "s3cret"
-        [obo]
-        cache_keys = ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]
-        "#
-        .parse()
-        .unwrap()
-    }
-
-    #[test]
-    fn environment_values_keep_numbers_and_arrays_and_nest_on_double_underscore() {
-        let mut t = minimal();
-        overlay_env(
-            &mut t,
-            [
-                ("M365_LIMITS__MAX_IN_FLIGHT".to_owned(), "7".to_owned()),
-                ("M365_SERVER__ALLOWED_HOSTS".to_owned(), r#"["a.example"]"#.to_owned()),
-                ("M365_ENTRA__CLIENT_SECRET".to_owned(), "12345".to_owned()),
-                ("OTHER".to_owned(), "x".to_owned()),
-            ],
-        );
-        let raw: RawSettings = toml::Value::Table(t).try_into().unwrap();
-        let s = Settings::from_raw(raw).unwrap();
-        assert_eq!(s.limits.max_in_flight, 7);
-        assert_eq!(s.server.allowed_hosts, vec!["a.example".to_owned()]);
-        assert!(
-            matches!(&s.entra.credential, Credential::Secret(x) if x.expose_secret() == "12345")
-        );
-    }
-
-    #[test]
-    fn secrets_are_redacted_in_debug() {
-        let raw: RawSettings = toml::Value::Table(minimal()).try_into().unwrap();
-        let s = Settings::from_raw(raw).unwrap();
-        let text = format!("{s:?}");
-        assert!(!text.contains("s3cret"));
-        assert!(text.contains("redacted"));
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// [redis]: state shared by scaled-out instances (crate::shared)
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRedis {
-    /// `redis://host:port[/db]` or `rediss://host:port[/db]` (TLS), without credentials.
-    pub url: String,
-    #[serde(default)]
-    pub username: Option<SecretString>,
-    #[serde(default)]
-    pub password: Option<SecretString>,
-    #[serde(default = "default_redis_prefix")]
-    pub key_prefix: String,
-    #[serde(default = "default_redis_connect_ms")]
-    pub connect_timeout_ms: u64,
-    #[serde(default = "default_redis_op_ms")]
-    pub op_timeout_ms: u64,
-    #[serde(default = "default_redis_breaker_ms")]
-    pub breaker_cooldown_ms: u64,
-    #[serde(default = "default_redis_lock_ms")]
-    pub lock_ttl_ms: u64,
-    #[serde(default = "default_redis_lock_wait_ms")]
-    pub lock_wait_ms: u64,
-    /// Shared budget of a whole tenant; 0 (default) = only the per-user budget.
-    #[serde(default)]
-    pub tenant_per_minute: u32,
-    #[serde(default)]
-    pub tenant_burst: u32,
-}
-
-fn default_redis_prefix() -> String {
-    "m365:".into()
-}
-fn default_redis_connect_ms() -> u64 {
-    500
-}
-fn default_redis_op_ms() -> u64 {
-    250
-}
-fn default_redis_breaker_ms() -> u64 {
-    5_000
-}
-fn default_redis_lock_ms() -> u64 {
-    15_000
-}
-fn default_redis_lock_wait_ms() -> u64 {
-    3_000
-}
-
 /// Validates `[redis]`. Instances sharing Redis must share the cursor key (a cursor issued by
 /// one is presented to another) and the cache keys (`obo.cache_keys`, already required).
 fn redis_settings(
@@ -1177,4 +796,51 @@ fn redis_settings(
     config.tenant_rate =
         (raw.tenant_per_minute > 0).then_some((raw.tenant_per_minute, raw.tenant_burst));
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> toml::Table {
+        r#"
+        [entra]
+        client_id = "0d6dfcf5-cc5f-4d1b-9101-42c950cf2ac8"
+        client_secret = "s3cret"
+        [obo]
+        cache_keys = ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]
+        "#
+        .parse()
+        .unwrap()
+    }
+
+    #[test]
+    fn environment_values_keep_numbers_and_arrays_and_nest_on_double_underscore() {
+        let mut t = minimal();
+        overlay_env(
+            &mut t,
+            [
+                ("M365_LIMITS__MAX_IN_FLIGHT".to_owned(), "7".to_owned()),
+                ("M365_SERVER__ALLOWED_HOSTS".to_owned(), r#"["a.example"]"#.to_owned()),
+                ("M365_ENTRA__CLIENT_SECRET".to_owned(), "12345".to_owned()),
+                ("OTHER".to_owned(), "x".to_owned()),
+            ],
+        );
+        let raw: RawSettings = toml::Value::Table(t).try_into().unwrap();
+        let s = Settings::from_raw(raw).unwrap();
+        assert_eq!(s.limits.max_in_flight, 7);
+        assert_eq!(s.server.allowed_hosts, vec!["a.example".to_owned()]);
+        assert!(
+            matches!(&s.entra.credential, Credential::Secret(x) if x.expose_secret() == "12345")
+        );
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let raw: RawSettings = toml::Value::Table(minimal()).try_into().unwrap();
+        let s = Settings::from_raw(raw).unwrap();
+        let text = format!("{s:?}");
+        assert!(!text.contains("s3cret"));
+        assert!(text.contains("redacted"));
+    }
 }
