@@ -149,6 +149,24 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// 16 KiB, written out so the test does not move with the constant.
+    const SIXTEEN_KIB: usize = 16_384;
+
+    #[test]
+    fn a_token_of_exactly_the_length_cap_is_accepted_and_one_byte_more_is_malformed() {
+        let at_cap = "a".repeat(SIXTEEN_KIB);
+        assert_eq!(parse_bearer(&format!("Bearer {at_cap}")), Ok(at_cap.as_str()));
+        let over = "a".repeat(SIXTEEN_KIB + 1);
+        assert_eq!(parse_bearer(&format!("Bearer {over}")), Err(BearerError::Malformed));
+        assert_eq!(parse_bearer("Bearer "), Err(BearerError::Malformed));
+    }
+
+    #[test]
+    fn quoted_values_drop_control_characters_and_escape_quotes() {
+        assert_eq!(quote("a\u{7}b\nc\"d\\e"), "abc\\\"d\\\\e");
+        assert_eq!(quote("café"), "caf?");
+    }
+
     #[test]
     fn bearer_scheme_is_case_insensitive_and_other_schemes_are_refused() {
         assert_eq!(parse_bearer("Bearer abc.def-ghi"), Ok("abc.def-ghi"));
