@@ -304,29 +304,8 @@ async fn audit_records_never_contain_the_token() {
     assert!(ok(verify(&app.audit_path, None).unwrap()).records >= 1);
 }
 
-/// POSTs `tools/call` and returns the HTTP response.
-async fn call_tool_raw(
-    app: &TestApp,
-    token: &str,
-    name: &str,
-    arguments: Value,
-) -> reqwest::Response {
-    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-        "params": {"name": name, "arguments": arguments}});
-    app.http
-        .post(app.url("/mcp"))
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", "2025-06-18")
-        .bearer_auth(token)
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("request sent")
-}
-
 async fn call_tool(app: &TestApp, token: &str, name: &str, arguments: Value) -> Value {
-    call_tool_raw(app, token, name, arguments).await.json().await.expect("JSON-RPC answer")
+    app.call_tool_raw(token, name, arguments).await.json().await.expect("JSON-RPC answer")
 }
 
 fn events(app: &TestApp, event: &str) -> Vec<Value> {
@@ -481,7 +460,7 @@ async fn a_call_the_client_abandons_is_audited_as_cancelled() {
     let token = app.token(CONTOSO, ADELE);
     let abandoned = tokio::time::timeout(
         Duration::from_millis(500),
-        call_tool_raw(&app, &token, "get_me", json!({})),
+        app.call_tool_raw(&token, "get_me", json!({})),
     );
     assert!(abandoned.await.is_err(), "the call should still be running");
     let call = wait_for_call(&app).await;
@@ -498,7 +477,7 @@ async fn a_call_cut_off_by_the_request_timeout_is_audited_as_timeout() {
     .await;
     slow_me(&app, Duration::from_secs(4)).await;
     let token = app.token(CONTOSO, ADELE);
-    let response = call_tool_raw(&app, &token, "get_me", json!({})).await;
+    let response = app.call_tool_raw(&token, "get_me", json!({})).await;
     assert_eq!(response.status(), 503);
     let call = wait_for_call(&app).await;
     assert_eq!(call["outcome"], "timeout", "{call}");

@@ -384,6 +384,27 @@ impl TestApp {
         edit(req).send().await.expect("request sent")
     }
 
+    /// POSTs `tools/call` with the headers a Streamable HTTP client sends; the HTTP response.
+    pub async fn call_tool_raw(
+        &self,
+        token: &str,
+        name: &str,
+        arguments: Value,
+    ) -> reqwest::Response {
+        let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": name, "arguments": arguments}});
+        self.http
+            .post(self.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2025-06-18")
+            .bearer_auth(token)
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     pub fn audit_lines(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.audit_path)
             .unwrap_or_default()

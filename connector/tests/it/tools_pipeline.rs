@@ -48,19 +48,7 @@ fn bad_calls() -> Vec<(&'static str, Value, &'static str)> {
 }
 
 async fn call(app: &TestApp, token: &str, name: &str, arguments: Value) -> Value {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                      "params": {"name": name, "arguments": arguments}});
-    let response = app
-        .http
-        .post(app.url("/mcp"))
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", "2025-06-18")
-        .bearer_auth(token)
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("request sent");
+    let response = app.call_tool_raw(token, name, arguments).await;
     let status = response.status().as_u16();
     let text = response.text().await.expect("body");
     serde_json::from_str(&text).unwrap_or_else(|_| json!({"http_status": status}))
