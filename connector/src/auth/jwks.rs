@@ -282,6 +282,18 @@ mod tests {
         }]})
     }
 
+    /// A key endpoint that serves `k1` once, then answers 500.
+    async fn keys_once_then_failing() -> MockServer {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(jwks("k1")))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET")).respond_with(ResponseTemplate::new(500)).mount(&server).await;
+        server
+    }
+
     async fn store_over(server: &MockServer, max_stale: Duration) -> JwksKeyStore {
         crate::server::install_crypto();
         JwksKeyStore::new(reqwest::Client::new(), format!("{}/keys", server.uri()), Duration::ZERO)
@@ -290,13 +302,7 @@ mod tests {
 
     #[tokio::test]
     async fn last_known_good_keys_stand_in_only_up_to_the_staleness_cap() {
-        let server = MockServer::start().await;
-        Mock::given(method("GET"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(jwks("k1")))
-            .up_to_n_times(1)
-            .mount(&server)
-            .await;
-        Mock::given(method("GET")).respond_with(ResponseTemplate::new(500)).mount(&server).await;
+        let server = keys_once_then_failing().await;
         let store = store_over(&server, Duration::from_millis(300)).await;
         store.refresh().await.expect("first load");
         // Entra's JWKS is down from now on: the cached key still works for a while...
@@ -463,13 +469,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unknown_kid_while_the_endpoint_fails_is_undecidable_not_invalid() {
-        let server = MockServer::start().await;
-        Mock::given(method("GET"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(jwks("k1")))
-            .up_to_n_times(1)
-            .mount(&server)
-            .await;
-        Mock::given(method("GET")).respond_with(ResponseTemplate::new(500)).mount(&server).await;
+        let server = keys_once_then_failing().await;
         let store = store_over(&server, DEFAULT_MAX_STALE).await;
         store.refresh().await.expect("first load");
         assert_eq!(store.key("k2").await.err(), Some(KeyError::Unavailable));
