@@ -614,7 +614,16 @@ impl Inner {
                 self.exchange_and_store(key, caller, None).await
             }
             claim => {
-                let result = self.exchange_and_store(key, caller, None).await;
+                // The instance that held the lock before us may have stored its token between
+                // our miss and our claim: then that token is the answer, not a second exchange.
+                let stored = match claim {
+                    ExchangeClaim::Held(_) => self.cached(key).await,
+                    _ => None,
+                };
+                let result = match stored {
+                    Some(token) => Ok(token),
+                    None => self.exchange_and_store(key, caller, None).await,
+                };
                 self.cache.release_exchange(key, claim).await;
                 result
             }

@@ -215,6 +215,58 @@ async fn one_hundred_concurrent_callers_share_exactly_one_exchange() {
     // Mock asserts on drop
 }
 
+/// A shared store as another instance's lock holder leaves it: the entry is there, but this
+/// instance's reads missed it until the moment it won the lock.
+struct StoredJustBeforeTheClaim {
+    store: MokaTokenCache,
+    hide: std::sync::atomic::AtomicBool,
+}
+
+impl TokenCache for StoredJustBeforeTheClaim {
+    fn get<'a>(&'a self, key: &'a TokenCacheKey) -> BoxFuture<'a, Option<Vec<u8>>> {
+        Box::pin(async move {
+            if self.hide.load(Ordering::SeqCst) { None } else { self.store.get(key).await }
+        })
+    }
+    fn put<'a>(&'a self, key: &'a TokenCacheKey, blob: Vec<u8>, ttl: Duration) -> BoxFuture<'a, ()> {
+        self.store.put(key, blob, ttl)
+    }
+    fn remove(&self, key: &TokenCacheKey) {
+        self.store.remove(key);
+    }
+    fn purge_tenant(&self, tenant: TenantId) {
+        self.store.purge_tenant(tenant);
+    }
+    fn claim_exchange<'a>(&'a self, _key: &'a TokenCacheKey) -> BoxFuture<'a, ExchangeClaim> {
+        self.hide.store(false, Ordering::SeqCst);
+        Box::pin(async { ExchangeClaim::Held("lock-token".into()) })
+    }
+}
+
+#[tokio::test]
+async fn a_token_stored_between_the_miss_and_the_won_lock_is_used_not_exchanged_again() {
+    // Arrange: one exchange stores the token; then the reads miss until the lock is won.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(ok_body("stored-by-the-holder", 3600))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let (clock, _) = TestClock::new();
+    let cache = Arc::new(StoredJustBeforeTheClaim {
+        store: MokaTokenCache::default(),
+        hide: false.into(),
+    });
+    let p = provider(settings(&server, secret()), clock).with_cache(cache.clone());
+    p.graph_token(&caller(), &scopes(), None).await.expect("first exchange");
+    cache.hide.store(true, Ordering::SeqCst);
+    // Act
+    let token = p.graph_token(&caller(), &scopes(), None).await.expect("token");
+    // Assert: the stored token, and the mock's expect(1) on drop: no second exchange.
+    assert_eq!(token.expose(), "stored-by-the-holder");
+}
+
 #[tokio::test]
 async fn failed_exchanges_are_shared_by_waiters_and_not_cached() {
     let server = MockServer::start().await;
