@@ -11,10 +11,15 @@ use tracing_subscriber::{
 
 /// Libraries that log whole HTTP or JSON-RPC bodies at `debug` or `trace` (rmcp logs every
 /// response, hyper and reqwest log bodies and headers). Whatever `RUST_LOG` says, they are held
-/// at `info`, so turning on debug logging can never put returned content or an
+/// at `warn`, so turning on debug logging can never put returned content or an
 /// `Authorization` header into the logs. The clamp is a filter of its own on the output
 /// layer, not a directive: a more specific directive (`RUST_LOG=rmcp::service=debug`) wins
 /// over a directive, but not over this filter.
+///
+/// `warn`, not `info`: in stateless mode rmcp serves every POST as a fresh service and logs its
+/// lifecycle at `info` ("Service initialized as server" with the client's info, "input stream
+/// terminated", "serve finished") inside an `info` span. Three lines and a span per tool call
+/// say nothing the connector's own request log and the audit record do not, and cost CPU.
 const CONTENT_BEARING_TARGETS: [&str; 5] = ["rmcp", "hyper", "hyper_util", "reqwest", "h2"];
 
 /// Composes the subscriber. `filter` is an `EnvFilter` directive used when `RUST_LOG` is unset.
@@ -41,7 +46,7 @@ where
 {
     let mut env_filter = EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info"));
     for target in CONTENT_BEARING_TARGETS {
-        if let Ok(directive) = format!("{target}=info").parse() {
+        if let Ok(directive) = format!("{target}=warn").parse() {
             env_filter = env_filter.add_directive(directive);
         }
     }
@@ -55,10 +60,10 @@ where
     }
 }
 
-/// Drops anything more verbose than `info` from [`CONTENT_BEARING_TARGETS`] and their modules.
+/// Drops anything more verbose than `warn` from [`CONTENT_BEARING_TARGETS`] and their modules.
 fn content_clamp() -> FilterFn<impl Fn(&Metadata<'_>) -> bool + Clone> {
     filter_fn(|meta: &Metadata<'_>| {
-        *meta.level() <= Level::INFO || !is_content_bearing(meta.target())
+        *meta.level() <= Level::WARN || !is_content_bearing(meta.target())
     })
 }
 
@@ -118,14 +123,16 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             tracing::trace!(target: "rmcp::service", "sentinel-mail-body-4711");
             tracing::debug!(target: "hyper::proto::h1", "sentinel-header-4712");
-            tracing::info!(target: "rmcp::service", "an info line stays");
+            tracing::info!(target: "rmcp::service", "sentinel-lifecycle-4713");
+            tracing::warn!(target: "rmcp::service", "a warning stays");
             tracing::debug!(target: "connector::tools", "our own debug line passes");
         });
         let text = String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|p| p.into_inner()))
             .into_owned();
         assert!(!text.contains("sentinel-mail-body-4711"), "{text}");
         assert!(!text.contains("sentinel-header-4712"), "{text}");
-        assert!(text.contains("an info line stays"), "{text}");
+        assert!(!text.contains("sentinel-lifecycle-4713"), "{text}");
+        assert!(text.contains("a warning stays"), "{text}");
         assert!(text.contains("our own debug line passes"), "{text}");
     }
 }
