@@ -34,6 +34,17 @@ pub fn entra_client(
         .build()
 }
 
+/// Decodes standard or url-safe base64, padded or not: claims challenges arrive in every form
+/// (Graph's `WWW-Authenticate`, Entra's token-endpoint errors).
+pub(crate) fn decode_base64_any(s: &str) -> Option<Vec<u8>> {
+    use base64::{
+        Engine as _,
+        engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD},
+    };
+    let trimmed = s.trim_end_matches('=');
+    STANDARD_NO_PAD.decode(trimmed).or_else(|_| URL_SAFE_NO_PAD.decode(trimmed)).ok()
+}
+
 /// A request the server refuses before it reaches MCP handling (the auth refusals, with their
 /// `WWW-Authenticate` challenges, live with the auth middleware).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

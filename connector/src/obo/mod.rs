@@ -148,6 +148,11 @@ impl GraphToken {
     pub fn expose(&self) -> &str {
         self.access_token.expose_secret()
     }
+
+    /// The access token alone, for the Graph client's `Authorization` header.
+    pub fn into_access_token(self) -> SecretString {
+        self.access_token
+    }
 }
 
 impl fmt::Debug for GraphToken {
@@ -866,7 +871,8 @@ pub fn merge_claims(challenge: Option<&str>) -> Result<String, OboError> {
     let json = if challenge.starts_with('{') {
         challenge.as_bytes().to_vec()
     } else {
-        decode_base64_any(challenge).ok_or(OboError::Internal("claims challenge is not base64"))?
+        crate::http::decode_base64_any(challenge)
+            .ok_or(OboError::Internal("claims challenge is not base64"))?
     };
     let serde_json::Value::Object(extra) = serde_json::from_slice(&json)
         .map_err(|_| OboError::Internal("claims challenge is not JSON"))?
@@ -890,13 +896,6 @@ pub fn merge_claims(challenge: Option<&str>) -> Result<String, OboError> {
         }
     }
     Ok(merged.to_string())
-}
-
-/// Decodes standard or url-safe base64, padded or not.
-pub(crate) fn decode_base64_any(s: &str) -> Option<Vec<u8>> {
-    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
-    let trimmed = s.trim_end_matches('=');
-    STANDARD_NO_PAD.decode(trimmed).or_else(|_| URL_SAFE_NO_PAD.decode(trimmed)).ok()
 }
 
 /// The inbound token's `exp`. Only read to bound cache reuse: the auth layer has already
