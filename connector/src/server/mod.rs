@@ -13,10 +13,10 @@
 //!
 //! # Layout
 //! * this file: the seam ([`Application`]: build, run), the shared [`AppState`] and readiness.
-//! * [`connections`]: the accept loop and its bounds (header and idle timeouts, connection cap,
+//! * `connections`: the accept loop and its bounds (header and idle timeouts, connection cap,
 //!   graceful drain).
-//! * [`routes`]: the router, Protected Resource Metadata, `/readyz`, `/metrics`.
-//! * [`guards`]: the in-flight cap and the Host/Origin allow-lists.
+//! * `routes`: the router, Protected Resource Metadata, `/readyz`, `/metrics`.
+//! * `guards`: the in-flight cap and the Host/Origin allow-lists.
 
 mod connections;
 mod guards;

@@ -270,7 +270,7 @@ impl<'a> Scope<'a> {
 
 /// A Graph session of one call: failures come back as [`ToolError`] (a token failure names the
 /// session's scopes, for the missing-permission message), request ids go to the call's log.
-/// [`Self::fail`] is the one place a [`SessionError`] becomes a [`ToolError`].
+/// Its `fail` is the one place a [`SessionError`] becomes a [`ToolError`].
 #[derive(Clone, Debug)]
 pub struct CallSession(pub Session);
 
