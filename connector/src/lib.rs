@@ -10,10 +10,12 @@
 //! * [`server`]: the axum application (`/mcp`, Protected Resource Metadata, health, metrics).
 //! * [`auth`]: inbound tokens: JWKS key store, validation into a `Caller`, 401/403/503 answers.
 //! * [`obo`]: On-Behalf-Of exchange, the encrypted single-flight token cache, AADSTS mapping.
-//! * [`graph`]: the read-only Graph client (method allow-list, retries, paging, downloads).
-//! * [`http`]: outbound HTTP clients, the rustls crypto provider, `Retry-After` parsing.
+//! * [`graph`]: the read-only Graph client (method allow-list, retries, paging, downloads); it
+//!   takes a plain bearer token and does not depend on [`obo`].
+//! * [`http`]: outbound HTTP clients, the rustls crypto provider, `Retry-After` parsing; the
+//!   server's hand-written refusals ([`http::HttpRefusal`]), logged once.
 //! * [`extract`]: file content to text (docx, xlsx, pptx, pdf, html, csv, md, txt).
-//! * [`tools`]: the MCP tool surface.
+//! * [`tools`]: the MCP tool surface; its `session` pairs OBO tokens with the Graph client.
 //! * [`policy`]: per-tenant policy (enabled tenants, allowed tools, limits), reloadable.
 //! * [`audit`]: the hash-chained audit log.
 //! * [`shared`]: state shared by scaled-out instances through Redis (optional `[redis]`).

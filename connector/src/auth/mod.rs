@@ -10,7 +10,8 @@
 //! * [`prm`] — the RFC 9728 metadata document.
 //!
 //! Refusals are audited through [`crate::audit::refusals`]: aggregated per (peer, reason), and a
-//! peer over its refusal budget gets 429 before its token is looked at.
+//! peer over its refusal budget gets 429 before its token is looked at. Every refusal is an
+//! [`HttpRefusal`], answered (and logged, once) by its `IntoResponse`.
 
 pub mod challenge;
 pub mod jwks;
@@ -25,7 +26,7 @@ use std::{
 
 use axum::{
     extract::{Request, State},
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderValue, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -38,10 +39,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     audit::{
-        AuditLog, RequestTrace,
+        AuditEvent, AuditLog, RequestTrace,
         peer::{ConnectedPeer, TrustedProxies},
         refusals::{self, Refusals},
     },
+    http::{CLAIMS_CHALLENGE_DESCRIPTION, HttpRefusal},
     metrics::{Metrics, names},
 };
 use rate_limit::RateLimiter;
@@ -90,94 +92,55 @@ impl AuthState {
     }
 
     /// The HTTP answer to a refused token.
-    pub fn refuse(&self, rejection: &Rejection) -> Response {
+    pub fn refuse(&self, rejection: &Rejection) -> HttpRefusal {
+        let reason = rejection.reason();
         let description = rejection.description();
-        let body = axum::Json(serde_json::json!({
-            "error": match rejection.answer() {
-                Answer::Unauthorized => "invalid_token",
-                Answer::InsufficientScope => "insufficient_scope",
-                Answer::Forbidden => "access_denied",
-                Answer::Unavailable => "temporarily_unavailable",
-            },
-            "error_description": description,
-        }));
         match rejection.answer() {
             Answer::Unauthorized => {
                 let mut c = self.challenge();
                 if *rejection != Rejection::Missing {
                     c.error = Some("invalid_token".into());
-                    c.error_description = Some(description);
+                    c.error_description = Some(description.clone());
                 }
-                let mut response = (StatusCode::UNAUTHORIZED, body).into_response();
-                set_challenge(&mut response, &c);
-                response
+                HttpRefusal::Unauthorized { reason, description, challenge: c.render() }
             }
             Answer::InsufficientScope => {
                 let mut c = self.challenge();
                 c.error = Some("insufficient_scope".into());
-                c.error_description = Some(description);
-                let mut response = (StatusCode::FORBIDDEN, body).into_response();
-                set_challenge(&mut response, &c);
-                response
+                c.error_description = Some(description.clone());
+                HttpRefusal::InsufficientScope { reason, description, challenge: c.render() }
             }
-            Answer::Forbidden => (StatusCode::FORBIDDEN, body).into_response(),
+            Answer::Forbidden => HttpRefusal::AccessDenied { reason, description },
             Answer::Unavailable => {
-                let mut response = (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
-                response.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from(self.retry_after.as_secs().max(1)),
-                );
-                response
+                HttpRefusal::TokenUndecided { reason, description, retry_after: self.retry_after }
             }
         }
     }
 
-    fn claims_challenge(&self, claims: &str) -> Response {
+    fn claims_challenge(&self, claims: &str) -> HttpRefusal {
         let c = Challenge {
             resource_metadata: self.resource_metadata.clone(),
             scope: None,
             error: Some("insufficient_claims".into()),
-            error_description: Some("additional claims are required; sign in again".into()),
+            error_description: Some(CLAIMS_CHALLENGE_DESCRIPTION.into()),
             claims: Some(claims.to_owned()),
         };
-        let body = axum::Json(serde_json::json!({
-            "error": "insufficient_claims",
-            "error_description": "additional claims are required; sign in again",
-        }));
-        let mut response = (StatusCode::UNAUTHORIZED, body).into_response();
-        set_challenge(&mut response, &c);
-        response
+        HttpRefusal::ClaimsChallenge { challenge: c.render() }
     }
-}
 
-fn set_challenge(response: &mut Response, c: &Challenge) {
-    if let Ok(v) = HeaderValue::from_str(&c.render()) {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    /// Writes the audit record a refusal opened, if any; a record that cannot be written
+    /// refuses the request instead (fail closed).
+    async fn audit_refusal(&self, opened: Option<AuditEvent>) -> Result<(), HttpRefusal> {
+        match opened {
+            Some(event) => self
+                .audit
+                .record(&event)
+                .await
+                .map(drop)
+                .map_err(|e| HttpRefusal::AuditUnavailable { cause: e.to_string() }),
+            None => Ok(()),
+        }
     }
-}
-
-fn audit_unavailable() -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(header::RETRY_AFTER, "5")],
-        axum::Json(serde_json::json!({
-            "error": "temporarily_unavailable",
-            "error_description": "the audit log cannot be written; the request was not processed",
-        })),
-    )
-        .into_response()
-}
-
-fn too_many_requests(wait: Duration, description: &'static str) -> Response {
-    (
-        StatusCode::TOO_MANY_REQUESTS,
-        [(header::RETRY_AFTER, wait.as_secs().max(1).to_string())],
-        axum::Json(serde_json::json!({
-            "error": "rate_limited",
-            "error_description": description,
-        })),
-    )
-        .into_response()
 }
 
 /// Response header carrying the id audit records of this request are filed under.
@@ -200,12 +163,11 @@ pub async fn require_caller(
     let deadline = tokio::time::Instant::now() + auth.request_timeout;
     let trace = Arc::new(RequestTrace::new(RequestTrace::new_request_id(), peer, Some(deadline)));
     let request_id = HeaderValue::from_str(&trace.request_id).ok();
-    let mut response =
-        match tokio::time::timeout_at(deadline, authorize_and_run(&auth, req, next, trace)).await {
-            Ok(response) => response,
-            // Dropping the inner future cancels the call; its audit record says `timeout`.
-            Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-        };
+    let answer = tokio::time::timeout_at(deadline, authorize_and_run(&auth, req, next, trace))
+        .await
+        // Dropping the inner future cancels the call; its audit record says `timeout`.
+        .unwrap_or(Err(HttpRefusal::TimedOut));
+    let mut response = answer.unwrap_or_else(IntoResponse::into_response);
     if let Some(id) = request_id {
         response.headers_mut().insert(REQUEST_ID_HEADER, id);
     }
@@ -217,7 +179,7 @@ async fn authorize_and_run(
     mut req: Request,
     next: Next,
     trace: Arc<RequestTrace>,
-) -> Response {
+) -> Result<Response, HttpRefusal> {
     let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
     let token = match (values.next(), values.next()) {
         (None, _) => Err(Rejection::Missing),
@@ -231,7 +193,7 @@ async fn authorize_and_run(
     // A client without a token is discovering how to sign in: answer, don't count.
     if matches!(token, Err(Rejection::Missing)) {
         auth.metrics.inc(names::TOKENS_REJECTED, &[("reason", Rejection::Missing.reason())]);
-        return auth.refuse(&Rejection::Missing);
+        return Err(auth.refuse(&Rejection::Missing));
     }
     // A peer over its refusal budget gets 429 before its token is checked, unless the token
     // verified before (a caller behind the same address as a flood keeps working).
@@ -245,13 +207,12 @@ async fn authorize_and_run(
             None,
             false,
         );
-        if let Some(event) = opened
-            && let Err(e) = auth.audit.record(&event).await
-        {
-            tracing::error!(error = %e, "Audit write failed");
-            return audit_unavailable();
-        }
-        return too_many_requests(wait, "too many refused tokens from this address; retry later");
+        auth.audit_refusal(opened).await?;
+        return Err(HttpRefusal::RateLimited {
+            reason: refusals::PEER_OVER_BUDGET,
+            description: "too many refused tokens from this address; retry later",
+            retry_after: wait,
+        });
     }
     let result = match token {
         Ok(t) => auth.validator.validate(&t).await,
@@ -261,7 +222,6 @@ async fn authorize_and_run(
         Ok(caller) => caller,
         Err((rejection, who)) => {
             auth.metrics.inc(names::TOKENS_REJECTED, &[("reason", rejection.reason())]);
-            tracing::info!(reason = rejection.reason(), "Refused an inbound token");
             // The connector failing to check tokens is not the peer's fault.
             let charge = rejection.answer() != Answer::Unavailable;
             let opened = auth.refusals.token_refused(
@@ -271,13 +231,8 @@ async fn authorize_and_run(
                 who,
                 charge,
             );
-            if let Some(event) = opened
-                && let Err(e) = auth.audit.record(&event).await
-            {
-                tracing::error!(error = %e, "Audit write failed");
-                return audit_unavailable();
-            }
-            return auth.refuse(&rejection);
+            auth.audit_refusal(opened).await?;
+            return Err(auth.refuse(&rejection));
         }
     };
     if let Err(wait) = auth.rate_limiter.check(caller.tenant_id, caller.object_id).await {
@@ -288,13 +243,12 @@ async fn authorize_and_run(
             trace.peer,
             &trace.request_id,
         );
-        if let Some(event) = opened
-            && let Err(e) = auth.audit.record(&event).await
-        {
-            tracing::error!(error = %e, "Audit write failed");
-            return audit_unavailable();
-        }
-        return too_many_requests(wait, "too many requests from this user; retry later");
+        auth.audit_refusal(opened).await?;
+        return Err(HttpRefusal::RateLimited {
+            reason: "rate_limited",
+            description: "too many requests from this user; retry later",
+            retry_after: wait,
+        });
     }
     let slot = ChallengeSlot::default();
     req.extensions_mut().insert(caller);
@@ -302,8 +256,8 @@ async fn authorize_and_run(
     req.extensions_mut().insert(trace);
     let response = next.run(req).await;
     match slot.claims() {
-        Some(claims) => auth.claims_challenge(claims),
-        None => response,
+        Some(claims) => Err(auth.claims_challenge(claims)),
+        None => Ok(response),
     }
 }
 

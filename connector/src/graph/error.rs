@@ -6,8 +6,6 @@ use std::{fmt, time::Duration};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::obo::OboError;
-
 /// What went wrong with a Graph call. Messages from Graph are kept for logs, never shown.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum GraphError {
@@ -52,9 +50,6 @@ pub enum GraphError {
     /// does not send.
     #[error("request not allowed by the read-only client")]
     NotAllowed,
-    /// No Graph token could be obtained.
-    #[error("token exchange failed: {0}")]
-    Token(OboError),
 }
 
 impl GraphError {
@@ -63,7 +58,6 @@ impl GraphError {
     pub fn claims_challenge(&self) -> Option<String> {
         match self {
             Self::ClaimsChallenge { claims } => Some(claims.clone()),
-            Self::Token(e) => e.claims_challenge(),
             _ => None,
         }
     }
@@ -71,7 +65,6 @@ impl GraphError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Throttled { retry_after } | Self::Unavailable { retry_after } => *retry_after,
-            Self::Token(e) => e.retry_after(),
             _ => None,
         }
     }
@@ -92,7 +85,6 @@ impl GraphError {
             Self::DisallowedRedirect => "disallowed_redirect".into(),
             Self::TooLarge => "too_large".into(),
             Self::NotAllowed => "not_allowed".into(),
-            Self::Token(e) => format!("obo:{}", e.code()),
         }
     }
 
@@ -136,7 +128,6 @@ impl GraphError {
                 .into(),
             Self::TooLarge => "The content is larger than the connector's limit.".into(),
             Self::NotAllowed => "The connector does not make this kind of request.".into(),
-            Self::Token(e) => e.user_message(),
         }
     }
 }
@@ -251,7 +242,7 @@ fn valid_claims(claims: &str) -> bool {
         && claims
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_'))
-        && crate::obo::decode_base64_any(claims)
+        && crate::http::decode_base64_any(claims)
             .and_then(|json| serde_json::from_slice::<Value>(&json).ok())
             .is_some_and(|v| v.is_object())
 }
@@ -364,7 +355,7 @@ mod tests {
     );
 
     fn decoded(claims: &str) -> Value {
-        let bytes = crate::obo::decode_base64_any(claims).expect("base64");
+        let bytes = crate::http::decode_base64_any(claims).expect("base64");
         serde_json::from_slice(&bytes).expect("json")
     }
 

@@ -15,14 +15,16 @@
 //! # Layout
 //! * [`request`]: [`GraphPath`], [`GraphRequest`], the allow-list.
 //! * [`error`]: [`GraphError`], [`GraphFailure`], envelope and `WWW-Authenticate` parsing.
-//! * [`retry`]: `Retry-After` parsing and backoff.
-//! * [`session`]: [`Session`], which pairs the client with OBO and handles CAE challenges.
+//! * [`query`]: the typed query builders (KQL, OData) and search answers.
+//!
+//! The client takes a plain [`BearerToken`]; it knows nothing of how the token was obtained.
+//! Pairing it with the On-Behalf-Of exchange (and the CAE/401 evict-and-retry rules) is the
+//! call layer's job: `tools::session`.
 
 pub mod error;
 mod paths;
 pub mod query;
 pub mod request;
-pub mod session;
 
 use std::{
     collections::HashMap,
@@ -31,6 +33,7 @@ use std::{
 };
 
 use chrono::Utc;
+use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 use url::Url;
@@ -38,12 +41,10 @@ use uuid::Uuid;
 
 pub use error::{GraphError, GraphFailure};
 pub use request::{GraphPath, GraphRequest, QUERY_POST_ALLOWLIST};
-pub use session::{RequestLog, Session};
 
 use crate::{
     domain::{Caller, ObjectId, TenantId},
     metrics::{Metrics, names},
-    obo::GraphToken,
 };
 use request::{Method, check_outbound, relative_path};
 
@@ -119,6 +120,35 @@ pub fn http_client(settings: &GraphSettings) -> Result<reqwest::Client, reqwest:
         .build()
 }
 
+/// A Graph access token as the client sends it (`Authorization: Bearer …`), whoever obtained
+/// it. Never logged: `Debug` redacts it.
+#[derive(Clone)]
+pub struct BearerToken(SecretString);
+
+impl BearerToken {
+    pub fn new(token: SecretString) -> Self {
+        Self(token)
+    }
+
+    /// # Security
+    /// Goes only into the `Authorization` header of requests to the configured Graph base.
+    fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl From<SecretString> for BearerToken {
+    fn from(token: SecretString) -> Self {
+        Self::new(token)
+    }
+}
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken([redacted])")
+    }
+}
+
 /// Whose mailbox (or drive) a call touches: the key of the per-mailbox concurrency limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MailboxKey {
@@ -192,7 +222,7 @@ impl GraphClient {
     /// Sends `req` and decodes the JSON body.
     pub async fn send_json<T: DeserializeOwned>(
         &self,
-        token: &GraphToken,
+        token: &BearerToken,
         mailbox: MailboxKey,
         req: &GraphRequest,
     ) -> Result<GraphResponse<T>, GraphFailure> {
@@ -215,7 +245,7 @@ impl GraphClient {
     /// items of `value` are collected or the last page. Ids are those of the last page.
     pub async fn get_all_pages(
         &self,
-        token: &GraphToken,
+        token: &BearerToken,
         mailbox: MailboxKey,
         req: &GraphRequest,
         max_items: usize,
@@ -262,7 +292,7 @@ impl GraphClient {
     /// without the `Authorization` header, and only once.
     pub async fn download(
         &self,
-        token: &GraphToken,
+        token: &BearerToken,
         mailbox: MailboxKey,
         path: GraphPath,
     ) -> Result<GraphResponse<Download>, GraphFailure> {
@@ -353,7 +383,7 @@ impl GraphClient {
     /// One logical call: the allow-list check, then attempts with retries.
     async fn execute(
         &self,
-        token: &GraphToken,
+        token: &BearerToken,
         mailbox: MailboxKey,
         req: &GraphRequest,
         cap: u64,

@@ -9,14 +9,9 @@ use wiremock::{
 };
 
 use super::*;
-use crate::domain::ScopeSet;
 
-fn token() -> GraphToken {
-    GraphToken::new(
-        SecretString::from("graph-token".to_owned()),
-        ScopeSet::from_scp("Mail.Read"),
-        Utc::now(),
-    )
+fn token() -> BearerToken {
+    BearerToken::new(SecretString::from("graph-token".to_owned()))
 }
 
 fn mailbox(n: u128) -> MailboxKey {

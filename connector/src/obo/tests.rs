@@ -5,7 +5,10 @@ use std::sync::{
     atomic::{AtomicI64, Ordering},
 };
 
+use base64::Engine as _;
 use secrecy::SecretString;
+use url::Url;
+use uuid::Uuid;
 use wiremock::{
     Mock, MockServer, Request, ResponseTemplate,
     matchers::{method, path},

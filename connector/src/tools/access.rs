@@ -22,10 +22,10 @@ use super::{
     mailbox::MailboxZone,
     permissions,
     pipeline::{CallSession, Scope, ToolError},
+    session::SessionError,
 };
 use crate::{
     domain::{Caller, ScopeSet},
-    graph::GraphError,
     obo::OboError,
 };
 
@@ -117,7 +117,7 @@ pub async fn open(
     }
     let zone = match (cached, zone_session, zone_token) {
         (Some(hit), _, _) => hit.zone.clone(),
-        (None, _, Some(Err(error))) => mailbox::unreadable(&GraphError::Token(error).code()),
+        (None, _, Some(Err(error))) => mailbox::unreadable(&SessionError::Token(error).code()),
         (None, Some(zone_session), _) => mailbox::read_zone(ctx, &zone_session).await,
         (None, None, _) => mailbox::mailbox_zone(call).await,
     };

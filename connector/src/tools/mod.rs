@@ -9,6 +9,8 @@
 //!
 //! # Layout
 //! * [`pipeline`] — the descriptor, the pipeline, `ToolError` and its one mapping.
+//! * [`session`] — the caller's Graph session: OBO token plus Graph client, the CAE/401
+//!   evict-and-retry rules, the call's request log.
 //! * one file per tool: [`me`], [`sharepoint`] (two tools), [`mail`], [`calendar`],
 //!   [`availability`], [`chat`], [`read`] (also `resources/read`, through [`resources`]).
 //! * [`permissions`] — the Graph permissions each tool needs, the admin-consent URL.
@@ -29,6 +31,7 @@ pub mod pipeline;
 pub mod read;
 pub mod resources;
 pub mod schema;
+pub mod session;
 pub mod shaping;
 pub mod sharepoint;
 pub mod slots;
@@ -50,11 +53,12 @@ use crate::{
     auth::ChallengeSlot,
     clock::Clock,
     domain::{Caller, ScopeSet},
-    graph::{GraphClient, Session},
+    graph::GraphClient,
     metrics::Metrics,
     obo::TokenProvider,
     policy::PolicyStore,
 };
+use session::Session;
 
 /// Every tool, in `tools/list` order of registration: the single list the router, the
 /// permissions table and `tools/list` filtering are built from.

@@ -40,13 +40,12 @@ use crate::{
     audit::{AuditEvent, OboUse, Outcome, RequestTrace},
     domain::uri::ResourceKind,
     domain::{Caller, ScopeSet},
-    graph::{
-        Download, GraphError, GraphFailure, GraphPath, GraphRequest, GraphResponse, RequestLog,
-        Session,
-    },
+    graph::{Download, GraphError, GraphFailure, GraphPath, GraphRequest, GraphResponse},
     metrics::names,
     obo::OboError,
 };
+
+use super::session::{RequestLog, Session, SessionError};
 
 /// What the connector knows about one tool: the single source of its name, its Graph
 /// permissions (`permissions::TOOL_NEEDS`, `tools/list` filtering), the kinds of item its policy
@@ -178,7 +177,6 @@ impl ToolError {
             Self::Refused(_) => (Outcome::Refused, 403),
             Self::Token { error, .. } => token_outcome(error),
             Self::Graph(f) => match &f.error {
-                GraphError::Token(error) => token_outcome(error),
                 GraphError::ClaimsChallenge { .. } => (Outcome::ClaimsChallenge, 401),
                 GraphError::NotFound => (Outcome::NotFound, 404),
                 GraphError::Forbidden { .. } => (Outcome::GraphError, 403),
@@ -219,9 +217,7 @@ impl ToolError {
                     &consent_url,
                 ))
             }
-            Self::Token { error, .. } => {
-                Reply::Message(GraphFailure::new(GraphError::Token(error)).user_message())
-            }
+            Self::Token { error, .. } => Reply::Message(error.user_message()),
             Self::Graph(f) => match (&f.error, scope.tool.forbidden_message) {
                 (GraphError::Forbidden { .. }, Some(message)) => Reply::Message(message(&f)),
                 _ => Reply::Message(f.user_message()),
@@ -274,6 +270,7 @@ impl<'a> Scope<'a> {
 
 /// A Graph session of one call: failures come back as [`ToolError`] (a token failure names the
 /// session's scopes, for the missing-permission message), request ids go to the call's log.
+/// Its `fail` is the one place a [`SessionError`] becomes a [`ToolError`].
 #[derive(Clone, Debug)]
 pub struct CallSession(pub Session);
 
@@ -282,10 +279,10 @@ impl CallSession {
         &self.0.scopes
     }
 
-    fn fail(&self, failure: GraphFailure) -> ToolError {
-        match failure.error {
-            GraphError::Token(error) => ToolError::Token { error, scopes: self.0.scopes.clone() },
-            _ => ToolError::Graph(failure),
+    fn fail(&self, error: SessionError) -> ToolError {
+        match error {
+            SessionError::Token(error) => ToolError::Token { error, scopes: self.0.scopes.clone() },
+            SessionError::Graph(failure) => ToolError::Graph(failure),
         }
     }
 
@@ -324,9 +321,7 @@ impl ToolError {
             Self::InvalidArgs(e) => e.message.to_string(),
             Self::PolicyRefused(m) | Self::Refused(m) => m.clone(),
             Self::Graph(f) => f.user_message(),
-            Self::Token { error, .. } => {
-                GraphFailure::new(GraphError::Token(error.clone())).user_message()
-            }
+            Self::Token { error, .. } => error.user_message(),
         }
     }
 
@@ -334,7 +329,7 @@ impl ToolError {
     pub fn code(&self) -> String {
         match self {
             Self::Graph(f) => f.error.code(),
-            Self::Token { error, .. } => GraphError::Token(error.clone()).code(),
+            Self::Token { error, .. } => SessionError::Token(error.clone()).code(),
             Self::InvalidArgs(_) => "invalid_params".into(),
             Self::PolicyRefused(_) | Self::Refused(_) => "refused".into(),
         }

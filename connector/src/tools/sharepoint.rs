@@ -39,10 +39,7 @@ use crate::graph::query::{
     kql::Kql,
     search::{SearchAnswer, SearchHit, lenient, take_hits},
 };
-use crate::{
-    graph::{GraphError, GraphFailure, GraphPath, GraphRequest},
-    obo::OboError,
-};
+use crate::graph::{GraphFailure, GraphPath, GraphRequest};
 
 /// `sharepoint_search`.
 pub static SHAREPOINT_SEARCH: Tool = Tool {
@@ -379,25 +376,16 @@ fn page_size(checks: &Checks, limit: Option<u32>) -> Result<u32, McpError> {
 }
 
 /// The user-facing message when SharePoint access is refused (R01, R08).
-pub fn permission_message(failure: &GraphFailure) -> String {
-    let consent = match &failure.error {
-        GraphError::Token(OboError::ConsentRequired { consent_url, .. }) => {
-            Some(consent_url.clone())
-        }
-        _ => None,
-    };
-    let mut message = format!(
+pub fn permission_message(_failure: &GraphFailure) -> String {
+    // Only a Graph 403 comes here: a missing consent is a token error, which the pipeline
+    // answers per scope with the admin-consent URL.
+    format!(
         "SharePoint search needs the delegated Microsoft Graph permission {SITES_READ_ALL}, which \
          the connector does not have for you. Search runs across the whole tenant, so a \
          Sites.Selected grant (access to chosen sites only) cannot serve it. An administrator \
-         can grant {SITES_READ_ALL} to the connector"
-    );
-    match consent {
-        Some(url) => message.push_str(&format!(" at {url}")),
-        None => message.push_str(" in Microsoft Entra admin center (Enterprise applications)"),
-    }
-    message.push('.');
-    message
+         can grant {SITES_READ_ALL} to the connector in Microsoft Entra admin center \
+         (Enterprise applications)."
+    )
 }
 
 /// Both tools' body: one search request (plus the sites on the first page), the policy's

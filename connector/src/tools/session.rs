@@ -1,5 +1,6 @@
 //! A caller's Graph session: OBO tokens plus the Graph client, with the CAE and 401 rules
-//! (`entra.md` §9.4, `security.md` S-EXP-3):
+//! (`entra.md` §9.4, `security.md` S-EXP-3). It lives in the call layer because it joins the
+//! two lower layers: the Graph client takes a plain bearer token and knows nothing of OBO.
 //!
 //! * 401/403 with `insufficient_claims`: evict the cached token, exchange again with the
 //!   challenge's claims, retry once. A second challenge, or an exchange that itself needs
@@ -17,14 +18,57 @@ use std::{
 
 use serde::de::DeserializeOwned;
 
-use super::{
-    Download, GraphClient, GraphError, GraphFailure, GraphPath, GraphRequest, GraphResponse,
-    MailboxKey,
-};
 use crate::{
     domain::{Caller, ScopeSet},
-    obo::{GraphToken, TokenProvider},
+    graph::{
+        BearerToken, Download, GraphClient, GraphError, GraphFailure, GraphPath, GraphRequest,
+        GraphResponse, MailboxKey,
+    },
+    obo::{OboError, TokenProvider},
 };
+
+/// Why a session call failed: Graph's answer, or no Graph token to send.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// Graph answered with an error (or could not be reached).
+    #[error(transparent)]
+    Graph(GraphFailure),
+    /// No Graph token could be obtained.
+    #[error("token exchange failed: {0}")]
+    Token(OboError),
+}
+
+impl SessionError {
+    /// The claims an MCP client must sign in again with, when this failure is a challenge.
+    pub fn claims_challenge(&self) -> Option<String> {
+        match self {
+            Self::Graph(f) => f.claims_challenge(),
+            Self::Token(e) => e.claims_challenge(),
+        }
+    }
+
+    /// A short stable code for audit records and notes.
+    pub fn code(&self) -> String {
+        match self {
+            Self::Graph(f) => f.error.code(),
+            Self::Token(e) => format!("obo:{}", e.code()),
+        }
+    }
+
+    /// A message safe to show the user.
+    pub fn user_message(&self) -> String {
+        match self {
+            Self::Graph(f) => f.user_message(),
+            Self::Token(e) => e.user_message(),
+        }
+    }
+}
+
+impl From<GraphFailure> for SessionError {
+    fn from(failure: GraphFailure) -> Self {
+        Self::Graph(failure)
+    }
+}
 
 /// Graph `request-id`s of one tool call, in the order their answers arrived. Shared by every
 /// session the call opens (clones share one list).
@@ -85,7 +129,7 @@ impl Session {
     pub async fn get_json<T: DeserializeOwned>(
         &self,
         req: &GraphRequest,
-    ) -> Result<GraphResponse<T>, GraphFailure> {
+    ) -> Result<GraphResponse<T>, SessionError> {
         let (client, mailbox) = (&self.client, self.mailbox());
         self.with_token(move |token| async move { client.send_json(&token, mailbox, req).await })
             .await
@@ -95,7 +139,7 @@ impl Session {
     pub async fn post_json<T: DeserializeOwned>(
         &self,
         req: &GraphRequest,
-    ) -> Result<GraphResponse<T>, GraphFailure> {
+    ) -> Result<GraphResponse<T>, SessionError> {
         self.get_json(req).await
     }
 
@@ -103,7 +147,7 @@ impl Session {
     pub async fn download(
         &self,
         path: &GraphPath,
-    ) -> Result<GraphResponse<Download>, GraphFailure> {
+    ) -> Result<GraphResponse<Download>, SessionError> {
         let (client, mailbox) = (&self.client, self.mailbox());
         self.with_token(
             move |token| async move { client.download(&token, mailbox, path.clone()).await },
@@ -116,7 +160,7 @@ impl Session {
         &self,
         req: &GraphRequest,
         max_items: usize,
-    ) -> Result<GraphResponse<Vec<serde_json::Value>>, GraphFailure> {
+    ) -> Result<GraphResponse<Vec<serde_json::Value>>, SessionError> {
         let (client, mailbox) = (&self.client, self.mailbox());
         self.with_token(move |token| async move {
             client.get_all_pages(&token, mailbox, req, max_items).await
@@ -124,29 +168,31 @@ impl Session {
         .await
     }
 
-    async fn token(&self, claims: Option<&str>) -> Result<GraphToken, GraphFailure> {
+    async fn token(&self, claims: Option<&str>) -> Result<BearerToken, SessionError> {
         self.provider
             .graph_token(&self.caller, &self.scopes, claims)
             .await
-            .map_err(|e| GraphFailure::new(GraphError::Token(e)))
+            .map(|token| BearerToken::new(token.into_access_token()))
+            .map_err(SessionError::Token)
     }
 
-    async fn with_token<T: Recorded, F, Fut>(&self, call: F) -> Result<T, GraphFailure>
+    async fn with_token<T: Recorded, F, Fut>(&self, call: F) -> Result<T, SessionError>
     where
-        F: Fn(GraphToken) -> Fut,
+        F: Fn(BearerToken) -> Fut,
         Fut: Future<Output = Result<T, GraphFailure>>,
     {
         let result = self.with_token_unrecorded(call).await;
         match &result {
             Ok(answer) => self.requests.push(Recorded::request_id(answer)),
-            Err(failure) => self.requests.push(failure.request_id.as_ref()),
+            Err(SessionError::Graph(failure)) => self.requests.push(failure.request_id.as_ref()),
+            Err(SessionError::Token(_)) => {}
         }
         result
     }
 
-    async fn with_token_unrecorded<T, F, Fut>(&self, call: F) -> Result<T, GraphFailure>
+    async fn with_token_unrecorded<T, F, Fut>(&self, call: F) -> Result<T, SessionError>
     where
-        F: Fn(GraphToken) -> Fut,
+        F: Fn(BearerToken) -> Fut,
         Fut: Future<Output = Result<T, GraphFailure>>,
     {
         let first = call(self.token(None).await?).await;
@@ -163,25 +209,25 @@ impl Session {
                     // The user's own sign-in is no longer good enough (sessions revoked,
                     // account disabled): hand Graph's challenge to the client, whose fresh
                     // sign-in with these claims is the only way on (R06).
-                    Err(f) if needs_fresh_sign_in(&f) => {
-                        return Err(GraphFailure {
+                    Err(e) if needs_fresh_sign_in(&e) => {
+                        return Err(SessionError::Graph(GraphFailure {
                             error: GraphError::ClaimsChallenge { claims: claims.clone() },
                             ..failure
-                        });
+                        }));
                     }
-                    Err(f) => return Err(f),
+                    Err(e) => return Err(e),
                 };
                 let second = call(token).await;
                 if second.as_ref().is_err_and(|f| f.claims_challenge().is_some()) {
                     self.provider.evict(&self.caller, &self.scopes);
                 }
-                second
+                Ok(second?)
             }
             GraphError::Unauthorized => {
                 self.provider.evict(&self.caller, &self.scopes);
-                call(self.token(None).await?).await
+                Ok(call(self.token(None).await?).await?)
             }
-            _ => Err(failure),
+            _ => Err(failure.into()),
         }
     }
 }
@@ -199,11 +245,10 @@ impl<T> Recorded for GraphResponse<T> {
 
 /// A failed re-exchange that only a new interactive sign-in can fix and that brought no
 /// claims of its own.
-fn needs_fresh_sign_in(failure: &GraphFailure) -> bool {
-    use crate::obo::OboError;
+fn needs_fresh_sign_in(error: &SessionError) -> bool {
     matches!(
-        &failure.error,
-        GraphError::Token(
+        error,
+        SessionError::Token(
             OboError::SignInAgain { .. }
                 | OboError::AssertionRejected { .. }
                 | OboError::AccountDisabled

@@ -10,6 +10,19 @@
 //! in-flight cap (fast 503), the body limit (413), the auth middleware (request id and peer,
 //! per-peer 429 for floods of refused tokens, 401/403/503, per-caller 429, the request timeout),
 //! then rmcp.
+//!
+//! # Layout
+//! * this file: the seam ([`Application`]: build, run), the shared [`AppState`] and readiness.
+//! * `connections`: the accept loop and its bounds (header and idle timeouts, connection cap,
+//!   graceful drain).
+//! * `routes`: the router, Protected Resource Metadata, `/readyz`, `/metrics`.
+//! * `guards`: the in-flight cap and the Host/Origin allow-lists.
+
+mod connections;
+mod guards;
+mod routes;
+
+use connections::{ConnectionLimits, serve_connections};
 
 use std::{
     future::Future,
@@ -18,42 +31,23 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use axum::{
-    Router,
-    extract::{Request, State},
-    http::{HeaderValue, StatusCode, header},
-    middleware::{self, Next},
-    response::{IntoResponse, Response},
-    routing::get,
-};
-use rmcp::transport::streamable_http_server::{
-    StreamableHttpServerConfig, StreamableHttpService, session::never::NeverSessionManager,
-};
+use axum::Router;
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt as _;
-use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::{
-    audit::{
-        AuditError, AuditEvent, AuditLog, Outcome, RequestTrace, peer::ConnectedPeer,
-        refusals::Refusals,
-    },
-    auth::{
-        self, AuthState, JwksKeyStore, KeyStore, Validator, prm::ProtectedResourceMetadata,
-        rate_limit::RateLimiter,
-    },
+    audit::{AuditError, AuditEvent, AuditLog, Outcome, RequestTrace, refusals::Refusals},
+    auth::{self, AuthState, JwksKeyStore, KeyStore, Validator, rate_limit::RateLimiter},
     clock::Clock,
     config::Settings,
     graph::GraphClient,
-    http::HttpRefusal,
-    metrics::{Metrics, names},
+    metrics::Metrics,
     obo::{OboEvent, TokenProvider},
     policy::{PolicyError, PolicyStore},
-    tools::{Connector, ToolContext},
+    tools::ToolContext,
 };
 
 /// Gap between the two reads of the policy file that must agree before a reload triggered
@@ -327,7 +321,7 @@ impl Application {
                 None => crate::tools::cursor::CursorKey::random(clock.clone()),
             },
         });
-        let router = router(state.clone(), auth_state, tool_ctx, background.child_token());
+        let router = routes::router(state.clone(), auth_state, tool_ctx, background.child_token());
         Ok(Self { listener, router, state, addr, background })
     }
 
@@ -379,262 +373,6 @@ impl Application {
             let _ = flushed.await;
         }
         Ok(())
-    }
-}
-
-/// How the accept loop bounds connections.
-#[derive(Clone, Copy, Debug)]
-struct ConnectionLimits {
-    header_timeout: Duration,
-    idle_timeout: Duration,
-    max_connections: usize,
-    max_streams: u32,
-}
-
-/// The accept loop. `axum::serve` sets no hyper timer, so it cannot bound how long a client
-/// takes to send its request head; this loop does (`header_timeout`, HTTP/1), which stops
-/// slow-header (slowloris) connections from pinning sockets. Both protocols (HTTP/1 and h2c,
-/// which has no header timer) are also bounded by an idle timeout (no request in flight and
-/// no byte moving) and by a cap on open connections (further ones wait in the kernel's listen
-/// backlog, costing nothing here). On shutdown it stops accepting, asks every connection to
-/// finish its in-flight requests for up to `grace`, then drops what remains.
-async fn serve_connections(
-    listener: TcpListener,
-    router: Router,
-    limits: ConnectionLimits,
-    grace: Duration,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    use hyper_util::{
-        rt::{TokioExecutor, TokioIo, TokioTimer},
-        server::conn::auto::Builder,
-        service::TowerToHyperService,
-    };
-
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.max_streams)
-        .keep_alive_interval(Some(limits.idle_timeout / 2))
-        .keep_alive_timeout(limits.idle_timeout / 2);
-    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    let draining = tokio_util::sync::CancellationToken::new();
-    let open = tokio_util::task::TaskTracker::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "Accepting a connection failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                // Without it, the tail segment of a response larger than one write waits for
-                // the client's delayed ACK (Nagle), up to 40 ms on Linux.
-                let _ = stream.set_nodelay(true);
-                let activity = Arc::new(connection::Activity::new());
-                // Every request learns its TCP peer (audit records, per-peer refusal budgets)
-                // and counts as activity while in flight.
-                let service = TowerToHyperService::new(
-                    router
-                        .clone()
-                        .map_request(with_peer(peer))
-                        .map_future(connection::track_request(activity.clone())),
-                );
-                let io = TokioIo::new(connection::Tracked::new(stream, activity.clone()));
-                let connection = builder.serve_connection_with_upgrades(io, service).into_owned();
-                let draining = draining.clone();
-                let idle_timeout = limits.idle_timeout;
-                open.spawn(async move {
-                    let _slot = slot;
-                    let mut connection = std::pin::pin!(connection);
-                    tokio::select! {
-                        // A client that hangs up or times out is not an error worth logging.
-                        _ = connection.as_mut() => return,
-                        () = activity.idle_for(idle_timeout) => {}
-                        () = draining.cancelled() => {}
-                    }
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    tracing::info!("Shutting down: draining in-flight calls");
-    draining.cancel();
-    open.close();
-    tokio::select! {
-        () = open.wait() => {}
-        () = tokio::time::sleep(grace) => {
-            tracing::warn!("Drain deadline reached; dropping remaining calls");
-        }
-    }
-}
-
-/// Per-connection activity: bytes moving and requests in flight, for the idle timeout.
-mod connection {
-    use std::{
-        future::Future,
-        io,
-        pin::Pin,
-        sync::{
-            Arc,
-            atomic::{AtomicU64, AtomicUsize, Ordering},
-        },
-        task::{Context, Poll},
-        time::Duration,
-    };
-
-    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-    use tokio::time::Instant;
-
-    pub struct Activity {
-        started: Instant,
-        /// Milliseconds after `started` of the last byte read or written.
-        last_io_ms: AtomicU64,
-        in_flight: AtomicUsize,
-    }
-
-    impl Activity {
-        pub fn new() -> Self {
-            Self {
-                started: Instant::now(),
-                last_io_ms: AtomicU64::new(0),
-                in_flight: AtomicUsize::new(0),
-            }
-        }
-
-        fn touch(&self) {
-            let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            self.last_io_ms.store(ms, Ordering::Relaxed);
-        }
-
-        /// Resolves once the connection has had no request in flight and no byte moving for
-        /// `timeout`.
-        pub async fn idle_for(&self, timeout: Duration) {
-            loop {
-                let last =
-                    self.started + Duration::from_millis(self.last_io_ms.load(Ordering::Relaxed));
-                let deadline = last + timeout;
-                if Instant::now() >= deadline {
-                    if self.in_flight.load(Ordering::Relaxed) == 0 {
-                        return;
-                    }
-                    // A long request is not idleness: look again a little later.
-                    tokio::time::sleep(timeout.min(Duration::from_secs(1))).await;
-                    continue;
-                }
-                tokio::time::sleep_until(deadline).await;
-            }
-        }
-    }
-
-    /// Marks a request in flight until its response future completes.
-    pub fn track_request<F>(
-        activity: Arc<Activity>,
-    ) -> impl Fn(F) -> Pin<Box<dyn Future<Output = F::Output> + Send>> + Clone
-    where
-        F: Future + Send + 'static,
-    {
-        move |response| {
-            let activity = activity.clone();
-            activity.in_flight.fetch_add(1, Ordering::Relaxed);
-            Box::pin(async move {
-                let out = response.await;
-                activity.touch();
-                activity.in_flight.fetch_sub(1, Ordering::Relaxed);
-                out
-            })
-        }
-    }
-
-    /// A socket that records when bytes move.
-    pub struct Tracked<S> {
-        inner: S,
-        activity: Arc<Activity>,
-    }
-
-    impl<S> Tracked<S> {
-        pub fn new(inner: S, activity: Arc<Activity>) -> Self {
-            activity.touch();
-            Self { inner, activity }
-        }
-    }
-
-    impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
-        fn poll_read(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &mut ReadBuf<'_>,
-        ) -> Poll<io::Result<()>> {
-            let before = buf.filled().len();
-            let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-            if buf.filled().len() > before {
-                self.activity.touch();
-            }
-            polled
-        }
-    }
-
-    impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
-        fn poll_write(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            data: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            let polled = Pin::new(&mut self.inner).poll_write(cx, data);
-            if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-                self.activity.touch();
-            }
-            polled
-        }
-
-        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.inner).poll_flush(cx)
-        }
-
-        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.inner).poll_shutdown(cx)
-        }
-
-        fn poll_write_vectored(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            bufs: &[io::IoSlice<'_>],
-        ) -> Poll<io::Result<usize>> {
-            let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-            if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-                self.activity.touch();
-            }
-            polled
-        }
-
-        fn is_write_vectored(&self) -> bool {
-            self.inner.is_write_vectored()
-        }
-    }
-}
-
-/// Tags a request with the TCP peer of its connection.
-fn with_peer<B>(peer: SocketAddr) -> impl Fn(http::Request<B>) -> http::Request<B> + Clone {
-    move |mut req| {
-        req.extensions_mut().insert(ConnectedPeer(peer));
-        req
     }
 }
 
@@ -717,181 +455,4 @@ pub async fn check_reachability(settings: &Settings) -> Result<String, String> {
     ))
 }
 
-fn router(
-    state: Arc<AppState>,
-    auth_state: Arc<AuthState>,
-    tool_ctx: Arc<ToolContext>,
-    cancel: CancellationToken,
-) -> Router {
-    let s = &state.settings;
-    let mcp = StreamableHttpService::new(
-        move || Ok(Connector::new(tool_ctx.clone())),
-        Arc::new(NeverSessionManager::default()),
-        StreamableHttpServerConfig::default()
-            .with_legacy_session_mode(false)
-            .with_json_response(true)
-            .with_allowed_hosts(s.server.allowed_hosts.clone())
-            .with_allowed_origins(s.server.allowed_origins.clone())
-            .enforce_origin_validation()
-            .with_max_request_body_bytes(s.limits.max_body_bytes)
-            .with_cancellation_token(cancel),
-    );
-    let mcp_routes = Router::new()
-        .nest_service(MCP_PATH, mcp)
-        // The request timeout is applied inside `require_caller`, which knows the request's
-        // audit trace: a call cut off by it is recorded as `timeout`, not `cancelled`.
-        .layer(middleware::from_fn_with_state(auth_state, auth::require_caller))
-        .layer(RequestBodyLimitLayer::new(s.limits.max_body_bytes))
-        .layer(middleware::from_fn_with_state(state.clone(), shed));
-    let guarded = Router::new()
-        .route(PRM_ROOT, get(prm))
-        .route(PRM_MCP, get(prm))
-        .with_state(state.clone())
-        .merge(mcp_routes)
-        .layer(middleware::from_fn_with_state(state.clone(), host_and_origin));
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(state.clone())
-        .merge(guarded)
-        .layer(middleware::from_fn_with_state(state, count_requests))
-}
-
-async fn prm(State(state): State<Arc<AppState>>) -> Response {
-    let doc = ProtectedResourceMetadata::build(&state.settings);
-    ([(header::CACHE_CONTROL, "max-age=300")], axum::Json(doc)).into_response()
-}
-
-async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.is_ready() {
-        if state.shared.get().is_some_and(crate::shared::SharedStore::degraded) {
-            // Calls still work from process-local state; an orchestrator must not restart us.
-            return (StatusCode::OK, "ready (degraded: Redis unreachable, state not shared)")
-                .into_response();
-        }
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: waiting for OpenID metadata and signing keys")
-            .into_response()
-    }
-}
-
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))],
-        state.metrics.render(),
-    )
-        .into_response()
-}
-
-/// Counts requests and latency per route class and status.
-async fn count_requests(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let route = match req.uri().path() {
-        p if p == MCP_PATH || p.starts_with("/mcp/") => "mcp",
-        p if p.starts_with(PRM_ROOT) => "prm",
-        "/healthz" | "/readyz" => "health",
-        "/metrics" => "metrics",
-        _ => "other",
-    };
-    let started = Instant::now();
-    let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    state.metrics.inc(names::HTTP_REQUESTS, &[("route", route), ("status", &status)]);
-    state.metrics.observe(
-        names::HTTP_LATENCY,
-        &[("route", route)],
-        started.elapsed().as_secs_f64(),
-    );
-    response
-}
-
-/// Fast 503 when the global in-flight cap is reached: refusing early is cheaper than queueing
-/// work that will time out anyway.
-async fn shed(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
-        state.metrics.inc(names::SHED, &[]);
-        return HttpRefusal::Overloaded.into_response();
-    };
-    next.run(req).await
-}
-
-/// DNS-rebinding protection (MCP transport rules): the `Host` must be one of the configured
-/// hosts, and an `Origin`, when present, one of the configured origins. 403 otherwise.
-async fn host_and_origin(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let s = &state.settings.server;
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()));
-    let host_ok = host.as_deref().is_some_and(|h| host_allowed(h, &s.allowed_hosts));
-    if !host_ok {
-        return forbidden("the Host header is not allowed");
-    }
-    if let Some(origin) = req.headers().get(header::ORIGIN) {
-        let ok = origin.to_str().is_ok_and(|o| origin_allowed(o, &s.allowed_origins));
-        if !ok {
-            return forbidden("the Origin is not allowed");
-        }
-    }
-    next.run(req).await
-}
-
-fn forbidden(reason: &'static str) -> Response {
-    HttpRefusal::Forbidden(reason).into_response()
-}
-
-/// `host[:port]` against entries that may omit the port (then any port matches).
-pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
-    let Ok(authority) = host.parse::<http::uri::Authority>() else {
-        return false;
-    };
-    let h = authority.host().trim_matches(['[', ']']).to_ascii_lowercase();
-    allowed.iter().any(|entry| {
-        let (eh, ep) = match entry.parse::<http::uri::Authority>() {
-            Ok(a) => (a.host().trim_matches(['[', ']']).to_ascii_lowercase(), a.port_u16()),
-            Err(_) => (entry.trim_matches(['[', ']']).to_ascii_lowercase(), None),
-        };
-        eh == h && ep.is_none_or(|p| authority.port_u16() == Some(p))
-    })
-}
-
-/// Exact origin match (scheme, host, port), case-insensitive; `null` never matches.
-pub fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
-    let Ok(o) = url::Url::parse(origin) else { return false };
-    if o.host_str().is_none() {
-        return false;
-    }
-    allowed.iter().any(|entry| {
-        url::Url::parse(entry).is_ok_and(|e| {
-            e.scheme() == o.scheme()
-                && e.host_str() == o.host_str()
-                && e.port_or_known_default() == o.port_or_known_default()
-        })
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_match_with_or_without_a_configured_port() {
-        let allowed = vec!["mcp.contoso.com".to_owned(), "127.0.0.1:3111".to_owned()];
-        assert!(host_allowed("MCP.contoso.com:443", &allowed));
-        assert!(host_allowed("127.0.0.1:3111", &allowed));
-        assert!(!host_allowed("127.0.0.1:9999", &allowed));
-        assert!(!host_allowed("evil.example.com", &allowed));
-    }
-
-    #[test]
-    fn origins_match_exactly() {
-        let allowed = vec!["https://claude.ai".to_owned()];
-        assert!(origin_allowed("https://claude.ai", &allowed));
-        assert!(!origin_allowed("http://claude.ai", &allowed));
-        assert!(!origin_allowed("https://evil.claude.ai.example", &allowed));
-        assert!(!origin_allowed("null", &allowed));
-    }
-}
+pub use guards::{host_allowed, origin_allowed};
