@@ -19,6 +19,7 @@
 //! * [`session`]: [`Session`], which pairs the client with OBO and handles CAE challenges.
 
 pub mod error;
+pub mod model;
 mod paths;
 pub mod query;
 pub mod request;

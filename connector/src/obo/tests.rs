@@ -228,7 +228,12 @@ impl TokenCache for StoredJustBeforeTheClaim {
             if self.hide.load(Ordering::SeqCst) { None } else { self.store.get(key).await }
         })
     }
-    fn put<'a>(&'a self, key: &'a TokenCacheKey, blob: Vec<u8>, ttl: Duration) -> BoxFuture<'a, ()> {
+    fn put<'a>(
+        &'a self,
+        key: &'a TokenCacheKey,
+        blob: Vec<u8>,
+        ttl: Duration,
+    ) -> BoxFuture<'a, ()> {
         self.store.put(key, blob, ttl)
     }
     fn remove(&self, key: &TokenCacheKey) {
@@ -254,10 +259,8 @@ async fn a_token_stored_between_the_miss_and_the_won_lock_is_used_not_exchanged_
         .mount(&server)
         .await;
     let (clock, _) = TestClock::new();
-    let cache = Arc::new(StoredJustBeforeTheClaim {
-        store: MokaTokenCache::default(),
-        hide: false.into(),
-    });
+    let cache =
+        Arc::new(StoredJustBeforeTheClaim { store: MokaTokenCache::default(), hide: false.into() });
     let p = provider(settings(&server, secret()), clock).with_cache(cache.clone());
     p.graph_token(&caller(), &scopes(), None).await.expect("first exchange");
     cache.hide.store(true, Ordering::SeqCst);

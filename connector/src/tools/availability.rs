@@ -8,12 +8,16 @@ use chrono::{DateTime, Duration, NaiveTime, Utc, Weekday};
 use futures::FutureExt;
 use rmcp::{ErrorData as McpError, handler::server::router::tool::ToolRoute, schemars};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::slots::{Interval, Item, Request, Schedule, Status, WorkingHours, find_slots};
 use crate::{
     graph::{
         GraphPath, GraphRequest,
+        model::{
+            DateTimeTimeZone, ODataPage, ScheduleInformation, User,
+            WorkingHours as GraphWorkingHours,
+        },
         query::{
             kql::{self, Address},
             odata::Filter,
@@ -203,29 +207,28 @@ fn weekday(s: &str) -> Option<Weekday> {
 }
 
 /// One `scheduleInformation` as a [`Schedule`] and a description of its working hours.
-pub fn parse_schedule(v: &Value) -> (Schedule, Option<String>) {
-    let items = v["scheduleItems"]
-        .as_array()
-        .into_iter()
-        .flatten()
+pub fn parse_schedule(v: &ScheduleInformation) -> (Schedule, Option<String>) {
+    let time = |t: Option<&DateTimeTimeZone>| shaping::parse_graph_time(t?.date_time.as_deref()?);
+    let items = v
+        .schedule_items
+        .iter()
         .filter_map(|i| {
-            let start = shaping::parse_graph_time(i["start"]["dateTime"].as_str()?)?;
-            let end = shaping::parse_graph_time(i["end"]["dateTime"].as_str()?)?;
             Some(Item {
-                start,
-                end,
-                status: Status::parse(i["status"].as_str().unwrap_or("unknown")),
+                start: time(i.start.as_ref())?,
+                end: time(i.end.as_ref())?,
+                status: Status::parse(i.status.as_deref().unwrap_or("unknown")),
             })
         })
         .collect();
-    let wh = &v["workingHours"];
+    let default = GraphWorkingHours::default();
+    let wh = v.working_hours.as_ref().unwrap_or(&default);
     let parse_time = |s: &str| NaiveTime::parse_from_str(s.get(..8).unwrap_or(s), "%H:%M:%S").ok();
-    let zone = MailboxZone::resolve(wh["timeZone"]["name"].as_str());
+    let zone = MailboxZone::resolve(wh.time_zone_name());
     let hours = (|| {
         let days: Vec<Weekday> =
-            wh["daysOfWeek"].as_array()?.iter().filter_map(|d| weekday(d.as_str()?)).collect();
-        let start = parse_time(wh["startTime"].as_str()?)?;
-        let end = parse_time(wh["endTime"].as_str()?)?;
+            wh.days_of_week.as_ref()?.iter().filter_map(|d| weekday(d)).collect();
+        let start = parse_time(wh.start_time.as_deref()?)?;
+        let end = parse_time(wh.end_time.as_deref()?)?;
         // An unknown zone would put the hours in the wrong place: no constraint instead.
         zone.note.is_none().then_some(WorkingHours { days, start, end, zone: zone.tz })
     })();
@@ -266,30 +269,25 @@ pub async fn run(
             $call.await?.body
         };
     }
-    let me: Value =
-        graph!(session.get_json::<Value>(&GraphRequest::get(GraphPath::fixed("/me")).select(&[
+    let me: User =
+        graph!(session.get_json::<User>(&GraphRequest::get(GraphPath::fixed("/me")).select(&[
             "id",
             "displayName",
             "mail",
             "userPrincipalName"
         ])));
-    let my_address =
-        me["mail"].as_str().or(me["userPrincipalName"].as_str()).unwrap_or_default().to_owned();
     let mut attendees = vec![AttendeeStatus {
         requested: "me".into(),
-        address: Some(my_address.clone()),
-        name: me["displayName"].as_str().map(str::to_owned),
+        address: Some(me.address().to_owned()),
+        name: me.display_name.clone(),
         status: "resolved".into(),
         message: None,
         working_hours: None,
     }];
     for a in &c.attendees {
-        let found: Value = graph!(session.get_json::<Value>(&lookup_request(a)));
-        let users = found["value"].as_array().cloned().unwrap_or_default();
-        let addr = |u: &Value| {
-            u["mail"].as_str().or(u["userPrincipalName"].as_str()).unwrap_or_default().to_owned()
-        };
-        match users.as_slice() {
+        let found = graph!(session.get_json::<ODataPage<User>>(&lookup_request(a)));
+        let addr = |u: &User| u.address().to_owned();
+        match found.value.as_slice() {
             [] => attendees.push(status(
                 a,
                 "not_found",
@@ -297,7 +295,7 @@ pub async fn run(
             )),
             [u] => attendees.push(AttendeeStatus {
                 address: Some(addr(u)),
-                name: u["displayName"].as_str().map(str::to_owned),
+                name: u.display_name.clone(),
                 ..status(a, "resolved", None)
             }),
             many => {
@@ -315,17 +313,19 @@ pub async fn run(
         .filter(|a| a.status == "resolved")
         .filter_map(|a| a.address.clone())
         .collect();
-    let body: Value = graph!(session.post_json::<Value>(&schedule_request(&addresses, &c)?));
-    let infos = body["value"].as_array().cloned().unwrap_or_default();
+    let infos = graph!(
+        session.post_json::<ODataPage<ScheduleInformation>>(&schedule_request(&addresses, &c)?)
+    )
+    .value;
     let mut schedules = Vec::new();
     let mut owners = Vec::new();
     for a in attendees.iter_mut().filter(|a| a.status == "resolved") {
         let address = a.address.clone().unwrap_or_default();
         let info = infos
             .iter()
-            .find(|i| i["scheduleId"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(&address)));
+            .find(|i| i.schedule_id.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(&address)));
         match info {
-            Some(i) if i.get("error").is_none_or(Value::is_null) => {
+            Some(i) if i.error.is_none() => {
                 let (schedule, described) = parse_schedule(i);
                 a.working_hours = described;
                 if a.working_hours.is_none() && c.working_hours_only {
@@ -338,7 +338,10 @@ pub async fn run(
                 a.status = "no_schedule".into();
                 a.message = Some(format!(
                     "free/busy not available: {}",
-                    i["error"]["message"].as_str().unwrap_or("no reason given")
+                    i.error
+                        .as_ref()
+                        .and_then(|e| e.message.as_deref())
+                        .unwrap_or("no reason given")
                 ));
             }
             None => {
@@ -477,6 +480,7 @@ mod tests {
                                 "end": {"dateTime": "2024-05-06T13:00:00.0000000", "timeZone": "UTC"}}],
             "workingHours": {"daysOfWeek": ["monday", "friday"], "startTime": "08:00:00.0000000", "endTime": "17:00:00.0000000",
                              "timeZone": {"name": "Pacific Standard Time"}}});
+        let v: ScheduleInformation = serde_json::from_value(v).expect("a schedule");
         let (s, described) = parse_schedule(&v);
         assert_eq!(
             s.items,

@@ -28,10 +28,13 @@ use super::{
     shaping::{self, AppliedFilter, ByteBudget, DateTimes, Page, Truncation},
 };
 use crate::domain::uri::{M365Uri, ResourceKind};
-use crate::graph::query::{
-    kql::{Address, Kql},
-    odata,
-    search::take_hits,
+use crate::graph::{
+    model::{DateTimeTimeZone, Event},
+    query::{
+        kql::{Address, Kql},
+        odata,
+        search::SearchAnswer,
+    },
 };
 use crate::{
     domain::ScopeSet,
@@ -211,39 +214,36 @@ pub fn view_request(c: &CalendarSearch, (s, e): (DateTime<Utc>, DateTime<Utc>)) 
 }
 
 /// Every word of `words` appears (case-insensitively) in the subject, location or preview.
-pub fn matches_words(event: &Value, words: &str) -> bool {
+pub fn matches_words(event: &Event, words: &str) -> bool {
     let hay = format!(
         "{} {} {}",
-        event["subject"].as_str().unwrap_or_default(),
-        event["location"]["displayName"].as_str().unwrap_or_default(),
-        event["bodyPreview"].as_str().unwrap_or_default()
+        event.subject.as_deref().unwrap_or_default(),
+        event.location_name().unwrap_or_default(),
+        event.body_preview.as_deref().unwrap_or_default()
     )
     .to_lowercase();
     words.split_whitespace().all(|w| hay.contains(&w.to_lowercase()))
 }
 
-fn event_time(v: &Value, zone: &MailboxZone) -> Option<DateTimes> {
+fn event_time(v: Option<&DateTimeTimeZone>, zone: &MailboxZone) -> Option<DateTimes> {
     // Asked in UTC; a resource from search carries `Z` or a `timeZone` of UTC.
-    DateTimes::parse(v.get("dateTime")?.as_str()?, zone)
+    DateTimes::parse(v?.date_time.as_deref()?, zone)
 }
 
-fn event_hit(id: &str, e: &Value, own: bool, zone: &MailboxZone) -> EventHit {
+fn event_hit(id: &str, e: &Event, own: bool, zone: &MailboxZone) -> EventHit {
     let uri = (own && !id.is_empty())
         .then(|| M365Uri::Event { id: id.to_owned() })
         .filter(M365Uri::is_valid)
         .map(|u| u.to_string());
     EventHit {
         uri,
-        subject: e["subject"].as_str().unwrap_or_default().to_owned(),
-        start: event_time(&e["start"], zone),
-        end: event_time(&e["end"], zone),
-        all_day: e["isAllDay"].as_bool().unwrap_or(false),
-        location: e["location"]["displayName"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned),
-        organizer: e.get("organizer").and_then(person),
-        show_as: e["showAs"].as_str().map(str::to_owned),
+        subject: e.subject.clone().unwrap_or_default(),
+        start: event_time(e.start.as_ref(), zone),
+        end: event_time(e.end.as_ref(), zone),
+        all_day: e.is_all_day.unwrap_or(false),
+        location: e.location_name().filter(|s| !s.is_empty()).map(str::to_owned),
+        organizer: e.organizer.as_ref().and_then(person),
+        show_as: e.show_as.clone(),
     }
 }
 
@@ -281,10 +281,11 @@ pub async fn run(
                 ));
             }
             let first = view_request(&c, window);
-            let (items, next) = odata_page(session, first, state.as_ref()).await?;
+            let page = odata_page::<Event>(session, first, state.as_ref()).await?;
+            let (items, next) = (page.value, page.next_link);
             for e in items.iter().filter(|e| c.words.as_deref().is_none_or(|w| matches_words(e, w)))
             {
-                events.push(event_hit(e["id"].as_str().unwrap_or_default(), e, own, zone));
+                events.push(event_hit(e.id.as_deref().unwrap_or_default(), e, own, zone));
             }
             ("calendar_view", next.is_some(), next.map(|n| json!({"next": n})))
         }
@@ -302,19 +303,19 @@ pub async fn run(
             let req = GraphRequest::query_post(GraphPath::fixed("/search/query"), body)
                 .map_err(|e| ToolError::Graph(GraphFailure::new(e)))?
                 .prefer("IdType=\"ImmutableId\"");
-            let mut resp = session.post_json::<Value>(&req).await?;
-            let hits = take_hits(&mut resp.body);
-            let container = &resp.body["value"][0]["hitsContainers"][0];
-            for h in &hits {
+            let resp = session.post_json::<SearchAnswer<Event>>(&req).await?;
+            let container = resp.body.into_first_container().unwrap_or_default();
+            for h in &container.hits {
                 events.push(event_hit(
-                    h["hitId"].as_str().unwrap_or_default(),
-                    &h["resource"],
+                    h.hit_id.as_deref().unwrap_or_default(),
+                    h.resource.as_ref().unwrap_or(&Event::default()),
                     own,
                     zone,
                 ));
             }
-            let more = container["moreResultsAvailable"].as_bool() == Some(true);
-            ("search_api", more, more.then(|| json!({"from": from + hits.len() as u64})))
+            let more = container.more_results_available == Some(true);
+            let next = from + container.hits.len() as u64;
+            ("search_api", more, more.then(|| json!({"from": next})))
         }
     };
     let mut budget = ByteBudget::new(shaping::DEFAULT_RESULT_BUDGET);
@@ -466,7 +467,8 @@ mod tests {
 
     #[test]
     fn connector_keyword_match_needs_every_word() {
-        let e = json!({"subject": "Quarterly Review", "location": {"displayName": "Room 4"}, "bodyPreview": "budget"});
+        let e: Event = serde_json::from_value(json!({"subject": "Quarterly Review", "location": {"displayName": "Room 4"}, "bodyPreview": "budget"}))
+        .expect("an event");
         assert!(matches_words(&e, "review BUDGET"));
         assert!(!matches_words(&e, "review lunch"));
     }

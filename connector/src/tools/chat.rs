@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::{
     Connector,
     cursor::{Cursor, CursorBinding, CursorKey},
-    mail::{Person, address_arg, bad_arg, limit_arg, person, text_arg, time_arg},
+    mail::{Person, address_arg, bad_arg, limit_arg, text_arg, time_arg},
     mailbox::MailboxZone,
     pipeline::{
         Answer, CallSession, Checks, Scope, Tool, ToolArgs, ToolError, route as tool_route,
@@ -24,12 +24,15 @@ use super::{
     shaping::{self, AppliedFilter, ByteBudget, DateTimes, Page, Truncation},
 };
 use crate::domain::uri::{M365Uri, ResourceKind};
-use crate::graph::query::{
-    kql::{Address, DateOp, Kql},
-    odata,
-    search::take_hits,
-};
 use crate::graph::{GraphFailure, GraphPath, GraphRequest};
+use crate::graph::{
+    model::ChatMessage,
+    query::{
+        kql::{Address, DateOp, Kql},
+        odata,
+        search::{SearchAnswer, SearchHit},
+    },
+};
 
 /// `chat_message_search`.
 pub static CHAT_MESSAGE_SEARCH: Tool = Tool {
@@ -167,23 +170,25 @@ pub fn query(c: &ChatSearch) -> (String, Vec<AppliedFilter>) {
     (q.build(), applied)
 }
 
-fn chat_hit(h: &Value, zone: &MailboxZone) -> ChatHit {
-    let r = &h["resource"];
-    let channel = r["channelIdentity"].get("teamId").is_some_and(|t| !t.is_null());
-    let uri = match (channel, r["chatId"].as_str(), r["id"].as_str()) {
+fn chat_hit(h: &SearchHit<ChatMessage>, zone: &MailboxZone) -> ChatHit {
+    let default = ChatMessage::default();
+    let r = h.resource.as_ref().unwrap_or(&default);
+    let channel = r.channel_identity.as_ref().is_some_and(|c| c.team_id);
+    let uri = match (channel, r.chat_id.as_deref(), r.id.as_deref()) {
         (false, Some(chat), Some(id)) => {
             Some(M365Uri::chat_message(chat, id)).filter(M365Uri::is_valid).map(|u| u.to_string())
         }
         _ => None,
     };
     let (summary, _) = shaping::truncate_text(
-        &shaping::clean_summary(h["summary"].as_str().unwrap_or_default()),
+        &shaping::clean_summary(h.summary.as_deref().unwrap_or_default()),
         400,
     );
+    let from = r.from.as_ref().and_then(|f| f.email_address.as_ref()).map(Person::from);
     ChatHit {
         uri,
-        from: r.get("from").and_then(person),
-        sent: r["createdDateTime"].as_str().and_then(|t| DateTimes::parse(t, zone)),
+        from,
+        sent: r.created_date_time.as_deref().and_then(|t| DateTimes::parse(t, zone)),
         summary,
         source: if channel { "channel" } else { "chat" }.to_owned(),
     }
@@ -209,14 +214,14 @@ pub async fn run(
     }]});
     let req = GraphRequest::query_post(GraphPath::fixed("/search/query"), body)
         .map_err(|e| ToolError::Graph(GraphFailure::new(e)))?;
-    let mut resp = session.post_json::<Value>(&req).await?;
-    let hits = take_hits(&mut resp.body);
-    let container = &resp.body["value"][0]["hitsContainers"][0];
+    let resp = session.post_json::<SearchAnswer<ChatMessage>>(&req).await?;
+    let container = resp.body.into_first_container().unwrap_or_default();
+    let hits = &container.hits;
     let mut budget = ByteBudget::new(shaping::DEFAULT_RESULT_BUDGET);
     let messages: Vec<ChatHit> =
         hits.iter().map(|h| chat_hit(h, zone)).take_while(|h| budget.admit(h)).collect();
     let cut = messages.len() < hits.len();
-    let more = container["moreResultsAvailable"].as_bool() == Some(true) || cut;
+    let more = container.more_results_available == Some(true) || cut;
     let next = from + messages.len() as u64;
     Ok(ChatSearchResult {
         page: Page {
@@ -321,6 +326,8 @@ mod tests {
         let zone = MailboxZone::utc();
         let chat = json!({"summary": "<c0>hi</c0>", "resource": {"id": "1657782060227", "chatId": "19:abc@thread.v2", "channelIdentity": {}, "createdDateTime": "2024-05-01T10:00:00Z"}});
         let channel = json!({"summary": "x", "resource": {"id": "1", "channelIdentity": {"teamId": "t", "channelId": "c"}}});
+        let hit = |v: Value| serde_json::from_value::<SearchHit<ChatMessage>>(v).expect("a hit");
+        let (chat, channel) = (hit(chat), hit(channel));
         let h = chat_hit(&chat, &zone);
         assert_eq!(
             h.uri.as_deref(),

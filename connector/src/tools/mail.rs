@@ -23,7 +23,7 @@
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 use futures::FutureExt;
 use rmcp::{ErrorData as McpError, handler::server::router::tool::ToolRoute, schemars};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 
 use super::{
@@ -36,9 +36,13 @@ use super::{
     shaping::{self, AppliedFilter, ByteBudget, DateTimes, Page, Truncation},
 };
 use crate::domain::uri::{M365Uri, ResourceKind};
-use crate::graph::query::{
-    kql::{self, Address, DateOp, Kql},
-    odata::{self, Cmp, Filter},
+use crate::graph::{
+    model::{EmailAddress, Message, ODataPage, Recipient, User},
+    query::{
+        kql::{self, Address, DateOp, Kql},
+        odata::{self, Cmp, Filter},
+        search::SearchAnswer,
+    },
 };
 use crate::{
     domain::ScopeSet,
@@ -239,21 +243,18 @@ pub(crate) async fn resolve_person_arg(
     }
     let session = call.session(&["User.ReadBasic.All"]);
     let req = super::availability::lookup_request(name);
-    let found = session.get_json::<Value>(&req).await?.body;
-    let address = |u: &Value| {
-        u["mail"].as_str().or(u["userPrincipalName"].as_str()).unwrap_or_default().to_owned()
-    };
-    match found["value"].as_array().map(Vec::as_slice).unwrap_or_default() {
+    let found = session.get_json::<ODataPage<User>>(&req).await?.body;
+    match found.value.as_slice() {
         [] => Err(bad_arg(
             field,
             "matches no one in your organization's directory; give their email address",
         )
         .into()),
-        [one] => Ok(Some(address(one))),
+        [one] => Ok(Some(one.address().to_owned())),
         many => {
             let listed: Vec<String> = many
                 .iter()
-                .map(|u| format!("{} <{}>", u["displayName"].as_str().unwrap_or("?"), address(u)))
+                .map(|u| format!("{} <{}>", u.display_name.as_deref().unwrap_or("?"), u.address()))
                 .collect();
             Err(bad_arg(
                 field,
@@ -441,22 +442,24 @@ pub fn search_body(kql: &str, from: u32, size: u32) -> Value {
     }]})
 }
 
-pub(crate) fn person(v: &Value) -> Option<Person> {
-    let e = v.get("emailAddress")?;
-    Some(Person {
-        name: e.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(),
-        address: e.get("address").and_then(Value::as_str).unwrap_or_default().to_owned(),
-    })
+/// A recipient-shaped value (`{emailAddress:{name,address}}`) as a [`Person`].
+pub(crate) fn person(r: &Recipient) -> Option<Person> {
+    r.email_address.as_ref().map(Person::from)
 }
 
-fn str_field<'a>(v: &'a Value, k: &str) -> &'a str {
-    v.get(k).and_then(Value::as_str).unwrap_or_default()
+impl From<&EmailAddress> for Person {
+    fn from(e: &EmailAddress) -> Self {
+        Self {
+            name: e.name.clone().unwrap_or_default(),
+            address: e.address.clone().unwrap_or_default(),
+        }
+    }
 }
 
-fn hit(id: &str, m: &Value, summary: Option<&str>, shared: bool, zone: &MailboxZone) -> EmailHit {
+fn hit(id: &str, m: &Message, summary: Option<&str>, shared: bool, zone: &MailboxZone) -> EmailHit {
     let preview = match summary.map(shaping::clean_summary).filter(|s| !s.is_empty()) {
         Some(s) => s,
-        None => str_field(m, "bodyPreview").to_owned(),
+        None => m.body_preview.clone().unwrap_or_default(),
     };
     let (preview, _) = shaping::truncate_text(&preview, 400);
     let uri = (!shared && !id.is_empty())
@@ -465,10 +468,10 @@ fn hit(id: &str, m: &Value, summary: Option<&str>, shared: bool, zone: &MailboxZ
         .map(|u| u.to_string());
     EmailHit {
         uri,
-        subject: str_field(m, "subject").to_owned(),
-        from: m.get("from").and_then(person),
-        received: DateTimes::parse(str_field(m, "receivedDateTime"), zone),
-        has_attachments: m.get("hasAttachments").and_then(Value::as_bool).unwrap_or(false),
+        subject: m.subject.clone().unwrap_or_default(),
+        from: m.from.as_ref().and_then(person),
+        received: m.received_date_time.as_deref().and_then(|t| DateTimes::parse(t, zone)),
+        has_attachments: m.has_attachments.unwrap_or(false),
         preview,
     }
 }
@@ -496,29 +499,31 @@ pub async fn run(
             )
             .map_err(|e| ToolError::Graph(GraphFailure::new(e)))?
             .prefer("IdType=\"ImmutableId\"");
-            let resp = session.post_json::<Value>(&req).await?;
-            let container = &resp.body["value"][0]["hitsContainers"][0];
-            for h in container.get("hits").and_then(Value::as_array).into_iter().flatten() {
+            let resp = session.post_json::<SearchAnswer<Message>>(&req).await?;
+            let container = resp.body.into_first_container().unwrap_or_default();
+            for h in &container.hits {
                 hits.push(hit(
-                    str_field(h, "hitId"),
-                    &h["resource"],
-                    h.get("summary").and_then(Value::as_str),
+                    h.hit_id.as_deref().unwrap_or_default(),
+                    h.resource.as_ref().unwrap_or(&Message::default()),
+                    h.summary.as_deref(),
                     false,
                     zone,
                 ));
             }
-            let more = container.get("moreResultsAvailable").and_then(Value::as_bool) == Some(true);
+            let more = container.more_results_available == Some(true);
             let next = from.saturating_add(u32::try_from(hits.len()).unwrap_or(u32::MAX));
             (more, more.then(|| json!({"from": next})), "search_api")
         }
         EmailQuery::ODataSearch { request } => {
-            let (items, next) = odata_page(session, request, state.as_ref()).await?;
-            hits.extend(items.iter().map(|m| hit(str_field(m, "id"), m, None, shared, zone)));
+            let page = odata_page::<Message>(session, request, state.as_ref()).await?;
+            let (items, next) = (page.value, page.next_link);
+            hits.extend(items.iter().map(|m| hit(message_id(m), m, None, shared, zone)));
             (next.is_some(), next.map(|n| json!({"next": n})), "odata_search")
         }
         EmailQuery::ODataFilter { request } => {
-            let (items, next) = odata_page(session, request, state.as_ref()).await?;
-            hits.extend(items.iter().map(|m| hit(str_field(m, "id"), m, None, shared, zone)));
+            let page = odata_page::<Message>(session, request, state.as_ref()).await?;
+            let (items, next) = (page.value, page.next_link);
+            hits.extend(items.iter().map(|m| hit(message_id(m), m, None, shared, zone)));
             (next.is_some(), next.map(|n| json!({"next": n})), "odata_filter")
         }
     };
@@ -554,12 +559,16 @@ pub async fn run(
     })
 }
 
+fn message_id(m: &Message) -> &str {
+    m.id.as_deref().unwrap_or_default()
+}
+
 /// One OData page: the first request, or the sealed `@odata.nextLink` of the cursor.
-pub(crate) async fn odata_page(
+pub(crate) async fn odata_page<T: DeserializeOwned + Default>(
     session: &CallSession,
     first: GraphRequest,
     state: Option<&Value>,
-) -> Result<(Vec<Value>, Option<String>), ToolError> {
+) -> Result<ODataPage<T>, ToolError> {
     let req = match state.and_then(|s| s.get("next")).and_then(Value::as_str) {
         Some(link) => {
             let url = url::Url::parse(link)
@@ -568,13 +577,7 @@ pub(crate) async fn odata_page(
         }
         None => first,
     };
-    let mut resp = session.get_json::<Value>(&req).await?;
-    let items = match resp.body.get_mut("value").map(Value::take) {
-        Some(Value::Array(items)) => items,
-        _ => Vec::new(),
-    };
-    let next = resp.body.get("@odata.nextLink").and_then(Value::as_str).map(str::to_owned);
-    Ok((items, next))
+    Ok(session.get_json::<ODataPage<T>>(&req).await?.body)
 }
 
 /// The concise text next to the structured result.

@@ -13,7 +13,7 @@ use super::{
     pipeline::{Answer, ArgumentShape, Checks, Tool, ToolArgs, ToolError, route as tool_route},
 };
 use crate::{
-    graph::{GraphPath, GraphRequest},
+    graph::{GraphPath, GraphRequest, model},
     obo::OboError,
 };
 
@@ -88,27 +88,14 @@ pub struct WorkingHours {
     pub time_zone: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct GraphUser {
-    display_name: Option<String>,
-    user_principal_name: Option<String>,
-    mail: Option<String>,
-}
-
 /// Graph's `workingHours` (`timeZone` is an object there) as [`WorkingHours`].
-fn working_hours(v: &serde_json::Value) -> Option<WorkingHours> {
+fn working_hours(v: &model::WorkingHours) -> Option<WorkingHours> {
     let trim = |t: &str| t.split('.').next().unwrap_or(t).to_owned();
     Some(WorkingHours {
-        days_of_week: v
-            .get("daysOfWeek")?
-            .as_array()?
-            .iter()
-            .filter_map(|d| d.as_str().map(str::to_owned))
-            .collect(),
-        start_time: trim(v.get("startTime")?.as_str()?),
-        end_time: trim(v.get("endTime")?.as_str()?),
-        time_zone: v.pointer("/timeZone/name").and_then(|n| n.as_str()).map(str::to_owned),
+        days_of_week: v.days_of_week.clone()?,
+        start_time: trim(v.start_time.as_deref()?),
+        end_time: trim(v.end_time.as_deref()?),
+        time_zone: v.time_zone_name().map(str::to_owned),
     })
 }
 
@@ -158,7 +145,7 @@ async fn get_me(
             "userPrincipalName",
             "mail",
         ]);
-        let user = session.get_json::<GraphUser>(&req).await?.body;
+        let user = session.get_json::<model::User>(&req).await?.body;
         let mut time_zone = None;
         let mut hours = None;
         let key = crate::graph::MailboxKey::from(caller);

@@ -36,7 +36,13 @@ use super::{
 use crate::domain::uri::{LinkTarget, M365Uri, ResourceKind, parse_link};
 use crate::{
     extract::{self, ExtractError, FileKind, Limits, Selection},
-    graph::{GraphError, GraphFailure, GraphPath, GraphRequest},
+    graph::{
+        GraphError, GraphFailure, GraphPath, GraphRequest,
+        model::{
+            Attachment, ChatMessage, DriveItem, Event, ItemBody, ListItem, Message, ODataPage,
+            Recipient,
+        },
+    },
     policy::{TenantPolicy, Withheld},
 };
 
@@ -335,10 +341,8 @@ pub async fn read_target(
                 "name",
                 "parentReference",
             ]);
-            let resp = session.get_json::<Value>(&req).await?;
-            let drive = resp.body.pointer("/parentReference/driveId").and_then(Value::as_str);
-            let item = resp.body.get("id").and_then(Value::as_str);
-            match (drive, item) {
+            let found = session.get_json::<DriveItem>(&req).await?.body;
+            match (found.drive_id(), found.id.as_deref()) {
                 (Some(d), Some(i)) if M365Uri::drive_item(d, i).is_valid() => {
                     M365Uri::drive_item(d, i)
                 }
@@ -375,14 +379,13 @@ pub async fn read_target(
         M365Uri::Mail { attachment: Some(_), .. } => {
             let session = call.session(&["Mail.Read"]);
             let req = GraphRequest::get(uri.graph_path()).prefer("IdType=\"ImmutableId\"");
-            let body = session.get_json::<Value>(&req).await?.body;
-            let name = str_at(&body, "/name").unwrap_or_else(|| "attachment".into());
+            let body = session.get_json::<Attachment>(&req).await?.body;
+            let name = body.name.unwrap_or_else(|| "attachment".into());
             result.title = Some(name.clone());
-            let content_type = str_at(&body, "/contentType");
+            let content_type = body.content_type;
             result.fields.extend(content_type.clone().map(|c| ("content_type".into(), c)));
             let bytes = body
-                .get("contentBytes")
-                .and_then(Value::as_str)
+                .content_bytes
                 .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
                 .ok_or_else(|| {
                     ToolError::Refused(format!(
@@ -412,30 +415,27 @@ pub async fn read_target(
                 .prefer("outlook.body-content-type=\"text\"")
                 .prefer("outlook.timezone=\"UTC\"")
                 .prefer("IdType=\"ImmutableId\"");
-            let body = session.get_json::<Value>(&req).await?.body;
-            result.title = str_at(&body, "/subject");
-            result.web_url = str_at(&body, "/webLink");
-            for (key, pointer) in [("start", "/start/dateTime"), ("end", "/end/dateTime")] {
-                if let Some(d) = str_at(&body, pointer).and_then(|t| DateTimes::parse(&t, &zone)) {
+            let event = session.get_json::<Event>(&req).await?.body;
+            result.title = event.subject.clone();
+            result.web_url = event.web_link.clone();
+            for (key, time) in [("start", &event.start), ("end", &event.end)] {
+                let time = time.as_ref().and_then(|t| t.date_time.as_deref());
+                if let Some(d) = time.and_then(|t| DateTimes::parse(t, &zone)) {
                     result.dates.insert(key.into(), d);
                 }
             }
-            put(&mut result, "location", str_at(&body, "/location/displayName"));
-            put(&mut result, "organizer", address(body.pointer("/organizer")));
-            put(&mut result, "show_as", str_at(&body, "/showAs"));
-            if body.get("isAllDay").and_then(Value::as_bool) == Some(true) {
+            put(&mut result, "location", event.location_name().map(str::to_owned));
+            put(&mut result, "organizer", event.organizer.as_ref().and_then(address));
+            put(&mut result, "show_as", event.show_as.clone());
+            if event.is_all_day == Some(true) {
                 put(&mut result, "all_day", Some("true".into()));
             }
-            if body.get("isCancelled").and_then(Value::as_bool) == Some(true) {
+            if event.is_cancelled == Some(true) {
                 put(&mut result, "cancelled", Some("true".into()));
             }
-            let attendees: Vec<String> = body
-                .get("attendees")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|x| address(Some(x))).collect())
-                .unwrap_or_default();
+            let attendees: Vec<String> = event.attendees.iter().filter_map(address).collect();
             put(&mut result, "attendees", (!attendees.is_empty()).then(|| attendees.join(", ")));
-            set_text(&mut result, &body_text(&body), options.max_chars);
+            set_text(&mut result, &body_text(event.body.as_ref()), options.max_chars);
             result.sources.push(SourceStatus::ok("event"));
         }
         M365Uri::DriveItem { drive, item } => {
@@ -445,14 +445,14 @@ pub async fn read_target(
         M365Uri::ListItem { .. } => {
             let session = call.session(&["Sites.Read.All"]);
             let req = GraphRequest::get(uri.graph_path()).query("$expand", "fields");
-            let body = session.get_json::<Value>(&req).await?.body;
-            result.web_url = str_at(&body, "/webUrl");
+            let item = session.get_json::<ListItem>(&req).await?.body;
+            result.web_url = item.web_url;
             if let Some(d) =
-                str_at(&body, "/lastModifiedDateTime").and_then(|t| DateTimes::parse(&t, &zone))
+                item.last_modified_date_time.as_deref().and_then(|t| DateTimes::parse(t, &zone))
             {
                 result.dates.insert("modified".into(), d);
             }
-            let fields = body.get("fields").and_then(Value::as_object).cloned().unwrap_or_default();
+            let fields = item.fields.unwrap_or_default();
             result.title = fields.get("Title").and_then(Value::as_str).map(str::to_owned);
             let text: Vec<String> = fields
                 .iter()
@@ -469,15 +469,17 @@ pub async fn read_target(
         }
         M365Uri::Chat { chat, message: Some(_) } => {
             let session = call.session(&["Chat.Read"]);
-            let body = session.get_json::<Value>(&GraphRequest::get(uri.graph_path())).await?.body;
-            let line = chat_line(chat, &body, &zone).await;
+            let req = GraphRequest::get(uri.graph_path());
+            let message = session.get_json::<ChatMessage>(&req).await?.body;
+            let web_url = message.web_url.clone();
+            let line = chat_line(chat, message, &zone).await;
             result.title =
                 Some(format!("Message from {}", line.from.as_deref().unwrap_or("unknown sender")));
             put(&mut result, "from", line.from.clone());
             if let Some(sent) = line.sent.clone() {
                 result.dates.insert("sent".into(), sent);
             }
-            result.web_url = str_at(&body, "/webUrl");
+            result.web_url = web_url;
             set_text(&mut result, &line.text, options.max_chars);
             result.sources.push(SourceStatus::ok("chat message"));
         }
@@ -486,10 +488,10 @@ pub async fn read_target(
             // The tenant's max_results caps every list a call returns.
             let newest = CHAT_MESSAGES.min(rules.max_results);
             let req = GraphRequest::get(uri.graph_path()).top(newest);
-            let body = session.get_json::<Value>(&req).await?.body;
+            let page = session.get_json::<ODataPage<ChatMessage>>(&req).await?.body;
             let mut lines = Vec::new();
-            for m in body.get("value").and_then(Value::as_array).into_iter().flatten() {
-                if m.get("messageType").and_then(Value::as_str).is_some_and(|t| t != "message") {
+            for m in page.value {
+                if m.message_type.as_deref().is_some_and(|t| t != "message") {
                     continue;
                 }
                 lines.push(chat_line(chat, m, &zone).await);
@@ -506,7 +508,7 @@ pub async fn read_target(
                 })
                 .collect();
             set_text(&mut result, &text.join("\n"), options.max_chars);
-            if body.get("@odata.nextLink").is_some() {
+            if page.next_link.is_some() {
                 result.notes.push(format!("only the {newest} newest messages are shown"));
             }
             result.messages = lines;
@@ -540,47 +542,43 @@ async fn read_mail(
         ])
         .prefer("outlook.body-content-type=\"text\"")
         .prefer("IdType=\"ImmutableId\"");
-    let body = session.get_json::<Value>(&req).await?.body;
-    result.title = str_at(&body, "/subject");
-    result.web_url = str_at(&body, "/webLink");
-    put(result, "from", address(body.pointer("/from")));
-    for (key, field) in [("to", "toRecipients"), ("cc", "ccRecipients")] {
-        let list: Vec<String> = body
-            .get(field)
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|x| address(Some(x))).collect())
-            .unwrap_or_default();
+    let mail = session.get_json::<Message>(&req).await?.body;
+    result.title = mail.subject.clone();
+    result.web_url = mail.web_link.clone();
+    put(result, "from", mail.from.as_ref().and_then(address));
+    for (key, recipients) in [("to", &mail.to_recipients), ("cc", &mail.cc_recipients)] {
+        let list: Vec<String> = recipients.iter().filter_map(address).collect();
         put(result, key, (!list.is_empty()).then(|| list.join(", ")));
     }
-    put(result, "importance", str_at(&body, "/importance").filter(|i| i != "normal"));
-    for (key, pointer) in [("received", "/receivedDateTime"), ("sent", "/sentDateTime")] {
-        if let Some(d) = str_at(&body, pointer).and_then(|t| DateTimes::parse(&t, zone)) {
+    put(result, "importance", mail.importance.clone().filter(|i| i != "normal"));
+    for (key, time) in [("received", &mail.received_date_time), ("sent", &mail.sent_date_time)] {
+        if let Some(d) = time.as_deref().and_then(|t| DateTimes::parse(t, zone)) {
             result.dates.insert(key.into(), d);
         }
     }
-    let text = body_text(&body);
+    let text = body_text(mail.body.as_ref());
     set_text(result, &text, max_chars);
     result.sources.push(SourceStatus::ok("message"));
-    if body.get("hasAttachments").and_then(Value::as_bool) == Some(true) {
+    if mail.has_attachments == Some(true) {
         let req = GraphRequest::get(
             GraphPath::fixed("/me/messages").segment(message).then("attachments"),
         )
         .select(&["id", "name", "contentType", "size", "isInline"])
         .prefer("IdType=\"ImmutableId\"");
-        match session.get_json::<Value>(&req).await {
+        match session.get_json::<ODataPage<Attachment>>(&req).await {
             Ok(resp) => {
-                for a in resp.body.get("value").and_then(Value::as_array).into_iter().flatten() {
-                    let Some(name) = str_at(a, "/name") else { continue };
-                    let uri = str_at(a, "/id").map(|id| M365Uri::Mail {
+                for a in resp.body.value {
+                    let Some(name) = a.name else { continue };
+                    let uri = a.id.map(|id| M365Uri::Mail {
                         message: message.to_owned(),
                         attachment: Some(id),
                     });
                     result.attachments.push(AttachmentRef {
                         uri: uri.filter(M365Uri::is_valid).map(|u| u.to_string()),
                         name,
-                        content_type: str_at(a, "/contentType"),
-                        size: a.get("size").and_then(Value::as_u64),
-                        inline: a.get("isInline").and_then(Value::as_bool).unwrap_or(false),
+                        content_type: a.content_type,
+                        size: a.size,
+                        inline: a.is_inline.unwrap_or(false),
                     });
                 }
                 result.sources.push(SourceStatus::ok("attachments"));
@@ -655,21 +653,22 @@ async fn read_drive_item(
         "lastModifiedBy",
         "parentReference",
     ]);
-    let meta = session.get_json::<Value>(&req).await?.body;
+    let meta = session.get_json::<DriveItem>(&req).await?.body;
     // The site is known only now: check it before any content or child is read.
     place
         .rules
-        .content_allowed(Some(drive), str_at(&meta, "/parentReference/siteId").as_deref())
+        .content_allowed(Some(drive), meta.site_id())
         .map_err(|w| ToolError::Refused(w.to_string()))?;
-    let name = str_at(&meta, "/name").unwrap_or_default();
+    let name = meta.name.clone().unwrap_or_default();
     result.title = Some(name.clone());
-    result.web_url = str_at(&meta, "/webUrl");
-    put(result, "modified_by", str_at(&meta, "/lastModifiedBy/user/displayName"));
-    if let Some(d) = str_at(&meta, "/lastModifiedDateTime").and_then(|t| DateTimes::parse(&t, zone))
+    result.web_url = meta.web_url.clone();
+    let modified_by = meta.last_modified_by.as_ref().and_then(|b| b.user_name());
+    put(result, "modified_by", modified_by.map(str::to_owned));
+    if let Some(d) = meta.last_modified_date_time.as_deref().and_then(|t| DateTimes::parse(t, zone))
     {
         result.dates.insert("modified".into(), d);
     }
-    if meta.get("folder").is_some() {
+    if meta.folder {
         // The tenant's max_results caps every list a call returns.
         let listed = CHILDREN.min(place.rules.max_results);
         let req = GraphRequest::get(
@@ -677,21 +676,22 @@ async fn read_drive_item(
         )
         .select(&["id", "name", "size", "folder", "file"])
         .top(listed);
-        let children = session.get_json::<Value>(&req).await?.body;
-        for c in children.get("value").and_then(Value::as_array).into_iter().flatten() {
-            let Some(child_name) = str_at(c, "/name") else { continue };
-            let is_folder = c.get("folder").is_some();
+        let children = session.get_json::<ODataPage<DriveItem>>(&req).await?.body;
+        for c in children.value {
+            let Some(child_name) = c.name else { continue };
+            let is_folder = c.folder;
             result.children.push(ChildRef {
-                uri: str_at(c, "/id")
+                uri: c
+                    .id
                     .map(|id| M365Uri::drive_item(drive, id))
                     .filter(M365Uri::is_valid)
                     .map(|u| u.to_string()),
                 name: child_name,
                 kind: if is_folder { "folder" } else { "file" },
-                size: c.get("size").and_then(Value::as_u64).filter(|_| !is_folder),
+                size: c.size.filter(|_| !is_folder),
             });
         }
-        if children.get("@odata.nextLink").is_some() {
+        if children.next_link.is_some() {
             result.notes.push(format!("only the first {listed} children are listed"));
         }
         result.text = result
@@ -703,9 +703,9 @@ async fn read_drive_item(
         result.sources.push(SourceStatus::ok("folder listing"));
         return Ok(());
     }
-    let size = meta.get("size").and_then(Value::as_u64).unwrap_or(0);
+    let size = meta.size.unwrap_or(0);
     put(result, "size", Some(size.to_string()));
-    let mime = str_at(&meta, "/file/mimeType");
+    let mime = meta.file.and_then(|f| f.mime_type);
     put(result, "content_type", mime.clone());
     if size > MAX_FILE_BYTES {
         return Err(ToolError::Refused(format!(
@@ -758,17 +758,19 @@ async fn extract_into(
     Ok(())
 }
 
-async fn chat_line(chat: &str, m: &Value, zone: &MailboxZone) -> ChatLine {
-    let content = str_at(m, "/body/content").unwrap_or_default();
-    let html = str_at(m, "/body/contentType").is_none_or(|t| t.eq_ignore_ascii_case("html"));
+async fn chat_line(chat: &str, m: ChatMessage, zone: &MailboxZone) -> ChatLine {
+    let body = m.body.unwrap_or_default();
+    let content = body.content.unwrap_or_default();
+    let html = body.content_type.is_none_or(|t| t.eq_ignore_ascii_case("html"));
     let text = if html { html_to_text(content).await } else { content };
     ChatLine {
-        uri: str_at(m, "/id")
+        uri: m
+            .id
             .map(|id| M365Uri::chat_message(chat, id))
             .filter(M365Uri::is_valid)
             .map(|u| u.to_string()),
-        from: str_at(m, "/from/user/displayName"),
-        sent: str_at(m, "/createdDateTime").and_then(|t| DateTimes::parse(&t, zone)),
+        from: m.from.and_then(|f| f.user?.display_name),
+        sent: m.created_date_time.as_deref().and_then(|t| DateTimes::parse(t, zone)),
         text,
     }
 }
@@ -783,8 +785,8 @@ async fn html_to_text(html: String) -> String {
     }
 }
 
-fn body_text(body: &Value) -> String {
-    str_at(body, "/body/content").unwrap_or_default().trim().to_owned()
+fn body_text(body: Option<&ItemBody>) -> String {
+    body.and_then(|b| b.content.as_deref()).unwrap_or_default().trim().to_owned()
 }
 
 fn set_text(result: &mut ReadResult, text: &str, max_chars: u32) {
@@ -804,15 +806,11 @@ fn put(result: &mut ReadResult, key: &str, value: Option<String>) {
     }
 }
 
-fn str_at(v: &Value, pointer: &str) -> Option<String> {
-    v.pointer(pointer).and_then(Value::as_str).map(str::to_owned)
-}
-
 /// `Name <address>` of a recipient-shaped value (`{emailAddress:{name,address}}`).
-fn address(v: Option<&Value>) -> Option<String> {
-    let e = v?.get("emailAddress")?;
-    let name = e.get("name").and_then(Value::as_str).unwrap_or_default();
-    let addr = e.get("address").and_then(Value::as_str).unwrap_or_default();
+fn address(r: &Recipient) -> Option<String> {
+    let e = r.email_address.as_ref()?;
+    let name = e.name.as_deref().unwrap_or_default();
+    let addr = e.address.as_deref().unwrap_or_default();
     match (name.is_empty(), addr.is_empty()) {
         (true, true) => None,
         (false, true) => Some(name.to_owned()),

@@ -35,9 +35,12 @@ use super::{
     },
 };
 use crate::domain::uri::{M365Uri, ResourceKind};
-use crate::graph::query::{
-    kql::Kql,
-    search::{SearchAnswer, SearchHit, lenient, take_hits},
+use crate::graph::{
+    model::{DriveItem, Site},
+    query::{
+        kql::Kql,
+        search::{SearchAnswer, SearchHit},
+    },
 };
 use crate::{
     graph::{GraphError, GraphFailure, GraphPath, GraphRequest},
@@ -200,7 +203,9 @@ pub struct SharePointQuery {
     mode: Mode,
     kql: String,
     filters: Vec<AppliedFilter>,
-    include_sites: bool,
+    /// The site search's KQL (the same keywords, without document-only restrictions), when
+    /// sites are asked for.
+    site_kql: Option<String>,
     /// The page size, capped by the tenant policy.
     size: u32,
     cursor: Option<String>,
@@ -286,7 +291,10 @@ fn plan_documents(args: &SharePointSearchArgs, size: u32) -> Result<SharePointQu
         mode: Mode::Documents,
         kql: kql.join(" "),
         filters,
-        include_sites: args.include_sites.unwrap_or(false),
+        site_kql: args
+            .include_sites
+            .unwrap_or(false)
+            .then(|| Kql::new().terms(&args.query).build()),
         size,
         cursor: args.cursor.clone(),
         binding_query: serde_json::to_value(args).unwrap_or(Value::Null),
@@ -309,7 +317,7 @@ fn plan_folders(args: &FolderSearchArgs, size: u32) -> Result<SharePointQuery, M
         mode: Mode::Folders,
         kql: kql.join(" "),
         filters,
-        include_sites: false,
+        site_kql: None,
         size,
         cursor: args.cursor.clone(),
         binding_query: serde_json::to_value(args).unwrap_or(Value::Null),
@@ -427,7 +435,7 @@ async fn search(call: Scope<'_>, plan: SharePointQuery) -> Result<SharePointResu
     }]});
     let req = GraphRequest::query_post(GraphPath::fixed("/search/query"), body)
         .map_err(|e| ToolError::Graph(GraphFailure::new(e)))?;
-    let response = session.post_json::<SearchAnswer<DriveResource>>(&req).await?;
+    let response = session.post_json::<SearchAnswer<DriveItem>>(&req).await?;
     let mut sources = vec![SourceStatus::ok("search")];
 
     // The zone after the search: the search's failure is the one worth reporting.
@@ -467,8 +475,7 @@ async fn search(call: Scope<'_>, plan: SharePointQuery) -> Result<SharePointResu
             consumed += 1;
             continue;
         }
-        let drive =
-            hit.resource.as_ref().and_then(|r| r.parent_reference.as_ref()?.drive_id.as_deref());
+        let drive = hit.resource.as_ref().and_then(DriveItem::drive_id);
         match rules.content_allowed(drive, item.site_id.as_deref()) {
             Ok(()) => {}
             Err(withheld) => {
@@ -489,8 +496,8 @@ async fn search(call: Scope<'_>, plan: SharePointQuery) -> Result<SharePointResu
     let next_cursor = has_more.then(|| Cursor::seal(&key, &binding, json!({"from": next_from})));
 
     let mut sites = Vec::new();
-    if plan.include_sites && from == 0 {
-        match search_sites(&session, &plan_site_query(&plan.binding_query)).await {
+    if let Some(site_kql) = plan.site_kql.as_deref().filter(|_| from == 0) {
+        match search_sites(&session, site_kql).await {
             Ok(found) => {
                 sources.push(SourceStatus::ok("site search"));
                 sites = found.into_iter().filter(|s| rules.site_allowed(&s.site_id)).collect();
@@ -527,11 +534,6 @@ async fn search(call: Scope<'_>, plan: SharePointQuery) -> Result<SharePointResu
     Ok(results)
 }
 
-/// The site query: the same keywords, without document-only restrictions.
-fn plan_site_query(binding_query: &Value) -> String {
-    Kql::new().terms(binding_query.get("query").and_then(Value::as_str).unwrap_or_default()).build()
-}
-
 async fn search_sites(session: &CallSession, kql: &str) -> Result<Vec<SiteHit>, ToolError> {
     let body = json!({"requests": [{
         "entityTypes": ["site"],
@@ -541,73 +543,25 @@ async fn search_sites(session: &CallSession, kql: &str) -> Result<Vec<SiteHit>, 
     }]});
     let req = GraphRequest::query_post(GraphPath::fixed("/search/query"), body)
         .map_err(|e| ToolError::Graph(GraphFailure::new(e)))?;
-    let mut response = session.post_json::<Value>(&req).await?;
-    let hits = take_hits(&mut response.body);
+    let response = session.post_json::<SearchAnswer<Site>>(&req).await?;
+    let hits = response.body.into_first_container().map(|c| c.hits).unwrap_or_default();
     let sites = hits
-        .iter()
+        .into_iter()
         .filter_map(|h| {
-            let r = h.get("resource")?;
-            let text = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_owned);
+            let r = h.resource?;
             Some(SiteHit {
-                name: text("displayName").or_else(|| text("name"))?,
-                site_id: text("id")?,
-                web_url: text("webUrl"),
-                description: text("description").filter(|d| !d.is_empty()),
+                name: r.display_name.or(r.name)?,
+                site_id: r.id?,
+                web_url: r.web_url,
+                description: r.description.filter(|d| !d.is_empty()),
             })
         })
         .collect();
     Ok(sites)
 }
 
-/// The fields of a search hit's `driveItem` resource that [`drive_hit`] reads.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DriveResource {
-    #[serde(default, deserialize_with = "lenient::string")]
-    name: Option<String>,
-    #[serde(default, deserialize_with = "lenient::string")]
-    id: Option<String>,
-    /// Graph's `folder` facet: present on folders, whatever it holds.
-    #[serde(default, deserialize_with = "lenient::present")]
-    folder: bool,
-    #[serde(default)]
-    parent_reference: Option<ParentReference>,
-    #[serde(default, deserialize_with = "lenient::string")]
-    web_url: Option<String>,
-    #[serde(default, deserialize_with = "lenient::u64")]
-    size: Option<u64>,
-    #[serde(default, deserialize_with = "lenient::string")]
-    last_modified_date_time: Option<String>,
-    #[serde(default)]
-    last_modified_by: Option<IdentitySet>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ParentReference {
-    #[serde(default, deserialize_with = "lenient::string")]
-    drive_id: Option<String>,
-    #[serde(default, deserialize_with = "lenient::string")]
-    path: Option<String>,
-    #[serde(default, deserialize_with = "lenient::string")]
-    site_id: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct IdentitySet {
-    #[serde(default)]
-    user: Option<Identity>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Identity {
-    #[serde(default, deserialize_with = "lenient::string")]
-    display_name: Option<String>,
-}
-
 /// One search hit as a [`DriveHit`]; `None` for hits that are not drive items.
-fn drive_hit(hit: &SearchHit<DriveResource>, zone: &MailboxZone) -> Option<DriveHit> {
+fn drive_hit(hit: &SearchHit<DriveItem>, zone: &MailboxZone) -> Option<DriveHit> {
     let r = hit.resource.as_ref()?;
     let name = r.name.clone()?;
     let kind = if r.folder {
@@ -638,11 +592,7 @@ fn drive_hit(hit: &SearchHit<DriveResource>, zone: &MailboxZone) -> Option<Drive
         web_url: r.web_url.clone(),
         size: r.size.filter(|_| kind != "folder"),
         modified: r.last_modified_date_time.as_deref().and_then(|t| DateTimes::parse(t, zone)),
-        modified_by: r
-            .last_modified_by
-            .as_ref()
-            .and_then(|b| b.user.as_ref())
-            .and_then(|u| u.display_name.clone()),
+        modified_by: r.last_modified_by.as_ref().and_then(|b| b.user_name()).map(str::to_owned),
         summary: hit.summary.as_deref().map(clean_summary).filter(|s| !s.is_empty()),
     })
 }
@@ -716,7 +666,7 @@ mod tests {
                 {"hitId": "3", "summary": null, "resource": null}
             ]
         }]}]});
-        let answer: SearchAnswer<DriveResource> =
+        let answer: SearchAnswer<DriveItem> =
             serde_json::from_value(body).expect("a search answer");
         let container = answer.into_first_container().expect("a container");
         assert_eq!((container.more_results_available, container.total), (Some(true), Some(7)));
