@@ -25,7 +25,7 @@ use crate::{
     },
     tools::{
         Connector,
-        mail::{bad_arg, time_arg},
+        args::{TimeArg, bad_arg},
         mailbox::MailboxZone,
         pipeline::{
             Answer, CallSession, Checks, Scope, Tool, ToolArgs, ToolError, route as tool_route,
@@ -118,9 +118,21 @@ pub struct AvailabilityResult {
     pub time_zone_note: Option<String>,
 }
 
-/// Validated arguments.
+/// The arguments checked before any token or Graph work, each text parsed once; the window's
+/// days (midnight in the mailbox zone) become instants in [`MeetingSearch::criteria`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct MeetingSearch {
+    pub attendees: Vec<String>,
+    pub duration: Duration,
+    pub start: TimeArg,
+    pub end: TimeArg,
+    pub working_hours_only: bool,
+    pub step: u32,
+}
+
+/// A [`MeetingSearch`] with its window in the mailbox zone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MeetingCriteria {
     pub attendees: Vec<String>,
     pub duration: Duration,
     pub window: Interval,
@@ -128,7 +140,36 @@ pub struct MeetingSearch {
     pub step: u32,
 }
 
-pub fn check(p: &AvailabilityArgs, zone: &MailboxZone) -> Result<MeetingSearch, McpError> {
+impl MeetingSearch {
+    /// The search with its window in `zone`, checked.
+    pub fn criteria(&self, zone: &MailboxZone) -> Result<MeetingCriteria, McpError> {
+        let window = window_in(self.start, self.end, zone)?;
+        Ok(MeetingCriteria {
+            attendees: self.attendees.clone(),
+            duration: self.duration,
+            window,
+            working_hours_only: self.working_hours_only,
+            step: self.step,
+        })
+    }
+}
+
+/// The window from `start` to `end` in `zone`: in order and shorter than 62 days.
+fn window_in(start: TimeArg, end: TimeArg, zone: &MailboxZone) -> Result<Interval, McpError> {
+    let start = start.in_zone("start", zone)?;
+    let end = end.in_zone("end", zone)?;
+    if end <= start {
+        return Err(bad_arg("end", "must be later than `start`"));
+    }
+    if end - start > Duration::days(MAX_WINDOW_DAYS) {
+        return Err(bad_arg("end", "the window must be shorter than 62 days"));
+    }
+    Ok(Interval { start, end })
+}
+
+/// Checks every argument before any token or Graph work (the window as far as it is known
+/// before the zone is: days at UTC midnight).
+pub fn check(p: &AvailabilityArgs) -> Result<MeetingSearch, McpError> {
     if p.attendees.is_empty() {
         return Err(bad_arg("attendees", "must name at least one person"));
     }
@@ -149,14 +190,9 @@ pub fn check(p: &AvailabilityArgs, zone: &MailboxZone) -> Result<MeetingSearch, 
         return Err(bad_arg("duration_minutes", "must be between 5 and 480"));
     }
     let start =
-        time_arg("start", Some(&p.start), zone)?.ok_or_else(|| bad_arg("start", "is required"))?;
-    let end = time_arg("end", Some(&p.end), zone)?.ok_or_else(|| bad_arg("end", "is required"))?;
-    if end <= start {
-        return Err(bad_arg("end", "must be later than `start`"));
-    }
-    if end - start > Duration::days(MAX_WINDOW_DAYS) {
-        return Err(bad_arg("end", "the window must be shorter than 62 days"));
-    }
+        TimeArg::parse("start", Some(&p.start))?.ok_or_else(|| bad_arg("start", "is required"))?;
+    let end = TimeArg::parse("end", Some(&p.end))?.ok_or_else(|| bad_arg("end", "is required"))?;
+    window_in(start, end, &MailboxZone::utc())?;
     let step = p.step_minutes.unwrap_or(30);
     if ![15, 30, 60].contains(&step) {
         return Err(bad_arg("step_minutes", "must be 15, 30 or 60"));
@@ -164,7 +200,8 @@ pub fn check(p: &AvailabilityArgs, zone: &MailboxZone) -> Result<MeetingSearch, 
     Ok(MeetingSearch {
         attendees,
         duration: Duration::minutes(i64::from(p.duration_minutes)),
-        window: Interval { start, end },
+        start,
+        end,
         working_hours_only: p.working_hours_only.unwrap_or(true),
         step,
     })
@@ -188,7 +225,7 @@ pub fn lookup_request(attendee: &str) -> GraphRequest {
 /// The getSchedule body (times in UTC, asked back in UTC).
 pub fn schedule_request(
     addresses: &[String],
-    c: &MeetingSearch,
+    c: &MeetingCriteria,
 ) -> Result<GraphRequest, ToolError> {
     let t = |d: DateTime<Utc>| d.format("%Y-%m-%dT%H:%M:%S").to_string();
     let body = json!({
@@ -260,10 +297,9 @@ fn status(requested: &str, st: &str, msg: Option<String>) -> AttendeeStatus {
 pub async fn run(
     session: &CallSession,
     zone: &MailboxZone,
-    params: &AvailabilityArgs,
+    c: &MeetingCriteria,
     max_slots: usize,
 ) -> Result<AvailabilityResult, ToolError> {
-    let c = check(params, zone)?;
     macro_rules! graph {
         ($call:expr) => {
             $call.await?.body
@@ -314,7 +350,7 @@ pub async fn run(
         .filter_map(|a| a.address.clone())
         .collect();
     let infos = graph!(
-        session.post_json::<ODataPage<ScheduleInformation>>(&schedule_request(&addresses, &c)?)
+        session.post_json::<ODataPage<ScheduleInformation>>(&schedule_request(&addresses, c)?)
     )
     .value;
     let mut schedules = Vec::new();
@@ -377,11 +413,11 @@ pub async fn run(
 }
 
 impl ToolArgs for AvailabilityArgs {
-    type Valid = AvailabilityArgs;
-    /// Checked before any token or Graph work in UTC; again in the mailbox zone once known.
-    fn validate(self, _: &Checks) -> Result<Self, McpError> {
-        check(&self, &MailboxZone::utc())?;
-        Ok(self)
+    type Valid = MeetingSearch;
+    /// Checked before any token or Graph work; the window's days are placed in the mailbox
+    /// zone once it is known.
+    fn validate(self, _: &Checks) -> Result<MeetingSearch, McpError> {
+        check(&self)
     }
 }
 
@@ -406,8 +442,9 @@ pub fn route() -> ToolRoute<Connector> {
 }
 
 /// The tool's body: the session and zone, the look-ups, the schedules, the slots.
-async fn search(call: Scope<'_>, args: AvailabilityArgs) -> Result<AvailabilityResult, ToolError> {
+async fn search(call: Scope<'_>, search: MeetingSearch) -> Result<AvailabilityResult, ToolError> {
     let (session, zone) = call.open(SCOPES).await?;
+    let criteria = search.criteria(&zone)?;
     // The tenant's max_results caps the slots listed, as every tool's results.
     let cap = call
         .ctx
@@ -415,7 +452,7 @@ async fn search(call: Scope<'_>, args: AvailabilityArgs) -> Result<AvailabilityR
         .current()
         .enabled_tenant(&call.caller().tenant_id)
         .map_or(1, |t| t.max_results as usize);
-    run(&session, &zone, &args, MAX_SLOTS.min(cap)).await
+    run(&session, &zone, &criteria, MAX_SLOTS.min(cap)).await
 }
 
 /// The concise text next to the structured result.
@@ -491,7 +528,6 @@ mod tests {
             }]
         );
         assert_eq!(described.as_deref(), Some("Mon,Fri 08:00-17:00 America/Los_Angeles"));
-        let zone = crate::tools::mailbox::MailboxZone::utc();
         let p = AvailabilityArgs {
             attendees: vec!["adele@contoso.com".into()],
             duration_minutes: 30,
@@ -499,8 +535,8 @@ mod tests {
             end: "2024-07-15".into(),
             ..Default::default()
         };
-        assert!(check(&p, &zone).expect_err("too long").message.contains("`end`"));
+        assert!(check(&p).expect_err("too long").message.contains("`end`"));
         let p = AvailabilityArgs { end: "2024-05-08".into(), duration_minutes: 2, ..p };
-        assert!(check(&p, &zone).expect_err("too short").message.contains("`duration_minutes`"));
+        assert!(check(&p).expect_err("too short").message.contains("`duration_minutes`"));
     }
 }

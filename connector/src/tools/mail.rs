@@ -20,7 +20,7 @@
 //! `Mail.Read.Shared`; its messages get no `m365://` URI because `read_resource` reads mail
 //! through `/me` only (`security.md` E7).
 
-use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use rmcp::{ErrorData as McpError, handler::server::router::tool::ToolRoute, schemars};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -28,6 +28,10 @@ use serde_json::{Value, json};
 
 use super::{
     Connector,
+    args::{
+        Bounds, PersonArg, TimeArg, address_arg, bad_arg, bounds_in, limit_arg, resolve_person,
+        text_arg,
+    },
     cursor::{Cursor, CursorBinding, CursorKey},
     mailbox::MailboxZone,
     pipeline::{
@@ -37,9 +41,9 @@ use super::{
 };
 use crate::domain::uri::{M365Uri, ResourceKind};
 use crate::graph::{
-    model::{EmailAddress, Message, ODataPage, Recipient, User},
+    model::{EmailAddress, Message, ODataPage, Recipient},
     query::{
-        kql::{self, Address, DateOp, Kql},
+        kql::{Address, DateOp, Kql},
         odata::{self, Cmp, Filter},
         search::SearchAnswer,
     },
@@ -183,9 +187,28 @@ pub enum EmailQuery {
     ODataFilter { request: GraphRequest },
 }
 
-/// Validated arguments.
-#[derive(Clone, Debug, PartialEq)]
+/// The arguments checked before any token or Graph work, each text parsed once. People given
+/// by name and days (midnight in the mailbox zone) are completed by [`EmailSearch::criteria`]
+/// once the call has begun.
+#[derive(Clone, Debug)]
 pub struct EmailSearch {
+    /// The arguments as given (the page size capped), for the cursor binding.
+    pub args: EmailSearchArgs,
+    pub query: Option<String>,
+    pub from: Option<PersonArg>,
+    pub to: Option<PersonArg>,
+    pub after: Option<TimeArg>,
+    pub before: Option<TimeArg>,
+    pub folder: Option<&'static str>,
+    pub has_attachments: Option<bool>,
+    pub mailbox: Option<Address>,
+    pub limit: u32,
+}
+
+/// An [`EmailSearch`] completed in the call: people as addresses, bounds as instants in the
+/// mailbox zone. What [`plan`] turns into one Graph call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EmailCriteria {
     pub query: Option<String>,
     pub from: Option<Address>,
     pub to: Option<Address>,
@@ -197,108 +220,8 @@ pub struct EmailSearch {
     pub limit: u32,
 }
 
-/// `invalid_params` naming the field.
-pub(crate) fn bad_arg(field: &str, why: impl std::fmt::Display) -> McpError {
-    McpError::invalid_params(format!("`{field}` {why}"), Some(json!({"field": field})))
-}
-
-/// A free-text argument, validated.
-pub(crate) fn text_arg(field: &str, value: Option<&str>) -> Result<Option<String>, McpError> {
-    value.map(|v| kql::validate_text(v).map_err(|e| bad_arg(field, e))).transpose()
-}
-
-/// An address argument, validated.
-pub(crate) fn address_arg(field: &str, value: Option<&str>) -> Result<Option<Address>, McpError> {
-    value.map(|v| Address::parse(v).map_err(|e| bad_arg(field, e))).transpose()
-}
-
-/// Stands in for a person's name while the other arguments are checked before the look-up.
-pub(crate) const PRECHECK_ADDRESS: &str = "name.lookup@example.invalid";
-
-/// Longest name looked up in the directory for a `from`/`to` argument.
-const MAX_NAME_LEN: usize = 128;
-
-/// A `from`/`to` argument as an address: an email address as given, or a person's name looked
-/// up in the caller's directory (`/users`, needs `User.ReadBasic.All`), since that is how people
-/// ask ("mail from Megan"). No match or several are argument errors that name the candidates,
-/// so the model can ask the user instead of guessing.
-pub(crate) async fn resolve_person_arg(
-    call: &Scope<'_>,
-    field: &str,
-    value: Option<String>,
-) -> Result<Option<String>, ToolError> {
-    let Some(raw) = value else { return Ok(None) };
-    let name = raw.trim();
-    if Address::parse(name).is_ok() {
-        return Ok(Some(name.to_owned()));
-    }
-    if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
-        return Err(bad_arg(
-            field,
-            format!(
-                "must be an email address or a person's name (at most {MAX_NAME_LEN} characters)"
-            ),
-        )
-        .into());
-    }
-    let session = call.session(&["User.ReadBasic.All"]);
-    let req = super::availability::lookup_request(name);
-    let found = session.get_json::<ODataPage<User>>(&req).await?.body;
-    match found.value.as_slice() {
-        [] => Err(bad_arg(
-            field,
-            "matches no one in your organization's directory; give their email address",
-        )
-        .into()),
-        [one] => Ok(Some(one.address().to_owned())),
-        many => {
-            let listed: Vec<String> = many
-                .iter()
-                .map(|u| format!("{} <{}>", u.display_name.as_deref().unwrap_or("?"), u.address()))
-                .collect();
-            Err(bad_arg(
-                field,
-                format!(
-                    "matches several people: {}; give the email address of the one you mean",
-                    listed.join(", ")
-                ),
-            )
-            .into())
-        }
-    }
-}
-
-/// A time bound: `YYYY-MM-DD` is midnight in `zone`; otherwise RFC 3339.
-pub(crate) fn time_arg(
-    field: &str,
-    value: Option<&str>,
-    zone: &MailboxZone,
-) -> Result<Option<DateTime<Utc>>, McpError> {
-    let Some(v) = value.map(str::trim) else { return Ok(None) };
-    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
-        return Ok(Some(t.with_timezone(&Utc)));
-    }
-    let day = NaiveDate::parse_from_str(v, "%Y-%m-%d")
-        .map_err(|_| bad_arg(field, "must be a date (YYYY-MM-DD) or an RFC 3339 date-time"))?;
-    let local = day.and_time(NaiveTime::MIN);
-    zone.tz
-        .from_local_datetime(&local)
-        .earliest()
-        .map(|t| Some(t.with_timezone(&Utc)))
-        .ok_or_else(|| bad_arg(field, "does not exist in your time zone"))
-}
-
-/// Page size: 1..=max, default `default`.
-pub(crate) fn limit_arg(value: Option<u32>, default: u32, max: u32) -> Result<u32, McpError> {
-    match value {
-        None => Ok(default),
-        Some(n) if (1..=max).contains(&n) => Ok(n),
-        Some(_) => Err(bad_arg("limit", format!("must be between 1 and {max}"))),
-    }
-}
-
-/// Checks every argument before any Graph call.
-pub fn check(p: &EmailSearchArgs, zone: &MailboxZone) -> Result<EmailSearch, McpError> {
+/// Checks every argument before any token or Graph work.
+pub fn check(p: &EmailSearchArgs) -> Result<EmailSearch, McpError> {
     let folder = match p.folder.as_deref().map(str::trim) {
         None => None,
         Some(f) => {
@@ -307,23 +230,50 @@ pub fn check(p: &EmailSearchArgs, zone: &MailboxZone) -> Result<EmailSearch, Mcp
             })?)
         }
     };
-    let c = EmailSearch {
+    let search = EmailSearch {
+        args: p.clone(),
         query: text_arg("query", p.query.as_deref())?,
-        from: address_arg("from", p.from.as_deref())?,
-        to: address_arg("to", p.to.as_deref())?,
-        after: time_arg("received_after", p.received_after.as_deref(), zone)?,
-        before: time_arg("received_before", p.received_before.as_deref(), zone)?,
+        from: PersonArg::parse("from", p.from.as_deref())?,
+        to: PersonArg::parse("to", p.to.as_deref())?,
+        after: TimeArg::parse("received_after", p.received_after.as_deref())?,
+        before: TimeArg::parse("received_before", p.received_before.as_deref())?,
         folder,
         has_attachments: p.has_attachments,
         mailbox: address_arg("mailbox", p.mailbox.as_deref())?,
         limit: limit_arg(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?,
     };
-    if let (Some(a), Some(b)) = (c.after, c.before)
-        && a >= b
-    {
-        return Err(bad_arg("received_before", "must be later than `received_after`"));
+    // The bounds' order as far as it is known before the zone is (days at UTC midnight).
+    search.bounds(&MailboxZone::utc())?;
+    Ok(search)
+}
+
+impl EmailSearch {
+    /// The received-date bounds in `zone`, in order.
+    fn bounds(&self, zone: &MailboxZone) -> Result<Bounds, McpError> {
+        bounds_in(zone, ("received_after", self.after), ("received_before", self.before))
     }
-    Ok(c)
+
+    /// The search completed in the call: the people's addresses (looked up by the caller of
+    /// this) and the bounds in the mailbox `zone`.
+    pub fn criteria(
+        &self,
+        zone: &MailboxZone,
+        from: Option<Address>,
+        to: Option<Address>,
+    ) -> Result<EmailCriteria, McpError> {
+        let (after, before) = self.bounds(zone)?;
+        Ok(EmailCriteria {
+            query: self.query.clone(),
+            from,
+            to,
+            after,
+            before,
+            folder: self.folder,
+            has_attachments: self.has_attachments,
+            mailbox: self.mailbox.clone(),
+            limit: self.limit,
+        })
+    }
 }
 
 /// The Graph scopes a call needs: a shared mailbox needs `Mail.Read.Shared`.
@@ -332,11 +282,11 @@ pub fn scope_names(shared: bool) -> &'static [&'static str] {
 }
 
 /// The call's OBO scope set (the time zone is read with a token of its own).
-pub fn scopes(c: &EmailSearch) -> ScopeSet {
+pub fn scopes(c: &EmailCriteria) -> ScopeSet {
     scope_names(c.mailbox.is_some()).iter().copied().collect()
 }
 
-fn messages_path(c: &EmailSearch) -> GraphPath {
+fn messages_path(c: &EmailCriteria) -> GraphPath {
     let base = match &c.mailbox {
         Some(m) => GraphPath::fixed("/users").segment(m.as_str()),
         None => GraphPath::fixed("/me"),
@@ -352,7 +302,7 @@ fn outlook(req: GraphRequest) -> GraphRequest {
 }
 
 /// Chooses the Graph call (see the module docs) and the filters it applies.
-pub fn plan(c: &EmailSearch) -> (EmailQuery, Vec<AppliedFilter>) {
+pub fn plan(c: &EmailCriteria) -> (EmailQuery, Vec<AppliedFilter>) {
     let mut applied = Vec::new();
     let own_whole_mailbox = c.mailbox.is_none() && c.folder.is_none();
     if let Some(m) = &c.mailbox {
@@ -476,17 +426,24 @@ fn hit(id: &str, m: &Message, summary: Option<&str>, shared: bool, zone: &Mailbo
     }
 }
 
-/// Runs the search as the session's caller. `zone` is the caller's mailbox time zone.
+/// Runs the search as the session's caller. `zone` is the caller's mailbox time zone; `args`
+/// are the arguments as given (the cursor, and the binding it is checked against, which names
+/// people by the addresses they resolved to).
 pub async fn run(
     session: &CallSession,
     cursors: &CursorKey,
     zone: &MailboxZone,
-    params: &EmailSearchArgs,
+    args: &EmailSearchArgs,
+    c: &EmailCriteria,
 ) -> Result<EmailSearchResult, ToolError> {
-    let c = check(params, zone)?;
-    let binding = CursorBinding::new(&session.0.caller, TOOL, params);
-    let state = Cursor::open_arg(cursors, &binding, params.cursor.as_deref())?;
-    let (plan, applied_filters) = plan(&c);
+    let bound = EmailSearchArgs {
+        from: c.from.as_ref().map(Address::to_string),
+        to: c.to.as_ref().map(Address::to_string),
+        ..args.clone()
+    };
+    let binding = CursorBinding::new(&session.0.caller, TOOL, &bound);
+    let state = Cursor::open_arg(cursors, &binding, args.cursor.as_deref())?;
+    let (plan, applied_filters) = plan(c);
     let shared = c.mailbox.is_some();
     let mut hits = Vec::new();
     let (has_more, next_state, method) = match plan {
@@ -607,20 +564,12 @@ pub fn render(r: &EmailSearchResult) -> String {
 }
 
 impl ToolArgs for EmailSearchArgs {
-    type Valid = EmailSearchArgs;
+    type Valid = EmailSearch;
     /// Every argument is checked before any token or Graph work (a bad argument must not cost
-    /// an exchange). Dates are checked again in the mailbox zone once it is known, and names
-    /// in `from`/`to` are looked up then; here they stand in as an address.
-    fn validate(self, checks: &Checks) -> Result<Self, McpError> {
-        let args =
-            Self { limit: checks.capped_limit(self.limit, DEFAULT_LIMIT, MAX_LIMIT), ..self };
-        let precheck = Self {
-            from: args.from.as_ref().map(|_| PRECHECK_ADDRESS.to_owned()),
-            to: args.to.as_ref().map(|_| PRECHECK_ADDRESS.to_owned()),
-            ..args.clone()
-        };
-        check(&precheck, &MailboxZone::utc())?;
-        Ok(args)
+    /// an exchange). Days are placed in the mailbox zone once it is known, and names in
+    /// `from`/`to` are looked up then.
+    fn validate(self, checks: &Checks) -> Result<EmailSearch, McpError> {
+        check(&Self { limit: checks.capped_limit(self.limit, DEFAULT_LIMIT, MAX_LIMIT), ..self })
     }
     fn query_text(&self) -> Option<&str> {
         self.query.as_deref()
@@ -648,22 +597,30 @@ pub fn route() -> ToolRoute<Connector> {
 }
 
 /// The tool's body: the session and zone, the people named in `from`/`to`, the search.
-async fn search(
-    call: Scope<'_>,
-    mut args: EmailSearchArgs,
-) -> Result<EmailSearchResult, ToolError> {
-    let (session, zone) = call.open(scope_names(args.mailbox.is_some())).await?;
-    args.from = resolve_person_arg(&call, "from", args.from.take()).await?;
-    args.to = resolve_person_arg(&call, "to", args.to.take()).await?;
-    run(&session, &call.ctx.cursor, &zone, &args).await
+async fn search(call: Scope<'_>, search: EmailSearch) -> Result<EmailSearchResult, ToolError> {
+    let (session, zone) = call.open(scope_names(search.mailbox.is_some())).await?;
+    let from = resolve_person(&call, "from", search.from.clone()).await?;
+    let to = resolve_person(&call, "to", search.to.clone()).await?;
+    let criteria = search.criteria(&zone, from, to)?;
+    run(&session, &call.ctx.cursor, &zone, &search.args, &criteria).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn checked(p: EmailSearchArgs) -> EmailSearch {
-        check(&p, &MailboxZone::utc()).expect("valid")
+    /// The criteria of `p` in `zone`, its people given by address.
+    fn criteria_in(p: &EmailSearchArgs, zone: &MailboxZone) -> Result<EmailCriteria, McpError> {
+        let search = check(p)?;
+        let address = |person: &Option<PersonArg>| match person {
+            Some(PersonArg::Address(a)) => Some(a.clone()),
+            _ => None,
+        };
+        search.criteria(zone, address(&search.from), address(&search.to))
+    }
+
+    fn checked(p: EmailSearchArgs) -> EmailCriteria {
+        criteria_in(&p, &MailboxZone::utc()).expect("valid")
     }
 
     fn url(req: &GraphRequest) -> Vec<(String, String)> {
@@ -743,7 +700,8 @@ mod tests {
     fn bad_arguments_name_their_field() {
         let zone = MailboxZone::utc();
         for (p, field) in [
-            (EmailSearchArgs { from: Some("nobody".into()), ..Default::default() }, "from"),
+            (EmailSearchArgs { from: Some("no\u{1}body".into()), ..Default::default() }, "from"),
+            (EmailSearchArgs { to: Some(" ".into()), ..Default::default() }, "to"),
             (EmailSearchArgs { folder: Some("../x".into()), ..Default::default() }, "folder"),
             (EmailSearchArgs { limit: Some(100), ..Default::default() }, "limit"),
             (
@@ -760,7 +718,7 @@ mod tests {
             ),
             (EmailSearchArgs { query: Some("x".repeat(2000)), ..Default::default() }, "query"),
         ] {
-            let err = check(&p, &zone).expect_err("refused");
+            let err = criteria_in(&p, &zone).expect_err("refused");
             assert!(err.message.contains(&format!("`{field}`")), "{}", err.message);
         }
     }

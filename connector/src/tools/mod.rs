@@ -17,6 +17,7 @@
 //! * [`shaping`] — pages, filters, budgets, the untrusted-content fence; [`cursor`], [`schema`].
 
 pub mod access;
+pub mod args;
 pub mod availability;
 pub mod calendar;
 pub mod chat;
