@@ -10,7 +10,7 @@ use rmcp::{ErrorData as McpError, handler::server::router::tool::ToolRoute, sche
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::slots::{Interval, Item, Request, Schedule, Status, WorkingHours, find_slots};
+use super::slots::{Interval, Item, Schedule, SlotSearch, Status, WorkingHours, find_slots};
 use crate::{
     graph::{
         GraphPath, GraphRequest,
@@ -386,7 +386,7 @@ pub async fn run(
             }
         }
     }
-    let req = Request {
+    let req = SlotSearch {
         window: c.window,
         duration: c.duration,
         step_minutes: c.step,

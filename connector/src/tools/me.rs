@@ -42,7 +42,7 @@ impl ToolArgs for GetMeArgs {
 
 /// The signed-in user as the connector sees them.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct Me {
+pub struct GetMeResult {
     /// Entra tenant id (GUID) of the signed-in user.
     pub tenant_id: String,
     /// The user's object id (GUID) within that tenant.
@@ -99,7 +99,7 @@ fn working_hours(v: &model::WorkingHours) -> Option<WorkingHours> {
     })
 }
 
-impl Answer for Me {
+impl Answer for GetMeResult {
     const UNTRUSTED: bool = false;
     fn text(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
@@ -108,7 +108,7 @@ impl Answer for Me {
 
 /// The router entry of `get_me`.
 pub fn route() -> rmcp::handler::server::router::tool::ToolRoute<Connector> {
-    tool_route::<GetMeArgs, Me>(&GET_ME, |connector, auth, shape, args| {
+    tool_route::<GetMeArgs, GetMeResult>(&GET_ME, |connector, auth, shape, args| {
         async move { get_me(&connector, &auth, shape, args).await }.boxed()
     })
 }
@@ -191,7 +191,7 @@ async fn get_me(
         if available_tools.is_none() {
             notes.push("the granted permissions could not be checked just now".into());
         }
-        Ok::<_, ToolError>(Me {
+        Ok::<_, ToolError>(GetMeResult {
             tenant_id: caller.tenant_id.to_string(),
             user_id: caller.object_id.to_string(),
             display_name: user.display_name.or_else(|| caller.display_name.clone()),

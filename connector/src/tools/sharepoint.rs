@@ -169,7 +169,7 @@ pub struct SiteHit {
 
 /// The result of both SharePoint tools.
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
-pub struct SharePointResults {
+pub struct SharePointSearchResult {
     /// Which tool answered (the text names documents or folders); not part of the output.
     #[serde(skip)]
     #[schemars(skip)]
@@ -199,7 +199,7 @@ pub enum Mode {
 }
 
 /// A validated SharePoint search: everything both tools share once the arguments are checked.
-pub struct SharePointQuery {
+pub struct SharePointSearch {
     mode: Mode,
     kql: String,
     filters: Vec<AppliedFilter>,
@@ -213,8 +213,8 @@ pub struct SharePointQuery {
 }
 
 impl ToolArgs for SharePointSearchArgs {
-    type Valid = SharePointQuery;
-    fn validate(self, checks: &Checks) -> Result<SharePointQuery, McpError> {
+    type Valid = SharePointSearch;
+    fn validate(self, checks: &Checks) -> Result<SharePointSearch, McpError> {
         let size = page_size(checks, self.limit)?;
         plan_documents(&self, size)
     }
@@ -224,8 +224,8 @@ impl ToolArgs for SharePointSearchArgs {
 }
 
 impl ToolArgs for FolderSearchArgs {
-    type Valid = SharePointQuery;
-    fn validate(self, checks: &Checks) -> Result<SharePointQuery, McpError> {
+    type Valid = SharePointSearch;
+    fn validate(self, checks: &Checks) -> Result<SharePointSearch, McpError> {
         let size = page_size(checks, self.limit)?;
         plan_folders(&self, size)
     }
@@ -234,7 +234,7 @@ impl ToolArgs for FolderSearchArgs {
     }
 }
 
-impl Answer for SharePointResults {
+impl Answer for SharePointSearchResult {
     fn text(&self) -> String {
         render(self)
     }
@@ -242,18 +242,21 @@ impl Answer for SharePointResults {
 
 /// The router entry of `sharepoint_search`.
 pub fn documents_route() -> ToolRoute<Connector> {
-    route::<SharePointSearchArgs, SharePointResults>(&SHAREPOINT_SEARCH, |c, auth, shape, args| {
-        async move {
-            let ctx = c.context();
-            ctx.run(&auth, &SHAREPOINT_SEARCH, shape, args, search).await
-        }
-        .boxed()
-    })
+    route::<SharePointSearchArgs, SharePointSearchResult>(
+        &SHAREPOINT_SEARCH,
+        |c, auth, shape, args| {
+            async move {
+                let ctx = c.context();
+                ctx.run(&auth, &SHAREPOINT_SEARCH, shape, args, search).await
+            }
+            .boxed()
+        },
+    )
 }
 
 /// The router entry of `sharepoint_folder_search`.
 pub fn folders_route() -> ToolRoute<Connector> {
-    route::<FolderSearchArgs, SharePointResults>(
+    route::<FolderSearchArgs, SharePointSearchResult>(
         &SHAREPOINT_FOLDER_SEARCH,
         |c, auth, shape, args| {
             async move {
@@ -265,7 +268,7 @@ pub fn folders_route() -> ToolRoute<Connector> {
     )
 }
 
-fn plan_documents(args: &SharePointSearchArgs, size: u32) -> Result<SharePointQuery, McpError> {
+fn plan_documents(args: &SharePointSearchArgs, size: u32) -> Result<SharePointSearch, McpError> {
     check_text("query", &args.query, MAX_QUERY_CHARS)?;
     let mut kql = vec![Kql::new().terms(&args.query).build(), "isDocument=true".to_owned()];
     let mut filters = vec![AppliedFilter::graph("documents_only", "isDocument=true")];
@@ -287,7 +290,7 @@ fn plan_documents(args: &SharePointSearchArgs, size: u32) -> Result<SharePointQu
         kql.push(format!("LastModifiedTime>={date}"));
         filters.push(AppliedFilter::graph("modified_after", date));
     }
-    Ok(SharePointQuery {
+    Ok(SharePointSearch {
         mode: Mode::Documents,
         kql: kql.join(" "),
         filters,
@@ -301,7 +304,7 @@ fn plan_documents(args: &SharePointSearchArgs, size: u32) -> Result<SharePointQu
     })
 }
 
-fn plan_folders(args: &FolderSearchArgs, size: u32) -> Result<SharePointQuery, McpError> {
+fn plan_folders(args: &FolderSearchArgs, size: u32) -> Result<SharePointSearch, McpError> {
     check_text("name", &args.name, MAX_QUERY_CHARS)?;
     let mut kql = vec![Kql::new().terms(&args.name).build(), "IsContainer:true".to_owned()];
     let mut filters = vec![
@@ -313,7 +316,7 @@ fn plan_folders(args: &FolderSearchArgs, size: u32) -> Result<SharePointQuery, M
         kql.push(format!("path:\"{url}\""));
         filters.push(AppliedFilter::graph("site_url", url));
     }
-    Ok(SharePointQuery {
+    Ok(SharePointSearch {
         mode: Mode::Folders,
         kql: kql.join(" "),
         filters,
@@ -410,7 +413,10 @@ pub fn permission_message(failure: &GraphFailure) -> String {
 
 /// Both tools' body: one search request (plus the sites on the first page), the policy's
 /// site and drive rules applied to the hits.
-async fn search(call: Scope<'_>, plan: SharePointQuery) -> Result<SharePointResults, ToolError> {
+async fn search(
+    call: Scope<'_>,
+    plan: SharePointSearch,
+) -> Result<SharePointSearchResult, ToolError> {
     let ctx = call.ctx;
     let caller = call.caller();
     let tool = call.tool.name;
@@ -521,7 +527,7 @@ async fn search(call: Scope<'_>, plan: SharePointQuery) -> Result<SharePointResu
             if site_unknown == 1 { "it belongs" } else { "they belong" }
         ));
     }
-    let results = SharePointResults {
+    let results = SharePointSearchResult {
         folders: plan.mode == Mode::Folders,
         page: Page { has_more, returned: items.len() as u32, total_estimate: total, next_cursor },
         items,
@@ -597,7 +603,7 @@ fn drive_hit(hit: &SearchHit<DriveItem>, zone: &MailboxZone) -> Option<DriveHit>
     })
 }
 
-fn render(r: &SharePointResults) -> String {
+fn render(r: &SharePointSearchResult) -> String {
     let noun = match r.folders {
         false => "document",
         true => "folder",
