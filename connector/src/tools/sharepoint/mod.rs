@@ -10,113 +10,53 @@
 //!   that carry Graph's `folder` facet (stated as a connector-applied filter).
 //!
 //! The KQL is built from typed arguments only: the free text becomes quoted terms
-//! ([`Kql::terms`]: letters and digits, operator keywords lower-cased), file types must be short alphanumerics, the site restriction must be an
+//! ([`Kql::terms`](crate::graph::query::kql::Kql::terms): letters and digits, operator keywords lower-cased), file types must be short alphanumerics, the site restriction must be an
 //! `https://…sharepoint.com` URL without quotes, the date a real date. `path:` is a relevance
 //! filter, not a security boundary (`graph.md` §8.2); the tenant policy's site allow-list is
 //! enforced by the connector on the results.
+//!
+//! # Layout
+//! [`documents`] and [`folders`] hold each tool's descriptor, arguments and checks; this file
+//! holds the search both run, its hits and its answer.
 //!
 //! Paging is by `from` offset sealed in a cursor bound to the caller and the query.
 //! When the OBO exchange or Graph refuses the permission, the answer names `Sites.Read.All`
 //! and says why `Sites.Selected` cannot serve a tenant-wide search (R08).
 
-use futures::FutureExt;
-use rmcp::{ErrorData as McpError, handler::server::router::tool::ToolRoute, schemars};
-use serde::{Deserialize, Serialize};
+mod documents;
+mod folders;
+
+use rmcp::{ErrorData as McpError, schemars};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{
-    Connector,
     cursor::{Cursor, CursorBinding, context_key},
     mailbox::MailboxZone,
-    pipeline::{Answer, CallSession, Checks, Scope, Tool, ToolArgs, ToolError, route},
+    pipeline::{Answer, CallSession, Checks, Scope, ToolError},
     shaping::{
-        AppliedFilter, ByteBudget, DEFAULT_RESULT_BUDGET, DateTimes, MAX_QUERY_CHARS, Page,
-        SourceStatus, Truncation, check_text, clean_summary, refuse_filter,
+        AppliedFilter, ByteBudget, DEFAULT_RESULT_BUDGET, DateTimes, Page, SourceStatus,
+        Truncation, clean_summary, refuse_filter,
     },
 };
-use crate::domain::uri::{M365Uri, ResourceKind};
+use crate::domain::uri::M365Uri;
 use crate::graph::{
     model::{DriveItem, Site},
-    query::{
-        kql::Kql,
-        search::{SearchAnswer, SearchHit},
-    },
+    query::search::{SearchAnswer, SearchHit},
 };
 use crate::{
     graph::{GraphError, GraphFailure, GraphPath, GraphRequest},
     obo::OboError,
 };
 
-/// `sharepoint_search`.
-pub static SHAREPOINT_SEARCH: Tool = Tool {
-    name: "sharepoint_search",
-    title: "SharePoint search",
-    description: "Search SharePoint and OneDrive documents and pages the signed-in user can open, by keywords, optionally restricted to a site or folder URL, file types and a modified-after date. Every hit has an m365:// URI for read_resource. Needs the Sites.Read.All permission.",
-    needs: &[&[SITES_READ_ALL]],
-    governs: &[ResourceKind::DriveItem, ResourceKind::ListItem],
-    forbidden_message: Some(permission_message),
-};
-
-/// `sharepoint_folder_search`.
-pub static SHAREPOINT_FOLDER_SEARCH: Tool = Tool {
-    name: "sharepoint_folder_search",
-    title: "SharePoint folder search",
-    description: "Find SharePoint and OneDrive folders by name, with their path and site. Every hit has an m365:// URI. Needs the Sites.Read.All permission.",
-    needs: &[&[SITES_READ_ALL]],
-    governs: &[ResourceKind::DriveItem, ResourceKind::ListItem],
-    forbidden_message: Some(permission_message),
-};
+pub use documents::{SHAREPOINT_SEARCH, SharePointSearchArgs, documents_route};
+pub use folders::{FolderSearchArgs, SHAREPOINT_FOLDER_SEARCH, folders_route};
 
 /// The one Graph permission both tools ask OBO for.
 pub const SITES_READ_ALL: &str = "Sites.Read.All";
 const DEFAULT_PAGE: u32 = 25;
 const MAX_PAGE: u32 = 50;
-const MAX_FILE_TYPES: usize = 10;
 const SITE_HITS: u32 = 10;
-
-/// Arguments of `sharepoint_search`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SharePointSearchArgs {
-    /// Keywords to look for in document names and contents (at most 1024 characters). Every
-    /// word must match; quotes and search operators are treated as plain words.
-    pub query: String,
-    /// Restrict to a site or folder: its `https://…sharepoint.com/…` URL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub site_url: Option<String>,
-    /// Restrict to file extensions, e.g. `["docx", "pdf"]` (at most 10).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file_types: Option<Vec<String>>,
-    /// Only items modified on or after this date (`YYYY-MM-DD`, or an RFC 3339 date-time).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub modified_after: Option<String>,
-    /// Also list matching SharePoint sites (first page only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub include_sites: Option<bool>,
-    /// Items per page (1–50, default 25, capped by the tenant policy).
-    #[serde(default, skip_serializing)]
-    pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page, to continue the same search.
-    #[serde(default, skip_serializing)]
-    pub cursor: Option<String>,
-}
-
-/// Arguments of `sharepoint_folder_search`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FolderSearchArgs {
-    /// Words of the folder name (at most 1024 characters); every word must match.
-    pub name: String,
-    /// Restrict to a site or parent folder: its `https://…sharepoint.com/…` URL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub site_url: Option<String>,
-    /// Items per page (1–50, default 25, capped by the tenant policy).
-    #[serde(default, skip_serializing)]
-    pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page, to continue the same search.
-    #[serde(default, skip_serializing)]
-    pub cursor: Option<String>,
-}
 
 /// One document, page or folder.
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
@@ -212,119 +152,10 @@ pub struct SharePointSearch {
     binding_query: Value,
 }
 
-impl ToolArgs for SharePointSearchArgs {
-    type Valid = SharePointSearch;
-    fn validate(self, checks: &Checks) -> Result<SharePointSearch, McpError> {
-        let size = page_size(checks, self.limit)?;
-        plan_documents(&self, size)
-    }
-    fn query_text(&self) -> Option<&str> {
-        Some(&self.query)
-    }
-}
-
-impl ToolArgs for FolderSearchArgs {
-    type Valid = SharePointSearch;
-    fn validate(self, checks: &Checks) -> Result<SharePointSearch, McpError> {
-        let size = page_size(checks, self.limit)?;
-        plan_folders(&self, size)
-    }
-    fn query_text(&self) -> Option<&str> {
-        Some(&self.name)
-    }
-}
-
 impl Answer for SharePointSearchResult {
     fn text(&self) -> String {
         render(self)
     }
-}
-
-/// The router entry of `sharepoint_search`.
-pub fn documents_route() -> ToolRoute<Connector> {
-    route::<SharePointSearchArgs, SharePointSearchResult>(
-        &SHAREPOINT_SEARCH,
-        |c, auth, shape, args| {
-            async move {
-                let ctx = c.context();
-                ctx.run(&auth, &SHAREPOINT_SEARCH, shape, args, search).await
-            }
-            .boxed()
-        },
-    )
-}
-
-/// The router entry of `sharepoint_folder_search`.
-pub fn folders_route() -> ToolRoute<Connector> {
-    route::<FolderSearchArgs, SharePointSearchResult>(
-        &SHAREPOINT_FOLDER_SEARCH,
-        |c, auth, shape, args| {
-            async move {
-                let ctx = c.context();
-                ctx.run(&auth, &SHAREPOINT_FOLDER_SEARCH, shape, args, search).await
-            }
-            .boxed()
-        },
-    )
-}
-
-fn plan_documents(args: &SharePointSearchArgs, size: u32) -> Result<SharePointSearch, McpError> {
-    check_text("query", &args.query, MAX_QUERY_CHARS)?;
-    let mut kql = vec![Kql::new().terms(&args.query).build(), "isDocument=true".to_owned()];
-    let mut filters = vec![AppliedFilter::graph("documents_only", "isDocument=true")];
-    if let Some(url) = &args.site_url {
-        let url = site_restriction(url)?;
-        kql.push(format!("path:\"{url}\""));
-        filters.push(AppliedFilter::graph("site_url", url));
-    }
-    if let Some(types) = &args.file_types {
-        let types = file_types(types)?;
-        if !types.is_empty() {
-            let ors: Vec<String> = types.iter().map(|t| format!("filetype:{t}")).collect();
-            kql.push(format!("({})", ors.join(" OR ")));
-            filters.push(AppliedFilter::graph("file_types", types.join(",")));
-        }
-    }
-    if let Some(date) = &args.modified_after {
-        let date = day("modified_after", date)?;
-        kql.push(format!("LastModifiedTime>={date}"));
-        filters.push(AppliedFilter::graph("modified_after", date));
-    }
-    Ok(SharePointSearch {
-        mode: Mode::Documents,
-        kql: kql.join(" "),
-        filters,
-        site_kql: args
-            .include_sites
-            .unwrap_or(false)
-            .then(|| Kql::new().terms(&args.query).build()),
-        size,
-        cursor: args.cursor.clone(),
-        binding_query: serde_json::to_value(args).unwrap_or(Value::Null),
-    })
-}
-
-fn plan_folders(args: &FolderSearchArgs, size: u32) -> Result<SharePointSearch, McpError> {
-    check_text("name", &args.name, MAX_QUERY_CHARS)?;
-    let mut kql = vec![Kql::new().terms(&args.name).build(), "IsContainer:true".to_owned()];
-    let mut filters = vec![
-        AppliedFilter::graph("folders_only", "IsContainer:true"),
-        AppliedFilter::connector("folder_facet", "hits without a folder facet removed"),
-    ];
-    if let Some(url) = &args.site_url {
-        let url = site_restriction(url)?;
-        kql.push(format!("path:\"{url}\""));
-        filters.push(AppliedFilter::graph("site_url", url));
-    }
-    Ok(SharePointSearch {
-        mode: Mode::Folders,
-        kql: kql.join(" "),
-        filters,
-        site_kql: None,
-        size,
-        cursor: args.cursor.clone(),
-        binding_query: serde_json::to_value(args).unwrap_or(Value::Null),
-    })
 }
 
 /// A site or folder URL for `path:"…"`: https, a SharePoint host, nothing that could close
@@ -349,35 +180,6 @@ fn site_restriction(raw: &str) -> Result<String, McpError> {
         ));
     }
     Ok(raw.to_owned())
-}
-
-fn file_types(types: &[String]) -> Result<Vec<String>, McpError> {
-    if types.len() > MAX_FILE_TYPES {
-        return Err(refuse_filter("file_types", format!("at most {MAX_FILE_TYPES} types")));
-    }
-    types
-        .iter()
-        .map(|t| {
-            let t = t.trim().trim_start_matches('.').to_ascii_lowercase();
-            if (1..=10).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                Ok(t)
-            } else {
-                Err(refuse_filter("file_types", "each type is an extension such as docx or pdf"))
-            }
-        })
-        .collect()
-}
-
-/// `YYYY-MM-DD` from a date or an RFC 3339 date-time.
-fn day(field: &str, raw: &str) -> Result<String, McpError> {
-    let raw = raw.trim();
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
-        return Ok(d.format("%Y-%m-%d").to_string());
-    }
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw) {
-        return Ok(t.with_timezone(&chrono::Utc).format("%Y-%m-%d").to_string());
-    }
-    Err(refuse_filter(field, "expected a date as YYYY-MM-DD or an RFC 3339 date-time"))
 }
 
 fn page_size(checks: &Checks, limit: Option<u32>) -> Result<u32, McpError> {
@@ -695,44 +497,5 @@ mod tests {
             (None, None, None)
         );
         assert!(hits[2].is_none());
-    }
-
-    #[test]
-    fn the_kql_is_built_from_typed_arguments_only() {
-        let args = SharePointSearchArgs {
-            query: "budget\" OR path:\"https://evil\"".into(),
-            site_url: Some("https://contoso.sharepoint.com/sites/Finance/".into()),
-            file_types: Some(vec![".XLSX".into(), "pdf".into()]),
-            modified_after: Some("2026-01-02T10:00:00Z".into()),
-            ..Default::default()
-        };
-        let plan = plan_documents(&args, 25).expect("valid");
-        assert_eq!(
-            plan.kql,
-            "budget or path https evil isDocument=true \
-             path:\"https://contoso.sharepoint.com/sites/Finance\" \
-             (filetype:xlsx OR filetype:pdf) LastModifiedTime>=2026-01-02"
-        );
-    }
-
-    #[test]
-    fn filters_that_cannot_be_honoured_are_refused() {
-        let base = || SharePointSearchArgs { query: "x".into(), ..Default::default() };
-        for args in [
-            SharePointSearchArgs { site_url: Some("https://evil.com/sites/x".into()), ..base() },
-            SharePointSearchArgs {
-                site_url: Some("http://contoso.sharepoint.com/x".into()),
-                ..base()
-            },
-            SharePointSearchArgs {
-                site_url: Some("https://contoso.sharepoint.com/x\" OR x".into()),
-                ..base()
-            },
-            SharePointSearchArgs { file_types: Some(vec!["docx OR".into()]), ..base() },
-            SharePointSearchArgs { modified_after: Some("yesterday".into()), ..base() },
-            SharePointSearchArgs { query: " ".into(), ..Default::default() },
-        ] {
-            assert!(plan_documents(&args, 25).is_err(), "{args:?}");
-        }
     }
 }
