@@ -9,8 +9,10 @@
 //!
 //! # Layout
 //! * [`pipeline`] — the descriptor, the pipeline, `ToolError` and its one mapping.
-//! * one file per tool: [`me`], [`sharepoint`] (two tools), [`mail`], [`calendar`],
-//!   [`availability`], [`chat`], [`read`] (also `resources/read`, through [`resources`]).
+//! * one file (or folder) per tool: [`me`], [`sharepoint`] (two tools), [`mail`],
+//!   [`calendar`], [`availability`], [`chat`], [`read`] (also `resources/read`, through
+//!   [`resources`]).
+//! * [`args`] — argument checks the searches share; dates and people parsed once.
 //! * [`permissions`] — the Graph permissions each tool needs, the admin-consent URL.
 //! * [`access`] — which tools the granted permissions allow; each call's session and time zone.
 //! * [`mailbox`] — the caller's mailbox settings (time zone, working hours), cached briefly.
