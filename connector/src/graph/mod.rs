@@ -22,6 +22,7 @@
 //! call layer's job: `tools::session`.
 
 pub mod error;
+pub mod model;
 mod paths;
 pub mod query;
 pub mod request;

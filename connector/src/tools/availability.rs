@@ -8,12 +8,16 @@ use chrono::{DateTime, Duration, NaiveTime, Utc, Weekday};
 use futures::FutureExt;
 use rmcp::{ErrorData as McpError, handler::server::router::tool::ToolRoute, schemars};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::slots::{Interval, Item, Request, Schedule, Status, WorkingHours, find_slots};
+use super::slots::{Interval, Item, Schedule, SlotSearch, Status, WorkingHours, find_slots};
 use crate::{
     graph::{
         GraphPath, GraphRequest,
+        model::{
+            DateTimeTimeZone, ODataPage, ScheduleInformation, User,
+            WorkingHours as GraphWorkingHours,
+        },
         query::{
             kql::{self, Address},
             odata::Filter,
@@ -21,7 +25,7 @@ use crate::{
     },
     tools::{
         Connector,
-        mail::{bad_arg, time_arg},
+        args::{TimeArg, bad_arg},
         mailbox::MailboxZone,
         pipeline::{
             Answer, CallSession, Checks, Scope, Tool, ToolArgs, ToolError, route as tool_route,
@@ -114,9 +118,21 @@ pub struct AvailabilityResult {
     pub time_zone_note: Option<String>,
 }
 
-/// Validated arguments.
+/// The arguments checked before any token or Graph work, each text parsed once; the window's
+/// days (midnight in the mailbox zone) become instants in [`MeetingSearch::criteria`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct MeetingSearch {
+    pub attendees: Vec<String>,
+    pub duration: Duration,
+    pub start: TimeArg,
+    pub end: TimeArg,
+    pub working_hours_only: bool,
+    pub step: u32,
+}
+
+/// A [`MeetingSearch`] with its window in the mailbox zone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MeetingCriteria {
     pub attendees: Vec<String>,
     pub duration: Duration,
     pub window: Interval,
@@ -124,7 +140,36 @@ pub struct MeetingSearch {
     pub step: u32,
 }
 
-pub fn check(p: &AvailabilityArgs, zone: &MailboxZone) -> Result<MeetingSearch, McpError> {
+impl MeetingSearch {
+    /// The search with its window in `zone`, checked.
+    pub fn criteria(&self, zone: &MailboxZone) -> Result<MeetingCriteria, McpError> {
+        let window = window_in(self.start, self.end, zone)?;
+        Ok(MeetingCriteria {
+            attendees: self.attendees.clone(),
+            duration: self.duration,
+            window,
+            working_hours_only: self.working_hours_only,
+            step: self.step,
+        })
+    }
+}
+
+/// The window from `start` to `end` in `zone`: in order and shorter than 62 days.
+fn window_in(start: TimeArg, end: TimeArg, zone: &MailboxZone) -> Result<Interval, McpError> {
+    let start = start.in_zone("start", zone)?;
+    let end = end.in_zone("end", zone)?;
+    if end <= start {
+        return Err(bad_arg("end", "must be later than `start`"));
+    }
+    if end - start > Duration::days(MAX_WINDOW_DAYS) {
+        return Err(bad_arg("end", "the window must be shorter than 62 days"));
+    }
+    Ok(Interval { start, end })
+}
+
+/// Checks every argument before any token or Graph work (the window as far as it is known
+/// before the zone is: days at UTC midnight).
+pub fn check(p: &AvailabilityArgs) -> Result<MeetingSearch, McpError> {
     if p.attendees.is_empty() {
         return Err(bad_arg("attendees", "must name at least one person"));
     }
@@ -145,14 +190,9 @@ pub fn check(p: &AvailabilityArgs, zone: &MailboxZone) -> Result<MeetingSearch, 
         return Err(bad_arg("duration_minutes", "must be between 5 and 480"));
     }
     let start =
-        time_arg("start", Some(&p.start), zone)?.ok_or_else(|| bad_arg("start", "is required"))?;
-    let end = time_arg("end", Some(&p.end), zone)?.ok_or_else(|| bad_arg("end", "is required"))?;
-    if end <= start {
-        return Err(bad_arg("end", "must be later than `start`"));
-    }
-    if end - start > Duration::days(MAX_WINDOW_DAYS) {
-        return Err(bad_arg("end", "the window must be shorter than 62 days"));
-    }
+        TimeArg::parse("start", Some(&p.start))?.ok_or_else(|| bad_arg("start", "is required"))?;
+    let end = TimeArg::parse("end", Some(&p.end))?.ok_or_else(|| bad_arg("end", "is required"))?;
+    window_in(start, end, &MailboxZone::utc())?;
     let step = p.step_minutes.unwrap_or(30);
     if ![15, 30, 60].contains(&step) {
         return Err(bad_arg("step_minutes", "must be 15, 30 or 60"));
@@ -160,7 +200,8 @@ pub fn check(p: &AvailabilityArgs, zone: &MailboxZone) -> Result<MeetingSearch, 
     Ok(MeetingSearch {
         attendees,
         duration: Duration::minutes(i64::from(p.duration_minutes)),
-        window: Interval { start, end },
+        start,
+        end,
         working_hours_only: p.working_hours_only.unwrap_or(true),
         step,
     })
@@ -184,7 +225,7 @@ pub fn lookup_request(attendee: &str) -> GraphRequest {
 /// The getSchedule body (times in UTC, asked back in UTC).
 pub fn schedule_request(
     addresses: &[String],
-    c: &MeetingSearch,
+    c: &MeetingCriteria,
 ) -> Result<GraphRequest, ToolError> {
     let t = |d: DateTime<Utc>| d.format("%Y-%m-%dT%H:%M:%S").to_string();
     let body = json!({
@@ -203,29 +244,28 @@ fn weekday(s: &str) -> Option<Weekday> {
 }
 
 /// One `scheduleInformation` as a [`Schedule`] and a description of its working hours.
-pub fn parse_schedule(v: &Value) -> (Schedule, Option<String>) {
-    let items = v["scheduleItems"]
-        .as_array()
-        .into_iter()
-        .flatten()
+pub fn parse_schedule(v: &ScheduleInformation) -> (Schedule, Option<String>) {
+    let time = |t: Option<&DateTimeTimeZone>| shaping::parse_graph_time(t?.date_time.as_deref()?);
+    let items = v
+        .schedule_items
+        .iter()
         .filter_map(|i| {
-            let start = shaping::parse_graph_time(i["start"]["dateTime"].as_str()?)?;
-            let end = shaping::parse_graph_time(i["end"]["dateTime"].as_str()?)?;
             Some(Item {
-                start,
-                end,
-                status: Status::parse(i["status"].as_str().unwrap_or("unknown")),
+                start: time(i.start.as_ref())?,
+                end: time(i.end.as_ref())?,
+                status: Status::parse(i.status.as_deref().unwrap_or("unknown")),
             })
         })
         .collect();
-    let wh = &v["workingHours"];
+    let default = GraphWorkingHours::default();
+    let wh = v.working_hours.as_ref().unwrap_or(&default);
     let parse_time = |s: &str| NaiveTime::parse_from_str(s.get(..8).unwrap_or(s), "%H:%M:%S").ok();
-    let zone = MailboxZone::resolve(wh["timeZone"]["name"].as_str());
+    let zone = MailboxZone::resolve(wh.time_zone_name());
     let hours = (|| {
         let days: Vec<Weekday> =
-            wh["daysOfWeek"].as_array()?.iter().filter_map(|d| weekday(d.as_str()?)).collect();
-        let start = parse_time(wh["startTime"].as_str()?)?;
-        let end = parse_time(wh["endTime"].as_str()?)?;
+            wh.days_of_week.as_ref()?.iter().filter_map(|d| weekday(d)).collect();
+        let start = parse_time(wh.start_time.as_deref()?)?;
+        let end = parse_time(wh.end_time.as_deref()?)?;
         // An unknown zone would put the hours in the wrong place: no constraint instead.
         zone.note.is_none().then_some(WorkingHours { days, start, end, zone: zone.tz })
     })();
@@ -257,39 +297,33 @@ fn status(requested: &str, st: &str, msg: Option<String>) -> AttendeeStatus {
 pub async fn run(
     session: &CallSession,
     zone: &MailboxZone,
-    params: &AvailabilityArgs,
+    c: &MeetingCriteria,
     max_slots: usize,
 ) -> Result<AvailabilityResult, ToolError> {
-    let c = check(params, zone)?;
     macro_rules! graph {
         ($call:expr) => {
             $call.await?.body
         };
     }
-    let me: Value =
-        graph!(session.get_json::<Value>(&GraphRequest::get(GraphPath::fixed("/me")).select(&[
+    let me: User =
+        graph!(session.get_json::<User>(&GraphRequest::get(GraphPath::fixed("/me")).select(&[
             "id",
             "displayName",
             "mail",
             "userPrincipalName"
         ])));
-    let my_address =
-        me["mail"].as_str().or(me["userPrincipalName"].as_str()).unwrap_or_default().to_owned();
     let mut attendees = vec![AttendeeStatus {
         requested: "me".into(),
-        address: Some(my_address.clone()),
-        name: me["displayName"].as_str().map(str::to_owned),
+        address: Some(me.address().to_owned()),
+        name: me.display_name.clone(),
         status: "resolved".into(),
         message: None,
         working_hours: None,
     }];
     for a in &c.attendees {
-        let found: Value = graph!(session.get_json::<Value>(&lookup_request(a)));
-        let users = found["value"].as_array().cloned().unwrap_or_default();
-        let addr = |u: &Value| {
-            u["mail"].as_str().or(u["userPrincipalName"].as_str()).unwrap_or_default().to_owned()
-        };
-        match users.as_slice() {
+        let found = graph!(session.get_json::<ODataPage<User>>(&lookup_request(a)));
+        let addr = |u: &User| u.address().to_owned();
+        match found.value.as_slice() {
             [] => attendees.push(status(
                 a,
                 "not_found",
@@ -297,7 +331,7 @@ pub async fn run(
             )),
             [u] => attendees.push(AttendeeStatus {
                 address: Some(addr(u)),
-                name: u["displayName"].as_str().map(str::to_owned),
+                name: u.display_name.clone(),
                 ..status(a, "resolved", None)
             }),
             many => {
@@ -315,17 +349,19 @@ pub async fn run(
         .filter(|a| a.status == "resolved")
         .filter_map(|a| a.address.clone())
         .collect();
-    let body: Value = graph!(session.post_json::<Value>(&schedule_request(&addresses, &c)?));
-    let infos = body["value"].as_array().cloned().unwrap_or_default();
+    let infos = graph!(
+        session.post_json::<ODataPage<ScheduleInformation>>(&schedule_request(&addresses, c)?)
+    )
+    .value;
     let mut schedules = Vec::new();
     let mut owners = Vec::new();
     for a in attendees.iter_mut().filter(|a| a.status == "resolved") {
         let address = a.address.clone().unwrap_or_default();
         let info = infos
             .iter()
-            .find(|i| i["scheduleId"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(&address)));
+            .find(|i| i.schedule_id.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(&address)));
         match info {
-            Some(i) if i.get("error").is_none_or(Value::is_null) => {
+            Some(i) if i.error.is_none() => {
                 let (schedule, described) = parse_schedule(i);
                 a.working_hours = described;
                 if a.working_hours.is_none() && c.working_hours_only {
@@ -338,7 +374,10 @@ pub async fn run(
                 a.status = "no_schedule".into();
                 a.message = Some(format!(
                     "free/busy not available: {}",
-                    i["error"]["message"].as_str().unwrap_or("no reason given")
+                    i.error
+                        .as_ref()
+                        .and_then(|e| e.message.as_deref())
+                        .unwrap_or("no reason given")
                 ));
             }
             None => {
@@ -347,7 +386,7 @@ pub async fn run(
             }
         }
     }
-    let req = Request {
+    let req = SlotSearch {
         window: c.window,
         duration: c.duration,
         step_minutes: c.step,
@@ -374,11 +413,11 @@ pub async fn run(
 }
 
 impl ToolArgs for AvailabilityArgs {
-    type Valid = AvailabilityArgs;
-    /// Checked before any token or Graph work in UTC; again in the mailbox zone once known.
-    fn validate(self, _: &Checks) -> Result<Self, McpError> {
-        check(&self, &MailboxZone::utc())?;
-        Ok(self)
+    type Valid = MeetingSearch;
+    /// Checked before any token or Graph work; the window's days are placed in the mailbox
+    /// zone once it is known.
+    fn validate(self, _: &Checks) -> Result<MeetingSearch, McpError> {
+        check(&self)
     }
 }
 
@@ -403,8 +442,9 @@ pub fn route() -> ToolRoute<Connector> {
 }
 
 /// The tool's body: the session and zone, the look-ups, the schedules, the slots.
-async fn search(call: Scope<'_>, args: AvailabilityArgs) -> Result<AvailabilityResult, ToolError> {
+async fn search(call: Scope<'_>, search: MeetingSearch) -> Result<AvailabilityResult, ToolError> {
     let (session, zone) = call.open(SCOPES).await?;
+    let criteria = search.criteria(&zone)?;
     // The tenant's max_results caps the slots listed, as every tool's results.
     let cap = call
         .ctx
@@ -412,7 +452,7 @@ async fn search(call: Scope<'_>, args: AvailabilityArgs) -> Result<AvailabilityR
         .current()
         .enabled_tenant(&call.caller().tenant_id)
         .map_or(1, |t| t.max_results as usize);
-    run(&session, &zone, &args, MAX_SLOTS.min(cap)).await
+    run(&session, &zone, &criteria, MAX_SLOTS.min(cap)).await
 }
 
 /// The concise text next to the structured result.
@@ -477,6 +517,7 @@ mod tests {
                                 "end": {"dateTime": "2024-05-06T13:00:00.0000000", "timeZone": "UTC"}}],
             "workingHours": {"daysOfWeek": ["monday", "friday"], "startTime": "08:00:00.0000000", "endTime": "17:00:00.0000000",
                              "timeZone": {"name": "Pacific Standard Time"}}});
+        let v: ScheduleInformation = serde_json::from_value(v).expect("a schedule");
         let (s, described) = parse_schedule(&v);
         assert_eq!(
             s.items,
@@ -487,7 +528,6 @@ mod tests {
             }]
         );
         assert_eq!(described.as_deref(), Some("Mon,Fri 08:00-17:00 America/Los_Angeles"));
-        let zone = crate::tools::mailbox::MailboxZone::utc();
         let p = AvailabilityArgs {
             attendees: vec!["adele@contoso.com".into()],
             duration_minutes: 30,
@@ -495,8 +535,8 @@ mod tests {
             end: "2024-07-15".into(),
             ..Default::default()
         };
-        assert!(check(&p, &zone).expect_err("too long").message.contains("`end`"));
+        assert!(check(&p).expect_err("too long").message.contains("`end`"));
         let p = AvailabilityArgs { end: "2024-05-08".into(), duration_minutes: 2, ..p };
-        assert!(check(&p, &zone).expect_err("too short").message.contains("`duration_minutes`"));
+        assert!(check(&p).expect_err("too short").message.contains("`duration_minutes`"));
     }
 }

@@ -19,8 +19,9 @@ use serde_json::{Value, json};
 
 use super::{
     Connector,
+    args::{TimeArg, address_arg, bad_arg, limit_arg, text_arg, time_in_zone},
     cursor::{Cursor, CursorBinding, CursorKey},
-    mail::{Person, address_arg, bad_arg, limit_arg, odata_page, person, text_arg, time_arg},
+    mail::{Person, odata_page, person},
     mailbox::MailboxZone,
     pipeline::{
         Answer, CallSession, Checks, Scope, Tool, ToolArgs, ToolError, route as tool_route,
@@ -28,10 +29,13 @@ use super::{
     shaping::{self, AppliedFilter, ByteBudget, DateTimes, Page, Truncation},
 };
 use crate::domain::uri::{M365Uri, ResourceKind};
-use crate::graph::query::{
-    kql::{Address, Kql},
-    odata,
-    search::take_hits,
+use crate::graph::{
+    model::{DateTimeTimeZone, Event},
+    query::{
+        kql::{Address, Kql},
+        odata,
+        search::SearchAnswer,
+    },
 };
 use crate::{
     domain::ScopeSet,
@@ -144,44 +148,76 @@ pub struct CalendarSearchResult {
     pub time_zone_note: Option<String>,
 }
 
-/// Validated arguments and the chosen call.
-#[derive(Clone, Debug, PartialEq)]
+/// The arguments checked before any token or Graph work, each text parsed once. Days
+/// (midnight in the mailbox zone) become instants in [`CalendarSearch::criteria`].
+#[derive(Clone, Debug)]
 pub struct CalendarSearch {
+    /// The arguments as given (the page size capped), for the cursor and its binding.
+    pub args: CalendarSearchArgs,
+    pub words: Option<String>,
+    pub start: Option<TimeArg>,
+    pub end: Option<TimeArg>,
+    pub owner: Option<Address>,
+}
+
+/// A [`CalendarSearch`] completed in the mailbox zone: the window and the page size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CalendarCriteria {
     pub words: Option<String>,
     pub window: Option<(DateTime<Utc>, DateTime<Utc>)>,
     pub owner: Option<Address>,
     pub limit: u32,
 }
 
-pub fn check(
-    p: &CalendarSearchArgs,
-    zone: &MailboxZone,
-    now: DateTime<Utc>,
-) -> Result<CalendarSearch, McpError> {
-    let words = text_arg("query", p.query.as_deref())?;
-    let start = time_arg("start", p.start.as_deref(), zone)?;
-    let end = time_arg("end", p.end.as_deref(), zone)?;
-    let owner = address_arg("calendar_owner", p.calendar_owner.as_deref())?;
-    let window = match (start, end) {
-        (None, None) if words.is_some() && owner.is_none() => None,
-        (None, None) => Some((now, now + Duration::days(7))),
-        (Some(s), None) => Some((s, s + Duration::days(7))),
-        (None, Some(e)) => Some((e - Duration::days(7), e)),
-        (Some(s), Some(e)) => Some((s, e)),
+/// Checks every argument before any token or Graph work (the window as far as it is known
+/// before the zone is: days at UTC midnight).
+pub fn check(p: &CalendarSearchArgs, now: DateTime<Utc>) -> Result<CalendarSearch, McpError> {
+    let search = CalendarSearch {
+        args: p.clone(),
+        words: text_arg("query", p.query.as_deref())?,
+        start: TimeArg::parse("start", p.start.as_deref())?,
+        end: TimeArg::parse("end", p.end.as_deref())?,
+        owner: address_arg("calendar_owner", p.calendar_owner.as_deref())?,
     };
-    if let Some((s, e)) = window {
-        if s >= e {
-            return Err(bad_arg("end", "must be later than `start`"));
+    search.criteria(&MailboxZone::utc(), now)?;
+    Ok(search)
+}
+
+impl CalendarSearch {
+    /// The window in `zone` (none given: the 7 days from `now`), checked, and the page size.
+    pub fn criteria(
+        &self,
+        zone: &MailboxZone,
+        now: DateTime<Utc>,
+    ) -> Result<CalendarCriteria, McpError> {
+        let start = time_in_zone("start", self.start, zone)?;
+        let end = time_in_zone("end", self.end, zone)?;
+        let window = match (start, end) {
+            (None, None) if self.words.is_some() && self.owner.is_none() => None,
+            (None, None) => Some((now, now + Duration::days(7))),
+            (Some(s), None) => Some((s, s + Duration::days(7))),
+            (None, Some(e)) => Some((e - Duration::days(7), e)),
+            (Some(s), Some(e)) => Some((s, e)),
+        };
+        if let Some((s, e)) = window {
+            if s >= e {
+                return Err(bad_arg("end", "must be later than `start`"));
+            }
+            if e - s > Duration::days(MAX_WINDOW_DAYS) {
+                return Err(bad_arg(
+                    "end",
+                    format!("the window may span at most {MAX_WINDOW_DAYS} days"),
+                ));
+            }
         }
-        if e - s > Duration::days(MAX_WINDOW_DAYS) {
-            return Err(bad_arg(
-                "end",
-                format!("the window may span at most {MAX_WINDOW_DAYS} days"),
-            ));
-        }
+        let max = if window.is_none() { 25 } else { MAX_LIMIT };
+        Ok(CalendarCriteria {
+            words: self.words.clone(),
+            window,
+            owner: self.owner.clone(),
+            limit: limit_arg(self.args.limit, DEFAULT_LIMIT, max)?,
+        })
     }
-    let max = if window.is_none() { 25 } else { MAX_LIMIT };
-    Ok(CalendarSearch { words, window, owner, limit: limit_arg(p.limit, DEFAULT_LIMIT, max)? })
 }
 
 /// The Graph scopes a call needs: another person's calendar needs `Calendars.Read.Shared`.
@@ -190,12 +226,12 @@ pub fn scope_names(shared: bool) -> &'static [&'static str] {
 }
 
 /// The call's OBO scope set (the time zone is read with a token of its own).
-pub fn scopes(c: &CalendarSearch) -> ScopeSet {
+pub fn scopes(c: &CalendarCriteria) -> ScopeSet {
     scope_names(c.owner.is_some()).iter().copied().collect()
 }
 
 /// The calendarView request for a window.
-pub fn view_request(c: &CalendarSearch, (s, e): (DateTime<Utc>, DateTime<Utc>)) -> GraphRequest {
+pub fn view_request(c: &CalendarCriteria, (s, e): (DateTime<Utc>, DateTime<Utc>)) -> GraphRequest {
     let path = match &c.owner {
         Some(o) => GraphPath::fixed("/users").segment(o.as_str()).then("calendarView"),
         None => GraphPath::fixed("/me/calendarView"),
@@ -211,53 +247,50 @@ pub fn view_request(c: &CalendarSearch, (s, e): (DateTime<Utc>, DateTime<Utc>)) 
 }
 
 /// Every word of `words` appears (case-insensitively) in the subject, location or preview.
-pub fn matches_words(event: &Value, words: &str) -> bool {
+pub fn matches_words(event: &Event, words: &str) -> bool {
     let hay = format!(
         "{} {} {}",
-        event["subject"].as_str().unwrap_or_default(),
-        event["location"]["displayName"].as_str().unwrap_or_default(),
-        event["bodyPreview"].as_str().unwrap_or_default()
+        event.subject.as_deref().unwrap_or_default(),
+        event.location_name().unwrap_or_default(),
+        event.body_preview.as_deref().unwrap_or_default()
     )
     .to_lowercase();
     words.split_whitespace().all(|w| hay.contains(&w.to_lowercase()))
 }
 
-fn event_time(v: &Value, zone: &MailboxZone) -> Option<DateTimes> {
+fn event_time(v: Option<&DateTimeTimeZone>, zone: &MailboxZone) -> Option<DateTimes> {
     // Asked in UTC; a resource from search carries `Z` or a `timeZone` of UTC.
-    DateTimes::parse(v.get("dateTime")?.as_str()?, zone)
+    DateTimes::parse(v?.date_time.as_deref()?, zone)
 }
 
-fn event_hit(id: &str, e: &Value, own: bool, zone: &MailboxZone) -> EventHit {
+fn event_hit(id: &str, e: &Event, own: bool, zone: &MailboxZone) -> EventHit {
     let uri = (own && !id.is_empty())
         .then(|| M365Uri::Event { id: id.to_owned() })
         .filter(M365Uri::is_valid)
         .map(|u| u.to_string());
     EventHit {
         uri,
-        subject: e["subject"].as_str().unwrap_or_default().to_owned(),
-        start: event_time(&e["start"], zone),
-        end: event_time(&e["end"], zone),
-        all_day: e["isAllDay"].as_bool().unwrap_or(false),
-        location: e["location"]["displayName"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned),
-        organizer: e.get("organizer").and_then(person),
-        show_as: e["showAs"].as_str().map(str::to_owned),
+        subject: e.subject.clone().unwrap_or_default(),
+        start: event_time(e.start.as_ref(), zone),
+        end: event_time(e.end.as_ref(), zone),
+        all_day: e.is_all_day.unwrap_or(false),
+        location: e.location_name().filter(|s| !s.is_empty()).map(str::to_owned),
+        organizer: e.organizer.as_ref().and_then(person),
+        show_as: e.show_as.clone(),
     }
 }
 
-/// Runs the search as the session's caller.
+/// Runs the search as the session's caller; `args` are the arguments as given (the cursor and
+/// its binding).
 pub async fn run(
     session: &CallSession,
     cursors: &CursorKey,
     zone: &MailboxZone,
-    now: DateTime<Utc>,
-    params: &CalendarSearchArgs,
+    args: &CalendarSearchArgs,
+    c: &CalendarCriteria,
 ) -> Result<CalendarSearchResult, ToolError> {
-    let c = check(params, zone, now)?;
-    let binding = CursorBinding::new(&session.0.caller, TOOL, params);
-    let state = Cursor::open_arg(cursors, &binding, params.cursor.as_deref())?;
+    let binding = CursorBinding::new(&session.0.caller, TOOL, args);
+    let state = Cursor::open_arg(cursors, &binding, args.cursor.as_deref())?;
     let own = c.owner.is_none();
     let mut applied = Vec::new();
     if let Some(o) = &c.owner {
@@ -280,11 +313,12 @@ pub async fn run(
                     format!("{w} (all words in subject, location or preview)"),
                 ));
             }
-            let first = view_request(&c, window);
-            let (items, next) = odata_page(session, first, state.as_ref()).await?;
+            let first = view_request(c, window);
+            let page = odata_page::<Event>(session, first, state.as_ref()).await?;
+            let (items, next) = (page.value, page.next_link);
             for e in items.iter().filter(|e| c.words.as_deref().is_none_or(|w| matches_words(e, w)))
             {
-                events.push(event_hit(e["id"].as_str().unwrap_or_default(), e, own, zone));
+                events.push(event_hit(e.id.as_deref().unwrap_or_default(), e, own, zone));
             }
             ("calendar_view", next.is_some(), next.map(|n| json!({"next": n})))
         }
@@ -302,19 +336,19 @@ pub async fn run(
             let req = GraphRequest::query_post(GraphPath::fixed("/search/query"), body)
                 .map_err(|e| ToolError::Graph(GraphFailure::new(e)))?
                 .prefer("IdType=\"ImmutableId\"");
-            let mut resp = session.post_json::<Value>(&req).await?;
-            let hits = take_hits(&mut resp.body);
-            let container = &resp.body["value"][0]["hitsContainers"][0];
-            for h in &hits {
+            let resp = session.post_json::<SearchAnswer<Event>>(&req).await?;
+            let container = resp.body.into_first_container().unwrap_or_default();
+            for h in &container.hits {
                 events.push(event_hit(
-                    h["hitId"].as_str().unwrap_or_default(),
-                    &h["resource"],
+                    h.hit_id.as_deref().unwrap_or_default(),
+                    h.resource.as_ref().unwrap_or(&Event::default()),
                     own,
                     zone,
                 ));
             }
-            let more = container["moreResultsAvailable"].as_bool() == Some(true);
-            ("search_api", more, more.then(|| json!({"from": from + hits.len() as u64})))
+            let more = container.more_results_available == Some(true);
+            let next = from + container.hits.len() as u64;
+            ("search_api", more, more.then(|| json!({"from": next})))
         }
     };
     let mut budget = ByteBudget::new(shaping::DEFAULT_RESULT_BUDGET);
@@ -357,13 +391,13 @@ pub fn render(r: &CalendarSearchResult) -> String {
 }
 
 impl ToolArgs for CalendarSearchArgs {
-    type Valid = CalendarSearchArgs;
-    /// Checked before any token or Graph work in UTC; again in the mailbox zone once known.
-    fn validate(self, checks: &Checks) -> Result<Self, McpError> {
+    type Valid = CalendarSearch;
+    /// Checked before any token or Graph work; days are placed in the mailbox zone once it is
+    /// known.
+    fn validate(self, checks: &Checks) -> Result<CalendarSearch, McpError> {
         let args =
             Self { limit: checks.capped_limit(self.limit, DEFAULT_LIMIT, MAX_LIMIT), ..self };
-        check(&args, &MailboxZone::utc(), checks.now)?;
-        Ok(args)
+        check(&args, checks.now)
     }
     fn query_text(&self) -> Option<&str> {
         self.query.as_deref()
@@ -393,10 +427,11 @@ pub fn route() -> ToolRoute<Connector> {
 /// The tool's body: the session and zone, then the view or the search.
 async fn search(
     call: Scope<'_>,
-    args: CalendarSearchArgs,
+    search: CalendarSearch,
 ) -> Result<CalendarSearchResult, ToolError> {
-    let (session, zone) = call.open(scope_names(args.calendar_owner.is_some())).await?;
-    run(&session, &call.ctx.cursor, &zone, call.ctx.clock.now(), &args).await
+    let (session, zone) = call.open(scope_names(search.owner.is_some())).await?;
+    let criteria = search.criteria(&zone, call.ctx.clock.now())?;
+    run(&session, &call.ctx.cursor, &zone, &search.args, &criteria).await
 }
 
 #[cfg(test)]
@@ -408,6 +443,13 @@ mod tests {
         Utc.with_ymd_and_hms(2024, 5, 6, 8, 0, 0).single().expect("now")
     }
 
+    fn criteria_in(
+        p: &CalendarSearchArgs,
+        zone: &MailboxZone,
+    ) -> Result<CalendarCriteria, McpError> {
+        check(p, now())?.criteria(zone, now())
+    }
+
     #[test]
     fn a_window_uses_calendar_view_in_utc() {
         let zone = MailboxZone::resolve(Some("Pacific Standard Time"));
@@ -416,7 +458,7 @@ mod tests {
             end: Some("2024-05-08".into()),
             ..Default::default()
         };
-        let c = check(&p, &zone, now()).expect("valid");
+        let c = criteria_in(&p, &zone).expect("valid");
         let req = view_request(&c, c.window.expect("window"));
         let u = req
             .url(&url::Url::parse("https://graph.microsoft.com/v1.0").expect("base"))
@@ -432,33 +474,30 @@ mod tests {
     #[test]
     fn keywords_alone_search_and_shared_calendars_need_a_window() {
         let zone = MailboxZone::utc();
-        let c = check(
+        let c = criteria_in(
             &CalendarSearchArgs { query: Some("review".into()), ..Default::default() },
             &zone,
-            now(),
         )
         .expect("ok");
         assert_eq!(c.window, None);
-        let c = check(
+        let c = criteria_in(
             &CalendarSearchArgs {
                 query: Some("review".into()),
                 calendar_owner: Some("room@contoso.com".into()),
                 ..Default::default()
             },
             &zone,
-            now(),
         )
         .expect("ok");
         assert_eq!(c.window, Some((now(), now() + Duration::days(7))));
         assert!(scopes(&c).contains("Calendars.Read.Shared"));
-        let err = check(
+        let err = criteria_in(
             &CalendarSearchArgs {
                 start: Some("2024-05-08".into()),
                 end: Some("2024-05-01".into()),
                 ..Default::default()
             },
             &zone,
-            now(),
         )
         .expect_err("refused");
         assert!(err.message.contains("`end`"));
@@ -466,7 +505,8 @@ mod tests {
 
     #[test]
     fn connector_keyword_match_needs_every_word() {
-        let e = json!({"subject": "Quarterly Review", "location": {"displayName": "Room 4"}, "bodyPreview": "budget"});
+        let e: Event = serde_json::from_value(json!({"subject": "Quarterly Review", "location": {"displayName": "Room 4"}, "bodyPreview": "budget"}))
+        .expect("an event");
         assert!(matches_words(&e, "review BUDGET"));
         assert!(!matches_words(&e, "review lunch"));
     }

@@ -15,8 +15,9 @@ use serde_json::{Value, json};
 
 use super::{
     Connector,
+    args::{Bounds, PersonArg, TimeArg, bad_arg, bounds_in, limit_arg, resolve_person, text_arg},
     cursor::{Cursor, CursorBinding, CursorKey},
-    mail::{Person, address_arg, bad_arg, limit_arg, person, text_arg, time_arg},
+    mail::Person,
     mailbox::MailboxZone,
     pipeline::{
         Answer, CallSession, Checks, Scope, Tool, ToolArgs, ToolError, route as tool_route,
@@ -24,12 +25,15 @@ use super::{
     shaping::{self, AppliedFilter, ByteBudget, DateTimes, Page, Truncation},
 };
 use crate::domain::uri::{M365Uri, ResourceKind};
-use crate::graph::query::{
-    kql::{Address, DateOp, Kql},
-    odata,
-    search::take_hits,
-};
 use crate::graph::{GraphFailure, GraphPath, GraphRequest};
+use crate::graph::{
+    model::ChatMessage,
+    query::{
+        kql::{Address, DateOp, Kql},
+        odata,
+        search::{SearchAnswer, SearchHit},
+    },
+};
 
 /// `chat_message_search`.
 pub static CHAT_MESSAGE_SEARCH: Tool = Tool {
@@ -109,9 +113,24 @@ pub struct ChatSearchResult {
     pub time_zone_note: Option<String>,
 }
 
-/// Validated arguments.
-#[derive(Clone, Debug, PartialEq)]
+/// The arguments checked before any token or Graph work, each text parsed once. A sender
+/// given by name and days (midnight in the mailbox zone) are completed by
+/// [`ChatSearch::criteria`] once the call has begun.
+#[derive(Clone, Debug)]
 pub struct ChatSearch {
+    /// The arguments as given (the page size capped), for the cursor binding.
+    pub args: ChatSearchArgs,
+    pub words: Option<String>,
+    pub from: Option<PersonArg>,
+    pub after: Option<TimeArg>,
+    pub before: Option<TimeArg>,
+    pub limit: u32,
+}
+
+/// A [`ChatSearch`] completed in the call: the sender's address, the bounds as instants in
+/// the mailbox zone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChatCriteria {
     pub words: Option<String>,
     pub from: Option<Address>,
     pub after: Option<DateTime<Utc>>,
@@ -119,33 +138,54 @@ pub struct ChatSearch {
     pub limit: u32,
 }
 
-pub fn check(p: &ChatSearchArgs, zone: &MailboxZone) -> Result<ChatSearch, McpError> {
-    let c = ChatSearch {
+/// Checks every argument before any token or Graph work.
+pub fn check(p: &ChatSearchArgs) -> Result<ChatSearch, McpError> {
+    let search = ChatSearch {
+        args: p.clone(),
         words: text_arg("query", p.query.as_deref())?,
-        from: address_arg("from", p.from.as_deref())?,
-        after: time_arg("sent_after", p.sent_after.as_deref(), zone)?,
-        before: time_arg("sent_before", p.sent_before.as_deref(), zone)?,
+        from: PersonArg::parse("from", p.from.as_deref())?,
+        after: TimeArg::parse("sent_after", p.sent_after.as_deref())?,
+        before: TimeArg::parse("sent_before", p.sent_before.as_deref())?,
         limit: limit_arg(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?,
     };
-    if c.words.is_none() && c.from.is_none() && c.after.is_none() && c.before.is_none() {
+    if search.words.is_none()
+        && search.from.is_none()
+        && search.after.is_none()
+        && search.before.is_none()
+    {
         return Err(bad_arg(
             "query",
             "is required unless `from`, `sent_after` or `sent_before` is given",
         ));
     }
-    if let (Some(a), Some(b)) = (c.after, c.before)
-        && a >= b
-    {
-        return Err(bad_arg("sent_before", "must be later than `sent_after`"));
+    // The bounds' order as far as it is known before the zone is (days at UTC midnight).
+    search.bounds(&MailboxZone::utc())?;
+    Ok(search)
+}
+
+impl ChatSearch {
+    /// The sent-date bounds in `zone`, in order.
+    fn bounds(&self, zone: &MailboxZone) -> Result<Bounds, McpError> {
+        bounds_in(zone, ("sent_after", self.after), ("sent_before", self.before))
     }
-    Ok(c)
+
+    /// The search completed in the call: the sender's address (looked up by the caller of
+    /// this) and the bounds in the mailbox `zone`.
+    pub fn criteria(
+        &self,
+        zone: &MailboxZone,
+        from: Option<Address>,
+    ) -> Result<ChatCriteria, McpError> {
+        let (after, before) = self.bounds(zone)?;
+        Ok(ChatCriteria { words: self.words.clone(), from, after, before, limit: self.limit })
+    }
 }
 
 /// The Graph scopes a call needs (the time zone's permission is added by `access::open`).
 pub const SCOPES: &[&str] = &["Chat.Read"];
 
 /// The KQL and the filters it applies.
-pub fn query(c: &ChatSearch) -> (String, Vec<AppliedFilter>) {
+pub fn query(c: &ChatCriteria) -> (String, Vec<AppliedFilter>) {
     let mut q = Kql::new();
     let mut applied = Vec::new();
     if let Some(w) = &c.words {
@@ -167,40 +207,44 @@ pub fn query(c: &ChatSearch) -> (String, Vec<AppliedFilter>) {
     (q.build(), applied)
 }
 
-fn chat_hit(h: &Value, zone: &MailboxZone) -> ChatHit {
-    let r = &h["resource"];
-    let channel = r["channelIdentity"].get("teamId").is_some_and(|t| !t.is_null());
-    let uri = match (channel, r["chatId"].as_str(), r["id"].as_str()) {
+fn chat_hit(h: &SearchHit<ChatMessage>, zone: &MailboxZone) -> ChatHit {
+    let default = ChatMessage::default();
+    let r = h.resource.as_ref().unwrap_or(&default);
+    let channel = r.channel_identity.as_ref().is_some_and(|c| c.team_id);
+    let uri = match (channel, r.chat_id.as_deref(), r.id.as_deref()) {
         (false, Some(chat), Some(id)) => {
             Some(M365Uri::chat_message(chat, id)).filter(M365Uri::is_valid).map(|u| u.to_string())
         }
         _ => None,
     };
     let (summary, _) = shaping::truncate_text(
-        &shaping::clean_summary(h["summary"].as_str().unwrap_or_default()),
+        &shaping::clean_summary(h.summary.as_deref().unwrap_or_default()),
         400,
     );
+    let from = r.from.as_ref().and_then(|f| f.email_address.as_ref()).map(Person::from);
     ChatHit {
         uri,
-        from: r.get("from").and_then(person),
-        sent: r["createdDateTime"].as_str().and_then(|t| DateTimes::parse(t, zone)),
+        from,
+        sent: r.created_date_time.as_deref().and_then(|t| DateTimes::parse(t, zone)),
         summary,
         source: if channel { "channel" } else { "chat" }.to_owned(),
     }
 }
 
-/// Runs the search as the session's caller.
+/// Runs the search as the session's caller; `args` are the arguments as given (the cursor,
+/// and the binding it is checked against, which names the sender by the resolved address).
 pub async fn run(
     session: &CallSession,
     cursors: &CursorKey,
     zone: &MailboxZone,
-    params: &ChatSearchArgs,
+    args: &ChatSearchArgs,
+    c: &ChatCriteria,
 ) -> Result<ChatSearchResult, ToolError> {
-    let c = check(params, zone)?;
-    let binding = CursorBinding::new(&session.0.caller, TOOL, params);
-    let state = Cursor::open_arg(cursors, &binding, params.cursor.as_deref())?;
+    let bound = ChatSearchArgs { from: c.from.as_ref().map(Address::to_string), ..args.clone() };
+    let binding = CursorBinding::new(&session.0.caller, TOOL, &bound);
+    let state = Cursor::open_arg(cursors, &binding, args.cursor.as_deref())?;
     let from = state.as_ref().and_then(|s| s.get("from")).and_then(Value::as_u64).unwrap_or(0);
-    let (kql, applied_filters) = query(&c);
+    let (kql, applied_filters) = query(c);
     let body = json!({"requests": [{
         "entityTypes": ["chatMessage"],
         "query": {"queryString": kql},
@@ -209,14 +253,14 @@ pub async fn run(
     }]});
     let req = GraphRequest::query_post(GraphPath::fixed("/search/query"), body)
         .map_err(|e| ToolError::Graph(GraphFailure::new(e)))?;
-    let mut resp = session.post_json::<Value>(&req).await?;
-    let hits = take_hits(&mut resp.body);
-    let container = &resp.body["value"][0]["hitsContainers"][0];
+    let resp = session.post_json::<SearchAnswer<ChatMessage>>(&req).await?;
+    let container = resp.body.into_first_container().unwrap_or_default();
+    let hits = &container.hits;
     let mut budget = ByteBudget::new(shaping::DEFAULT_RESULT_BUDGET);
     let messages: Vec<ChatHit> =
         hits.iter().map(|h| chat_hit(h, zone)).take_while(|h| budget.admit(h)).collect();
     let cut = messages.len() < hits.len();
-    let more = container["moreResultsAvailable"].as_bool() == Some(true) || cut;
+    let more = container.more_results_available == Some(true) || cut;
     let next = from + messages.len() as u64;
     Ok(ChatSearchResult {
         page: Page {
@@ -253,18 +297,11 @@ pub fn render(r: &ChatSearchResult) -> String {
 }
 
 impl ToolArgs for ChatSearchArgs {
-    type Valid = ChatSearchArgs;
-    /// Checked before any token or Graph work in UTC, with a name in `from` standing in as an
-    /// address; again in the mailbox zone once the zone and the name are known.
-    fn validate(self, checks: &Checks) -> Result<Self, McpError> {
-        let args =
-            Self { limit: checks.capped_limit(self.limit, DEFAULT_LIMIT, MAX_LIMIT), ..self };
-        let precheck = Self {
-            from: args.from.as_ref().map(|_| super::mail::PRECHECK_ADDRESS.to_owned()),
-            ..args.clone()
-        };
-        check(&precheck, &MailboxZone::utc())?;
-        Ok(args)
+    type Valid = ChatSearch;
+    /// Checked before any token or Graph work; a name in `from` is looked up, and days are
+    /// placed in the mailbox zone, once the call has begun.
+    fn validate(self, checks: &Checks) -> Result<ChatSearch, McpError> {
+        check(&Self { limit: checks.capped_limit(self.limit, DEFAULT_LIMIT, MAX_LIMIT), ..self })
     }
     fn query_text(&self) -> Option<&str> {
         self.query.as_deref()
@@ -292,10 +329,11 @@ pub fn route() -> ToolRoute<Connector> {
 }
 
 /// The tool's body: the session and zone, the person named in `from`, the search.
-async fn search(call: Scope<'_>, mut args: ChatSearchArgs) -> Result<ChatSearchResult, ToolError> {
+async fn search(call: Scope<'_>, search: ChatSearch) -> Result<ChatSearchResult, ToolError> {
     let (session, zone) = call.open(SCOPES).await?;
-    args.from = super::mail::resolve_person_arg(&call, "from", args.from.take()).await?;
-    run(&session, &call.ctx.cursor, &zone, &args).await
+    let from = resolve_person(&call, "from", search.from.clone()).await?;
+    let criteria = search.criteria(&zone, from)?;
+    run(&session, &call.ctx.cursor, &zone, &search.args, &criteria).await
 }
 
 #[cfg(test)]
@@ -310,7 +348,9 @@ mod tests {
             sent_after: Some("2024-05-01T00:00:00Z".into()),
             ..Default::default()
         };
-        let c = check(&p, &MailboxZone::utc()).expect("valid");
+        let search = check(&p).expect("valid");
+        let from = Address::parse("megan@contoso.com").ok();
+        let c = search.criteria(&MailboxZone::utc(), from).expect("complete");
         let (kql, applied) = query(&c);
         assert_eq!(kql, "\"launch OR NOT x\" from:megan@contoso.com sent>=2024-05-01T00:00:00Z");
         assert_eq!(applied.len(), 3);
@@ -321,6 +361,8 @@ mod tests {
         let zone = MailboxZone::utc();
         let chat = json!({"summary": "<c0>hi</c0>", "resource": {"id": "1657782060227", "chatId": "19:abc@thread.v2", "channelIdentity": {}, "createdDateTime": "2024-05-01T10:00:00Z"}});
         let channel = json!({"summary": "x", "resource": {"id": "1", "channelIdentity": {"teamId": "t", "channelId": "c"}}});
+        let hit = |v: Value| serde_json::from_value::<SearchHit<ChatMessage>>(v).expect("a hit");
+        let (chat, channel) = (hit(chat), hit(channel));
         let h = chat_hit(&chat, &zone);
         assert_eq!(
             h.uri.as_deref(),
@@ -328,6 +370,6 @@ mod tests {
         );
         assert_eq!(h.summary, "hi");
         assert_eq!(chat_hit(&channel, &zone).uri, None);
-        assert!(check(&ChatSearchArgs::default(), &zone).is_err());
+        assert!(check(&ChatSearchArgs::default()).is_err());
     }
 }

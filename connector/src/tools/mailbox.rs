@@ -19,7 +19,10 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-use crate::graph::MailboxKey;
+use crate::graph::{
+    MailboxKey,
+    model::{WorkingHours, lenient},
+};
 
 /// Windows zone name → IANA zone (CLDR windowsZones, territory 001).
 const WINDOWS_TO_IANA: &[(&str, &str)] = &[
@@ -165,8 +168,9 @@ impl MailboxZone {
 #[serde(rename_all = "camelCase")]
 pub struct MailboxSettings {
     pub time_zone: Option<String>,
-    /// Graph's `workingHours` object, shaped by `get_me`.
-    pub working_hours: Option<serde_json::Value>,
+    /// Graph's `workingHours`, shaped by `get_me`.
+    #[serde(default, deserialize_with = "lenient::object")]
+    pub working_hours: Option<WorkingHours>,
 }
 
 /// The fields [`mailbox_zone`] and `get_me` read (one request serves both, and the cache).

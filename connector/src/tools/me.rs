@@ -13,7 +13,7 @@ use super::{
     pipeline::{Answer, ArgumentShape, Checks, Tool, ToolArgs, ToolError, route as tool_route},
 };
 use crate::{
-    graph::{GraphPath, GraphRequest},
+    graph::{GraphPath, GraphRequest, model},
     obo::OboError,
 };
 
@@ -42,7 +42,7 @@ impl ToolArgs for GetMeArgs {
 
 /// The signed-in user as the connector sees them.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct Me {
+pub struct GetMeResult {
     /// Entra tenant id (GUID) of the signed-in user.
     pub tenant_id: String,
     /// The user's object id (GUID) within that tenant.
@@ -88,31 +88,18 @@ pub struct WorkingHours {
     pub time_zone: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct GraphUser {
-    display_name: Option<String>,
-    user_principal_name: Option<String>,
-    mail: Option<String>,
-}
-
 /// Graph's `workingHours` (`timeZone` is an object there) as [`WorkingHours`].
-fn working_hours(v: &serde_json::Value) -> Option<WorkingHours> {
+fn working_hours(v: &model::WorkingHours) -> Option<WorkingHours> {
     let trim = |t: &str| t.split('.').next().unwrap_or(t).to_owned();
     Some(WorkingHours {
-        days_of_week: v
-            .get("daysOfWeek")?
-            .as_array()?
-            .iter()
-            .filter_map(|d| d.as_str().map(str::to_owned))
-            .collect(),
-        start_time: trim(v.get("startTime")?.as_str()?),
-        end_time: trim(v.get("endTime")?.as_str()?),
-        time_zone: v.pointer("/timeZone/name").and_then(|n| n.as_str()).map(str::to_owned),
+        days_of_week: v.days_of_week.clone()?,
+        start_time: trim(v.start_time.as_deref()?),
+        end_time: trim(v.end_time.as_deref()?),
+        time_zone: v.time_zone_name().map(str::to_owned),
     })
 }
 
-impl Answer for Me {
+impl Answer for GetMeResult {
     const UNTRUSTED: bool = false;
     fn text(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
@@ -121,7 +108,7 @@ impl Answer for Me {
 
 /// The router entry of `get_me`.
 pub fn route() -> rmcp::handler::server::router::tool::ToolRoute<Connector> {
-    tool_route::<GetMeArgs, Me>(&GET_ME, |connector, auth, shape, args| {
+    tool_route::<GetMeArgs, GetMeResult>(&GET_ME, |connector, auth, shape, args| {
         async move { get_me(&connector, &auth, shape, args).await }.boxed()
     })
 }
@@ -158,7 +145,7 @@ async fn get_me(
             "userPrincipalName",
             "mail",
         ]);
-        let user = session.get_json::<GraphUser>(&req).await?.body;
+        let user = session.get_json::<model::User>(&req).await?.body;
         let mut time_zone = None;
         let mut hours = None;
         let key = crate::graph::MailboxKey::from(caller);
@@ -204,7 +191,7 @@ async fn get_me(
         if available_tools.is_none() {
             notes.push("the granted permissions could not be checked just now".into());
         }
-        Ok::<_, ToolError>(Me {
+        Ok::<_, ToolError>(GetMeResult {
             tenant_id: caller.tenant_id.to_string(),
             user_id: caller.object_id.to_string(),
             display_name: user.display_name.or_else(|| caller.display_name.clone()),

@@ -11,14 +11,17 @@
 //! * [`pipeline`] — the descriptor, the pipeline, `ToolError` and its one mapping.
 //! * [`session`] — the caller's Graph session: OBO token plus Graph client, the CAE/401
 //!   evict-and-retry rules, the call's request log.
-//! * one file per tool: [`me`], [`sharepoint`] (two tools), [`mail`], [`calendar`],
-//!   [`availability`], [`chat`], [`read`] (also `resources/read`, through [`resources`]).
+//! * one file (or folder) per tool: [`me`], [`sharepoint`] (two tools), [`mail`],
+//!   [`calendar`], [`availability`], [`chat`], [`read`] (also `resources/read`, through
+//!   [`resources`]).
+//! * [`args`] — argument checks the searches share; dates and people parsed once.
 //! * [`permissions`] — the Graph permissions each tool needs, the admin-consent URL.
 //! * [`access`] — which tools the granted permissions allow; each call's session and time zone.
 //! * [`mailbox`] — the caller's mailbox settings (time zone, working hours), cached briefly.
 //! * [`shaping`] — pages, filters, budgets, the untrusted-content fence; [`cursor`], [`schema`].
 
 pub mod access;
+pub mod args;
 pub mod availability;
 pub mod calendar;
 pub mod chat;

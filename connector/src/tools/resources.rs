@@ -29,9 +29,9 @@ use crate::audit::Outcome;
 use crate::domain::uri::{LinkTarget, M365Uri, ResourceKind};
 
 /// A `resources/read` of a parsed `m365://` URI: nothing left to validate.
-struct ResourceRead(M365Uri);
+struct ResourceReadArgs(M365Uri);
 
-impl ToolArgs for ResourceRead {
+impl ToolArgs for ResourceReadArgs {
     type Valid = M365Uri;
     fn validate(self, _: &Checks) -> Result<M365Uri, McpError> {
         Ok(self.0)
@@ -94,7 +94,7 @@ pub async fn read(
     let options =
         ReadOptions { max_chars: super::read::DEFAULT_MAX_CHARS, ..ReadOptions::default() };
     let outcome = ctx
-        .execute(auth, &READ_RESOURCE, shape, ResourceRead(parsed), |call, uri| async move {
+        .execute(auth, &READ_RESOURCE, shape, ResourceReadArgs(parsed), |call, uri| async move {
             read_target(&call, LinkTarget::Uri(uri), &options).await
         })
         .await;

@@ -104,7 +104,7 @@ pub struct Schedule {
 
 /// What to look for.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Request {
+pub struct SlotSearch {
     pub window: Interval,
     pub duration: Duration,
     /// Grid step in minutes; must divide 1440.
@@ -125,7 +125,7 @@ pub struct Slot {
 
 /// The candidate starts: every `step` minutes of the organizer's clock, from the first grid
 /// point at or after the window start, while the meeting still ends inside the window.
-pub fn candidate_starts(req: &Request) -> Vec<DateTime<Utc>> {
+pub fn candidate_starts(req: &SlotSearch) -> Vec<DateTime<Utc>> {
     let step = i64::from(req.step_minutes.max(1));
     if req.duration <= Duration::zero() {
         return Vec::new();
@@ -147,7 +147,7 @@ pub fn candidate_starts(req: &Request) -> Vec<DateTime<Utc>> {
 }
 
 /// Every slot in the window, ranked (see the module docs).
-pub fn find_slots(req: &Request, schedules: &[Schedule]) -> Vec<Slot> {
+pub fn find_slots(req: &SlotSearch, schedules: &[Schedule]) -> Vec<Slot> {
     let prepared: Vec<Prepared> = schedules.iter().map(|s| Prepared::new(s, req)).collect();
     let mut slots = Vec::new();
     for start in candidate_starts(req) {
@@ -186,7 +186,7 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn new(s: &Schedule, req: &Request) -> Self {
+    fn new(s: &Schedule, req: &SlotSearch) -> Self {
         let pick = |f: fn(Status) -> bool| {
             merge(
                 s.items
@@ -312,7 +312,7 @@ mod tests {
             ],
             working_hours: nine_to_five(chrono_tz::America::New_York),
         };
-        let req = Request {
+        let req = SlotSearch {
             window: Interval { start: utc(2024, 5, 6, 0, 0), end: utc(2024, 5, 7, 0, 0) },
             duration: Duration::minutes(60),
             step_minutes: 30,
@@ -331,7 +331,7 @@ mod tests {
     fn the_grid_follows_the_organizer_clock() {
         // Kolkata is UTC+5:30: a 30-minute grid in local time is :00/:30 UTC too, but a
         // 60-minute grid falls on :30 UTC.
-        let req = Request {
+        let req = SlotSearch {
             window: Interval { start: utc(2024, 5, 6, 0, 10), end: utc(2024, 5, 6, 3, 0) },
             duration: Duration::minutes(60),
             step_minutes: 60,
@@ -368,7 +368,7 @@ mod tests {
 
     /// The brute force: walk every minute of every candidate, judge each attendee by the
     /// module's definitions read literally (local clock per minute), rank the same way.
-    fn oracle(req: &Request, schedules: &[Schedule]) -> Vec<Slot> {
+    fn oracle(req: &SlotSearch, schedules: &[Schedule]) -> Vec<Slot> {
         let mut slots = Vec::new();
         for start in candidate_starts(req) {
             let end = start + req.duration;
@@ -485,7 +485,7 @@ mod tests {
                 s
             }).collect();
             let start = start + shift;
-            let req = Request {
+            let req = SlotSearch {
                 window: Interval { start, end: start + Duration::minutes(span_q * 15) },
                 duration: Duration::minutes(duration_q * 15),
                 step_minutes: step,

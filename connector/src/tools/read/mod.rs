@@ -18,25 +18,36 @@
 //! * Output text is capped (`max_chars`) and the cut is stated in `truncation`.
 //!
 //! [`read_target`] is shared with MCP `resources/read` (see `resources.rs`).
+//!
+//! # Layout
+//! This file: the tool, its arguments, the policy checks and the dispatch by kind, the
+//! result and its text. One file per kind of item: [`mail`] (messages, attachments),
+//! [`event`], [`file`] (drive items, list items, text extraction), [`chat`].
+
+mod chat;
+mod event;
+mod file;
+mod mail;
 
 use std::{collections::BTreeMap, ops::RangeInclusive};
 
-use base64::Engine as _;
 use futures::FutureExt;
 use rmcp::{ErrorData as McpError, handler::server::router::tool::ToolRoute, schemars};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{
     Connector,
-    mailbox::MailboxZone,
     pipeline::{Answer, Checks, Scope, Tool, ToolArgs, ToolError, route as tool_route},
     shaping::{DateTimes, SourceStatus, Truncation, truncate_text},
 };
 use crate::domain::uri::{LinkTarget, M365Uri, ResourceKind, parse_link};
 use crate::{
-    extract::{self, ExtractError, FileKind, Limits, Selection},
-    graph::{GraphError, GraphFailure, GraphPath, GraphRequest},
+    extract::Selection,
+    graph::{
+        GraphError, GraphFailure, GraphRequest,
+        model::{DriveItem, Recipient},
+    },
     policy::{TenantPolicy, Withheld},
 };
 
@@ -335,10 +346,8 @@ pub async fn read_target(
                 "name",
                 "parentReference",
             ]);
-            let resp = session.get_json::<Value>(&req).await?;
-            let drive = resp.body.pointer("/parentReference/driveId").and_then(Value::as_str);
-            let item = resp.body.get("id").and_then(Value::as_str);
-            match (drive, item) {
+            let found = session.get_json::<DriveItem>(&req).await?.body;
+            match (found.drive_id(), found.id.as_deref()) {
                 (Some(d), Some(i)) if M365Uri::drive_item(d, i).is_valid() => {
                     M365Uri::drive_item(d, i)
                 }
@@ -370,239 +379,29 @@ pub async fn read_target(
     };
     match &uri {
         M365Uri::Mail { message, attachment: None } => {
-            read_mail(call, message, &zone, options.max_chars, &mut result).await?
+            mail::read_mail(call, message, &zone, options.max_chars, &mut result).await?
         }
         M365Uri::Mail { attachment: Some(_), .. } => {
-            let session = call.session(&["Mail.Read"]);
-            let req = GraphRequest::get(uri.graph_path()).prefer("IdType=\"ImmutableId\"");
-            let body = session.get_json::<Value>(&req).await?.body;
-            let name = str_at(&body, "/name").unwrap_or_else(|| "attachment".into());
-            result.title = Some(name.clone());
-            let content_type = str_at(&body, "/contentType");
-            result.fields.extend(content_type.clone().map(|c| ("content_type".into(), c)));
-            let bytes = body
-                .get("contentBytes")
-                .and_then(Value::as_str)
-                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-                .ok_or_else(|| {
-                    ToolError::Refused(format!(
-                        "The attachment {name:?} has no readable content (it may be an item or a link attachment)."
-                    ))
-                })?;
-            extract_into(&mut result, bytes, &name, content_type.as_deref(), options).await?;
-            result.sources.push(SourceStatus::ok("attachment"));
+            mail::read_attachment(call, &uri, options, &mut result).await?
         }
-        M365Uri::Event { .. } => {
-            let session = call.session(&["Calendars.Read"]);
-            let req = GraphRequest::get(uri.graph_path())
-                .select(&[
-                    "id",
-                    "subject",
-                    "start",
-                    "end",
-                    "location",
-                    "organizer",
-                    "attendees",
-                    "body",
-                    "isAllDay",
-                    "isCancelled",
-                    "webLink",
-                    "showAs",
-                ])
-                .prefer("outlook.body-content-type=\"text\"")
-                .prefer("outlook.timezone=\"UTC\"")
-                .prefer("IdType=\"ImmutableId\"");
-            let body = session.get_json::<Value>(&req).await?.body;
-            result.title = str_at(&body, "/subject");
-            result.web_url = str_at(&body, "/webLink");
-            for (key, pointer) in [("start", "/start/dateTime"), ("end", "/end/dateTime")] {
-                if let Some(d) = str_at(&body, pointer).and_then(|t| DateTimes::parse(&t, &zone)) {
-                    result.dates.insert(key.into(), d);
-                }
-            }
-            put(&mut result, "location", str_at(&body, "/location/displayName"));
-            put(&mut result, "organizer", address(body.pointer("/organizer")));
-            put(&mut result, "show_as", str_at(&body, "/showAs"));
-            if body.get("isAllDay").and_then(Value::as_bool) == Some(true) {
-                put(&mut result, "all_day", Some("true".into()));
-            }
-            if body.get("isCancelled").and_then(Value::as_bool) == Some(true) {
-                put(&mut result, "cancelled", Some("true".into()));
-            }
-            let attendees: Vec<String> = body
-                .get("attendees")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|x| address(Some(x))).collect())
-                .unwrap_or_default();
-            put(&mut result, "attendees", (!attendees.is_empty()).then(|| attendees.join(", ")));
-            set_text(&mut result, &body_text(&body), options.max_chars);
-            result.sources.push(SourceStatus::ok("event"));
-        }
+        M365Uri::Event { .. } => event::read_event(call, &uri, &zone, options, &mut result).await?,
         M365Uri::DriveItem { drive, item } => {
-            let place = DrivePlace { uri: &uri, drive, item, rules: &rules };
-            read_drive_item(call, place, &zone, options, &mut result).await?
+            let place = file::DrivePlace { uri: &uri, drive, item, rules: &rules };
+            file::read_drive_item(call, place, &zone, options, &mut result).await?
         }
         M365Uri::ListItem { .. } => {
-            let session = call.session(&["Sites.Read.All"]);
-            let req = GraphRequest::get(uri.graph_path()).query("$expand", "fields");
-            let body = session.get_json::<Value>(&req).await?.body;
-            result.web_url = str_at(&body, "/webUrl");
-            if let Some(d) =
-                str_at(&body, "/lastModifiedDateTime").and_then(|t| DateTimes::parse(&t, &zone))
-            {
-                result.dates.insert("modified".into(), d);
-            }
-            let fields = body.get("fields").and_then(Value::as_object).cloned().unwrap_or_default();
-            result.title = fields.get("Title").and_then(Value::as_str).map(str::to_owned);
-            let text: Vec<String> = fields
-                .iter()
-                .filter(|(k, _)| !k.starts_with('@') && !k.starts_with('_'))
-                .map(|(k, v)| {
-                    format!(
-                        "{k}: {}",
-                        v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())
-                    )
-                })
-                .collect();
-            set_text(&mut result, &text.join("\n"), options.max_chars);
-            result.sources.push(SourceStatus::ok("list item"));
+            file::read_list_item(call, &uri, &zone, options, &mut result).await?
         }
         M365Uri::Chat { chat, message: Some(_) } => {
-            let session = call.session(&["Chat.Read"]);
-            let body = session.get_json::<Value>(&GraphRequest::get(uri.graph_path())).await?.body;
-            let line = chat_line(chat, &body, &zone).await;
-            result.title =
-                Some(format!("Message from {}", line.from.as_deref().unwrap_or("unknown sender")));
-            put(&mut result, "from", line.from.clone());
-            if let Some(sent) = line.sent.clone() {
-                result.dates.insert("sent".into(), sent);
-            }
-            result.web_url = str_at(&body, "/webUrl");
-            set_text(&mut result, &line.text, options.max_chars);
-            result.sources.push(SourceStatus::ok("chat message"));
+            chat::read_chat_message(call, &uri, chat, &zone, options, &mut result).await?
         }
         M365Uri::Chat { chat, message: None } => {
-            let session = call.session(&["Chat.Read"]);
             // The tenant's max_results caps every list a call returns.
             let newest = CHAT_MESSAGES.min(rules.max_results);
-            let req = GraphRequest::get(uri.graph_path()).top(newest);
-            let body = session.get_json::<Value>(&req).await?.body;
-            let mut lines = Vec::new();
-            for m in body.get("value").and_then(Value::as_array).into_iter().flatten() {
-                if m.get("messageType").and_then(Value::as_str).is_some_and(|t| t != "message") {
-                    continue;
-                }
-                lines.push(chat_line(chat, m, &zone).await);
-            }
-            let text: Vec<String> = lines
-                .iter()
-                .map(|l| {
-                    format!(
-                        "{} ({}): {}",
-                        l.from.as_deref().unwrap_or("?"),
-                        l.sent.as_ref().map(|s| s.local.as_str()).unwrap_or("?"),
-                        l.text
-                    )
-                })
-                .collect();
-            set_text(&mut result, &text.join("\n"), options.max_chars);
-            if body.get("@odata.nextLink").is_some() {
-                result.notes.push(format!("only the {newest} newest messages are shown"));
-            }
-            result.messages = lines;
-            result.sources.push(SourceStatus::ok("chat messages"));
+            chat::read_chat(call, &uri, chat, newest, &zone, options, &mut result).await?
         }
     }
     Ok(result)
-}
-
-async fn read_mail(
-    call: &Scope<'_>,
-    message: &str,
-    zone: &MailboxZone,
-    max_chars: u32,
-    result: &mut ReadResult,
-) -> Result<(), ToolError> {
-    let session = call.session(&["Mail.Read"]);
-    let req = GraphRequest::get(GraphPath::fixed("/me/messages").segment(message))
-        .select(&[
-            "id",
-            "subject",
-            "from",
-            "toRecipients",
-            "ccRecipients",
-            "receivedDateTime",
-            "sentDateTime",
-            "body",
-            "hasAttachments",
-            "webLink",
-            "importance",
-        ])
-        .prefer("outlook.body-content-type=\"text\"")
-        .prefer("IdType=\"ImmutableId\"");
-    let body = session.get_json::<Value>(&req).await?.body;
-    result.title = str_at(&body, "/subject");
-    result.web_url = str_at(&body, "/webLink");
-    put(result, "from", address(body.pointer("/from")));
-    for (key, field) in [("to", "toRecipients"), ("cc", "ccRecipients")] {
-        let list: Vec<String> = body
-            .get(field)
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|x| address(Some(x))).collect())
-            .unwrap_or_default();
-        put(result, key, (!list.is_empty()).then(|| list.join(", ")));
-    }
-    put(result, "importance", str_at(&body, "/importance").filter(|i| i != "normal"));
-    for (key, pointer) in [("received", "/receivedDateTime"), ("sent", "/sentDateTime")] {
-        if let Some(d) = str_at(&body, pointer).and_then(|t| DateTimes::parse(&t, zone)) {
-            result.dates.insert(key.into(), d);
-        }
-    }
-    let text = body_text(&body);
-    set_text(result, &text, max_chars);
-    result.sources.push(SourceStatus::ok("message"));
-    if body.get("hasAttachments").and_then(Value::as_bool) == Some(true) {
-        let req = GraphRequest::get(
-            GraphPath::fixed("/me/messages").segment(message).then("attachments"),
-        )
-        .select(&["id", "name", "contentType", "size", "isInline"])
-        .prefer("IdType=\"ImmutableId\"");
-        match session.get_json::<Value>(&req).await {
-            Ok(resp) => {
-                for a in resp.body.get("value").and_then(Value::as_array).into_iter().flatten() {
-                    let Some(name) = str_at(a, "/name") else { continue };
-                    let uri = str_at(a, "/id").map(|id| M365Uri::Mail {
-                        message: message.to_owned(),
-                        attachment: Some(id),
-                    });
-                    result.attachments.push(AttachmentRef {
-                        uri: uri.filter(M365Uri::is_valid).map(|u| u.to_string()),
-                        name,
-                        content_type: str_at(a, "/contentType"),
-                        size: a.get("size").and_then(Value::as_u64),
-                        inline: a.get("isInline").and_then(Value::as_bool).unwrap_or(false),
-                    });
-                }
-                result.sources.push(SourceStatus::ok("attachments"));
-            }
-            Err(failure) => {
-                if let Some(claims) = failure.claims_challenge() {
-                    call.auth.challenge.request_claims(claims);
-                }
-                result.sources.push(SourceStatus::failed("attachments", failure.user_message()));
-            }
-        }
-    }
-    Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-/// A drive item to read and the tenant rules its site is checked against.
-struct DrivePlace<'a> {
-    uri: &'a M365Uri,
-    drive: &'a str,
-    item: &'a str,
-    rules: &'a TenantPolicy,
 }
 
 /// What an item of `kind` is called in a refusal.
@@ -635,158 +434,6 @@ fn kind_enabled(rules: &TenantPolicy, kind: ResourceKind) -> Result<(), String> 
     ))
 }
 
-async fn read_drive_item(
-    call: &Scope<'_>,
-    place: DrivePlace<'_>,
-    zone: &MailboxZone,
-    options: &ReadOptions,
-    result: &mut ReadResult,
-) -> Result<(), ToolError> {
-    let DrivePlace { uri, drive, item, .. } = place;
-    let session = call.session(&["Files.Read.All"]);
-    let req = GraphRequest::get(uri.graph_path()).select(&[
-        "id",
-        "name",
-        "size",
-        "file",
-        "folder",
-        "webUrl",
-        "lastModifiedDateTime",
-        "lastModifiedBy",
-        "parentReference",
-    ]);
-    let meta = session.get_json::<Value>(&req).await?.body;
-    // The site is known only now: check it before any content or child is read.
-    place
-        .rules
-        .content_allowed(Some(drive), str_at(&meta, "/parentReference/siteId").as_deref())
-        .map_err(|w| ToolError::Refused(w.to_string()))?;
-    let name = str_at(&meta, "/name").unwrap_or_default();
-    result.title = Some(name.clone());
-    result.web_url = str_at(&meta, "/webUrl");
-    put(result, "modified_by", str_at(&meta, "/lastModifiedBy/user/displayName"));
-    if let Some(d) = str_at(&meta, "/lastModifiedDateTime").and_then(|t| DateTimes::parse(&t, zone))
-    {
-        result.dates.insert("modified".into(), d);
-    }
-    if meta.get("folder").is_some() {
-        // The tenant's max_results caps every list a call returns.
-        let listed = CHILDREN.min(place.rules.max_results);
-        let req = GraphRequest::get(
-            GraphPath::fixed("/drives").segment(drive).then("items").segment(item).then("children"),
-        )
-        .select(&["id", "name", "size", "folder", "file"])
-        .top(listed);
-        let children = session.get_json::<Value>(&req).await?.body;
-        for c in children.get("value").and_then(Value::as_array).into_iter().flatten() {
-            let Some(child_name) = str_at(c, "/name") else { continue };
-            let is_folder = c.get("folder").is_some();
-            result.children.push(ChildRef {
-                uri: str_at(c, "/id")
-                    .map(|id| M365Uri::drive_item(drive, id))
-                    .filter(M365Uri::is_valid)
-                    .map(|u| u.to_string()),
-                name: child_name,
-                kind: if is_folder { "folder" } else { "file" },
-                size: c.get("size").and_then(Value::as_u64).filter(|_| !is_folder),
-            });
-        }
-        if children.get("@odata.nextLink").is_some() {
-            result.notes.push(format!("only the first {listed} children are listed"));
-        }
-        result.text = result
-            .children
-            .iter()
-            .map(|c| format!("{} ({})", c.name, c.kind))
-            .collect::<Vec<_>>()
-            .join("\n");
-        result.sources.push(SourceStatus::ok("folder listing"));
-        return Ok(());
-    }
-    let size = meta.get("size").and_then(Value::as_u64).unwrap_or(0);
-    put(result, "size", Some(size.to_string()));
-    let mime = str_at(&meta, "/file/mimeType");
-    put(result, "content_type", mime.clone());
-    if size > MAX_FILE_BYTES {
-        return Err(ToolError::Refused(format!(
-            "The file {name:?} is {size} bytes; the connector reads files up to {MAX_FILE_BYTES} bytes. \
-             Open it in the browser instead{}.",
-            result.web_url.as_deref().map(|u| format!(": {u}")).unwrap_or_default()
-        )));
-    }
-    let content_path =
-        GraphPath::fixed("/drives").segment(drive).then("items").segment(item).then("content");
-    let download = session.download(&content_path).await?;
-    let content_type = mime.or(download.body.content_type.clone());
-    extract_into(result, download.body.bytes, &name, content_type.as_deref(), options).await?;
-    result.sources.push(SourceStatus::ok("file content"));
-    Ok(())
-}
-
-/// Extracts `bytes` into `result.text`, recording parts and truncation.
-async fn extract_into(
-    result: &mut ReadResult,
-    bytes: Vec<u8>,
-    name: &str,
-    content_type: Option<&str>,
-    options: &ReadOptions,
-) -> Result<(), ToolError> {
-    let kind = FileKind::from_extension(name)
-        .or_else(|| content_type.and_then(FileKind::from_mime))
-        .or_else(|| FileKind::detect(name, content_type, &bytes))
-        .ok_or_else(|| {
-            ToolError::Refused(format!(
-                "{name:?} is not a format the connector turns into text (docx, xlsx, pptx, pdf, csv, md, txt, html)."
-            ))
-        })?;
-    let limits = Limits { max_output_chars: options.max_chars as usize, ..Limits::default() };
-    let extracted = extract::extract_blocking(bytes, kind, options.selection.clone(), limits)
-        .await
-        .map_err(|e| match e {
-            ExtractError::InvalidSelection { .. } => ToolError::InvalidArgs(
-                McpError::invalid_params(e.to_string(), Some(json!({"field": "pages"}))),
-            ),
-            other => ToolError::Refused(format!("Could not read {name:?} as text: {other}.")),
-        })?;
-    result.fields.insert("format".into(), kind.name().into());
-    result.total_parts = Some(extracted.total_parts);
-    result.text = extracted.to_text();
-    if let Some(reason) = extracted.truncated {
-        result.truncation = Truncation::because(reason.to_string());
-    }
-    result.notes.extend(extracted.notes);
-    Ok(())
-}
-
-async fn chat_line(chat: &str, m: &Value, zone: &MailboxZone) -> ChatLine {
-    let content = str_at(m, "/body/content").unwrap_or_default();
-    let html = str_at(m, "/body/contentType").is_none_or(|t| t.eq_ignore_ascii_case("html"));
-    let text = if html { html_to_text(content).await } else { content };
-    ChatLine {
-        uri: str_at(m, "/id")
-            .map(|id| M365Uri::chat_message(chat, id))
-            .filter(M365Uri::is_valid)
-            .map(|u| u.to_string()),
-        from: str_at(m, "/from/user/displayName"),
-        sent: str_at(m, "/createdDateTime").and_then(|t| DateTimes::parse(&t, zone)),
-        text,
-    }
-}
-
-async fn html_to_text(html: String) -> String {
-    let limits = Limits { max_output_chars: LIMIT_MAX_CHARS as usize, ..Limits::default() };
-    match extract::extract_blocking(html.into_bytes(), FileKind::Html, Selection::all(), limits)
-        .await
-    {
-        Ok(e) => e.parts.into_iter().map(|p| p.text).collect::<Vec<_>>().join("\n"),
-        Err(_) => String::new(),
-    }
-}
-
-fn body_text(body: &Value) -> String {
-    str_at(body, "/body/content").unwrap_or_default().trim().to_owned()
-}
-
 fn set_text(result: &mut ReadResult, text: &str, max_chars: u32) {
     let max_bytes =
         text.char_indices().nth(max_chars as usize).map(|(i, _)| i).unwrap_or(text.len());
@@ -804,15 +451,11 @@ fn put(result: &mut ReadResult, key: &str, value: Option<String>) {
     }
 }
 
-fn str_at(v: &Value, pointer: &str) -> Option<String> {
-    v.pointer(pointer).and_then(Value::as_str).map(str::to_owned)
-}
-
 /// `Name <address>` of a recipient-shaped value (`{emailAddress:{name,address}}`).
-fn address(v: Option<&Value>) -> Option<String> {
-    let e = v?.get("emailAddress")?;
-    let name = e.get("name").and_then(Value::as_str).unwrap_or_default();
-    let addr = e.get("address").and_then(Value::as_str).unwrap_or_default();
+fn address(r: &Recipient) -> Option<String> {
+    let e = r.email_address.as_ref()?;
+    let name = e.name.as_deref().unwrap_or_default();
+    let addr = e.address.as_deref().unwrap_or_default();
     match (name.is_empty(), addr.is_empty()) {
         (true, true) => None,
         (false, true) => Some(name.to_owned()),
