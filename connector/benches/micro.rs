@@ -27,6 +27,7 @@ use connector::{
     domain::uri::M365Uri,
     domain::{Caller, ObjectId, ScopeSet, TenantId, UserAssertion},
     extract::{FileKind, Limits, Selection, extract},
+    graph::model::{Message, ODataPage},
     metrics::Metrics,
     obo::{CacheKeys, ClientCredential, OboSettings, TokenCacheKey, TokenProvider},
     policy::{Policy, PolicyStore},
@@ -350,10 +351,11 @@ fn cursors(c: &mut Criterion) {
 
 // ─── result shaping ───────────────────────────────────────────────────────────────────
 
-/// A Graph `/me/messages` page of 25 messages, as the OData search returns them.
-fn graph_mail_page() -> Vec<Value> {
+/// A Graph `/me/messages` page of 25 messages, as the OData search returns them (bytes, as
+/// they come off the wire).
+fn graph_mail_page() -> Vec<u8> {
     let mut w = Words(0xface);
-    (0..25)
+    let value: Vec<Value> = (0..25)
         .map(|i| {
             json!({
                 "id": format!("AAMkAGI2TG93AAA{i:0>3}{}=", "AbCdEf0123456789".repeat(8)),
@@ -364,37 +366,38 @@ fn graph_mail_page() -> Vec<Value> {
                 "bodyPreview": w.sentence(250),
             })
         })
-        .collect()
+        .collect();
+    serde_json::to_vec(&json!({ "value": value })).expect("page")
 }
 
-fn str_field<'a>(v: &'a Value, k: &str) -> &'a str {
-    v.get(k).and_then(Value::as_str).unwrap_or_default()
-}
-
-/// The post-Graph half of `outlook_email_search` (`tools::mail::run`): Graph items to hits,
-/// byte budget, page with a sealed cursor, text rendering and the structured tool result.
-/// `mail::hit` is private, so its public building blocks are called in the same order.
+/// The post-Graph half of `outlook_email_search` (`tools::mail::run`): the response bytes
+/// decoded into the typed Graph model, items to hits, byte budget, page with a sealed cursor,
+/// text rendering and the structured tool result. `mail::hit` is private, so its public
+/// building blocks are called in the same order.
 fn shape_mail_page(
-    items: &[Value],
+    body: &[u8],
     zone: &MailboxZone,
     key: &CursorKey,
     binding: &CursorBinding,
 ) -> rmcp::model::CallToolResult {
-    let hits: Vec<EmailHit> = items
+    let page: ODataPage<Message> = serde_json::from_slice(body).expect("a Graph page");
+    let hits: Vec<EmailHit> = page
+        .value
         .iter()
         .map(|m| {
-            let (preview, _) = shaping::truncate_text(str_field(m, "bodyPreview"), 400);
-            let id = str_field(m, "id");
-            let e = &m["from"]["emailAddress"];
+            let (preview, _) =
+                shaping::truncate_text(m.body_preview.as_deref().unwrap_or_default(), 400);
+            let id = m.id.as_deref().unwrap_or_default();
+            let from = m.from.as_ref().and_then(|r| r.email_address.as_ref());
             EmailHit {
                 uri: Some(M365Uri::mail(id)).filter(M365Uri::is_valid).map(|u| u.to_string()),
-                subject: str_field(m, "subject").to_owned(),
-                from: Some(Person {
-                    name: str_field(e, "name").to_owned(),
-                    address: str_field(e, "address").to_owned(),
+                subject: m.subject.clone().unwrap_or_default(),
+                from: from.map(|e| Person {
+                    name: e.name.clone().unwrap_or_default(),
+                    address: e.address.clone().unwrap_or_default(),
                 }),
-                received: DateTimes::parse(str_field(m, "receivedDateTime"), zone),
-                has_attachments: m.get("hasAttachments").and_then(Value::as_bool) == Some(true),
+                received: m.received_date_time.as_deref().and_then(|t| DateTimes::parse(t, zone)),
+                has_attachments: m.has_attachments.unwrap_or(false),
                 preview,
             }
         })
@@ -424,18 +427,18 @@ fn shape_mail_page(
 }
 
 fn result_shaping(c: &mut Criterion) {
-    let items = graph_mail_page();
+    let body = graph_mail_page();
     let zone = MailboxZone::resolve(Some("Pacific Standard Time"));
     let key = CursorKey::new([7; 32], Clock::system());
     let who = caller(Uuid::from_u128(1), Uuid::from_u128(2), "t");
     let binding = CursorBinding::new(&who, "outlook_email_search", &EmailSearchArgs::default());
-    let out = shape_mail_page(&items, &zone, &key, &binding);
+    let out = shape_mail_page(&body, &zone, &key, &binding);
     let returned = out.structured_content.as_ref().and_then(|s| s["page"]["returned"].as_u64());
     assert_eq!(returned, Some(25), "all 25 messages fit the budget");
 
     let mut g = c.benchmark_group("shaping");
     g.bench_function("mail_page_25", |b| {
-        b.iter(|| shape_mail_page(black_box(&items), &zone, &key, &binding))
+        b.iter(|| shape_mail_page(black_box(&body), &zone, &key, &binding))
     });
     g.finish();
 }
