@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::{DEFAULT_AUTHORITY, DEFAULT_GRAPH_BASE, DEFAULT_REQUIRED_SCOPE};
 
 /// The file shape. Every field has a default so a file can be partial; validation happens in
-/// [`Settings::from_raw`].
+/// [`Settings::from_raw`](super::Settings::from_raw).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawSettings {

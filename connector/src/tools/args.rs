@@ -5,7 +5,7 @@
 //!
 //! Each is parsed once, when the arguments are validated (before any token or Graph work);
 //! what is left for later is only the zone resolution ([`TimeArg::in_zone`]) and the look-up
-//! ([`resolve_person`]), neither of which reads the argument text again.
+//! (`resolve_person`), neither of which reads the argument text again.
 
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 use rmcp::ErrorData as McpError;
@@ -121,7 +121,7 @@ pub enum PersonArg {
 
 impl PersonArg {
     /// Parses an optional person argument: an address, else a name of at most
-    /// [`MAX_NAME_LEN`] characters without control characters.
+    /// `MAX_NAME_LEN` characters without control characters.
     pub fn parse(field: &str, value: Option<&str>) -> Result<Option<Self>, McpError> {
         let Some(name) = value.map(str::trim) else { return Ok(None) };
         if let Ok(address) = Address::parse(name) {

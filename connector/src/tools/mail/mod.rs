@@ -21,7 +21,7 @@
 //! through `/me` only (`security.md` E7).
 //!
 //! # Layout
-//! This file is the tool: arguments, checks, the body, the result. [`query`] builds the Graph
+//! This file is the tool: arguments, checks, the body, the result. `query` builds the Graph
 //! request of each form in the table above.
 
 use chrono::{DateTime, Utc};

@@ -21,8 +21,8 @@
 //!
 //! # Layout
 //! This file: the tool, its arguments, the policy checks and the dispatch by kind, the
-//! result and its text. One file per kind of item: [`mail`] (messages, attachments),
-//! [`event`], [`file`] (drive items, list items, text extraction), [`chat`].
+//! result and its text. One file per kind of item: `mail` (messages, attachments),
+//! `event`, `file` (drive items, list items, text extraction), `chat`.
 
 mod chat;
 mod event;

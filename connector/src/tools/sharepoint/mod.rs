@@ -16,7 +16,7 @@
 //! enforced by the connector on the results.
 //!
 //! # Layout
-//! [`documents`] and [`folders`] hold each tool's descriptor, arguments and checks; this file
+//! `documents` and `folders` hold each tool's descriptor, arguments and checks; this file
 //! holds the search both run, its hits and its answer.
 //!
 //! Paging is by `from` offset sealed in a cursor bound to the caller and the query.
