@@ -119,6 +119,17 @@ fn sync_hook(syncs: Arc<AtomicUsize>, fail: Arc<AtomicBool>) -> FaultHook {
     })
 }
 
+/// Polls `done` every 5 ms and fails after 10 s, so a broken writer fails a test, not hangs it.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..2_000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // The chain and `verify`
 
@@ -245,14 +256,10 @@ async fn a_batch_takes_at_most_max_batch_records() {
         tokio::spawn(async move { log.record(&call_record(i)).await.unwrap() })
     };
     let first = record(0);
-    while writes.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until("the writer holds the first record", || writes.load(Ordering::SeqCst) > 0).await;
     let queued = 2 * writer::MAX_BATCH + 1;
     let rest: Vec<_> = (1..=queued).map(record).collect();
-    while log.queue.capacity() > QUEUE_CAPACITY - queued {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until("the rest are queued", || log.queue.capacity() <= QUEUE_CAPACITY - queued).await;
     release.send(()).unwrap();
     first.await.unwrap();
     for record in rest {
@@ -462,12 +469,7 @@ async fn a_failing_sink_fails_the_record() {
 async fn a_detached_record_is_written_without_a_waiter() {
     let (sink, log) = sink_log();
     Arc::new(log).record_detached(call_record(0));
-    for _ in 0..500 {
-        if !sink.records().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("the record is written", || !sink.records().is_empty()).await;
     assert_eq!(sink.records().len(), 1);
 }
 
