@@ -296,4 +296,119 @@ mod tests {
         tokio::time::advance(Duration::from_secs(61)).await;
         assert!(refusals.peer_over_budget(peer).is_none());
     }
+
+    fn ip(text: &str) -> Option<IpAddr> {
+        Some(text.parse().unwrap())
+    }
+
+    /// Peer `n` of a block of distinct IPv4 addresses.
+    fn nth_peer(n: u32) -> Option<IpAddr> {
+        Some(IpAddr::V4((0x0a00_0000 + n).into()))
+    }
+
+    #[test]
+    fn an_ipv6_peer_is_its_64_and_an_ipv4_mapped_one_its_ipv4_address() {
+        assert_eq!(budget_key(ip("2001:db8:1:2:3:4:5:6")), ip("2001:db8:1:2::"));
+        assert_eq!(budget_key(ip("::ffff:198.51.100.7")), ip("198.51.100.7"));
+        assert_eq!(budget_key(ip("198.51.100.7")), ip("198.51.100.7"));
+        assert_eq!(budget_key(None), None);
+        let refusals = Refusals::new(Duration::ZERO, 0);
+        assert_eq!(refusals.interval(), Duration::from_millis(10), "the interval's floor");
+        assert_eq!(format!("{refusals:?}"), "Refusals { interval: 10ms, per_peer: 1, .. }");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_wait_runs_to_the_end_of_the_window_exactly() {
+        let refusals = Refusals::new(Duration::from_secs(60), 2);
+        let peer = ip("198.51.100.7");
+        for i in 0..2 {
+            refusals.token_refused(peer, "malformed", &i.to_string(), None, true);
+        }
+        assert_eq!(refusals.peer_over_budget(peer), Some(Duration::from_secs(60)));
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert!(refusals.flush(false).is_empty());
+        assert_eq!(refusals.peer_over_budget(peer), Some(Duration::from_secs(40)), "kept by flush");
+        tokio::time::advance(Duration::from_secs(40)).await;
+        assert_eq!(refusals.peer_over_budget(peer), None, "the window has ended");
+        // A new window starts from zero.
+        refusals.token_refused(peer, "malformed", "2", None, true);
+        assert_eq!(refusals.peer_over_budget(peer), None);
+        refusals.token_refused(peer, "malformed", "3", None, false);
+        assert_eq!(refusals.peer_over_budget(peer), None, "an uncharged refusal does not count");
+    }
+
+    /// At `MAX_TRACKED` budgets, a new peer is charged only once expired budgets make room,
+    /// and the sweep keeps the budgets still running.
+    #[tokio::test(start_paused = true)]
+    async fn at_capacity_expired_budgets_make_room_and_running_ones_stay() {
+        let refusals = Refusals::new(Duration::from_secs(60), 1);
+        let capacity = MAX_TRACKED as u32;
+        for n in 0..capacity - 1 {
+            refusals.token_refused(nth_peer(n), "malformed", "x", None, true);
+        }
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let (running, late) = (ip("2001:db8::1"), ip("2001:db9::1"));
+        refusals.token_refused(running, "malformed", "x", None, true);
+        refusals.token_refused(late, "malformed", "x", None, true);
+        assert_eq!(refusals.peer_over_budget(late), None, "no room: not tracked");
+        tokio::time::advance(Duration::from_secs(30)).await;
+        refusals.token_refused(late, "malformed", "x", None, true);
+        assert!(refusals.peer_over_budget(late).is_some(), "room made by expired budgets");
+        assert_eq!(refusals.peer_over_budget(running), Some(Duration::from_secs(30)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_window_closes_exactly_after_its_interval_with_the_refusals_it_counted() {
+        let refusals = Refusals::new(Duration::from_secs(10), 100);
+        let (peer, idle_peer) = (ip("198.51.100.7"), ip("198.51.100.8"));
+        assert!(refusals.token_refused(peer, "malformed", "0", None, true).is_some());
+        assert!(refusals.token_refused(idle_peer, "expired", "9", None, true).is_some());
+        assert!(refusals.token_refused(peer, "malformed", "1", None, true).is_none());
+        refusals.token_refused(peer, "malformed", "2", None, true);
+        tokio::time::advance(Duration::from_millis(9_999)).await;
+        assert!(refusals.flush(false).is_empty());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let closed = refusals.flush(false);
+        assert!(
+            matches!(&closed[..], [AuditEvent::TokenRefused { reason: "malformed", count: 2, request_id, .. }] if request_id == "1"),
+            "{closed:?}"
+        );
+        // The closed window opened the next one: a refusal in it is only counted. The idle
+        // window of the other peer was forgotten: its next refusal is recorded at once.
+        assert!(refusals.token_refused(peer, "malformed", "3", None, true).is_none());
+        assert!(refusals.token_refused(idle_peer, "expired", "10", None, true).is_some());
+        assert_eq!(count(&refusals.flush(true)), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_callers_429s_aggregate_like_refusals() {
+        let refusals = Refusals::new(Duration::from_secs(10), 1);
+        let (tenant, user) =
+            (TenantId::from(uuid::Uuid::from_u128(1)), ObjectId::from(uuid::Uuid::from_u128(2)));
+        let first = refusals.rate_limited(tenant, user, ip("198.51.100.7"), "0");
+        assert!(matches!(first, Some(AuditEvent::RateLimited { count: 1, .. })), "{first:?}");
+        assert!(refusals.rate_limited(tenant, user, ip("198.51.100.8"), "1").is_none());
+        let closed = refusals.flush(true);
+        assert!(
+            matches!(&closed[..], [AuditEvent::RateLimited { count: 1, peer, .. }] if *peer == ip("198.51.100.8")),
+            "{closed:?}"
+        );
+    }
+
+    /// At `MAX_TRACKED` windows, new subjects share one overflow window: the first is
+    /// recorded at once, the rest are counted without a peer.
+    #[tokio::test(start_paused = true)]
+    async fn at_capacity_new_subjects_share_one_overflow_window() {
+        let refusals = Refusals::new(Duration::from_secs(10), 1);
+        for n in 0..MAX_TRACKED as u32 {
+            assert!(refusals.token_refused(nth_peer(n), "malformed", "x", None, false).is_some());
+        }
+        assert!(refusals.token_refused(ip("2001:db8::1"), "malformed", "a", None, false).is_some());
+        assert!(refusals.token_refused(ip("2001:db8::2"), "malformed", "b", None, false).is_none());
+        let closed = refusals.flush(true);
+        assert!(
+            matches!(&closed[..], [AuditEvent::TokenRefused { peer: None, count: 1, request_id, .. }] if request_id == "b"),
+            "{closed:?}"
+        );
+    }
 }

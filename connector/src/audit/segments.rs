@@ -128,6 +128,7 @@ pub fn tail(path: &Path) -> io::Result<Tail> {
                     end = nl + 1;
                     continue;
                 }
+                // The first line is partial: no record anywhere.
                 None => break,
             }
         };
@@ -145,7 +146,8 @@ pub fn tail(path: &Path) -> io::Result<Tail> {
         }
         end = start;
     }
-    Ok(Tail { last: None, torn_bytes: len - end as u64, len })
+    // No line parsed as a record, and a partial first line is torn too: every byte is.
+    Ok(Tail { last: None, torn_bytes: len, len })
 }
 
 #[cfg(test)]
@@ -161,5 +163,49 @@ mod tests {
         assert_eq!(index_of("audit.jsonl", base), Some(1));
         assert_eq!(index_of("audit.2.jsonl", base), None);
         assert_eq!(index_of("other.000002.jsonl", base), None);
+    }
+
+    fn temp_dir() -> PathBuf {
+        std::env::temp_dir().join(format!("m365-segments-{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    /// `cargo test` runs unit tests in the crate's directory, which holds `Cargo.toml`.
+    #[test]
+    fn a_relative_base_is_listed_from_the_working_directory() {
+        let found = list(Path::new("Cargo.toml")).unwrap();
+        assert_eq!(found, [(1, PathBuf::from("./Cargo.toml"))]);
+    }
+
+    #[test]
+    fn a_missing_log_has_no_segments_and_an_unreadable_one_is_an_error() {
+        let dir = temp_dir();
+        assert!(list(&dir.join("audit.jsonl")).unwrap().is_empty());
+        assert!(tail(&dir.join("audit.jsonl")).unwrap().last.is_none());
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("audit.jsonl");
+        std::fs::write(&file, b"").unwrap();
+        assert!(list(&file.join("audit.jsonl")).is_err(), "a file as the directory");
+        assert!(tail(&dir).is_err(), "a directory as the segment");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The last good record, and everything after it as torn bytes.
+    #[test]
+    fn a_tail_is_the_last_record_and_the_bytes_after_it() {
+        let dir = temp_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("audit.jsonl");
+        let tail_of = |bytes: &[u8]| {
+            std::fs::write(&file, bytes).unwrap();
+            let tail = tail(&file).unwrap();
+            (tail.last, tail.torn_bytes, tail.len)
+        };
+        let last = |seq, line: &str| Some((seq, sha256_hex(line.as_bytes())));
+        assert_eq!(tail_of(b""), (None, 0, 0));
+        assert_eq!(tail_of(br#"{"seq":1,"pr"#), (None, 12, 12), "a torn first record");
+        assert_eq!(tail_of(b"{\"seq\":1}\n{\"seq\":2}\n{\"se"), (last(2, r#"{"seq":2}"#), 4, 24));
+        assert_eq!(tail_of(b"{\"seq\":1}\nnot json\n"), (last(1, r#"{"seq":1}"#), 9, 19));
+        assert_eq!(tail_of(b"{\"seq\":7}\n"), (last(7, r#"{"seq":7}"#), 0, 10));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

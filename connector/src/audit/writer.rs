@@ -19,7 +19,7 @@ use super::{AuditError, AuditEvent, GENESIS, Submission, chain_hash, segments, s
 use crate::{clock::Clock, key::Key32};
 
 /// Records committed together at most (one write, one fsync).
-const MAX_BATCH: usize = 1024;
+pub(super) const MAX_BATCH: usize = 1024;
 
 /// Where a fault can be injected (tests of the failure paths).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

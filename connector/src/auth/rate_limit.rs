@@ -27,15 +27,20 @@ struct Bucket {
 pub struct RateLimiter {
     burst: f64,
     per_second: f64,
+    /// The configured integers, kept as given (after the floor of 1) for the shared budget,
+    /// so it never depends on a float round trip through `per_second`.
+    budget: Budget,
     buckets: Mutex<HashMap<(TenantId, ObjectId), Bucket>>,
-    shared: Option<(SharedStore, Budget)>,
+    shared: Option<SharedStore>,
 }
 
 impl RateLimiter {
     pub fn new(per_minute: u32, burst: u32) -> Self {
+        let budget = Budget { per_minute: per_minute.max(1), burst: burst.max(1) };
         Self {
-            burst: f64::from(burst.max(1)),
-            per_second: f64::from(per_minute.max(1)) / 60.0,
+            burst: f64::from(budget.burst),
+            per_second: f64::from(budget.per_minute) / 60.0,
+            budget,
             buckets: Mutex::new(HashMap::new()),
             shared: None,
         }
@@ -43,20 +48,15 @@ impl RateLimiter {
 
     /// Shares the budget across instances through `store` (see the module docs).
     pub fn with_shared(mut self, store: Option<SharedStore>) -> Self {
-        let Some(store) = store else { return self };
-        let budget = Budget {
-            per_minute: (self.per_second * 60.0).round() as u32,
-            burst: self.burst as u32,
-        };
-        self.shared = Some((store, budget));
+        self.shared = store;
         self
     }
 
     /// Takes one token, or says how long until one is available.
     pub async fn check(&self, tid: TenantId, oid: ObjectId) -> Result<(), Duration> {
         self.check_local(tid, oid)?;
-        if let Some((store, budget)) = &self.shared
-            && let Some(shared) = store.rate_check(tid, oid, *budget).await
+        if let Some(store) = &self.shared
+            && let Some(shared) = store.rate_check(tid, oid, self.budget).await
         {
             return shared;
         }
@@ -92,6 +92,19 @@ mod tests {
     use super::*;
     use uuid::Uuid;
 
+    fn caller(n: u128) -> (TenantId, ObjectId) {
+        (TenantId::from(Uuid::from_u128(1)), ObjectId::from(Uuid::from_u128(n)))
+    }
+
+    fn take(limiter: &RateLimiter, n: u128) -> Result<(), Duration> {
+        let (tid, oid) = caller(n);
+        limiter.check_local(tid, oid)
+    }
+
+    fn bucket_count(limiter: &RateLimiter) -> usize {
+        limiter.buckets.lock().unwrap().len()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_caller_gets_the_burst_then_waits_while_others_are_unaffected() {
         let limiter = RateLimiter::new(60, 2);
@@ -104,5 +117,69 @@ mod tests {
         assert!(limiter.check(t, b).await.is_ok());
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(limiter.check(t, a).await.is_ok());
+    }
+
+    /// 120 a minute is one token every 500 ms; every figure below is exact in `f64`.
+    #[tokio::test(start_paused = true)]
+    async fn the_burst_is_admitted_exactly_and_the_wait_is_the_time_to_the_next_token() {
+        let limiter = RateLimiter::new(120, 3);
+        for _ in 0..3 {
+            assert_eq!(take(&limiter, 2), Ok(()));
+        }
+        assert_eq!(take(&limiter, 2), Err(Duration::from_millis(500)));
+        tokio::time::advance(Duration::from_millis(250)).await;
+        assert_eq!(take(&limiter, 2), Err(Duration::from_millis(250)), "half a token refilled");
+        tokio::time::advance(Duration::from_millis(249)).await;
+        assert!(take(&limiter, 2).is_err(), "one millisecond before the interval");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(take(&limiter, 2), Ok(()), "a token exactly one interval after the last");
+        assert_eq!(take(&limiter, 2), Err(Duration::from_millis(500)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_caller_refills_to_the_burst_and_no_further() {
+        let limiter = RateLimiter::new(120, 3);
+        for _ in 0..3 {
+            assert_eq!(take(&limiter, 2), Ok(()));
+        }
+        tokio::time::advance(Duration::from_secs(60)).await;
+        for _ in 0..3 {
+            assert_eq!(take(&limiter, 2), Ok(()));
+        }
+        assert_eq!(take(&limiter, 2), Err(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn the_shared_budget_is_the_configured_one_with_a_floor_of_one() {
+        let budget = RateLimiter::new(90, 7).budget;
+        assert_eq!((budget.per_minute, budget.burst), (90, 7));
+        let floor = RateLimiter::new(0, 0).budget;
+        assert_eq!((floor.per_minute, floor.burst), (1, 1));
+    }
+
+    /// The sweep runs only past the threshold and drops exactly the buckets that have
+    /// refilled to the burst (their callers would start from a full bucket anyway).
+    #[tokio::test(start_paused = true)]
+    async fn past_the_threshold_full_buckets_are_swept_and_partial_ones_kept() {
+        // 120 a minute, burst 4: one call leaves 3 tokens; 500 ms later the bucket is full.
+        let limiter = RateLimiter::new(120, 4);
+        let threshold = SWEEP_THRESHOLD as u128;
+        for n in 0..threshold {
+            assert_eq!(take(&limiter, 10 + n), Ok(()));
+        }
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert_eq!(take(&limiter, 2), Ok(()));
+        assert_eq!(bucket_count(&limiter), SWEEP_THRESHOLD + 1, "no sweep at the threshold");
+        assert_eq!(take(&limiter, 3), Ok(()));
+        assert_eq!(bucket_count(&limiter), 2, "the refilled buckets go, caller 2's stays");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn below_the_threshold_full_buckets_are_kept() {
+        let limiter = RateLimiter::new(120, 4);
+        assert_eq!(take(&limiter, 2), Ok(()));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(take(&limiter, 3), Ok(()));
+        assert_eq!(bucket_count(&limiter), 2);
     }
 }

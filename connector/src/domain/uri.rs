@@ -451,30 +451,101 @@ mod tests {
     const CHAT: &str = "19:2b3c_8f9a@unq.gbl.spaces";
     const SITE: &str = "contoso.sharepoint.com,6598ee0b-1d0e-4b4c-8a0b-1a2b3c4d5e6f,60024ce8-1d0e-4b4c-8a0b-1a2b3c4d5e6f";
 
-    #[test]
-    fn every_kind_round_trips_with_encoded_ids() {
-        let uris = [
+    const LIST: &str = "6598ee0b-1d0e-4b4c-8a0b-1a2b3c4d5e6f";
+
+    /// One URI of each kind, in the order of [`ResourceKind::ALL`].
+    fn one_of_each_kind() -> [M365Uri; 7] {
+        [
             M365Uri::mail(MSG),
             M365Uri::Mail { message: MSG.into(), attachment: Some("AAMkATT=".into()) },
             M365Uri::Event { id: "AAMkEv/+=".into() },
             M365Uri::drive_item("b!abc_DEF-1", "01ABCDEF"),
-            M365Uri::ListItem {
-                site: SITE.into(),
-                list: "6598ee0b-1d0e-4b4c-8a0b-1a2b3c4d5e6f".into(),
-                item: "42".into(),
-            },
+            list_item(SITE, LIST),
             M365Uri::Chat { chat: CHAT.into(), message: None },
             M365Uri::chat_message(CHAT, "1657782060227"),
-        ];
-        for uri in uris {
+        ]
+    }
+
+    fn list_item(site: &str, list: &str) -> M365Uri {
+        M365Uri::ListItem { site: site.into(), list: list.into(), item: "42".into() }
+    }
+
+    #[test]
+    fn every_kind_round_trips_with_encoded_ids() {
+        for uri in one_of_each_kind() {
             let text = uri.to_string();
             assert_eq!(M365Uri::parse(&text), Ok(uri.clone()), "{text}");
+            assert_eq!(text.parse::<M365Uri>(), Ok(uri.clone()), "{text}");
+            assert!(uri.is_valid(), "{text}");
         }
         assert_eq!(M365Uri::mail(MSG).to_string(), "m365://mail/AAMkAGI2%2BTHgHd%2FAAA%3D");
         assert_eq!(
             M365Uri::chat_message(CHAT, "1").to_string(),
             "m365://chat/19%3A2b3c_8f9a%40unq.gbl.spaces/message/1"
         );
+    }
+
+    #[test]
+    fn a_uri_whose_ids_break_their_pattern_is_not_valid() {
+        assert!(!M365Uri::mail("..").is_valid());
+        assert!(!M365Uri::drive_item("x", "01A").is_valid());
+        assert!(!M365Uri::chat_message(CHAT, "one").is_valid());
+    }
+
+    /// The templates and names listed to clients describe the URIs the parser accepts.
+    #[test]
+    fn each_kind_template_and_name_describe_its_uris() {
+        let kinds = one_of_each_kind().map(|uri| uri.kind());
+        assert_eq!(kinds, ResourceKind::ALL);
+        for uri in one_of_each_kind() {
+            let kind = uri.kind();
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name(), "{kind:?}");
+            let (template, text) = (kind.template(), uri.to_string());
+            let (want, got): (Vec<_>, Vec<_>) =
+                (template.split('/').collect(), text.split('/').collect());
+            assert_eq!(want.len(), got.len(), "{template} vs {text}");
+            for (w, g) in want.iter().zip(&got) {
+                assert!(w.starts_with('{') || w == g, "{template} vs {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn uris_and_links_up_to_the_length_cap_parse_and_longer_ones_are_too_long() {
+        // 512 `+` encode to 1,536 bytes; the attachment id fills the rest of the cap.
+        let filler = MAX_URI_LEN - "m365://mail//attachment/".len() - 3 * 512;
+        let uri = M365Uri::Mail { message: "+".repeat(512), attachment: Some("A".repeat(filler)) };
+        let text = uri.to_string();
+        assert_eq!(text.len(), MAX_URI_LEN);
+        assert_eq!(M365Uri::parse(&text), Ok(uri));
+        assert_eq!(M365Uri::parse(&format!("{text}A")), Err(UriError::TooLong));
+
+        let host = "https://contoso.sharepoint.com/";
+        let link = format!("{host}{}", "a".repeat(MAX_URI_LEN - host.len()));
+        assert!(matches!(parse_link(&link), Ok(LinkTarget::Share { .. })));
+        assert_eq!(parse_link(&format!("{link}a")), Err(UriError::TooLong));
+    }
+
+    #[test]
+    fn a_wrong_shape_is_named_and_an_unknown_kind_is_refused_as_such() {
+        let list = list_item(SITE, LIST).to_string();
+        let shapes = [
+            "m365://mail/AAA/attachment".to_owned(),
+            "m365://mail/AAA/attachments/BBB".into(),
+            "m365://mail/AAA/attachment/BBB/CCC".into(),
+            "m365://event/AAA/attachment/BBB".into(),
+            "m365://drive/b%21x".into(),
+            "m365://drive/b%21x/items/01A".into(),
+            list.replace("/list/", "/lists/"),
+            list.replace("/item/", "/items/"),
+            "m365://chat/19%3Aa/messages/1".into(),
+        ];
+        for input in &shapes {
+            assert!(matches!(M365Uri::parse(input), Err(UriError::Shape { .. })), "{input}");
+        }
+        for input in ["m365://", "m365://Mail/AAA", "m365://me/AAA"] {
+            assert_eq!(M365Uri::parse(input), Err(UriError::UnknownKind), "{input}");
+        }
     }
 
     #[test]
@@ -509,8 +580,26 @@ mod tests {
             "m365://mail/%4",
             "m365://",
             "",
+            // A character an id pattern admits must still come percent-encoded.
+            "m365://mail/AA+A",
+            "m365://mail/AAAA%2B+A",
+            "m365://chat/19:abc",
+            "m365://drive/b%21x/item/%2e%2e",
         ];
-        for input in bad {
+        let guid = LIST;
+        let sites = [
+            format!("contoso.sharepoint.com,{guid}"),
+            format!("contoso.sharepoint.com,{guid},{guid},x"),
+            format!("contoso_sharepoint.com,{guid},{guid}"),
+            format!("contoso.sharepoint.com,x,{guid}"),
+        ];
+        let lists = sites
+            .iter()
+            .map(|site| list_item(site, guid))
+            .chain([list_item(SITE, &guid.replace('-', ""))])
+            .map(|uri| uri.to_string());
+        for input in bad.map(String::from).into_iter().chain(lists) {
+            let input = input.as_str();
             assert!(M365Uri::parse(input).is_err(), "{input:?} should be refused");
             assert!(parse_link(input).is_err(), "{input:?} should be refused as a link");
         }
@@ -546,7 +635,13 @@ mod tests {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded).expect("b64");
         assert_eq!(decoded, link.as_bytes());
         assert!(!share_id.contains(['=', '+', '/']));
-        assert!(parse_link("https://contoso-my.sharepoint.com/:w:/g/personal/x/EabC").is_ok());
+        for link in [
+            "https://contoso-my.sharepoint.com/:w:/g/personal/x/EabC",
+            "https://1drv.ms/w/s!AbC",
+            "https://onedrive.live.com/?id=ABC",
+        ] {
+            assert!(matches!(parse_link(link), Ok(LinkTarget::Share { .. })), "{link}");
+        }
         for bad in [
             "http://contoso.sharepoint.com/x",
             "https://user@contoso.sharepoint.com/x",
@@ -580,6 +675,33 @@ mod tests {
             Ok(LinkTarget::Uri(M365Uri::Event { id: "AAMkEv/+=".into() }))
         );
         assert!(parse_link("https://outlook.office.com/mail/inbox/id/..%2F..%2Fx").is_err());
+        for (link, uri) in [
+            ("https://outlook.office.com/mail/deeplink/read/AAMk", M365Uri::mail("AAMk")),
+            ("https://outlook.live.com/calendar/deeplink/read/AAEv", event_uri("AAEv")),
+            (
+                "https://outlook.office365.com/owa/?ItemID=AAEv&path=/calendar/item",
+                event_uri("AAEv"),
+            ),
+        ] {
+            assert_eq!(parse_link(link), Ok(LinkTarget::Uri(uri)), "{link}");
+        }
+        assert_eq!(parse_link("https://evil.com/mail/inbox/id/AAMk"), Err(UriError::Scheme));
+    }
+
+    fn event_uri(id: &str) -> M365Uri {
+        M365Uri::Event { id: id.into() }
+    }
+
+    /// Each sign of a channel message refuses the link on its own.
+    #[test]
+    fn teams_channel_links_are_refused_by_any_one_sign() {
+        for link in [
+            "https://teams.microsoft.com/l/message/19%3Aabc%40unq.gbl.spaces/1?groupId=x",
+            "https://teams.microsoft.com/l/message/19%3Aabc%40thread.tacv2/1",
+            "https://teams.microsoft.com/l/message/19%3Aabc%40thread.skype/1",
+        ] {
+            assert!(matches!(parse_link(link), Err(UriError::UnsupportedLink { .. })), "{link}");
+        }
     }
 
     fn any_uri() -> impl Strategy<Value = M365Uri> {

@@ -1,21 +1,12 @@
-//! The audit log: the chain and `audit verify` (edits, deletions, segments, torn writes, the
-//! keyed chain), the writer (group commit, a failed fsync, rotation, file mode), and what the
-//! running connector records (one record per call, refusals aggregated per peer, 429 for
-//! floods, abandoned and refused calls).
+//! The audit log as the running connector keeps it (one record per call, refusals aggregated
+//! per peer, 429 for floods, abandoned and refused calls) and the `audit verify` command. The
+//! chain, the writer (group commit, a failed fsync, rotation, file mode) and `verify` on edited,
+//! torn and keyed logs are unit-tested in `src/audit/tests.rs`.
 
-use std::{
-    path::Path,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
+use std::{path::Path, time::Duration};
 
 use connector::{
-    audit::{
-        AuditEvent, AuditLog, FaultPoint, OboUse, Outcome, Report, Verdict, WriterOptions, verify,
-    },
+    audit::{AuditEvent, AuditLog, OboUse, Outcome, Report, Verdict, WriterOptions, verify},
     clock::Clock,
     config::Key32,
     domain::{ObjectId, TenantId},
@@ -59,28 +50,6 @@ async fn write_records(options: WriterOptions, n: usize) {
     }
 }
 
-fn lines_of(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-/// Every record of the log in `dir`, all segments in order.
-fn all_records(dir: &Path) -> Vec<Value> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".jsonl"))
-        .collect();
-    files.sort_by_key(|p| {
-        let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        name.split('.').nth(1).and_then(|n| n.parse::<u32>().ok()).unwrap_or(1)
-    });
-    files.iter().flat_map(|f| lines_of(f)).collect()
-}
-
 fn ok(verdict: Verdict) -> Report {
     match verdict {
         Verdict::Ok(report) => report,
@@ -88,205 +57,9 @@ fn ok(verdict: Verdict) -> Report {
     }
 }
 
-#[tokio::test]
-async fn records_chain_by_hash_and_verify_ok() {
-    let dir = temp_dir();
-    let path = dir.join("audit.jsonl");
-    write_records(options(&path), 3).await;
-    // Re-opening continues the chain.
-    write_records(options(&path), 2).await;
-    assert_eq!(ok(verify(&dir, None).unwrap()).records, 5);
-    let lines = lines_of(&path);
-    assert_eq!(lines[0]["prev"], connector::audit::GENESIS);
-    assert_eq!(lines[4]["seq"], 5);
-    assert_eq!(lines[0]["event"], "tool_call");
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[tokio::test]
-async fn verify_reports_an_edited_line() {
-    let dir = temp_dir();
-    let path = dir.join("audit.jsonl");
-    write_records(options(&path), 4).await;
-    let text = std::fs::read_to_string(&path).unwrap();
-    let edited = text.replacen("\"latency_ms\":1,", "\"latency_ms\":9,", 1);
-    assert_ne!(edited, text);
-    std::fs::write(&path, edited).unwrap();
-    match verify(&path, None).unwrap() {
-        Verdict::Broken { line, reason, .. } => {
-            assert_eq!(line, 2);
-            assert!(reason.contains("edited"), "{reason}");
-        }
-        other => panic!("expected a broken chain, got {other:?}"),
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[tokio::test]
-async fn verify_reports_a_deleted_line() {
-    let dir = temp_dir();
-    let path = dir.join("audit.jsonl");
-    write_records(options(&path), 4).await;
-    let text = std::fs::read_to_string(&path).unwrap();
-    let kept: Vec<&str> =
-        text.lines().enumerate().filter(|(i, _)| *i != 1).map(|(_, l)| l).collect();
-    std::fs::write(&path, kept.join("\n") + "\n").unwrap();
-    match verify(&path, None).unwrap() {
-        Verdict::Broken { line, reason, .. } => {
-            assert_eq!(line, 2);
-            assert!(reason.contains("removed"), "{reason}");
-        }
-        other => panic!("expected a broken chain, got {other:?}"),
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[tokio::test]
-async fn records_that_arrive_together_share_one_fsync() {
-    let dir = temp_dir();
-    let syncs = Arc::new(AtomicUsize::new(0));
-    let counted = syncs.clone();
-    let options = WriterOptions {
-        fsync: true,
-        faults: Some(Arc::new(move |point| {
-            if point == FaultPoint::Sync {
-                counted.fetch_add(1, Ordering::SeqCst);
-            }
-            Ok(())
-        })),
-        ..WriterOptions::new(dir.join("audit.jsonl"))
-    };
-    let log = Arc::new(AuditLog::open(options, Clock::system()).unwrap());
-    let writers: Vec<_> = (0..500)
-        .map(|i| {
-            let log = log.clone();
-            tokio::spawn(async move { log.record(&call_record(i)).await.unwrap() })
-        })
-        .collect();
-    let mut seqs: Vec<u64> = Vec::new();
-    for w in writers {
-        seqs.push(w.await.unwrap());
-    }
-    seqs.sort_unstable();
-    assert_eq!(seqs, (1..=500).collect::<Vec<_>>(), "every caller got its own seq");
-    let syncs = syncs.load(Ordering::SeqCst);
-    assert!(syncs < 250, "500 concurrent records took {syncs} fsyncs");
-    assert_eq!(ok(verify(&dir, None).unwrap()).records, 500);
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[tokio::test]
-async fn a_failed_fsync_fails_its_records_and_never_repeats_a_seq() {
-    let dir = temp_dir();
-    let fail = Arc::new(AtomicBool::new(false));
-    let failing = fail.clone();
-    let options = WriterOptions {
-        fsync: true,
-        faults: Some(Arc::new(move |point| {
-            if point == FaultPoint::Sync && failing.swap(false, Ordering::SeqCst) {
-                return Err(std::io::Error::other("EIO"));
-            }
-            Ok(())
-        })),
-        ..WriterOptions::new(dir.join("audit.jsonl"))
-    };
-    let log = AuditLog::open(options, Clock::system()).unwrap();
-    assert_eq!(log.record(&call_record(0)).await.unwrap(), 1);
-    fail.store(true, Ordering::SeqCst);
-    assert!(log.record(&call_record(1)).await.is_err(), "a failed fsync fails the call");
-    // The failed record's bytes reached the file; the next one must not reuse its seq.
-    let next = log.record(&call_record(2)).await.unwrap();
-    assert_eq!(next, 3);
-    let seqs: Vec<u64> = all_records(&dir).iter().map(|r| r["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, vec![1, 2, 3]);
-    let report = ok(verify(&dir, None).unwrap());
-    assert_eq!((report.records, report.segments), (3, 2), "continued in a new segment");
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[tokio::test]
-async fn segments_rotate_by_size_and_the_chain_runs_through_them() {
-    let dir = temp_dir();
-    let options = WriterOptions { rotate_bytes: 64 * 1024, ..options(&dir.join("audit.jsonl")) };
-    write_records(options.clone(), 600).await;
-    // Reopening continues in the last segment.
-    write_records(options, 10).await;
-    let report = ok(verify(&dir, None).unwrap());
-    assert_eq!(report.records, 610);
-    assert!(report.segments >= 3, "{} segments", report.segments);
-    assert!(dir.join("audit.000002.jsonl").exists());
-    #[cfg(unix)]
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = entry.unwrap().metadata().unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600, "segments are readable by their owner only");
-    }
-    // Removing a middle segment breaks the chain.
-    std::fs::remove_file(dir.join("audit.000002.jsonl")).unwrap();
-    assert!(matches!(verify(&dir, None).unwrap(), Verdict::Broken { .. }));
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[tokio::test]
-async fn a_torn_last_line_is_reported_and_the_log_continues_in_a_new_segment() {
-    let dir = temp_dir();
-    let path = dir.join("audit.jsonl");
-    write_records(options(&path), 3).await;
-    // A crash in the middle of a write leaves half a record.
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes.extend_from_slice(br#"{"event":"tool_call","seq":4,"pre"#);
-    std::fs::write(&path, bytes).unwrap();
-    write_records(options(&path), 2).await;
-    let resumed = lines_of(&dir.join("audit.000002.jsonl"));
-    assert_eq!(resumed[0]["event"], "log_resumed");
-    assert_eq!(resumed[0]["seq"], 4);
-    assert_eq!(resumed[0]["torn_segment"], "audit.jsonl");
-    let report = ok(verify(&dir, None).unwrap());
-    assert_eq!(report.records, 6);
-    assert_eq!(report.torn, vec![(path.clone(), 33)]);
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[tokio::test]
-async fn a_keyed_chain_cannot_be_rewritten_without_the_key() {
-    let dir = temp_dir();
-    let path = dir.join("audit.jsonl");
-    let key = Key32::from_base64(&base64_of(&[9u8; 32])).unwrap();
-    write_records(WriterOptions { key: Some(key.clone()), ..options(&path) }, 3).await;
-    assert_eq!(ok(verify(&dir, Some(&key)).unwrap()).records, 3);
-    let other = Key32::from_base64(&base64_of(&[8u8; 32])).unwrap();
-    assert!(matches!(verify(&dir, Some(&other)).unwrap(), Verdict::Broken { line: 1, .. }));
-    assert!(matches!(verify(&dir, None).unwrap(), Verdict::Broken { line: 1, .. }));
-
-    // Someone without the key drops the last record and rewrites the second with a correct
-    // plain SHA-256 chain: the unkeyed check would pass, the keyed one does not.
-    let mut records = lines_of(&path);
-    records.truncate(2);
-    records[1]["latency_ms"] = json!(0);
-    let mut prev = records[0].to_string();
-    let rewritten = &mut records[1];
-    rewritten.as_object_mut().unwrap().remove("keyed");
-    rewritten["prev"] = json!(sha256_hex(prev.as_bytes()));
-    let mut body = rewritten.clone();
-    body.as_object_mut().unwrap().remove("hash");
-    rewritten["hash"] = json!(sha256_hex(body.to_string().as_bytes()));
-    prev = format!("{}\n{}\n", records[0], records[1]);
-    std::fs::write(&path, prev).unwrap();
-    match verify(&dir, Some(&key)).unwrap() {
-        Verdict::Broken { line, .. } => assert_eq!(line, 2),
-        other => panic!("a rewritten keyed log passed: {other:?}"),
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
 fn base64_of(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 // -------------------------------------------------------------------------------------------
