@@ -190,6 +190,8 @@ async fn a_certificate_credential_sends_a_verifiable_client_assertion() {
     assert_eq!(decoded.header.x5t.as_deref(), Some("thumbprint-b64url"));
     assert_eq!(decoded.claims["sub"], CLIENT_ID.to_string());
     assert!(decoded.claims["jti"].as_str().is_some_and(|j| !j.is_empty()));
+    let lifetime = decoded.claims["exp"].as_i64().zip(decoded.claims["iat"].as_i64());
+    assert_eq!(lifetime.map(|(exp, iat)| exp - iat), Some(600));
 }
 
 #[tokio::test]
@@ -733,9 +735,11 @@ async fn a_call_whose_union_step_exchanged_is_not_reported_as_a_cache_hit() {
             } else {
                 asked.split(' ').collect()
             };
-            ResponseTemplate::new(200).set_body_json(serde_json::json!({
-                "token_type": "Bearer", "scope": granted.join(" "), "expires_in": 3600,
-                "access_token": format!("token-for-{}", asked.len())}))
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({
+                    "token_type": "Bearer", "scope": granted.join(" "), "expires_in": 3600,
+                    "access_token": format!("token-for-{}", asked.len())}))
+                .set_delay(Duration::from_millis(50))
         })
         .mount(&server)
         .await;
@@ -752,14 +756,22 @@ async fn a_call_whose_union_step_exchanged_is_not_reported_as_a_cache_hit() {
     t.advance(100);
     p.graph_token(&caller(), &chat, None).await.expect("chat");
     t.advance(201);
-    p.graph_token(&caller(), &chat, None).await.expect("chat again");
+    // Two calls at once: one exchanges the union, the other waits for that exchange
+    // (coalesced); both take Chat.Read from the cache.
+    let joni = caller();
+    let (again, coalesced) =
+        tokio::join!(p.graph_token(&joni, &chat, None), p.graph_token(&joni, &chat, None));
+    again.expect("chat again");
+    coalesced.expect("chat again, coalesced");
     p.graph_token(&caller(), &chat, None).await.expect("chat from the cache");
     // Assert
     let seen = requested(&server).await;
     assert_eq!(seen.len(), 3, "union, Chat.Read, union again: {seen:?}");
     let events = events.lock().expect("lock");
-    let flags: Vec<(bool, bool)> = events.iter().map(|e| (e.from_cache, e.coalesced)).collect();
-    assert_eq!(flags, vec![(false, false), (false, false), (false, false), (true, false)]);
+    let mut flags: Vec<(bool, bool)> = events.iter().map(|e| (e.from_cache, e.coalesced)).collect();
+    flags[2..4].sort_unstable();
+    let expected = [(false, false), (false, false), (false, false), (false, true), (true, false)];
+    assert_eq!(flags, expected);
 }
 
 // ---- the shared store's claim and union refusals, the scope rules, reading Entra's answer ----
@@ -772,6 +784,8 @@ struct SharedStore {
     store: MokaTokenCache,
     hidden_reads: std::sync::atomic::AtomicUsize,
     busy_for: Mutex<Option<Duration>>,
+    /// The time to live of every `put`, in order.
+    ttls: Mutex<Vec<Duration>>,
     refusals: Mutex<HashMap<ObjectId, (String, Duration)>>,
 }
 
@@ -789,6 +803,7 @@ impl TokenCache for SharedStore {
         blob: Vec<u8>,
         ttl: Duration,
     ) -> BoxFuture<'a, ()> {
+        self.ttls.lock().unwrap().push(ttl);
         self.store.put(key, blob, ttl)
     }
     fn remove(&self, key: &TokenCacheKey) {
@@ -1012,4 +1027,177 @@ async fn a_token_response_up_to_256_kib_is_read_and_a_larger_one_refused() {
         answered_with(sized(CAP + 1)).await.err(),
         Some(OboError::Internal("oversized token response"))
     );
+}
+
+/// The token requests Entra has seen after each call: the first, one after purging another
+/// tenant, one after purging the caller's tenant.
+async fn requests_around_purges(
+    server: &MockServer,
+    p: &TokenProvider,
+    asked: &ScopeSet,
+) -> Vec<usize> {
+    let another = TenantId::parse("11111111-1111-4111-8111-111111111111").expect("tid");
+    let mut seen = vec![];
+    for purged in [None, Some(another), Some(caller().tenant_id)] {
+        if let Some(tenant) = purged {
+            p.purge_tenant(tenant);
+        }
+        let _ = p.graph_token(&caller(), asked, None).await;
+        seen.push(requested(server).await.len());
+    }
+    seen
+}
+
+#[tokio::test]
+async fn purging_a_tenant_forgets_its_users_union_refusals_and_cool_downs() {
+    let consent = serde_json::json!({
+        "error": "invalid_grant", "error_codes": [65001], "suberror": "consent_required"});
+    let server = MockServer::start().await;
+    refusing_chat(&server, consent).await;
+    let p = provider(settings(&server, secret()), TestClock::new().0).with_union(chat_union());
+    assert_eq!(requests_around_purges(&server, &p, &chat_union()).await, [1, 1, 2]);
+
+    let server = MockServer::start().await;
+    let throttled = ResponseTemplate::new(429).insert_header("Retry-After", "60");
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(throttled)
+        .mount(&server)
+        .await;
+    let p = provider(settings(&server, secret()), TestClock::new().0);
+    assert_eq!(requests_around_purges(&server, &p, &scopes()).await, [1, 1, 2]);
+}
+
+#[test]
+fn debug_output_names_scopes_expiry_and_authority_but_never_a_token() {
+    let expires_at = DateTime::from_timestamp(CALLER_TOKEN_EXP, 0).expect("time");
+    let token =
+        GraphToken::new(SecretString::from("graph-sentinel".to_owned()), scopes(), expires_at);
+    let shown = format!("{token:?}");
+    assert!(shown.contains("[redacted]") && shown.contains("Mail.Read"), "{shown}");
+    assert!(shown.contains("2100-01-01") && !shown.contains("graph-sentinel"), "{shown}");
+    assert_eq!(token.into_access_token().expose_secret(), "graph-sentinel");
+    let authority = Url::parse("https://login.example/").expect("url");
+    let p = provider(OboSettings::new(authority, CLIENT_ID, secret()), TestClock::new().0);
+    assert!(format!("{p:?}").contains("https://login.example/"), "{p:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_claimed_exchange_is_waited_for_no_longer_than_the_claim_says() {
+    // Entra unreachable (a closed local port): only the waiting is observed, by the store's
+    // reads: the call's own two, then one poll every 20 ms of the 40 ms claim.
+    let authority = Url::parse("http://127.0.0.1:9/").expect("url");
+    let store = Arc::new(SharedStore::default());
+    *store.busy_for.lock().unwrap() = Some(Duration::from_millis(40));
+    store.hidden_reads.store(usize::MAX, Ordering::SeqCst);
+    let p = provider(OboSettings::new(authority, CLIENT_ID, secret()), TestClock::new().0)
+        .with_cache(store.clone());
+    let answer = p.graph_token(&caller(), &scopes(), None).await;
+    assert_eq!(answer.err(), Some(OboError::Unreachable));
+    assert_eq!(usize::MAX - store.hidden_reads.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn a_cache_entry_lives_no_longer_than_the_reuse_age_or_the_inbound_token() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(ok_body("t", 3600))
+        .expect(3)
+        .mount(&server)
+        .await;
+    let (clock, time) = TestClock::new();
+    let store = Arc::new(SharedStore::default());
+    let p = provider(settings(&server, secret()), clock.clone()).with_cache(store.clone());
+    let short_lived = Caller {
+        assertion: UserAssertion::new(assertion_with_exp(clock.unix_seconds() + 100)),
+        ..caller()
+    };
+    p.graph_token(&caller(), &scopes(), None).await.expect("token");
+    p.graph_token(&short_lived, &scopes(), None).await.expect("token");
+    let secs = |s| Duration::from_secs(s);
+    assert_eq!(*store.ttls.lock().unwrap(), [secs(300), secs(100)]);
+    // The short-lived sign-in's token is reused until its inbound token expires, not after.
+    time.advance(99);
+    p.graph_token(&short_lived, &scopes(), None).await.expect("cached");
+    time.advance(1);
+    p.graph_token(&short_lived, &scopes(), None).await.expect("exchanged again");
+}
+
+#[tokio::test]
+async fn without_token_reuse_a_request_inside_the_union_asks_for_its_own_scopes() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(ok_body("t", 3600))
+        .mount(&server)
+        .await;
+    let mut s = settings(&server, secret());
+    s.max_reuse = Duration::ZERO;
+    let p = provider(s, TestClock::new().0).with_union(chat_union());
+    p.graph_token(&caller(), &ScopeSet::from_scp("Mail.Read"), None).await.expect("token");
+    assert_eq!(requested(&server).await, ["https://graph.microsoft.com/Mail.Read"]);
+}
+
+#[tokio::test]
+async fn a_union_refusal_is_remembered_for_exactly_the_reuse_age() {
+    let server = MockServer::start().await;
+    refusing_chat(&server, serde_json::json!({"error": "invalid_scope"})).await;
+    let (clock, time) = TestClock::new();
+    let p = provider(settings(&server, secret()), clock).with_union(chat_union());
+    let mut seen = vec![];
+    for wait in [0, 299, 1] {
+        time.advance(wait);
+        p.graph_token(&caller(), &chat_union(), None).await.expect_err("refused");
+        seen.push(requested(&server).await.len());
+    }
+    assert_eq!(seen, [1, 1, 2]);
+}
+
+/// A call whose union step exchanged and whose own step joined another call's exchange ran an
+/// exchange: its event must say so, not `coalesced`; one that ran none says `coalesced`.
+#[tokio::test]
+async fn a_call_that_exchanged_the_union_and_joined_another_exchange_reports_the_exchange() {
+    // The union is granted without Chat.Read; Chat.Read alone is granted after 500 ms.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .and(wiremock::matchers::body_string_contains("Mail.Read"))
+        .respond_with(ok_body("union", 3600))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(ok_body("chat", 3600).set_delay(Duration::from_millis(500)))
+        .mount(&server)
+        .await;
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let p = provider(settings(&server, secret()), TestClock::new().0)
+        .with_union(chat_union())
+        .with_observer(Arc::new(move |e: &OboEvent| sink.lock().unwrap().push(e.clone())));
+    let chat = ScopeSet::from_scp("Chat.Read");
+    p.graph_token(&caller(), &ScopeSet::from_scp("Mail.Read"), None).await.expect("union");
+    // The first call takes the union from the cache and exchanges Chat.Read (slowly); the union
+    // is evicted meanwhile, so the second call exchanges it again, then joins that exchange.
+    let first = tokio::spawn({
+        let (p, chat) = (p.clone(), chat.clone());
+        async move { p.graph_token(&caller(), &chat, None).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Meanwhile a call that takes the union from the cache and joins that exchange ran none.
+    let joined = tokio::spawn({
+        let (p, chat) = (p.clone(), chat.clone());
+        async move { p.graph_token(&caller(), &chat, None).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    p.evict(&caller(), &ScopeSet::from_scp("Mail.Read"));
+    p.graph_token(&caller(), &chat, None).await.expect("second");
+    first.await.expect("task").expect("first");
+    joined.await.expect("task").expect("joined");
+    let mut flags: Vec<(bool, bool)> =
+        events.lock().unwrap().iter().map(|e| (e.from_cache, e.coalesced)).collect();
+    flags.sort_unstable();
+    assert_eq!(flags, [(false, false), (false, false), (false, false), (false, true)]);
 }
