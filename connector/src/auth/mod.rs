@@ -280,3 +280,315 @@ pub async fn flush_refusals_periodically(auth: Arc<AuthState>, stop: Cancellatio
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::Write,
+        sync::Mutex,
+        time::{Duration, Instant},
+    };
+
+    use axum::{Extension, Router, body::Body, middleware, routing::post};
+    use serde_json::json;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::{
+        auth::validate::tests::{claims, harness, harness_with, mint, with},
+        clock::Clock,
+        domain::Caller,
+        http::CLAIMS_CHALLENGE_DESCRIPTION,
+    };
+
+    const METADATA: &str = "https://connector.example/.well-known/oauth-protected-resource";
+    const SCOPE: &str = "api://connector/access_as_user";
+    const CLAIMS: &str = "eyJhY2Nlc3NfdG9rZW4iOnt9fQ";
+
+    /// What the audit log wrote, shared with the test.
+    #[derive(Clone, Default)]
+    struct Written(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Written {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Written {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    struct Broken;
+
+    impl Write for Broken {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("disk full"))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The middleware's state over the validator of `validate`'s tests (Contoso and Fabrikam
+    /// enabled, tokens signed with fake-entra's test key).
+    fn state_with(
+        validator: Validator,
+        audit: AuditLog,
+        refusals_per_peer: u32,
+        rate: RateLimiter,
+    ) -> Arc<AuthState> {
+        Arc::new(AuthState {
+            validator,
+            resource_metadata: METADATA.into(),
+            scope: SCOPE.into(),
+            metrics: Arc::new(Metrics::new()),
+            audit: Arc::new(audit),
+            rate_limiter: rate,
+            retry_after: Duration::from_secs(7),
+            refusals: Refusals::new(Duration::from_secs(3600), refusals_per_peer),
+            trusted_proxies: TrustedProxies::new(vec![]),
+            request_timeout: Duration::from_secs(30),
+        })
+    }
+
+    fn state() -> Arc<AuthState> {
+        let audit = AuditLog::to_writer(std::io::sink(), Clock::system());
+        state_with(harness().validator, audit, 100, RateLimiter::new(600, 100))
+    }
+
+    /// The protected route: answers with the caller's object id after a pending await (so a
+    /// request whose deadline has passed times out), and raises a claims challenge when the
+    /// request says `x-claims`.
+    fn app(auth: Arc<AuthState>) -> Router {
+        async fn tool(
+            Extension(caller): Extension<Caller>,
+            Extension(slot): Extension<ChallengeSlot>,
+            Extension(_trace): Extension<Arc<RequestTrace>>,
+            headers: axum::http::HeaderMap,
+        ) -> String {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            if let Some(claims) = headers.get("x-claims") {
+                slot.request_claims(claims.to_str().unwrap());
+            }
+            caller.object_id.to_string()
+        }
+        Router::new()
+            .route("/mcp", post(tool))
+            .layer(middleware::from_fn_with_state(auth, require_caller))
+    }
+
+    struct Answered {
+        status: u16,
+        challenge: String,
+        retry_after: Option<String>,
+        body: String,
+    }
+
+    async fn call(
+        auth: &Arc<AuthState>,
+        authorization: &[&str],
+        extra: &[(&str, &str)],
+    ) -> Answered {
+        let mut req = Request::post("/mcp");
+        for value in authorization {
+            req = req.header(header::AUTHORIZATION, *value);
+        }
+        for (name, value) in extra {
+            req = req.header(*name, *value);
+        }
+        let response = app(auth.clone()).oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        assert!(
+            response.headers().contains_key(REQUEST_ID_HEADER),
+            "every answer names its request"
+        );
+        let header_text = |name| {
+            response.headers().get(name).map(|v: &HeaderValue| v.to_str().unwrap().to_owned())
+        };
+        let challenge = header_text(header::WWW_AUTHENTICATE).unwrap_or_default();
+        let retry_after = header_text(header::RETRY_AFTER);
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        Answered { status, challenge, retry_after, body: String::from_utf8_lossy(&body).into() }
+    }
+
+    fn bearer(token: &str) -> String {
+        format!("Bearer {token}")
+    }
+
+    /// A well-formed, unsigned-looking JWT naming the test key: decided only by the key store.
+    fn structurally_valid() -> String {
+        let token = mint(&claims());
+        let (signed, _) = token.rsplit_once('.').unwrap();
+        format!("{signed}.AAAA")
+    }
+
+    #[test]
+    fn the_challenge_slot_keeps_the_first_claims() {
+        let slot = ChallengeSlot::default();
+        assert_eq!(slot.claims(), None);
+        slot.request_claims("first");
+        slot.clone().request_claims("second");
+        assert_eq!(slot.claims(), Some("first"));
+    }
+
+    #[tokio::test]
+    async fn a_valid_token_reaches_the_tool_with_its_caller() {
+        let auth = state();
+        let answer = call(&auth, &[&bearer(&mint(&claims()))], &[]).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.body, claims()["oid"].as_str().unwrap());
+    }
+
+    #[tokio::test]
+    async fn no_bearer_token_gets_the_bare_challenge_and_costs_no_budget() {
+        let auth = state_with(
+            harness().validator,
+            AuditLog::to_writer(Broken, Clock::system()),
+            1,
+            RateLimiter::new(600, 100),
+        );
+        for authorization in [&[][..], &["Basic dXNlcjpwYXNz"][..]] {
+            for _ in 0..3 {
+                let answer = call(&auth, authorization, &[]).await;
+                assert_eq!(answer.status, 401);
+                assert_eq!(
+                    answer.challenge,
+                    format!(r#"Bearer resource_metadata="{METADATA}", scope="{SCOPE}""#)
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn each_validator_answer_has_its_refusal() {
+        let auth = state();
+        let invalid = call(&auth, &["Bearer not-a-jwt"], &[]).await;
+        assert_eq!(invalid.status, 401);
+        assert!(invalid.challenge.starts_with(&format!(
+            r#"Bearer resource_metadata="{METADATA}", scope="{SCOPE}", error="invalid_token", error_description=""#
+        )));
+        let token = bearer(&mint(&claims()));
+        let twice = call(&auth, &[&token, &token], &[]).await;
+        assert_eq!(twice.status, 401);
+        assert!(twice.challenge.contains(r#"error="invalid_token""#));
+        let scope = call(&auth, &[&bearer(&mint(&with("scp", json!("User.Read"))))], &[]).await;
+        assert_eq!(scope.status, 403);
+        assert!(scope.challenge.contains(r#"error="insufficient_scope""#), "{}", scope.challenge);
+        let app_only = call(&auth, &[&bearer(&mint(&with("idtyp", json!("app"))))], &[]).await;
+        assert_eq!(app_only.status, 403);
+        assert!(app_only.body.contains("access_denied"), "{}", app_only.body);
+    }
+
+    #[tokio::test]
+    async fn a_token_that_cannot_be_checked_is_503_and_never_charged_to_the_peer() {
+        let unavailable = harness_with(None, true).validator;
+        let audit = AuditLog::to_writer(std::io::sink(), Clock::system());
+        let auth = state_with(unavailable, audit, 1, RateLimiter::new(600, 100));
+        for _ in 0..3 {
+            let answer = call(&auth, &[&bearer(&structurally_valid())], &[]).await;
+            assert_eq!(answer.status, 503, "{}", answer.body);
+            assert_eq!(answer.retry_after.as_deref(), Some("7"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_over_its_refusal_budget_gets_429_unless_its_token_verified_before() {
+        let validator = harness().validator;
+        let known = mint(&claims());
+        validator.validate(&known).await.expect("valid");
+        let audit = AuditLog::to_writer(std::io::sink(), Clock::system());
+        let auth = state_with(validator, audit, 2, RateLimiter::new(600, 100));
+        for _ in 0..2 {
+            assert_eq!(call(&auth, &["Bearer garbage"], &[]).await.status, 401);
+        }
+        let flooded = call(&auth, &[&bearer(&structurally_valid())], &[]).await;
+        assert_eq!(flooded.status, 429);
+        assert!(flooded.body.contains("too many refused tokens"), "{}", flooded.body);
+        assert!(flooded.retry_after.is_some());
+        assert_eq!(call(&auth, &[&bearer(&known)], &[]).await.status, 200);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_whose_audit_record_cannot_be_written_is_503() {
+        let audit = AuditLog::to_writer(Broken, Clock::system());
+        let auth = state_with(harness().validator, audit, 100, RateLimiter::new(600, 100));
+        let answer = call(&auth, &["Bearer garbage"], &[]).await;
+        assert_eq!(answer.status, 503);
+        assert!(answer.body.contains("audit log"), "{}", answer.body);
+    }
+
+    #[tokio::test]
+    async fn a_caller_over_its_rate_gets_429() {
+        let audit = AuditLog::to_writer(std::io::sink(), Clock::system());
+        let auth = state_with(harness().validator, audit, 100, RateLimiter::new(1, 1));
+        let token = bearer(&mint(&claims()));
+        assert_eq!(call(&auth, &[&token], &[]).await.status, 200);
+        let limited = call(&auth, &[&token], &[]).await;
+        assert_eq!(limited.status, 429);
+        assert!(limited.body.contains("too many requests from this user"), "{}", limited.body);
+    }
+
+    #[tokio::test]
+    async fn a_claims_challenge_from_the_tool_becomes_401_insufficient_claims() {
+        let auth = state();
+        let answer = call(&auth, &[&bearer(&mint(&claims()))], &[("x-claims", CLAIMS)]).await;
+        assert_eq!(answer.status, 401);
+        assert_eq!(
+            answer.challenge,
+            format!(
+                r#"Bearer resource_metadata="{METADATA}", error="insufficient_claims", error_description="{CLAIMS_CHALLENGE_DESCRIPTION}", claims="{CLAIMS}""#
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_past_its_timeout_is_503() {
+        let audit = AuditLog::to_writer(std::io::sink(), Clock::system());
+        let mut auth = state_with(harness().validator, audit, 100, RateLimiter::new(600, 100));
+        Arc::get_mut(&mut auth).unwrap().request_timeout = Duration::ZERO;
+        let answer = call(&auth, &[&bearer(&mint(&claims()))], &[]).await;
+        assert_eq!(answer.status, 503);
+    }
+
+    /// Counts one suppressed refusal (the record of the window's first one is dropped here).
+    fn suppressed_refusal(auth: &AuthState) {
+        for _ in 0..2 {
+            let _ = auth.refusals.token_refused(None, "malformed", "req", None, true);
+        }
+    }
+
+    #[tokio::test]
+    async fn closed_windows_are_flushed_within_a_quarter_interval_and_all_at_stop() {
+        let written = Written::default();
+        let audit = AuditLog::to_writer(written.clone(), Clock::system());
+        let mut auth = state_with(harness().validator, audit, 100, RateLimiter::new(600, 100));
+        Arc::get_mut(&mut auth).unwrap().refusals = Refusals::new(Duration::from_millis(200), 100);
+        suppressed_refusal(&auth);
+        let stop = CancellationToken::new();
+        let flusher = tokio::spawn(flush_refusals_periodically(auth.clone(), stop.clone()));
+        // The window closes at 200 ms and is flushed by 250 ms; four intervals would be 800 ms.
+        let started = Instant::now();
+        while !written.text().contains(r#""count":1"#) {
+            assert!(started.elapsed() < Duration::from_millis(600), "not flushed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.cancel();
+        flusher.await.unwrap();
+
+        let written = Written::default();
+        let audit = AuditLog::to_writer(written.clone(), Clock::system());
+        let auth = state_with(harness().validator, audit, 100, RateLimiter::new(600, 100));
+        suppressed_refusal(&auth);
+        let stop = CancellationToken::new();
+        stop.cancel();
+        flush_refusals_periodically(auth, stop).await;
+        assert!(written.text().contains(r#""count":1"#), "{}", written.text());
+    }
+}

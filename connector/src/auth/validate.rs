@@ -380,7 +380,7 @@ pub fn substitute_tenant(template: &str, tid: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -481,13 +481,13 @@ mod tests {
         SigningKey { kid: KID.into(), key, issuer }
     }
 
-    struct Harness {
-        validator: Validator,
+    pub(crate) struct Harness {
+        pub(crate) validator: Validator,
         keys: Arc<FixedKeys>,
         now: Arc<AtomicI64>,
     }
 
-    fn harness_with(key_issuer: Option<String>, unavailable: bool) -> Harness {
+    pub(crate) fn harness_with(key_issuer: Option<String>, unavailable: bool) -> Harness {
         let keys = Arc::new(FixedKeys {
             keys: Mutex::new(HashMap::from([(KID.to_owned(), signing_key(key_issuer))])),
             unavailable,
@@ -521,12 +521,12 @@ mod tests {
         Harness { validator, keys, now }
     }
 
-    fn harness() -> Harness {
+    pub(crate) fn harness() -> Harness {
         harness_with(Some(format!("{AUTHORITY}/{{tenantid}}/v2.0")), false)
     }
 
     /// The claims of a valid delegated v2 token for Adele at Contoso.
-    fn claims() -> Value {
+    pub(crate) fn claims() -> Value {
         claims_for(CONTOSO)
     }
 
@@ -550,12 +550,12 @@ mod tests {
         jsonwebtoken::encode(header, claims, &key).expect("signed")
     }
 
-    fn mint(claims: &Value) -> String {
+    pub(crate) fn mint(claims: &Value) -> String {
         sign(&header(), claims)
     }
 
     /// `claims()` with `field` set to `value` (`Value::Null` removes it).
-    fn with(field: &str, value: Value) -> Value {
+    pub(crate) fn with(field: &str, value: Value) -> Value {
         let mut c = claims();
         if value.is_null() {
             c.as_object_mut().expect("object").remove(field);

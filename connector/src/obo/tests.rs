@@ -190,6 +190,8 @@ async fn a_certificate_credential_sends_a_verifiable_client_assertion() {
     assert_eq!(decoded.header.x5t.as_deref(), Some("thumbprint-b64url"));
     assert_eq!(decoded.claims["sub"], CLIENT_ID.to_string());
     assert!(decoded.claims["jti"].as_str().is_some_and(|j| !j.is_empty()));
+    let lifetime = decoded.claims["exp"].as_i64().zip(decoded.claims["iat"].as_i64());
+    assert_eq!(lifetime.map(|(exp, iat)| exp - iat), Some(600));
 }
 
 #[tokio::test]
@@ -733,9 +735,11 @@ async fn a_call_whose_union_step_exchanged_is_not_reported_as_a_cache_hit() {
             } else {
                 asked.split(' ').collect()
             };
-            ResponseTemplate::new(200).set_body_json(serde_json::json!({
-                "token_type": "Bearer", "scope": granted.join(" "), "expires_in": 3600,
-                "access_token": format!("token-for-{}", asked.len())}))
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({
+                    "token_type": "Bearer", "scope": granted.join(" "), "expires_in": 3600,
+                    "access_token": format!("token-for-{}", asked.len())}))
+                .set_delay(Duration::from_millis(50))
         })
         .mount(&server)
         .await;
@@ -752,12 +756,448 @@ async fn a_call_whose_union_step_exchanged_is_not_reported_as_a_cache_hit() {
     t.advance(100);
     p.graph_token(&caller(), &chat, None).await.expect("chat");
     t.advance(201);
-    p.graph_token(&caller(), &chat, None).await.expect("chat again");
+    // Two calls at once: one exchanges the union, the other waits for that exchange
+    // (coalesced); both take Chat.Read from the cache.
+    let joni = caller();
+    let (again, coalesced) =
+        tokio::join!(p.graph_token(&joni, &chat, None), p.graph_token(&joni, &chat, None));
+    again.expect("chat again");
+    coalesced.expect("chat again, coalesced");
     p.graph_token(&caller(), &chat, None).await.expect("chat from the cache");
     // Assert
     let seen = requested(&server).await;
     assert_eq!(seen.len(), 3, "union, Chat.Read, union again: {seen:?}");
     let events = events.lock().expect("lock");
-    let flags: Vec<(bool, bool)> = events.iter().map(|e| (e.from_cache, e.coalesced)).collect();
-    assert_eq!(flags, vec![(false, false), (false, false), (false, false), (true, false)]);
+    let mut flags: Vec<(bool, bool)> = events.iter().map(|e| (e.from_cache, e.coalesced)).collect();
+    flags[2..4].sort_unstable();
+    let expected = [(false, false), (false, false), (false, false), (false, true), (true, false)];
+    assert_eq!(flags, expected);
+}
+
+// ---- the shared store's claim and union refusals, the scope rules, reading Entra's answer ----
+
+/// A shared store as one instance sees it: blobs in memory (the next `hidden_reads` reads
+/// miss, as when another instance stores while this one waits), the claim it answers, and the
+/// union refusals instances shared through it.
+#[derive(Default)]
+struct SharedStore {
+    store: MokaTokenCache,
+    hidden_reads: std::sync::atomic::AtomicUsize,
+    busy_for: Mutex<Option<Duration>>,
+    /// The time to live of every `put`, in order.
+    ttls: Mutex<Vec<Duration>>,
+    refusals: Mutex<HashMap<ObjectId, (String, Duration)>>,
+}
+
+impl TokenCache for SharedStore {
+    fn get<'a>(&'a self, key: &'a TokenCacheKey) -> BoxFuture<'a, Option<Vec<u8>>> {
+        let hidden = self
+            .hidden_reads
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        Box::pin(async move { if hidden { None } else { self.store.get(key).await } })
+    }
+    fn put<'a>(
+        &'a self,
+        key: &'a TokenCacheKey,
+        blob: Vec<u8>,
+        ttl: Duration,
+    ) -> BoxFuture<'a, ()> {
+        self.ttls.lock().unwrap().push(ttl);
+        self.store.put(key, blob, ttl)
+    }
+    fn remove(&self, key: &TokenCacheKey) {
+        self.store.remove(key);
+    }
+    fn purge_tenant(&self, tenant: TenantId) {
+        self.store.purge_tenant(tenant);
+    }
+    fn claim_exchange<'a>(&'a self, _key: &'a TokenCacheKey) -> BoxFuture<'a, ExchangeClaim> {
+        let busy = *self.busy_for.lock().unwrap();
+        Box::pin(
+            async move { busy.map_or(ExchangeClaim::Held("lock".into()), ExchangeClaim::Busy) },
+        )
+    }
+    fn share_union_refusal<'a>(
+        &'a self,
+        union_key: &'a TokenCacheKey,
+        refusal: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, ()> {
+        self.refusals.lock().unwrap().insert(union_key.user, (refusal.to_owned(), ttl));
+        Box::pin(async {})
+    }
+    fn shared_union_refusal<'a>(
+        &'a self,
+        union_key: &'a TokenCacheKey,
+    ) -> BoxFuture<'a, Option<(String, Duration)>> {
+        let shared = self.refusals.lock().unwrap().get(&union_key.user).cloned();
+        Box::pin(async move { shared })
+    }
+}
+
+#[tokio::test]
+async fn a_claimed_exchange_is_awaited_from_the_holder_and_done_here_when_none_comes() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(ok_body("exchanged", 3600))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let (clock, _) = TestClock::new();
+    let store = Arc::new(SharedStore::default());
+    let p = provider(settings(&server, secret()), clock).with_cache(store.clone());
+    p.graph_token(&caller(), &scopes(), None).await.expect("first exchange");
+    // Another instance holds the claim; its token lands while this one waits (the call's own
+    // two reads miss, the first poll finds it): no second exchange, no waiting out the claim.
+    *store.busy_for.lock().unwrap() = Some(Duration::from_secs(30));
+    store.hidden_reads.store(2, Ordering::SeqCst);
+    let waited = std::time::Instant::now();
+    p.graph_token(&caller(), &scopes(), None).await.expect("the holder's token");
+    assert!(waited.elapsed() < Duration::from_secs(10));
+    // The holder never stores: after the claim's wait this instance exchanges itself.
+    *store.busy_for.lock().unwrap() = Some(Duration::from_millis(100));
+    store.hidden_reads.store(usize::MAX, Ordering::SeqCst);
+    assert_eq!(
+        p.graph_token(&caller(), &scopes(), None).await.expect("token").expose(),
+        "exchanged"
+    );
+}
+
+/// A token endpoint that refuses every request holding `Chat.Read` with `refusal` and grants
+/// the others.
+async fn refusing_chat(server: &MockServer, refusal: serde_json::Value) {
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .and(wiremock::matchers::body_string_contains("Chat.Read"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(refusal))
+        .with_priority(1)
+        .mount(server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(ok_body("granted", 3600))
+        .mount(server)
+        .await;
+}
+
+fn chat_union() -> ScopeSet {
+    ScopeSet::from_scp("Mail.Read User.Read Chat.Read")
+}
+
+/// Two instances sharing `store`, with the union that holds `Chat.Read`.
+fn instances(server: &MockServer, store: &Arc<SharedStore>) -> (TokenProvider, TokenProvider) {
+    let instance = || {
+        provider(settings(server, secret()), TestClock::new().0)
+            .with_cache(store.clone())
+            .with_union(chat_union())
+    };
+    (instance(), instance())
+}
+
+#[tokio::test]
+async fn a_refusal_of_the_union_scopes_is_shared_and_other_refusals_are_not() {
+    let consent = serde_json::json!({
+        "error": "invalid_grant", "error_codes": [65001], "suberror": "consent_required"});
+    let invalid_scope = serde_json::json!({"error": "invalid_scope", "error_codes": [70011]});
+    for (refusal, code) in [(consent, "consent:65001"), (invalid_scope, "misconfigured:70011")] {
+        let server = MockServer::start().await;
+        refusing_chat(&server, refusal).await;
+        let store = Arc::new(SharedStore::default());
+        let (a, b) = instances(&server, &store);
+        let refused = a.graph_token(&caller(), &chat_union(), None).await.expect_err("refused");
+        let shared = store.refusals.lock().unwrap().get(&caller().object_id).cloned();
+        assert_eq!(shared, Some((code.to_owned(), Duration::from_secs(300))));
+        // The other instance answers the union as Entra did, without asking, and serves a
+        // request inside it on its own.
+        assert_eq!(b.graph_token(&caller(), &chat_union(), None).await.err(), Some(refused));
+        b.graph_token(&caller(), &ScopeSet::from_scp("Mail.Read"), None).await.expect("mail");
+        let seen = requested(&server).await;
+        assert_eq!(seen, [seen[0].clone(), "https://graph.microsoft.com/Mail.Read".to_owned()]);
+    }
+    // A refusal that is not about the scopes is neither remembered nor shared.
+    let server = MockServer::start().await;
+    refusing_chat(&server, serde_json::json!({"error": "temporarily_broken"})).await;
+    let store = Arc::new(SharedStore::default());
+    let (a, _) = instances(&server, &store);
+    for _ in 0..2 {
+        let refused = a.graph_token(&caller(), &chat_union(), None).await.err();
+        assert!(matches!(refused, Some(OboError::Rejected { .. })), "{refused:?}");
+    }
+    assert_eq!(requested(&server).await.len(), 2);
+    assert!(store.refusals.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_shared_refusal_code_stands_for_the_refusal_another_instance_met() {
+    let server = MockServer::start().await;
+    refusing_chat(&server, serde_json::json!({"error": "invalid_scope"})).await;
+    let invalid_scope = "invalid_scope".to_owned();
+    let cases = [
+        (
+            "rejected:70011",
+            Some(OboError::Rejected { error: invalid_scope.clone(), code: Some(70011) }),
+        ),
+        ("misconfigured:", Some(OboError::Misconfigured { error: invalid_scope, code: None })),
+        ("consent:", None),
+        ("consent:x", None),
+        ("unknown:1", None),
+    ];
+    for (code, remembered) in cases {
+        let store = Arc::new(SharedStore::default());
+        store
+            .refusals
+            .lock()
+            .unwrap()
+            .insert(caller().object_id, (code.to_owned(), Duration::from_secs(60)));
+        let (p, _) = instances(&server, &store);
+        let before = requested(&server).await.len();
+        let answer = p.graph_token(&caller(), &chat_union(), None).await.err();
+        let asked = requested(&server).await.len() > before;
+        match remembered {
+            Some(error) => assert_eq!((answer, asked), (Some(error), false), "{code}"),
+            // An unreadable code: the union is simply asked for.
+            None => assert!(asked, "{code}"),
+        }
+    }
+}
+
+#[test]
+fn only_explicit_delegated_scope_names_are_requested() {
+    let check = |scopes: &[&str]| check_scopes(&scopes.iter().copied().collect());
+    assert_eq!(check(&["Mail.Read", "Files.Read.All", "Sites_Read-2"]), Ok(()));
+    let refused = Err(OboError::Internal("invalid scope request"));
+    assert_eq!(check(&[]), refused);
+    for bad in [
+        "",
+        ".DEFAULT",
+        "Offline_Access",
+        "https://graph.microsoft.com/Mail.Read",
+        "Mail$Read",
+        "Maïl.Read",
+    ] {
+        assert_eq!(check(&["Mail.Read", bad]), refused, "{bad:?}");
+    }
+    // A union with a scope that may not be requested is no union.
+    let (clock, _) = TestClock::new();
+    let base = || {
+        TokenProvider::new(
+            OboSettings::new(Url::parse("https://login.example").unwrap(), CLIENT_ID, secret()),
+            http(),
+            clock.clone(),
+            Arc::new(Metrics::new()),
+        )
+    };
+    assert_eq!(base().with_union(scopes()).union(), Some(&scopes()));
+    assert_eq!(base().with_union(ScopeSet::from_scp("Mail.Read .default")).union(), None);
+    assert_eq!(base().with_union(ScopeSet::default()).union(), None);
+}
+
+/// One exchange answered with `body`.
+async fn answered_with(body: ResponseTemplate) -> Result<GraphToken, OboError> {
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).and(path(token_path(TID))).respond_with(body).mount(&server).await;
+    let (clock, _) = TestClock::new();
+    provider(settings(&server, secret()), clock).graph_token(&caller(), &scopes(), None).await
+}
+
+#[tokio::test]
+async fn granted_scopes_are_read_with_or_without_the_resource_prefix() {
+    let granted = "https://graph.microsoft.com/Mail.Read  User.Read HTTPS://GRAPH.MICROSOFT.COM/Files.Read https://graph.microsoft.com/";
+    let body = serde_json::json!({"access_token": "t", "expires_in": 3600, "scope": granted});
+    let token = answered_with(ResponseTemplate::new(200).set_body_json(body)).await.expect("token");
+    assert_eq!(
+        token.scopes,
+        ScopeSet::from_scp("Mail.Read User.Read Files.Read https://graph.microsoft.com/")
+    );
+}
+
+#[tokio::test]
+async fn a_token_response_up_to_256_kib_is_read_and_a_larger_one_refused() {
+    const CAP: usize = 256 * 1024;
+    let sized = |len: usize| {
+        let head = r#"{"access_token":"t","expires_in":3600,"pad":""#;
+        let body = format!("{head}{}\"}}", "x".repeat(len - head.len() - 2));
+        assert_eq!(body.len(), len);
+        ResponseTemplate::new(200).set_body_raw(body, "application/json")
+    };
+    assert_eq!(answered_with(sized(CAP)).await.expect("at the cap").expose(), "t");
+    assert_eq!(
+        answered_with(sized(CAP + 1)).await.err(),
+        Some(OboError::Internal("oversized token response"))
+    );
+}
+
+/// The token requests Entra has seen after each call: the first, one after purging another
+/// tenant, one after purging the caller's tenant.
+async fn requests_around_purges(
+    server: &MockServer,
+    p: &TokenProvider,
+    asked: &ScopeSet,
+) -> Vec<usize> {
+    let another = TenantId::parse("11111111-1111-4111-8111-111111111111").expect("tid");
+    let mut seen = vec![];
+    for purged in [None, Some(another), Some(caller().tenant_id)] {
+        if let Some(tenant) = purged {
+            p.purge_tenant(tenant);
+        }
+        let _ = p.graph_token(&caller(), asked, None).await;
+        seen.push(requested(server).await.len());
+    }
+    seen
+}
+
+#[tokio::test]
+async fn purging_a_tenant_forgets_its_users_union_refusals_and_cool_downs() {
+    let consent = serde_json::json!({
+        "error": "invalid_grant", "error_codes": [65001], "suberror": "consent_required"});
+    let server = MockServer::start().await;
+    refusing_chat(&server, consent).await;
+    let p = provider(settings(&server, secret()), TestClock::new().0).with_union(chat_union());
+    assert_eq!(requests_around_purges(&server, &p, &chat_union()).await, [1, 1, 2]);
+
+    let server = MockServer::start().await;
+    let throttled = ResponseTemplate::new(429).insert_header("Retry-After", "60");
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(throttled)
+        .mount(&server)
+        .await;
+    let p = provider(settings(&server, secret()), TestClock::new().0);
+    assert_eq!(requests_around_purges(&server, &p, &scopes()).await, [1, 1, 2]);
+}
+
+#[test]
+fn debug_output_names_scopes_expiry_and_authority_but_never_a_token() {
+    let expires_at = DateTime::from_timestamp(CALLER_TOKEN_EXP, 0).expect("time");
+    let token =
+        GraphToken::new(SecretString::from("graph-sentinel".to_owned()), scopes(), expires_at);
+    let shown = format!("{token:?}");
+    assert!(shown.contains("[redacted]") && shown.contains("Mail.Read"), "{shown}");
+    assert!(shown.contains("2100-01-01") && !shown.contains("graph-sentinel"), "{shown}");
+    assert_eq!(token.into_access_token().expose_secret(), "graph-sentinel");
+    let authority = Url::parse("https://login.example/").expect("url");
+    let p = provider(OboSettings::new(authority, CLIENT_ID, secret()), TestClock::new().0);
+    assert!(format!("{p:?}").contains("https://login.example/"), "{p:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_claimed_exchange_is_waited_for_no_longer_than_the_claim_says() {
+    // Entra unreachable (a closed local port): only the waiting is observed, by the store's
+    // reads: the call's own two, then one poll every 20 ms of the 40 ms claim.
+    let authority = Url::parse("http://127.0.0.1:9/").expect("url");
+    let store = Arc::new(SharedStore::default());
+    *store.busy_for.lock().unwrap() = Some(Duration::from_millis(40));
+    store.hidden_reads.store(usize::MAX, Ordering::SeqCst);
+    let p = provider(OboSettings::new(authority, CLIENT_ID, secret()), TestClock::new().0)
+        .with_cache(store.clone());
+    let answer = p.graph_token(&caller(), &scopes(), None).await;
+    assert_eq!(answer.err(), Some(OboError::Unreachable));
+    assert_eq!(usize::MAX - store.hidden_reads.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn a_cache_entry_lives_no_longer_than_the_reuse_age_or_the_inbound_token() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(ok_body("t", 3600))
+        .expect(3)
+        .mount(&server)
+        .await;
+    let (clock, time) = TestClock::new();
+    let store = Arc::new(SharedStore::default());
+    let p = provider(settings(&server, secret()), clock.clone()).with_cache(store.clone());
+    let short_lived = Caller {
+        assertion: UserAssertion::new(assertion_with_exp(clock.unix_seconds() + 100)),
+        ..caller()
+    };
+    p.graph_token(&caller(), &scopes(), None).await.expect("token");
+    p.graph_token(&short_lived, &scopes(), None).await.expect("token");
+    let secs = |s| Duration::from_secs(s);
+    assert_eq!(*store.ttls.lock().unwrap(), [secs(300), secs(100)]);
+    // The short-lived sign-in's token is reused until its inbound token expires, not after.
+    time.advance(99);
+    p.graph_token(&short_lived, &scopes(), None).await.expect("cached");
+    time.advance(1);
+    p.graph_token(&short_lived, &scopes(), None).await.expect("exchanged again");
+}
+
+#[tokio::test]
+async fn without_token_reuse_a_request_inside_the_union_asks_for_its_own_scopes() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(ok_body("t", 3600))
+        .mount(&server)
+        .await;
+    let mut s = settings(&server, secret());
+    s.max_reuse = Duration::ZERO;
+    let p = provider(s, TestClock::new().0).with_union(chat_union());
+    p.graph_token(&caller(), &ScopeSet::from_scp("Mail.Read"), None).await.expect("token");
+    assert_eq!(requested(&server).await, ["https://graph.microsoft.com/Mail.Read"]);
+}
+
+#[tokio::test]
+async fn a_union_refusal_is_remembered_for_exactly_the_reuse_age() {
+    let server = MockServer::start().await;
+    refusing_chat(&server, serde_json::json!({"error": "invalid_scope"})).await;
+    let (clock, time) = TestClock::new();
+    let p = provider(settings(&server, secret()), clock).with_union(chat_union());
+    let mut seen = vec![];
+    for wait in [0, 299, 1] {
+        time.advance(wait);
+        p.graph_token(&caller(), &chat_union(), None).await.expect_err("refused");
+        seen.push(requested(&server).await.len());
+    }
+    assert_eq!(seen, [1, 1, 2]);
+}
+
+/// A call whose union step exchanged and whose own step joined another call's exchange ran an
+/// exchange: its event must say so, not `coalesced`; one that ran none says `coalesced`.
+#[tokio::test]
+async fn a_call_that_exchanged_the_union_and_joined_another_exchange_reports_the_exchange() {
+    // The union is granted without Chat.Read; Chat.Read alone is granted after 500 ms.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .and(wiremock::matchers::body_string_contains("Mail.Read"))
+        .respond_with(ok_body("union", 3600))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(ok_body("chat", 3600).set_delay(Duration::from_millis(500)))
+        .mount(&server)
+        .await;
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let p = provider(settings(&server, secret()), TestClock::new().0)
+        .with_union(chat_union())
+        .with_observer(Arc::new(move |e: &OboEvent| sink.lock().unwrap().push(e.clone())));
+    let chat = ScopeSet::from_scp("Chat.Read");
+    p.graph_token(&caller(), &ScopeSet::from_scp("Mail.Read"), None).await.expect("union");
+    // The first call takes the union from the cache and exchanges Chat.Read (slowly); the union
+    // is evicted meanwhile, so the second call exchanges it again, then joins that exchange.
+    let first = tokio::spawn({
+        let (p, chat) = (p.clone(), chat.clone());
+        async move { p.graph_token(&caller(), &chat, None).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Meanwhile a call that takes the union from the cache and joins that exchange ran none.
+    let joined = tokio::spawn({
+        let (p, chat) = (p.clone(), chat.clone());
+        async move { p.graph_token(&caller(), &chat, None).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    p.evict(&caller(), &ScopeSet::from_scp("Mail.Read"));
+    p.graph_token(&caller(), &chat, None).await.expect("second");
+    first.await.expect("task").expect("first");
+    joined.await.expect("task").expect("joined");
+    let mut flags: Vec<(bool, bool)> =
+        events.lock().unwrap().iter().map(|e| (e.from_cache, e.coalesced)).collect();
+    flags.sort_unstable();
+    assert_eq!(flags, [(false, false), (false, false), (false, false), (false, true)]);
 }
