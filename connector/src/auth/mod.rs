@@ -373,7 +373,9 @@ mod tests {
             Extension(_trace): Extension<Arc<RequestTrace>>,
             headers: axum::http::HeaderMap,
         ) -> String {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            let delay_ms =
+                headers.get("x-delay-ms").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1);
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
             if let Some(claims) = headers.get("x-claims") {
                 slot.request_claims(claims.to_str().unwrap());
             }
@@ -552,8 +554,9 @@ mod tests {
     async fn a_request_past_its_timeout_is_503() {
         let audit = AuditLog::to_writer(std::io::sink(), Clock::system());
         let mut auth = state_with(harness().validator, audit, 100, RateLimiter::new(600, 100));
-        Arc::get_mut(&mut auth).unwrap().request_timeout = Duration::ZERO;
-        let answer = call(&auth, &[&bearer(&mint(&claims()))], &[]).await;
+        Arc::get_mut(&mut auth).unwrap().request_timeout = Duration::from_millis(20);
+        // The tool takes far longer than the timeout, so the race cannot go the tool's way.
+        let answer = call(&auth, &[&bearer(&mint(&claims()))], &[("x-delay-ms", "2000")]).await;
         assert_eq!(answer.status, 503);
     }
 
@@ -569,14 +572,15 @@ mod tests {
         let written = Written::default();
         let audit = AuditLog::to_writer(written.clone(), Clock::system());
         let mut auth = state_with(harness().validator, audit, 100, RateLimiter::new(600, 100));
-        Arc::get_mut(&mut auth).unwrap().refusals = Refusals::new(Duration::from_millis(200), 100);
+        Arc::get_mut(&mut auth).unwrap().refusals = Refusals::new(Duration::from_millis(1000), 100);
         suppressed_refusal(&auth);
         let stop = CancellationToken::new();
         let flusher = tokio::spawn(flush_refusals_periodically(auth.clone(), stop.clone()));
-        // The window closes at 200 ms and is flushed by 250 ms; four intervals would be 800 ms.
+        // The window closes at 1 s and is flushed by 1.25 s; four intervals would be 4 s. The
+        // margin is wide so a loaded machine cannot make it fail.
         let started = Instant::now();
         while !written.text().contains(r#""count":1"#) {
-            assert!(started.elapsed() < Duration::from_millis(600), "not flushed");
+            assert!(started.elapsed() < Duration::from_millis(3000), "not flushed");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         stop.cancel();
