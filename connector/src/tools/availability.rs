@@ -5,7 +5,6 @@
 //! Who could not be resolved, was ambiguous, or has no schedule is reported by name.
 
 use chrono::{DateTime, Duration, NaiveTime, Utc, Weekday};
-use futures::FutureExt;
 use rmcp::{ErrorData as McpError, handler::server::router::tool::ToolRoute, schemars};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -27,9 +26,7 @@ use crate::{
         Connector,
         args::{TimeArg, bad_arg},
         mailbox::MailboxZone,
-        pipeline::{
-            Answer, CallSession, Checks, Scope, Tool, ToolArgs, ToolError, route as tool_route,
-        },
+        pipeline::{Answer, CallSession, Checks, Scope, Tool, ToolArgs, ToolError},
         shaping::{self, DateTimes},
     },
 };
@@ -429,15 +426,11 @@ impl Answer for AvailabilityResult {
 
 /// The router entry of `find_meeting_availability`.
 pub fn route() -> ToolRoute<Connector> {
-    tool_route::<AvailabilityArgs, AvailabilityResult>(
-        &FIND_MEETING_AVAILABILITY,
-        |connector, auth, shape, args| {
-            async move {
-                let ctx = connector.context();
-                ctx.run(&auth, &FIND_MEETING_AVAILABILITY, shape, args, search).await
-            }
-            .boxed()
-        },
+    crate::tools::pipeline::body_route!(
+        FIND_MEETING_AVAILABILITY,
+        AvailabilityArgs,
+        AvailabilityResult,
+        search
     )
 }
 

@@ -12,7 +12,6 @@
 //!   `/users/{address}/calendarView`; search covers only the caller's own calendar.
 
 use chrono::{DateTime, Duration, Utc};
-use futures::FutureExt;
 use rmcp::{ErrorData as McpError, handler::server::router::tool::ToolRoute, schemars};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -23,9 +22,7 @@ use super::{
     cursor::{Cursor, CursorBinding, CursorKey},
     mail::{Person, odata_page, person},
     mailbox::MailboxZone,
-    pipeline::{
-        Answer, CallSession, Checks, Scope, Tool, ToolArgs, ToolError, route as tool_route,
-    },
+    pipeline::{Answer, CallSession, Checks, Scope, Tool, ToolArgs, ToolError},
     shaping::{self, AppliedFilter, ByteBudget, DateTimes, Page, Truncation},
 };
 use crate::domain::uri::{M365Uri, ResourceKind};
@@ -412,15 +409,11 @@ impl Answer for CalendarSearchResult {
 
 /// The router entry of `outlook_calendar_search`.
 pub fn route() -> ToolRoute<Connector> {
-    tool_route::<CalendarSearchArgs, CalendarSearchResult>(
-        &OUTLOOK_CALENDAR_SEARCH,
-        |connector, auth, shape, args| {
-            async move {
-                let ctx = connector.context();
-                ctx.run(&auth, &OUTLOOK_CALENDAR_SEARCH, shape, args, search).await
-            }
-            .boxed()
-        },
+    crate::tools::pipeline::body_route!(
+        OUTLOOK_CALENDAR_SEARCH,
+        CalendarSearchArgs,
+        CalendarSearchResult,
+        search
     )
 }
 

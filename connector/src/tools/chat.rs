@@ -8,7 +8,6 @@
 //! which this tool does not ask for: they are listed without a URI and marked as such.
 
 use chrono::{DateTime, Utc};
-use futures::FutureExt;
 use rmcp::{ErrorData as McpError, handler::server::router::tool::ToolRoute, schemars};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -19,9 +18,7 @@ use super::{
     cursor::{Cursor, CursorBinding, CursorKey},
     mail::Person,
     mailbox::MailboxZone,
-    pipeline::{
-        Answer, CallSession, Checks, Scope, Tool, ToolArgs, ToolError, route as tool_route,
-    },
+    pipeline::{Answer, CallSession, Checks, Scope, Tool, ToolArgs, ToolError},
     shaping::{self, AppliedFilter, ByteBudget, DateTimes, Page, Truncation},
 };
 use crate::domain::uri::{M365Uri, ResourceKind};
@@ -316,15 +313,11 @@ impl Answer for ChatSearchResult {
 
 /// The router entry of `chat_message_search`.
 pub fn route() -> ToolRoute<Connector> {
-    tool_route::<ChatSearchArgs, ChatSearchResult>(
-        &CHAT_MESSAGE_SEARCH,
-        |connector, auth, shape, args| {
-            async move {
-                let ctx = connector.context();
-                ctx.run(&auth, &CHAT_MESSAGE_SEARCH, shape, args, search).await
-            }
-            .boxed()
-        },
+    crate::tools::pipeline::body_route!(
+        CHAT_MESSAGE_SEARCH,
+        ChatSearchArgs,
+        ChatSearchResult,
+        search
     )
 }
 

@@ -509,6 +509,20 @@ pub type Handler<A> = fn(
     A,
 ) -> BoxFuture<'static, Result<CallToolResult, McpError>>;
 
+/// The router entry of a tool whose handler is the pipeline and `$body` alone:
+/// `body_route!(TOOL, ArgsType, ResultType, body)`. The tool's descriptor is named once; the
+/// closure captures nothing, so it is the plain function [`route`] takes.
+macro_rules! body_route {
+    ($tool:path, $args:ty, $result:ty, $body:path) => {
+        $crate::tools::pipeline::route::<$args, $result>(&$tool, |connector, auth, shape, args| {
+            futures::FutureExt::boxed(async move {
+                connector.context().run(&auth, &$tool, shape, args, $body).await
+            })
+        })
+    };
+}
+pub(crate) use body_route;
+
 /// The router entry of `tool`: its `tools/list` definition (from the descriptor, the argument
 /// type's schema and the answer type's output schema) and its handler.
 pub fn route<A, R>(tool: &'static Tool, handler: Handler<A>) -> ToolRoute<Connector>

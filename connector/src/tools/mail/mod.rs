@@ -25,7 +25,6 @@
 //! request of each form in the table above.
 
 use chrono::{DateTime, Utc};
-use futures::FutureExt;
 use rmcp::{ErrorData as McpError, handler::server::router::tool::ToolRoute, schemars};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
@@ -38,9 +37,7 @@ use super::{
     },
     cursor::{Cursor, CursorBinding, CursorKey},
     mailbox::MailboxZone,
-    pipeline::{
-        Answer, CallSession, Checks, Scope, Tool, ToolArgs, ToolError, route as tool_route,
-    },
+    pipeline::{Answer, CallSession, Checks, Scope, Tool, ToolArgs, ToolError},
     shaping::{self, AppliedFilter, ByteBudget, DateTimes, Page, Truncation},
 };
 use crate::domain::uri::{M365Uri, ResourceKind};
@@ -459,15 +456,11 @@ impl Answer for EmailSearchResult {
 
 /// The router entry of `outlook_email_search`.
 pub fn route() -> ToolRoute<Connector> {
-    tool_route::<EmailSearchArgs, EmailSearchResult>(
-        &OUTLOOK_EMAIL_SEARCH,
-        |connector, auth, shape, args| {
-            async move {
-                let ctx = connector.context();
-                ctx.run(&auth, &OUTLOOK_EMAIL_SEARCH, shape, args, search).await
-            }
-            .boxed()
-        },
+    crate::tools::pipeline::body_route!(
+        OUTLOOK_EMAIL_SEARCH,
+        EmailSearchArgs,
+        EmailSearchResult,
+        search
     )
 }
 

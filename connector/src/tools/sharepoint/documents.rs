@@ -2,7 +2,6 @@
 //! `isDocument=true`), filtered by site, file types and modification date, with matching sites
 //! on request. The search itself is shared with the folder search ([`super`]).
 
-use futures::FutureExt;
 use rmcp::{ErrorData as McpError, handler::server::router::tool::ToolRoute, schemars};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -15,7 +14,7 @@ use crate::domain::uri::ResourceKind;
 use crate::graph::query::kql::Kql;
 use crate::tools::{
     Connector,
-    pipeline::{Checks, Tool, ToolArgs, route},
+    pipeline::{Checks, Tool, ToolArgs},
     shaping::{AppliedFilter, MAX_QUERY_CHARS, check_text, refuse_filter},
 };
 
@@ -71,15 +70,11 @@ impl ToolArgs for SharePointSearchArgs {
 
 /// The router entry of `sharepoint_search`.
 pub fn documents_route() -> ToolRoute<Connector> {
-    route::<SharePointSearchArgs, SharePointSearchResult>(
-        &SHAREPOINT_SEARCH,
-        |c, auth, shape, args| {
-            async move {
-                let ctx = c.context();
-                ctx.run(&auth, &SHAREPOINT_SEARCH, shape, args, search).await
-            }
-            .boxed()
-        },
+    crate::tools::pipeline::body_route!(
+        SHAREPOINT_SEARCH,
+        SharePointSearchArgs,
+        SharePointSearchResult,
+        search
     )
 }
 

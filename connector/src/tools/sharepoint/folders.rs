@@ -2,7 +2,6 @@
 //! `IsContainer:true`, then only hits with Graph's `folder` facet). The search itself is shared
 //! with the document search ([`super`]).
 
-use futures::FutureExt;
 use rmcp::{ErrorData as McpError, handler::server::router::tool::ToolRoute, schemars};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -15,7 +14,7 @@ use crate::domain::uri::ResourceKind;
 use crate::graph::query::kql::Kql;
 use crate::tools::{
     Connector,
-    pipeline::{Checks, Tool, ToolArgs, route},
+    pipeline::{Checks, Tool, ToolArgs},
     shaping::{AppliedFilter, MAX_QUERY_CHARS, check_text},
 };
 
@@ -59,15 +58,11 @@ impl ToolArgs for FolderSearchArgs {
 
 /// The router entry of `sharepoint_folder_search`.
 pub fn folders_route() -> ToolRoute<Connector> {
-    route::<FolderSearchArgs, SharePointSearchResult>(
-        &SHAREPOINT_FOLDER_SEARCH,
-        |c, auth, shape, args| {
-            async move {
-                let ctx = c.context();
-                ctx.run(&auth, &SHAREPOINT_FOLDER_SEARCH, shape, args, search).await
-            }
-            .boxed()
-        },
+    crate::tools::pipeline::body_route!(
+        SHAREPOINT_FOLDER_SEARCH,
+        FolderSearchArgs,
+        SharePointSearchResult,
+        search
     )
 }
 
