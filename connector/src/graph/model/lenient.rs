@@ -6,30 +6,47 @@ use std::{fmt, marker::PhantomData};
 
 struct Keep<T>(PhantomData<T>);
 
-macro_rules! ignore_others {
-    () => {
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
+/// The `visit_*` methods named, each reading its JSON value as absent (`Default`: `None` or an
+/// empty list), skipping over a list's or an object's contents. `visit_some` unwraps and asks
+/// again. Each visitor below names every method it does not define itself.
+macro_rules! absent {
+    ($($method:ident)*) => { $( absent!(@ $method); )* };
+    (@ visit_none) => {
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> { Ok(Default::default()) }
+    };
+    (@ visit_unit) => {
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> { Ok(Default::default()) }
+    };
+    (@ visit_some) => {
         fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
             d.deserialize_any(self)
         }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
+    };
+    (@ visit_str) => {
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> { Ok(Default::default()) }
+    };
+    (@ visit_bool) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> { Ok(Default::default()) }
+    };
+    (@ visit_u64) => {
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> { Ok(Default::default()) }
+    };
+    (@ visit_i64) => {
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> { Ok(Default::default()) }
+    };
+    (@ visit_f64) => {
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> { Ok(Default::default()) }
+    };
+    (@ visit_seq) => {
         fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
             while a.next_element::<de::IgnoredAny>()?.is_some() {}
-            Ok(None)
+            Ok(Default::default())
         }
+    };
+    (@ visit_map) => {
         fn visit_map<A: de::MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
             while a.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
-            Ok(None)
+            Ok(Default::default())
         }
     };
 }
@@ -45,13 +62,7 @@ impl<'de> de::Visitor<'de> for Keep<String> {
     fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
         Ok(Some(v))
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    ignore_others!();
+    absent!(visit_none visit_unit visit_some visit_bool visit_u64 visit_i64 visit_f64 visit_seq visit_map);
 }
 
 impl<'de> de::Visitor<'de> for Keep<u64> {
@@ -59,16 +70,10 @@ impl<'de> de::Visitor<'de> for Keep<u64> {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
         Ok(Some(v))
     }
-    ignore_others!();
+    absent!(visit_none visit_unit visit_some visit_str visit_bool visit_i64 visit_f64 visit_seq visit_map);
 }
 
 impl<'de> de::Visitor<'de> for Keep<bool> {
@@ -76,16 +81,10 @@ impl<'de> de::Visitor<'de> for Keep<bool> {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
         Ok(Some(v))
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    ignore_others!();
+    absent!(visit_none visit_unit visit_some visit_str visit_u64 visit_i64 visit_f64 visit_seq visit_map);
 }
 
 /// A string, else absent.
@@ -125,34 +124,7 @@ impl<'de, T: Deserialize<'de>> de::Visitor<'de> for Object<T> {
     fn visit_map<A: de::MapAccess<'de>>(self, a: A) -> Result<Self::Value, A::Error> {
         T::deserialize(de::value::MapAccessDeserializer::new(a)).map(Some)
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-        while a.next_element::<de::IgnoredAny>()?.is_some() {}
-        Ok(None)
-    }
+    absent!(visit_none visit_unit visit_some visit_str visit_bool visit_u64 visit_i64 visit_f64 visit_seq);
 }
 
 /// An object as `T`, else absent.
@@ -191,34 +163,7 @@ impl<'de, T: Deserialize<'de> + Default> de::Visitor<'de> for List<T> {
         }
         Ok(out)
     }
-    fn visit_map<A: de::MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-        while a.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
-        Ok(Vec::new())
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Vec::new())
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Vec::new())
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Vec::new())
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Vec::new())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Vec::new())
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Vec::new())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Vec::new())
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
+    absent!(visit_none visit_unit visit_some visit_str visit_bool visit_u64 visit_i64 visit_f64 visit_map);
 }
 
 /// A list of objects (each read as `T`, a non-object element as `T::default()`), else
@@ -250,34 +195,7 @@ pub fn strings<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D
             }
             Ok(Some(out))
         }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_any(self)
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_map<A: de::MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-            while a.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
+        absent!(visit_none visit_unit visit_some visit_str visit_bool visit_u64 visit_i64 visit_f64 visit_map);
     }
     d.deserialize_any(Strings)
 }
