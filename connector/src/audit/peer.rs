@@ -162,7 +162,11 @@ mod tests {
         assert!(b.contains("10.1.2.3".parse().unwrap()));
         assert!(b.contains("::ffff:10.1.2.3".parse().unwrap()));
         assert!(!b.contains("11.0.0.1".parse().unwrap()));
-        assert!(IpBlock::parse("fd00::/8").unwrap().contains("fd12::1".parse().unwrap()));
+        let v6 = IpBlock::parse("fd00::/8").unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains("fe80::1".parse().unwrap()));
+        assert!(!IpBlock::parse("2001:db8::/32").unwrap().contains("2001:db9::1".parse().unwrap()));
+        assert!(IpBlock::parse("::/0").unwrap().contains("2001:db9::1".parse().unwrap()));
         assert!(IpBlock::parse("10.0.0.0/33").is_err());
         assert!(IpBlock::parse("proxy.local").is_err());
     }

@@ -357,6 +357,21 @@ mod tests {
         assert_eq!(refusals.peer_over_budget(running), Some(Duration::from_secs(30)));
     }
 
+    /// A flush forgets the budgets whose window has ended, at its end exactly, so the table
+    /// holds only the peers refused within the last interval.
+    #[tokio::test(start_paused = true)]
+    async fn a_flush_forgets_budgets_exactly_at_the_end_of_their_window() {
+        let refusals = Refusals::new(Duration::from_secs(60), 2);
+        let budgets = || refusals.state.lock().unwrap().budgets.len();
+        refusals.token_refused(ip("198.51.100.7"), "malformed", "0", None, true);
+        tokio::time::advance(Duration::from_secs(59)).await;
+        refusals.flush(false);
+        assert_eq!(budgets(), 1, "still running");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        refusals.flush(false);
+        assert_eq!(budgets(), 0, "ended");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_window_closes_exactly_after_its_interval_with_the_refusals_it_counted() {
         let refusals = Refusals::new(Duration::from_secs(10), 100);

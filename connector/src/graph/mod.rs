@@ -53,6 +53,8 @@ use request::{Method, check_outbound, relative_path};
 const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Bound on pages followed by [`GraphClient::get_all_pages`], whatever the item limit.
 const MAX_PAGES: usize = 100;
+/// Mailboxes whose concurrency limit is remembered before idle ones are forgotten.
+const MAX_TRACKED_MAILBOXES: usize = 10_000;
 
 /// Settings of the Graph client; the config module builds them.
 #[derive(Clone, Debug)]
@@ -368,7 +370,7 @@ impl GraphClient {
     ) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let semaphore = {
             let mut map = self.inner.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
-            if map.len() > 10_000 {
+            if map.len() > MAX_TRACKED_MAILBOXES {
                 // Forget idle mailboxes so the map stays bounded.
                 map.retain(|_, s| Arc::strong_count(s) > 1);
             }

@@ -434,3 +434,159 @@ async fn at_most_four_requests_per_mailbox_are_in_flight() {
     assert!(run(vec![1; 8]).await >= Duration::from_millis(600));
     assert!(run((1..=8).collect()).await < Duration::from_millis(600));
 }
+
+/// A client whose base is Graph itself (not loopback), with the default download hosts.
+fn production_client() -> GraphClient {
+    client(GraphSettings::new(Url::parse("https://graph.microsoft.com/v1.0").expect("url")))
+}
+
+fn allowed(c: &GraphClient, url: &str) -> bool {
+    c.download_allowed(&Url::parse(url).expect("url"))
+}
+
+#[test]
+fn off_loopback_only_https_to_listed_hosts_without_credentials_is_downloaded() {
+    let c = production_client();
+    assert!(!c.settings().base_is_loopback());
+    assert!(allowed(&c, "https://contoso.sharepoint.com/_layouts/download.aspx?x=1"));
+    assert!(!allowed(&c, "http://contoso.sharepoint.com/_layouts/download.aspx"), "plain http");
+    assert!(!allowed(&c, "https://user@contoso.sharepoint.com/x"), "a user name alone");
+    assert!(!allowed(&c, "https://user:pw@contoso.sharepoint.com/x"));
+    assert!(!allowed(&c, "https://:pw@contoso.sharepoint.com/x"), "a password alone");
+    assert!(!allowed(&c, "https://evil.example/x"));
+
+    // Loopback downloads exist for the test world only: with a real base they are refused
+    // even when the host is listed.
+    let mut settings =
+        GraphSettings::new(Url::parse("https://graph.microsoft.com/v1.0").expect("url"));
+    settings.download_hosts = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+    let c = client(settings);
+    for url in ["https://127.0.0.1:9/file", "http://127.0.0.1:9/file", "https://localhost/f"] {
+        assert!(!allowed(&c, url), "{url}");
+    }
+}
+
+#[test]
+fn on_loopback_listed_loopback_hosts_are_downloaded_over_http_too() {
+    let mut settings = GraphSettings::new(Url::parse("http://127.0.0.1:1/v1.0").expect("url"));
+    settings.download_hosts = vec!["127.0.0.1".to_owned(), "files.example".to_owned()];
+    let c = client(settings);
+    assert!(allowed(&c, "http://127.0.0.1:9/file"));
+    assert!(allowed(&c, "https://127.0.0.1:9/file"));
+    assert!(!allowed(&c, "ftp://127.0.0.1/file"));
+    assert!(!allowed(&c, "http://127.0.0.2:9/file"), "loopback but not listed");
+    assert!(allowed(&c, "https://files.example/f"));
+    assert!(!allowed(&c, "http://files.example/f"), "a listed remote host still needs https");
+}
+
+#[test]
+fn loopback_hosts_are_localhost_and_loopback_addresses_only() {
+    for host in ["localhost", "LocalHost", "127.0.0.1", "127.8.9.10", "[::1]", "::1"] {
+        assert!(is_loopback_host(host), "{host}");
+    }
+    for host in ["graph.microsoft.com", "10.0.0.1", "0.0.0.0", "[::]", "localhost.evil.example"] {
+        assert!(!is_loopback_host(host), "{host}");
+    }
+}
+
+/// The shared client follows no redirect itself (downloads follow theirs by hand, without the
+/// token), and off loopback it speaks HTTPS only.
+#[tokio::test]
+async fn the_shared_http_client_follows_no_redirect_and_refuses_plain_http_off_loopback() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/moved"))
+        .respond_with(ResponseTemplate::new(302).insert_header("Location", "/there"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/there"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let local = settings(&server);
+    let http = http_client(&local).expect("client");
+    let answer = http.get(format!("{}/moved", server.uri())).send().await.expect("answer");
+    assert_eq!(answer.status().as_u16(), 302, "the redirect is returned, not followed");
+
+    let remote = GraphSettings::new(Url::parse("https://graph.microsoft.com/v1.0").expect("url"));
+    let http = http_client(&remote).expect("client");
+    let refused = http.get(format!("{}/there", server.uri())).send().await;
+    assert!(refused.is_err(), "plain http with a non-loopback base");
+    assert_eq!(requests(&server).await, 1, "only the first request reached the server");
+}
+
+#[test]
+fn debug_output_shows_no_token() {
+    let shown = format!("{:?}", token());
+    assert_eq!(shown, "BearerToken([redacted])");
+    let shown = format!("{:?}", production_client());
+    assert_eq!(shown, r#"GraphClient { base_url: "https://graph.microsoft.com/v1.0" }"#);
+}
+
+/// Graph's error envelope is read from up to 64 KiB of body: a long message does not cost the
+/// error code.
+#[tokio::test]
+async fn long_error_bodies_keep_their_code() {
+    let server = MockServer::start().await;
+    let message = "m".repeat(8 * 1024);
+    Mock::given(method("GET"))
+        .and(path("/v1.0/me"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(
+            serde_json::json!({"error":{"code":"ErrorInvalidUrlQuery","message": message}}),
+        ))
+        .mount(&server)
+        .await;
+    let err = get(&client(settings(&server))).await.expect_err("bad request");
+    let shown = "m".repeat(200);
+    assert_eq!(
+        err.error,
+        GraphError::BadRequest { code: "ErrorInvalidUrlQuery".into(), message: shown },
+        "the code kept, the message cut at 200 characters"
+    );
+}
+
+/// A download of exactly the cap is delivered; one byte more is refused.
+#[tokio::test]
+async fn a_download_of_exactly_the_cap_is_delivered() {
+    let graph = MockServer::start().await;
+    let files = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/drives/d/items/i/content"))
+        .respond_with(
+            ResponseTemplate::new(302)
+                .insert_header("Location", format!("{}/_download/f", files.uri()).as_str()),
+        )
+        .mount(&graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/_download/f"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![b'x'; 100]))
+        .mount(&files)
+        .await;
+    let p = || GraphPath::fixed("/drives").segment("d").then("items").segment("i").then("content");
+    let mut exact = settings(&graph);
+    exact.max_download_bytes = 100;
+    let got = client(exact).download(&token(), mailbox(1), p()).await.expect("at the cap");
+    assert_eq!(got.body.bytes.len(), 100);
+    let mut below = settings(&graph);
+    below.max_download_bytes = 99;
+    let err = client(below).download(&token(), mailbox(1), p()).await.expect_err("over");
+    assert_eq!(err.error, GraphError::TooLarge);
+}
+
+/// The per-mailbox limits are bounded: past `MAX_TRACKED_MAILBOXES`, the idle ones are
+/// forgotten and the ones in use kept.
+#[tokio::test]
+async fn idle_mailbox_limits_are_forgotten_past_the_bound_and_busy_ones_kept() {
+    let c = production_client();
+    let tracked = || c.inner.mailboxes.lock().expect("lock").len();
+    let busy = c.mailbox_permit(mailbox(0)).await.expect("permit");
+    for n in 1..=MAX_TRACKED_MAILBOXES as u128 {
+        drop(c.mailbox_permit(mailbox(n)).await);
+    }
+    assert_eq!(tracked(), MAX_TRACKED_MAILBOXES + 1, "nothing forgotten up to the bound");
+    drop(c.mailbox_permit(mailbox(u128::MAX)).await);
+    assert_eq!(tracked(), 2, "the busy mailbox and the new one");
+    drop(busy);
+}
