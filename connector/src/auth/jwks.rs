@@ -267,6 +267,7 @@ mod tests {
     use wiremock::{Mock, MockServer, ResponseTemplate, matchers::method};
 
     use super::*;
+    use crate::http::raw_server::{chunked, raw_server};
 
     /// The documented cap, written out so a changed constant cannot move the tests with it.
     const ONE_MIB: usize = 1024 * 1024;
@@ -325,50 +326,6 @@ mod tests {
         bytes
     }
 
-    /// A loopback HTTP server that answers every request with `head` followed by `body`
-    /// chunks, then closes the connection: lets a test choose framing reqwest must cope with.
-    async fn raw_server(head: String, body: Vec<Vec<u8>>) -> String {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}/keys", listener.local_addr().expect("addr"));
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = socket.write_all(head.as_bytes()).await;
-                for part in &body {
-                    let _ = socket.write_all(part).await;
-                    let _ = socket.flush().await;
-                }
-                let _ = socket.shutdown().await;
-            }
-        });
-        url
-    }
-
-    fn chunked(parts: &[&[u8]]) -> (String, Vec<Vec<u8>>) {
-        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
-                    transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
-            .to_owned();
-        let mut body: Vec<Vec<u8>> = parts
-            .iter()
-            .map(|p| {
-                let mut chunk = format!("{:x}\r\n", p.len()).into_bytes();
-                chunk.extend_from_slice(p);
-                chunk.extend_from_slice(b"\r\n");
-                chunk
-            })
-            .collect();
-        body.push(b"0\r\n\r\n".to_vec());
-        (head, body)
-    }
-
     fn store_at(url: String, floor: Duration) -> JwksKeyStore {
         crate::server::install_crypto();
         JwksKeyStore::new(reqwest::Client::new(), url, floor)
@@ -388,7 +345,7 @@ mod tests {
         assert!(store.is_ready());
         // Streamed in two halves without a length.
         let (head, body) = chunked(&[&doc[..ONE_MIB / 2], &doc[ONE_MIB / 2..]]);
-        let store = store_at(raw_server(head, body).await, Duration::ZERO);
+        let store = store_at(format!("{}/keys", raw_server(head, body).await), Duration::ZERO);
         assert_eq!(store.refresh().await, Ok(1));
         assert!(store.key("k1").await.is_ok());
     }
@@ -397,7 +354,7 @@ mod tests {
     async fn a_streamed_jwks_one_byte_over_the_cap_is_refused() {
         let doc = jwks_of_size("k1", ONE_MIB + 1);
         let (head, body) = chunked(&[&doc[..ONE_MIB / 2], &doc[ONE_MIB / 2..]]);
-        let store = store_at(raw_server(head, body).await, Duration::ZERO);
+        let store = store_at(format!("{}/keys", raw_server(head, body).await), Duration::ZERO);
         let error = store.refresh().await.expect_err("refused");
         assert!(error.contains("larger than 1 MiB"), "{error}");
         assert!(!store.is_ready());
@@ -412,8 +369,10 @@ mod tests {
              connection: close\r\n\r\n",
             2 * ONE_MIB
         );
-        let store =
-            store_at(raw_server(head, vec![b"{\"keys\": [".to_vec()]).await, Duration::ZERO);
+        let store = store_at(
+            format!("{}/keys", raw_server(head, vec![b"{\"keys\": [".to_vec()]).await),
+            Duration::ZERO,
+        );
         let error = store.refresh().await.expect_err("refused");
         assert!(error.contains("larger than 1 MiB"), "{error}");
     }

@@ -384,6 +384,7 @@ fn download_host_patterns_match_whole_labels() {
     assert!(host_matches("*.sharepoint.com", "contoso.sharepoint.com"));
     assert!(host_matches("*.sharepoint.com", "contoso-my.SharePoint.com"));
     assert!(!host_matches("*.sharepoint.com", "sharepoint.com"));
+    assert!(!host_matches("*.sharepoint.com", ".sharepoint.com"), "an empty first label");
     assert!(!host_matches("*.sharepoint.com", "evilsharepoint.com"));
     assert!(!host_matches("*.sharepoint.com", "contoso.sharepoint.com.evil.example"));
     assert!(host_matches("files.example", "FILES.example"));
@@ -589,4 +590,62 @@ async fn idle_mailbox_limits_are_forgotten_past_the_bound_and_busy_ones_kept() {
     drop(c.mailbox_permit(mailbox(u128::MAX)).await);
     assert_eq!(tracked(), 2, "the busy mailbox and the new one");
     drop(busy);
+}
+
+/// A JSON answer of exactly the cap is read; one byte more is refused.
+#[tokio::test]
+async fn a_json_answer_of_exactly_the_cap_is_read() {
+    let server = MockServer::start().await;
+    let body = br#"{"id":"me"}"#;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/me"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(body.to_vec(), "application/json"))
+        .mount(&server)
+        .await;
+    let mut exact = settings(&server);
+    exact.max_json_bytes = body.len() as u64;
+    let got = get(&client(exact)).await.expect("at the cap");
+    assert_eq!(got.body, serde_json::json!({"id":"me"}));
+    let mut below = settings(&server);
+    below.max_json_bytes = body.len() as u64 - 1;
+    assert_eq!(get(&client(below)).await.expect_err("over").error, GraphError::TooLarge);
+}
+
+/// A streamed answer (no `Content-Length`) is refused as soon as it passes the cap, however
+/// its chunks fall.
+#[tokio::test]
+async fn a_streamed_answer_over_the_cap_is_refused() {
+    let body = br#"{"id":"me","displayName":"Adele"}"#;
+    let (head, chunks) = crate::http::raw_server::chunked(&[&body[..]]);
+    let base = crate::http::raw_server::raw_server(head, chunks).await;
+    let mut capped = GraphSettings::new(Url::parse(&format!("{base}/v1.0")).expect("url"));
+    capped.max_json_bytes = 10;
+    assert_eq!(get(&client(capped)).await.expect_err("over").error, GraphError::TooLarge);
+    let mut exact = GraphSettings::new(Url::parse(&format!("{base}/v1.0")).expect("url"));
+    exact.max_json_bytes = body.len() as u64;
+    assert_eq!(get(&client(exact)).await.expect("at the cap").body["displayName"], "Adele");
+}
+
+/// `retry-attempt` numbers the retries: absent on the first attempt, 1 on the second.
+#[tokio::test(start_paused = true)]
+async fn retries_are_numbered_and_the_first_attempt_is_not() {
+    let server = MockServer::start().await;
+    mount_then_ok(&server, throttled(Some("1")), 1).await;
+    get(&client(settings(&server))).await.expect("retried");
+    let reqs = server.received_requests().await.expect("recorded");
+    let attempt =
+        |n: usize| reqs[n].headers.get("retry-attempt").map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!((attempt(0), attempt(1)), (None, Some("1".to_owned())));
+}
+
+/// A demanded wait that exactly uses up the retry budget is still waited.
+#[tokio::test(start_paused = true)]
+async fn a_wait_of_exactly_the_remaining_budget_is_waited() {
+    let server = MockServer::start().await;
+    mount_then_ok(&server, throttled(Some("30")), 1).await;
+    let c = client(settings(&server)); // budget 30 s
+    let start = tokio::time::Instant::now();
+    get(&c).await.expect("retried after 30 s");
+    assert_eq!(start.elapsed(), Duration::from_secs(30));
+    assert_eq!(requests(&server).await, 2);
 }

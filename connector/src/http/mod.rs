@@ -5,6 +5,8 @@
 //! load shedding, Host/Origin, the auth middleware's 401/403/429/503), each one status and one
 //! JSON body, logged once where it becomes a response.
 
+#[cfg(test)]
+pub(crate) mod raw_server;
 pub mod retry;
 
 use std::time::Duration;
