@@ -80,6 +80,20 @@ async fn requests(server: &MockServer) -> usize {
     server.received_requests().await.map_or(0, |r| r.len())
 }
 
+/// `/drives/d/items/i/content`, the download every download test asks for.
+fn item_content() -> GraphPath {
+    GraphPath::fixed("/drives").segment("d").then("items").segment("i").then("content")
+}
+
+/// Graph answers the download of [`item_content`] with a redirect to `location`.
+async fn redirect_item_to(graph: &MockServer, location: &str) {
+    Mock::given(method("GET"))
+        .and(path("/v1.0/drives/d/items/i/content"))
+        .respond_with(ResponseTemplate::new(302).insert_header("Location", location))
+        .mount(graph)
+        .await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn integer_retry_after_is_honoured() {
     let server = MockServer::start().await;
@@ -323,14 +337,7 @@ async fn next_links_are_followed_below_the_base_only() {
 async fn downloads_follow_the_redirect_without_authorization_within_the_cap() {
     let graph = MockServer::start().await;
     let files = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/v1.0/drives/b!d/items/i1/content"))
-        .respond_with(
-            ResponseTemplate::new(302)
-                .insert_header("Location", format!("{}/_download/abc?sig=1", files.uri()).as_str()),
-        )
-        .mount(&graph)
-        .await;
+    redirect_item_to(&graph, &format!("{}/_download/abc?sig=1", files.uri())).await;
     Mock::given(method("GET"))
         .and(path("/_download/abc"))
         .respond_with(
@@ -338,20 +345,25 @@ async fn downloads_follow_the_redirect_without_authorization_within_the_cap() {
                 .insert_header("content-type", "text/plain")
                 .set_body_bytes(vec![b'x'; 100]),
         )
-        .expect(2)
+        .expect(3)
         .mount(&files)
         .await;
     let c = client(settings(&graph));
-    let p = GraphPath::fixed("/drives").segment("b!d").then("items").segment("i1").then("content");
-    let got = c.download(&token(), mailbox(1), p.clone()).await.expect("download");
+    let got = c.download(&token(), mailbox(1), item_content()).await.expect("download");
     assert_eq!(got.body.bytes.len(), 100);
     assert_eq!(got.body.content_type.as_deref(), Some("text/plain"));
     let reqs = files.received_requests().await.expect("recorded");
     assert!(reqs[0].headers.get("authorization").is_none());
 
+    // Exactly the cap is delivered; one byte more is refused.
+    let mut exact = settings(&graph);
+    exact.max_download_bytes = 100;
+    let got =
+        client(exact).download(&token(), mailbox(1), item_content()).await.expect("at the cap");
+    assert_eq!(got.body.bytes.len(), 100);
     let mut small = settings(&graph);
     small.max_download_bytes = 99;
-    let err = client(small).download(&token(), mailbox(1), p).await.expect_err("cap");
+    let err = client(small).download(&token(), mailbox(1), item_content()).await.expect_err("cap");
     assert_eq!(err.error, GraphError::TooLarge);
 }
 
@@ -368,13 +380,8 @@ async fn download_redirects_to_hosts_outside_the_allow_list_are_refused() {
         "http://localhost:9/file",
     ] {
         graph.reset().await;
-        Mock::given(method("GET"))
-            .and(path("/v1.0/drives/d/items/i/content"))
-            .respond_with(ResponseTemplate::new(302).insert_header("Location", location))
-            .mount(&graph)
-            .await;
-        let p = GraphPath::fixed("/drives").segment("d").then("items").segment("i").then("content");
-        let err = c.download(&token(), mailbox(1), p).await.expect_err("refused");
+        redirect_item_to(&graph, location).await;
+        let err = c.download(&token(), mailbox(1), item_content()).await.expect_err("refused");
         assert_eq!(err.error, GraphError::DisallowedRedirect, "{location}");
     }
 }
@@ -545,35 +552,6 @@ async fn long_error_bodies_keep_their_code() {
         GraphError::BadRequest { code: "ErrorInvalidUrlQuery".into(), message: shown },
         "the code kept, the message cut at 200 characters"
     );
-}
-
-/// A download of exactly the cap is delivered; one byte more is refused.
-#[tokio::test]
-async fn a_download_of_exactly_the_cap_is_delivered() {
-    let graph = MockServer::start().await;
-    let files = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/v1.0/drives/d/items/i/content"))
-        .respond_with(
-            ResponseTemplate::new(302)
-                .insert_header("Location", format!("{}/_download/f", files.uri()).as_str()),
-        )
-        .mount(&graph)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/_download/f"))
-        .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![b'x'; 100]))
-        .mount(&files)
-        .await;
-    let p = || GraphPath::fixed("/drives").segment("d").then("items").segment("i").then("content");
-    let mut exact = settings(&graph);
-    exact.max_download_bytes = 100;
-    let got = client(exact).download(&token(), mailbox(1), p()).await.expect("at the cap");
-    assert_eq!(got.body.bytes.len(), 100);
-    let mut below = settings(&graph);
-    below.max_download_bytes = 99;
-    let err = client(below).download(&token(), mailbox(1), p()).await.expect_err("over");
-    assert_eq!(err.error, GraphError::TooLarge);
 }
 
 /// The per-mailbox limits are bounded: past `MAX_TRACKED_MAILBOXES`, the idle ones are
