@@ -290,6 +290,37 @@ async fn a_failed_fsync_fails_its_records_and_never_repeats_a_seq() {
     assert_eq!((report.records, report.segments), (3, 2), "continued in a new segment");
 }
 
+/// With fsync, each new segment's directory is synced; a segment whose directory sync fails
+/// is refused with its records and created again by the next record, so no gap is left.
+#[tokio::test]
+async fn a_segment_whose_directory_sync_fails_is_refused_and_created_again() {
+    let dir = TempDir::new();
+    let (dir_syncs, fail) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(true)));
+    let (counted, failing) = (dir_syncs.clone(), fail.clone());
+    let options = WriterOptions {
+        fsync: true,
+        rotate_bytes: 1,
+        faults: Some(Arc::new(move |point| {
+            if point == FaultPoint::SyncDir {
+                counted.fetch_add(1, Ordering::SeqCst);
+                if failing.swap(false, Ordering::SeqCst) {
+                    return Err(std::io::Error::other("EIO"));
+                }
+            }
+            Ok(())
+        })),
+        ..WriterOptions::new(dir.log())
+    };
+    let log = AuditLog::open(options, Clock::system()).unwrap();
+    assert!(log.record(&call_record(0)).await.is_err(), "no durable segment, no record");
+    assert!(!dir.log().exists(), "the refused segment was removed");
+    assert_eq!(log.record(&call_record(1)).await.unwrap(), 1);
+    assert_eq!(log.record(&call_record(2)).await.unwrap(), 2, "in a second segment");
+    assert_eq!(dir_syncs.load(Ordering::SeqCst), 3, "one per segment created");
+    let report = ok(verify(&dir.0, None).unwrap());
+    assert_eq!((report.records, report.segments), (2, 2));
+}
+
 #[tokio::test]
 async fn segments_rotate_by_size_and_the_chain_runs_through_them() {
     let dir = TempDir::new();

@@ -26,6 +26,8 @@ pub(super) const MAX_BATCH: usize = 1024;
 pub enum FaultPoint {
     Write,
     Sync,
+    /// The fsync of the directory a new segment was created in.
+    SyncDir,
 }
 
 /// Called before each write and fsync; an error is treated as that operation failing.
@@ -259,15 +261,15 @@ impl Writer {
             return Ok(());
         };
         if *recover {
+            // Only a failed write to an open segment sets `recover`, so the segment is there,
+            // or (when reading its tail failed before) it is still the last one opened.
             let failed = segment.take().map_or(*last_index, |s| s.index);
-            if failed > 0 {
-                let tail = segments::tail(&segments::segment_path(&options.path, failed))?;
-                if let Some((seq, digest)) = tail.last
-                    && seq >= self.seq
-                {
-                    self.seq = seq;
-                    self.prev = digest;
-                }
+            let tail = segments::tail(&segments::segment_path(&options.path, failed))?;
+            if let Some((seq, digest)) = tail.last
+                && seq >= self.seq
+            {
+                self.seq = seq;
+                self.prev = digest;
             }
             *recover = false;
         }
@@ -277,7 +279,7 @@ impl Writer {
         loop {
             let index = *last_index + 1;
             let path = segments::segment_path(&options.path, index);
-            match create_segment(&path, options.fsync) {
+            match create_segment(&path, options) {
                 Ok(file) => {
                     *last_index = index;
                     *segment = Some(Segment { file, index, len: 0 });
@@ -290,21 +292,32 @@ impl Writer {
     }
 }
 
-/// Creates a segment readable by its owner only and makes its directory entry durable.
-fn create_segment(path: &Path, fsync: bool) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.append(true).create_new(true);
+/// Creates a segment readable by its owner only. With `fsync`, the directory is synced too, so
+/// the segment's name survives a crash with the records written to it; when that fails, the
+/// segment is removed again and the error returned (the records fail, and the next attempt
+/// creates the same segment).
+fn create_segment(path: &Path, options: &WriterOptions) -> io::Result<File> {
+    let mut open = OpenOptions::new();
+    open.append(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        open.mode(0o600);
     }
-    let file = options.open(path)?;
-    if fsync
-        && let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty())
-        && let Ok(d) = File::open(dir)
-    {
-        let _ = d.sync_all();
+    let file = open.open(path)?;
+    // Directories cannot be opened as files to sync them on every platform; on unix they can.
+    #[cfg(unix)]
+    if options.fsync {
+        let dir = match path.parent() {
+            Some(dir) if dir.as_os_str().is_empty() => Path::new("."),
+            Some(dir) => dir,
+            None => Path::new("/"),
+        };
+        let fault = options.faults.as_ref().map_or(Ok(()), |hook| hook(FaultPoint::SyncDir));
+        if let Err(e) = fault.and_then(|()| File::open(dir)?.sync_all()) {
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
     }
     Ok(file)
 }
