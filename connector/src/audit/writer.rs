@@ -91,10 +91,13 @@ pub(super) struct Writer {
 impl Writer {
     /// Opens the log: finds its last segment and the chain head. A torn tail is reported and
     /// the log continues in a new segment that starts with a `log_resumed` record.
-    pub fn open(options: WriterOptions, clock: Clock) -> Result<Self, AuditError> {
-        let base = options.path.clone();
-        let open_err = |source| AuditError::Open { path: base.clone(), source };
-        if let Some(parent) = base.parent().filter(|p| !p.as_os_str().is_empty()) {
+    pub fn open(mut options: WriterOptions, clock: Clock) -> Result<Self, AuditError> {
+        let given = options.path.clone();
+        let open_err = |source| AuditError::Open { path: given.clone(), source };
+        // Absolute from here on: every segment has a directory to create and to sync.
+        let base = std::path::absolute(&options.path).map_err(open_err)?;
+        options.path = base.clone();
+        if let Some(parent) = base.parent() {
             std::fs::create_dir_all(parent).map_err(open_err)?;
         }
         let existing = segments::list(&base).map_err(open_err)?;
@@ -306,13 +309,11 @@ fn create_segment(path: &Path, options: &WriterOptions) -> io::Result<File> {
     }
     let file = open.open(path)?;
     // Directories cannot be opened as files to sync them on every platform; on unix they can.
+    // The path is absolute (`Writer::open`), so it has a parent.
     #[cfg(unix)]
-    if options.fsync {
-        let dir = match path.parent() {
-            Some(dir) if dir.as_os_str().is_empty() => Path::new("."),
-            Some(dir) => dir,
-            None => Path::new("/"),
-        };
+    if options.fsync
+        && let Some(dir) = path.parent()
+    {
         let fault = options.faults.as_ref().map_or(Ok(()), |hook| hook(FaultPoint::SyncDir));
         if let Err(e) = fault.and_then(|()| File::open(dir)?.sync_all()) {
             let _ = std::fs::remove_file(path);
