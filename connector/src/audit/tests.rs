@@ -321,6 +321,23 @@ async fn a_segment_whose_directory_sync_fails_is_refused_and_created_again() {
     assert_eq!((report.records, report.segments), (2, 2));
 }
 
+/// A file system that cannot sync directories at all (EINVAL) does not stop the log.
+#[tokio::test]
+async fn a_file_system_that_cannot_sync_directories_still_takes_records() {
+    let dir = TempDir::new();
+    let options = WriterOptions {
+        fsync: true,
+        faults: Some(Arc::new(|point| match point {
+            FaultPoint::SyncDir => Err(std::io::ErrorKind::InvalidInput.into()),
+            _ => Ok(()),
+        })),
+        ..WriterOptions::new(dir.log())
+    };
+    let log = AuditLog::open(options, Clock::system()).unwrap();
+    assert_eq!(log.record(&call_record(0)).await.unwrap(), 1);
+    assert_eq!(ok(verify(&dir.0, None).unwrap()).records, 1);
+}
+
 #[tokio::test]
 async fn segments_rotate_by_size_and_the_chain_runs_through_them() {
     let dir = TempDir::new();

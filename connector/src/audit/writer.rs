@@ -298,7 +298,8 @@ impl Writer {
 /// Creates a segment readable by its owner only. With `fsync`, the directory is synced too, so
 /// the segment's name survives a crash with the records written to it; when that fails, the
 /// segment is removed again and the error returned (the records fail, and the next attempt
-/// creates the same segment).
+/// creates the same segment). A file system that cannot sync directories (EINVAL) is not a
+/// failure.
 fn create_segment(path: &Path, options: &WriterOptions) -> io::Result<File> {
     let mut open = OpenOptions::new();
     open.append(true).create_new(true);
@@ -315,9 +316,14 @@ fn create_segment(path: &Path, options: &WriterOptions) -> io::Result<File> {
         && let Some(dir) = path.parent()
     {
         let fault = options.faults.as_ref().map_or(Ok(()), |hook| hook(FaultPoint::SyncDir));
-        if let Err(e) = fault.and_then(|()| File::open(dir)?.sync_all()) {
-            let _ = std::fs::remove_file(path);
-            return Err(e);
+        match fault.and_then(|()| File::open(dir)?.sync_all()) {
+            // Some file systems cannot sync a directory at all (EINVAL): nothing more to do.
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {}
+            Err(e) => {
+                let _ = std::fs::remove_file(path);
+                return Err(e);
+            }
+            Ok(()) => {}
         }
     }
     Ok(file)
