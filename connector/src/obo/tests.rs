@@ -75,6 +75,21 @@ fn caller() -> Caller {
     caller_for(TID, OID)
 }
 
+/// Mounts the tenant's token endpoint on `server`, answering `response`, and expects `calls`
+/// exchanges (checked when the server drops).
+async fn token_endpoint(
+    server: &MockServer,
+    response: impl wiremock::Respond + 'static,
+    calls: impl Into<wiremock::Times>,
+) {
+    Mock::given(method("POST"))
+        .and(path(token_path(TID)))
+        .respond_with(response)
+        .expect(calls)
+        .mount(server)
+        .await;
+}
+
 fn settings(server: &MockServer, credential: ClientCredential) -> OboSettings {
     OboSettings::new(Url::parse(&server.uri()).expect("url"), CLIENT_ID, credential)
 }
@@ -113,12 +128,7 @@ fn scopes() -> ScopeSet {
 async fn the_request_carries_the_assertion_explicit_scopes_cp1_and_the_secret() {
     // Arrange
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(token_path(TID)))
-        .respond_with(ok_body("graph-token-1", 3600))
-        .expect(1)
-        .mount(&server)
-        .await;
+    token_endpoint(&server, ok_body("graph-token-1", 3600), 1).await;
     let (clock, _) = TestClock::new();
     let p = provider(settings(&server, secret()), clock);
     let caller = caller();
@@ -156,11 +166,7 @@ async fn a_certificate_credential_sends_a_verifiable_client_assertion() {
     use rsa::{pkcs8::DecodePrivateKey, traits::PublicKeyParts};
     // Arrange
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(token_path(TID)))
-        .respond_with(ok_body("t", 3600))
-        .mount(&server)
-        .await;
+    token_endpoint(&server, ok_body("t", 3600), ..).await;
     let credential = ClientCredential::Certificate {
         private_key_pem: SecretString::from(TEST_KEY_PEM.to_owned()),
         x5t: "thumbprint-b64url".into(),
@@ -198,12 +204,7 @@ async fn a_certificate_credential_sends_a_verifiable_client_assertion() {
 async fn one_hundred_concurrent_callers_share_exactly_one_exchange() {
     // Arrange
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(token_path(TID)))
-        .respond_with(ok_body("shared", 3600).set_delay(Duration::from_millis(200)))
-        .expect(1)
-        .mount(&server)
-        .await;
+    token_endpoint(&server, ok_body("shared", 3600).set_delay(Duration::from_millis(200)), 1).await;
     let (clock, _) = TestClock::new();
     let p = provider(settings(&server, secret()), clock);
     // Act
@@ -257,12 +258,7 @@ impl TokenCache for StoredJustBeforeTheClaim {
 async fn a_token_stored_between_the_miss_and_the_won_lock_is_used_not_exchanged_again() {
     // Arrange: one exchange stores the token; then the reads miss until the lock is won.
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(token_path(TID)))
-        .respond_with(ok_body("stored-by-the-holder", 3600))
-        .expect(1)
-        .mount(&server)
-        .await;
+    token_endpoint(&server, ok_body("stored-by-the-holder", 3600), 1).await;
     let (clock, _) = TestClock::new();
     let cache =
         Arc::new(StoredJustBeforeTheClaim { store: MokaTokenCache::default(), hide: false.into() });
@@ -306,12 +302,7 @@ async fn failed_exchanges_are_shared_by_waiters_and_not_cached() {
 #[tokio::test]
 async fn max_reuse_zero_exchanges_on_every_call() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(token_path(TID)))
-        .respond_with(ok_body("t", 3600))
-        .expect(3)
-        .mount(&server)
-        .await;
+    token_endpoint(&server, ok_body("t", 3600), 3).await;
     let (clock, _) = TestClock::new();
     let mut s = settings(&server, secret());
     s.max_reuse = Duration::ZERO;
@@ -324,12 +315,7 @@ async fn max_reuse_zero_exchanges_on_every_call() {
 #[tokio::test]
 async fn tokens_are_renewed_before_expiry_and_after_the_maximum_reuse_age() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(token_path(TID)))
-        .respond_with(ok_body("t", 600))
-        .expect(2)
-        .mount(&server)
-        .await;
+    token_endpoint(&server, ok_body("t", 600), 2).await;
     let (clock, time) = TestClock::new();
     let mut s = settings(&server, secret());
     s.max_reuse = Duration::from_secs(3600);
@@ -343,12 +329,7 @@ async fn tokens_are_renewed_before_expiry_and_after_the_maximum_reuse_age() {
     p.graph_token(&c, &scopes(), None).await.expect("renewed");
 
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(token_path(TID)))
-        .respond_with(ok_body("t", 86_400))
-        .expect(2)
-        .mount(&server)
-        .await;
+    token_endpoint(&server, ok_body("t", 86_400), 2).await;
     let (clock, time) = TestClock::new();
     let mut s = settings(&server, secret());
     s.max_reuse = Duration::from_secs(60);
@@ -364,12 +345,7 @@ async fn tokens_are_renewed_before_expiry_and_after_the_maximum_reuse_age() {
 async fn cache_entries_are_separate_per_tenant_user_and_scope_set_and_can_be_evicted() {
     const OTHER_TID: &str = "11111111-2222-3333-4444-555555555555";
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(token_path(TID)))
-        .respond_with(ok_body("t", 3600))
-        .expect(4)
-        .mount(&server)
-        .await;
+    token_endpoint(&server, ok_body("t", 3600), 4).await;
     Mock::given(method("POST"))
         .and(path(token_path(OTHER_TID)))
         .respond_with(ok_body("t", 3600))
@@ -398,11 +374,7 @@ async fn a_cached_token_serves_only_the_sign_in_that_obtained_it() {
     // at the OBO step, so B must not ride on A's Graph token; each sign-in still makes one
     // exchange however many calls it serves, and concurrent first calls of one sign-in share it.
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(token_path(TID)))
-        .respond_with(ok_body("t", 3600).set_delay(std::time::Duration::from_millis(50)))
-        .expect(2)
-        .mount(&server)
+    token_endpoint(&server, ok_body("t", 3600).set_delay(std::time::Duration::from_millis(50)), 2)
         .await;
     let (clock, _) = TestClock::new();
     let p = provider(settings(&server, secret()), clock);
@@ -460,12 +432,7 @@ impl TokenCache for Recording {
 async fn the_store_holds_no_plaintext_token_and_a_swapped_blob_is_a_miss() {
     let server = MockServer::start().await;
     let token = "eyJ0eXAiOiJKV1QiLCJub25jZSI6InNlbnRpbmVsLWdyYXBoLXRva2VuIn0.payload.sig";
-    Mock::given(method("POST"))
-        .and(path(token_path(TID)))
-        .respond_with(ok_body(token, 3600))
-        .expect(3)
-        .mount(&server)
-        .await;
+    token_endpoint(&server, ok_body(token, 3600), 3).await;
     let (clock, _) = TestClock::new();
     let store = Arc::new(Recording::default());
     let p = provider(settings(&server, secret()), clock).with_cache(store.clone());
@@ -489,12 +456,7 @@ async fn the_store_holds_no_plaintext_token_and_a_swapped_blob_is_a_miss() {
 #[tokio::test]
 async fn challenge_claims_are_merged_with_cp1_and_force_an_exchange() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(token_path(TID)))
-        .respond_with(ok_body("t", 3600))
-        .expect(2)
-        .mount(&server)
-        .await;
+    token_endpoint(&server, ok_body("t", 3600), 2).await;
     let (clock, _) = TestClock::new();
     let p = provider(settings(&server, secret()), clock);
     p.graph_token(&caller(), &scopes(), None).await.expect("token");
@@ -556,12 +518,7 @@ async fn after_entra_throttles_a_user_it_is_not_asked_again_until_retry_after() 
         .expect(1)
         .mount(&server)
         .await;
-    Mock::given(method("POST"))
-        .and(path(token_path(TID)))
-        .respond_with(ok_body("after the cool-down", 3600))
-        .expect(2)
-        .mount(&server)
-        .await;
+    token_endpoint(&server, ok_body("after the cool-down", 3600), 2).await;
     let (clock, time) = TestClock::new();
     let p = provider(settings(&server, secret()), clock);
     let (joni, other) = (caller(), caller_for(TID, "00000000-0000-0000-0000-0000000000b2"));
@@ -596,11 +553,7 @@ async fn an_unreachable_entra_is_reported_as_such() {
 #[tokio::test]
 async fn the_observer_sees_exchanges_cache_hits_and_failures_without_tokens() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(token_path(TID)))
-        .respond_with(ok_body("t", 3600))
-        .mount(&server)
-        .await;
+    token_endpoint(&server, ok_body("t", 3600), ..).await;
     let (clock, _) = TestClock::new();
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
@@ -839,12 +792,7 @@ impl TokenCache for SharedStore {
 #[tokio::test]
 async fn a_claimed_exchange_is_awaited_from_the_holder_and_done_here_when_none_comes() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(token_path(TID)))
-        .respond_with(ok_body("exchanged", 3600))
-        .expect(2)
-        .mount(&server)
-        .await;
+    token_endpoint(&server, ok_body("exchanged", 3600), 2).await;
     let (clock, _) = TestClock::new();
     let store = Arc::new(SharedStore::default());
     let p = provider(settings(&server, secret()), clock).with_cache(store.clone());
@@ -875,11 +823,7 @@ async fn refusing_chat(server: &MockServer, refusal: serde_json::Value) {
         .with_priority(1)
         .mount(server)
         .await;
-    Mock::given(method("POST"))
-        .and(path(token_path(TID)))
-        .respond_with(ok_body("granted", 3600))
-        .mount(server)
-        .await;
+    token_endpoint(server, ok_body("granted", 3600), ..).await;
 }
 
 fn chat_union() -> ScopeSet {
@@ -1059,11 +1003,7 @@ async fn purging_a_tenant_forgets_its_users_union_refusals_and_cool_downs() {
 
     let server = MockServer::start().await;
     let throttled = ResponseTemplate::new(429).insert_header("Retry-After", "60");
-    Mock::given(method("POST"))
-        .and(path(token_path(TID)))
-        .respond_with(throttled)
-        .mount(&server)
-        .await;
+    token_endpoint(&server, throttled, ..).await;
     let p = provider(settings(&server, secret()), TestClock::new().0);
     assert_eq!(requests_around_purges(&server, &p, &scopes()).await, [1, 1, 2]);
 }
@@ -1100,12 +1040,7 @@ async fn a_claimed_exchange_is_waited_for_no_longer_than_the_claim_says() {
 #[tokio::test]
 async fn a_cache_entry_lives_no_longer_than_the_reuse_age_or_the_inbound_token() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(token_path(TID)))
-        .respond_with(ok_body("t", 3600))
-        .expect(3)
-        .mount(&server)
-        .await;
+    token_endpoint(&server, ok_body("t", 3600), 3).await;
     let (clock, time) = TestClock::new();
     let store = Arc::new(SharedStore::default());
     let p = provider(settings(&server, secret()), clock.clone()).with_cache(store.clone());
@@ -1127,11 +1062,7 @@ async fn a_cache_entry_lives_no_longer_than_the_reuse_age_or_the_inbound_token()
 #[tokio::test]
 async fn without_token_reuse_a_request_inside_the_union_asks_for_its_own_scopes() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(token_path(TID)))
-        .respond_with(ok_body("t", 3600))
-        .mount(&server)
-        .await;
+    token_endpoint(&server, ok_body("t", 3600), ..).await;
     let mut s = settings(&server, secret());
     s.max_reuse = Duration::ZERO;
     let p = provider(s, TestClock::new().0).with_union(chat_union());
@@ -1167,11 +1098,7 @@ async fn a_call_that_exchanged_the_union_and_joined_another_exchange_reports_the
         .with_priority(1)
         .mount(&server)
         .await;
-    Mock::given(method("POST"))
-        .and(path(token_path(TID)))
-        .respond_with(ok_body("chat", 3600).set_delay(Duration::from_millis(500)))
-        .mount(&server)
-        .await;
+    token_endpoint(&server, ok_body("chat", 3600).set_delay(Duration::from_millis(500)), ..).await;
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
     let p = provider(settings(&server, secret()), TestClock::new().0)
