@@ -384,6 +384,7 @@ pub fn render(r: &CalendarSearchResult) -> String {
         }
         out.push('\n');
     }
+    out.extend(r.truncation.line());
     out
 }
 
@@ -434,6 +435,26 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2024, 5, 6, 8, 0, 0).single().expect("now")
+    }
+
+    #[test]
+    fn the_text_says_when_the_result_was_cut() {
+        let result = |truncation| CalendarSearchResult {
+            calendar: "me".into(),
+            method: "calendar_view".into(),
+            window: None,
+            events: Vec::new(),
+            page: Page::default(),
+            applied_filters: Vec::new(),
+            truncation,
+            time_zone_note: None,
+        };
+        let cut = render(&result(Truncation::because("result byte budget of 10 bytes reached")));
+        assert_eq!(
+            cut,
+            "0 event(s) in me (calendar_view)\n(truncated: result byte budget of 10 bytes reached)\n"
+        );
+        assert_eq!(render(&result(Truncation::none())), "0 event(s) in me (calendar_view)\n");
     }
 
     fn criteria_in(

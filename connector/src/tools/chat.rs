@@ -290,6 +290,7 @@ pub fn render(r: &ChatSearchResult) -> String {
         }
         out.push('\n');
     }
+    out.extend(r.truncation.line());
     out
 }
 
@@ -364,5 +365,18 @@ mod tests {
         assert_eq!(h.summary, "hi");
         assert_eq!(chat_hit(&channel, &zone).uri, None);
         assert!(check(&ChatSearchArgs::default()).is_err());
+    }
+    #[test]
+    fn the_text_says_when_the_result_was_cut() {
+        let result = |truncation| ChatSearchResult {
+            messages: Vec::new(),
+            page: Page::default(),
+            applied_filters: Vec::new(),
+            truncation,
+            time_zone_note: None,
+        };
+        let cut = render(&result(Truncation::because("result byte budget of 10 bytes reached")));
+        assert_eq!(cut, "0 chat message(s)\n(truncated: result byte budget of 10 bytes reached)\n");
+        assert_eq!(render(&result(Truncation::none())), "0 chat message(s)\n");
     }
 }

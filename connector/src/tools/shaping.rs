@@ -94,6 +94,13 @@ impl Truncation {
     pub fn because(reason: impl Into<String>) -> Self {
         Self { truncated: true, reason: Some(reason.into()) }
     }
+
+    /// The line a search's text answer ends with when something was left out, so a reader of
+    /// the text alone knows the list is not complete.
+    pub fn line(&self) -> Option<String> {
+        self.truncated
+            .then(|| format!("(truncated: {})\n", self.reason.as_deref().unwrap_or("byte budget")))
+    }
 }
 
 /// The outcome of one source of a result (a Graph call, a file, an attachment).
@@ -334,6 +341,17 @@ fn fence_untrusted(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_cut_result_has_a_truncation_line() {
+        assert_eq!(Truncation::none().line(), None);
+        assert_eq!(
+            Truncation::because("budget reached").line().as_deref(),
+            Some("(truncated: budget reached)\n")
+        );
+        let unexplained = Truncation { truncated: true, reason: None };
+        assert_eq!(unexplained.line().as_deref(), Some("(truncated: byte budget)\n"));
+    }
 
     #[test]
     fn content_is_fenced_as_untrusted_and_cannot_close_the_fence() {

@@ -427,11 +427,7 @@ pub fn render(r: &EmailSearchResult) -> String {
         }
         out.push('\n');
     }
-    if r.truncation.truncated {
-        out.push_str("(truncated: ");
-        out.push_str(r.truncation.reason.as_deref().unwrap_or("byte budget"));
-        out.push_str(")\n");
-    }
+    out.extend(r.truncation.line());
     out
 }
 
