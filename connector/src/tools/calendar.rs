@@ -374,7 +374,7 @@ pub fn render(r: &CalendarSearchResult) -> String {
         r.page.returned,
         r.calendar,
         r.method,
-        if r.page.has_more { ", more available (pass next_cursor)" } else { "" }
+        r.page.more_note()
     );
     for e in &r.events {
         let start = e.start.as_ref().map_or("", |d| d.local.as_str());

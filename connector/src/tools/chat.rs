@@ -275,11 +275,7 @@ pub async fn run(
 
 /// The concise text next to the structured result.
 pub fn render(r: &ChatSearchResult) -> String {
-    let mut out = format!(
-        "{} chat message(s){}\n",
-        r.page.returned,
-        if r.page.has_more { ", more available (pass next_cursor)" } else { "" }
-    );
+    let mut out = format!("{} chat message(s){}\n", r.page.returned, r.page.more_note());
     for m in &r.messages {
         let when = m.sent.as_ref().map_or("", |d| d.local.as_str());
         let from = m.from.as_ref().map_or("", |p| p.name.as_str());

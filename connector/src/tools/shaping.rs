@@ -47,6 +47,13 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
+impl Page {
+    /// What a search's first text line adds when another page exists.
+    pub fn more_note(&self) -> &'static str {
+        if self.has_more { ", more available (pass next_cursor)" } else { "" }
+    }
+}
+
 /// Who applied a filter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -341,6 +348,13 @@ fn fence_untrusted(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_page_with_more_after_it_says_so() {
+        assert_eq!(Page::default().more_note(), "");
+        let more = Page { has_more: true, ..Page::default() };
+        assert_eq!(more.more_note(), ", more available (pass next_cursor)");
+    }
 
     #[test]
     fn only_a_cut_result_has_a_truncation_line() {

@@ -416,7 +416,7 @@ pub fn render(r: &EmailSearchResult) -> String {
         r.page.returned,
         r.mailbox,
         r.method,
-        if r.page.has_more { ", more available (pass next_cursor)" } else { "" }
+        r.page.more_note()
     );
     for m in &r.messages {
         let when = m.received.as_ref().map_or("", |d| d.local.as_str());
