@@ -221,50 +221,18 @@ async fn one_hundred_concurrent_callers_share_exactly_one_exchange() {
     // Mock asserts on drop
 }
 
-/// A shared store as another instance's lock holder leaves it: the entry is there, but this
-/// instance's reads missed it until the moment it won the lock.
-struct StoredJustBeforeTheClaim {
-    store: MokaTokenCache,
-    hide: std::sync::atomic::AtomicBool,
-}
-
-impl TokenCache for StoredJustBeforeTheClaim {
-    fn get<'a>(&'a self, key: &'a TokenCacheKey) -> BoxFuture<'a, Option<Vec<u8>>> {
-        Box::pin(async move {
-            if self.hide.load(Ordering::SeqCst) { None } else { self.store.get(key).await }
-        })
-    }
-    fn put<'a>(
-        &'a self,
-        key: &'a TokenCacheKey,
-        blob: Vec<u8>,
-        ttl: Duration,
-    ) -> BoxFuture<'a, ()> {
-        self.store.put(key, blob, ttl)
-    }
-    fn remove(&self, key: &TokenCacheKey) {
-        self.store.remove(key);
-    }
-    fn purge_tenant(&self, tenant: TenantId) {
-        self.store.purge_tenant(tenant);
-    }
-    fn claim_exchange<'a>(&'a self, _key: &'a TokenCacheKey) -> BoxFuture<'a, ExchangeClaim> {
-        self.hide.store(false, Ordering::SeqCst);
-        Box::pin(async { ExchangeClaim::Held("lock-token".into()) })
-    }
-}
-
 #[tokio::test]
 async fn a_token_stored_between_the_miss_and_the_won_lock_is_used_not_exchanged_again() {
     // Arrange: one exchange stores the token; then the reads miss until the lock is won.
     let server = MockServer::start().await;
     token_endpoint(&server, ok_body("stored-by-the-holder", 3600), 1).await;
     let (clock, _) = TestClock::new();
-    let cache =
-        Arc::new(StoredJustBeforeTheClaim { store: MokaTokenCache::default(), hide: false.into() });
-    let p = provider(settings(&server, secret()), clock).with_cache(cache.clone());
+    let store = Arc::new(SharedStore::default());
+    let p = provider(settings(&server, secret()), clock).with_cache(store.clone());
     p.graph_token(&caller(), &scopes(), None).await.expect("first exchange");
-    cache.hide.store(true, Ordering::SeqCst);
+    // The next call's lookups miss (the holder stored its token just after them), until this
+    // instance wins the claim (`Held`).
+    store.hidden_until_claim.store(true, Ordering::SeqCst);
     // Act
     let token = p.graph_token(&caller(), &scopes(), None).await.expect("token");
     // Assert: the stored token, and the mock's expect(1) on drop: no second exchange.
@@ -730,12 +698,15 @@ async fn a_call_whose_union_step_exchanged_is_not_reported_as_a_cache_hit() {
 // ---- the shared store's claim and union refusals, the scope rules, reading Entra's answer ----
 
 /// A shared store as one instance sees it: blobs in memory (the next `hidden_reads` reads
-/// miss, as when another instance stores while this one waits), the claim it answers, and the
-/// union refusals instances shared through it.
+/// miss, as when another instance stores while this one waits; with `hidden_until_claim`,
+/// every read misses until the next claim, as when the lock's last holder stored its token
+/// just after this instance looked), the claim it answers, and the union refusals instances
+/// shared through it.
 #[derive(Default)]
 struct SharedStore {
     store: MokaTokenCache,
     hidden_reads: std::sync::atomic::AtomicUsize,
+    hidden_until_claim: std::sync::atomic::AtomicBool,
     busy_for: Mutex<Option<Duration>>,
     /// The time to live of every `put`, in order.
     ttls: Mutex<Vec<Duration>>,
@@ -744,10 +715,11 @@ struct SharedStore {
 
 impl TokenCache for SharedStore {
     fn get<'a>(&'a self, key: &'a TokenCacheKey) -> BoxFuture<'a, Option<Vec<u8>>> {
-        let hidden = self
-            .hidden_reads
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
+        let hidden = self.hidden_until_claim.load(Ordering::SeqCst)
+            || self
+                .hidden_reads
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
         Box::pin(async move { if hidden { None } else { self.store.get(key).await } })
     }
     fn put<'a>(
@@ -766,6 +738,7 @@ impl TokenCache for SharedStore {
         self.store.purge_tenant(tenant);
     }
     fn claim_exchange<'a>(&'a self, _key: &'a TokenCacheKey) -> BoxFuture<'a, ExchangeClaim> {
+        self.hidden_until_claim.store(false, Ordering::SeqCst);
         let busy = *self.busy_for.lock().unwrap();
         Box::pin(
             async move { busy.map_or(ExchangeClaim::Held("lock".into()), ExchangeClaim::Busy) },
